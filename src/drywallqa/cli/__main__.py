@@ -1,0 +1,5 @@
+import sys
+
+from drywallqa.cli import main
+
+sys.exit(main())

@@ -1,0 +1,332 @@
+"""Roboflow / COCO detection and segmentation exports.
+
+Layout (what Roboflow writes)::
+
+    <dataset>/<split>/_annotations.coco.json   # images, annotations, categories
+    <dataset>/<split>/<image files>
+
+Segmentations may be polygon lists, uncompressed RLE (``counts`` a list), compressed RLE
+(``counts`` a string), or empty (box-only annotation). Roboflow adds a root category named after
+the project (supercategory ``"none"``) that no annotation uses; it is ignored.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from drywallqa.data.core import AnnotatedDataset, Annotation, Sample, canonical_split
+from drywallqa.data.groups import source_group
+from drywallqa.data.masks import mask_to_box, mask_to_rle, rle_to_mask
+from drywallqa.data.prompts import PromptConfig
+from drywallqa.errors import DataError, IssueLog
+from drywallqa.files import atomic_write_json, image_size, read_json
+
+ANNOTATION_FILE = "_annotations.coco.json"
+SPLIT_FOLDERS = {"train", "valid", "val", "validation", "test"}
+
+
+def find_coco_files(path: str | os.PathLike, annotation_file: str = ANNOTATION_FILE) -> list[Path]:
+    """Annotation files under ``path``: the file itself, ``path/<file>``, or ``path/<split>/<file>``."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError(f"{path}: no such file or folder")
+    direct = path / annotation_file
+    if direct.is_file():
+        return [direct]
+    found = sorted(p / annotation_file for p in path.iterdir() if (p / annotation_file).is_file())
+    if not found:
+        raise DataError(f"{path}: no {annotation_file} in it or in its split folders (expected <split>/{annotation_file})")
+    return found
+
+
+def load_coco(
+    path: str | os.PathLike,
+    *,
+    name: str | None = None,
+    annotation_file: str = ANNOTATION_FILE,
+    prompt_config: PromptConfig | None = None,
+    strict: bool = False,
+    quiet: bool = False,
+    verify_images: bool = True,
+    issues: IssueLog | None = None,
+) -> AnnotatedDataset:
+    """Load a COCO / Roboflow export into an :class:`AnnotatedDataset`.
+
+    Args:
+        path: Dataset root holding split folders, one split folder, or one annotation json file.
+        name: Dataset name; defaults to the root folder's name.
+        annotation_file: Name of the json in each split folder.
+        prompt_config: Maps category names to prompt classes; the built-in config by default.
+        strict: Raise :class:`DataError` at the first bad entry instead of skipping it.
+        quiet: Do not print a warning line per skipped entry (they are still counted).
+        verify_images: Decode every image to catch unreadable and truncated files.
+        issues: Log to add skipped entries to (a new one by default).
+
+    Returns:
+        The dataset. Skipped entries are in ``dataset.issues``.
+
+    Raises:
+        DataError: If no annotation file is found or none can be read, or in strict mode.
+    """
+    files = find_coco_files(path, annotation_file)
+    path = Path(path)
+    root = path if path.is_dir() and not (path / annotation_file).is_file() else files[0].parent
+    if root == files[0].parent and root.name.lower() in SPLIT_FOLDERS:
+        # One split folder (or a json in one): the dataset is the folder above it.
+        root = root.parent
+    name = name or root.resolve().name
+    prompt_config = prompt_config or PromptConfig.default()
+    log = issues if issues is not None else IssueLog(strict=strict, quiet=quiet)
+    samples: list[Sample] = []
+    class_names: set[str] = set()
+    loaded_any = False
+    for file in files:
+        split = canonical_split(file.parent.name) if file.parent != root else ""
+        try:
+            data = read_json(file)
+            _check_coco_layout(data, file)
+        except DataError as exc:
+            if len(files) == 1 or log.strict:
+                raise
+            log.skip(file, "", "not a COCO annotation file", str(exc).split(": ", 1)[-1])
+            continue
+        loaded_any = True
+        file_samples, file_classes = _parse_coco(data, file, split, name, prompt_config, log, verify_images)
+        samples.extend(file_samples)
+        class_names |= file_classes
+    if not loaded_any:
+        raise DataError(f"{path}: none of its annotation files could be read ({len(log)} skipped)")
+    return AnnotatedDataset(name, samples, tuple(sorted(class_names)), root, log, "coco")
+
+
+def _check_coco_layout(data: object, file: Path) -> None:
+    if not isinstance(data, dict):
+        raise DataError(f"{file}: not a COCO annotation file (top level is {type(data).__name__}, expected an object)")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DataError(f"{file}: not a COCO annotation file (missing list {key!r})")
+
+
+def _parse_coco(
+    data: dict,
+    file: Path,
+    split: str,
+    dataset: str,
+    prompt_config: PromptConfig,
+    log: IssueLog,
+    verify_images: bool,
+) -> tuple[list[Sample], set[str]]:
+    folder = file.parent
+    categories = {}
+    for cat in data["categories"]:
+        if not isinstance(cat, dict) or "id" not in cat or "name" not in cat:
+            log.skip(file, f"category {cat!r:.60}", "category without id or name")
+            continue
+        categories[str(cat["id"])] = cat
+    roots = _roboflow_root_categories(categories.values())
+    class_of = {
+        cid: prompt_config.resolve(str(cat["name"]), cat.get("supercategory")).name
+        for cid, cat in categories.items()
+        if cid not in roots
+    }
+
+    images: dict[str, dict] = {}
+    for entry in data["images"]:
+        image_id = str(entry.get("id")) if isinstance(entry, dict) else None
+        if image_id is None or "file_name" not in entry:
+            log.skip(file, f"image {entry!r:.60}", "image entry without id or file_name")
+            continue
+        image_path = folder / str(entry["file_name"])
+        try:
+            width, height = image_size(image_path, verify=verify_images)
+        except DataError as exc:
+            reason = "missing image" if "not found" in str(exc) else "unreadable image"
+            log.skip(file, f"image id={image_id} ({entry['file_name']})", reason, str(exc).split(": ", 1)[-1])
+            continue
+        declared = (entry.get("width"), entry.get("height"))
+        if None not in declared and (int(declared[0]), int(declared[1])) != (width, height):
+            log.skip(
+                file, f"image id={image_id} ({entry['file_name']})", "image size mismatch",
+                f"json says {declared[0]}x{declared[1]}, file is {width}x{height}",
+            )
+            continue
+        images[image_id] = {"path": image_path, "width": width, "height": height, "annotations": []}
+
+    for entry in data["annotations"]:
+        ann_id = str(entry.get("id")) if isinstance(entry, dict) else "?"
+        where = f"annotation id={ann_id}"
+        if not isinstance(entry, dict):
+            log.skip(file, where, "annotation is not an object")
+            continue
+        image = images.get(str(entry.get("image_id")))
+        if image is None:
+            reason = "annotation of a skipped image" if _image_listed(data, entry.get("image_id")) else "unknown image id"
+            if reason == "unknown image id":
+                log.skip(file, where, reason, f"image_id={entry.get('image_id')!r}")
+            continue
+        cid = str(entry.get("category_id"))
+        if cid not in class_of:
+            log.skip(file, where, "unknown category id", f"category_id={entry.get('category_id')!r}")
+            continue
+        ann = _parse_annotation(entry, class_of[cid], str(categories[cid]["name"]), image, file, where, log)
+        if ann is not None:
+            image["annotations"].append(ann)
+
+    samples = [
+        Sample(
+            image_path=img["path"], width=img["width"], height=img["height"], split=split, dataset=dataset,
+            group=source_group(img["path"].name), annotations=tuple(img["annotations"]), image_id=image_id,
+        )
+        for image_id, img in images.items()
+    ]
+    return samples, set(class_of.values())
+
+
+def _image_listed(data: dict, image_id: object) -> bool:
+    return any(isinstance(e, dict) and str(e.get("id")) == str(image_id) for e in data["images"])
+
+
+def _roboflow_root_categories(categories: Iterable[dict]) -> set[str]:
+    """Ids of Roboflow's project-level root categories: supercategory "none" and named as the
+    supercategory of another category."""
+    categories = list(categories)
+    parents = {str(c.get("supercategory")) for c in categories}
+    return {
+        str(c["id"])
+        for c in categories
+        if str(c.get("supercategory", "")).lower() == "none" and str(c["name"]) in parents and len(categories) > 1
+    }
+
+
+def _parse_annotation(
+    entry: dict, class_name: str, category: str, image: dict, file: Path, where: str, log: IssueLog
+) -> Annotation | None:
+    width, height = image["width"], image["height"]
+    segmentation = entry.get("segmentation") or []
+    polygons: list[np.ndarray] = []
+    rle = None
+    if isinstance(segmentation, dict):
+        size = segmentation.get("size")
+        if "counts" not in segmentation or not isinstance(size, list) or [int(v) for v in size] != [height, width]:
+            log.skip(file, where, "invalid RLE", f"size {size!r} does not match image {height}x{width}")
+            return None
+        try:
+            rle_to_mask(segmentation, height, width)  # catch broken counts now, not mid-training
+        except (ValueError, TypeError, KeyError) as exc:
+            log.skip(file, where, "invalid RLE", str(exc))
+            return None
+        rle = segmentation
+    elif isinstance(segmentation, list):
+        for part in segmentation:
+            coords = np.asarray(part, dtype=np.float64).reshape(-1) if _is_numbers(part) else None
+            if coords is None or len(coords) % 2 or not np.isfinite(coords).all():
+                log.skip(file, where, "invalid polygon", "expected a flat list of x, y numbers")
+                return None
+            if len(coords) < 6:
+                log.skip(file, where, "polygon with fewer than 3 points", f"{len(coords) // 2} point(s)")
+                return None
+            polygons.append(coords.reshape(-1, 2).astype(np.float32))
+    else:
+        log.skip(file, where, "invalid segmentation", f"expected a list or an RLE object, got {type(segmentation).__name__}")
+        return None
+
+    box = _parse_box(entry.get("bbox"))
+    if box is None and polygons:
+        pts = np.concatenate(polygons)
+        box = (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()) + 1, float(pts[:, 1].max()) + 1)
+    if box is None and rle is not None:
+        tight = mask_to_box(rle_to_mask(rle, height, width))
+        box = None if tight is None else tuple(float(v) for v in tight)
+    if box is None:
+        log.skip(file, where, "invalid box", f"bbox={entry.get('bbox')!r}, expected [x, y, width, height]")
+        return None
+    x1, y1, x2, y2 = box
+    if x2 - x1 <= 0 or y2 - y1 <= 0:
+        log.skip(file, where, "zero-area box", f"bbox={entry.get('bbox')!r}")
+        return None
+    cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
+    if cx2 - cx1 <= 0 or cy2 - cy1 <= 0:
+        log.skip(file, where, "box outside the image", f"bbox={entry.get('bbox')!r}, image {width}x{height}")
+        return None
+    return Annotation(
+        class_name=class_name, box=(cx1, cy1, cx2, cy2), polygons=tuple(polygons), rle=rle,
+        category=category, source_id=str(entry.get("id", "")),
+    )
+
+
+def _is_numbers(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
+def _parse_box(bbox: object) -> tuple[float, float, float, float] | None:
+    if not _is_numbers(bbox) or len(bbox) != 4 or not all(math.isfinite(v) for v in bbox):
+        return None
+    x, y, w, h = (float(v) for v in bbox)
+    return (x, y, x + w, y + h)
+
+
+# -- writing -------------------------------------------------------------------------------------
+def samples_to_coco(
+    samples: Sequence[Sample],
+    image_root: str | os.PathLike,
+    masks: dict[int, dict[str, np.ndarray]] | None = None,
+    class_names: Sequence[str] | None = None,
+    description: str = "written by drywallqa",
+) -> dict:
+    """Build a COCO dict for ``samples``, with file names relative to ``image_root``.
+
+    Args:
+        samples: Samples to write, in order; their index is the COCO image id.
+        image_root: Folder the json will live in; ``file_name`` entries are relative to it.
+        masks: Optional replacement shapes: ``{sample_index: {class_name: (H, W) bool}}``. When
+            given for an image, each annotation of that class gets the part of the mask inside
+            its box as compressed RLE (this is how pseudo-masks are written).
+        class_names: Category order (ids start at 1, as Roboflow does); all classes by default.
+        description: Goes into the ``info`` block.
+
+    Returns:
+        A JSON-ready COCO dict. Polygons are kept as polygons, RLE as compressed RLE, box-only
+        annotations get ``segmentation: []``.
+    """
+    names = list(class_names or sorted({c for s in samples for c in s.classes}))
+    cat_id = {n: i + 1 for i, n in enumerate(names)}
+    images, annotations = [], []
+    for idx, sample in enumerate(samples):
+        rel = os.path.relpath(sample.image_path, image_root)
+        images.append({"id": idx, "file_name": rel, "width": sample.width, "height": sample.height})
+        for ann in sample.annotations:
+            x1, y1, x2, y2 = ann.box
+            record = {
+                "id": len(annotations), "image_id": idx, "category_id": cat_id[ann.class_name],
+                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
+            }
+            class_mask = (masks or {}).get(idx, {}).get(ann.class_name)
+            if class_mask is not None:
+                inside = np.zeros_like(class_mask)
+                ya, yb, xa, xb = int(y1), int(math.ceil(y2)), int(x1), int(math.ceil(x2))
+                inside[ya:yb, xa:xb] = class_mask[ya:yb, xa:xb]
+                record["segmentation"] = mask_to_rle(inside)
+                record["area"] = int(inside.sum())
+            elif ann.rle is not None:
+                record["segmentation"] = mask_to_rle(rle_to_mask(ann.rle, sample.height, sample.width))
+            else:
+                record["segmentation"] = [p.reshape(-1).tolist() for p in ann.polygons]
+            annotations.append(record)
+    return {
+        "info": {"description": description},
+        "categories": [{"id": cat_id[n], "name": n, "supercategory": "none"} for n in names],
+        "images": images,
+        "annotations": annotations,
+    }
+
+
+def write_coco(path: str | os.PathLike, coco: dict) -> Path:
+    """Write a COCO dict atomically (temp file + rename)."""
+    return atomic_write_json(path, coco)

@@ -1,0 +1,108 @@
+"""Prompt classes: mapping dataset category names to prompt classes and their prompts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from drywallqa.errors import ConfigError
+
+
+def normalise_name(name: str) -> str:
+    """Lower-case a category or class name and collapse spaces, ``-`` and ``_``."""
+    return re.sub(r"[\s_\-]+", " ", name.strip().lower())
+
+
+@dataclass(frozen=True)
+class PromptClass:
+    """One prompt class: its canonical prompt, training paraphrases and held-out paraphrases."""
+
+    name: str
+    prompt: str
+    aliases: tuple[str, ...] = ()
+    paraphrases: tuple[str, ...] = ()
+    heldout: tuple[str, ...] = ()
+
+    @property
+    def training_prompts(self) -> tuple[str, ...]:
+        """The canonical prompt followed by the paraphrases used in training."""
+        return (self.prompt, *self.paraphrases)
+
+
+@dataclass
+class PromptConfig:
+    """The set of prompt classes, loaded from YAML (see ``configs/prompts.yaml``).
+
+    Example:
+        >>> cfg = PromptConfig.default()
+        >>> cfg.resolve("drywall-join").name
+        'taping_area'
+        >>> cfg.resolve("NewCracks - v2", supercategory="crack").prompt
+        'segment crack'
+    """
+
+    classes: dict[str, PromptClass] = field(default_factory=dict)
+
+    @classmethod
+    def default(cls) -> PromptConfig:
+        """The built-in config shipped with the package."""
+        text = resources.files("drywallqa").joinpath("configs/prompts.yaml").read_text(encoding="utf-8")
+        return cls.from_dict(yaml.safe_load(text), source="built-in prompts.yaml")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> PromptConfig:
+        """Load a prompt config file; raises :class:`ConfigError` naming the file on problems."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: prompt config not found") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: object, source: str = "<dict>") -> PromptConfig:
+        if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):
+            raise ConfigError(f"{source}: expected a mapping with a 'classes' mapping")
+        classes = {}
+        for name, spec in data["classes"].items():
+            spec = spec or {}
+            if not isinstance(spec, dict):
+                raise ConfigError(f"{source}: classes.{name}: expected a mapping, got {type(spec).__name__}")
+            lists = {}
+            for key in ("aliases", "paraphrases", "heldout"):
+                value = spec.get(key) or []
+                if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+                    raise ConfigError(f"{source}: classes.{name}.{key}: expected a list of non-empty strings")
+                lists[key] = tuple(value)
+            prompt = spec.get("prompt") or f"segment {normalise_name(str(name))}"
+            classes[str(name)] = PromptClass(name=str(name), prompt=str(prompt), **lists)
+        return cls(classes)
+
+    def resolve(self, category: str, supercategory: str | None = None) -> PromptClass:
+        """The prompt class for a dataset category, matched by name, then by supercategory.
+
+        Unknown categories get a class of their own name with the prompt ``"segment <name>"``.
+        """
+        for candidate in (category, supercategory):
+            if not candidate or normalise_name(candidate) == "none":
+                continue
+            key = normalise_name(candidate)
+            for pc in self.classes.values():
+                if key == normalise_name(pc.name) or key in {normalise_name(a) for a in pc.aliases}:
+                    return pc
+        name = normalise_name(category).replace(" ", "_")
+        return PromptClass(name=name, prompt=f"segment {normalise_name(category)}")
+
+    def class_of_prompt(self, prompt: str) -> PromptClass | None:
+        """The class whose canonical, paraphrase or held-out prompt equals ``prompt`` (normalised)."""
+        key = normalise_name(prompt)
+        for pc in self.classes.values():
+            if key in {normalise_name(p) for p in (*pc.training_prompts, *pc.heldout)}:
+                return pc
+        return None

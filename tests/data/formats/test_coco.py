@@ -1,0 +1,193 @@
+"""Roboflow COCO import: every segmentation kind, layouts, and every bad-input case."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import write_coco, write_jpeg
+from drywallqa.data import AnnotatedDataset
+from drywallqa.data.formats.coco import load_coco, samples_to_coco, write_coco as write_coco_json
+from drywallqa.data.masks import mask_to_rle
+from drywallqa.errors import DataError
+
+NAME = "src_jpg.rf.0123456789abcdef0123456789abcdef.jpg"
+
+
+def _image(i=0, name=NAME, w=32, h=24):
+    return {"id": i, "file_name": name, "width": w, "height": h}
+
+
+def _dataset(tmp_path, annotations, images=None, split="train", make_images=True):
+    split_dir = tmp_path / "ds" / split
+    images = images or [_image()]
+    if make_images:
+        for img in images:
+            write_jpeg(split_dir / img["file_name"], img["width"], img["height"])
+    write_coco(split_dir, images, annotations)
+    return tmp_path / "ds"
+
+
+def test_polygon_rle_and_box_only(tmp_path):
+    rle_mask = np.zeros((24, 32), bool)
+    rle_mask[5:10, 5:20] = True
+    anns = [
+        {"id": 1, "image_id": 0, "category_id": 1, "bbox": [2, 2, 4, 4], "segmentation": [[2, 2, 6, 2, 6, 6, 2, 6]]},
+        {"id": 2, "image_id": 0, "category_id": 1, "bbox": [5, 5, 15, 5], "segmentation": mask_to_rle(rle_mask)},
+        {"id": 3, "image_id": 0, "category_id": 1, "bbox": [20, 10, 5, 5], "segmentation": []},
+    ]
+    ds = AnnotatedDataset.load(_dataset(tmp_path, anns))
+    assert ds.format == "coco" and ds.name == "ds" and ds.class_names == ("crack",)
+    (sample,) = ds.samples
+    assert sample.split == "train" and sample.group == "src" and (sample.width, sample.height) == (32, 24)
+    kinds = [(a.has_mask, a.rle is not None, len(a.polygons)) for a in sample.annotations]
+    assert kinds == [(True, False, 1), (True, True, 0), (False, False, 0)]
+    assert sample.is_box_only and not sample.has_true_mask
+    mask = sample.mask()
+    assert mask[2:7, 2:7].all()  # inclusive polygon: 5x5 pixels
+    assert mask[5:10, 5:20].all()
+    assert mask[10:15, 20:25].all()  # box-only fills its box
+    assert sample.boxes().tolist()[2] == [20, 10, 25, 15]
+    assert sample.load_image().shape == (24, 32, 3)
+
+
+def test_uncompressed_rle_as_in_roboflow_holes(tmp_path):
+    counts = [24 * 3 + 4, 8, 24 * 32 - 24 * 3 - 4 - 8]  # column-major: rows 4..11 of column 3 are set
+    anns = [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [3, 4, 1, 8], "segmentation": {"size": [24, 32], "counts": counts}}]
+    (sample,) = AnnotatedDataset.load(_dataset(tmp_path, anns)).samples
+    mask = sample.mask()
+    assert mask.sum() == 8 and mask[4:12, 3].all()
+
+
+def test_layouts_root_split_folder_and_file(tmp_path):
+    anns = [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [1, 1, 3, 3], "segmentation": []}]
+    root = _dataset(tmp_path, anns, split="valid")
+    _dataset(tmp_path, anns, split="train")
+    assert AnnotatedDataset.load(root).splits == {"train": 1, "valid": 1}
+    one = AnnotatedDataset.load(root / "valid")
+    assert one.splits == {"valid": 1} and one.name == "ds"
+    assert AnnotatedDataset.load(root / "valid" / "_annotations.coco.json").splits == {"valid": 1}
+    assert AnnotatedDataset.load(root).split("val").splits == {"valid": 1}
+    with pytest.raises(DataError, match="no split"):
+        AnnotatedDataset.load(root).split("test")
+
+
+def test_roboflow_categories_resolve_to_prompt_classes(tmp_path):
+    split_dir = tmp_path / "joints" / "train"
+    write_jpeg(split_dir / NAME)
+    cats = [{"id": 0, "name": "Drywall-Join", "supercategory": "none"}, {"id": 1, "name": "drywall-join", "supercategory": "Drywall-Join"}]
+    write_coco(split_dir, [_image()], [{"id": 0, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5], "segmentation": []}], cats)
+    ds = AnnotatedDataset.load(tmp_path / "joints")
+    assert ds.class_names == ("taping_area",)
+    assert ds[0].annotations[0].category == "drywall-join"
+
+
+def test_background_images_and_writer_round_trip(tmp_path):
+    images = [_image(0), _image(1, "bg_jpg.rf.0123456789abcdef0123456789abcdef.jpg")]
+    anns = [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [2, 2, 4, 4], "segmentation": [[2, 2, 6, 2, 6, 6, 2, 6]]}]
+    ds = AnnotatedDataset.load(_dataset(tmp_path, anns, images))
+    assert [len(s.annotations) for s in ds] == [1, 0]
+    out = tmp_path / "copy" / "train" / "_annotations.coco.json"
+    write_coco_json(out, samples_to_coco(ds.samples, out.parent))
+    again = AnnotatedDataset.load(tmp_path / "copy")
+    assert [s.image_path.resolve() for s in again] == [s.image_path.resolve() for s in ds]
+    assert (again[0].mask() == ds[0].mask()).all()
+
+
+def test_writer_stores_replacement_masks_inside_boxes(tmp_path):
+    anns = [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [0, 0, 10, 10], "segmentation": []}]
+    ds = AnnotatedDataset.load(_dataset(tmp_path, anns))
+    pseudo = np.zeros((24, 32), bool)
+    pseudo[2:4, :] = True  # crosses the box edge: only the part inside is written
+    coco = samples_to_coco(ds.samples, tmp_path, masks={0: {"crack": pseudo}})
+    seg = coco["annotations"][0]["segmentation"]
+    assert isinstance(seg["counts"], str) and coco["annotations"][0]["area"] == 20
+
+
+# -- bad input: each case is skipped with one counted reason, or fails in strict mode ------------
+BAD_ANNOTATIONS = [
+    ({"id": 9, "image_id": 0, "category_id": 1, "bbox": [0, 0, 0, 5], "segmentation": []}, "zero-area box"),
+    ({"id": 9, "image_id": 0, "category_id": 1, "bbox": [100, 100, 5, 5], "segmentation": []}, "box outside the image"),
+    ({"id": 9, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5], "segmentation": [[1, 1, 5, 5]]}, "polygon with fewer than 3 points"),
+    ({"id": 9, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5], "segmentation": [[1, 1, 5, 5, 3]]}, "invalid polygon"),
+    ({"id": 9, "image_id": 0, "category_id": 7, "bbox": [1, 1, 5, 5], "segmentation": []}, "unknown category id"),
+    ({"id": 9, "image_id": 42, "category_id": 1, "bbox": [1, 1, 5, 5], "segmentation": []}, "unknown image id"),
+    ({"id": 9, "image_id": 0, "category_id": 1, "bbox": "oops", "segmentation": []}, "invalid box"),
+    ({"id": 9, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5], "segmentation": {"size": [5, 5], "counts": "0"}}, "invalid RLE"),
+    ({"id": 9, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5], "segmentation": 3}, "invalid segmentation"),
+]
+
+
+@pytest.mark.parametrize("bad, reason", BAD_ANNOTATIONS, ids=[r for _, r in BAD_ANNOTATIONS])
+def test_bad_annotation_is_skipped_and_counted(tmp_path, capsys, bad, reason):
+    good = {"id": 1, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5], "segmentation": []}
+    root = _dataset(tmp_path, [good, bad])
+    ds = load_coco(root)
+    assert len(ds[0].annotations) == 1 and ds.issues.counts() == {reason: 1}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "annotation id=9" in err[0] and "_annotations.coco.json" in err[0]
+    with pytest.raises(DataError, match=reason):
+        load_coco(root, strict=True)
+
+
+def test_rle_with_wrong_total_is_skipped(tmp_path):
+    ann = {"id": 9, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5], "segmentation": {"size": [24, 32], "counts": [5, 3]}}
+    assert load_coco(_dataset(tmp_path, [ann])).issues.counts() == {"invalid RLE": 1}
+
+
+def test_partially_outside_box_is_clipped(tmp_path):
+    ann = {"id": 1, "image_id": 0, "category_id": 1, "bbox": [-5, 20, 10, 10], "segmentation": []}
+    ds = load_coco(_dataset(tmp_path, [ann]))
+    assert ds[0].annotations[0].box == (0.0, 20.0, 5.0, 24.0) and not ds.issues.counts()
+
+
+@pytest.mark.parametrize("damage, reason", [("truncate", "unreadable image"), ("garbage", "unreadable image"), ("missing", "missing image")])
+def test_bad_images_are_skipped(tmp_path, damage, reason):
+    images = [_image(0), _image(1, "other_jpg.rf.0123456789abcdef0123456789abcdef.jpg")]
+    anns = [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 5, 5], "segmentation": []} for i in (0, 1)]
+    root = _dataset(tmp_path, anns, images)
+    victim = root / "train" / images[1]["file_name"]
+    data = victim.read_bytes()
+    if damage == "truncate":
+        victim.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        victim.write_bytes(b"this is not an image")
+    else:
+        victim.unlink()
+    ds = load_coco(root)
+    assert len(ds) == 1 and ds.issues.counts() == {reason: 1}  # its annotation goes quietly with it
+    with pytest.raises(DataError, match=victim.name):
+        load_coco(root, strict=True)
+
+
+def test_image_size_mismatch_is_skipped(tmp_path):
+    root = _dataset(tmp_path, [], [_image(0)])
+    data = json.loads((root / "train" / "_annotations.coco.json").read_text())
+    data["images"][0]["width"] = 64
+    (root / "train" / "_annotations.coco.json").write_text(json.dumps(data))
+    assert load_coco(root).issues.counts() == {"image size mismatch": 1}
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"images": []}'])
+def test_non_coco_json_is_a_clear_error(tmp_path, content):
+    split = tmp_path / "ds" / "train"
+    split.mkdir(parents=True)
+    (split / "_annotations.coco.json").write_text(content)
+    with pytest.raises(DataError, match="_annotations.coco.json"):
+        load_coco(tmp_path / "ds")
+
+
+def test_one_broken_split_file_is_skipped_when_others_load(tmp_path):
+    root = _dataset(tmp_path, [], [_image(0)], split="train")
+    (root / "valid").mkdir()
+    (root / "valid" / "_annotations.coco.json").write_text("{broken")
+    ds = load_coco(root)
+    assert ds.splits == {"train": 1} and ds.issues.counts() == {"not a COCO annotation file": 1}
+
+
+def test_missing_path_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        AnnotatedDataset.load(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="unknown dataset layout"):
+        AnnotatedDataset.load(tmp_path / "empty")
