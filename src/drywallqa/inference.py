@@ -97,3 +97,110 @@ def check_prompt(prompt: str, max_length: int = 200) -> str:
     if len(prompt) > max_length:
         raise ConfigError(f"prompt is {len(prompt)} characters long; the limit is {max_length}")
     return prompt.strip()
+
+
+class ModelPredictor(Predictor):
+    """A :class:`Predictor` over any registered PyTorch model.
+
+    Images are resized (stretched) to the model's square input, as in training, and the mask
+    logits are resized back to each image's own size before the sigmoid and threshold, so thin
+    structures keep sub-pixel edges.
+
+    Args:
+        model: A :class:`~drywallqa.models.PromptSegmentationModel`.
+        image_size: Square input side; the model's ``default_image_size`` by default.
+        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
+        threshold: Probability threshold of the mask.
+        batch_size: Images per forward pass.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; the latter two on GPU).
+
+    Example:
+        >>> predictor = load_predictor("runs/promptunet/model")          # doctest: +SKIP
+        >>> predictor.predict(image, "segment crack")                    # doctest: +SKIP
+        SegmentationResult(prompt='segment crack', mask=640x640, coverage=1.20%, confidence=0.612)
+    """
+
+    def __init__(self, model, image_size: int | None = None, device: str | None = None, threshold: float = 0.5,
+                 batch_size: int = 16, precision: str = "fp32"):
+        import torch
+
+        if precision not in {"fp32", "bf16", "fp16"}:
+            raise ConfigError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.image_size = int(image_size or model.default_image_size)
+        if self.image_size % model.size_divisor:
+            raise ConfigError(f"image_size must be a multiple of {model.size_divisor}, got {self.image_size}")
+        self.threshold = float(threshold)
+        self.batch_size = int(batch_size)
+        self.precision = precision
+        self.name = getattr(model, "name", type(model).__name__)
+
+    def predict_batch(self, images, prompts, *, return_probabilities: bool = False):
+        import cv2
+        import torch
+        import torch.nn.functional as F
+
+        if len(images) != len(prompts):
+            raise ConfigError(f"got {len(images)} images but {len(prompts)} prompts; give one prompt per image")
+        prompts = [check_prompt(p) for p in prompts]
+        images = [check_image(im) for im in images]
+        results: list[SegmentationResult] = []
+        size = self.image_size
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            resized = np.stack([
+                im if im.shape[:2] == (size, size)
+                else cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA if min(im.shape[:2]) > size else cv2.INTER_LINEAR)
+                for im in chunk
+            ])
+            batch = torch.from_numpy(resized).to(self.device).permute(0, 3, 1, 2).float().div_(255)
+            with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+                out = self.model.segment(batch, prompts[start : start + len(chunk)])
+            logits = out.mask_logits.float()
+            confidence = torch.sigmoid(out.confidence_logits.float()).cpu().numpy()
+            for i, im in enumerate(chunk):
+                h, w = im.shape[:2]
+                lg = logits[i : i + 1]
+                if (h, w) != tuple(lg.shape[-2:]):
+                    lg = F.interpolate(lg, size=(h, w), mode="bilinear", align_corners=False)
+                prob = torch.sigmoid(lg[0, 0]).cpu().numpy()
+                results.append(SegmentationResult(
+                    prompt=prompts[start + i], mask=prob > self.threshold, confidence=float(confidence[i]),
+                    probabilities=prob.astype(np.float32) if return_probabilities else None, threshold=self.threshold,
+                ))
+        return results
+
+
+def default_model_path():
+    """Folder of the model shipped inside the package (``drywallqa/weights/promptunet``)."""
+    from importlib import resources
+
+    return resources.files("drywallqa").joinpath("weights/promptunet")
+
+
+def load_predictor(spec: str | None = None, device: str | None = None, **kwargs) -> Predictor:
+    """Build a :class:`Predictor` from a model spec.
+
+    Args:
+        spec: ``None`` for the shipped default model, or a folder written by ``save_pretrained``
+            (``config.json`` + ``model.safetensors``).
+        device: Torch device; CUDA when available by default.
+        **kwargs: Passed to :class:`ModelPredictor` (``threshold``, ``image_size``, ...).
+
+    Raises:
+        DrywallQAError: If the model cannot be found or loaded, with what to do about it.
+    """
+    from pathlib import Path
+
+    from drywallqa.errors import DrywallQAError
+    from drywallqa.models import PromptSegmentationModel
+
+    path = Path(str(default_model_path())) if spec is None else Path(spec)
+    if not path.exists():
+        if spec is None:
+            raise DrywallQAError(f"no shipped model at {path}; train one with `drywallqa train` and pass --model RUN/model")
+        raise DrywallQAError(f"{path}: no such model folder (expected config.json + model.safetensors from save_pretrained)")
+    model = PromptSegmentationModel.from_pretrained(path, map_location="cpu")
+    return ModelPredictor(model, device=device, **kwargs)
