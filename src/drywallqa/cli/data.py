@@ -29,6 +29,32 @@ def add_commands(subparsers) -> None:
     _add_loading_args(split)
     split.set_defaults(handler=run_split)
 
+    add_sample_data_command(subparsers)
+
+
+def add_sample_data_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "sample-data", help="render synthetic drywall photos with exact masks, in Roboflow COCO layout"
+    )
+    parser.add_argument("out", help="output folder (created; a previous sample-data output is regenerated)")
+    parser.add_argument("--images", type=int, default=100, help="images over both datasets (default 100)")
+    parser.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same bytes (default 0)")
+    parser.add_argument("--size", type=int, default=384, help="image side in pixels (default 384)")
+    parser.add_argument("--crack-fraction", type=float, default=0.5, help="share of images in the crack dataset (default 0.5)")
+    parser.set_defaults(handler=run_sample_data)
+
+
+def run_sample_data(args: argparse.Namespace) -> int:
+    from drywallqa.data.synthetic import generate_sample_data
+
+    paths = generate_sample_data(
+        args.out, images=args.images, seed=args.seed, size=args.size, crack_fraction=args.crack_fraction, progress=True
+    )
+    for name, counts in paths.image_counts.items():
+        print(f"{name}: " + ", ".join(f"{split} {n}" for split, n in counts.items()))
+    print(f"wrote {paths.total_images} images to {paths.root}")
+    return 0
+
 
 def _add_loading_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="fail (exit 2) at the first bad entry instead of skipping it")
@@ -57,8 +83,9 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
+
+    from drywallqa.console import get_console
 
     from drywallqa.data.splitting import group_split
 
@@ -69,7 +96,7 @@ def run_split(args: argparse.Namespace) -> int:
     images, groups, total = result.images_per_split, result.groups_per_split, len(result.samples)
     for name, frac in result.fractions.items():
         table.add_row(name, f"{frac:.2f} → {images[name] / max(total, 1):.2f}", str(images[name]), str(groups[name]))
-    Console().print(table)
+    get_console().print(table)
     print(f"groups in more than one split: {len(result.leaked_groups())}")
     if args.out:
         result.write_csv(args.out)

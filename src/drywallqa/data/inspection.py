@@ -95,10 +95,11 @@ def inspection_to_dict(inspections: list[DatasetInspection]) -> dict:
 
 def render_inspection(inspections: list[DatasetInspection], console=None, max_groups: int = 20) -> None:
     """Print inspections as rich tables: one row per dataset split, then leakage and skips."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    from drywallqa.console import get_console
+
+    console = console or get_console()
     table = Table(title="Datasets", header_style="bold")
     for col in ("dataset", "split", "images", "annots", "classes", "masked", "box-only", "empty", "groups"):
         table.add_column(col, justify="left" if col in {"dataset", "split", "classes"} else "right", overflow="fold")

@@ -1,0 +1,118 @@
+"""``drywallqa trainset build``: combine datasets into one leak-free training set and check it."""
+
+from __future__ import annotations
+
+import argparse
+
+# CLI flag -> config field, for the flags that map one to one.
+_FIELD_FLAGS = {
+    "fractions": "fractions", "seed": "seed", "keep_splits": "keep_splits",
+    "drop_leaked_from_train": "drop_leaked_from_train", "balance_ratio": "balance_ratio",
+    "negative_rate": "negative_rate", "negative_splits": "negative_splits",
+    "augment_originals": "augment_originals", "prompt_config": "prompt_config", "image_size": "image_size",
+    "verify_images": "verify_images",
+}
+
+
+def add_commands(subparsers) -> None:
+    trainset = subparsers.add_parser("trainset", help="build training sets without leakage")
+    sub = trainset.add_subparsers(dest="trainset_command", metavar="SUBCOMMAND", required=True)
+    build = sub.add_parser(
+        "build",
+        help="split by source group, balance classes in train, add cross-prompt negatives, check for leakage",
+        description="Every flag overrides the field of the same name in CONFIG (configs/trainset-default.yaml "
+        "lists them all); --set FIELD=VALUE reaches any other field, e.g. augmentation.rotate_limit=20.",
+    )
+    build.add_argument("config", nargs="?", metavar="CONFIG", help="trainset YAML (built-in defaults if omitted)")
+    build.add_argument("--data", action="append", metavar="DIR", help="dataset folder, or a folder of datasets (repeatable)")
+    build.add_argument("--joint-masks", metavar="box|DIR", help="taping-area targets: filled boxes, or a `drywallqa masks` output")
+    build.add_argument("--mask-source", action="append", metavar="CLASS=box|DIR", help="target of any box-only class (repeatable)")
+    build.add_argument("--fractions", help="split shares, e.g. 0.8,0.1,0.1 or train=0.9,valid=0.1")
+    build.add_argument("--seed", type=int)
+    build.add_argument("--keep-splits", action=argparse.BooleanOptionalAction, default=None,
+                       help="respect the published splits (carve valid out of published train)")
+    build.add_argument("--drop-leaked-from-train", action=argparse.BooleanOptionalAction, default=None,
+                       help="with --keep-splits: drop groups shared with another published split from train")
+    build.add_argument("--balance-ratio", type=_ratio, metavar="R|none", help="minority/majority target in train (none: off)")
+    build.add_argument("--negative-rate", type=float, metavar="R", help="share of cross-prompt negatives per split")
+    build.add_argument("--negative-splits", metavar="S,S", help="splits that get negatives (default train)")
+    build.add_argument("--augment-originals", action=argparse.BooleanOptionalAction, default=None,
+                       help="augment original train items too, not only the balancing copies")
+    build.add_argument("--prompt-config", metavar="YAML", help="prompt classes (built-in if omitted)")
+    build.add_argument("--image-size", type=int, metavar="S", help="square model input side")
+    build.add_argument("--verify-images", action=argparse.BooleanOptionalAction, default=None,
+                       help="decode every image while loading")
+    build.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override any field (YAML value)")
+    build.add_argument("--materialize", metavar="OUT", help="write images, mask PNGs and manifest.csv to OUT (resumable)")
+    build.add_argument("--save-config", metavar="YAML", help="write the effective config here")
+    build.set_defaults(handler=run_build)
+
+
+def _ratio(text: str) -> float | str:
+    # "none" survives parsing as a string, so it differs from the flag being absent (None).
+    return "none" if text.lower() in {"none", "null", "off"} else float(text)
+
+
+def config_from_args(args: argparse.Namespace):
+    """The effective :class:`TrainSetConfig`: CONFIG (or defaults), then flags, then ``--set``."""
+    from drywallqa.trainsets import TrainSetConfig
+
+    config = TrainSetConfig.from_yaml(args.config) if args.config else TrainSetConfig()
+    overrides = {field: getattr(args, flag) for flag, field in _FIELD_FLAGS.items() if getattr(args, flag) is not None}
+    if overrides.get("balance_ratio") == "none":
+        overrides["balance_ratio"] = None
+    if args.data:
+        overrides["datasets"] = args.data
+    sources = dict(config.mask_sources)
+    if args.joint_masks:
+        from drywallqa.trainsets.config import JOINT_CLASS
+
+        sources[JOINT_CLASS] = args.joint_masks
+    for item in args.mask_source or []:
+        name, sep, source = item.partition("=")
+        if not sep:
+            from drywallqa.errors import ConfigError
+
+            raise ConfigError(f"--mask-source {item!r}: expected CLASS=box|DIR, e.g. taping_area=box")
+        sources[name.strip()] = source.strip()
+    overrides["mask_sources"] = sources
+    return config.with_overrides(overrides).with_overrides(args.set)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from drywallqa.trainsets import build_trainset, materialize
+    from drywallqa.trainsets.core import describe_sources
+
+    config = config_from_args(args)
+    if args.save_config:
+        config.to_yaml(args.save_config)
+        print(f"wrote {args.save_config}")
+    trainset = build_trainset(config)
+
+    table = Table(title=f"Training set (seed {config.seed}, {'published splits kept' if config.keep_splits else 'group split'})")
+    for col in ("split", "class", "original", "copies", "negatives", "items"):
+        table.add_column(col, justify="left" if col in {"split", "class"} else "right")
+    for split, per_class in trainset.counts().items():
+        for name, c in per_class.items():
+            if c["items"]:
+                table.add_row(split, name, str(c["original"]), str(c["copies"]), str(c["negatives"]), str(c["items"]))
+    Console().print(table)
+    if trainset.published_leaks:
+        per_dataset: dict[str, int] = {}
+        for group in trainset.published_leaks:
+            per_dataset[group.split("/", 1)[0]] = per_dataset.get(group.split("/", 1)[0], 0) + 1
+        listed = ", ".join(f"{name}: {n}" for name, n in sorted(per_dataset.items()))
+        print(f"published splits share {len(trainset.published_leaks)} source group(s) ({listed})")
+    if trainset.dropped_groups:
+        print(f"dropped from train: {len(trainset.dropped_groups)} leaked group(s), {trainset.dropped_images} image(s)")
+    print("targets: " + ", ".join(f"{source} {n}" for source, n in describe_sources(trainset).items()))
+    for note in trainset.notes:
+        print(f"note: {note}")
+    print(f"train class ratio: {trainset.class_ratio():.3f} (target {config.balance_ratio})")
+    print(trainset.check_line())
+    if args.materialize:
+        print(materialize(trainset, args.materialize, progress=True))
+    return 0
