@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import write_coco, write_jpeg
+from testdata import write_coco, write_jpeg
 from drywallqa.cli import main
 
 

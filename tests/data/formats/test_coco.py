@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import write_coco, write_jpeg
+from testdata import write_coco, write_jpeg
 from drywallqa.data import AnnotatedDataset
 from drywallqa.data.formats.coco import load_coco, samples_to_coco, write_coco as write_coco_json
 from drywallqa.data.masks import mask_to_rle

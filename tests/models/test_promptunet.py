@@ -1,0 +1,114 @@
+"""PromptUNet specifics: variants, decoder options, prompt conditioning, training, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from drywallqa.errors import ConfigError
+from drywallqa.models import PromptUNet, PromptUNetConfig
+from drywallqa.models.encoders import efficientnet_lite
+
+PROMPTS = ["segment crack", "segment taping area"]
+
+
+def tiny(**overrides) -> PromptUNet:
+    torch.manual_seed(0)
+    return PromptUNet(PromptUNetConfig(pretrained=False, text_encoder="hashing", **overrides))
+
+
+def run(model: PromptUNet, size: tuple[int, int] = (64, 64), batch: int = 2):
+    images = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return model.eval().segment(images, PROMPTS[:batch])
+
+
+@pytest.mark.parametrize("encoder", ["lite1", "lite2"])
+def test_larger_encoders_forward(encoder: str) -> None:
+    out = run(tiny(encoder=encoder), size=(64, 96))
+    assert out.mask_logits.shape == (2, 1, 64, 96) and out.confidence_logits.shape == (2,)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"decoder_channels": (96, 64, 48, 32, 16)},  # ends at full resolution
+        {"decoder_channels": (64, 32)},  # ends at stride 4
+        {"stride2_skip": False},
+        {"film": False, "film_bottleneck": False},
+        {"film": True, "film_bottleneck": False},
+    ],
+)
+def test_decoder_options_keep_output_at_input_size(overrides: dict) -> None:
+    assert run(tiny(**overrides), batch=1).mask_logits.shape == (1, 1, 64, 64)
+
+
+def test_parameter_count_of_lite0_stays_small() -> None:
+    # About 3.5M, of which 2.96M are the encoder; a jump means a heavier decoder slipped in.
+    assert 3_000_000 < tiny().num_parameters() < 4_000_000
+
+
+def test_film_starts_as_identity_and_then_separates_prompts() -> None:
+    model = tiny().eval()
+    images = torch.rand(1, 3, 64, 64).expand(2, -1, -1, -1)
+    with torch.no_grad():
+        at_init = model.segment(images, PROMPTS)
+        for head in model.film.heads:
+            head.weight.normal_(std=0.05)
+        conditioned = model.segment(images, PROMPTS)
+    torch.testing.assert_close(at_init.mask_logits[0], at_init.mask_logits[1])
+    assert (conditioned.mask_logits[0] - conditioned.mask_logits[1]).abs().max() > 1e-3
+    # The confidence head sees the prompt directly, even before FiLM has learned anything.
+    assert at_init.confidence_logits[0] != at_init.confidence_logits[1]
+
+
+def test_two_optimisation_steps_lower_the_loss() -> None:
+    model = tiny().train()
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    targets = torch.zeros(2, 1, 64, 64)
+    targets[0, :, 10:30, 5:60] = 1
+    targets[1, :, 40:50, :] = 1
+    embeddings = model.embed_prompts(PROMPTS)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def loss() -> torch.Tensor:
+        out = model(images, embeddings)
+        return F.binary_cross_entropy_with_logits(out.mask_logits, targets)
+
+    losses = []
+    for _ in range(2):
+        optimizer.zero_grad()
+        value = loss()
+        value.backward()
+        optimizer.step()
+        losses.append(value.item())
+    with torch.no_grad():
+        losses.append(loss().item())
+    assert losses[2] < losses[0], losses
+
+
+def test_from_pretrained_needs_no_encoder_weights(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A checkpoint of an ImageNet-initialised model carries every weight itself.
+    config = PromptUNetConfig(pretrained=True, text_encoder="hashing")
+    PromptUNet(config, load_pretrained=False).save_pretrained(tmp_path)
+
+    def no_weights(variant: str, include_classifier: bool = False):
+        raise AssertionError("from_pretrained read the ImageNet weights")
+
+    monkeypatch.setattr(efficientnet_lite, "load_lite_state_dict", no_weights)
+    loaded = PromptUNet.from_pretrained(tmp_path)
+    assert loaded.config == config and not loaded.training
+
+
+def test_checkpoint_with_other_architecture_config_is_rejected(tmp_path) -> None:
+    tiny(encoder="lite0").save_pretrained(tmp_path)
+    config_path = tmp_path / "config.json"
+    config_path.write_text(config_path.read_text().replace('"lite0"', '"lite2"'))
+    with pytest.raises(ConfigError, match="weights do not match the config"):
+        PromptUNet.from_pretrained(tmp_path)
+
+
+def test_unknown_saved_config_field_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="unknown PromptUNetConfig field"):
+        PromptUNetConfig.from_dict({"encoder": "lite0", "depth": 5})
