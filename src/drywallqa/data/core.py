@@ -38,6 +38,8 @@ class Annotation:
         rle: COCO RLE dict (compressed or uncompressed counts), or None.
         category: The category name as written in the source file.
         source_id: The annotation's id in its source file, for error messages and provenance.
+        is_pseudo: The shape was generated from the box (``drywallqa masks``), not drawn by a
+            person: training may learn from it, evaluation never scores against it.
     """
 
     class_name: str
@@ -46,6 +48,7 @@ class Annotation:
     rle: dict | None = None
     category: str = ""
     source_id: str = ""
+    is_pseudo: bool = False
 
     def __post_init__(self) -> None:
         x1, y1, x2, y2 = self.box
@@ -71,6 +74,7 @@ class Annotation:
 
     def __repr__(self) -> str:
         kind = "rle" if self.rle is not None else f"{len(self.polygons)} polygon(s)" if self.polygons else "box only"
+        kind = f"pseudo {kind}" if self.is_pseudo else kind
         box = ", ".join(f"{v:.0f}" for v in self.box)
         return f"Annotation({self.class_name!r}, box=[{box}], {kind})"
 

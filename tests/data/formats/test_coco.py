@@ -102,6 +102,10 @@ def test_writer_stores_replacement_masks_inside_boxes(tmp_path):
     coco = samples_to_coco(ds.samples, tmp_path, masks={0: {"crack": pseudo}})
     seg = coco["annotations"][0]["segmentation"]
     assert isinstance(seg["counts"], str) and coco["annotations"][0]["area"] == 20
+    out = tmp_path / "pseudo" / "train" / "_annotations.coco.json"
+    write_coco_json(out, samples_to_coco(ds.samples, out.parent, masks={0: {"crack": pseudo}}, pseudo_method="ridge"))
+    (ann,) = AnnotatedDataset.load(tmp_path / "pseudo")[0].annotations
+    assert ann.is_pseudo and ann.has_mask and ann.to_mask(24, 32).sum() == 20
 
 
 # -- bad input: each case is skipped with one counted reason, or fails in strict mode ------------

@@ -27,6 +27,9 @@ from drywallqa.errors import DataError, IssueLog
 from drywallqa.files import atomic_write_json, image_size, read_json
 
 ANNOTATION_FILE = "_annotations.coco.json"
+# Annotation key marking a shape generated from its box (value: the method's name), so that
+# evaluation never scores against pseudo-masks.
+PSEUDO_KEY = "drywallqa_pseudo"
 SPLIT_FOLDERS = {"train", "valid", "val", "validation", "test"}
 
 
@@ -257,7 +260,7 @@ def _parse_annotation(
         return None
     return Annotation(
         class_name=class_name, box=(cx1, cy1, cx2, cy2), polygons=tuple(polygons), rle=rle,
-        category=category, source_id=str(entry.get("id", "")),
+        category=category, source_id=str(entry.get("id", "")), is_pseudo=bool(entry.get(PSEUDO_KEY)),
     )
 
 
@@ -279,6 +282,7 @@ def samples_to_coco(
     masks: dict[int, dict[str, np.ndarray]] | None = None,
     class_names: Sequence[str] | None = None,
     description: str = "written by drywallqa",
+    pseudo_method: str = "pseudo",
 ) -> dict:
     """Build a COCO dict for ``samples``, with file names relative to ``image_root``.
 
@@ -290,6 +294,8 @@ def samples_to_coco(
             its box as compressed RLE (this is how pseudo-masks are written).
         class_names: Category order (ids start at 1, as Roboflow does); all classes by default.
         description: Goes into the ``info`` block.
+        pseudo_method: Name recorded under ``drywallqa_pseudo`` in annotations whose shape comes
+            from ``masks`` (so loaders mark them ``is_pseudo``).
 
     Returns:
         A JSON-ready COCO dict. Polygons are kept as polygons, RLE as compressed RLE, box-only
@@ -314,10 +320,13 @@ def samples_to_coco(
                 inside[ya:yb, xa:xb] = class_mask[ya:yb, xa:xb]
                 record["segmentation"] = mask_to_rle(inside)
                 record["area"] = int(inside.sum())
+                record[PSEUDO_KEY] = pseudo_method
             elif ann.rle is not None:
                 record["segmentation"] = mask_to_rle(rle_to_mask(ann.rle, sample.height, sample.width))
             else:
                 record["segmentation"] = [p.reshape(-1).tolist() for p in ann.polygons]
+            if ann.is_pseudo and PSEUDO_KEY not in record:
+                record[PSEUDO_KEY] = "pseudo"
             annotations.append(record)
     return {
         "info": {"description": description},
