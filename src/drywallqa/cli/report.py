@@ -1,0 +1,5 @@
+"""`drywallqa report` (being written; this placeholder registers nothing)."""
+
+
+def add_commands(subparsers) -> None:
+    return None

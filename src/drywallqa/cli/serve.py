@@ -1,0 +1,5 @@
+"""`drywallqa serve` (being written; this placeholder registers nothing)."""
+
+
+def add_commands(subparsers) -> None:
+    return None

@@ -1,0 +1,189 @@
+"""Training configuration: dataclasses loaded from YAML, every field overridable as ``section.field=value``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drywallqa.errors import ConfigError
+from drywallqa.training.losses import LossConfig
+
+
+@dataclass
+class ModelSection:
+    """Which registered model to build, and its config fields (see ``drywallqa.models``)."""
+
+    name: str = "promptunet"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay; the encoder gets its own learning rate.
+
+    Attributes:
+        lr: Peak learning rate of everything but the image encoder.
+        encoder_lr: Peak learning rate of the pretrained image encoder.
+        weight_decay: AdamW weight decay.
+        warmup_fraction: Share of the optimiser steps spent warming up linearly from 0.
+        min_lr_ratio: Final learning rate as a share of the peak.
+        freeze_encoder: Keep the image encoder fixed (its BatchNorm statistics too).
+    """
+
+    lr: float = 2e-3
+    encoder_lr: float = 5e-4
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.05
+    min_lr_ratio: float = 0.02
+    freeze_encoder: bool = False
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning trainer settings.
+
+    Attributes:
+        max_epochs: Epochs over the (balanced) training set.
+        max_steps: Stop after this many optimiser steps (-1: no limit).
+        max_minutes: Wall-clock budget; training stops cleanly when it runs out.
+        batch_size: Images per device and step.
+        num_workers: Data-loading processes per device.
+        accumulate_grad_batches: Batches per optimiser step.
+        precision: ``auto`` (bf16-mixed on GPU, 32-true on CPU) or any Lightning precision.
+        accelerator: ``auto``, ``cpu``, ``gpu``.
+        devices: ``auto``, a count, or a list of device ids.
+        num_nodes: Machines for DDP.
+        strategy: ``auto``, ``ddp``, ``ddp_spawn``, ...
+        early_stopping_patience: Validations without val IoU improvement before stopping (0: off).
+        check_val_every_n_epoch: Validate every this many epochs.
+        limit_train_batches: Lightning's limit (a share or a count); None for all.
+        limit_val_batches: Likewise for validation.
+        seed: Global seed.
+        log_every_n_steps: Logging period.
+    """
+
+    max_epochs: int = 30
+    max_steps: int = -1
+    max_minutes: float | None = None
+    batch_size: int = 16
+    num_workers: int = 2
+    accumulate_grad_batches: int = 1
+    precision: str = "auto"
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    early_stopping_patience: int = 8
+    check_val_every_n_epoch: int = 1
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    seed: int = 0
+    log_every_n_steps: int = 10
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs.
+
+    Attributes:
+        model: Architecture and its arguments.
+        data: Training-set config (fields of :class:`drywallqa.trainsets.TrainSetConfig`).
+        loss: Loss weights.
+        optim: Optimiser and schedule.
+        trainer: Lightning trainer settings.
+        out: Run folder: checkpoints, logs, curves and the exported best model.
+    """
+
+    model: ModelSection = field(default_factory=ModelSection)
+    data: dict[str, Any] = field(default_factory=dict)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    out: str = "runs/promptunet"
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+        """Load a YAML config (defaults if ``path`` is None) and apply ``section.field=value`` overrides."""
+        data: dict[str, Any] = {}
+        if path is not None:
+            path = Path(path)
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except FileNotFoundError as exc:
+                raise ConfigError(f"{path}: config file not found") from exc
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path}: expected a mapping at the top level")
+        for item in overrides or []:
+            set_dotted(data, item)
+        return cls.from_dict(data, source=str(path or "defaults"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
+        return _build(cls, data, source, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def set_dotted(data: dict[str, Any], item: str) -> None:
+    """Apply one ``a.b.c=value`` override to a nested dict; the value is parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected section.field=value, e.g. optim.lr=0.001")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown field {prefix}{unknown[0]}; expected one of: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        f = fields[name]
+        sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        if dataclasses.is_dataclass(sub):
+            kwargs[name] = _build(sub, value or {}, source, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(f, value, source, prefix)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'}: {exc}") from exc
+
+
+def _check_type(f: dataclasses.Field, value: Any, source: str, prefix: str) -> Any:
+    """Reject values whose type cannot be the field's (e.g. ``optim.lr=fast``), naming the field."""
+    default = f.default
+    if default is dataclasses.MISSING or default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok and isinstance(default, float) else value
+    elif isinstance(default, str):
+        ok = isinstance(value, (str, int)) and not isinstance(value, bool)
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(f"{source}: {prefix}{f.name} must be {type(default).__name__}, got {value!r}")
+    return value

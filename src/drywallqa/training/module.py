@@ -1,0 +1,135 @@
+"""The one LightningModule that trains any registered model with the shared loss and metrics."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from drywallqa.models.base import PromptSegmentationModel
+from drywallqa.training.config import OptimConfig
+from drywallqa.training.losses import LossConfig, SegmentationLoss
+
+
+class SegmentationModule(L.LightningModule):
+    """Trains a :class:`PromptSegmentationModel` on batches from the training-set loader.
+
+    A batch is a dict with ``image`` float ``(B, 3, S, S)`` in ``[0, 1]``, ``mask`` float
+    ``(B, 1, S, S)``, ``prompt`` (B strings), ``class_name`` (B strings) and ``is_negative``
+    (B bools: the prompt names a class absent from the image, so the target is empty).
+
+    Validation logs, per class, IoU and Dice as a mean over positive images
+    (``val/iou_<class>``), their mean over classes (``val/iou``, the checkpoint and early-stopping
+    metric), and the share of image pixels predicted on negatives (``val/negative_fp``).
+    """
+
+    def __init__(self, model: PromptSegmentationModel, loss: LossConfig, optim: OptimConfig,
+                 time_budget_minutes: float | None = None, class_names: tuple[str, ...] = ()):
+        super().__init__()
+        self.class_names = tuple(class_names)
+        self.time_budget_minutes = time_budget_minutes
+        self.model = model
+        self.loss = SegmentationLoss(loss)
+        self.optim = optim
+        self._val = defaultdict(list)
+        if optim.freeze_encoder and hasattr(model, "encoder"):
+            model.encoder.requires_grad_(False)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The configs and the augmentation pipeline travel with every checkpoint.
+        checkpoint["drywallqa"] = getattr(self, "run_metadata", {})
+
+    def on_train_epoch_start(self) -> None:
+        # A frozen encoder keeps its ImageNet BatchNorm statistics too.
+        if self.optim.freeze_encoder and hasattr(self.model, "encoder"):
+            self.model.encoder.eval()
+
+    def forward(self, images: Tensor, prompts: list[str]):
+        return self.model.segment(images, prompts)
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        out = self.model.segment(batch["image"], list(batch["prompt"]))
+        parts = self.loss(out.mask_logits, batch["mask"], out.confidence_logits)
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, prog_bar=False, batch_size=len(batch["prompt"]), sync_dist=False)
+        self.log("loss", parts["total"], prog_bar=True, logger=False, batch_size=len(batch["prompt"]))
+        return parts["total"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        from drywallqa.evaluation.metrics import dice_score, get_stats, iou_score
+
+        out = self.model.segment(batch["image"], list(batch["prompt"]))
+        parts = self.loss(out.mask_logits, batch["mask"], out.confidence_logits)
+        self.log("val/loss", parts["total"], batch_size=len(batch["prompt"]), sync_dist=True)
+        stats = get_stats(out.mask_logits, batch["mask"], threshold=0.0)  # logits: 0 is probability 0.5
+        iou = iou_score(*stats, reduction="none")
+        dice = dice_score(*stats, reduction="none")
+        for i, class_name in enumerate(batch["class_name"]):
+            if bool(batch["is_negative"][i]):
+                self._val["negative_fp"].append((stats.fp[i].float() / (stats.fp[i] + stats.tn[i]).float()).to(self.device))
+            else:
+                self._val[f"iou_{class_name}"].append(iou[i].float().to(self.device))
+                self._val[f"dice_{class_name}"].append(dice[i].float().to(self.device))
+
+    def on_validation_epoch_end(self) -> None:
+        # Every process reduces the same keys in the same order (sums and counts), so DDP ranks
+        # that saw different classes cannot deadlock or average unlike things.
+        keys = ["negative_fp"] + [f"{m}_{c}" for c in self.class_names for m in ("iou", "dice")]
+        keys += sorted(set(self._val) - set(keys))
+        device = self.device
+        totals = torch.stack([
+            torch.stack([torch.stack(self._val[k]).sum(), torch.tensor(float(len(self._val[k])), device=device)])
+            if self._val.get(k) else torch.zeros(2, device=device)
+            for k in keys
+        ])
+        totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+        self._val.clear()
+        metrics = {f"val/{k}": totals[i, 0] / totals[i, 1] for i, k in enumerate(keys) if totals[i, 1] > 0}
+        ious = [v for k, v in metrics.items() if k.startswith("val/iou_")]
+        if ious:
+            metrics["val/iou"] = torch.stack(ious).mean()
+        if metrics:
+            self.log_dict(metrics, prog_bar=False)
+            if "val/iou" in metrics:
+                self.log("val_iou", metrics["val/iou"], prog_bar=True, logger=False)
+
+    def configure_optimizers(self):
+        encoder = getattr(self.model, "encoder", None)
+        encoder_params = {id(p) for p in encoder.parameters()} if encoder is not None else set()
+        groups = [
+            {"params": [p for p in self.model.parameters() if p.requires_grad and id(p) in encoder_params], "lr": self.optim.encoder_lr},
+            {"params": [p for p in self.model.parameters() if p.requires_grad and id(p) not in encoder_params], "lr": self.optim.lr},
+        ]
+        groups = [g for g in groups if g["params"]]
+        optimizer = torch.optim.AdamW(groups, weight_decay=self.optim.weight_decay)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = max(int(total * self.optim.warmup_fraction), 1)
+        floor = self.optim.min_lr_ratio
+        budget_s = self.time_budget_minutes * 60 if self.time_budget_minutes else None
+        started = time.monotonic()
+
+        def lr_factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(total - warmup, 1)
+            if budget_s:
+                # Under a wall-clock budget the schedule follows whichever ends first, steps or
+                # time, so the learning rate has decayed when the budget stops the run.
+                progress = max(progress, (time.monotonic() - started) / budget_s)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class EpochSetter(L.Callback):
+    """Tells the training set the epoch, so its augmentation draws differ per epoch yet stay seeded."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        loader = trainer.train_dataloader
+        dataset = getattr(loader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(trainer.current_epoch)

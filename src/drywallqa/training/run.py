@@ -1,0 +1,177 @@
+"""``train(config)``: build the training set, fit any registered model with Lightning, export the best.
+
+A run folder holds::
+
+    checkpoints/        Lightning checkpoints (best by val IoU, and last.ckpt for --resume)
+    logs/version_N/     metrics.csv of every logged value, one folder per attempt (resume adds one)
+    tensorboard/        TensorBoard events
+    training_curves.png loss parts, val IoU/Dice per class, learning rates
+    model/              the best weights as config.json + model.safetensors (+ training.json)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from drywallqa.errors import ConfigError
+from drywallqa.files import atomic_write_json, atomic_write_text
+from drywallqa.training.config import TrainConfig
+
+
+@dataclass
+class TrainResult:
+    """What a run produced.
+
+    Attributes:
+        run_dir: The run folder.
+        model_dir: Exported best model (load with ``PromptSegmentationModel.from_pretrained``).
+        best_val_iou: Best mean-over-classes val IoU, or None if never validated.
+        epochs: Epochs completed.
+        minutes: Wall-clock minutes of the fit.
+        hardware: What it ran on, for the record next to every result.
+    """
+
+    run_dir: Path
+    model_dir: Path
+    is_global_zero: bool
+    best_val_iou: float | None
+    epochs: int
+    minutes: float
+    hardware: str
+
+
+def say(message: str) -> None:
+    """Print from the first process only (every DDP process runs this code)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        print(message)
+
+
+def _hardware(trainer) -> str:
+    import platform
+
+    import torch
+
+    if trainer.accelerator.__class__.__name__.lower().startswith("cuda") and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
+        return f"{trainer.world_size} x {name}"
+    import os
+
+    return f"{trainer.world_size} process(es) on CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train a model as ``config`` says.
+
+    Args:
+        config: The run's configuration (see :class:`TrainConfig`).
+        resume: Continue from ``<out>/checkpoints/last.ckpt`` when it exists.
+        progress: Show Lightning's progress bar.
+
+    Returns:
+        A :class:`TrainResult`; the best model is exported to ``<out>/model``.
+    """
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+    from torch.utils.data import DataLoader
+
+    from drywallqa.models import build_model
+    from drywallqa.trainsets import TrainSetConfig, augmentation_to_dict, build_trainset
+    from drywallqa.training.curves import plot_training_curves
+    from drywallqa.training.module import EpochSetter, SegmentationModule
+
+    run_dir = Path(config.out)
+    cfg_t = config.trainer
+    L.seed_everything(cfg_t.seed, workers=True, verbose=False)
+
+    trainset = build_trainset(TrainSetConfig.from_dict(config.data))
+    say(trainset.check_line())
+    for split in ("train", "valid"):
+        if split not in trainset.splits:
+            raise ConfigError(f"the training set has no {split!r} split; check data.fractions")
+    image_size = trainset.config.image_size
+    model_args = {**config.model.args, "image_size": image_size}
+    model = build_model(config.model.name, **model_args)
+    train_data = trainset.torch_dataset("train")
+    valid_data = trainset.torch_dataset("valid")
+    loader_args = {"batch_size": cfg_t.batch_size, "num_workers": cfg_t.num_workers, "pin_memory": torch.cuda.is_available()}
+    train_loader = DataLoader(train_data, shuffle=True, drop_last=len(train_data) > cfg_t.batch_size, **loader_args)
+    valid_loader = DataLoader(valid_data, shuffle=False, **loader_args)
+
+    module = SegmentationModule(
+        model, config.loss, config.optim, time_budget_minutes=cfg_t.max_minutes, class_names=trainset.class_names
+    )
+    module.run_metadata = {
+        "train_config": config.to_dict(),
+        "trainset_config": trainset.config.to_dict(),
+        "augmentation": augmentation_to_dict(trainset.augmentation()),
+    }
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor="val/iou", mode="max",
+        save_last=True, save_top_k=1,
+    )
+    callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), EpochSetter()]
+    if cfg_t.early_stopping_patience > 0:
+        callbacks.append(EarlyStopping(monitor="val/iou", mode="max", patience=cfg_t.early_stopping_patience))
+    # One CSV log per attempt (logs/version_N): a resumed run appends a version instead of
+    # overwriting the history; the curves are drawn from all of them.
+    loggers = [CSVLogger(run_dir, name="logs")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        import tensorboard  # noqa: F401
+
+        loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
+    except ImportError:
+        pass
+    precision = cfg_t.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if torch.cuda.is_available() and cfg_t.accelerator in {"auto", "gpu", "cuda"} else "32-true"
+    trainer = L.Trainer(
+        max_epochs=cfg_t.max_epochs, max_steps=cfg_t.max_steps,
+        max_time={"minutes": cfg_t.max_minutes} if cfg_t.max_minutes else None,
+        accelerator=cfg_t.accelerator, devices=cfg_t.devices, num_nodes=cfg_t.num_nodes, strategy=cfg_t.strategy,
+        precision=precision, accumulate_grad_batches=cfg_t.accumulate_grad_batches,
+        check_val_every_n_epoch=cfg_t.check_val_every_n_epoch, limit_train_batches=cfg_t.limit_train_batches,
+        limit_val_batches=cfg_t.limit_val_batches, log_every_n_steps=cfg_t.log_every_n_steps,
+        callbacks=callbacks, logger=loggers, enable_progress_bar=progress, enable_model_summary=False,
+        default_root_dir=run_dir, num_sanity_val_steps=0,
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    ckpt_path = str(last) if resume and last.is_file() else None
+    if resume and ckpt_path is None:
+        say(f"no {last} to resume from; starting a new run")
+    started = time.perf_counter()
+    trainer.fit(module, train_loader, valid_loader, ckpt_path=ckpt_path)
+    minutes = (time.perf_counter() - started) / 60
+
+    best = checkpoint.best_model_path
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+    best_score = checkpoint.best_model_score
+    result = TrainResult(
+        run_dir=run_dir, model_dir=run_dir / "model", is_global_zero=trainer.is_global_zero,
+        best_val_iou=float(best_score) if best_score is not None else None,
+        epochs=trainer.current_epoch, minutes=round(minutes, 2), hardware=_hardware(trainer),
+    )
+    if trainer.is_global_zero:
+        model.save_pretrained(result.model_dir)
+        atomic_write_json(result.model_dir / "training.json", {
+            "budget": {"hardware": result.hardware, "minutes": result.minutes, "epochs": result.epochs,
+                       "steps": trainer.global_step, "precision": precision},
+            "best_val_iou": result.best_val_iou, "best_checkpoint": str(best),
+            "trainset_check": trainset.check_line(), "trainset_counts": trainset.counts(),
+            **module.run_metadata,
+        }, indent=2)
+        metrics_csvs = sorted((run_dir / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
+        if metrics_csvs:
+            plot_training_curves(metrics_csvs, run_dir / "training_curves.png")
+        atomic_write_text(run_dir / "train-config.json", json.dumps(config.to_dict(), indent=2))
+    return result

@@ -1,0 +1,109 @@
+"""Training: the shared loss, the LightningModule, the config, a CPU run, resume and a DDP smoke run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from drywallqa.cli import main
+from drywallqa.errors import ConfigError
+from drywallqa.models import PromptSegmentationModel, build_model
+from drywallqa.training.config import TrainConfig
+from drywallqa.training.losses import LossConfig, SegmentationLoss
+
+TINY = ["--set", "model.args.pretrained=false", "--set", "model.args.text_encoder=hashing",
+        "--set", "trainer.num_workers=0", "--set", "trainer.log_every_n_steps=1", "--image-size", "64", "--batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def sample_data(tmp_path_factory):
+    from drywallqa.data.synthetic import generate_sample_data
+
+    return generate_sample_data(tmp_path_factory.mktemp("data") / "sample", images=24, size=96, seed=1).root
+
+
+def test_loss_parts_and_weights():
+    logits = torch.zeros(2, 1, 8, 8)
+    target = torch.zeros(2, 1, 8, 8)
+    target[:, :, 2:4] = 1
+    parts = SegmentationLoss(LossConfig(bce=1, dice=0, focal=0, confidence=0))(logits, target)
+    assert torch.isclose(parts["total"], parts["bce"])
+    full = SegmentationLoss(LossConfig())(logits, target, torch.zeros(2))
+    expected = full["bce"] + full["dice"] + 0.5 * full["focal"] + 0.1 * full["confidence"]
+    assert torch.isclose(full["total"], expected)
+    # A perfect prediction has (near) zero segmentation loss.
+    perfect = SegmentationLoss(LossConfig(confidence=0))(target * 40 - 20, target)
+    assert perfect["total"] < 1e-3
+
+
+def test_two_optimiser_steps_lower_the_loss():
+    torch.manual_seed(0)
+    model = build_model("promptunet", pretrained=False, text_encoder="hashing", image_size=64)
+    loss = SegmentationLoss(LossConfig())
+    images = torch.rand(4, 3, 64, 64)
+    masks = torch.zeros(4, 1, 64, 64)
+    masks[:, :, 20:30, :] = 1
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(3):
+        out = model.segment(images, ["segment crack"])
+        total = loss(out.mask_logits, masks, out.confidence_logits)["total"]
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        losses.append(float(total))
+    assert losses[2] < losses[0]
+
+
+def test_config_overrides_and_errors(tmp_path):
+    cfg = TrainConfig.from_yaml(None, ["optim.lr=0.01", "model.args.encoder=lite1", "data.negative_rate=0.3"])
+    assert cfg.optim.lr == 0.01 and cfg.model.args == {"encoder": "lite1"} and cfg.data["negative_rate"] == 0.3
+    with pytest.raises(ConfigError, match="optim.lrr"):
+        TrainConfig.from_yaml(None, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="optim.lr must be float"):
+        TrainConfig.from_yaml(None, ["optim.lr=fast"])
+    with pytest.raises(ConfigError, match="not found"):
+        TrainConfig.from_yaml(tmp_path / "missing.yaml")
+    shipped = TrainConfig.from_yaml("configs/promptunet-lite0.yaml")
+    assert shipped.model.name == "promptunet" and shipped.loss.focal == 0.5
+
+
+def test_cli_training_run_writes_model_logs_and_curves_then_resumes(sample_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(sample_data), "--out", str(out), "--epochs", "1", "--no-progress", *TINY]
+    assert main(args) == 0
+    assert "best val IoU" in capsys.readouterr().out
+    for name in ("model/config.json", "model/model.safetensors", "model/training.json", "logs/version_0/metrics.csv",
+                 "training_curves.png", "checkpoints/last.ckpt"):
+        assert (out / name).is_file(), name
+    record = json.loads((out / "model" / "training.json").read_text())
+    assert record["budget"]["epochs"] == 1 and "augmentation" in record and record["trainset_check"].startswith("check: OK")
+    model = PromptSegmentationModel.from_pretrained(out / "model")
+    assert model.default_image_size == 64
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert "augmentation" in ckpt["drywallqa"]
+    # --resume continues from last.ckpt up to the new epoch count.
+    assert main(["train", "--data", str(sample_data), "--out", str(out), "--epochs", "2", "--resume", "--no-progress", *TINY]) == 0
+    assert json.loads((out / "model" / "training.json").read_text())["budget"]["epochs"] == 2
+    assert (out / "logs" / "version_0" / "metrics.csv").is_file() and (out / "logs" / "version_1" / "metrics.csv").is_file()
+
+
+def test_bad_training_config_is_one_line_exit_2(sample_data, tmp_path, capsys):
+    assert main(["train", "--data", str(sample_data), "--out", str(tmp_path / "r"), "--set", "optim.lr=fast"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "optim.lr" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_ddp_smoke_two_cpu_processes_on_gloo(sample_data, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "drywallqa.cli", "train", "--data", str(sample_data), "--out", str(out), "--epochs", "1",
+           "--accelerator", "cpu", "--devices", "2", "--set", "trainer.strategy=ddp", "--no-progress", *TINY]
+    env = {**os.environ, "PL_DISABLE_FORK": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("2 process(es) on CPU") == 1  # printed by the first process only
+    assert (out / "model" / "model.safetensors").is_file()
