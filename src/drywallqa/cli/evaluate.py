@@ -27,6 +27,11 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=8, metavar="B", help="images per prediction batch (default 8)")
     parser.add_argument("--device", help="torch device for the model (default: the predictor's choice)")
     parser.add_argument("--prompts", metavar="YAML", help="prompt config (default: the built-in prompts.yaml)")
+    parser.add_argument(
+        "--splits-from", metavar="RUN", help="use the splits of a training run's training set (its model folder, "
+        "training.json or a trainset YAML): e.g. --split test scores the source groups held out of training, "
+        "--sweep valid picks the threshold on its validation groups",
+    )
     parser.add_argument("--strict", action="store_true", help="fail (exit 2) at the first bad dataset entry instead of skipping it")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.set_defaults(handler=run_evaluate)
@@ -38,6 +43,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from drywallqa.inference import load_predictor  # lazy: pulls in the model stack
 
     datasets = [AnnotatedDataset.load(path, strict=args.strict) for path in args.data]
+    if args.splits_from:
+        datasets = resplit_like_training(datasets, args.splits_from)
     predictor = load_predictor(args.model, device=args.device)
     report = evaluate(
         predictor, datasets, split=args.split, threshold=args.threshold, sweep_split=args.sweep,
@@ -51,3 +58,40 @@ def run_evaluate(args: argparse.Namespace) -> int:
         written = report.write(args.out)
         print(f"wrote {written['markdown']}, {written['json']} and {len(written['plots'])} plot(s) in {args.out}")
     return 0
+
+
+def resplit_like_training(datasets, source: str):
+    """Give every sample the split its image has in a training run's training set.
+
+    Images the training set does not contain are dropped. Split names are the training set's:
+    ``train``, ``valid``, ``test`` and ``published_<name>`` for published splits kept as they are.
+    """
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from drywallqa.errors import ConfigError
+    from drywallqa.trainsets import TrainSetConfig, build_trainset
+
+    path = Path(source)
+    if path.is_dir():
+        path = path / "training.json"
+    if not path.is_file():
+        raise ConfigError(f"--splits-from {source}: expected a model folder with training.json, or a trainset YAML")
+    if path.suffix == ".json":
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if "trainset_config" not in record:
+            raise ConfigError(f"{path}: no trainset_config (is it a drywallqa training.json?)")
+        config = TrainSetConfig.from_dict(record["trainset_config"])
+    else:
+        config = TrainSetConfig.from_yaml(path)
+    config = config.with_overrides({"datasets": [str(ds.root) for ds in datasets], "verify_images": False})
+    split_of = build_trainset(config, datasets=datasets).split_of_images()
+    out = []
+    for ds in datasets:
+        samples = [
+            dataclasses.replace(s, split=split_of[s.image_path.resolve()])
+            for s in ds.samples if s.image_path.resolve() in split_of
+        ]
+        out.append(dataclasses.replace(ds, samples=samples))
+    return out

@@ -163,6 +163,14 @@ class TrainSet:
             raise DataError(f"training set has no split {name!r}; it has {list(self.splits)}")
         return records
 
+    def split_of_images(self) -> dict[Path, str]:
+        """``{resolved image path: split}`` for every original image in the set.
+
+        This is how evaluation reuses a training run's grouping: ``drywallqa evaluate
+        --splits-from RUN/model --split test`` scores exactly the source groups held out of training.
+        """
+        return {Path(r.image).resolve(): r.split for r in self.records if not r.is_copy and not r.is_negative}
+
     def counts(self) -> dict[str, dict[str, dict[str, int]]]:
         """``{split: {class: {"original": n, "copies": n, "negatives": n, "items": n}}}``.
 
