@@ -1,5 +1,48 @@
-"""`drywallqa predict` (being written; this placeholder registers nothing)."""
+"""``drywallqa predict``: masks, overlays, QA figures and verdicts for image files."""
+
+from __future__ import annotations
+
+import argparse
 
 
 def add_commands(subparsers) -> None:
-    return None
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment images with text prompts; write masks, overlays, QA figures (JSONL, CSV) and COCO",
+        description="Segment every image with every prompt. Writes masks/, overlays/, records/, results.jsonl, "
+        "results.csv, coco.json (RLE, for CVAT / Label Studio) and summary.json into --out. A rerun skips "
+        "image/prompt pairs whose outputs exist. Unreadable images are reported and skipped.",
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders of images, or glob patterns")
+    parser.add_argument("--prompt", action="append", required=True, metavar="TEXT",
+                        help="prompt, e.g. 'segment crack'; repeat for more prompts")
+    parser.add_argument("--model", metavar="M", default=None, help="model folder from save_pretrained (default: the shipped model)")
+    parser.add_argument("--out", metavar="DIR", default="drywallqa-predictions",
+                        help="output folder; must not be or contain an input (default drywallqa-predictions)")
+    parser.add_argument("--mm-per-px", type=float, metavar="F", help="image scale in millimetres per pixel: adds mm figures and mm rules")
+    parser.add_argument("--threshold", type=float, default=0.5, metavar="T", help="mask probability threshold (default 0.5)")
+    parser.add_argument("--thresholds", metavar="FILE", help="QA thresholds YAML (default: the built-in configs/qa-thresholds.yaml)")
+    parser.add_argument("--prompts", metavar="YAML", help="prompt classes (default: the built-in prompts.yaml)")
+    parser.add_argument("--device", help="torch device (default: CUDA when available)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.set_defaults(handler=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from drywallqa.data import PromptConfig
+    from drywallqa.inference import load_predictor  # lazy: pulls in the model stack
+    from drywallqa.serving import QAThresholds, predict_images
+
+    predictor = load_predictor(args.model, device=args.device, threshold=args.threshold)
+    run = predict_images(
+        args.images, args.prompt, args.out, predictor, model_id=args.model or "default", mm_per_px=args.mm_per_px,
+        thresholds=QAThresholds.load(args.thresholds),
+        prompt_config=PromptConfig.from_yaml(args.prompts) if args.prompts else None, progress=args.progress,
+    )
+    verdicts = run.verdict_counts()
+    print(f"{run.images} image(s), {len(run.records)} mask(s): {run.predicted} predicted, {run.resumed} already done; "
+          f"{verdicts['fail']} fail, {verdicts['pass']} pass, {verdicts['unchecked']} unchecked")
+    if run.issues:
+        print(f"skipped {len(run.issues)} unreadable image(s) (listed in {run.files['summary']})")
+    print(f"wrote {run.files['jsonl']}, {run.files['csv'].name}, {run.files['coco'].name} in {run.out}")
+    return 0

@@ -1,0 +1,37 @@
+"""Inspection product: batch prediction, QA figures and verdicts, HTML reports, HTTP service.
+
+- :func:`inspect_mask` measures a mask's QA figures for its prompt's class (crack length and
+  width, taping coverage and band width, ...) and judges them against :class:`QAThresholds`.
+- :func:`predict_images` runs a :class:`~drywallqa.inference.Predictor` over image files and
+  writes masks, overlays, JSONL/CSV tables and COCO (RLE) for annotation tools.
+- :func:`write_report` turns a run into one self-contained HTML file.
+- :func:`create_app` builds the FastAPI service (``POST /v1/segment`` and a web page).
+
+``create_app`` is imported lazily so that prediction and reports do not need FastAPI.
+"""
+
+from drywallqa.serving.figures import QAFigures, measure_mask
+from drywallqa.serving.predict import PredictionRun, predict_images, read_results
+from drywallqa.serving.qa import MaskInspection, inspect_mask, prompt_class
+from drywallqa.serving.report import render_report, write_report
+from drywallqa.serving.thresholds import QAThresholds, Verdict
+
+__all__ = [
+    "MaskInspection", "PredictionRun", "QAFigures", "QAThresholds", "Verdict", "create_app", "inspect_mask",
+    "measure_mask", "predict_images", "prompt_class", "read_results", "render_report", "write_report",
+]
+
+
+def __getattr__(name: str):
+    if name == "create_app":
+        try:
+            from drywallqa.serving.app import create_app
+        except ImportError as exc:  # FastAPI is only needed by the service
+            from drywallqa.errors import DrywallQAError
+
+            raise DrywallQAError(
+                f"the HTTP service needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
+                "pip install 'drywallqa[serve]'"
+            ) from exc
+        return create_app
+    raise AttributeError(f"module 'drywallqa.serving' has no attribute {name!r}")

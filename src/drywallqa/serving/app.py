@@ -1,0 +1,479 @@
+"""The HTTP service: ``POST /v1/segment``, ``GET /healthz``, ``GET /v1/models`` and a web page.
+
+Build it with :func:`create_app` and run it with any ASGI server (``drywallqa serve`` uses
+uvicorn). The model is loaded once, on the first request that needs it (or up front when a
+:class:`~drywallqa.inference.Predictor` is passed in), and shared by all requests; predictions run
+in worker threads, at most ``max_concurrent_predictions`` at a time, so the event loop keeps
+answering health checks while the CPU is busy.
+
+Every error is JSON ``{"error": {"status": 4xx, "code": "...", "message": "..."}}``:
+
+=====  ===================================================================================
+413    request body over ``max_upload_mb``, or an image over ``max_image_pixels``
+415    the ``image`` upload is not a readable image
+422    missing ``image``/``prompt``; empty, overlong or too many prompts; bad ``mask_format``
+       or ``mm_per_px``
+404    unknown ``model`` (or path)
+503    the model could not be loaded
+504    the prediction took longer than ``timeout_s``
+=====  ===================================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from drywallqa import __version__
+from drywallqa.data.masks import mask_to_rle
+from drywallqa.data.prompts import PromptConfig
+from drywallqa.errors import ConfigError, DataError, DrywallQAError
+from drywallqa.inference import Predictor, check_prompt
+from drywallqa.serving.qa import inspect_mask
+from drywallqa.serving.render import (
+    FIGURE_SET_COLOURS,
+    jpeg_bytes,
+    mask_png_bytes,
+    render_overlay,
+)
+from drywallqa.serving.thresholds import QAThresholds
+
+MASK_FORMATS = ("rle", "png")
+MAX_PROMPT_LENGTH = 200
+# Form fields (prompts, flags) ride along with the image; allow them this much beyond the image limit.
+FORM_FIELDS_ALLOWANCE = 64 * 1024
+# Files of the web page, served from the package: name -> media type.
+STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
+                "style.css": "text/css; charset=utf-8"}
+# The page loads nothing from elsewhere: scripts, styles and images come from this server or
+# are data:/blob: URLs made by the page itself.
+PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'")
+
+
+# -- model ---------------------------------------------------------------------------------------
+class ModelHolder:
+    """Loads the predictor once, on first use, safely from many threads.
+
+    Args:
+        predictor: An already built predictor (then nothing is loaded).
+        spec: Model spec for ``loader`` (None: the shipped model).
+        loader: ``loader(spec) -> Predictor``; :func:`drywallqa.inference.load_predictor` with
+            ``predictor_kwargs`` by default.
+        predictor_kwargs: Passed to the default loader (``threshold``, ``device``, ...).
+    """
+
+    def __init__(self, predictor: Predictor | None = None, spec: str | None = None,
+                 loader: Callable[[str | None], Predictor] | None = None, **predictor_kwargs: Any):
+        self._predictor = predictor
+        self._given = predictor is not None
+        self.spec = spec
+        self._loader = loader
+        self._predictor_kwargs = predictor_kwargs
+        self._lock = threading.Lock()
+        self.load_seconds: float | None = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the predictor is in memory."""
+        return self._predictor is not None
+
+    def get(self) -> Predictor:
+        """The predictor, loading it on the first call (other callers wait for that load).
+
+        Raises:
+            DrywallQAError: If loading fails (the next call tries again).
+        """
+        if self._predictor is None:
+            with self._lock:
+                if self._predictor is None:  # another thread may have loaded it while we waited
+                    started = time.perf_counter()
+                    if self._loader is not None:
+                        predictor = self._loader(self.spec)
+                    else:
+                        from drywallqa.inference import load_predictor
+
+                        predictor = load_predictor(self.spec, **self._predictor_kwargs)
+                    self.load_seconds = time.perf_counter() - started
+                    self._predictor = predictor
+        return self._predictor
+
+    def describe(self, model_id: str) -> dict:
+        """JSON description for ``GET /v1/models`` (does not load the model)."""
+        spec = self.spec or ("predictor given to create_app" if self._given else "shipped default")
+        info: dict[str, Any] = {"id": model_id, "spec": spec, "loaded": self.loaded}
+        if self._predictor is not None:
+            predictor = self._predictor
+            info.update(architecture=getattr(predictor, "name", type(predictor).__name__),
+                        threshold=float(getattr(predictor, "threshold", 0.5)),
+                        image_size=getattr(predictor, "image_size", None))
+        return info
+
+
+# -- response models (they document the API in /openapi.json) ------------------------------------
+class ErrorDetail(BaseModel):
+    status: int = Field(description="HTTP status code")
+    code: str = Field(description="machine-readable kind, e.g. 'payload_too_large'")
+    message: str = Field(description="what went wrong and what to do about it")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class MaskPayload(BaseModel):
+    format: Literal["rle", "png"]
+    size: list[int] = Field(description="[height, width]")
+    counts: str | None = Field(None, description="compressed COCO RLE counts (format 'rle'; decode with pycocotools)")
+    base64: str | None = Field(None, description="8-bit PNG, 0 background / 255 mask, base64 (format 'png')")
+
+
+class ImagePayload(BaseModel):
+    media_type: str
+    base64: str
+
+
+class SegmentResult(BaseModel):
+    prompt: str
+    class_: str | None = Field(None, alias="class", description="prompt class, null when the prompt names none")
+    figure_set: str = Field(description="crack | joint | area")
+    figures: dict[str, float | int | None] = Field(description="QA figures (see docs/serving.md)")
+    verdict: str = Field(description="fail | pass | unchecked")
+    reasons: list[str]
+    severity: float
+    checked: list[str]
+    mask: MaskPayload
+    overlay: ImagePayload | None = None
+
+
+class SegmentResponse(BaseModel):
+    model: str
+    image: dict[str, Any] = Field(description="filename, width, height")
+    mm_per_px: float | None
+    results: list[SegmentResult]
+    timing_ms: dict[str, float]
+
+
+# -- errors ---------------------------------------------------------------------------------------
+_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+          415: "unsupported_media_type", 422: "unprocessable", 500: "internal_error", 503: "model_unavailable",
+          504: "timeout"}
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "code": _CODES.get(status, "error"), "message": message}},
+                        status_code=status)
+
+
+class _BodySizeLimit:
+    """ASGI middleware: 413 for request bodies over ``limit`` bytes, before they are read whole.
+
+    A declared ``Content-Length`` over the limit is refused at once; a body without one (chunked)
+    is counted as it arrives.
+    """
+
+    def __init__(self, app, limit: int, limit_mb: float):
+        self.app = app
+        self.limit = limit
+        self.limit_mb = limit_mb
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await _error(413, self._message(int(declared)))(scope, receive, send)
+        received = 0
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise HTTPException(413, self._message(received))
+            return message
+
+        return await self.app(scope, counting_receive, send)
+
+    def _message(self, size: int) -> str:
+        return f"request body is {size / 1e6:.2g} MB; the limit is {self.limit_mb:g} MB (send a smaller or more compressed image)"
+
+
+class _LoopSemaphores:
+    """At most ``slots`` functions running in worker threads at once, per event loop.
+
+    A caller waiting for a slot holds no thread, so a request that times out while queued costs
+    nothing. A function already running cannot be stopped: on time-out its caller gets the error
+    at once, the thread finishes in the background and frees its slot then. (One semaphore per
+    loop because an asyncio semaphore belongs to the loop it was first used in, and test clients
+    run each client in a loop of its own.)
+    """
+
+    def __init__(self, slots: int):
+        self.slots = slots
+        self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._lock = threading.Lock()
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            for stale in [other for other in self._semaphores if other.is_closed()]:
+                del self._semaphores[stale]
+            return self._semaphores.setdefault(loop, asyncio.Semaphore(self.slots))
+
+    async def run(self, function: Callable[[], Any]) -> Any:
+        semaphore = self._semaphore()
+        await semaphore.acquire()
+        work = asyncio.ensure_future(asyncio.to_thread(function))
+
+        def finished(future: asyncio.Future) -> None:
+            semaphore.release()
+            if not future.cancelled():
+                future.exception()  # mark retrieved: a timed-out caller no longer awaits it
+
+        work.add_done_callback(finished)
+        return await asyncio.shield(work)
+
+
+# -- app ------------------------------------------------------------------------------------------
+def create_app(
+    predictor: Predictor | None = None,
+    model_spec: str | None = None,
+    *,
+    model_id: str = "default",
+    max_upload_mb: float = 10.0,
+    timeout_s: float = 30.0,
+    max_image_pixels: int = 40_000_000,
+    max_prompts: int = 8,
+    max_concurrent_predictions: int = 1,
+    thresholds: QAThresholds | None = None,
+    prompt_config: PromptConfig | None = None,
+    **predictor_kwargs: Any,
+) -> FastAPI:
+    """Build the FastAPI app.
+
+    Args:
+        predictor: The predictor to serve; when None, ``model_spec`` is loaded on first use.
+        model_spec: Model folder for :func:`~drywallqa.inference.load_predictor` (None: the
+            shipped model). Ignored when ``predictor`` is given.
+        model_id: Name clients use in the ``model`` field and ``GET /v1/models``.
+        max_upload_mb: Largest accepted request body, in megabytes (10⁶ bytes).
+        timeout_s: Longest time a prediction may take (waiting for a free slot included).
+        max_image_pixels: Largest accepted image, width × height (decoding bombs are refused).
+        max_prompts: Most prompts in one request.
+        max_concurrent_predictions: Predictions running at once; more wait (CPU inference
+            already uses every core, so 1 keeps latency predictable).
+        thresholds: QA figure sets and rules; the built-in file by default.
+        prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
+        **predictor_kwargs: For the lazy loader (``threshold``, ``device``, ...).
+
+    Returns:
+        The app; ``app.state.model`` is its :class:`ModelHolder`.
+    """
+    if max_upload_mb <= 0 or timeout_s <= 0 or max_prompts < 1 or max_concurrent_predictions < 1:
+        raise ConfigError("max_upload_mb and timeout_s must be positive, max_prompts and max_concurrent_predictions >= 1")
+    holder = ModelHolder(predictor, model_spec, **predictor_kwargs)
+    thresholds = thresholds or QAThresholds.default()
+    prompt_config = prompt_config or PromptConfig.default()
+    upload_limit = int(max_upload_mb * 1e6)
+    prediction_slots = _LoopSemaphores(max_concurrent_predictions)
+
+    app = FastAPI(
+        title="drywallqa",
+        version=__version__,
+        description="Text-prompted segmentation of drywall photos with QA figures and pass/fail verdicts. "
+        "Errors are JSON `{\"error\": {status, code, message}}`.",
+    )
+    app.state.model = holder
+    app.state.model_id = model_id
+    app.add_middleware(_BodySizeLimit, limit=upload_limit + FORM_FIELDS_ALLOWANCE, limit_mb=max_upload_mb)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such path {request.url.path}; see /docs or /openapi.json"
+        return _error(exc.status_code, message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(part) for part in err.get("loc", ())[1:]) or "request"
+            problems.append(f"{field}: {err.get('msg', 'invalid')}")
+        hint = " (send multipart/form-data with a file field 'image' and one or more 'prompt' fields)"
+        return _error(422, "; ".join(problems) + hint)
+
+    # -- page -----------------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    def page() -> Response:
+        return _static_response("index.html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        if name not in STATIC_FILES:
+            raise HTTPException(404, f"no static file {name!r}")
+        return _static_response(name)
+
+    # -- API ------------------------------------------------------------------------------------
+    @app.get("/healthz", summary="Liveness and model state")
+    def healthz() -> dict:
+        return {"status": "ok", "version": __version__, "model": model_id, "model_loaded": holder.loaded}
+
+    @app.get("/v1/models", summary="Models this server serves")
+    def models() -> dict:
+        return {"default": model_id, "models": [holder.describe(model_id)]}
+
+    @app.get("/v1/models/{name}", summary="One model", responses={404: {"model": ErrorBody}})
+    def model_info(name: str) -> dict:
+        _check_model(name, model_id)
+        return holder.describe(model_id)
+
+    @app.post(
+        "/v1/segment",
+        summary="Segment an image with text prompts; QA figures, verdicts and masks",
+        response_model=SegmentResponse,
+        response_model_by_alias=True,
+        responses={status: {"model": ErrorBody} for status in (404, 413, 415, 422, 503, 504)},
+    )
+    async def segment(
+        image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, BMP, TIFF)")],
+        prompt: Annotated[list[str], Form(description="one or more prompts, e.g. 'segment crack'")],
+        mask_format: Annotated[str, Form(description="'rle' (COCO compressed RLE) or 'png' (base64 PNG)")] = "rle",
+        mm_per_px: Annotated[float | None, Form(description="image scale in millimetres per pixel: adds mm figures")] = None,
+        overlay: Annotated[bool, Form(description="also return the overlay as a base64 JPEG")] = False,
+        model: Annotated[str | None, Form(description="model id; the served one by default (see /v1/models)")] = None,
+    ):
+        started = time.perf_counter()
+        if model:
+            _check_model(model, model_id)
+        prompts = _check_prompts(prompt, max_prompts)
+        if mask_format not in MASK_FORMATS:
+            raise HTTPException(422, f"mask_format must be one of {', '.join(MASK_FORMATS)}, got {mask_format!r}")
+        if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
+            raise HTTPException(422, f"mm_per_px must be a positive number, got {mm_per_px}")
+        data = await image.read()
+        if len(data) > upload_limit:
+            raise HTTPException(413, f"image is {len(data) / 1e6:.1f} MB; the limit is {max_upload_mb:g} MB")
+        if not data:
+            raise HTTPException(422, "image: the uploaded file is empty")
+        # Decoding a large photo takes long enough to stall other requests: off the event loop.
+        pixels = await asyncio.to_thread(_decode_upload, data, image.filename or "upload", max_image_pixels)
+        decoded = time.perf_counter()
+        try:
+            predictor = holder.get() if holder.loaded else await asyncio.to_thread(holder.get)
+        except DrywallQAError as exc:
+            raise HTTPException(503, f"model {model_id!r} could not be loaded: {exc}") from exc
+        loaded = time.perf_counter()
+
+        def predict_and_inspect() -> list[dict]:
+            results = predictor.predict_batch([pixels] * len(prompts), prompts)
+            out = []
+            for prompt_text, result in zip(prompts, results):
+                inspection = inspect_mask(result.mask, prompt_text, confidence=result.confidence, mm_per_px=mm_per_px,
+                                          thresholds=thresholds, prompt_config=prompt_config)
+                item = inspection.to_dict()
+                item["mask"] = _mask_payload(result.mask, mask_format)
+                if overlay:
+                    tinted = render_overlay(pixels, result.mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
+                    item["overlay"] = {"media_type": "image/jpeg",
+                                       "base64": base64.b64encode(jpeg_bytes(tinted, quality=85)).decode("ascii")}
+                out.append(item)
+            return out
+
+        try:
+            results = await asyncio.wait_for(prediction_slots.run(predict_and_inspect), timeout=timeout_s)
+        except asyncio.TimeoutError as exc:
+            raise HTTPException(504, f"prediction took longer than {timeout_s:g} s; try a smaller image or fewer prompts") from exc
+        except DrywallQAError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        finished = time.perf_counter()
+        return {
+            "model": model_id,
+            "image": {"filename": image.filename, "width": int(pixels.shape[1]), "height": int(pixels.shape[0])},
+            "mm_per_px": mm_per_px,
+            "results": results,
+            "timing_ms": {"decode": round(1000 * (decoded - started), 2), "load": round(1000 * (loaded - decoded), 2),
+                          "predict": round(1000 * (finished - loaded), 2), "total": round(1000 * (finished - started), 2)},
+        }
+
+    return app
+
+
+def _check_model(name: str, model_id: str) -> None:
+    if name != model_id:
+        raise HTTPException(404, f"unknown model {name!r}; this server serves: {model_id!r} (see /v1/models)")
+
+
+def _check_prompts(prompts: list[str], max_prompts: int) -> list[str]:
+    if len(prompts) > max_prompts:
+        raise HTTPException(422, f"got {len(prompts)} prompts; at most {max_prompts} per request")
+    checked = []
+    for text in prompts:
+        try:
+            checked.append(check_prompt(text, max_length=MAX_PROMPT_LENGTH))
+        except ConfigError as exc:
+            raise HTTPException(422, f"prompt: {exc}") from exc
+    return list(dict.fromkeys(checked))
+
+
+def _decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    """Decode an uploaded image after checking its pixel count from the header alone."""
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    from drywallqa.files import decode_image_bytes
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise HTTPException(413, f"{name}: image has too many pixels; the limit is {max_pixels / 1e6:.0f} megapixels") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise HTTPException(415, f"{name}: not a readable image (send JPEG, PNG, WebP, BMP or TIFF)") from exc
+    if width * height > max_pixels:
+        raise HTTPException(413, f"{name}: image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
+                                 f"the limit is {max_pixels / 1e6:.0f}")
+    try:
+        return decode_image_bytes(data, name)
+    except DataError as exc:
+        raise HTTPException(415, f"{name}: not a readable image (send JPEG, PNG, WebP, BMP or TIFF)") from exc
+
+
+def _mask_payload(mask: np.ndarray, mask_format: str) -> dict:
+    size = [int(mask.shape[0]), int(mask.shape[1])]
+    if mask_format == "rle":
+        return {"format": "rle", "size": size, "counts": mask_to_rle(mask)["counts"]}
+    return {"format": "png", "size": size, "base64": base64.b64encode(mask_png_bytes(mask)).decode("ascii")}
+
+
+def _static_response(name: str) -> Response:
+    data = resources.files("drywallqa.serving").joinpath("static", name).read_bytes()
+    headers = {"Cache-Control": "no-cache"}
+    if name == "index.html":
+        headers["Content-Security-Policy"] = PAGE_CSP
+    return Response(content=data, media_type=STATIC_FILES[name], headers=headers)
+
+
+def static_folder() -> Path:
+    """Folder of the web page's files inside the package."""
+    return Path(str(resources.files("drywallqa.serving").joinpath("static")))

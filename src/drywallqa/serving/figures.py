@@ -1,0 +1,232 @@
+"""QA figures measured on a predicted mask: area, components, length and width.
+
+Which figures a mask gets depends on its *figure set*, chosen from the prompt's class by the
+thresholds file (see :mod:`drywallqa.serving.thresholds`):
+
+- ``"crack"``: thin curves. Length runs along the skeleton
+  (:func:`skimage.morphology.skeletonize`): a horizontal or vertical step between skeleton pixels
+  counts 1 pixel, a diagonal step √2, and each skeleton end is extended to the mask's edge by its
+  distance to the edge (so a straight bar of length ``L`` measures ``L``). The local width at a
+  skeleton pixel is ``2·d − 1`` where ``d`` is the Euclidean distance from the pixel's centre to
+  the centre of the nearest background pixel: ``d − ½`` is the distance to the mask's edge, and
+  twice that is the width through the centre (exact for odd widths, within one pixel otherwise).
+  Width max and mean are taken over the skeleton pixels.
+- ``"joint"``: taping areas, bands tens of pixels wide, where a skeleton grows spurs at the band's
+  corners that would inflate a skeleton length. Each component's band width is the median of the
+  local widths along its skeleton (spurs are a minority of skeleton pixels, so the median ignores
+  them), and its covered length is its area divided by that width: the length of a straight band,
+  and the summed arm lengths of a T or cross of bands. Width max is the widest local width.
+- ``"area"``: any other class: covered area, component count and confidence only.
+
+Outside the image counts as background, so a crack leaving the frame ends at the frame.
+Components smaller than ``min_component_area_px`` pixels are model noise: they are left out of
+the component count, lengths and widths (the covered area still counts every mask pixel).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from drywallqa.errors import ConfigError
+
+FIGURE_SETS = ("crack", "joint", "area")
+# Figures measured in pixels that get a millimetre twin when the image scale is known.
+LENGTH_FIGURES = ("length", "longest", "width_max", "width_mean")
+
+
+@dataclass
+class QAFigures:
+    """QA figures of one mask.
+
+    Attributes:
+        figure_set: ``"crack"``, ``"joint"`` or ``"area"`` (see the module docstring).
+        area_percent: Mask pixels as a percentage of the image's pixels.
+        area_px: Mask pixels.
+        components: 8-connected components of at least ``min_component_area_px`` pixels.
+        confidence: The model's confidence in ``[0, 1]``, or None when not given.
+        length_px: Summed length of all components (crack: along the skeleton; joint: covered
+            length); None for the ``"area"`` set.
+        longest_px: Length of the longest component; 0 when there is none.
+        width_max_px: Widest local width of any component; None when there is no component.
+        width_mean_px: Crack: mean local width over all skeleton pixels; joint: area-weighted mean
+            of the components' band widths. None when there is no component.
+        mm_per_px: Image scale in millimetres per pixel, or None when unknown.
+        component_lengths_px: Length of each component, longest first.
+    """
+
+    figure_set: str
+    area_percent: float
+    area_px: int
+    components: int
+    confidence: float | None = None
+    length_px: float | None = None
+    longest_px: float | None = None
+    width_max_px: float | None = None
+    width_mean_px: float | None = None
+    mm_per_px: float | None = None
+    component_lengths_px: tuple[float, ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        if self.figure_set not in FIGURE_SETS:
+            raise ConfigError(f"figure_set must be one of {', '.join(FIGURE_SETS)}, got {self.figure_set!r}")
+        if self.mm_per_px is not None and not (self.mm_per_px > 0 and math.isfinite(self.mm_per_px)):
+            raise ConfigError(f"mm_per_px must be a positive number, got {self.mm_per_px!r}")
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        """Flat JSON-ready figures; ``*_mm`` twins of the lengths and widths when the scale is known.
+
+        Figures that do not apply to the figure set are left out, so a CSV column is either a
+        number or empty.
+        """
+        out: dict[str, float | int | None] = {
+            "area_percent": round(self.area_percent, 4),
+            "area_px": self.area_px,
+            "components": self.components,
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
+        }
+        if self.figure_set == "area":
+            return out
+        for name in LENGTH_FIGURES:
+            value = getattr(self, f"{name}_px")
+            out[f"{name}_px"] = None if value is None else round(value, 2)
+            if self.mm_per_px is not None:
+                out[f"{name}_mm"] = None if value is None else round(value * self.mm_per_px, 3)
+        return out
+
+
+def measure_mask(
+    mask: np.ndarray,
+    figure_set: str = "area",
+    *,
+    mm_per_px: float | None = None,
+    confidence: float | None = None,
+    min_component_area_px: int = 10,
+) -> QAFigures:
+    """Measure the QA figures of one binary mask.
+
+    Args:
+        mask: ``(H, W)`` bool (or 0/1) mask at the image's size.
+        figure_set: ``"crack"``, ``"joint"`` or ``"area"``.
+        mm_per_px: Millimetres per pixel; adds ``*_mm`` figures.
+        confidence: The model's confidence, carried into the figures.
+        min_component_area_px: Smaller components are noise and are not measured.
+
+    Returns:
+        The figures.
+
+    Example:
+        >>> mask = np.zeros((20, 120), dtype=bool); mask[8:13, 10:110] = True   # 100 × 5 px bar
+        >>> f = measure_mask(mask, "crack", mm_per_px=0.5)
+        >>> round(f.longest_px), f.width_max_px, f.to_dict()["width_max_mm"]      # length within 1 px
+        (100, 5.0, 2.5)
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ConfigError(f"mask must have shape (H, W), got {mask.shape}")
+    if figure_set not in FIGURE_SETS:
+        raise ConfigError(f"figure_set must be one of {', '.join(FIGURE_SETS)}, got {figure_set!r}")
+    mask = mask.astype(bool)
+    area_px = int(mask.sum())
+    labels, n_components = _label_components(mask, min_component_area_px)
+    figures = QAFigures(
+        figure_set=figure_set, area_percent=100.0 * area_px / max(mask.size, 1), area_px=area_px,
+        components=n_components, confidence=None if confidence is None else float(confidence), mm_per_px=mm_per_px,
+    )
+    if figure_set == "area":
+        return figures
+    figures.length_px, figures.longest_px = 0.0, 0.0
+    if n_components == 0:
+        return figures
+    measure = _measure_cracks if figure_set == "crack" else _measure_joints
+    lengths, width_max, width_mean = measure(labels, n_components)
+    figures.component_lengths_px = tuple(sorted((float(v) for v in lengths), reverse=True))
+    figures.length_px = float(lengths.sum())
+    figures.longest_px = float(lengths.max())
+    figures.width_max_px = float(width_max)
+    figures.width_mean_px = float(width_mean)
+    return figures
+
+
+# -- measurement ----------------------------------------------------------------------------------
+def _label_components(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, int]:
+    """8-connected labels ``1..K`` of the components with at least ``min_area`` pixels (0 elsewhere)."""
+    import cv2
+
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= max(int(min_area), 1)) + 1
+    relabel = np.zeros(n, dtype=np.int32)
+    relabel[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
+    return relabel[labels], len(keep)
+
+
+def _skeleton_and_distance(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Skeleton of the labelled mask and each pixel's distance to the nearest background pixel.
+
+    The mask is padded with background so that outside the image counts as background.
+    """
+    import cv2
+    from skimage.morphology import skeletonize
+
+    mask = labels > 0
+    padded = np.pad(mask, 1).astype(np.uint8)
+    distance = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+    return skeletonize(mask), distance
+
+
+def _skeleton_step_lengths(skeleton: np.ndarray, labels: np.ndarray, n_components: int) -> np.ndarray:
+    """Length of each component's skeleton: orthogonal steps count 1, diagonal steps √2.
+
+    A diagonal step is skipped where an orthogonal pixel already joins its two ends (an L-shaped
+    corner), so a corner counts 2, not 2 + √2.
+    """
+    s = skeleton
+    lengths = np.zeros(n_components + 1)
+    steps = (
+        (s[:, :-1] & s[:, 1:], labels[:, :-1], 1.0),                                    # horizontal
+        (s[:-1, :] & s[1:, :], labels[:-1, :], 1.0),                                    # vertical
+        (s[:-1, :-1] & s[1:, 1:] & ~s[:-1, 1:] & ~s[1:, :-1], labels[:-1, :-1], math.sqrt(2)),  # ↘
+        (s[:-1, 1:] & s[1:, :-1] & ~s[:-1, :-1] & ~s[1:, 1:], labels[:-1, 1:], math.sqrt(2)),   # ↙
+    )
+    for present, owner, step in steps:
+        lengths += step * np.bincount(owner[present], minlength=n_components + 1)
+    return lengths[1:]
+
+
+def _skeleton_neighbours(skeleton: np.ndarray) -> np.ndarray:
+    """Number of 8-connected skeleton neighbours of every pixel."""
+    import cv2
+
+    kernel = np.ones((3, 3), dtype=np.float32)
+    kernel[1, 1] = 0
+    return cv2.filter2D(skeleton.astype(np.float32), -1, kernel, borderType=cv2.BORDER_CONSTANT).round().astype(int)
+
+
+def _measure_cracks(labels: np.ndarray, n_components: int) -> tuple[np.ndarray, float, float]:
+    skeleton, distance = _skeleton_and_distance(labels)
+    lengths = _skeleton_step_lengths(skeleton, labels, n_components)
+    # Extend each skeleton end to the mask's edge: distance to the edge is d - 1/2. An isolated
+    # skeleton pixel (a blob) is an end in both directions.
+    neighbours = _skeleton_neighbours(skeleton)
+    ends = skeleton & (neighbours <= 1)
+    end_weight = np.where(neighbours[ends] == 0, 2.0, 1.0)
+    lengths += np.bincount(labels[ends], weights=end_weight * (distance[ends] - 0.5), minlength=n_components + 1)[1:]
+    local_width = 2.0 * distance[skeleton] - 1.0
+    return lengths, float(local_width.max()), float(local_width.mean())
+
+
+def _measure_joints(labels: np.ndarray, n_components: int) -> tuple[np.ndarray, float, float]:
+    skeleton, distance = _skeleton_and_distance(labels)
+    areas = np.bincount(labels.ravel(), minlength=n_components + 1)[1:].astype(float)
+    skeleton_labels = labels[skeleton]
+    local_width = 2.0 * distance[skeleton] - 1.0
+    band_widths = np.array([
+        float(np.median(local_width[skeleton_labels == k])) if np.any(skeleton_labels == k) else 1.0
+        for k in range(1, n_components + 1)
+    ])
+    band_widths = np.maximum(band_widths, 1.0)
+    lengths = areas / band_widths
+    width_mean = float((band_widths * areas).sum() / areas.sum())
+    return lengths, float(local_width.max()), width_mean

@@ -1,0 +1,467 @@
+"""Batch prediction over image files: masks, overlays, QA figures, and their tables.
+
+:func:`predict_images` writes, into an output folder::
+
+    masks/<image>__<prompt>.png       0/255 single-channel mask at the image's size
+    overlays/<image>__<prompt>.jpg    the mask tinted and outlined on the image
+    records/<image>__<prompt>.json    one record: figures, verdict, paths, settings
+    results.jsonl                     every record of this run, one per line, in input order
+    results.csv                       the same, flattened (figures as columns)
+    coco.json                         COCO instances, one RLE annotation per mask component
+    summary.json                      counts, settings and skipped files
+
+Each file is written atomically and the record last, so an interrupted run leaves either a
+complete image/prompt output or none; a rerun skips image/prompt pairs whose record, mask and
+overlay exist and were made by the same model at the same threshold (the figures and verdict of a
+skipped pair are measured again from its saved mask, so a new ``--mm-per-px`` or thresholds file
+takes effect without predicting again).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import io
+import os
+import re
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from drywallqa.data.prompts import PromptConfig
+from drywallqa.errors import ConfigError, DataError, IssueLog
+from drywallqa.files import (
+    IMAGE_SUFFIXES,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    list_images,
+    read_image,
+    read_json,
+)
+from drywallqa.inference import Predictor, check_prompt
+from drywallqa.serving.qa import MaskInspection, inspect_mask
+from drywallqa.serving.render import (
+    FIGURE_SET_COLOURS,
+    jpeg_bytes,
+    mask_png_bytes,
+    render_overlay,
+)
+from drywallqa.serving.thresholds import QAThresholds
+
+RESULTS_JSONL = "results.jsonl"
+RESULTS_CSV = "results.csv"
+COCO_FILE = "coco.json"
+SUMMARY_FILE = "summary.json"
+# Leading CSV columns; figure columns follow in the order QAFigures.to_dict() gives them.
+CSV_COLUMNS = ("image", "prompt", "class", "figure_set", "verdict", "severity", "reasons")
+CSV_TRAILING_COLUMNS = ("mask", "overlay", "image_width", "image_height", "model", "threshold", "mm_per_px")
+OVERLAY_QUALITY = 90
+
+
+@dataclass
+class PredictionRun:
+    """What :func:`predict_images` did.
+
+    Attributes:
+        out: The output folder.
+        records: One JSON-ready record per image and prompt, in input order.
+        images: Images that were read (predicted or resumed).
+        predicted: Image/prompt pairs predicted in this run.
+        resumed: Image/prompt pairs whose outputs were already there.
+        issues: Skipped images (unreadable files), with reasons.
+        files: Paths of ``results.jsonl``, ``results.csv``, ``coco.json`` and ``summary.json``.
+    """
+
+    out: Path
+    records: list[dict] = field(default_factory=list)
+    images: int = 0
+    predicted: int = 0
+    resumed: int = 0
+    issues: IssueLog = field(default_factory=lambda: IssueLog(quiet=True))
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def verdict_counts(self) -> dict[str, int]:
+        """Records per verdict: ``{"fail": n, "pass": n, "unchecked": n}``."""
+        counts = {"fail": 0, "pass": 0, "unchecked": 0}
+        for record in self.records:
+            counts[record["verdict"]] = counts.get(record["verdict"], 0) + 1
+        return counts
+
+    def __repr__(self) -> str:
+        return (
+            f"PredictionRun({str(self.out)!r}, images={self.images}, records={len(self.records)}, "
+            f"predicted={self.predicted}, resumed={self.resumed}, skipped={len(self.issues)}, {self.verdict_counts()})"
+        )
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Expand files, folders (their image files, not recursive) and glob patterns, in order.
+
+    Duplicates are dropped. A file named explicitly is kept whatever its suffix (an unreadable one
+    is reported when it is read); folders and globs contribute image suffixes only.
+
+    Raises:
+        DataError: If a path does not exist, a glob matches nothing, or nothing is found at all.
+    """
+    images: list[Path] = []
+    for item in inputs:
+        text = str(item)
+        path = Path(text)
+        if path.is_dir():
+            found = list_images(path)
+        elif path.is_file():
+            found = [path]
+        elif glob.has_magic(text):
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                raise DataError(f"{text}: the pattern matches no file")
+            found = [Path(m) for m in matches if Path(m).is_file() and Path(m).suffix.lower() in IMAGE_SUFFIXES]
+        else:
+            raise DataError(f"{text}: no such file or folder")
+        images.extend(found)
+    unique = list(dict.fromkeys(p.resolve() for p in images))
+    if not unique:
+        raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}")
+    return unique
+
+
+def check_output_dir(out: str | os.PathLike, images: Sequence[Path], inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """Refuse an output folder that would put outputs among the inputs.
+
+    Args:
+        out: The output folder.
+        images: Resolved input images.
+        inputs: The input arguments (folders among them must differ from ``out``).
+
+    Returns:
+        ``out`` resolved.
+
+    Raises:
+        ConfigError: If ``out`` is a file, equals an input folder, or contains an input image.
+    """
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the outputs")
+    for item in inputs:
+        if Path(item).is_dir() and Path(item).resolve() == out:
+            raise ConfigError(f"--out {out} is the input folder {item}; choose a folder outside the inputs so they are never overwritten")
+    for image in images:
+        if out == image or out in image.parents:
+            raise ConfigError(f"--out {out} contains the input {image}; choose a folder outside the inputs so they are never overwritten")
+    return out
+
+
+def output_keys(images: Sequence[Path]) -> dict[Path, str]:
+    """File-name key of each image: its stem, plus a hash of its path when stems collide."""
+    stems = {image: _safe_name(image.stem) for image in images}
+    counts = Counter(stem.lower() for stem in stems.values())
+    return {image: stem + (f"-{_short_hash(str(image))}" if counts[stem.lower()] > 1 else "") for image, stem in stems.items()}
+
+
+def prompt_slugs(prompts: Sequence[str]) -> dict[str, str]:
+    """File-name part of each prompt: lower-case words joined by ``-``, plus a hash when slugs collide."""
+    slugs = {p: re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-")[:48] or "prompt" for p in prompts}
+    counts = Counter(slugs.values())
+    return {p: slug + (f"-{_short_hash(p)}" if counts[slug] > 1 else "") for p, slug in slugs.items()}
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "image"
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+
+
+# -- prediction -----------------------------------------------------------------------------------
+def predict_images(
+    inputs: Sequence[str | os.PathLike],
+    prompts: Sequence[str],
+    out: str | os.PathLike,
+    predictor: Predictor,
+    *,
+    model_id: str = "default",
+    mm_per_px: float | None = None,
+    thresholds: QAThresholds | None = None,
+    prompt_config: PromptConfig | None = None,
+    progress: bool = False,
+) -> PredictionRun:
+    """Segment every input image with every prompt and write masks, overlays, figures and tables.
+
+    Args:
+        inputs: Image files, folders of images and glob patterns.
+        prompts: One or more prompts, each applied to every image.
+        out: Output folder (created); must not be or contain an input.
+        predictor: The model, e.g. from :func:`drywallqa.inference.load_predictor`.
+        model_id: Name of the model recorded in each record (a rerun with another model id
+            predicts again instead of resuming).
+        mm_per_px: Image scale in millimetres per pixel, for millimetre figures and rules.
+        thresholds: Figure sets and pass/fail rules; the built-in file by default.
+        prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
+        progress: Show a progress bar on stderr.
+
+    Returns:
+        The records and counts. Unreadable images are reported with one warning line each on
+        stderr, counted in ``issues`` and left out; the others go on.
+
+    Raises:
+        ConfigError: For a bad prompt, scale or output folder.
+        DataError: If an input does not exist, or no image could be read.
+    """
+    prompts = list(dict.fromkeys(check_prompt(p) for p in prompts))
+    if not prompts:
+        raise ConfigError("give at least one --prompt, e.g. --prompt 'segment crack'")
+    if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
+        raise ConfigError(f"--mm-per-px must be a positive number, got {mm_per_px}")
+    thresholds = thresholds or QAThresholds.default()
+    prompt_config = prompt_config or PromptConfig.default()
+    images = collect_images(inputs)
+    out = check_output_dir(out, images, inputs)
+    keys, slugs = output_keys(images), prompt_slugs(prompts)
+    threshold = float(getattr(predictor, "threshold", 0.5))
+    run = PredictionRun(out)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(images), unit="image", desc="predict", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    for image_path in images:
+        names = {p: f"{keys[image_path]}__{slugs[p]}" for p in prompts}
+        done = {p: _resumable(out, names[p], image_path, model_id, threshold) for p in prompts}
+        todo = [p for p in prompts if done[p] is None]
+        try:
+            image = read_image(image_path) if todo else None
+        except DataError as exc:
+            run.issues.skip(image_path, "", "unreadable image", str(exc).split(": ", 1)[-1])
+            _warn(f"warning: skipped {image_path}: unreadable image ({str(exc).split(': ', 1)[-1]})", progress)
+            bar.update(1)
+            continue
+        results = dict(zip(todo, predictor.predict_batch([image] * len(todo), todo))) if todo else {}
+        for prompt in prompts:
+            if prompt in results:
+                result = results[prompt]
+                record = _write_prediction(out, names[prompt], image_path, image, prompt, result.mask,
+                                           result.confidence, model_id, threshold, mm_per_px, thresholds, prompt_config)
+                run.predicted += 1
+            else:
+                record = _remeasure(out, done[prompt], mm_per_px, thresholds, prompt_config)
+                run.resumed += 1
+            run.records.append(record)
+        run.images += 1
+        bar.update(1)
+    bar.close()
+    if run.images == 0:
+        raise DataError(f"none of the {len(images)} input image(s) could be read ({len(run.issues)} skipped)")
+    run.files = write_tables(run, image_root=_common_folder(images), settings={
+        "model": model_id, "threshold": threshold, "mm_per_px": mm_per_px, "prompts": prompts,
+        "thresholds": thresholds.source,
+    })
+    return run
+
+
+def _warn(message: str, progress: bool) -> None:
+    if progress:
+        from tqdm import tqdm
+
+        tqdm.write(message, file=sys.stderr)
+    else:
+        print(message, file=sys.stderr)
+
+
+def _paths(out: Path, name: str) -> tuple[Path, Path, Path]:
+    return out / "masks" / f"{name}.png", out / "overlays" / f"{name}.jpg", out / "records" / f"{name}.json"
+
+
+def _resumable(out: Path, name: str, image_path: Path, model_id: str, threshold: float) -> dict | None:
+    """The saved record of an image/prompt pair when its outputs are complete and current."""
+    mask_path, overlay_path, record_path = _paths(out, name)
+    if not (record_path.is_file() and mask_path.is_file() and overlay_path.is_file()):
+        return None
+    try:
+        record = read_json(record_path)
+    except DataError:
+        return None
+    same = (
+        isinstance(record, dict) and record.get("image") == str(image_path)
+        and record.get("model") == model_id and record.get("threshold") == threshold
+    )
+    return record if same else None
+
+
+def _inspection_record(inspection: MaskInspection, image_path: Path, width: int, height: int, name: str,
+                       model_id: str, threshold: float, mm_per_px: float | None) -> dict:
+    return {
+        "image": str(image_path), **inspection.to_dict(),
+        "mask": f"masks/{name}.png", "overlay": f"overlays/{name}.jpg",
+        "image_width": width, "image_height": height,
+        "model": model_id, "threshold": threshold, "mm_per_px": mm_per_px,
+    }
+
+
+def _write_prediction(out: Path, name: str, image_path: Path, image: np.ndarray, prompt: str, mask: np.ndarray,
+                      confidence: float, model_id: str, threshold: float, mm_per_px: float | None,
+                      thresholds: QAThresholds, prompt_config: PromptConfig) -> dict:
+    """Write the mask, overlay and record of one image/prompt pair (the record last)."""
+    mask_path, overlay_path, record_path = _paths(out, name)
+    inspection = inspect_mask(mask, prompt, confidence=confidence, mm_per_px=mm_per_px, thresholds=thresholds,
+                              prompt_config=prompt_config)
+    atomic_write_bytes(mask_path, mask_png_bytes(mask))
+    overlay = render_overlay(image, mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
+    atomic_write_bytes(overlay_path, jpeg_bytes(overlay, quality=OVERLAY_QUALITY))
+    record = _inspection_record(inspection, image_path, image.shape[1], image.shape[0], name, model_id, threshold,
+                                mm_per_px)
+    atomic_write_json(record_path, record, indent=1)
+    return record
+
+
+def _remeasure(out: Path, record: dict, mm_per_px: float | None, thresholds: QAThresholds,
+               prompt_config: PromptConfig) -> dict:
+    """Figures and verdict of a resumed pair, measured again from its saved mask."""
+    from PIL import Image
+
+    with Image.open(out / record["mask"]) as img:
+        mask = np.asarray(img.convert("L")) > 127
+    inspection = inspect_mask(mask, record["prompt"], confidence=record["figures"].get("confidence"),
+                              mm_per_px=mm_per_px, thresholds=thresholds, prompt_config=prompt_config)
+    name = Path(record["mask"]).stem
+    updated = _inspection_record(inspection, Path(record["image"]), record["image_width"], record["image_height"],
+                                 name, record["model"], record["threshold"], mm_per_px)
+    if updated != record:
+        atomic_write_json(out / "records" / f"{name}.json", updated, indent=1)
+    return updated
+
+
+# -- tables ---------------------------------------------------------------------------------------
+def write_tables(run: PredictionRun, image_root: Path, settings: dict) -> dict[str, Path]:
+    """Write ``results.jsonl``, ``results.csv``, ``coco.json`` and ``summary.json`` for a run.
+
+    Args:
+        run: The run whose records to write.
+        image_root: COCO ``file_name`` entries are relative to this folder.
+        settings: Recorded in ``summary.json`` (model, threshold, scale, prompts, thresholds file).
+
+    Returns:
+        ``{"jsonl": ..., "csv": ..., "coco": ..., "summary": ...}``.
+    """
+    out = run.out
+    files = {
+        "jsonl": atomic_write_text(out / RESULTS_JSONL, "".join(_json_line(r) for r in run.records)),
+        "csv": atomic_write_text(out / RESULTS_CSV, records_to_csv(run.records)),
+        "coco": atomic_write_json(out / COCO_FILE, records_to_coco(run.records, out, image_root)),
+    }
+    summary = {
+        **settings, "images": run.images, "records": len(run.records), "predicted": run.predicted,
+        "resumed": run.resumed, "verdicts": run.verdict_counts(),
+        "skipped_images": [{"file": i.file, "reason": i.reason, "detail": i.detail} for i in run.issues.issues],
+    }
+    files["summary"] = atomic_write_json(out / SUMMARY_FILE, summary, indent=2)
+    return files
+
+
+def _json_line(record: dict) -> str:
+    import json
+
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def records_to_csv(records: Sequence[dict]) -> str:
+    """Flatten records to CSV: fixed leading columns, one column per figure, then paths and settings."""
+    figure_columns: list[str] = []
+    for record in records:
+        figure_columns.extend(k for k in record["figures"] if k not in figure_columns)
+    columns = [*CSV_COLUMNS, *figure_columns, *CSV_TRAILING_COLUMNS]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        row = {k: record.get(k) for k in (*CSV_COLUMNS, *CSV_TRAILING_COLUMNS)}
+        row["reasons"] = "; ".join(record.get("reasons") or [])
+        row.update(record["figures"])
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def records_to_coco(records: Sequence[dict], out: Path, image_root: Path, min_component_area_px: int = 1) -> dict:
+    """COCO instances for annotation tools (CVAT, Label Studio): one RLE annotation per mask component.
+
+    Categories are the prompt classes (an unknown prompt becomes a category of its own name).
+    Each annotation carries ``score`` (the model's confidence for the mask) and ``attributes``
+    (prompt and verdict). ``file_name`` is relative to ``image_root``.
+    """
+    import cv2
+    from PIL import Image
+
+    from drywallqa.data.core import Annotation, Sample
+    from drywallqa.data.formats.coco import samples_to_coco
+    from drywallqa.data.masks import mask_to_rle
+
+    samples, extras, by_image = [], [], {}
+    for record in records:
+        by_image.setdefault(record["image"], []).append(record)
+    for image, image_records in by_image.items():
+        annotations = []
+        first = image_records[0]
+        for record in image_records:
+            category = record["class"] or re.sub(r"[^a-z0-9]+", "_", record["prompt"].lower()).strip("_")
+            with Image.open(out / record["mask"]) as img:
+                mask = np.asarray(img.convert("L")) > 127
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+            for k in range(1, n):
+                if stats[k, cv2.CC_STAT_AREA] < min_component_area_px:
+                    continue
+                x, y = int(stats[k, cv2.CC_STAT_LEFT]), int(stats[k, cv2.CC_STAT_TOP])
+                w, h = int(stats[k, cv2.CC_STAT_WIDTH]), int(stats[k, cv2.CC_STAT_HEIGHT])
+                annotations.append(Annotation(category, (x, y, x + w, y + h), rle=mask_to_rle(labels == k), category=category))
+                extras.append({
+                    "area": int(stats[k, cv2.CC_STAT_AREA]), "score": record["figures"].get("confidence"),
+                    "attributes": {"prompt": record["prompt"], "verdict": record["verdict"]},
+                })
+        samples.append(Sample(Path(image), first["image_width"], first["image_height"], "", "", "", tuple(annotations)))
+    classes = sorted({a.class_name for s in samples for a in s.annotations}
+                     | {r["class"] for r in records if r["class"]})
+    coco = samples_to_coco(samples, image_root, class_names=classes, description="drywallqa predict")
+    for annotation, extra in zip(coco["annotations"], extras):
+        annotation.update(extra)
+    return coco
+
+
+def _common_folder(images: Sequence[Path]) -> Path:
+    return Path(os.path.commonpath([str(p.parent) for p in images]))
+
+
+def read_results(path: str | os.PathLike) -> tuple[list[dict], Path]:
+    """Read the records of a prediction run.
+
+    Args:
+        path: A ``predict`` output folder, or its ``results.jsonl``.
+
+    Returns:
+        ``(records, folder)``; mask and overlay paths in records are relative to ``folder``.
+
+    Raises:
+        DataError: If the file is missing or a line is not a JSON record.
+    """
+    import json
+
+    path = Path(path)
+    file = path / RESULTS_JSONL if path.is_dir() else path
+    if not file.is_file():
+        raise DataError(f"{file}: no such results file; give a `drywallqa predict` output folder or its {RESULTS_JSONL}")
+    records = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{file}: line {number} is not JSON ({exc.msg})") from exc
+        if not isinstance(record, dict) or not {"image", "prompt", "figures", "verdict"} <= set(record):
+            raise DataError(f"{file}: line {number} is not a prediction record (needs image, prompt, figures, verdict)")
+        records.append(record)
+    return records, file.parent

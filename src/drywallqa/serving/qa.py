@@ -1,0 +1,112 @@
+"""From a predicted mask and its prompt to QA figures and a verdict: :func:`inspect_mask`.
+
+The prompt picks the class (:func:`prompt_class`), the class picks the figure set and the rules
+(:class:`~drywallqa.serving.thresholds.QAThresholds`), so ``predict``, the HTTP service and the
+Python API give the same figures for the same mask.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from drywallqa.data.prompts import PromptConfig, normalise_name
+from drywallqa.serving.figures import QAFigures, measure_mask
+from drywallqa.serving.thresholds import QAThresholds, Verdict
+
+# Leading words of a free-text prompt that say what to do rather than what to find.
+_INSTRUCTION_WORDS = r"(segment|find|highlight|detect|show|mark|locate|outline|all|any|the|a|an|me)"
+
+
+def prompt_class(prompt: str, prompt_config: PromptConfig | None = None) -> str | None:
+    """The prompt class a prompt asks for, or None when it names no known class.
+
+    Matched in order: a known prompt or paraphrase of a class (``"segment drywall seam"``), the
+    prompt without instruction words as a class name or alias (``"find the tape"`` → ``tape``),
+    then the longest class name or alias found as whole words in the prompt (``"segment drywall
+    cracks near the window"`` → ``cracks``).
+
+    Example:
+        >>> prompt_class("segment crack"), prompt_class("highlight the tape"), prompt_class("segment mould")
+        ('crack', 'taping_area', None)
+    """
+    config = prompt_config or PromptConfig.default()
+    known = config.class_of_prompt(prompt)
+    if known is not None:
+        return known.name
+    text = normalise_name(prompt)
+    core = re.sub(rf"^({_INSTRUCTION_WORDS}\s+)+", "", text)
+    candidates = []
+    for pc in config.classes.values():
+        for name in (pc.name, *pc.aliases):
+            key = normalise_name(name)
+            if key == core:
+                return pc.name
+            if re.search(rf"(^|\s){re.escape(key)}(\s|$)", text):
+                candidates.append((len(key), pc.name))
+    return max(candidates)[1] if candidates else None
+
+
+@dataclass
+class MaskInspection:
+    """QA figures and verdict of one mask for one prompt.
+
+    Attributes:
+        prompt: The prompt text.
+        class_name: Its prompt class, or None when the prompt names no known class.
+        figures: The measured figures.
+        verdict: Pass/fail/unchecked with reasons and severity.
+    """
+
+    prompt: str
+    class_name: str | None
+    figures: QAFigures
+    verdict: Verdict
+
+    def to_dict(self) -> dict:
+        """JSON-ready: ``prompt``, ``class``, ``figure_set``, ``figures``, ``verdict``, ``reasons``, ``severity``."""
+        return {
+            "prompt": self.prompt, "class": self.class_name, "figure_set": self.figures.figure_set,
+            "figures": self.figures.to_dict(), **self.verdict.to_dict(),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"MaskInspection(prompt={self.prompt!r}, class={self.class_name!r}, {self.verdict.verdict}, "
+            f"area={self.figures.area_percent:.2f}%, components={self.figures.components})"
+        )
+
+
+def inspect_mask(
+    mask: np.ndarray,
+    prompt: str,
+    *,
+    confidence: float | None = None,
+    mm_per_px: float | None = None,
+    thresholds: QAThresholds | None = None,
+    prompt_config: PromptConfig | None = None,
+) -> MaskInspection:
+    """Measure a mask's QA figures for its prompt's class and judge them.
+
+    Args:
+        mask: ``(H, W)`` bool mask at the image's size.
+        prompt: The prompt the mask answers.
+        confidence: The model's confidence for the mask.
+        mm_per_px: Image scale; adds millimetre figures and selects the ``fail_if_mm`` rules.
+        thresholds: Figure sets and rules; the built-in ``qa-thresholds.yaml`` by default.
+        prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
+
+    Example:
+        >>> mask = np.zeros((100, 200), dtype=bool); mask[50:53, 20:120] = True   # 100 × 3 px
+        >>> inspect_mask(mask, "segment crack", mm_per_px=0.1).verdict.verdict    # 10 mm × 0.3 mm
+        'pass'
+    """
+    thresholds = thresholds or QAThresholds.default()
+    class_name = prompt_class(prompt, prompt_config)
+    figures = measure_mask(
+        mask, thresholds.figure_set(class_name), mm_per_px=mm_per_px, confidence=confidence,
+        min_component_area_px=thresholds.min_component_area_px,
+    )
+    return MaskInspection(prompt, class_name, figures, thresholds.judge(class_name, figures))

@@ -1,0 +1,56 @@
+"""Overlays, mask PNGs and JPEG thumbnails for predictions, reports and the HTTP service."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+# RGB overlay colour per figure set: red cracks, blue taping, amber for anything else.
+FIGURE_SET_COLOURS = {"crack": (235, 40, 40), "joint": (30, 130, 255), "area": (255, 176, 0)}
+
+
+def render_overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = (235, 40, 40),
+                   alpha: float = 0.45) -> np.ndarray:
+    """Tint the mask on the image and outline it, so thin cracks stay visible.
+
+    Args:
+        image: RGB ``uint8`` ``(H, W, 3)``.
+        mask: ``(H, W)`` bool.
+        colour: RGB tint and outline colour.
+        alpha: Opacity of the tint.
+
+    Returns:
+        RGB ``uint8`` ``(H, W, 3)``.
+    """
+    import cv2
+
+    if image.shape[:2] != mask.shape:
+        raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} sizes differ")
+    out = image.astype(np.float32)
+    tint = np.asarray(colour, dtype=np.float32)
+    out[mask] = out[mask] * (1 - alpha) + tint * alpha
+    out = out.round().clip(0, 255).astype(np.uint8)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    # Outline thickness grows with the image so it stays visible in thumbnails of large photos.
+    thickness = max(1, round(max(mask.shape) / 500))
+    cv2.drawContours(out, contours, -1, tuple(int(c) for c in colour), thickness)
+    return out
+
+
+def mask_png_bytes(mask: np.ndarray) -> bytes:
+    """Encode a bool mask as a single-channel 8-bit PNG (0 background, 255 mask)."""
+    buffer = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def jpeg_bytes(image: np.ndarray, quality: int = 90, max_side: int | None = None) -> bytes:
+    """Encode an RGB ``uint8`` image as JPEG, shrunk to ``max_side`` pixels on its long side."""
+    img = Image.fromarray(np.ascontiguousarray(image))
+    if max_side and max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

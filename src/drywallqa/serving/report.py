@@ -1,0 +1,224 @@
+"""One self-contained HTML inspection report from a ``predict`` run.
+
+The file holds everything it shows: overlays as base64 JPEG thumbnails, CSS inline, no script and
+no external URL, so it opens offline, can be mailed, and shows the same anywhere. Rows go
+worst-first: failed masks first, then by severity (how far the worst figure is past, or how close
+it is to, its bound), so the masks to look at are on top.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from drywallqa import __version__
+from drywallqa.errors import DataError
+from drywallqa.files import atomic_write_text, read_image, read_json
+from drywallqa.serving.predict import SUMMARY_FILE, read_results
+from drywallqa.serving.render import jpeg_bytes
+
+THUMBNAIL_SIDE = 480
+THUMBNAIL_QUALITY = 80
+# Figure columns of the table: (figure name without unit, header, has a px/mm unit).
+TABLE_FIGURES = (
+    ("area_percent", "area %", False),
+    ("components", "parts", False),
+    ("length", "length", True),
+    ("longest", "longest", True),
+    ("width_max", "width max", True),
+    ("width_mean", "width mean", True),
+    ("confidence", "confidence", False),
+)
+
+_CSS = """
+:root { --fail: #c62828; --pass: #2e7d32; --unchecked: #6d6d6d; --line: #d9dde3; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 0;
+       color: #1d232b; background: #f4f6f8; }
+header { background: #1f2a36; color: #fff; padding: 18px 28px; }
+header h1 { margin: 0 0 4px; font-size: 22px; font-weight: 600; }
+header p { margin: 0; color: #c5d0db; }
+main { padding: 18px 28px 40px; }
+.cards { display: flex; gap: 12px; flex-wrap: wrap; margin-bottom: 16px; }
+.card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 10px 16px; min-width: 120px; }
+.card b { display: block; font-size: 24px; }
+.card.fail b { color: var(--fail); } .card.pass b { color: var(--pass); }
+.settings { color: #4a5562; margin: 0 0 16px; }
+table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid var(--line); }
+th, td { padding: 8px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+th { background: #eef1f4; font-weight: 600; position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.fail td:first-child { border-left: 4px solid var(--fail); }
+tr.pass td:first-child { border-left: 4px solid var(--pass); }
+tr.unchecked td:first-child { border-left: 4px solid var(--unchecked); }
+img.thumb { width: 220px; border-radius: 4px; display: block; cursor: zoom-in; outline: none; }
+img.thumb:focus { width: min(90vw, 480px); cursor: zoom-out; }
+.badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600;
+         text-transform: uppercase; font-size: 12px; }
+.badge.fail { background: var(--fail); } .badge.pass { background: var(--pass); }
+.badge.unchecked { background: var(--unchecked); }
+.reasons { margin: 6px 0 0; padding-left: 16px; color: var(--fail); }
+.file { font-weight: 600; overflow-wrap: anywhere; }
+td.name { min-width: 160px; } td.verdict { min-width: 190px; }
+.muted { color: #6b7682; }
+dl { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 18px; }
+dt { font-weight: 600; margin-top: 6px; }
+dd { margin-left: 18px; color: #3b4550; }
+"""
+
+_DEFINITIONS = (
+    ("area %", "mask pixels as a percentage of the image's pixels"),
+    ("parts", "8-connected mask components of at least the thresholds file's min_component_area_px pixels"),
+    ("length (crack)", ("summed skeleton length of the cracks: orthogonal steps 1 px, diagonal steps √2 px, ends extended "
+                        "to the mask's edge")),
+    ("length (taping)", "covered length: each band's area divided by its median width along the skeleton, summed"),
+    ("longest", "length of the longest component"),
+    ("width max / mean", ("local width 2·d − 1 on the skeleton (d: distance to the nearest background pixel); crack mean "
+                          "over skeleton pixels, taping mean of the bands' median widths weighted by area")),
+    ("confidence", "the model's own estimate of the mask's IoU"),
+    ("severity", "largest ratio of a figure to its bound over the checked rules; above 1 means fail"),
+)
+
+
+def sort_worst_first(records: Sequence[dict]) -> list[dict]:
+    """Failed records first, then by descending severity; ties by image and prompt."""
+    return sorted(records, key=lambda r: (r["verdict"] != "fail", -float(r.get("severity") or 0.0),
+                                          str(r["image"]), str(r["prompt"])))
+
+
+def render_report(records: Sequence[dict], folder: str | os.PathLike, *, summary: dict | None = None,
+                  title: str = "Drywall QA report") -> str:
+    """Render prediction records as one self-contained HTML page.
+
+    Args:
+        records: Records of a ``predict`` run (see :func:`drywallqa.serving.predict.read_results`).
+        folder: The run's output folder; record ``overlay`` paths are relative to it.
+        summary: The run's ``summary.json`` (model, threshold, scale, skipped images), if any.
+        title: Page title.
+
+    Returns:
+        The HTML text.
+    """
+    folder = Path(folder)
+    summary = summary or {}
+    ordered = sort_worst_first(records)
+    counts = {v: sum(r["verdict"] == v for r in records) for v in ("fail", "pass", "unchecked")}
+    images = len({r["image"] for r in records})
+    scale_known = any(r.get("mm_per_px") for r in records)
+    unit = "mm" if scale_known else "px"
+    cards = [("images", images, ""), ("masks", len(records), ""), ("fail", counts["fail"], "fail"),
+             ("pass", counts["pass"], "pass"), ("unchecked", counts["unchecked"], "")]
+    skipped = summary.get("skipped_images") or []
+    if skipped:
+        cards.append(("unreadable", len(skipped), ""))
+    settings = [
+        f"model <b>{_e(summary.get('model') or _first(records, 'model'))}</b>",
+        f"threshold {_e(summary.get('threshold', _first(records, 'threshold')))}",
+        f"scale {_e(_first(records, 'mm_per_px'))} mm/px" if scale_known else "scale unknown (figures in pixels)",
+        f"thresholds {_e(summary.get('thresholds', 'built-in'))}",
+    ]
+    header_cells = "".join(
+        f"<th>{_e(label)}{f' ({unit})' if has_unit else ''}</th>" for _, label, has_unit in TABLE_FIGURES
+    )
+    rows = "\n".join(_row(i + 1, record, folder, unit) for i, record in enumerate(ordered))
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    skipped_html = ""
+    if skipped:
+        items = "".join(f"<li>{_e(s.get('file'))}: {_e(s.get('reason'))}</li>" for s in skipped)
+        skipped_html = f"<h2>Unreadable images</h2><ul>{items}</ul>"
+    definitions = "".join(f"<dt>{_e(term)}</dt><dd>{_e(text)}</dd>" for term, text in _DEFINITIONS)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<header><h1>{_e(title)}</h1><p>{_e(str(folder))} · generated {generated} · drywallqa {__version__}</p></header>
+<main>
+<div class="cards">{''.join(f'<div class="card {cls}"><b>{n}</b>{_e(label)}</div>' for label, n, cls in cards)}</div>
+<p class="settings">{' · '.join(settings)}</p>
+<table>
+<thead><tr><th>#</th><th>overlay</th><th>image · prompt</th><th>verdict</th>{header_cells}</tr></thead>
+<tbody>
+{rows}
+</tbody>
+</table>
+{skipped_html}
+<h2>Figures</h2>
+<dl>{definitions}</dl>
+</main>
+</body>
+</html>
+"""
+
+
+def write_report(results: str | os.PathLike, out: str | os.PathLike, *, title: str = "Drywall QA report") -> Path:
+    """Read a ``predict`` run and write its HTML report.
+
+    Args:
+        results: The ``predict`` output folder or its ``results.jsonl``.
+        out: The HTML file to write (atomically).
+        title: Page title.
+
+    Returns:
+        The written path.
+    """
+    records, folder = read_results(results)
+    summary_path = folder / SUMMARY_FILE
+    summary = read_json(summary_path) if summary_path.is_file() else {}
+    return atomic_write_text(out, render_report(records, folder, summary=summary, title=title))
+
+
+def _row(number: int, record: dict, folder: Path, unit: str) -> str:
+    verdict = record["verdict"]
+    figures = record["figures"]
+    cells = []
+    for name, _, has_unit in TABLE_FIGURES:
+        value = figures.get(f"{name}_{unit}" if has_unit else name)
+        cells.append(f'<td class="num">{"–" if value is None else _e(_number(value))}</td>')
+    reasons = record.get("reasons") or []
+    reasons_html = f'<ul class="reasons">{"".join(f"<li>{_e(r)}</li>" for r in reasons)}</ul>' if reasons else ""
+    severity = record.get("severity")
+    return (
+        f'<tr class="{_e(verdict)}"><td class="num">{number}</td><td>{_thumbnail(record, folder)}</td>'
+        f'<td class="name"><div class="file">{_e(Path(record["image"]).name)}</div><div>{_e(record["prompt"])}</div>'
+        f'<div class="muted">{_e(record.get("class") or "unknown class")} · {_e(record.get("figure_set", ""))}</div></td>'
+        f'<td class="verdict"><span class="badge {_e(verdict)}">{_e(verdict)}</span>'
+        f'<div class="muted">severity {_e(_number(severity)) if severity is not None else "–"}</div>{reasons_html}</td>'
+        + "".join(cells) + "</tr>"
+    )
+
+
+def _thumbnail(record: dict, folder: Path) -> str:
+    path = folder / str(record.get("overlay", ""))
+    try:
+        image = read_image(path)
+    except DataError:
+        return '<span class="muted">overlay missing</span>'
+    data = base64.b64encode(jpeg_bytes(image, quality=THUMBNAIL_QUALITY, max_side=THUMBNAIL_SIDE)).decode("ascii")
+    alt = f"overlay of {Path(record['image']).name} for {record['prompt']}"
+    return f'<img class="thumb" tabindex="0" alt="{_e(alt)}" src="data:image/jpeg;base64,{data}">'
+
+
+def _first(records: Sequence[dict], key: str):
+    return next((r.get(key) for r in records if r.get(key) is not None), None)
+
+
+def _number(value) -> str:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
+    value = float(value)
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def _e(value) -> str:
+    return html.escape("" if value is None else str(value), quote=True)

@@ -1,0 +1,229 @@
+"""The HTTP service through FastAPI's TestClient: results, every error, lazy loading, time-out."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="the HTTP service needs FastAPI (pip install 'drywallqa[serve]')")
+pytest.importorskip("multipart", reason="FastAPI forms need python-multipart (pip install 'drywallqa[serve]')")
+from fastapi.testclient import TestClient
+from serving_helpers import DarkPixelPredictor, dark_line_image
+
+from drywallqa.data.masks import rle_to_mask
+from drywallqa.errors import DrywallQAError
+from drywallqa.serving import create_app
+from drywallqa.serving.app import ModelHolder
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+LINE_IMAGE = dark_line_image()                     # a 3 x 80 px dark bar on 96 x 64 px
+LINE_PNG = png_bytes(LINE_IMAGE)
+
+
+def segment(client, data=None, files="default", **kwargs):
+    files = {"image": ("wall.png", LINE_PNG, "image/png")} if files == "default" else files
+    return client.post("/v1/segment", data={"prompt": "segment crack", **(data or {})}, files=files, **kwargs)
+
+
+@pytest.fixture
+def client(dark_predictor):
+    return TestClient(create_app(dark_predictor, timeout_s=10))
+
+
+def test_segment_returns_figures_verdict_and_rle_mask(client):
+    response = segment(client, {"mm_per_px": "0.1"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == "default" and body["image"] == {"filename": "wall.png", "width": 96, "height": 64}
+    (result,) = body["results"]
+    assert (result["prompt"], result["class"], result["figure_set"]) == ("segment crack", "crack", "crack")
+    figures = result["figures"]
+    assert figures["components"] == 1 and figures["area_px"] == 240 and figures["confidence"] == 0.75
+    assert figures["longest_px"] == pytest.approx(80, abs=1) and figures["width_max_px"] == pytest.approx(3)
+    assert figures["longest_mm"] == pytest.approx(8, abs=0.1) and figures["width_max_mm"] == pytest.approx(0.3)
+    assert result["verdict"] == "pass" and result["reasons"] == [] and 0 < result["severity"] < 1
+    mask = rle_to_mask({"size": result["mask"]["size"], "counts": result["mask"]["counts"]}, 64, 96)
+    assert np.array_equal(mask, LINE_IMAGE.mean(axis=2) < 100)
+    assert "overlay" not in result or result["overlay"] is None
+    assert set(body["timing_ms"]) == {"decode", "load", "predict", "total"}
+
+
+def test_segment_png_mask_overlay_and_several_prompts(client):
+    response = segment(client, {"prompt": ["segment crack", "segment taping area"], "mask_format": "png",
+                                "overlay": "true"})
+    assert response.status_code == 200, response.text
+    crack, taping = response.json()["results"]
+    assert crack["verdict"] == "fail" and re.fullmatch(r"longest_px (79\.\d|80) > 30", crack["reasons"][0])  # pixel rules
+    assert taping["class"] == "taping_area" and taping["figure_set"] == "joint"
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(crack["mask"]["base64"]))))
+    assert mask.shape == (64, 96) and mask.dtype == np.uint8 and int((mask == 255).sum()) == 240
+    overlay = Image.open(io.BytesIO(base64.b64decode(crack["overlay"]["base64"])))
+    assert overlay.format == "JPEG" and overlay.size == (96, 64)
+
+
+def test_health_models_and_openapi(client):
+    assert client.get("/healthz").json() == {"status": "ok", "version": "0.1.0", "model": "default", "model_loaded": True}
+    models = client.get("/v1/models").json()
+    assert models["default"] == "default" and models["models"][0]["architecture"] == "dark-pixels"
+    assert client.get("/v1/models/default").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert "/v1/segment" in schema["paths"] and "413" in schema["paths"]["/v1/segment"]["post"]["responses"]
+
+
+BAD_REQUESTS = [
+    # (case, form data, files, status, message fragment)
+    ("text file", {}, {"image": ("notes.txt", b"hello", "text/plain")}, 415, "not a readable image"),
+    ("truncated jpeg", {}, {"image": ("x.jpg", b"\xff\xd8\xff\xe0garbage", "image/jpeg")}, 415, "not a readable image"),
+    ("empty file", {}, {"image": ("x.jpg", b"", "image/jpeg")}, 422, "empty"),
+    ("no image", {}, None, 422, "image"),
+    ("no prompt", {"prompt": []}, "default", 422, "prompt"),
+    ("empty prompt", {"prompt": "   "}, "default", 422, "prompt is empty"),
+    ("overlong prompt", {"prompt": "crack " * 50}, "default", 422, "the limit is 200"),
+    ("too many prompts", {"prompt": [f"segment crack {i}" for i in range(9)]}, "default", 422, "at most 8"),
+    ("bad mask format", {"mask_format": "gif"}, "default", 422, "mask_format"),
+    ("bad scale", {"mm_per_px": "-2"}, "default", 422, "mm_per_px"),
+    ("non-number scale", {"mm_per_px": "wide"}, "default", 422, "mm_per_px"),
+    ("unknown model", {"model": "sam-huge"}, "default", 404, "unknown model 'sam-huge'"),
+]
+
+
+@pytest.mark.parametrize(("case", "data", "files", "status", "message"), BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
+def test_bad_requests_get_json_errors(client, case, data, files, status, message):
+    response = segment(client, data, files)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["status"] == status and message in error["message"] and error["code"]
+
+
+def test_unknown_paths_and_models_are_404_json(client):
+    assert client.get("/v1/models/nope").json()["error"]["status"] == 404
+    response = client.get("/v2/segment")
+    assert response.status_code == 404 and "no such path" in response.json()["error"]["message"]
+
+
+def test_upload_size_limit(dark_predictor):
+    client = TestClient(create_app(dark_predictor, max_upload_mb=0.1))
+    noise = np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8)
+    big = png_bytes(noise)                                                     # ~480 kB
+    response = segment(client, files={"image": ("big.png", big, "image/png")})
+    assert response.status_code == 413 and "the limit is 0.1 MB" in response.json()["error"]["message"]
+
+    # A body without Content-Length (chunked) is counted as it arrives.
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nsegment crack\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"big.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + big + f"\r\n--{boundary}--\r\n".encode()
+    chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))
+    response = client.post("/v1/segment", content=chunks,
+                           headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    assert segment(client).status_code == 200                                   # small uploads still pass
+
+
+def test_image_pixel_limit(dark_predictor):
+    client = TestClient(create_app(dark_predictor, max_image_pixels=1000))
+    response = segment(client)
+    assert response.status_code == 413 and "megapixels" in response.json()["error"]["message"]
+
+
+def test_slow_prediction_times_out_with_504():
+    slow = DarkPixelPredictor(delay_s=1.0)
+    # One event loop for the whole block, as in a real server: the abandoned worker thread does not
+    # hold the response back (a client per request would wait for it when closing its loop).
+    with TestClient(create_app(slow, timeout_s=0.2)) as client:
+        started = time.perf_counter()
+        response = segment(client)
+        assert response.status_code == 504 and "longer than 0.2 s" in response.json()["error"]["message"]
+        assert time.perf_counter() - started < 0.9
+        assert client.get("/healthz").status_code == 200
+
+
+def test_model_is_loaded_lazily_once_and_shared(tiny_model_dir):
+    app = create_app(model_spec=str(tiny_model_dir), model_id="tiny")
+    client = TestClient(app)
+    assert client.get("/healthz").json()["model_loaded"] is False
+    assert client.get("/v1/models").json()["models"][0] == {"id": "tiny", "spec": str(tiny_model_dir), "loaded": False}
+    responses = []
+    threads = [threading.Thread(target=lambda: responses.append(segment(client, {"model": "tiny"}))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert client.get("/healthz").json()["model_loaded"] is True
+    predictor = app.state.model.get()
+    assert predictor is app.state.model.get() and predictor.image_size == 64
+
+
+def test_model_holder_loads_once_under_concurrency():
+    loads = []
+
+    def slow_loader(spec):
+        loads.append(spec)
+        time.sleep(0.05)
+        return DarkPixelPredictor()
+
+    holder = ModelHolder(spec="m", loader=slow_loader)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(holder.get())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert loads == ["m"] and len({id(p) for p in got}) == 1
+
+
+def test_model_that_cannot_load_is_503(tmp_path):
+    client = TestClient(create_app(model_spec=str(tmp_path / "no-model")))
+    response = segment(client)
+    assert response.status_code == 503 and "no such model folder" in response.json()["error"]["message"]
+
+
+def test_web_page_is_served_from_the_package_without_external_urls(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert 'id="file"' in page.text and 'id="overlay"' in page.text
+    for name, kind in (("app.js", "javascript"), ("style.css", "css")):
+        asset = client.get(f"/static/{name}")
+        assert asset.status_code == 200 and kind in asset.headers["content-type"]
+        assert not re.search(r"https?://", asset.text)
+    assert not re.search(r"https?://", page.text)
+    assert client.get("/static/..%2Fapp.py").status_code == 404
+
+
+def test_create_app_rejects_bad_limits(dark_predictor):
+    with pytest.raises(DrywallQAError, match="positive"):
+        create_app(dark_predictor, max_upload_mb=0)
+
+
+def test_serve_cli_wires_the_options_and_fails_fast_on_a_bad_model(tiny_model_dir, monkeypatch, capsys):
+    import uvicorn
+
+    from drywallqa.cli import main
+
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: started.update(app=app, **kwargs))
+    assert main(["serve", "--model", str(tiny_model_dir), "--model-id", "tiny", "--port", "8123",
+                 "--max-upload-mb", "2", "--threshold", "0.7"]) == 0
+    assert (started["host"], started["port"]) == ("127.0.0.1", 8123)
+    client = TestClient(started["app"])
+    assert client.get("/healthz").json()["model_loaded"] is True
+    assert client.get("/v1/models/tiny").json()["threshold"] == 0.7
+    assert "serving" in capsys.readouterr().out
+
+    assert main(["serve", "--model", "/no/such/model"]) == 2
+    assert "no such model folder" in capsys.readouterr().err

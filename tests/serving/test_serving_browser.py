@@ -1,0 +1,130 @@
+"""The web page and the HTML report in headless Chromium (Debian's `chromium`, driven by Playwright).
+
+Skips with the reason when Chromium or Playwright is missing. Screenshots of the page and of the
+report go to ``artifacts/serving/`` (git-ignored; ``DRYWALLQA_TEST_ARTIFACTS`` overrides it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from serving_helpers import DarkPixelPredictor, dark_line_image
+
+from drywallqa.data.synthetic import render_sample_image
+from drywallqa.files import write_image
+from drywallqa.serving import predict_images, write_report
+
+CHROMIUM = os.environ.get("DRYWALLQA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("DRYWALLQA_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "artifacts" / "serving")
+# Headless, sandbox-free (containers run as root), and nothing reaching out to the network.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory):
+    """A Playwright persistent context on the system Chromium with a new, empty profile folder."""
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1200, "height": 900},
+        )
+        yield context
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    """The app on uvicorn in a thread, on a free port of 127.0.0.1."""
+    uvicorn = pytest.importorskip("uvicorn", reason="the HTTP service needs uvicorn (pip install 'drywallqa[serve]')")
+    pytest.importorskip("fastapi", reason="the HTTP service needs FastAPI (pip install 'drywallqa[serve]')")
+    from drywallqa.serving import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    # Dark pixels stand in for the model so the screenshot shows the synthetic cracks; the real
+    # model path (lazy loading included) is covered by test_serving_api.
+    app = create_app(DarkPixelPredictor(level=130), model_id="dark-pixels")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+def test_page_uploads_a_photo_and_shows_the_overlay(browser_context, server_url, tmp_path):
+    photo = write_image(tmp_path / "wall-with-cracks.jpg", render_sample_image("cracks", 2, size=384).image)
+    page = browser_context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server_url + "/")
+    assert page.title().startswith("drywallqa")
+    page.set_input_files("#file", str(photo))
+    page.fill("#prompt", "segment crack")
+    page.fill("#mm", "0.5")
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+    overlay = page.locator("#overlay")
+    assert overlay.get_attribute("src").startswith("data:image/jpeg;base64,")
+    assert page.evaluate("document.getElementById('overlay').naturalWidth") == 384
+    assert page.inner_text("#verdict").lower() == "fail"
+    figures = page.inner_text("#figures")
+    assert "covered area (%)" in figures and "longest (mm)" in figures
+    assert page.get_attribute("#download", "href").startswith("data:image/png;base64,")
+    assert page.inner_text("#status") == "Done."
+    assert errors == []
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)
+
+    # A file that is not an image gets the server's message on the page.
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    page.set_input_files("#file", str(bad))
+    page.click("#submit")
+    page.wait_for_selector("#status.error", timeout=10_000)
+    assert "415" in page.inner_text("#status")
+    page.close()
+
+
+def test_report_opens_offline(browser_context, tmp_path):
+    photos = tmp_path / "photos"
+    write_image(photos / "site-wall.jpg", render_sample_image("cracks", 2, size=384).image)
+    write_image(photos / "long-crack.png", dark_line_image(cols=slice(5, 95)))
+    write_image(photos / "short-crack.png", dark_line_image(cols=slice(45, 55), rows=slice(30, 31)))
+    out = tmp_path / "out"
+    predict_images([photos], ["segment crack"], out, DarkPixelPredictor(level=130), mm_per_px=0.5)
+    report = write_report(out, tmp_path / "report.html")
+
+    page = browser_context.new_page()
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(report.as_uri())
+    page.wait_for_load_state("load")
+    assert all(url.startswith(("file://", "data:")) for url in requests), requests
+    loaded = page.evaluate("Array.from(document.images).map(img => img.complete && img.naturalWidth > 0)")
+    assert loaded == [True, True, True]
+    verdicts = page.eval_on_selector_all("tbody tr", "rows => rows.map(row => row.className)")
+    assert verdicts == ["fail", "fail", "pass"]
+    assert page.inner_text("tbody tr:last-child .file") == "short-crack.png"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+    page.close()

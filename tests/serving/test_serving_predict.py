@@ -1,0 +1,154 @@
+"""`predict_images` and `drywallqa predict` on synthetic photos with a tiny saved model."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools.coco import COCO
+
+from drywallqa.cli import main
+from drywallqa.errors import ConfigError, DataError
+from drywallqa.serving import predict_images, read_results
+from drywallqa.serving.predict import output_keys, prompt_slugs
+
+PROMPTS = ["segment crack", "segment taping area"]
+
+
+def test_predict_writes_masks_overlays_tables_and_coco(photo_folder, tmp_path, tiny_predictor):
+    out = tmp_path / "out"
+    run = predict_images([photo_folder], PROMPTS, out, tiny_predictor, model_id="tiny", mm_per_px=0.5)
+    assert (run.images, run.predicted, run.resumed, len(run.issues)) == (4, 8, 0, 0)
+    assert len(list((out / "masks").glob("*.png"))) == 8
+    assert len(list((out / "overlays").glob("*.jpg"))) == 8
+
+    records, folder = read_results(out)
+    assert folder == out and len(records) == 8
+    first = records[0]
+    assert first["image"].endswith("wall-0.jpg") and first["prompt"] == "segment crack"
+    assert first["class"] == "crack" and first["figure_set"] == "crack" and first["model"] == "tiny"
+    assert {"area_percent", "components", "confidence", "longest_px", "longest_mm", "width_max_mm"} <= set(first["figures"])
+    assert first["verdict"] in {"pass", "fail"}
+    mask = np.asarray(Image.open(out / first["mask"]))
+    assert mask.shape == (96, 96) and set(np.unique(mask)) <= {0, 255}
+    assert first["figures"]["area_px"] == int((mask > 0).sum())
+    assert Image.open(out / first["overlay"]).size == (96, 96)
+
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8
+    assert {"image", "prompt", "verdict", "severity", "area_percent", "longest_mm", "mask", "overlay"} <= set(rows[0])
+    assert rows[0]["image"] == first["image"]
+
+    coco = COCO(str(out / "coco.json"))
+    assert len(coco.getImgIds()) == 4
+    assert {c["name"] for c in coco.loadCats(coco.getCatIds())} == {"crack", "taping_area"}
+    for annotation in coco.loadAnns(coco.getAnnIds()):
+        component = coco.annToMask(annotation).astype(bool)
+        assert component.sum() == annotation["area"] > 0
+        assert 0.0 <= annotation["score"] <= 1.0
+        image = coco.loadImgs(annotation["image_id"])[0]
+        record = next(r for r in records if r["image"].endswith(image["file_name"])
+                      and r["prompt"] == annotation["attributes"]["prompt"])
+        assert (np.asarray(Image.open(out / record["mask"])) > 0)[component].all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["records"] == 8 and summary["mm_per_px"] == 0.5
+
+
+def test_rerun_resumes_and_remeasures_with_a_new_scale(photo_folder, tmp_path, tiny_predictor):
+    out = tmp_path / "out"
+    predict_images([photo_folder], PROMPTS[:1], out, tiny_predictor)
+    mask_file = next((out / "masks").glob("*.png"))
+    written = mask_file.stat().st_mtime_ns
+
+    class NoCalls:
+        threshold = tiny_predictor.threshold
+
+        def predict_batch(self, images, prompts, **kwargs):
+            raise AssertionError("a complete output must not be predicted again")
+
+    run = predict_images([photo_folder], PROMPTS[:1], out, NoCalls(), mm_per_px=2.0)
+    assert (run.predicted, run.resumed) == (0, 4)
+    assert mask_file.stat().st_mtime_ns == written
+    assert all("longest_mm" in r["figures"] and r["mm_per_px"] == 2.0 for r in run.records)
+
+    # A missing overlay (an interrupted write) makes only that pair run again; a new prompt runs too.
+    next((out / "overlays").glob("*.jpg")).unlink()
+    run = predict_images([photo_folder], PROMPTS, out, tiny_predictor)
+    assert (run.predicted, run.resumed) == (5, 3)
+    # Another threshold is another prediction, not a resume.
+    tiny_predictor.threshold, old = 0.9, tiny_predictor.threshold
+    try:
+        assert predict_images([photo_folder], PROMPTS[:1], out, tiny_predictor).predicted == 4
+    finally:
+        tiny_predictor.threshold = old
+
+
+@pytest.mark.parametrize("where", ["same", "parent", "glob-inside"])
+def test_output_folder_must_not_hold_the_inputs(photo_folder, dark_predictor, where):
+    inputs, out = {
+        "same": ([photo_folder], photo_folder),
+        "parent": ([photo_folder / "wall-0.jpg"], photo_folder.parent),
+        "glob-inside": ([str(photo_folder / "*.jpg")], photo_folder),
+    }[where]
+    before = sorted(p.name for p in photo_folder.iterdir())
+    with pytest.raises(ConfigError, match="never overwritten"):
+        predict_images(inputs, PROMPTS, out, dark_predictor)
+    assert sorted(p.name for p in photo_folder.iterdir()) == before
+
+
+def test_output_folder_inside_an_input_folder_is_fine(photo_folder, dark_predictor):
+    run = predict_images([photo_folder], PROMPTS[:1], photo_folder / "results", dark_predictor)
+    assert run.images == 4
+    assert predict_images([photo_folder], PROMPTS[:1], photo_folder / "results", dark_predictor).resumed == 4
+
+
+def test_bad_images_are_reported_counted_and_skipped(photo_folder, tmp_path, dark_predictor, capsys):
+    (photo_folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (photo_folder / "notes.txt").write_text("ignored: not an image suffix")
+    run = predict_images([photo_folder], PROMPTS[:1], tmp_path / "out", dark_predictor)
+    assert run.images == 4 and len(run.issues) == 1
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "broken.jpg" in warnings[0]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [s["file"] for s in summary["skipped_images"]] == [str(photo_folder / "broken.jpg")]
+
+
+def test_inputs_files_globs_and_errors(photo_folder, tmp_path, dark_predictor):
+    run = predict_images([photo_folder / "wall-1.jpg", str(photo_folder / "wall-[23].jpg"), photo_folder / "wall-1.jpg"],
+                         PROMPTS[:1], tmp_path / "out", dark_predictor)
+    assert [r["image"].rsplit("/", 1)[-1] for r in run.records] == ["wall-1.jpg", "wall-2.jpg", "wall-3.jpg"]
+    with pytest.raises(DataError, match="no such file"):
+        predict_images([tmp_path / "missing.jpg"], PROMPTS, tmp_path / "o2", dark_predictor)
+    with pytest.raises(DataError, match="matches no file"):
+        predict_images([str(tmp_path / "*.png")], PROMPTS, tmp_path / "o2", dark_predictor)
+    with pytest.raises(ConfigError, match="prompt is empty"):
+        predict_images([photo_folder], ["  "], tmp_path / "o2", dark_predictor)
+    with pytest.raises(ConfigError, match="mm-per-px"):
+        predict_images([photo_folder], PROMPTS, tmp_path / "o2", dark_predictor, mm_per_px=-1)
+
+
+def test_output_names_are_unique(tmp_path):
+    a, b = tmp_path / "a" / "wall.jpg", tmp_path / "b" / "wall.jpg"
+    keys = output_keys([a, b, tmp_path / "c.png"])
+    assert len(set(keys.values())) == 3 and keys[tmp_path / "c.png"] == "c"
+    slugs = prompt_slugs(["segment crack", "Segment crack!", "find tape"])
+    assert len(set(slugs.values())) == 3 and slugs["find tape"] == "find-tape"
+
+
+def test_predict_cli(photo_folder, tmp_path, tiny_model_dir, capsys):
+    out = tmp_path / "cli-out"
+    argv = ["predict", str(photo_folder), "--prompt", "segment crack", "--model", str(tiny_model_dir),
+            "--out", str(out), "--mm-per-px", "0.4", "--threshold", "0.6", "--no-progress"]
+    assert main(argv) == 0
+    assert "4 image(s), 4 mask(s): 4 predicted" in capsys.readouterr().out
+    records, _ = read_results(out / "results.jsonl")
+    assert {r["threshold"] for r in records} == {0.6} and {r["model"] for r in records} == {str(tiny_model_dir)}
+    assert main(argv) == 0
+    assert "0 predicted, 4 already done" in capsys.readouterr().out
+    assert main(["predict", str(photo_folder), "--prompt", "segment crack", "--model", str(tiny_model_dir),
+                 "--out", str(photo_folder), "--no-progress"]) == 2
+    assert "never overwritten" in capsys.readouterr().err

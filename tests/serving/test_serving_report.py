@@ -1,0 +1,78 @@
+"""`drywallqa report`: one self-contained HTML file, worst first."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+from PIL import Image
+from serving_helpers import DarkPixelPredictor, dark_line_image
+
+from drywallqa.cli import main
+from drywallqa.files import write_image
+from drywallqa.serving import predict_images, render_report, write_report
+from drywallqa.serving.report import sort_worst_first
+
+
+def _run(tmp_path):
+    photos = tmp_path / "photos"
+    write_image(photos / "long.png", dark_line_image(cols=slice(5, 95)))            # 90 px crack: fails worse
+    write_image(photos / "short.png", dark_line_image(cols=slice(40, 60)))          # 20 px: passes
+    write_image(photos / "medium.png", dark_line_image(cols=slice(20, 70)))         # 50 px: fails
+    (photos / "broken.png").write_bytes(b"nope")
+    out = tmp_path / "out"
+    predict_images([photos], ["segment crack", "segment mould"], out, DarkPixelPredictor())
+    return out
+
+
+def test_report_is_self_contained(tmp_path):
+    out = _run(tmp_path)
+    html_path = write_report(out, tmp_path / "report.html")
+    text = html_path.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>")
+    assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", text, flags=re.IGNORECASE), "no external URL"
+    sources = re.findall(r'\s(?:src|href)="([^"]*)"', text)
+    assert sources and all(s.startswith("data:image/jpeg;base64,") for s in sources)
+    assert "<link" not in text and "<script" not in text and "@import" not in text
+    thumbnail = Image.open(io.BytesIO(base64.b64decode(sources[0].split(",", 1)[1])))
+    assert thumbnail.format == "JPEG" and thumbnail.size == (96, 64)
+    assert len(sources) == 6                                                       # 3 images x 2 prompts
+    assert "broken.png" in text and "Unreadable images" in text
+
+
+def test_report_rows_go_worst_first(tmp_path):
+    out = _run(tmp_path)
+    text = write_report(out / "results.jsonl", tmp_path / "r.html").read_text(encoding="utf-8")
+    rows = re.findall(r'<tr class="(fail|pass|unchecked)">.*?<div class="file">([^<]+)</div><div>([^<]+)</div>', text)
+    assert [(v, f) for v, f, p in rows if p == "segment crack"] == [
+        ("fail", "long.png"), ("fail", "medium.png"), ("pass", "short.png")]
+    assert [v for v, _, _ in rows] == ["fail", "fail", "pass", "unchecked", "unchecked", "unchecked"]
+
+
+def test_sort_worst_first_orders_by_verdict_then_severity():
+    records = [
+        {"image": "a", "prompt": "p", "verdict": "pass", "severity": 0.9},
+        {"image": "b", "prompt": "p", "verdict": "fail", "severity": 1.5},
+        {"image": "c", "prompt": "p", "verdict": "unchecked", "severity": 0.0},
+        {"image": "d", "prompt": "p", "verdict": "fail", "severity": 4.0},
+        {"image": "e", "prompt": "p", "verdict": "pass", "severity": 0.2},
+    ]
+    assert [r["image"] for r in sort_worst_first(records)] == ["d", "b", "a", "e", "c"]
+
+
+def test_report_escapes_text_and_handles_missing_overlays(tmp_path):
+    record = {"image": "/x/<script>.jpg", "prompt": "segment <b>crack</b>", "class": "crack", "figure_set": "crack",
+              "figures": {"area_percent": 1.0, "components": 1, "confidence": 0.5, "longest_px": 12.0},
+              "verdict": "fail", "reasons": ["longest_px 12 > 10 & more"], "severity": 1.2, "overlay": "overlays/none.jpg"}
+    text = render_report([record], tmp_path)
+    assert "<script>" not in text and "&lt;script&gt;.jpg" in text and "&amp; more" in text
+    assert "overlay missing" in text
+
+
+def test_report_cli(tmp_path, capsys):
+    out = _run(tmp_path)
+    assert main(["report", str(out), "--out", str(tmp_path / "cli.html"), "--title", "Site 4 walls"]) == 0
+    assert "<title>Site 4 walls</title>" in (tmp_path / "cli.html").read_text(encoding="utf-8")
+    assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.html")]) == 2
+    assert "no such results file" in capsys.readouterr().err
