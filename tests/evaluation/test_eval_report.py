@@ -11,7 +11,7 @@ from drywallqa.evaluation import EvalReport, evaluate
 
 METADATA_FIELDS = {
     "predictor", "split", "datasets", "images", "threshold", "threshold_source", "threshold_split", "zero_division",
-    "box_iou_threshold", "max_images", "timestamp", "version",
+    "box_iou_threshold", "max_images", "timestamp", "version", "predictor_info",
 }
 CLASS_FIELDS = {
     "class_name", "prompt", "target", "images", "empty_truth_images", "iou", "dice", "iou_pooled", "dice_pooled",

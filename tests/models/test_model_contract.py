@@ -14,9 +14,15 @@ import torch
 
 from drywallqa.errors import ConfigError
 from drywallqa.models import ModelOutput, PromptSegmentationModel, available_models, build_model
+from drywallqa.models.hub import save_tiny_checkpoint
 
 OFFLINE_OVERRIDES: dict[str, dict] = {
     "promptunet": {"pretrained": False, "text_encoder": "hashing"},
+    # Tiny random transformers checkpoints written to the temp folder once (no network).
+    "clipseg": {"weights": str(save_tiny_checkpoint("clipseg"))},
+    "textsam": {"weights": str(save_tiny_checkpoint("sam")), "text_encoder": "hashing"},
+    "sam3": {"weights": str(save_tiny_checkpoint("sam3"))},
+    "two-stage": {"weights": str(save_tiny_checkpoint("sam")), "boxes": "full-image"},
 }
 SIZE = 64
 PROMPTS = ["segment crack", "segment taping area"]

@@ -1,5 +1,73 @@
-"""`drywallqa bench` (being written; this placeholder registers nothing)."""
+"""``drywallqa bench``: PromptUNet on every available runtime beside CLIPSeg and SAM, in one run."""
+
+from __future__ import annotations
+
+import argparse
 
 
 def add_commands(subparsers) -> None:
-    return None
+    parser = subparsers.add_parser(
+        "bench",
+        help="latency, throughput and memory of PromptUNet runtimes vs CLIPSeg and SAM, plus the JPEG-to-PNG pipeline",
+        description="Measure, in one run on this machine: batch-1 latency p50/p95 and best-batch throughput and peak "
+        "memory of PromptUNet-lite0 (448 px) on each available runtime, CLIPSeg rd64 (352 px) and SAM ViT-B (1024 px) "
+        "with random weights, and the end-to-end JPEG -> mask PNG pipeline. SAM takes seconds per image on a CPU; the "
+        "full run takes a few minutes there.",
+    )
+    parser.add_argument("--json", metavar="FILE", help="write the raw results as JSON")
+    parser.add_argument("--markdown", metavar="FILE", help="write a Markdown report (e.g. docs/performance.md)")
+    parser.add_argument("--quick", action="store_true", help="tiny models and sizes, few calls (a smoke test; numbers mean nothing)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--runtimes", metavar="R,R", help="comma-separated PromptUNet runtimes (default: all for the device; "
+                        "torch-compile-fp32 is opt-in on CPU)")
+    parser.add_argument("--threads", type=int, metavar="N", help="torch and ONNX Runtime threads (default: available cores)")
+    parser.add_argument("--image-size", type=int, metavar="S", help="PromptUNet input side (default 448)")
+    parser.add_argument("--no-baselines", dest="baselines", action="store_false", help="skip CLIPSeg and SAM")
+    parser.add_argument("--note", default="", help="conditions to record in the report, e.g. 'beside a training run'")
+    parser.add_argument("--from-json", metavar="FILE", help="measure nothing: render a report from the JSON of an earlier run")
+    parser.set_defaults(handler=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from drywallqa.export.bench_report import render_markdown, write_report
+    from drywallqa.export.benchmark import BenchSettings, run_benchmark
+    from drywallqa.files import read_json
+
+    if args.from_json:
+        report = read_json(args.from_json)
+        command = report.pop("command", "drywallqa bench")
+        for path in write_report(report, args.json, args.markdown, command):
+            print(f"wrote {path}")
+        if not args.json and not args.markdown:
+            print(render_markdown(report, command))
+        return 0
+    overrides = {"baselines": args.baselines, "note": args.note}
+    if args.runtimes:
+        overrides["runtimes"] = tuple(r.strip() for r in args.runtimes.split(",") if r.strip())
+    if args.threads:
+        overrides["threads"] = args.threads
+    if args.image_size:
+        overrides["image_size"] = args.image_size
+    settings = BenchSettings.create(quick=args.quick, device=args.device, **overrides)
+    report = run_benchmark(settings, progress=print)
+    command = _command_line(args)
+    for path in write_report(report, args.json, args.markdown, command):
+        print(f"wrote {path}")
+    if not args.json and not args.markdown:
+        print(render_markdown(report, command))
+    return 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as a user would type it, for the report."""
+    parts = ["drywallqa bench"]
+    for flag, value in (("--quick", args.quick), ("--device", args.device), ("--runtimes", args.runtimes),
+                        ("--threads", args.threads), ("--image-size", args.image_size),
+                        ("--no-baselines", not args.baselines), ("--json", args.json), ("--markdown", args.markdown)):
+        if value is True:
+            parts.append(flag)
+        elif value:
+            parts.append(f"{flag} {value}")
+    if args.note:
+        parts.append(f"--note {args.note!r}")
+    return " ".join(parts)

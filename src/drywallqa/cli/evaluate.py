@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from drywallqa.cli.common import add_model_args, load_model_predictor
+
 
 def add_commands(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -12,7 +14,7 @@ def add_commands(subparsers) -> None:
         description="Evaluate a model on one split of annotated datasets. Truth is the annotated shapes, or the "
         "filled boxes for box-only classes; pseudo-masks are never truth.",
     )
-    parser.add_argument("--model", metavar="M", default=None, help="model name or checkpoint (default: the shipped model)")
+    add_model_args(parser)
     parser.add_argument("--data", nargs="+", required=True, metavar="D", help="dataset folders (COCO, YOLO or mask folders)")
     parser.add_argument("--split", default="valid", help="split to report (default valid)")
     thresholds = parser.add_mutually_exclusive_group()
@@ -25,7 +27,6 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--out", metavar="DIR", help="write report.md, report.json and PNG plots into DIR")
     parser.add_argument("--max-images", type=int, metavar="N", help="at most N images per class (quick check)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="B", help="images per prediction batch (default 8)")
-    parser.add_argument("--device", help="torch device for the model (default: the predictor's choice)")
     parser.add_argument("--prompts", metavar="YAML", help="prompt config (default: the built-in prompts.yaml)")
     parser.add_argument(
         "--splits-from", metavar="RUN", help="use the splits of a training run's training set (its model folder, "
@@ -40,12 +41,11 @@ def add_commands(subparsers) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from drywallqa.data import AnnotatedDataset, PromptConfig
     from drywallqa.evaluation import evaluate
-    from drywallqa.inference import load_predictor  # lazy: pulls in the model stack
 
     datasets = [AnnotatedDataset.load(path, strict=args.strict) for path in args.data]
     if args.splits_from:
         datasets = resplit_like_training(datasets, args.splits_from)
-    predictor = load_predictor(args.model, device=args.device)
+    predictor = load_model_predictor(args)
     report = evaluate(
         predictor, datasets, split=args.split, threshold=args.threshold, sweep_split=args.sweep,
         prompt_config=PromptConfig.from_yaml(args.prompts) if args.prompts else None,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from drywallqa.cli.common import add_model_args, load_model_predictor
+
 
 def add_commands(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -16,24 +18,22 @@ def add_commands(subparsers) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders of images, or glob patterns")
     parser.add_argument("--prompt", action="append", required=True, metavar="TEXT",
                         help="prompt, e.g. 'segment crack'; repeat for more prompts")
-    parser.add_argument("--model", metavar="M", default=None, help="model folder from save_pretrained (default: the shipped model)")
+    add_model_args(parser)
     parser.add_argument("--out", metavar="DIR", default="drywallqa-predictions",
                         help="output folder; must not be or contain an input (default drywallqa-predictions)")
     parser.add_argument("--mm-per-px", type=float, metavar="F", help="image scale in millimetres per pixel: adds mm figures and mm rules")
     parser.add_argument("--threshold", type=float, default=0.5, metavar="T", help="mask probability threshold (default 0.5)")
     parser.add_argument("--thresholds", metavar="FILE", help="QA thresholds YAML (default: the built-in configs/qa-thresholds.yaml)")
     parser.add_argument("--prompts", metavar="YAML", help="prompt classes (default: the built-in prompts.yaml)")
-    parser.add_argument("--device", help="torch device (default: CUDA when available)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.set_defaults(handler=run_predict)
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from drywallqa.data import PromptConfig
-    from drywallqa.inference import load_predictor  # lazy: pulls in the model stack
     from drywallqa.serving import QAThresholds, predict_images
 
-    predictor = load_predictor(args.model, device=args.device, threshold=args.threshold)
+    predictor = load_model_predictor(args, threshold=args.threshold)
     run = predict_images(
         args.images, args.prompt, args.out, predictor, model_id=args.model or "default", mm_per_px=args.mm_per_px,
         thresholds=QAThresholds.load(args.thresholds),

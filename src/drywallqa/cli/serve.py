@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from drywallqa.cli.common import add_model_args, load_model_predictor
+
 
 def add_commands(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -14,14 +16,13 @@ def add_commands(subparsers) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--model", metavar="M", default=None, help="model folder from save_pretrained (default: the shipped model)")
+    add_model_args(parser)
     parser.add_argument("--model-id", default="default", help="name clients use in the 'model' field (default 'default')")
     parser.add_argument("--threshold", type=float, default=0.5, metavar="T", help="mask probability threshold (default 0.5)")
     parser.add_argument("--thresholds", metavar="FILE", help="QA thresholds YAML (default: the built-in one)")
     parser.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body in MB (default 10)")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="longest prediction in seconds (default 30)")
     parser.add_argument("--concurrency", type=int, default=1, metavar="N", help="predictions running at once (default 1)")
-    parser.add_argument("--device", help="torch device (default: CUDA when available)")
     parser.add_argument("--torch-threads", type=int, metavar="N", help="CPU threads per prediction (default: torch's choice)")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     parser.set_defaults(handler=run_serve)
@@ -30,7 +31,6 @@ def add_commands(subparsers) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from drywallqa.inference import load_predictor
     from drywallqa.serving import QAThresholds, create_app
 
     if args.torch_threads:
@@ -38,7 +38,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.torch_threads)
     # Load before binding, so a bad --model fails here with a message instead of on the first request.
-    predictor = load_predictor(args.model, device=args.device, threshold=args.threshold)
+    predictor = load_model_predictor(args, threshold=args.threshold)
     app = create_app(
         predictor, args.model or "shipped default", model_id=args.model_id, max_upload_mb=args.max_upload_mb, timeout_s=args.timeout,
         max_concurrent_predictions=args.concurrency, thresholds=QAThresholds.load(args.thresholds),

@@ -187,6 +187,7 @@ def evaluate(
         max_images=max_images,
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         version=_version(),
+        predictor_info=dict(getattr(predictor, "metadata", {}) or {}),
     )
     return EvalReport(metadata, classes, records, sweep, notes, kept)
 

@@ -202,6 +202,8 @@ class EvalMetadata:
         max_images: Cap on images per class, or None.
         timestamp: UTC time the evaluation finished, ISO 8601.
         version: drywallqa version.
+        predictor_info: What the predictor says about itself (e.g. whether its box prompts come
+            from the ground truth, which inflates scores).
     """
 
     predictor: str
@@ -216,6 +218,7 @@ class EvalMetadata:
     max_images: int | None
     timestamp: str
     version: str
+    predictor_info: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -7,9 +7,15 @@ Example:
     >>> out = model.segment(torch.rand(1, 3, 64, 64), ["segment crack"])
     >>> tuple(out.mask_logits.shape)
     (1, 1, 64, 64)
+
+The transformers-based architectures (``clipseg``, ``textsam``, ``sam3``, ``two-stage``) import
+transformers only when one is built, so this import stays fast. ``build_from_spec`` turns a
+``--model`` value (``clipseg:DIR``, a trained folder, ...) into a model.
 """
 
 from drywallqa.models.base import ModelOutput, PromptModelConfig, PromptSegmentationModel
+from drywallqa.models.clipseg import ClipSeg, ClipSegConfig
+from drywallqa.models.hub import build_from_spec, model_predictor
 from drywallqa.models.promptunet import PromptUNet, PromptUNetConfig
 from drywallqa.models.registry import (
     MODEL_REGISTRY,
@@ -18,10 +24,15 @@ from drywallqa.models.registry import (
     get_model_class,
     register_model,
 )
+from drywallqa.models.sam3 import Sam3Segmenter, Sam3SegmenterConfig
 from drywallqa.models.text import HashingTextEncoder, MiniLMTextEncoder, TextEncoder, build_text_encoder
+from drywallqa.models.textsam import TextSam, TextSamConfig
+from drywallqa.models.two_stage import TwoStage, TwoStageConfig
 
 __all__ = [
     "MODEL_REGISTRY",
+    "ClipSeg",
+    "ClipSegConfig",
     "HashingTextEncoder",
     "MiniLMTextEncoder",
     "ModelOutput",
@@ -29,10 +40,18 @@ __all__ = [
     "PromptSegmentationModel",
     "PromptUNet",
     "PromptUNetConfig",
+    "Sam3Segmenter",
+    "Sam3SegmenterConfig",
     "TextEncoder",
+    "TextSam",
+    "TextSamConfig",
+    "TwoStage",
+    "TwoStageConfig",
     "available_models",
+    "build_from_spec",
     "build_model",
     "build_text_encoder",
     "get_model_class",
+    "model_predictor",
     "register_model",
 ]

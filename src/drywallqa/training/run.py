@@ -86,6 +86,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     from drywallqa.training.curves import plot_training_curves
     from drywallqa.training.module import EpochSetter, SegmentationModule
 
+    from drywallqa.models import get_model_class
+
+    if not getattr(get_model_class(config.model.name), "trainable", True):
+        raise ConfigError(f"{config.model.name} is zero-shot (evaluation and prediction only); it cannot be trained")
     run_dir = Path(config.out)
     cfg_t = config.trainer
     L.seed_everything(cfg_t.seed, workers=True, verbose=False)

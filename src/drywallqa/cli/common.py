@@ -1,0 +1,41 @@
+"""Arguments shared by the commands that load a model (evaluate, predict, serve)."""
+
+from __future__ import annotations
+
+import argparse
+
+MODEL_HELP = (
+    "model folder from save_pretrained or `drywallqa train`, NAME[:WEIGHTS] for a registered architecture "
+    "on hub weights (clipseg:DIR, sam3:DIR, two-stage:DIR), a transformers folder, a YAML spec, or an .onnx "
+    "file (default: the shipped model)"
+)
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--model-arg KEY=VALUE`` (repeatable) and ``--device``."""
+    parser.add_argument("--model", metavar="M", default=None, help=MODEL_HELP)
+    parser.add_argument(
+        "--model-arg", action="append", default=[], metavar="KEY=VALUE",
+        help="extra model config field, YAML-parsed (repeatable), e.g. boxes=annotations:DIR for textsam",
+    )
+    parser.add_argument("--device", help="torch device (default: CUDA when available)")
+
+
+def model_args(args: argparse.Namespace) -> dict:
+    """The ``--model-arg`` values as a dict."""
+    from drywallqa.training.config import set_dotted
+
+    values: dict = {}
+    for item in args.model_arg:
+        set_dotted(values, item)
+    return values
+
+
+def load_model_predictor(args: argparse.Namespace, **kwargs):
+    """:func:`drywallqa.inference.load_predictor` from the parsed model arguments."""
+    from drywallqa.inference import load_predictor  # lazy: pulls in the model stack
+
+    extra = model_args(args)
+    if extra:
+        kwargs["model_args"] = extra
+    return load_predictor(args.model, device=args.device, **kwargs)

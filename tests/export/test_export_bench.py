@@ -1,0 +1,81 @@
+"""``drywallqa bench``: the quick run writes the report with every expected key; settings are validated."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from drywallqa.cli import main
+from drywallqa.errors import ConfigError
+from drywallqa.export import tensorrt_available
+from drywallqa.export.benchmark import BenchSettings, PeakMemory
+
+for _module in ("onnx", "onnxruntime"):
+    pytest.importorskip(_module, reason='needs the export extra: pip install "drywallqa[export]"')
+
+
+def test_quick_bench_writes_json_and_markdown(tmp_path, capsys) -> None:
+    json_path, markdown_path = tmp_path / "bench.json", tmp_path / "performance.md"
+    code = main([
+        "bench", "--quick", "--runtimes", "torch-fp32,onnxruntime-fp32,tensorrt-fp16",
+        "--json", str(json_path), "--markdown", str(markdown_path), "--note", "test run",
+    ])
+    assert code == 0
+    report = json.loads(json_path.read_text())
+
+    assert {"format_version", "started", "duration_s", "command", "machine", "settings", "results", "skipped",
+            "pipeline", "onnxruntime_profile", "ratios", "goals"} <= set(report)
+    assert {"cpu", "cores_available", "torch", "onnxruntime", "torch_threads", "onnxruntime_intra_op_threads",
+            "load_average_start"} <= set(report["machine"])
+    assert report["settings"]["quick"] is True and report["settings"]["note"] == "test run"
+    runs = {(r["model"], r["runtime"]): r for r in report["results"]}
+    assert set(runs) == {("promptunet", "torch-fp32"), ("promptunet", "onnxruntime-fp32"),
+                         ("clipseg", "torch-fp32"), ("sam", "torch-fp32")}
+    for result in runs.values():
+        assert 0 < result["latency_p50_ms"] <= result["latency_p95_ms"]
+        assert result["best_throughput"] > 0 and str(result["best_batch"]) in result["throughput"]
+        assert result["cpu_ms_p50"] >= 0 and result["parameters"] > 0
+        assert result["peak_memory_mib"] is not None
+    assert runs[("promptunet", "onnxruntime-fp32")]["parity"]["median_split_iou"] >= 0.999
+    if not tensorrt_available():
+        assert [(s["runtime"], "TensorRT" in s["reason"]) for s in report["skipped"]] == [("tensorrt-fp16", True)]
+    for runtime in ("torch-fp32", "onnxruntime-fp32"):
+        assert set(report["ratios"][runtime]) == {
+            "throughput_vs_clipseg", "throughput_vs_sam", "latency_vs_clipseg", "latency_vs_sam"}
+        assert set(report["pipeline"][runtime]["stages_p50_ms"]) == {
+            "decode", "resize", "model", "upsample_threshold", "png_encode"}
+    assert [g["goal"] for g in report["goals"]] == [
+        "ONNX Runtime batch-1 p50 latency", "throughput vs CLIPSeg rd64", "throughput vs SAM ViT-B"]
+    assert report["onnxruntime_profile"]["by_op_type"][0]["share"] > 0
+
+    markdown = markdown_path.read_text()
+    assert markdown.startswith("# Performance")
+    assert "Quick run" in markdown and "## Goals (CPU)" in markdown and "## End to end" in markdown
+    assert "drywallqa bench --quick" in markdown
+    if not report["machine"]["gpu"]:
+        assert "Not measured here: no GPU in this session" in markdown
+    assert "wrote" in capsys.readouterr().out
+
+    rendered = tmp_path / "again.md"
+    assert main(["bench", "--from-json", str(json_path), "--markdown", str(rendered)]) == 0
+    assert rendered.read_text() == markdown  # the report is a pure function of the JSON
+
+
+def test_unknown_runtime_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="unknown runtime.*openvino.*expected some of"):
+        BenchSettings.create(quick=True, device="cpu", runtimes=("openvino",))
+
+
+def test_bench_cli_reports_unknown_runtime(capsys) -> None:
+    assert main(["bench", "--quick", "--runtimes", "openvino"]) == 2
+    assert "unknown runtime(s) openvino" in capsys.readouterr().err
+
+
+def test_peak_memory_sees_an_allocation() -> None:
+    with PeakMemory("cpu") as memory:
+        block = np.ones(40 * 2**20 // 8)  # 40 MiB of float64
+        block += 1
+    del block
+    assert memory.peak_mib is not None and memory.peak_mib >= 35

@@ -1,0 +1,163 @@
+"""Every installed runtime behind the one Predictor interface gives the same masks.
+
+Tolerances (masks compared with pooled IoU at a threshold splitting the reference in half):
+
+- fp32 runtimes (PyTorch NCHW and channels_last, ONNX Runtime): IoU >= 0.999 and probabilities
+  within 1e-5 of :class:`~drywallqa.inference.ModelPredictor`;
+- bf16 autocast and int8: IoU >= 0.8 and probabilities within 2e-3. The random weights keep all
+  logits within ~1e-3 of each other, so their rounding noise flips many pixels of a median split;
+  the bound catches a broken runtime, not a quality loss of a trained model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drywallqa.errors import ConfigError
+from drywallqa.evaluation.metrics import get_stats, iou_score
+from drywallqa.export import (
+    OnnxPredictor,
+    TensorRTUnavailable,
+    TorchRuntimePredictor,
+    load_runtime_predictor,
+    tensorrt_available,
+)
+from drywallqa.export.trt_runtime import TensorRTPredictor, build_tensorrt_engine
+from drywallqa.inference import ModelPredictor, SegmentationResult
+
+for _module in ("onnx", "onnxruntime"):
+    pytest.importorskip(_module, reason='needs the export extra: pip install "drywallqa[export]"')
+
+EXACT = {"min_iou": 0.999, "max_probability_diff": 1e-5}
+ROUNDED = {"min_iou": 0.8, "max_probability_diff": 2e-3}
+
+
+def median_threshold(results: list[SegmentationResult]) -> float:
+    return float(np.median(np.concatenate([r.probabilities.ravel() for r in results])))
+
+
+def pooled_iou(results: list[SegmentationResult], reference: list[SegmentationResult]) -> float:
+    def flat(rs: list[SegmentationResult]) -> np.ndarray:
+        return np.concatenate([r.mask.ravel() for r in rs])[None]
+
+    return float(iou_score(*get_stats(flat(results), flat(reference)), reduction="pooled"))
+
+
+RUNTIMES = {
+    "torch-fp32": (lambda model, exported, t: TorchRuntimePredictor(model, device="cpu", threshold=t, channels_last=False), EXACT),
+    "torch-fp32-channels-last": (lambda model, exported, t: TorchRuntimePredictor(model, device="cpu", threshold=t), EXACT),
+    "torch-bf16-channels-last": (
+        lambda model, exported, t: TorchRuntimePredictor(model, device="cpu", threshold=t, precision="bf16"), ROUNDED
+    ),
+    "onnxruntime-fp32": (lambda model, exported, t: OnnxPredictor(exported.onnx_path, threshold=t), EXACT),
+    "onnxruntime-int8": (lambda model, exported, t: OnnxPredictor(exported.int8_path, threshold=t), ROUNDED),
+}
+
+
+@pytest.mark.parametrize("runtime", list(RUNTIMES))
+def test_runtime_masks_match_model_predictor(runtime, tiny_model, exported, photos) -> None:
+    images, prompts = photos
+    first = ModelPredictor(tiny_model, device="cpu").predict_batch(images, prompts, return_probabilities=True)
+    threshold = median_threshold(first)
+    reference = ModelPredictor(tiny_model, device="cpu", threshold=threshold).predict_batch(
+        images, prompts, return_probabilities=True
+    )
+    build, tolerance = RUNTIMES[runtime]
+    predictor = build(tiny_model, exported, threshold)
+    results = predictor.predict_batch(images, prompts, return_probabilities=True)
+
+    assert [r.mask.shape for r in results] == [im.shape[:2] for im in images]
+    assert 0.2 < np.mean([r.coverage for r in reference]) < 0.8  # the split is informative
+    iou = pooled_iou(results, reference)
+    probability_diff = max(np.abs(r.probabilities - ref.probabilities).max() for r, ref in zip(results, reference))
+    print(f"{runtime}: IoU {iou:.5f}, max probability diff {probability_diff:.2e}")
+    assert iou >= tolerance["min_iou"]
+    assert probability_diff <= tolerance["max_probability_diff"]
+    for result, ref in zip(results, reference):
+        assert result.prompt == ref.prompt and abs(result.confidence - ref.confidence) < 2e-3
+
+
+def test_predict_without_probabilities(exported, photos) -> None:
+    images, prompts = photos
+    result = OnnxPredictor(exported.onnx_path).predict(images[1], prompts[1])
+    assert result.probabilities is None and result.mask.shape == images[1].shape[:2]
+
+
+def test_onnx_predictor_unknown_prompt_names_the_known_ones(exported, photos) -> None:
+    predictor = OnnxPredictor(exported.onnx_path)
+    with pytest.raises(ConfigError, match=r"'segment mould'.*'segment crack'.*embed_unknown_prompts=True"):
+        predictor.predict(photos[0][0], "segment mould")
+
+
+def test_onnx_predictor_can_embed_unknown_prompts(exported, tiny_model, photos) -> None:
+    image = photos[0][0]
+    predictor = OnnxPredictor(exported.onnx_path, embed_unknown_prompts=True)
+    result = predictor.predict(image, "segment mould", return_probabilities=True)
+    reference = ModelPredictor(tiny_model, device="cpu").predict(image, "segment mould", return_probabilities=True)
+    np.testing.assert_allclose(result.probabilities, reference.probabilities, atol=1e-5)
+    assert "segment mould" in predictor.prompt_embeddings
+
+
+def test_onnx_predictor_needs_its_prompt_file(exported, tmp_path) -> None:
+    lonely = tmp_path / "lonely.onnx"
+    lonely.write_bytes(exported.onnx_path.read_bytes())
+    with pytest.raises(Exception, match="prompt embeddings .* not found"):
+        OnnxPredictor(lonely, prompts=tmp_path / "missing.prompts.json")
+
+
+def test_load_runtime_predictor_picks_the_runtime_from_the_spec(exported, model_dir) -> None:
+    assert isinstance(load_runtime_predictor(str(exported.onnx_path)), OnnxPredictor)
+    assert isinstance(load_runtime_predictor(exported.int8_path), OnnxPredictor)
+    torch_predictor = load_runtime_predictor(model_dir, device="cpu", precision="bf16")
+    assert isinstance(torch_predictor, TorchRuntimePredictor) and torch_predictor.precision == "bf16"
+
+
+@pytest.mark.parametrize(
+    "spec, runtime, options, message",
+    [
+        ("model_dir", "onnx", {}, "needs an .onnx file.*drywallqa export"),
+        ("onnx", "torch", {}, "needs a model folder"),
+        ("onnx", "openvino", {}, "unknown runtime 'openvino'; expected one of: torch, onnx, tensorrt"),
+        ("onnx", None, {"precision": "bf16"}, "does not take option.*precision.*it takes: prompts, threshold"),
+        ("model_dir", "torch", {"device": "cpu", "precision": "fp16"}, "fp16 autocast needs a CUDA device"),
+        ("model_dir", "torch", {"device": "cpu", "cuda_graphs": True}, "cuda_graphs needs a CUDA device"),
+        ("model_dir", "torch", {"device": "cpu", "precision": "int4"}, "precision must be one of"),
+        ("onnx", None, {"threshold": 1.0}, "strictly between 0 and 1"),
+        ("onnx", None, {"device": "tpu"}, "device must be 'cpu' or 'cuda' for ONNX Runtime"),
+    ],
+)
+
+def test_load_runtime_predictor_errors(spec, runtime, options, message, exported, model_dir) -> None:
+    path = {"model_dir": model_dir, "onnx": exported.onnx_path}[spec]
+    with pytest.raises(ConfigError, match=message):
+        load_runtime_predictor(path, runtime, **options)
+
+
+def test_onnx_predictor_device_picks_providers(exported) -> None:
+    assert OnnxPredictor(exported.onnx_path, device="cpu").providers == ["CPUExecutionProvider"]
+
+
+def test_load_runtime_predictor_reports_a_missing_model_folder(tmp_path) -> None:
+    with pytest.raises(Exception, match="no such model folder"):
+        load_runtime_predictor(tmp_path / "nope", "torch")
+
+
+def test_mismatched_images_and_prompts(exported, photos) -> None:
+    with pytest.raises(ConfigError, match="got 2 images but 1 prompts"):
+        OnnxPredictor(exported.onnx_path).predict_batch(photos[0][:2], photos[1][:1])
+
+
+@pytest.mark.skipif(tensorrt_available(), reason="TensorRT is installed here")
+def test_tensorrt_absent_gives_install_hint_and_trtexec_command(exported) -> None:
+    for attempt in (
+        lambda: build_tensorrt_engine(exported.onnx_path),
+        lambda: TensorRTPredictor(exported.onnx_path),
+        lambda: load_runtime_predictor(exported.onnx_path, "tensorrt"),
+    ):
+        with pytest.raises(TensorRTUnavailable) as error:
+            attempt()
+        message = str(error.value)
+        assert "pip install tensorrt" in message
+        assert f"trtexec --onnx={exported.onnx_path}" in message
+        assert "--fp16" in message and "images:1x3x64x64,prompt_embeddings:1x384" in message
