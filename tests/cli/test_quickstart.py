@@ -1,0 +1,17 @@
+"""The README's main job, `drywallqa quickstart`, end to end (with a tiny model for speed)."""
+
+from drywallqa.cli import main
+from drywallqa.models import build_model
+
+
+def test_quickstart_writes_data_predictions_and_reports(tmp_path, capsys):
+    model_dir = build_model("promptunet", pretrained=False, text_encoder="hashing", image_size=64).save_pretrained(tmp_path / "model")
+    out = tmp_path / "qs"
+    assert main(["quickstart", str(out), "--images", "24", "--model", str(model_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "[4/4]" in printed and "leakage drywall-join" in printed
+    for name in ("cracks", "drywall-join"):
+        assert (out / f"report-{name}.html").stat().st_size > 1000
+        assert (out / "predictions" / name / "results.jsonl").is_file()
+    # A rerun resumes: nothing is predicted again.
+    assert main(["quickstart", str(out), "--images", "24", "--model", str(model_dir)]) == 0
