@@ -6,6 +6,7 @@ interrupted run or a full disk never leaves a half-written output behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -95,6 +96,22 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataError(f"{path}: cannot read ({exc})") from exc
 
 
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike):
+    """``PIL.Image.open`` whose failures (also while decoding inside the block) become one-line
+    :class:`DataError` naming the file: missing, not an image, or corrupt/truncated."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            yield img
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: image file not found") from exc
+    except UnidentifiedImageError as exc:
+        raise DataError(f"{path}: not a readable image") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: corrupt or truncated image ({exc})") from exc
+
+
 def image_size(path: str | os.PathLike, verify: bool = True) -> tuple[int, int]:
     """Return ``(width, height)`` of an image file, checking that it decodes.
 
@@ -106,20 +123,12 @@ def image_size(path: str | os.PathLike, verify: bool = True) -> tuple[int, int]:
     Raises:
         DataError: If the file is missing, not an image, or truncated.
     """
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            size = img.size
-            if verify:
-                if img.format == "JPEG":
-                    img.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
-                img.load()
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: image file not found") from exc
-    except UnidentifiedImageError as exc:
-        raise DataError(f"{path}: not a readable image") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: corrupt or truncated image ({exc})") from exc
+    with open_image(path) as img:
+        size = img.size
+        if verify:
+            if img.format == "JPEG":
+                img.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+            img.load()
     return size
 
 
@@ -132,16 +141,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Raises:
         DataError: If the file is missing, not an image, or truncated.
     """
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: image file not found") from exc
-    except UnidentifiedImageError as exc:
-        raise DataError(f"{path}: not a readable image") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: corrupt or truncated image ({exc})") from exc
+    with open_image(path) as img:
+        return np.asarray(img.convert("RGB"))
 
 
 def decode_image_bytes(data: bytes, name: str = "<upload>") -> np.ndarray:

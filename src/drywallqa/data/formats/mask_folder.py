@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from PIL import Image, UnidentifiedImageError
 
 from drywallqa.data.core import AnnotatedDataset, Annotation, Sample, canonical_split
 from drywallqa.data.formats.coco import SPLIT_FOLDERS
@@ -41,7 +40,7 @@ from drywallqa.data.groups import source_group
 from drywallqa.data.masks import mask_to_box, mask_to_rle
 from drywallqa.data.prompts import PromptConfig, normalise_name
 from drywallqa.errors import ConfigError, DataError, IssueLog
-from drywallqa.files import image_size, list_images
+from drywallqa.files import image_size, list_images, open_image
 
 IMAGE_FOLDER = "images"
 MASK_FOLDER = "masks"
@@ -151,15 +150,8 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
 
 def _decode_mask(path: Path) -> tuple[np.ndarray, str]:
     """The decoded pixels and PIL mode; raises :class:`DataError` if the file cannot be read."""
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img), img.mode
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: mask file not found") from exc
-    except UnidentifiedImageError as exc:
-        raise DataError(f"{path}: not a readable image") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: corrupt or truncated image ({exc})") from exc
+    with open_image(path) as img:
+        return np.asarray(img), img.mode
 
 
 def _mask_values(values: np.ndarray, mode: str, path: Path) -> np.ndarray:
