@@ -54,6 +54,45 @@ def results_table(name: str, report: dict) -> list[str]:
     return lines + [""]
 
 
+# The issue's goals; "published" is the best published result on the same split, where one exists.
+GOALS = [
+    ("cracks/valid crack IoU (per-image mean)", "published", "crack", "iou", ">=", 0.65, 0.595),
+    ("drywall-join/valid taping-area IoU vs filled boxes", "published", "taping_area", "iou", ">=", 0.82, 0.789),
+    ("drywall-join held-out source groups, taping-area IoU", "held-out", "taping_area", "iou", ">=", 0.72, None),
+    ("wrong-prompt FP pixels (worst class, published valid)", "published", None, "fp", "<", 0.005, None),
+    ("held-out paraphrase IoU drop (worst, published valid)", "published", None, "drop", "<=", 0.02, None),
+]
+
+
+def goals_table(reports: dict[str, dict]) -> list[str]:
+    """Measured value of each goal, read from the report whose title starts with its source."""
+    def report_for(source: str):
+        return next((r for t, r in reports.items() if t.lower().startswith(source)), None)
+
+    lines = ["## Goals", "", "| goal | published best | target | measured | met |", "|---|---|---|---|---|"]
+    for label, source, cls, kind, op, target, published in GOALS:
+        report = report_for(source)
+        if report is None:
+            continue
+        classes = report["classes"]
+        if kind == "iou":
+            value = classes.get(cls, {}).get("iou", {}).get("mean")
+        elif kind == "fp":
+            values = [c["wrong_prompt_fp_rate"]["mean"] for c in classes.values() if c["wrong_prompt_fp_rate"]["mean"] is not None]
+            value = max(values) if values else None
+        else:
+            values = [p["drop"] for c in classes.values() for p in c.get("paraphrases", []) if p.get("drop") is not None]
+            value = max(values) if values else None
+        met = None if value is None else {">=": value >= target, "<": value < target, "<=": value <= target}[op]
+        shown = "–" if value is None else (f"{100 * value:.3f} %" if kind == "fp" else f"{value:.3f}")
+        target_text = f"{op} {100 * target:g} %" if kind == "fp" else f"{op} {target:g}"
+        lines.append(
+            f"| {label} | {'–' if published is None else published} | {target_text} | {shown} | "
+            f"{'–' if met is None else ('yes' if met else '**no**')} |"
+        )
+    return lines + [""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="model folder with config.json and training.json")
@@ -103,9 +142,12 @@ def main() -> None:
         "pixels predicted when the image is prompted with the other class.",
         "",
     ]
+    reports = {}
     for item in args.eval:
         title, path = item.split("=", 1)
-        lines += results_table(title, json.loads(Path(path).read_text()))
+        reports[title] = json.loads(Path(path).read_text())
+        lines += results_table(title, reports[title])
+    lines += goals_table(reports)
     if args.command:
         lines += ["## Commands", "", "```bash", *args.command, "```", ""]
     Path(args.out).write_text("\n".join(lines), encoding="utf-8")

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Reproduce every figure of docs/model-card.md from the shipped weights (needs ../shared/data).
+#   bash scripts/evaluate_shipped.sh [MODEL_DIR] [DATA_DIR]
+# The threshold is chosen on the training run's validation source groups (`--sweep valid`), never
+# on a split that is reported.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model="${1:-src/drywallqa/weights/promptunet}"
+data="${2:-../shared/data}"
+out=docs/results
+mkdir -p "$out"
+
+# Published valid splits (cracks/valid, drywall-join/valid), comparable with published results.
+drywallqa evaluate --model "$model" --data "$data/cracks" "$data/drywall-join" \
+  --splits-from "$model" --split published_valid --sweep valid \
+  --json "$out/published-valid.json" --out "$out/published-valid" --no-progress
+
+# Source groups held out of training and of model selection (carved from published train).
+drywallqa evaluate --model "$model" --data "$data/cracks" "$data/drywall-join" \
+  --splits-from "$model" --split test --sweep valid \
+  --json "$out/heldout-test.json" --out "$out/heldout-test" --no-progress
+
+python scripts/model_card.py --model "$model" \
+  --eval "Published valid splits (threshold chosen on the training run's validation groups)=$out/published-valid.json" \
+  --eval "Source groups held out of training and model selection=$out/heldout-test.json" \
+  --command "bash scripts/evaluate_shipped.sh $model $data" \
+  --out docs/model-card.md
