@@ -1,5 +1,9 @@
-"""`drywallqa masks` (being written; this placeholder registers nothing)."""
+"""``drywallqa masks``: pseudo-masks from boxes, and their quality where truth exists."""
+
+from __future__ import annotations
 
 
 def add_commands(subparsers) -> None:
-    return None
+    from drywallqa.pseudomask.command import DESCRIPTION, add_arguments
+
+    add_arguments(subparsers.add_parser("masks", help=DESCRIPTION, description=DESCRIPTION))

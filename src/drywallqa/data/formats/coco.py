@@ -295,7 +295,7 @@ def samples_to_coco(
         class_names: Category order (ids start at 1, as Roboflow does); all classes by default.
         description: Goes into the ``info`` block.
         pseudo_method: Name recorded under ``drywallqa_pseudo`` in annotations whose shape comes
-            from ``masks`` (so loaders mark them ``is_pseudo``).
+            from ``masks`` or that are marked ``is_pseudo`` (loaders mark them ``is_pseudo`` again).
 
     Returns:
         A JSON-ready COCO dict. Polygons are kept as polygons, RLE as compressed RLE, box-only
@@ -326,7 +326,7 @@ def samples_to_coco(
             else:
                 record["segmentation"] = [p.reshape(-1).tolist() for p in ann.polygons]
             if ann.is_pseudo and PSEUDO_KEY not in record:
-                record[PSEUDO_KEY] = "pseudo"
+                record[PSEUDO_KEY] = pseudo_method
             annotations.append(record)
     return {
         "info": {"description": description},
