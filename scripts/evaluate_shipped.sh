@@ -24,4 +24,5 @@ python scripts/model_card.py --model "$model" \
   --eval "Published valid splits (threshold chosen on the training run's validation groups)=$out/published-valid.json" \
   --eval "Source groups held out of training and model selection=$out/heldout-test.json" \
   --command "bash scripts/evaluate_shipped.sh $model $data" \
+  --note "Trained with \`drywallqa train --config configs/promptunet-lite0-cpu.yaml --data ../shared/data\` on the CPU: no GPU was lent to the session that trained it, so the input is 352 px and the budget 100 minutes. \`configs/promptunet-lite0.yaml\` is the 448 px GPU recipe; its results are not measured yet." \
   --out docs/model-card.md

@@ -163,7 +163,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     result = TrainResult(
         run_dir=run_dir, model_dir=run_dir / "model", is_global_zero=trainer.is_global_zero,
         best_val_iou=float(best_score) if best_score is not None else None,
-        epochs=trainer.current_epoch, minutes=round(minutes, 2), hardware=_hardware(trainer),
+        epochs=trainer.fit_loop.epoch_progress.current.completed, minutes=round(minutes, 2), hardware=_hardware(trainer),
     )
     if trainer.is_global_zero:
         model.save_pretrained(result.model_dir)
