@@ -565,7 +565,8 @@ def model_predictor(model: PromptSegmentationModel, **kwargs: Any) -> ModelPredi
     from drywallqa.inference import ModelPredictor
 
     predictor = ModelPredictor(model, **kwargs)
-    predictor.name = str(getattr(model, "display_name", predictor.name))
+    # Reports name the model, not the runtime options (those are in ModelPredictor's own name).
+    predictor.name = str(getattr(model, "display_name", None) or getattr(model, "name", None) or predictor.name)
     predictor.metadata = dict(getattr(model, "metadata", {}) or {"architecture": predictor.name})
     return predictor
 
