@@ -169,6 +169,15 @@ def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -
     return atomic_write(path, _write)
 
 
+def relative_id(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """``path`` relative to ``root`` in POSIX form (the full path if it lies outside): a stable
+    image id for formats whose files carry none."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name."""
     folder = Path(folder)

@@ -40,7 +40,7 @@ from drywallqa.data.groups import source_group
 from drywallqa.data.masks import mask_to_box, mask_to_rle
 from drywallqa.data.prompts import PromptConfig, normalise_name
 from drywallqa.errors import ConfigError, DataError, IssueLog
-from drywallqa.files import image_size, list_images, open_image
+from drywallqa.files import image_size, list_images, open_image, relative_id
 
 IMAGE_FOLDER = "images"
 MASK_FOLDER = "masks"
@@ -323,16 +323,9 @@ def _read_pair(
         class_mask = values == value
         parts[value] = (mask_to_rle(class_mask), tuple(float(v) for v in mask_to_box(class_mask)))
     return _MaskRecord(
-        image_path=image_path, mask_path=mask_path, image_id=_relative_id(image_path, root), split=split,
+        image_path=image_path, mask_path=mask_path, image_id=relative_id(image_path, root), split=split,
         width=width, height=height, parts=parts,
     )
-
-
-def _relative_id(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 def _annotations(

@@ -34,7 +34,7 @@ from drywallqa.data.core import AnnotatedDataset, Annotation, Sample, canonical_
 from drywallqa.data.groups import source_group
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import DataError, IssueLog
-from drywallqa.files import image_size, list_images
+from drywallqa.files import image_size, list_images, relative_id
 
 YAML_FILES = ("data.yaml", "data.yml")
 SPLIT_KEYS = ("train", "val", "valid", "validation", "test")
@@ -294,7 +294,7 @@ def _load_split(
             Sample(
                 image_path=image_path, width=width, height=height, split=split, dataset=dataset,
                 group=source_group(image_path.name), annotations=tuple(annotations),
-                image_id=_relative_id(image_path, root),
+                image_id=relative_id(image_path, root),
             )
         )
     _log_orphan_labels(folder, images, log)
@@ -310,13 +310,6 @@ def _log_orphan_labels(folder: Path, images: list[Path], log: IssueLog) -> None:
     for labels in sorted(label_folder.glob("*.txt")):
         if labels.stem not in stems:
             log.skip(labels, "", "label file without image", f"no image named {labels.stem}.* in {folder}")
-
-
-def _relative_id(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 def _parse_label_file(
