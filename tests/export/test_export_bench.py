@@ -79,3 +79,21 @@ def test_peak_memory_sees_an_allocation() -> None:
         block += 1
     del block
     assert memory.peak_mib is not None and memory.peak_mib >= 35
+
+
+def test_goals_are_checked_per_onnxruntime_precision() -> None:
+    from drywallqa.export.bench_report import compute_ratios, evaluate_goals
+
+    def result(model, runtime, p50, throughput):
+        return {"model": model, "runtime": runtime, "latency_p50_ms": p50, "best_throughput": throughput}
+
+    results = [result("promptunet", "onnxruntime-fp32", 22.0, 45.0), result("promptunet", "onnxruntime-fp32-1-thread", 38.0, 27.0),
+               result("promptunet", "onnxruntime-int8", 13.0, 80.0), result("clipseg", "torch-fp32", 90.0, 15.0),
+               result("sam", "torch-fp32", 5600.0, 0.18)]
+    report = {"results": results, "ratios": compute_ratios(results)}
+    goals = {(g["runtime"], g["goal"]): g["met"] for g in evaluate_goals(report)}
+    assert goals[("onnxruntime-fp32", "throughput vs CLIPSeg rd64")] is False  # 3x
+    assert goals[("onnxruntime-int8", "throughput vs CLIPSeg rd64")] is True  # 5.3x
+    assert not any(runtime.endswith("-1-thread") for runtime, _ in goals)  # the faster variant is the one checked
+    no_int8 = [r for r in results if "int8" not in r["runtime"]]
+    assert {g["runtime"] for g in evaluate_goals({"results": no_int8, "ratios": compute_ratios(no_int8)})} == {"onnxruntime-fp32"}

@@ -47,3 +47,20 @@ def test_export_cli_tensorrt_absent_keeps_onnx_and_prints_trtexec(model_dir, tmp
     assert main(["export", "--model", str(model_dir), "--format", "tensorrt", "--out", str(out), "--no-check"]) == 2
     assert out.is_file()
     assert "trtexec --onnx=" in capsys.readouterr().err
+
+
+def test_export_cli_calibrates_int8_on_photo_folders(model_dir, tmp_path, capsys) -> None:
+    from drywallqa.cli.export import calibration_paths
+    from drywallqa.data.synthetic import generate_sample_data
+
+    sample = generate_sample_data(tmp_path / "sample", images=8, size=64, seed=3).root
+    folders = [str(sample / "cracks" / "train"), str(sample / "drywall-join" / "train")]
+    # Shared equally between the folders, never more than asked.
+    chosen = calibration_paths(folders, 4)
+    assert [str(p.parent) for p in chosen] == [folders[0]] * 2 + [folders[1]] * 2
+    out = tmp_path / "tiny.onnx"
+    args = ["export", "--model", str(model_dir), "--out", str(out), "--int8", "--check-images", "2", "--calibration-images", "4"]
+    assert main([*args, *sum((["--calibration", f] for f in folders), [])]) == 0
+    assert "parity onnxruntime int8 on 4 calibration photo(s)" in capsys.readouterr().out
+    assert main([*args, "--calibration", str(tmp_path / "missing")]) == 2
+    assert "missing: not a folder" in capsys.readouterr().err

@@ -91,6 +91,26 @@ def test_cli_training_run_writes_model_logs_and_curves_then_resumes(sample_data,
     assert (out / "logs" / "version_0" / "metrics.csv").is_file() and (out / "logs" / "version_1" / "metrics.csv").is_file()
 
 
+def test_init_from_fine_tunes_a_saved_model_at_a_new_size(sample_data, tmp_path, capsys):
+    torch.manual_seed(0)
+    start = build_model("promptunet", pretrained=False, text_encoder="hashing", image_size=96)
+    start.save_pretrained(tmp_path / "start")
+    out = tmp_path / "tuned"
+    args = ["train", "--data", str(sample_data), "--out", str(out), "--epochs", "1", "--no-progress", *TINY,
+            "--init-from", str(tmp_path / "start"), "--set", "optim.lr=0", "--set", "optim.encoder_lr=0"]
+    assert main(args) == 0
+    assert "fine-tuning promptunet from" in capsys.readouterr().out
+    tuned = PromptSegmentationModel.from_pretrained(out / "model")
+    # The input size follows the training set; with zero learning rates the weights are the saved ones
+    # (BatchNorm running statistics aside, which training updates without the optimiser).
+    assert tuned.default_image_size == 64
+    saved, after = start.state_dict(), tuned.state_dict()
+    learned = [k for k in saved if saved[k].is_floating_point() and "running_" not in k]
+    assert learned and all(torch.equal(saved[k], after[k]) for k in learned)
+    assert main(["train", "--data", str(sample_data), "--out", str(tmp_path / "x"), "--init-from", str(tmp_path / "nope"), *TINY]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
 def test_bad_training_config_is_one_line_exit_2(sample_data, tmp_path, capsys):
     assert main(["train", "--data", str(sample_data), "--out", str(tmp_path / "r"), "--set", "optim.lr=fast"]) == 2
     err = capsys.readouterr().err

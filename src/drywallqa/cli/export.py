@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from drywallqa.export.onnx import DEFAULT_OPSET
 
@@ -22,7 +23,11 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--out", metavar="FILE", help="output .onnx file (default: ./<model name>.onnx)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N", help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--int8", action="store_true", help="also write <out-stem>.int8.onnx (static int8) and print its IoU cost")
-    parser.add_argument("--calibration", metavar="DIR", help="images to calibrate int8 on (default: synthetic photos)")
+    parser.add_argument("--calibration", metavar="DIR", action="append",
+                        help="folder of real photos to calibrate int8 on and to measure its IoU cost on (repeatable; "
+                        "default: synthetic photos, which suit a smoke test but not a trained model)")
+    parser.add_argument("--calibration-images", type=int, default=64, metavar="N",
+                        help="photos taken from the --calibration folders, spread evenly over them (default 64)")
     parser.add_argument("--prompts", metavar="YAML", help="prompt config whose prompts are embedded (default: built-in)")
     parser.add_argument("--check-images", type=int, default=4, metavar="N", help="synthetic photos for the parity check (default 4)")
     parser.add_argument("--no-check", dest="check", action="store_false", help="skip the parity check (not recommended)")
@@ -33,7 +38,7 @@ def add_commands(subparsers) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from drywallqa.data import PromptConfig
     from drywallqa.export import build_tensorrt_engine, export_onnx, load_model
-    from drywallqa.files import atomic_write_json, list_images, read_image
+    from drywallqa.files import atomic_write_json, read_image
 
     model = load_model(args.model)
     result = export_onnx(
@@ -44,7 +49,8 @@ def run_export(args: argparse.Namespace) -> int:
         check=args.check,
         check_images=args.check_images,
         int8=args.int8,
-        calibration_images=[read_image(p) for p in list_images(args.calibration)] if args.calibration else None,
+        calibration_images=[read_image(p) for p in calibration_paths(args.calibration, args.calibration_images)]
+        if args.calibration else None,
     )
     print(result.summary())
     if args.json:
@@ -53,3 +59,23 @@ def run_export(args: argparse.Namespace) -> int:
         # Raises TensorRTUnavailable (exit 2) with the trtexec command when TensorRT is missing.
         print(f"wrote {build_tensorrt_engine(result.onnx_path)}")
     return 0
+
+
+def calibration_paths(folders: list[str], count: int) -> list:
+    """Up to ``count`` image paths, evenly spaced within each folder and shared equally between folders."""
+    from drywallqa.errors import ConfigError
+    from drywallqa.files import list_images
+
+    if count < 1:
+        raise ConfigError(f"--calibration-images must be at least 1, got {count}")
+    chosen = []
+    for index, folder in enumerate(folders):
+        if not Path(folder).is_dir():
+            raise ConfigError(f"--calibration {folder}: not a folder")
+        images = list_images(folder)
+        if not images:
+            raise ConfigError(f"--calibration {folder}: no images in it")
+        share = count // len(folders) + (1 if index < count % len(folders) else 0)
+        step = max(len(images) / max(share, 1), 1.0)
+        chosen += [images[int(i * step)] for i in range(min(share, len(images)))]
+    return chosen

@@ -16,6 +16,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--data", action="append", metavar="DIR", help="dataset folder or a root of several (repeatable); sets data.datasets")
     parser.add_argument("--out", metavar="DIR", help="run folder (sets out)")
     parser.add_argument("--model", metavar="NAME", help="registered architecture (sets model.name)")
+    parser.add_argument("--init-from", metavar="DIR", help="fine-tune a saved model folder, or 'default' for the shipped one (sets model.init_from)")
     parser.add_argument("--epochs", type=int, help="sets trainer.max_epochs")
     parser.add_argument("--max-minutes", type=float, help="wall-clock budget (sets trainer.max_minutes)")
     parser.add_argument("--batch-size", type=int, help="sets trainer.batch_size")
@@ -34,7 +35,7 @@ def config_from_args(args: argparse.Namespace):
 
     overrides = []
     shortcuts = {
-        "out": "out", "model": "model.name", "epochs": "trainer.max_epochs", "max_minutes": "trainer.max_minutes",
+        "out": "out", "model": "model.name", "init_from": "model.init_from", "epochs": "trainer.max_epochs", "max_minutes": "trainer.max_minutes",
         "batch_size": "trainer.batch_size", "image_size": "data.image_size", "devices": "trainer.devices",
         "num_nodes": "trainer.num_nodes", "accelerator": "trainer.accelerator",
     }

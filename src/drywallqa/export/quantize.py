@@ -1,13 +1,16 @@
 """int8 quantisation of an exported graph with ``onnxruntime.quantization``.
 
 Static quantisation (QDQ format, per-channel int8 weights, uint8 activations calibrated by
-min/max on sample images) is the variant for CNNs: ONNX Runtime's dynamic quantisation turns
+min/max on sample images; the first and last convolutions kept fp32) is the variant for CNNs: ONNX Runtime's dynamic quantisation turns
 every convolution into ``ConvInteger``, which on CPU measured about 10x slower than fp32 for
 PromptUNet. The graph is first pre-processed (ONNX Runtime's basic optimisations fold each
 BatchNorm into its convolution); quantising the raw export instead left the folded biases as
 computed tensors, and the result ran slower than fp32. Whether static int8 beats fp32 depends on the CPU (it needs VNNI-class integer dot
 products and enough work per depthwise convolution); ``drywallqa bench`` measures it, and
 :func:`~drywallqa.export.onnx.export_onnx` reports its IoU cost against PyTorch fp32.
+
+Calibrate on real photos (``--calibration``): activation ranges taken from the synthetic images
+fit a trained model's real inputs badly, and int8 masks then drift far from fp32.
 """
 
 from __future__ import annotations
@@ -48,6 +51,19 @@ def calibration_feeds(
         }
         for i, image in enumerate(images)
     ]
+
+
+def edge_convolutions(path: str | os.PathLike) -> list[str]:
+    """Names of the first and the last convolution of a graph (nodes are stored in topological order).
+
+    They stay fp32 in the int8 graph: the stem sees raw pixels and the mask head writes the logits
+    that are thresholded, and both are small, so keeping them costs little time for a slightly
+    closer match to fp32 (``drywallqa export --int8 --calibration DIR`` prints the agreement).
+    """
+    import onnx
+
+    convolutions = [node.name for node in onnx.load(str(path), load_external_data=False).graph.node if node.op_type == "Conv"]
+    return sorted({convolutions[0], convolutions[-1]}) if convolutions else []
 
 
 def quantize_onnx_int8(
@@ -104,6 +120,7 @@ def quantize_onnx_int8(
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
+                nodes_to_exclude=edge_convolutions(prepared),
             )
     except Exception as exc:  # the quantiser raises assorted types; all mean "could not quantise"
         raise DrywallQAError(f"int8 quantisation of {source} failed: {exc}") from exc

@@ -15,10 +15,20 @@ from drywallqa.training.losses import LossConfig
 
 @dataclass
 class ModelSection:
-    """Which registered model to build, and its config fields (see ``drywallqa.models``)."""
+    """Which registered model to build, and its config fields (see ``drywallqa.models``).
+
+    Attributes:
+        name: Registered architecture.
+        args: Its config fields (encoder, text encoder, ...).
+        init_from: Start from a saved model instead of fresh weights: a folder written by
+            ``save_pretrained``, or ``default`` for the model shipped in the package. Fine-tuning
+            on your own photos starts here; its architecture wins over ``name``/``args``, only
+            the input size follows ``data.image_size``.
+    """
 
     name: str = "promptunet"
     args: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
 
 
 @dataclass

@@ -64,6 +64,27 @@ def _hardware(trainer) -> str:
     return f"{trainer.world_size} process(es) on CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
+def _initial_model(config: TrainConfig, image_size: int):
+    """Fresh weights from the registry, or a saved model to fine-tune (``model.init_from``)."""
+    import dataclasses
+
+    from drywallqa.models import PromptSegmentationModel, build_model
+
+    if not config.model.init_from:
+        return build_model(config.model.name, **{**config.model.args, "image_size": image_size})
+    if config.model.init_from == "default":
+        from drywallqa.inference import default_model_path
+
+        source = Path(str(default_model_path()))
+    else:
+        source = Path(config.model.init_from)
+    model = PromptSegmentationModel.from_pretrained(source)
+    # The weights are size-agnostic (fully convolutional); only the recorded input size changes.
+    model.config = dataclasses.replace(model.config, image_size=image_size)
+    say(f"fine-tuning {model.name} from {source}")
+    return model.train()
+
+
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train a model as ``config`` says.
 
@@ -81,7 +102,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
-    from drywallqa.models import build_model
     from drywallqa.trainsets import TrainSetConfig, augmentation_to_dict, build_trainset
     from drywallqa.training.curves import plot_training_curves
     from drywallqa.training.module import EpochSetter, SegmentationModule
@@ -100,8 +120,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         if split not in trainset.splits:
             raise ConfigError(f"the training set has no {split!r} split; check data.fractions")
     image_size = trainset.config.image_size
-    model_args = {**config.model.args, "image_size": image_size}
-    model = build_model(config.model.name, **model_args)
+    model = _initial_model(config, image_size)
     train_data = trainset.torch_dataset("train")
     valid_data = trainset.torch_dataset("valid")
     loader_args = {"batch_size": cfg_t.batch_size, "num_workers": cfg_t.num_workers, "pin_memory": torch.cuda.is_available()}
