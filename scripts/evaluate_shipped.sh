@@ -20,9 +20,21 @@ drywallqa evaluate --model "$model" --data "$data/cracks" "$data/drywall-join" \
   --splits-from "$model" --split test --sweep valid \
   --json "$out/heldout-test.json" --out "$out/heldout-test" --no-progress
 
+# The int8 ONNX export of the same weights (what `drywallqa bench` times as onnxruntime-int8): its
+# accuracy cost on the published valid splits. Calibration uses unlabeled photos of the published
+# train folders only.
+int8_dir="$(mktemp -d)"
+trap 'rm -rf "$int8_dir"' EXIT
+drywallqa export --model "$model" --out "$int8_dir/model.onnx" --int8 \
+  --calibration "$data/cracks/train" --calibration "$data/drywall-join/train" --json "$out/int8-export.json"
+drywallqa evaluate --model "$int8_dir/model.int8.onnx" --data "$data/cracks" "$data/drywall-join" \
+  --splits-from "$model" --split published_valid --sweep valid \
+  --json "$out/int8-published-valid.json" --no-progress
+
 python scripts/model_card.py --model "$model" \
   --eval "Published valid splits (threshold chosen on the training run's validation groups)=$out/published-valid.json" \
   --eval "Source groups held out of training and model selection=$out/heldout-test.json" \
+  --eval "int8 ONNX export (onnxruntime-int8 in docs/performance.md) on the published valid splits=$out/int8-published-valid.json" \
   --command "bash scripts/evaluate_shipped.sh $model $data" \
   --note "Trained with \`drywallqa train --config configs/promptunet-lite0-cpu.yaml --data ../shared/data\` on the CPU: no GPU was lent to the session that trained it, so the input is 352 px and the budget 100 minutes. \`configs/promptunet-lite0.yaml\` is the 448 px GPU recipe; its results are not measured yet." \
   --out docs/model-card.md

@@ -1,4 +1,4 @@
-"""Helpers that write tiny datasets for tests (importable as `testdata`: tests/ is on pytest's pythonpath)."""
+"""Helpers that write tiny datasets and run tiny trainings for tests (importable as `testdata`: tests/ is on pytest's pythonpath)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,19 @@ def write_coco(split_dir: Path, images: list[dict], annotations: list[dict], cat
     path = split_dir / "_annotations.coco.json"
     path.write_text(json.dumps(data))
     return path
+
+
+def two_step_fine_tune(model: str, weights: str, data: Path, out: Path, batch_size: int, *sets: str) -> Path:
+    """``drywallqa train --model MODEL --set model.args.weights=DIR`` for 2 steps; returns the model folder.
+
+    Two steps end before the first validation, which keeps these runs to seconds.
+    """
+    from drywallqa.cli import main
+
+    args = ["train", "--data", str(data), "--out", str(out), "--model", model, "--epochs", "1", "--image-size", "64",
+            "--batch-size", str(batch_size), "--no-progress", "--set", f"model.args.weights={weights}"]
+    for field in ("trainer.max_steps=2", "trainer.num_workers=0", "trainer.log_every_n_steps=1",
+                  "trainer.early_stopping_patience=0", *sets):
+        args += ["--set", field]
+    assert main(args) == 0
+    return out / "model"

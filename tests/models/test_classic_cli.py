@@ -5,13 +5,9 @@ import json
 import pytest
 
 from drywallqa.cli import main
-from drywallqa.data.synthetic import generate_sample_data
 from drywallqa.models.hub import save_tiny_checkpoint
 
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    return generate_sample_data(tmp_path_factory.mktemp("data") / "sample", images=16, size=64, seed=3)
+SAMPLE = (16, 3)
 
 
 @pytest.mark.parametrize("name, kind", [("clipseg", "clipseg"), ("sam3", "sam3")])

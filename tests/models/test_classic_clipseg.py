@@ -7,60 +7,28 @@ import json
 import numpy as np
 import pytest
 import torch
+from testdata import two_step_fine_tune
 
-from drywallqa.cli import main
 from drywallqa.data import AnnotatedDataset
 from drywallqa.evaluation import evaluate
-from drywallqa.models import ClipSeg, PromptSegmentationModel, build_from_spec, build_model, model_predictor
-from drywallqa.models.hub import save_tiny_checkpoint, soft_mask_iou
+from drywallqa.models import (
+    ClipSeg,
+    PromptSegmentationModel,
+    build_from_spec,
+    build_model,
+    model_predictor,
+)
+from drywallqa.models.hub import soft_mask_iou
 
 PROMPTS = ["segment crack", "segment taping area", "find cracks", "segment drywall seam"]
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> str:
-    return str(save_tiny_checkpoint("clipseg", tmp_path_factory.mktemp("weights") / "clipseg"))
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    from drywallqa.data.synthetic import generate_sample_data
-
-    return generate_sample_data(tmp_path_factory.mktemp("data") / "sample", images=16, size=64, seed=3)
+CHECKPOINT = "clipseg"
+SAMPLE = (16, 3)
 
 
 @pytest.fixture(scope="module")
 def trained_dir(weights, sample, tmp_path_factory):
     """`drywallqa train --model clipseg --set model.args.weights=DIR`, 2 steps at batch size 1."""
-    out = tmp_path_factory.mktemp("run") / "clipseg"
-    args = [
-        "train",
-        "--data",
-        str(sample.root),
-        "--out",
-        str(out),
-        "--model",
-        "clipseg",
-        "--epochs",
-        "1",
-        "--image-size",
-        "64",
-        "--batch-size",
-        "1",
-        "--no-progress",
-        "--set",
-        f"model.args.weights={weights}",
-        "--set",
-        "trainer.max_steps=2",
-        "--set",
-        "trainer.num_workers=0",
-        "--set",
-        "trainer.log_every_n_steps=1",
-        "--set",
-        "trainer.early_stopping_patience=0",
-    ]  # 2 steps end before the first validation
-    assert main(args) == 0
-    return out / "model"
+    return two_step_fine_tune("clipseg", weights, sample.root, tmp_path_factory.mktemp("run") / "clipseg", 1)
 
 
 def test_cli_fine_tune_writes_a_self_contained_checkpoint(trained_dir, weights):

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from drywallqa.cli import main
 from drywallqa.data import AnnotatedDataset
 from drywallqa.evaluation import evaluate
-from drywallqa.models import Sam3Segmenter, build_from_spec, build_model, model_predictor
-from drywallqa.models.hub import EMPTY_LOGIT, resize_pixels, save_tiny_checkpoint, upsample_logits
+from drywallqa.models import (
+    Sam3Segmenter,
+    build_from_spec,
+    build_model,
+    model_predictor,
+)
+from drywallqa.models.hub import EMPTY_LOGIT, resize_pixels, upsample_logits
 
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> str:
-    return str(save_tiny_checkpoint("sam3", tmp_path_factory.mktemp("weights") / "sam3"))
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    from drywallqa.data.synthetic import generate_sample_data
-
-    return generate_sample_data(tmp_path_factory.mktemp("data") / "sample", images=12, size=64, seed=5)
+CHECKPOINT = "sam3"
+SAMPLE = (12, 5)
 
 
 def test_prompt_embedding_carries_projected_tokens_and_mask(weights):

@@ -8,25 +8,22 @@ import warnings
 
 import pytest
 import torch
+from testdata import two_step_fine_tune
 
-from drywallqa.cli import main
 from drywallqa.data import AnnotatedDataset
 from drywallqa.errors import ConfigError
 from drywallqa.evaluation import evaluate
-from drywallqa.models import PromptSegmentationModel, TextSam, build_from_spec, build_model, model_predictor
+from drywallqa.models import (
+    PromptSegmentationModel,
+    TextSam,
+    build_from_spec,
+    build_model,
+    model_predictor,
+)
 from drywallqa.models.hub import save_tiny_checkpoint
 
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> str:
-    return str(save_tiny_checkpoint("sam", tmp_path_factory.mktemp("weights") / "sam"))
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    from drywallqa.data.synthetic import generate_sample_data
-
-    return generate_sample_data(tmp_path_factory.mktemp("data") / "sample", images=16, size=64, seed=4)
+CHECKPOINT = "sam"
+SAMPLE = (16, 4)
 
 
 @pytest.fixture(scope="module")
@@ -37,39 +34,8 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained_dir(weights, sample, cache_dir, tmp_path_factory):
     """`drywallqa train --model textsam --set model.args.weights=DIR`, 2 steps, embedding cache on."""
-    out = tmp_path_factory.mktemp("run") / "textsam"
-    args = [
-        "train",
-        "--data",
-        str(sample.root),
-        "--out",
-        str(out),
-        "--model",
-        "textsam",
-        "--epochs",
-        "1",
-        "--image-size",
-        "64",
-        "--batch-size",
-        "2",
-        "--no-progress",
-        "--set",
-        f"model.args.weights={weights}",
-        "--set",
-        "model.args.text_encoder=hashing",
-        "--set",
-        f"model.args.embedding_cache={cache_dir}",
-        "--set",
-        "trainer.max_steps=2",
-        "--set",
-        "trainer.num_workers=0",
-        "--set",
-        "trainer.log_every_n_steps=1",
-        "--set",
-        "trainer.early_stopping_patience=0",
-    ]  # 2 steps end before the first validation
-    assert main(args) == 0
-    return out / "model"
+    return two_step_fine_tune("textsam", weights, sample.root, tmp_path_factory.mktemp("run") / "textsam", 2,
+                              "model.args.text_encoder=hashing", f"model.args.embedding_cache={cache_dir}")
 
 
 def test_cli_fine_tune_trains_decoder_and_projection_only(trained_dir, weights, cache_dir):

@@ -26,16 +26,12 @@ from drywallqa.models.two_stage import (
 ANNOTATION_FILE = "_annotations.coco.json"
 
 
+SAMPLE = (12, 6)
+
+
 @pytest.fixture(scope="module")
 def sam(tmp_path_factory) -> str:
     return str(save_tiny_checkpoint("sam", tmp_path_factory.mktemp("weights") / "sam"))
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    from drywallqa.data.synthetic import generate_sample_data
-
-    return generate_sample_data(tmp_path_factory.mktemp("data") / "sample", images=12, size=64, seed=6)
 
 
 @pytest.fixture(scope="module")

@@ -33,9 +33,9 @@ from drywallqa.export.parity import (
     compare_outputs,
     synthetic_images,
 )
-from drywallqa.processing import nhwc_uint8_to_nchw_float, stack_model_inputs
 from drywallqa.export.prompt_store import PromptEmbeddings, prompt_store_path
 from drywallqa.files import atomic_write
+from drywallqa.processing import nhwc_uint8_to_nchw_float, stack_model_inputs
 
 DEFAULT_OPSET = 17
 METADATA_PREFIX = "drywallqa."

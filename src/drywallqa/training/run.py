@@ -98,15 +98,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     """
     import lightning as L
     import torch
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import (
+        EarlyStopping,
+        LearningRateMonitor,
+        ModelCheckpoint,
+    )
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
-    from drywallqa.trainsets import TrainSetConfig, augmentation_to_dict, build_trainset
+    from drywallqa.models import get_model_class
     from drywallqa.training.curves import plot_training_curves
     from drywallqa.training.module import EpochSetter, SegmentationModule
-
-    from drywallqa.models import get_model_class
+    from drywallqa.trainsets import TrainSetConfig, augmentation_to_dict, build_trainset
 
     if not getattr(get_model_class(config.model.name), "trainable", True):
         raise ConfigError(f"{config.model.name} is zero-shot (evaluation and prediction only); it cannot be trained")
@@ -146,9 +149,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     # overwriting the history; the curves are drawn from all of them.
     loggers = [CSVLogger(run_dir, name="logs")]
     try:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
         import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
     except ImportError:
