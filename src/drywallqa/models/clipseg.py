@@ -36,7 +36,7 @@ from drywallqa.models.hub import (
     TransformersPromptModel,
     check_image_size,
     load_hf_model,
-    load_pretrained,
+    load_tokenizer,
     probability_to_logit,
     resize_pixels,
     soft_mask_iou,
@@ -77,16 +77,9 @@ class ClipSegTextEncoder(TextEncoder):
 
     def _encode_uncached(self, prompts: list[str]) -> Tensor:
         if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
             if self.tokenizer_source is None:
                 raise ConfigError("clipseg needs weights (a hub id or folder) to read its tokenizer from")
-            self._tokenizer = load_pretrained(
-                lambda source, local: AutoTokenizer.from_pretrained(source, local_files_only=local),
-                self.tokenizer_source,
-                what="CLIPSeg tokenizer",
-                how_to_pass=HOW_TO_PASS,
-            )
+            self._tokenizer = load_tokenizer(self.tokenizer_source, what="CLIPSeg tokenizer", how_to_pass=HOW_TO_PASS)
         clip = self._clip
         device = clip.text_projection.weight.device
         batch = self._tokenizer(prompts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")

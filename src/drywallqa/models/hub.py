@@ -133,6 +133,16 @@ def load_pretrained(load: Callable[[str, bool], Loaded], weights: str, *, what: 
     raise DrywallQAError(f"{what} weights {weights} {where} ({first}); {download_hint(weights, how_to_pass)}")
 
 
+def load_tokenizer(weights: str, *, what: str, how_to_pass: str) -> Any:
+    """The tokenizer stored with a checkpoint (``AutoTokenizer``), via :func:`load_pretrained`'s rules."""
+    from transformers import AutoTokenizer
+
+    return load_pretrained(
+        lambda source, local: AutoTokenizer.from_pretrained(source, local_files_only=local),
+        weights, what=what, how_to_pass=how_to_pass,
+    )
+
+
 def architecture_dict(hf_config: Any) -> dict[str, Any]:
     """A transformers config as a JSON-clean dict (tuples become lists), for a drywallqa config."""
     return json.loads(hf_config.to_json_string(use_diff=False))

@@ -43,6 +43,7 @@ from drywallqa.models.hub import (
     check_image_size,
     load_hf_model,
     load_pretrained,
+    load_tokenizer,
     probability_to_logit,
     resize_pixels,
     upsample_logits,
@@ -106,16 +107,9 @@ class Sam3TextEncoder(TextEncoder):
         self._tokenizer = None
 
     def _load(self) -> None:
-        from transformers import AutoTokenizer
-
         if self.weights is None:
             raise ConfigError("sam3 needs weights (a hub id or folder) to read its tokenizer and text tower from")
-        self._tokenizer = load_pretrained(
-            lambda source, local: AutoTokenizer.from_pretrained(source, local_files_only=local),
-            self.weights,
-            what="SAM 3 tokenizer",
-            how_to_pass=HOW_TO_PASS,
-        )
+        self._tokenizer = load_tokenizer(self.weights, what="SAM 3 tokenizer", how_to_pass=HOW_TO_PASS)
         if self.text_model is None:
             _, sam3_model = import_sam3()
             full = load_pretrained(

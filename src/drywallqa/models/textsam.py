@@ -37,6 +37,7 @@ from drywallqa.models.hub import (
     TransformersPromptModel,
     check_image_size,
     load_pretrained,
+    load_tokenizer,
     probability_to_logit,
     resize_pixels,
     upsample_logits,
@@ -92,7 +93,7 @@ class ClipTextEncoder(TextEncoder):
         self._tokenizer = None
 
     def _load(self) -> None:
-        from transformers import AutoTokenizer, CLIPTextModelWithProjection
+        from transformers import CLIPTextModelWithProjection
 
         how = "--set model.args.text_weights=DIR"
         self._model = (
@@ -105,12 +106,7 @@ class ClipTextEncoder(TextEncoder):
             .eval()
             .requires_grad_(False)
         )
-        self._tokenizer = load_pretrained(
-            lambda source, local: AutoTokenizer.from_pretrained(source, local_files_only=local),
-            self.weights,
-            what="CLIP tokenizer",
-            how_to_pass=how,
-        )
+        self._tokenizer = load_tokenizer(self.weights, what="CLIP tokenizer", how_to_pass=how)
 
     def _encode_uncached(self, prompts: list[str]) -> Tensor:
         if self._model is None:
