@@ -19,6 +19,11 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         help="extra model config field, YAML-parsed (repeatable), e.g. boxes=annotations:DIR for textsam",
     )
     parser.add_argument("--device", help="torch device (default: CUDA when available)")
+    parser.add_argument(
+        "--tta", choices=("none", "hflip", "hvflip"), default="none",
+        help="test-time flips: average the logits of the image and its horizontal (hflip, 2x the cost) or "
+        "also vertical flips (hvflip, 4x) (default none)",
+    )
 
 
 def model_args(args: argparse.Namespace) -> dict:
@@ -38,4 +43,4 @@ def load_model_predictor(args: argparse.Namespace, **kwargs):
     extra = model_args(args)
     if extra:
         kwargs["model_args"] = extra
-    return load_predictor(args.model, device=args.device, **kwargs)
+    return load_predictor(args.model, device=args.device, tta=getattr(args, "tta", "none"), **kwargs)
