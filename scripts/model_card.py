@@ -93,6 +93,26 @@ def goals_table(reports: dict[str, dict]) -> list[str]:
     return lines + [""]
 
 
+def stage_lines(training: dict) -> list[str]:
+    """The budget of every training stage (earlier ones first, for a fine-tuned model) and the total."""
+    budget, batch = training["budget"], training["train_config"]["trainer"]["batch_size"]
+    image_size = training["trainset_config"]["image_size"]
+    last = (f"{budget['minutes']} minutes on {budget['hardware']}, {budget['epochs']} epochs, {budget['steps']} optimiser "
+            f"steps of {batch} images ({budget['steps'] * batch} images seen) at {image_size} px, precision {budget['precision']}")
+    earlier = training.get("earlier_stages", [])
+    if not earlier:
+        return [f"- Budget: **{last}**."]
+    lines = []
+    for number, stage in enumerate(earlier, start=1):
+        b = stage["budget"]
+        lines.append(f"- Stage {number}: {b['minutes']} minutes on {b['hardware']}, {b['epochs']} epochs, {b['steps']} "
+                     f"optimiser steps at {stage['image_size']} px (best carved-valid IoU {num(stage.get('best_val_iou'))}).")
+    lines.append(f"- Stage {len(earlier) + 1}, fine-tuned from stage {len(earlier)}: {last}.")
+    total = budget["minutes"] + sum(stage["budget"]["minutes"] for stage in earlier)
+    lines.append(f"- Budget: **{total:.1f} minutes in all** ({len(earlier) + 1} stages).")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="model folder with config.json and training.json")
@@ -124,9 +144,7 @@ def main() -> None:
         "",
         "## Training",
         "",
-        f"- Budget: **{budget['minutes']} minutes on {budget['hardware']}**, {budget['steps']} optimiser steps of "
-        f"{tcfg['trainer']['batch_size']} images ({budget['steps'] * tcfg['trainer']['batch_size']} images seen), "
-        f"precision {budget['precision']}.",
+        *stage_lines(training),
         f"- Data: {data['datasets']} (Roboflow exports, CC BY 4.0), published splits kept "
         f"(`keep_splits: {data['keep_splits']}`); published train carved by source group into "
         f"{data['fractions']} (seed {data['seed']}). Taping-area targets: {data['mask_sources']}.",

@@ -95,6 +95,7 @@ def test_init_from_fine_tunes_a_saved_model_at_a_new_size(sample_data, tmp_path,
     torch.manual_seed(0)
     start = build_model("promptunet", pretrained=False, text_encoder="hashing", image_size=96)
     start.save_pretrained(tmp_path / "start")
+    (tmp_path / "start" / "training.json").write_text(json.dumps({"budget": {"minutes": 3.0}, "best_val_iou": 0.5}))
     out = tmp_path / "tuned"
     args = ["train", "--data", str(sample_data), "--out", str(out), "--epochs", "1", "--no-progress", *TINY,
             "--init-from", str(tmp_path / "start"), "--set", "optim.lr=0", "--set", "optim.encoder_lr=0"]
@@ -107,6 +108,9 @@ def test_init_from_fine_tunes_a_saved_model_at_a_new_size(sample_data, tmp_path,
     saved, after = start.state_dict(), tuned.state_dict()
     learned = [k for k in saved if saved[k].is_floating_point() and "running_" not in k]
     assert learned and all(torch.equal(saved[k], after[k]) for k in learned)
+    # The starting weights' own budget stays on record.
+    stages = json.loads((out / "model" / "training.json").read_text())["earlier_stages"]
+    assert stages == [{"model": str(tmp_path / "start"), "budget": {"minutes": 3.0}, "best_val_iou": 0.5, "image_size": None}]
     assert main(["train", "--data", str(sample_data), "--out", str(tmp_path / "x"), "--init-from", str(tmp_path / "nope"), *TINY]) == 2
     assert "nope" in capsys.readouterr().err
 

@@ -65,13 +65,19 @@ def _hardware(trainer) -> str:
 
 
 def _initial_model(config: TrainConfig, image_size: int):
-    """Fresh weights from the registry, or a saved model to fine-tune (``model.init_from``)."""
+    """Fresh weights from the registry, or a saved model to fine-tune (``model.init_from``).
+
+    Returns:
+        ``(model, earlier_stages)``: the stages that trained the starting weights (each a
+        ``training.json`` budget record, oldest first), so the budget of a fine-tuned model
+        stays complete; empty for fresh weights.
+    """
     import dataclasses
 
     from drywallqa.models import PromptSegmentationModel, build_model
 
     if not config.model.init_from:
-        return build_model(config.model.name, **{**config.model.args, "image_size": image_size})
+        return build_model(config.model.name, **{**config.model.args, "image_size": image_size}), []
     if config.model.init_from == "default":
         from drywallqa.inference import default_model_path
 
@@ -82,7 +88,23 @@ def _initial_model(config: TrainConfig, image_size: int):
     # The weights are size-agnostic (fully convolutional); only the recorded input size changes.
     model.config = dataclasses.replace(model.config, image_size=image_size)
     say(f"fine-tuning {model.name} from {source}")
-    return model.train()
+    return model.train(), earlier_stages(source)
+
+
+def earlier_stages(source: Path) -> list[dict]:
+    """The training stages behind a saved model, oldest first, read from its ``training.json``.
+
+    A model fine-tuned from ``source`` records these beside its own budget, so its card can give
+    the whole budget. Empty when ``source`` has no ``training.json``.
+    """
+    record_path = Path(source) / "training.json"
+    if not record_path.is_file():
+        return []
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    return [*record.get("earlier_stages", []), {
+        "model": str(source), "budget": record.get("budget"), "best_val_iou": record.get("best_val_iou"),
+        "image_size": record.get("trainset_config", {}).get("image_size"),
+    }]
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -123,7 +145,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         if split not in trainset.splits:
             raise ConfigError(f"the training set has no {split!r} split; check data.fractions")
     image_size = trainset.config.image_size
-    model = _initial_model(config, image_size)
+    model, earlier_stages = _initial_model(config, image_size)
     train_data = trainset.torch_dataset("train")
     valid_data = trainset.torch_dataset("valid")
     loader_args = {"batch_size": cfg_t.batch_size, "num_workers": cfg_t.num_workers, "pin_memory": torch.cuda.is_available()}
@@ -194,6 +216,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             "best_val_iou": result.best_val_iou, "best_checkpoint": str(best),
             "trainset_check": trainset.check_line(), "trainset_counts": trainset.counts(),
             **module.run_metadata,
+            **({"earlier_stages": earlier_stages} if earlier_stages else {}),
         }, indent=2)
         metrics_csvs = sorted((run_dir / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
         if metrics_csvs:
