@@ -20,6 +20,14 @@ drywallqa evaluate --model "$model" --data "$data/cracks" "$data/drywall-join" \
   --splits-from "$model" --split test --sweep valid \
   --json "$out/heldout-test.json" --out "$out/heldout-test" --no-progress
 
+# A lever measured on the validation groups that choose checkpoints and thresholds (never on a
+# reported split): test-time horizontal flips, at a fixed threshold of 0.5, without and with.
+for tta in none hflip; do
+  drywallqa evaluate --model "$model" --data "$data/cracks" "$data/drywall-join" \
+    --splits-from "$model" --split valid --threshold 0.5 --tta "$tta" \
+    --json "$out/valid-tta-$tta.json" --no-progress
+done
+
 # The int8 ONNX export of the same weights (what `drywallqa bench` times as onnxruntime-int8): its
 # accuracy cost on the published valid splits. Calibration uses unlabeled photos of the published
 # train folders only.
@@ -35,6 +43,8 @@ python scripts/model_card.py --model "$model" \
   --eval "Published valid splits (threshold chosen on the training run's validation groups)=$out/published-valid.json" \
   --eval "Source groups held out of training and model selection=$out/heldout-test.json" \
   --eval "int8 ONNX export (onnxruntime-int8 in docs/performance.md) on the published valid splits=$out/int8-published-valid.json" \
+  --eval "Validation groups (model selection), threshold 0.5, no test-time flips=$out/valid-tta-none.json" \
+  --eval "Validation groups (model selection), threshold 0.5, test-time horizontal flips (--tta hflip)=$out/valid-tta-hflip.json" \
   --command "bash scripts/evaluate_shipped.sh $model $data" \
-  --note "Trained with \`drywallqa train --config configs/promptunet-lite0-cpu.yaml --data ../shared/data\` on the CPU: no GPU was lent to the session that trained it, so the input is 352 px and the budget 100 minutes. \`configs/promptunet-lite0.yaml\` is the 448 px GPU recipe; its results are not measured yet." \
+  --note "Trained on the CPU in two stages, because no GPU was lent to the sessions that trained it: \`drywallqa train --config configs/promptunet-lite0-cpu.yaml --data ../shared/data\` (352 px), then \`drywallqa train --config configs/promptunet-lite0-cpu-finetune.yaml --data ../shared/data\` (448 px, starting from stage 1's weights), then \`python scripts/ship_model.py runs/promptunet-lite0-cpu-finetune/model\`. Both stages use the same data section, so the carved train/valid/test source groups are the same. \`configs/promptunet-lite0.yaml\` is the 448 px GPU recipe; its results are not measured yet." \
   --out docs/model-card.md
