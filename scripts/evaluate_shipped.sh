@@ -47,4 +47,5 @@ python scripts/model_card.py --model "$model" \
   --eval "Validation groups (model selection), threshold 0.5, test-time horizontal flips (--tta hflip)=$out/valid-tta-hflip.json" \
   --command "bash scripts/evaluate_shipped.sh $model $data" \
   --note "Trained on the CPU in two stages, because no GPU was lent to the sessions that trained it: \`drywallqa train --config configs/promptunet-lite0-cpu.yaml --data ../shared/data\` (352 px), then \`drywallqa train --config configs/promptunet-lite0-cpu-finetune.yaml --data ../shared/data\` (448 px, starting from stage 1's weights), then \`python scripts/ship_model.py runs/promptunet-lite0-cpu-finetune/model\`. Both stages use the same data section, so the carved train/valid/test source groups are the same. \`configs/promptunet-lite0.yaml\` is the 448 px GPU recipe; its results are not measured yet." \
+  --note "Training curves (loss parts, val IoU/Dice per class, learning rates) of the two stages: [stage 1](training-curves-promptunet-lite0-cpu.png), [stage 2](training-curves-promptunet-lite0-cpu-finetune.png)." \
   --out docs/model-card.md
