@@ -43,4 +43,6 @@ def load_model_predictor(args: argparse.Namespace, **kwargs):
     extra = model_args(args)
     if extra:
         kwargs["model_args"] = extra
-    return load_predictor(args.model, device=args.device, tta=getattr(args, "tta", "none"), **kwargs)
+    if getattr(args, "tta", "none") != "none":
+        kwargs["tta"] = args.tta
+    return load_predictor(args.model, device=args.device, **kwargs)
