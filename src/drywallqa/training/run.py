@@ -64,6 +64,25 @@ def _hardware(trainer) -> str:
     return f"{trainer.world_size} process(es) on CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
+def init_source(config: TrainConfig) -> Path | None:
+    """The folder ``model.init_from`` names (``default``: the shipped model), checked; None when unset.
+
+    Raises:
+        ConfigError: If the folder holds no saved model; checked before the training set is built.
+    """
+    if not config.model.init_from:
+        return None
+    if config.model.init_from == "default":
+        from drywallqa.inference import default_model_path
+
+        source = Path(str(default_model_path()))
+    else:
+        source = Path(config.model.init_from)
+    if not (source / "config.json").is_file():
+        raise ConfigError(f"model.init_from {source}: no config.json; expected a folder written by save_pretrained()")
+    return source
+
+
 def _initial_model(config: TrainConfig, image_size: int):
     """Fresh weights from the registry, or a saved model to fine-tune (``model.init_from``).
 
@@ -76,14 +95,9 @@ def _initial_model(config: TrainConfig, image_size: int):
 
     from drywallqa.models import PromptSegmentationModel, build_model
 
-    if not config.model.init_from:
+    source = init_source(config)
+    if source is None:
         return build_model(config.model.name, **{**config.model.args, "image_size": image_size}), []
-    if config.model.init_from == "default":
-        from drywallqa.inference import default_model_path
-
-        source = Path(str(default_model_path()))
-    else:
-        source = Path(config.model.init_from)
     model = PromptSegmentationModel.from_pretrained(source)
     # The weights are size-agnostic (fully convolutional); only the recorded input size changes.
     model.config = dataclasses.replace(model.config, image_size=image_size)
@@ -139,6 +153,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     cfg_t = config.trainer
     L.seed_everything(cfg_t.seed, workers=True, verbose=False)
 
+    init_source(config)  # fail on a wrong --init-from before minutes of data preparation
     trainset = build_trainset(TrainSetConfig.from_dict(config.data))
     say(trainset.check_line())
     for split in ("train", "valid"):
