@@ -166,3 +166,22 @@ def worker_context():
 
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def imap_in_workers(function, items: list, workers: int, initializer, initargs: tuple, max_chunksize: int):
+    """Yield ``function(item)`` for every item, unordered, from a :func:`worker_context` pool.
+
+    Small chunks keep the progress bar moving; the pool is terminated if the consumer stops
+    early or fails (Ctrl-C, an error), and joined in every case.
+    """
+    workers = min(workers, len(items))
+    chunksize = max(1, min(max_chunksize, len(items) // (workers * 8)))
+    pool = worker_context().Pool(workers, initializer=initializer, initargs=initargs)
+    try:
+        yield from pool.imap_unordered(function, items, chunksize=chunksize)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()

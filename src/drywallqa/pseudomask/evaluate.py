@@ -36,7 +36,7 @@ from drywallqa.data.core import AnnotatedDataset, Annotation, Sample
 from drywallqa.data.formats.coco import find_coco_files, load_coco
 from drywallqa.errors import ConfigError
 from drywallqa.evaluation.metrics import dice_score, get_stats, iou_score
-from drywallqa.pseudomask.base import PseudoMaskMethod, box_window, predict_annotations, progress_bar, worker_context
+from drywallqa.pseudomask.base import PseudoMaskMethod, box_window, imap_in_workers, predict_annotations, progress_bar
 from drywallqa.pseudomask.registry import create_method, method_name, parse_methods
 
 TRUTH_ANNOTATION_FILE = "_annotations.truth.coco.json"  # as written by drywallqa.data.synthetic
@@ -469,15 +469,6 @@ def _run(methods: list[PseudoMaskMethod], items: list[EvalItem], workers: int):
         for item in items:
             yield item.dataset, score_item(methods, item)
         return
-    workers = min(workers, len(items))
-    pool = worker_context().Pool(workers, initializer=_init_worker, initargs=(methods,))
-    try:
-        yield from pool.imap_unordered(_score_in_worker, items, chunksize=max(1, min(8, len(items) // (workers * 8))))
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
+    yield from imap_in_workers(_score_in_worker, items, workers, _init_worker, (methods,), max_chunksize=8)
 
 

@@ -38,7 +38,7 @@ from drywallqa.data.formats.coco import ANNOTATION_FILE, samples_to_coco, write_
 from drywallqa.data.masks import mask_to_rle
 from drywallqa.errors import ConfigError, DataError
 from drywallqa.files import atomic_write, atomic_write_json, read_json
-from drywallqa.pseudomask.base import PseudoMaskMethod, box_window, predict_annotations, progress_bar, worker_context
+from drywallqa.pseudomask.base import PseudoMaskMethod, box_window, imap_in_workers, predict_annotations, progress_bar
 from drywallqa.pseudomask.registry import create_method
 
 MANIFEST_FILE = "pseudomasks.json"
@@ -262,17 +262,7 @@ def _run_tasks(method: PseudoMaskMethod, tasks: list, workers: int):
         for index, sample, path in tasks:
             yield index, process_image(method, sample, path)
         return
-    workers = min(workers, len(tasks))
-    chunksize = max(1, min(16, len(tasks) // (workers * 8)))
-    pool = worker_context().Pool(workers, initializer=_init_worker, initargs=(method,))
-    try:
-        yield from pool.imap_unordered(_work, tasks, chunksize=chunksize)
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
+    yield from imap_in_workers(_work, tasks, workers, _init_worker, (method,), max_chunksize=16)
 
 
 def process_image(method: PseudoMaskMethod, sample: Sample, path: Path) -> dict[int, dict]:
