@@ -26,12 +26,8 @@ from drywallqa.models.two_stage import (
 ANNOTATION_FILE = "_annotations.coco.json"
 
 
+CHECKPOINT = "sam"
 SAMPLE = (12, 6)
-
-
-@pytest.fixture(scope="module")
-def sam(tmp_path_factory) -> str:
-    return str(save_tiny_checkpoint("sam", tmp_path_factory.mktemp("weights") / "sam"))
 
 
 @pytest.fixture(scope="module")
@@ -142,10 +138,10 @@ def test_merge_is_the_maximum_over_valid_boxes():
     assert merged.shape == (2, 1, 1, 1) and merged[0].item() == 3.0 and merged[1].item() == EMPTY_LOGIT
 
 
-def test_evaluate_and_predict_with_detector_file_boxes(sam, coco_results, sample, cracks_valid):
+def test_evaluate_and_predict_with_detector_file_boxes(weights, coco_results, sample, cracks_valid):
     overrides = {"boxes": f"coco:{coco_results}", "box_images": str(sample.cracks / "valid" / ANNOTATION_FILE)}
-    model = build_from_spec(f"two-stage:{sam}", overrides)
-    assert isinstance(model, TwoStage) and model.config.weights == sam
+    model = build_from_spec(f"two-stage:{weights}", overrides)
+    assert isinstance(model, TwoStage) and model.config.weights == weights
     predictor = model_predictor(model, device="cpu")
     assert predictor.name == f"two-stage+boxes:coco:{coco_results}"
     assert predictor.metadata["box_prompts_from_ground_truth"] is False
@@ -162,29 +158,29 @@ def test_evaluate_and_predict_with_detector_file_boxes(sam, coco_results, sample
     assert not empty.mask.any() and empty.confidence == pytest.approx(0.5)
 
 
-def test_ground_truth_boxes_are_flagged(sam, sample):
-    model = build_model("two-stage", weights=sam, boxes=f"annotations:{sample.cracks}").eval()
+def test_ground_truth_boxes_are_flagged(weights, sample):
+    model = build_model("two-stage", weights=weights, boxes=f"annotations:{sample.cracks}").eval()
     assert model.metadata["box_prompts_from_ground_truth"] is True
     assert "upper bound" in model.metadata["box_prompts"]
 
 
-def test_zero_shot_only_and_config_errors(sam, coco_results):
-    model = build_model("two-stage", weights=sam, boxes="full-image")
+def test_zero_shot_only_and_config_errors(weights, coco_results):
+    model = build_model("two-stage", weights=weights, boxes="full-image")
     model.train()
     with pytest.raises(ConfigError, match="two-stage is zero-shot"):
         model.segment(torch.rand(1, 3, 64, 64), ["segment crack"])
     with pytest.raises(ConfigError, match="needs a box source"):
-        build_model("two-stage", weights=sam)
+        build_model("two-stage", weights=weights)
     with pytest.raises(ConfigError, match="unknown box source"):
-        build_model("two-stage", weights=sam, boxes="ssd:x.json")
+        build_model("two-stage", weights=weights, boxes="ssd:x.json")
     with pytest.raises(ConfigError, match="needs box_images"):
-        build_model("two-stage", weights=sam, boxes=f"coco:{coco_results}")
+        build_model("two-stage", weights=weights, boxes=f"coco:{coco_results}")
 
 
-def test_python_box_sources_refuse_export(sam, coco_results, sample):
+def test_python_box_sources_refuse_export(weights, coco_results, sample):
     model = build_model(
         "two-stage",
-        weights=sam,
+        weights=weights,
         boxes=f"coco:{coco_results}",
         box_images=str(sample.cracks / "valid" / ANNOTATION_FILE),
     ).eval()
