@@ -92,7 +92,8 @@ Same layout as the Roboflow COCO exports: `<dataset>/<split>/_annotations.coco.j
 - `cracks/`: class `crack`, polygons traced from the drawn cracks (some as compressed or
   uncompressed RLE). Splits are grouped by source photo.
 - `drywall-join/`: class `drywall-join` (prompt class `taping_area`), boxes only, like the real
-  export. `_annotations.truth.coco.json` in each split holds the true joint masks as RLE with the
+  export. Half the walls show bare board seams before taping (like most real photos), half taped
+  and mudded joints; a seam's true mask is the band its tape will cover. `_annotations.truth.coco.json` in each split holds the true joint masks as RLE with the
   same image and annotation ids, for scoring pseudo-masks made from the boxes. As in the real
   export, a few source photos have variants in both train and valid: {shared}.
 
@@ -565,7 +566,7 @@ def render_sample_image(
     Args:
         dataset: ``"cracks"`` (a mostly painted wall with 1-3 branching cracks, sometimes an
             unannotated joint and screw spots as distractors) or ``"drywall-join"`` (a wall with
-            1-3 taped joints and screw spots).
+            1-3 joints, taped or bare seams, and screw spots).
         seed: Seed, or a sequence of non-negative ints, of the random scene.
         size: Width and height in pixels.
         background: Draw no cracks or joints (distractors still appear).
@@ -647,6 +648,7 @@ _WALL_COLOURS = {
     # Mean RGB of bare gypsum board paper and of common painted finishes.
     "board": (176, 172, 162), "grey board": (165, 165, 160), "primer": (214, 212, 206),
     "warm white": (218, 210, 196), "beige": (204, 193, 172), "light grey": (196, 196, 192),
+    "green board": (112, 170, 150),  # moisture-resistant board
 }
 
 
@@ -672,16 +674,23 @@ def _render_wall(rng: np.random.Generator, size: int, colour: str) -> tuple[np.n
 
 
 def _render_joint_scene(rng: np.random.Generator, size: int, with_joints: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-    """A wall with 1-3 taped joints (none for a background image) and screw spots."""
+    """A wall with 1-3 joints, taped or bare seams (none for a background image), and screw spots."""
     # Taping is photographed mostly on bare board, where compound stands out white.
-    colour = str(rng.choice(["board", "board", "board", "grey board", "grey board", "primer"]))
+    # Half the walls are photographed before taping (bare seams, as in most of the real export),
+    # half after (mudded tape).
+    taped = rng.random() < 0.5
+    colour = str(rng.choice(["board", "board", "board", "grey board", "grey board", "primer"] if taped else
+                            ["board", "grey board", "primer", "primer", "green board"]))
     image, grain = _render_wall(rng, size, colour)
     masks = []
     if with_joints:
         n_joints = int(rng.choice([1, 2, 3], p=[0.55, 0.35, 0.10]))
         compound_rgb = _compound_colour(rng, image, colour)
         for orientation in _joint_orientations(rng, n_joints):
-            mask = _paint_joint(rng, image, grain, orientation, compound_rgb)
+            if taped:
+                mask = _paint_joint(rng, image, grain, orientation, compound_rgb)
+            else:
+                mask = _paint_seam(rng, image, orientation)
             if mask.any():
                 masks.append(mask)
     _paint_screws(rng, image)
@@ -723,16 +732,8 @@ def _compound_colour(rng: np.random.Generator, image: np.ndarray, colour: str) -
     return (wall_rgb + rng.uniform(2.0, 7.0)).astype(np.float32)
 
 
-def _paint_joint(
-    rng: np.random.Generator, image: np.ndarray, grain: np.ndarray, orientation: str, compound_rgb: np.ndarray
-) -> np.ndarray:
-    """Paint one paper-tape joint under feathered compound into ``image``; return its true mask.
-
-    The joint is a straight band; compound opacity falls smoothly from the tape to the feathered
-    edge, and the true mask is where the opacity is at least one half, so the mask is exactly
-    the visible band.
-    """
-    size = image.shape[0]
+def _joint_coordinates(rng: np.random.Generator, size: int, orientation: str) -> tuple[np.ndarray, np.ndarray]:
+    """Signed pixel distances along and across a random straight joint line: ``(S, S)`` each."""
     xs, ys = _pixel_grid(size)
     if orientation == "vertical":
         angle = math.pi / 2 + rng.normal(0.0, 0.025)
@@ -745,7 +746,42 @@ def _paint_joint(
     across_axis = np.array([-along_axis[1], along_axis[0]], dtype=np.float32)
     along = (xs - centre[0]) * along_axis[0] + (ys - centre[1]) * along_axis[1]
     across = (xs - centre[0]) * across_axis[0] + (ys - centre[1]) * across_axis[1]
+    return along, across
 
+
+def _paint_seam(rng: np.random.Generator, image: np.ndarray, orientation: str) -> np.ndarray:
+    """Paint one untaped butt joint between two boards into ``image``; return its true mask.
+
+    Most photos of the real drywall-join export show boards before taping: the joint is a thin
+    dark gap with a slight change of tone between the two boards. The true mask is the band the
+    paper tape (52 mm, about 4-7 % of a panel photo) will cover, centred on the gap.
+    """
+    size = image.shape[0]
+    along, across = _joint_coordinates(rng, size, orientation)
+    # The two boards catch the light a little differently; the step is soft over a pixel or two.
+    image += (rng.normal(0.0, 5.0) * _smoothstep(across / 3.0 + 0.5))[..., None]
+    gap_half = rng.uniform(0.5, 1.3)
+    gap = np.exp(-((across / gap_half) ** 2))
+    mask = np.abs(across) <= size * rng.uniform(0.02, 0.035)
+    if rng.random() < 0.25:  # a board ending inside the picture (a T joint)
+        end = rng.uniform(-0.3, 0.3) * size
+        gap *= 1.0 - _smoothstep(along - end + 0.5)
+        mask &= along <= end
+    image *= (1.0 - rng.uniform(0.25, 0.55) * gap)[..., None]
+    return mask
+
+
+def _paint_joint(
+    rng: np.random.Generator, image: np.ndarray, grain: np.ndarray, orientation: str, compound_rgb: np.ndarray
+) -> np.ndarray:
+    """Paint one paper-tape joint under feathered compound into ``image``; return its true mask.
+
+    The joint is a straight band; compound opacity falls smoothly from the tape to the feathered
+    edge, and the true mask is where the opacity is at least one half, so the mask is exactly
+    the visible band.
+    """
+    size = image.shape[0]
+    along, across = _joint_coordinates(rng, size, orientation)
     tape_half = size * rng.uniform(0.018, 0.03)
     feather = tape_half * rng.uniform(1.5, 4.0)  # compound is spread well beyond the tape
     # Each mud edge wanders a little along the joint: trowelled edges are never ruler-straight.
