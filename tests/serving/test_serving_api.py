@@ -83,6 +83,18 @@ def test_health_models_and_openapi(client):
     assert "/v1/segment" in schema["paths"] and "413" in schema["paths"]["/v1/segment"]["post"]["responses"]
 
 
+def test_api_docs_page_works_offline(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and "swagger" in page.text.lower()
+    assets = [ref for ref in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css") if ref in page.text]
+    assert len(assets) == 2 and "cdn" not in page.text  # nothing loads from the internet
+    for ref in assets:
+        asset = client.get(ref)
+        assert asset.status_code == 200 and len(asset.content) > 10_000
+    assert client.get("/docs-assets/secrets.txt").status_code == 404
+    assert client.get("/docs-assets/..%2F__init__.py").status_code == 404
+
+
 BAD_REQUESTS = [
     # (case, form data, files, status, message fragment)
     ("text file", {}, {"image": ("notes.txt", b"hello", "text/plain")}, 415, "not a readable image"),

@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -56,6 +57,10 @@ MAX_PROMPT_LENGTH = 200
 # Form fields (prompts, flags) ride along with the image; allow them this much beyond the image limit.
 FORM_FIELDS_ALLOWANCE = 64 * 1024
 # Files of the web page, served from the package: name -> media type.
+# Swagger UI's files, served from the `swagger-ui-bundle` package so /docs works without a CDN
+# (the service usually runs next to a camera, offline).
+DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8",
+               "favicon-32x32.png": "image/png"}
 STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
                 "style.css": "text/css; charset=utf-8"}
 # The page loads nothing from elsewhere: scripts, styles and images come from this server or
@@ -293,11 +298,15 @@ def create_app(
     upload_limit = int(max_upload_mb * 1e6)
     prediction_slots = _LoopSemaphores(max_concurrent_predictions)
 
+    docs_assets = _swagger_ui_folder()
     app = FastAPI(
         title="drywallqa",
         version=__version__,
         description="Text-prompted segmentation of drywall photos with QA figures and pass/fail verdicts. "
         "Errors are JSON `{\"error\": {status, code, message}}`.",
+        # Without the bundle FastAPI's own /docs page loads Swagger UI from a CDN.
+        docs_url=None if docs_assets else "/docs",
+        redoc_url=None,  # ReDoc has no offline bundle; /docs and /openapi.json cover the API
     )
     app.state.model = holder
     app.state.model_id = model_id
@@ -329,6 +338,22 @@ def create_app(
         if name not in STATIC_FILES:
             raise HTTPException(404, f"no static file {name!r}")
         return _static_response(name)
+
+    if docs_assets:
+        @app.get("/docs", include_in_schema=False)
+        def docs() -> Response:
+            return get_swagger_ui_html(
+                openapi_url=app.openapi_url, title=f"{app.title} API",
+                swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
+                swagger_favicon_url="/docs-assets/favicon-32x32.png",
+            )
+
+        @app.get("/docs-assets/{name}", include_in_schema=False)
+        def docs_asset(name: str) -> Response:
+            if name not in DOCS_ASSETS:
+                raise HTTPException(404, f"no docs asset {name!r}")
+            return Response(content=(docs_assets / name).read_bytes(), media_type=DOCS_ASSETS[name],
+                            headers={"Cache-Control": "max-age=86400"})
 
     # -- API ------------------------------------------------------------------------------------
     @app.get("/healthz", summary="Liveness and model state")
@@ -472,6 +497,16 @@ def _static_response(name: str) -> Response:
     if name == "index.html":
         headers["Content-Security-Policy"] = PAGE_CSP
     return Response(content=data, media_type=STATIC_FILES[name], headers=headers)
+
+
+def _swagger_ui_folder() -> Path | None:
+    """Swagger UI's files from the ``swagger-ui-bundle`` package, or None when it is missing."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        return None
+    folder = Path(str(swagger_ui_path))
+    return folder if all((folder / name).is_file() for name in DOCS_ASSETS) else None
 
 
 def static_folder() -> Path:
