@@ -93,7 +93,8 @@ Same layout as the Roboflow COCO exports: `<dataset>/<split>/_annotations.coco.j
   uncompressed RLE). Splits are grouped by source photo.
 - `drywall-join/`: class `drywall-join` (prompt class `taping_area`), boxes only, like the real
   export. Half the walls show bare board seams before taping (like most real photos), half taped
-  and mudded joints; a seam's true mask is the band its tape will cover. `_annotations.truth.coco.json` in each split holds the true joint masks as RLE with the
+  and mudded joints; a seam's true mask is the band its tape will cover.
+  `_annotations.truth.coco.json` in each split holds the true joint masks as RLE with the
   same image and annotation ids, for scoring pseudo-masks made from the boxes. As in the real
   export, a few source photos have variants in both train and valid: {shared}.
 
@@ -675,9 +676,8 @@ def _render_wall(rng: np.random.Generator, size: int, colour: str) -> tuple[np.n
 
 def _render_joint_scene(rng: np.random.Generator, size: int, with_joints: bool) -> tuple[np.ndarray, list[np.ndarray]]:
     """A wall with 1-3 joints, taped or bare seams (none for a background image), and screw spots."""
-    # Taping is photographed mostly on bare board, where compound stands out white.
     # Half the walls are photographed before taping (bare seams, as in most of the real export),
-    # half after (mudded tape).
+    # half after, mostly on bare board, where the mudded tape stands out white.
     taped = rng.random() < 0.5
     colour = str(rng.choice(["board", "board", "board", "grey board", "grey board", "primer"] if taped else
                             ["board", "grey board", "primer", "primer", "green board"]))
