@@ -105,9 +105,11 @@ def stage_lines(training: dict) -> list[str]:
     lines = []
     for number, stage in enumerate(earlier, start=1):
         b = stage["budget"]
-        lines.append(f"- Stage {number}: {b['minutes']} minutes on {b['hardware']}, {b['epochs']} epochs, {b['steps']} "
+        run = f" (run folder `{stage['run']}`)" if stage.get("run") else ""
+        lines.append(f"- Stage {number}{run}: {b['minutes']} minutes on {b['hardware']}, {b['epochs']} epochs, {b['steps']} "
                      f"optimiser steps at {stage['image_size']} px (best carved-valid IoU {num(stage.get('best_val_iou'))}).")
-    lines.append(f"- Stage {len(earlier) + 1}, fine-tuned from stage {len(earlier)}: {last}.")
+    lines.append(f"- Stage {len(earlier) + 1} (run folder `{training['train_config']['out']}`), fine-tuned from stage "
+                 f"{len(earlier)}: {last}.")
     total = budget["minutes"] + sum(stage["budget"]["minutes"] for stage in earlier)
     lines.append(f"- Budget: **{total:.1f} minutes in all** ({len(earlier) + 1} stages).")
     return lines

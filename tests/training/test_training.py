@@ -110,7 +110,14 @@ def test_init_from_fine_tunes_a_saved_model_at_a_new_size(sample_data, tmp_path,
     assert learned and all(torch.equal(saved[k], after[k]) for k in learned)
     # The starting weights' own budget stays on record.
     stages = json.loads((out / "model" / "training.json").read_text())["earlier_stages"]
-    assert stages == [{"model": str(tmp_path / "start"), "budget": {"minutes": 3.0}, "best_val_iou": 0.5, "image_size": None}]
+    assert stages == [{"model": str(tmp_path / "start"), "run": None, "budget": {"minutes": 3.0}, "best_val_iou": 0.5,
+                       "image_size": None}]
+    # A stage fine-tuned from that one records both, the run folder being the one that trained it.
+    assert main(["train", "--data", str(sample_data), "--out", str(tmp_path / "again"), "--epochs", "1", "--no-progress",
+                 *TINY, "--init-from", str(out / "model")]) == 0
+    stages = json.loads((tmp_path / "again" / "model" / "training.json").read_text())["earlier_stages"]
+    assert [stage["model"] for stage in stages] == [str(tmp_path / "start"), str(out / "model")]
+    assert [stage["run"] for stage in stages] == [None, str(out)]
     assert main(["train", "--data", str(sample_data), "--out", str(tmp_path / "x"), "--init-from", str(tmp_path / "nope"), *TINY]) == 2
     assert "nope" in capsys.readouterr().err
 

@@ -115,9 +115,11 @@ def earlier_stages(source: Path) -> list[dict]:
     if not record_path.is_file():
         return []
     record = json.loads(record_path.read_text(encoding="utf-8"))
+    # "model" is where the weights were read from (for the shipped model, a path that later stages
+    # overwrite); "run" is the run folder that trained them, which stays true.
     return [*record.get("earlier_stages", []), {
-        "model": str(source), "budget": record.get("budget"), "best_val_iou": record.get("best_val_iou"),
-        "image_size": record.get("trainset_config", {}).get("image_size"),
+        "model": str(source), "run": record.get("train_config", {}).get("out"), "budget": record.get("budget"),
+        "best_val_iou": record.get("best_val_iou"), "image_size": record.get("trainset_config", {}).get("image_size"),
     }]
 
 
