@@ -120,6 +120,10 @@ def test_init_from_fine_tunes_a_saved_model_at_a_new_size(sample_data, tmp_path,
     assert [stage["run"] for stage in stages] == [None, str(out)]
     assert main(["train", "--data", str(sample_data), "--out", str(tmp_path / "x"), "--init-from", str(tmp_path / "nope"), *TINY]) == 2
     assert "nope" in capsys.readouterr().err
+    (tmp_path / "start" / "training.json").write_text("{broken")
+    assert main(["train", "--data", str(sample_data), "--out", str(tmp_path / "y"), "--init-from", str(tmp_path / "start"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "training.json" in err and err.count("\n") == 1
 
 
 def test_bad_training_config_is_one_line_exit_2(sample_data, tmp_path, capsys):

@@ -83,26 +83,19 @@ def init_source(config: TrainConfig) -> Path | None:
     return source
 
 
-def _initial_model(config: TrainConfig, image_size: int):
-    """Fresh weights from the registry, or a saved model to fine-tune (``model.init_from``).
-
-    Returns:
-        ``(model, earlier_stages)``: the stages that trained the starting weights (each a
-        ``training.json`` budget record, oldest first), so the budget of a fine-tuned model
-        stays complete; empty for fresh weights.
-    """
+def _initial_model(config: TrainConfig, image_size: int, source: Path | None):
+    """Fresh weights from the registry, or the saved model in ``source`` to fine-tune (``model.init_from``)."""
     import dataclasses
 
     from drywallqa.models import PromptSegmentationModel, build_model
 
-    source = init_source(config)
     if source is None:
-        return build_model(config.model.name, **{**config.model.args, "image_size": image_size}), []
+        return build_model(config.model.name, **{**config.model.args, "image_size": image_size})
     model = PromptSegmentationModel.from_pretrained(source)
     # The weights are size-agnostic (fully convolutional); only the recorded input size changes.
     model.config = dataclasses.replace(model.config, image_size=image_size)
     say(f"fine-tuning {model.name} from {source}")
-    return model.train(), earlier_stages(source)
+    return model.train()
 
 
 def earlier_stages(source: Path) -> list[dict]:
@@ -110,11 +103,17 @@ def earlier_stages(source: Path) -> list[dict]:
 
     A model fine-tuned from ``source`` records these beside its own budget, so its card can give
     the whole budget. Empty when ``source`` has no ``training.json``.
+
+    Raises:
+        ConfigError: If ``training.json`` is not readable JSON.
     """
     record_path = Path(source) / "training.json"
     if not record_path.is_file():
         return []
-    record = json.loads(record_path.read_text(encoding="utf-8"))
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"model.init_from {record_path}: unreadable training record ({error})") from None
     # "model" is where the weights were read from (for the shipped model, a path that later stages
     # overwrite); "run" is the run folder that trained them, which stays true.
     return [*record.get("earlier_stages", []), {
@@ -155,14 +154,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     cfg_t = config.trainer
     L.seed_everything(cfg_t.seed, workers=True, verbose=False)
 
-    init_source(config)  # fail on a wrong --init-from before minutes of data preparation
+    # Fail on a wrong --init-from (or its unreadable record) before minutes of data preparation.
+    source = init_source(config)
+    stages = earlier_stages(source) if source else []
     trainset = build_trainset(TrainSetConfig.from_dict(config.data))
     say(trainset.check_line())
     for split in ("train", "valid"):
         if split not in trainset.splits:
             raise ConfigError(f"the training set has no {split!r} split; check data.fractions")
     image_size = trainset.config.image_size
-    model, earlier_stages = _initial_model(config, image_size)
+    model = _initial_model(config, image_size, source)
     train_data = trainset.torch_dataset("train")
     valid_data = trainset.torch_dataset("valid")
     loader_args = {"batch_size": cfg_t.batch_size, "num_workers": cfg_t.num_workers, "pin_memory": torch.cuda.is_available()}
@@ -233,7 +234,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             "best_val_iou": result.best_val_iou, "best_checkpoint": str(best),
             "trainset_check": trainset.check_line(), "trainset_counts": trainset.counts(),
             **module.run_metadata,
-            **({"earlier_stages": earlier_stages} if earlier_stages else {}),
+            **({"earlier_stages": stages} if stages else {}),
         }, indent=2)
         metrics_csvs = sorted((run_dir / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
         if metrics_csvs:
