@@ -105,6 +105,9 @@ class PromptSegmentationModel(nn.Module):
     name: ClassVar[str] = ""
     config_class: ClassVar[type[PromptModelConfig]] = PromptModelConfig
     size_divisor: ClassVar[int] = 32
+    # State-dict key prefixes of the parts that start from pretrained weights (read from their
+    # packages when the config says ``pretrained``); a training pack carries exactly these.
+    pretrained_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: PromptModelConfig, pixel_mean: Sequence[float], pixel_std: Sequence[float]):
         super().__init__()
@@ -215,6 +218,33 @@ class PromptSegmentationModel(nn.Module):
         if len(prompts) != batch:
             raise ValueError(f"expected {batch} prompts (one per image) or 1, got {len(prompts)}")
         return self(images, self.embed_prompts(prompts))
+
+    def pretrained_state(self) -> dict[str, Tensor]:
+        """The weights of the pretrained parts (keys under :attr:`pretrained_prefixes`), on CPU."""
+        return {
+            key: value.detach().cpu().contiguous()
+            for key, value in self.state_dict().items()
+            if key.startswith(self.pretrained_prefixes)
+        }
+
+    def load_pretrained_state(self, state: dict[str, Tensor], source: str = "pretrained weights") -> None:
+        """Load what :meth:`pretrained_state` returned, into a model built without pretrained weights.
+
+        Raises:
+            ConfigError: If ``state`` does not hold exactly the pretrained parts of this model
+                (another architecture or encoder), naming ``source`` and the first mismatch.
+        """
+        expected = set(self.pretrained_state())
+        if not expected:
+            raise ConfigError(f"{source}: {self.name} has no pretrained parts to load")
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            problem = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+            raise ConfigError(f"{source}: not the pretrained weights of this {self.name} model ({problem})")
+        try:
+            self.load_state_dict(state, strict=False)
+        except RuntimeError as exc:
+            raise ConfigError(f"{source}: weights do not fit this {self.name} model ({str(exc).splitlines()[-1].strip()})") from exc
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Parameter count (the frozen text encoder is not part of the model)."""

@@ -221,6 +221,7 @@ class PromptUNet(PromptSegmentationModel):
     """
 
     config_class = PromptUNetConfig
+    pretrained_prefixes = ("encoder.",)
 
     def __init__(self, config: PromptUNetConfig | None = None, *, load_pretrained: bool = True):
         config = config if config is not None else PromptUNetConfig()

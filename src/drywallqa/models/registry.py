@@ -56,11 +56,13 @@ def get_model_class(name: str) -> type[PromptSegmentationModel]:
     return MODEL_REGISTRY[name]
 
 
-def build_model(name: str, **overrides: Any) -> PromptSegmentationModel:
+def build_model(name: str, *, load_pretrained: bool = True, **overrides: Any) -> PromptSegmentationModel:
     """Build a registered model from its default config with some fields overridden.
 
     Args:
         name: Registry name, e.g. ``"promptunet"``.
+        load_pretrained: Read the pretrained weights the config asks for; False leaves them
+            to the caller (a training pack carries them: ``load_pretrained_state``).
         **overrides: Fields of the model's config dataclass, e.g. ``encoder="lite1"``,
             ``pretrained=False``, ``text_encoder="hashing"``.
 
@@ -80,4 +82,4 @@ def build_model(name: str, **overrides: Any) -> PromptSegmentationModel:
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
         raise ConfigError(f"unknown {name} config field(s) {', '.join(unknown)}; expected some of: {', '.join(valid)}")
-    return cls(cls.config_class(**overrides))
+    return cls(cls.config_class(**overrides), load_pretrained=load_pretrained)

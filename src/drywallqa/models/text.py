@@ -65,6 +65,28 @@ class TextEncoder:
     def _encode_uncached(self, prompts: list[str]) -> Tensor:
         raise NotImplementedError
 
+    def cached(self) -> dict[str, Tensor]:
+        """Every prompt embedded so far: ``{prompt: (dim,) float32 tensor}`` (a copy of the cache)."""
+        return dict(self._cache)
+
+    def add_cached(self, embeddings: dict[str, Tensor]) -> None:
+        """Use these embeddings for their prompts instead of computing them.
+
+        A training pack carries the embeddings of every prompt its training uses, so a machine
+        without the encoder's weights package trains the same model (see
+        :mod:`drywallqa.trainsets.pack`). Only prompts outside the cache then need the weights.
+
+        Args:
+            embeddings: ``{prompt: (dim,) float tensor}``, as :meth:`encode` made them.
+
+        Raises:
+            ValueError: If an embedding is not a vector of size :attr:`dim`.
+        """
+        for prompt, embedding in embeddings.items():
+            if tuple(embedding.shape) != (self.dim,):
+                raise ValueError(f"embedding of {prompt!r} has shape {tuple(embedding.shape)}, expected ({self.dim},)")
+            self._cache[prompt] = embedding.detach().to("cpu", torch.float32).clone()
+
     @property
     def cache_size(self) -> int:
         """Number of distinct prompts embedded so far."""
