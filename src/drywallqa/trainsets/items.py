@@ -74,7 +74,7 @@ def render_record(
     Returns:
         RGB ``uint8`` ``(H, W, 3)`` and bool ``(H, W)``.
     """
-    image = read_rgb(record.image)
+    image = trainset.load_image(record)
     if record.sample is not None and image.shape[:2] != (record.sample.height, record.sample.width):
         raise DataError(
             f"{record.image}: image is {image.shape[1]}x{image.shape[0]} but its annotation says "

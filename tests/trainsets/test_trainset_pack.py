@@ -1,0 +1,110 @@
+"""Training packs: the same training set from a pack as from folders, checked files, clear refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from drywallqa.data.core import AnnotatedDataset
+from drywallqa.errors import ConfigError, DataError
+from drywallqa.trainsets import TrainSetConfig, build_trainset
+from drywallqa.trainsets.pack import PACK_FILE, TrainingPack, write_pack
+
+
+@pytest.fixture
+def carved(config):
+    """The published-train carving the device recipes use."""
+    return config.with_overrides({"keep_splits": True, "fractions": {"train": 0.8, "valid": 0.1, "test": 0.1}})
+
+
+def _embeddings(trainset):
+    prompts = sorted({p for r in trainset.records for p in r.prompts})
+    return {p: torch.nn.functional.normalize(torch.randn(384), dim=0) for p in prompts}
+
+
+def test_a_pack_rebuilds_the_same_training_set_with_the_same_targets(carved, tmp_path):
+    source = build_trainset(carved)
+    embeddings = _embeddings(source)
+    pretrained = {"encoder.weight": torch.randn(4, 3)}
+    summary = write_pack(source, tmp_path / "pack", embeddings=embeddings, text_encoder="minilm", pretrained=pretrained)
+    assert summary.image_format == "original" and summary.quality is None  # small enough to keep the files
+    pack = TrainingPack.open(tmp_path / "pack")
+    rebuilt = build_trainset(pack.trainset_config(carved.to_dict()))
+    pack.check_split(rebuilt)
+    carved_splits = {s: n for s, n in source.splits.items() if not s.startswith("published_")}
+    assert rebuilt.splits == carved_splits
+    for a, b in zip([r for r in source.records if r.split in carved_splits], rebuilt.records):
+        assert (a.split, a.class_name, a.kind, a.prompts, a.group) == (b.split, b.class_name, b.kind, b.prompts, b.group)
+        assert np.array_equal(source.load_target(a), rebuilt.load_target(b))
+        assert np.array_equal(source.load_image(a), rebuilt.load_image(b))  # original files: the same pixels
+    assert {k: v.tolist() for k, v in pack.embeddings("minilm").items()} == {k: v.tolist() for k, v in embeddings.items()}
+    assert pack.embeddings("hashing") == {}
+    assert torch.equal(pack.pretrained()["encoder.weight"], pretrained["encoder.weight"])
+    # The datasets inside are plain COCO folders.
+    assert {ds.name for ds in map(AnnotatedDataset.load, pack.dataset_folders)} == {"cracks", "drywall-join"}
+
+
+def test_webp_under_a_size_budget_keeps_targets_and_close_pixels(carved, tmp_path):
+    source = build_trainset(carved)
+    original_bytes = sum(p.stat().st_size for p in {r.sample.image_path for r in source.records if r.sample})
+    summary = write_pack(source, tmp_path / "pack", image_format="webp", max_mib=original_bytes / 2**20)
+    assert summary.image_format == "webp" and summary.quality is not None and summary.psnr_db > 30
+    pack = TrainingPack.open(tmp_path / "pack")
+    manifest = json.loads((tmp_path / "pack" / PACK_FILE).read_text())
+    assert manifest["images"]["quality"] == summary.quality
+    assert all(name.endswith((".webp", ".json")) for name in manifest["files"])
+    rebuilt = build_trainset(pack.trainset_config(carved.to_dict()))
+    record = next(r for r in rebuilt.records if r.kind == "positive")
+    original = next(r for r in source.records if r.kind == "positive" and r.image.stem == record.image.stem)
+    difference = np.abs(rebuilt.load_image(record).astype(int) - source.load_image(original).astype(int))
+    assert difference.mean() < 8
+
+
+def test_a_damaged_pack_is_refused_naming_the_file(carved, tmp_path):
+    write_pack(build_trainset(carved), tmp_path / "pack")
+    image = next((tmp_path / "pack" / "datasets").rglob("*.png"), None) or next((tmp_path / "pack" / "datasets").rglob("*.jpg"))
+    image.write_bytes(image.read_bytes()[:-10])
+    with pytest.raises(DataError, match=image.name):
+        TrainingPack.open(tmp_path / "pack")
+    with pytest.raises(ConfigError, match="not a training pack"):
+        TrainingPack.open(tmp_path)
+
+
+def test_a_config_that_carves_differently_is_refused(carved, tmp_path):
+    write_pack(build_trainset(carved), tmp_path / "pack")
+    pack = TrainingPack.open(tmp_path / "pack")
+    other = build_trainset(pack.trainset_config({**carved.to_dict(), "seed": 7}))
+    with pytest.raises(ConfigError, match="carves the pack differently"):
+        pack.check_split(other)
+
+
+def test_an_existing_pack_is_kept_unless_overwrite_and_failures_leave_nothing(carved, tmp_path):
+    source = build_trainset(carved)
+    write_pack(source, tmp_path / "pack")
+    with pytest.raises(ConfigError, match="--overwrite"):
+        write_pack(source, tmp_path / "pack")
+    with pytest.raises(ConfigError, match="over --max-mib"):
+        write_pack(source, tmp_path / "small", image_format="original", max_mib=0.01)
+    assert not (tmp_path / "small").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["pack"]  # no temporary folder left behind
+    write_pack(source, tmp_path / "pack", overwrite=True)
+
+
+def test_pseudo_mask_targets_are_refused_with_the_fix(carved, tmp_path, sample_data):
+    from drywallqa.pseudomask.generate import make_pseudo_masks
+
+    masks = tmp_path / "masks"
+    make_pseudo_masks(sample_data.root / "drywall-join", "box", masks, workers=1, progress=False)
+    config = carved.with_overrides({"mask_sources": {"taping_area": str(masks)}})
+    with pytest.raises(ConfigError, match="pseudo-mask folder"):
+        write_pack(build_trainset(config), tmp_path / "pack")
+
+
+def test_trainset_config_points_into_the_pack(carved, tmp_path):
+    write_pack(build_trainset(carved), tmp_path / "pack")
+    config = TrainingPack.open(tmp_path / "pack").trainset_config()
+    assert isinstance(config, TrainSetConfig) and not config.verify_images
+    assert all(str(tmp_path / "pack") in d for d in config.datasets)
