@@ -142,3 +142,24 @@ def test_ddp_smoke_two_cpu_processes_on_gloo(sample_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("2 process(es) on CPU") == 1  # printed by the first process only
     assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_warm_up_and_decay_follow_the_clock_under_a_budget(monkeypatch):
+    """On a GPU the epoch limit allows far more steps than the budget: the schedule must end with the budget."""
+    from types import SimpleNamespace
+
+    from drywallqa.training import module as module_file
+    from drywallqa.training.config import OptimConfig
+    from drywallqa.training.module import SegmentationModule
+
+    now = [1000.0]
+    monkeypatch.setattr(module_file.time, "monotonic", lambda: now[0])
+    model = build_model("promptunet", pretrained=False, text_encoder="hashing", image_size=64)
+    module = SegmentationModule(model, LossConfig(), OptimConfig(warmup_fraction=0.1, min_lr_ratio=0.0), time_budget_minutes=10)
+    monkeypatch.setattr(SegmentationModule, "trainer", SimpleNamespace(estimated_stepping_batches=1_000_000), raising=False)
+    factor = module.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]
+    assert factor(0) < 0.01                      # start of the warm-up
+    now[0] += 60                                 # 10 % of the budget: warm-up over, after 100 of 100,000 warm-up steps
+    assert factor(100) == pytest.approx(1.0, abs=0.03)  # the cosine runs over the whole budget, warm-up included
+    now[0] += 540                                # the whole budget: decayed to the floor
+    assert factor(5000) == pytest.approx(0.0, abs=1e-6)

@@ -14,6 +14,7 @@ def add_commands(subparsers) -> None:
     )
     parser.add_argument("--config", metavar="YAML", help="training config, e.g. configs/promptunet-lite0.yaml (defaults if omitted)")
     parser.add_argument("--data", action="append", metavar="DIR", help="dataset folder or a root of several (repeatable); sets data.datasets")
+    parser.add_argument("--pack", metavar="DIR", help="train from a training pack (`drywallqa trainset pack`) instead of --data (sets pack)")
     parser.add_argument("--out", metavar="DIR", help="run folder (sets out)")
     parser.add_argument("--model", metavar="NAME", help="registered architecture (sets model.name)")
     parser.add_argument("--init-from", metavar="DIR", help="fine-tune a saved model folder, or 'default' for the shipped one (sets model.init_from)")
@@ -35,12 +36,13 @@ def config_from_args(args: argparse.Namespace):
 
     overrides = []
     shortcuts = {
-        "out": "out", "model": "model.name", "init_from": "model.init_from", "epochs": "trainer.max_epochs", "max_minutes": "trainer.max_minutes",
+        "out": "out", "pack": "pack", "model": "model.name", "init_from": "model.init_from", "epochs": "trainer.max_epochs", "max_minutes": "trainer.max_minutes",
         "batch_size": "trainer.batch_size", "image_size": "data.image_size", "devices": "trainer.devices",
         "num_nodes": "trainer.num_nodes", "accelerator": "trainer.accelerator",
     }
+    # Other commands that take a training config (`trainset pack`) have only some of the flags.
     for attr, field in shortcuts.items():
-        value = getattr(args, attr)
+        value = getattr(args, attr, None)
         if value is not None:
             overrides.append(f"{field}={value}")
     if args.data:

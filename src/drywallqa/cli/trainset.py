@@ -47,6 +47,31 @@ def add_commands(subparsers) -> None:
     build.add_argument("--save-config", metavar="YAML", help="write the effective config here")
     build.set_defaults(handler=run_build)
 
+    from drywallqa.trainsets.pack import DEFAULT_MAX_MIB, IMAGE_FORMATS
+
+    pack = sub.add_parser(
+        "pack",
+        help="pack a training config's data, prompt embeddings and pretrained weights into one checksummed folder",
+        description="Write what `drywallqa train --pack OUT` needs, for a machine without the datasets or the weights "
+        "packages (a lent GPU, see docs/gpu.md): the images of the carved splits at native resolution (the original "
+        "files when they fit --max-mib, else WebP at the highest quality that fits), their annotations, the embeddings "
+        "of every prompt and the pretrained encoder weights. Built in a temporary folder and checked against the "
+        "source before it is renamed to OUT.",
+    )
+    pack.add_argument("--config", metavar="YAML", help="the training config the pack is for (its data and model sections), "
+                      "e.g. configs/device.yaml; built-in defaults if omitted")
+    pack.add_argument("--data", action="append", metavar="DIR", help="dataset folder or a root of several (repeatable)")
+    pack.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override any training config field")
+    pack.add_argument("--out", required=True, metavar="DIR", help="the pack folder, e.g. .device/pack")
+    pack.add_argument("--image-format", choices=IMAGE_FORMATS, default="auto",
+                      help="auto: original files when they fit, else WebP (default)")
+    pack.add_argument("--quality", type=int, metavar="Q", help="WebP quality 1-100 (default: the highest that fits)")
+    pack.add_argument("--max-mib", type=float, default=DEFAULT_MAX_MIB, metavar="MIB",
+                      help=f"size limit of the whole pack (default {DEFAULT_MAX_MIB:g}: a device call carries 64 MiB "
+                      "with the repository and the wheels)")
+    pack.add_argument("--overwrite", action="store_true", help="replace an existing pack at OUT")
+    pack.set_defaults(handler=run_pack)
+
 
 def _ratio(text: str) -> float | str:
     # "none" survives parsing as a string, so it differs from the flag being absent (None).
@@ -115,4 +140,17 @@ def run_build(args: argparse.Namespace) -> int:
     print(trainset.check_line())
     if args.materialize:
         print(materialize(trainset, args.materialize, progress=True))
+    return 0
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from drywallqa.cli.train import config_from_args
+    from drywallqa.training.pack import build_pack
+
+    config = config_from_args(args)
+    summary = build_pack(
+        config, args.out, image_format=args.image_format, quality=args.quality, max_mib=args.max_mib,
+        overwrite=args.overwrite, say=print,
+    )
+    print(summary)
     return 0

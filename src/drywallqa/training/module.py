@@ -28,10 +28,14 @@ class SegmentationModule(L.LightningModule):
     """
 
     def __init__(self, model: PromptSegmentationModel, loss: LossConfig, optim: OptimConfig,
-                 time_budget_minutes: float | None = None, class_names: tuple[str, ...] = ()):
+                 time_budget_minutes: float | None = None, class_names: tuple[str, ...] = (),
+                 channels_last: bool = False):
         super().__init__()
         self.class_names = tuple(class_names)
         self.time_budget_minutes = time_budget_minutes
+        self.channels_last = channels_last
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.loss = SegmentationLoss(loss)
         self.optim = optim
@@ -47,6 +51,16 @@ class SegmentationModule(L.LightningModule):
         # A frozen encoder keeps its ImageNet BatchNorm statistics too.
         if self.optim.freeze_encoder and hasattr(self.model, "encoder"):
             self.model.encoder.eval()
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        # The loader sends uint8 pixels and masks (a quarter of the bytes); convert on the device.
+        if batch["image"].dtype == torch.uint8:
+            batch["image"] = batch["image"].float().div_(255.0)
+        if batch["mask"].dtype == torch.uint8:
+            batch["mask"] = batch["mask"].float()
+        if self.channels_last:
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+        return batch
 
     def forward(self, images: Tensor, prompts: list[str]):
         return self.model.segment(images, prompts)
@@ -111,15 +125,19 @@ class SegmentationModule(L.LightningModule):
         budget_s = self.time_budget_minutes * 60 if self.time_budget_minutes else None
         started = time.monotonic()
 
+        warmup_share = max(self.optim.warmup_fraction, 1e-9)
+
         def lr_factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
+            # Under a wall-clock budget the schedule follows whichever ends first, steps or time,
+            # so the warm-up ends and the learning rate has decayed when the budget stops the run
+            # (on a GPU the epoch limit may allow ten times the steps the budget does).
+            elapsed = (time.monotonic() - started) / budget_s if budget_s else 0.0
+            if step < warmup and elapsed < warmup_share:
+                return max((step + 1) / warmup, elapsed / warmup_share)
             progress = (step - warmup) / max(total - warmup, 1)
             if budget_s:
-                # Under a wall-clock budget the schedule follows whichever ends first, steps or
-                # time, so the learning rate has decayed when the budget stops the run.
-                progress = max(progress, (time.monotonic() - started) / budget_s)
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+                progress = max(progress, elapsed)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -133,3 +151,48 @@ class EpochSetter(L.Callback):
         dataset = getattr(loader, "dataset", None)
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(trainer.current_epoch)
+
+
+class ThroughputMonitor(L.Callback):
+    """Training images per second, per epoch (``train/images_per_s``), reported every ``every_s``.
+
+    The first epoch includes worker start-up and kernel selection, so :meth:`images_per_s`
+    gives the median of the later ones when there are any.
+
+    Args:
+        report: Called with a progress line (e.g. ``print``); None for no lines.
+        every_s: Seconds between progress lines.
+    """
+
+    def __init__(self, report=None, every_s: float = 30.0):
+        self.report = report
+        self.every_s = every_s
+        self.rates: list[float] = []
+        self._images = 0
+        self._epoch_started = 0.0
+        self._last_report = time.monotonic()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._images = 0
+        self._epoch_started = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._images += len(batch["prompt"])
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        seconds = time.monotonic() - self._epoch_started
+        if not self._images or seconds <= 0:
+            return
+        rate = self._images / seconds
+        self.rates.append(rate)
+        pl_module.log("train/images_per_s", rate, logger=True)
+        if self.report and time.monotonic() - self._last_report >= self.every_s:
+            self._last_report = time.monotonic()
+            val = trainer.callback_metrics.get("val/iou")
+            score = f", val IoU {float(val):.4f}" if val is not None else ""
+            self.report(f"epoch {trainer.current_epoch}: {rate:,.0f} training images/s, step {trainer.global_step}{score}")
+
+    def images_per_s(self) -> float | None:
+        """Median training images/s over the epochs after the first (all when there is one)."""
+        rates = self.rates[1:] or self.rates
+        return round(float(sorted(rates)[len(rates) // 2]), 1) if rates else None

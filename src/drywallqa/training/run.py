@@ -16,9 +16,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from drywallqa.errors import ConfigError
 from drywallqa.files import atomic_write_json, atomic_write_text
 from drywallqa.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from drywallqa.trainsets.pack import TrainingPack
 
 
 @dataclass
@@ -64,6 +69,15 @@ def _hardware(trainer) -> str:
     return f"{trainer.world_size} process(es) on CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
+def _auto_flag(name: str, value: object, auto: bool) -> bool:
+    """A setting that is True, False, or None for ``auto``."""
+    if value is None:
+        return auto
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true, false or null (auto), got {value!r}")
+    return value
+
+
 def init_source(config: TrainConfig) -> Path | None:
     """The folder ``model.init_from`` names (``default``: the shipped model), checked; None when unset.
 
@@ -83,18 +97,27 @@ def init_source(config: TrainConfig) -> Path | None:
     return source
 
 
-def _initial_model(config: TrainConfig, image_size: int, source: Path | None):
-    """Fresh weights from the registry, or the saved model in ``source`` to fine-tune (``model.init_from``)."""
+def initial_model(config: TrainConfig, image_size: int, source: Path | None, pack: TrainingPack | None = None):
+    """Fresh weights from the registry, or the saved model in ``source`` to fine-tune (``model.init_from``).
+
+    With a training ``pack`` the pretrained encoder weights and the prompt embeddings come from
+    the pack, so neither weights package needs to be installed.
+    """
     import dataclasses
 
     from drywallqa.models import PromptSegmentationModel, build_model
+    from drywallqa.training.pack import apply_pack
 
     if source is None:
-        return build_model(config.model.name, **{**config.model.args, "image_size": image_size})
-    model = PromptSegmentationModel.from_pretrained(source)
-    # The weights are size-agnostic (fully convolutional); only the recorded input size changes.
-    model.config = dataclasses.replace(model.config, image_size=image_size)
-    say(f"fine-tuning {model.name} from {source}")
+        from_pack = pack is not None and pack.has_pretrained
+        model = build_model(config.model.name, load_pretrained=not from_pack, **{**config.model.args, "image_size": image_size})
+    else:
+        model = PromptSegmentationModel.from_pretrained(source)
+        # The weights are size-agnostic (fully convolutional); only the recorded input size changes.
+        model.config = dataclasses.replace(model.config, image_size=image_size)
+        say(f"fine-tuning {model.name} from {source}")
+    if pack is not None:
+        apply_pack(model, pack, config)
     return model.train()
 
 
@@ -145,44 +168,65 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
 
     from drywallqa.models import get_model_class
     from drywallqa.training.curves import plot_training_curves
-    from drywallqa.training.module import EpochSetter, SegmentationModule
+    from drywallqa.training.module import EpochSetter, SegmentationModule, ThroughputMonitor
+    from drywallqa.training.pack import open_pack
     from drywallqa.trainsets import TrainSetConfig, augmentation_to_dict, build_trainset
 
     if not getattr(get_model_class(config.model.name), "trainable", True):
         raise ConfigError(f"{config.model.name} is zero-shot (evaluation and prediction only); it cannot be trained")
+    if config.pack and config.data.get("datasets"):
+        raise ConfigError("train: give dataset folders (--data, data.datasets) or a training pack (--pack), not both")
     run_dir = Path(config.out)
     cfg_t = config.trainer
+    on_gpu = torch.cuda.is_available() and cfg_t.accelerator in {"auto", "gpu", "cuda"}
+    cache_images = _auto_flag("trainer.cache_images", cfg_t.cache_images, on_gpu)
+    channels_last = _auto_flag("trainer.channels_last", cfg_t.channels_last, on_gpu)
     L.seed_everything(cfg_t.seed, workers=True, verbose=False)
 
-    # Fail on a wrong --init-from (or its unreadable record) before minutes of data preparation.
+    # Fail on a wrong --init-from or --pack (or an unreadable record) before minutes of data preparation.
     source = init_source(config)
     stages = earlier_stages(source) if source else []
-    trainset = build_trainset(TrainSetConfig.from_dict(config.data))
+    pack = open_pack(config)
+    trainset = build_trainset(pack.trainset_config(config.data) if pack else TrainSetConfig.from_dict(config.data))
+    if pack:
+        pack.check_split(trainset)
+        say(f"training from {pack!r}")
     say(trainset.check_line())
     for split in ("train", "valid"):
         if split not in trainset.splits:
             raise ConfigError(f"the training set has no {split!r} split; check data.fractions")
+    if cache_images:
+        started = time.perf_counter()
+        count = trainset.cache_images(("train", "valid"))
+        say(f"decoded {count} images into memory in {time.perf_counter() - started:.1f} s")
     image_size = trainset.config.image_size
-    model = _initial_model(config, image_size, source)
-    train_data = trainset.torch_dataset("train")
-    valid_data = trainset.torch_dataset("valid")
-    loader_args = {"batch_size": cfg_t.batch_size, "num_workers": cfg_t.num_workers, "pin_memory": torch.cuda.is_available()}
+    model = initial_model(config, image_size, source, pack)
+    train_data = trainset.torch_dataset("train", uint8=True)
+    valid_data = trainset.torch_dataset("valid", uint8=True)
+    loader_args = {
+        "batch_size": cfg_t.batch_size, "num_workers": cfg_t.num_workers, "pin_memory": torch.cuda.is_available(),
+        # Workers outlive the epoch: on a GPU an epoch takes seconds, and starting them costs about as much.
+        "persistent_workers": cfg_t.num_workers > 0,
+    }
     train_loader = DataLoader(train_data, shuffle=True, drop_last=len(train_data) > cfg_t.batch_size, **loader_args)
     valid_loader = DataLoader(valid_data, shuffle=False, **loader_args)
 
     module = SegmentationModule(
-        model, config.loss, config.optim, time_budget_minutes=cfg_t.max_minutes, class_names=trainset.class_names
+        model, config.loss, config.optim, time_budget_minutes=cfg_t.max_minutes, class_names=trainset.class_names,
+        channels_last=channels_last,
     )
     module.run_metadata = {
         "train_config": config.to_dict(),
         "trainset_config": trainset.config.to_dict(),
         "augmentation": augmentation_to_dict(trainset.augmentation()),
+        **({"pack": pack.describe()} if pack else {}),
     }
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor="val/iou", mode="max",
         save_last=True, save_top_k=1,
     )
-    callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), EpochSetter()]
+    throughput = ThroughputMonitor(report=say)
+    callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), EpochSetter(), throughput]
     if cfg_t.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(monitor="val/iou", mode="max", patience=cfg_t.early_stopping_patience))
     # One CSV log per attempt (logs/version_N): a resumed run appends a version instead of
@@ -197,7 +241,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         pass
     precision = cfg_t.precision
     if precision == "auto":
-        precision = "bf16-mixed" if torch.cuda.is_available() and cfg_t.accelerator in {"auto", "gpu", "cuda"} else "32-true"
+        precision = "bf16-mixed" if on_gpu else "32-true"
     trainer = L.Trainer(
         max_epochs=cfg_t.max_epochs, max_steps=cfg_t.max_steps,
         max_time={"minutes": cfg_t.max_minutes} if cfg_t.max_minutes else None,
@@ -230,7 +274,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         model.save_pretrained(result.model_dir)
         atomic_write_json(result.model_dir / "training.json", {
             "budget": {"hardware": result.hardware, "minutes": result.minutes, "epochs": result.epochs,
-                       "steps": trainer.global_step, "precision": precision},
+                       "steps": trainer.global_step, "precision": precision,
+                       "train_images_per_s": throughput.images_per_s()},
             "best_val_iou": result.best_val_iou, "best_checkpoint": str(best),
             "trainset_check": trainset.check_line(), "trainset_counts": trainset.counts(),
             **module.run_metadata,
