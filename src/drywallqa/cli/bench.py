@@ -24,6 +24,9 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--image-size", type=int, metavar="S", help="PromptUNet input side (default 448)")
     parser.add_argument("--no-baselines", dest="baselines", action="store_false", help="skip CLIPSeg and SAM")
     parser.add_argument("--note", default="", help="conditions to record in the report, e.g. 'beside a training run'")
+    parser.add_argument("--max-seconds", type=float, metavar="S", help="time budget: measurements that would start after "
+                        "it are skipped (with --json, the file is rewritten after every measurement, so a run stopped "
+                        "from outside keeps what it measured)")
     parser.add_argument("--from-json", metavar="FILE", help="measure nothing: render a report from the JSON of an earlier run")
     parser.set_defaults(handler=run_bench)
 
@@ -48,9 +51,15 @@ def run_bench(args: argparse.Namespace) -> int:
         overrides["threads"] = args.threads
     if args.image_size:
         overrides["image_size"] = args.image_size
+    if args.max_seconds:
+        overrides["max_seconds"] = args.max_seconds
     settings = BenchSettings.create(quick=args.quick, device=args.device, **overrides)
-    report = run_benchmark(settings, progress=print)
     command = _command_line(args)
+
+    def checkpoint(partial: dict) -> None:
+        write_report(partial, args.json, None, command)
+
+    report = run_benchmark(settings, progress=print, checkpoint=checkpoint if args.json else None)
     for path in write_report(report, args.json, args.markdown, command):
         print(f"wrote {path}")
     if not args.json and not args.markdown:
@@ -63,7 +72,8 @@ def _command_line(args: argparse.Namespace) -> str:
     parts = ["drywallqa bench"]
     for flag, value in (("--quick", args.quick), ("--device", args.device), ("--runtimes", args.runtimes),
                         ("--threads", args.threads), ("--image-size", args.image_size),
-                        ("--no-baselines", not args.baselines), ("--json", args.json), ("--markdown", args.markdown)):
+                        ("--no-baselines", not args.baselines), ("--max-seconds", args.max_seconds),
+                        ("--json", args.json), ("--markdown", args.markdown)):
         if value is True:
             parts.append(flag)
         elif value:

@@ -15,6 +15,8 @@ from typing import Any
 from drywallqa.export.benchmark import (
     CPU_GOALS,
     GOAL_RUNTIMES,
+    GPU_GOALS,
+    GPU_LATENCY_RUNTIME,
     PIPELINE_STAGES,
     PROMPTUNET_LABEL,
 )
@@ -47,7 +49,18 @@ def goal_result(results: Sequence[dict], family: str = GOAL_RUNTIMES[0]) -> dict
 
 
 def evaluate_goals(report: dict) -> list[dict[str, Any]]:
-    """The CPU goals of the deployment issue, checked on the fastest variant of each ONNX Runtime precision."""
+    """The goals of the deployment issue for the report's device (see :func:`_cpu_goals`, :func:`_gpu_goals`)."""
+    device = report.get("settings", {}).get("device", "cpu")
+    return _gpu_goals(report) if device == "cuda" else _cpu_goals(report)
+
+
+def _goal_row(name: str, unit: str, op: str, target: float, value: float | None, runtime: str) -> dict[str, Any]:
+    met = None if value is None else (value <= target if op == "<=" else value >= target)
+    return {"goal": name, "unit": unit, "target": f"{op} {target:g}", "value": value, "met": met, "runtime": runtime}
+
+
+def _cpu_goals(report: dict) -> list[dict[str, Any]]:
+    """The CPU goals, checked on the fastest variant of each ONNX Runtime precision."""
     rows = []
     for family in GOAL_RUNTIMES:
         result = goal_result(report["results"], family)
@@ -55,17 +68,32 @@ def evaluate_goals(report: dict) -> list[dict[str, Any]]:
             continue  # only fp32 is reported as missing; int8 is optional
         runtime = result["runtime"] if result else family
         ratios = report["ratios"].get(runtime, {})
-        goals = [
-            ("ONNX Runtime batch-1 p50 latency", "ms", "<=", CPU_GOALS["latency_p50_ms"],
-             result["latency_p50_ms"] if result else None),
-            ("throughput vs CLIPSeg rd64", "x", ">=", CPU_GOALS["throughput_vs_clipseg"], ratios.get("throughput_vs_clipseg")),
-            ("throughput vs SAM ViT-B", "x", ">=", CPU_GOALS["throughput_vs_sam"], ratios.get("throughput_vs_sam")),
+        rows += [
+            _goal_row("ONNX Runtime batch-1 p50 latency", "ms", "<=", CPU_GOALS["latency_p50_ms"],
+                      result["latency_p50_ms"] if result else None, runtime),
+            _goal_row("throughput vs CLIPSeg rd64", "x", ">=", CPU_GOALS["throughput_vs_clipseg"],
+                      ratios.get("throughput_vs_clipseg"), runtime),
+            _goal_row("throughput vs SAM ViT-B", "x", ">=", CPU_GOALS["throughput_vs_sam"], ratios.get("throughput_vs_sam"), runtime),
         ]
-        for name, unit, op, target, value in goals:
-            met = None if value is None else (value <= target if op == "<=" else value >= target)
-            rows.append({"goal": name, "unit": unit, "target": f"{op} {target:g}", "value": value, "met": met,
-                         "runtime": runtime})
     return rows
+
+
+def _gpu_goals(report: dict) -> list[dict[str, Any]]:
+    """The GPU goals: the highest-throughput PromptUNet runtime, and batch-1 latency through CUDA graphs."""
+    promptunet = [r for r in report["results"] if r["model"] == PROMPTUNET_LABEL]
+    best = max(promptunet, key=lambda r: r["best_throughput"], default=None)
+    runtime = best["runtime"] if best else "any"
+    ratios = report["ratios"].get(runtime, {})
+    graphs = next((r for r in promptunet if r["runtime"] == GPU_LATENCY_RUNTIME), None)
+    return [
+        _goal_row(f"throughput at {report['settings']['image_size']} px", "img/s", ">=", GPU_GOALS["throughput"],
+                  best["best_throughput"] if best else None, runtime),
+        _goal_row("throughput vs CLIPSeg rd64 (bf16)", "x", ">=", GPU_GOALS["throughput_vs_clipseg"],
+                  ratios.get("throughput_vs_clipseg"), runtime),
+        _goal_row("throughput vs SAM ViT-B (bf16)", "x", ">=", GPU_GOALS["throughput_vs_sam"], ratios.get("throughput_vs_sam"), runtime),
+        _goal_row("batch-1 p50 latency", "ms", "<=", GPU_GOALS["latency_p50_ms"],
+                  graphs["latency_p50_ms"] if graphs else None, GPU_LATENCY_RUNTIME),
+    ]
 
 
 # -- Markdown -------------------------------------------------------------------------------------
@@ -140,13 +168,14 @@ def _goals_section(report: dict) -> list[str]:
         met = "–" if goal["met"] is None else ("yes" if goal["met"] else "**no**")
         rows.append((f"{goal['goal']} ({goal['runtime']})", f"{goal['target']} {goal['unit']}",
                      f"{_fmt(goal['value'])} {goal['unit']}", met))
-    lines = ["## Goals (CPU)", "", *_table(("goal", "target", "measured", "met"), rows)]
+    device = "GPU" if report.get("settings", {}).get("device") == "cuda" else "CPU"
+    lines = [f"## Goals ({device})", "", *_table(("goal", "target", "measured", "met"), rows)]
     if any(goal["runtime"].startswith("onnxruntime-int8") for goal in report["goals"]):
         lines += _paragraph(
             "int8 rows count only with their accuracy cost beside them: the weights here are random, so see the ",
             "int8 rows of docs/model-card.md (`drywallqa evaluate` of the shipped model's int8 export on real photos).",
         )
-    goal = goal_result(report["results"])
+    goal = goal_result(report["results"]) if device == "CPU" else None
     if goal:
         threads = 1 if goal["runtime"].endswith("-1-thread") else report["settings"]["threads"]
         cpu_ms = goal["cpu_ms_p50"]
@@ -258,8 +287,9 @@ def _gpu_and_notes_section(report: dict) -> list[str]:
         ("All weights are random: speed does not depend on them, but int8 and bf16 mask agreement does "
          "(check a trained model with `drywallqa export --int8`, which prints the IoU cost)."),
         ("CLIPSeg gets its prompt as a precomputed conditional embedding and SAM one box, so neither pays for "
-         "text encoding; PromptUNet's prompt embeddings are precomputed too. Both run in PyTorch eager fp32 with "
-         f"{report['settings']['threads']} thread(s)."),
+         "text encoding; PromptUNet's prompt embeddings are precomputed too. "
+         + ("Both run in PyTorch eager with bf16 autocast on the GPU." if report["settings"].get("device") == "cuda"
+            else f"Both run in PyTorch eager fp32 with {report['settings']['threads']} thread(s).")),
         ("TensorRT without the `tensorrt` package: `drywallqa export --format tensorrt` prints the `trtexec` "
          "command that builds the same engine."),
         f"Raw numbers: the JSON written with `--json` (format version {report['format_version']}).",

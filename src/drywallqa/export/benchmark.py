@@ -71,6 +71,10 @@ REFERENCE_RUNTIME = "torch-fp32"
 # cost, which `drywallqa evaluate` measures on a trained model (random weights cannot show it).
 GOAL_RUNTIMES = ("onnxruntime-fp32", "onnxruntime-int8")
 CPU_GOALS = {"latency_p50_ms": 40.0, "throughput_vs_clipseg": 4.0, "throughput_vs_sam": 200.0}
+# The GPU goals of the deployment issue (H200, 448 px): the best PromptUNet runtime against the
+# bf16 baselines, and batch-1 latency through CUDA graphs.
+GPU_GOALS = {"throughput": 10_000.0, "throughput_vs_clipseg": 4.0, "throughput_vs_sam": 100.0, "latency_p50_ms": 2.0}
+GPU_LATENCY_RUNTIME = "torch-fp16-cuda-graphs"
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,8 @@ class BenchSettings:
         profile_iterations: ONNX Runtime profiled calls (0: no profile).
         seed: Seed of the random weights and inputs.
         note: Free text about the conditions (e.g. "beside a training run"), kept in the report.
+        max_seconds: Time budget of the run (0: none). Measurements that would start after it
+            is spent are skipped with that reason; one that started runs to its end.
     """
 
     quick: bool = False
@@ -138,8 +144,11 @@ class BenchSettings:
     profile_iterations: int = 10
     seed: int = 0
     note: str = ""
+    max_seconds: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.max_seconds < 0:
+            raise ConfigError(f"max_seconds must be >= 0 (0: no budget), got {self.max_seconds}")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         unknown = sorted(set(self.runtimes) - set(ALL_RUNTIMES))
@@ -168,7 +177,10 @@ class BenchSettings:
             "runtimes": GPU_RUNTIMES if device == "cuda" else CPU_RUNTIMES,
         }
         if device == "cuda":
-            values["sam"] = MeasurePlan(warmup=1, iterations=5, batch_sizes=(1, 2, 4), throughput_images=8)
+            # A GPU reaches its throughput at batches of hundreds; batch 1 is the latency case.
+            values["promptunet"] = MeasurePlan(warmup=5, iterations=50, batch_sizes=(1, 64, 256), throughput_images=2048)
+            values["clipseg"] = MeasurePlan(warmup=3, iterations=20, batch_sizes=(1, 16, 64), throughput_images=256)
+            values["sam"] = MeasurePlan(warmup=2, iterations=10, batch_sizes=(1, 4, 16), throughput_images=32)
         if quick:
             tiny = MeasurePlan(warmup=1, iterations=3, batch_sizes=(1, 2), throughput_images=4)
             values.update(
@@ -454,7 +466,8 @@ def _build_promptunet_predictor(runtime: str, context: _PromptUNetContext):
         return TorchRuntimePredictor(
             context.model, device=settings.device, precision=precision,
             channels_last="channels-last" in runtime or "compile" in runtime or "cuda-graphs" in runtime,
-            compile="max-autotune-no-cudagraphs" if "compile" in runtime and settings.device == "cuda" else "compile" in runtime,
+            # Plain torch.compile: max-autotune spends minutes per input shape, more than a bench run has.
+            compile="compile" in runtime,
             cuda_graphs="cuda-graphs" in runtime, **common,
         )
     if runtime.startswith("onnxruntime"):
@@ -523,7 +536,8 @@ def _baseline_builder(name: str, settings: BenchSettings):
                 else:
                     box = torch.tensor([[[size * 0.2, size * 0.2, size * 0.7, size * 0.6]]]).repeat(batch, 1, 1)
                     inputs[batch] = {"pixel_values": pixels, "input_boxes": box.to(device), "multimask_output": False}
-            with torch.inference_mode():
+            # On a GPU the baselines run in bf16 autocast, as they would be deployed there.
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 output = model(**inputs[batch])
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -571,6 +585,69 @@ def measure_pipeline(predictor, jpeg: bytes, prompt: str, iterations: int, warmu
             for stage, start, end in zip(PIPELINE_STAGES, marks, marks[1:]):
                 stages[stage].append(end - start)
             totals.append(marks[-1] - marks[0])
+    return {
+        "p50_ms": float(np.median(totals) * 1000),
+        "p95_ms": float(np.percentile(totals, 95) * 1000),
+        "stages_p50_ms": {stage: float(np.median(values) * 1000) for stage, values in stages.items()},
+        "iterations": iterations,
+        "mask_png_bytes": len(png),
+    }
+
+
+GPU_DECODE_PIPELINE = "torch-fp16-gpu-jpeg-decode"
+
+
+def measure_gpu_pipeline(model, jpeg: bytes, prompt: str, image_size: int, iterations: int, warmup: int = 3) -> dict[str, Any]:
+    """Time JPEG bytes -> mask PNG bytes with every pixel step on the GPU: nvJPEG decoding
+    (``torchvision.io.decode_jpeg``), resizing, the fp16 model, upsampling and thresholding;
+    only the finished mask comes back for PNG encoding. Same stages and result as
+    :func:`measure_pipeline`.
+
+    Raises:
+        RuntimeError: If torchvision or its GPU decoder is not available.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from drywallqa.processing import encode_mask_png
+
+    try:
+        from torchvision.io import decode_jpeg
+    except ImportError as exc:
+        raise RuntimeError("torchvision is not installed (its decode_jpeg does nvJPEG decoding)") from exc
+    import copy
+
+    device = torch.device("cuda")
+    # A copy: the runtimes measured before may have converted the shared model in place.
+    net = copy.deepcopy(model).float().to(device).eval().to(memory_format=torch.channels_last)
+    embedding = net.embed_prompts([prompt])
+    data = torch.frombuffer(bytearray(jpeg), dtype=torch.uint8)
+    stages: dict[str, list[float]] = {stage: [] for stage in PIPELINE_STAGES}
+    totals: list[float] = []
+    png = b""
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+        for step in range(warmup + iterations):
+            marks = [time.perf_counter()]
+            image = decode_jpeg(data, device=device)  # (3, H, W) uint8 on the GPU
+            torch.cuda.synchronize()
+            marks.append(time.perf_counter())
+            height, width = image.shape[-2:]
+            batch = F.interpolate(image[None].float().div_(255.0), size=(image_size, image_size), mode="bilinear",
+                                  align_corners=False).contiguous(memory_format=torch.channels_last)
+            torch.cuda.synchronize()
+            marks.append(time.perf_counter())
+            mask_logits, _ = net(batch, embedding)
+            torch.cuda.synchronize()
+            marks.append(time.perf_counter())
+            mask = F.interpolate(mask_logits.float(), size=(height, width), mode="bilinear", align_corners=False)[0, 0] > 0
+            mask = mask.cpu().numpy()
+            marks.append(time.perf_counter())
+            png = encode_mask_png(mask)
+            marks.append(time.perf_counter())
+            if step >= warmup:
+                for stage, start, end in zip(PIPELINE_STAGES, marks, marks[1:]):
+                    stages[stage].append(end - start)
+                totals.append(marks[-1] - marks[0])
     return {
         "p50_ms": float(np.median(totals) * 1000),
         "p95_ms": float(np.percentile(totals, 95) * 1000),
@@ -667,12 +744,18 @@ def machine_info(settings: BenchSettings) -> dict[str, Any]:
 
 
 # -- the run --------------------------------------------------------------------------------------
-def run_benchmark(settings: BenchSettings | None = None, progress: Callable[[str], None] | None = None) -> dict:
-    """Measure every available PromptUNet runtime, CLIPSeg and SAM, and the pipeline, in one process.
+def run_benchmark(
+    settings: BenchSettings | None = None,
+    progress: Callable[[str], None] | None = None,
+    checkpoint: Callable[[dict], None] | None = None,
+) -> dict:
+    """Measure CLIPSeg and SAM, every available PromptUNet runtime and the pipeline, in one process.
 
     Args:
         settings: What to measure; :meth:`BenchSettings.create` by default.
         progress: Called with one line per step (e.g. ``print``).
+        checkpoint: Called with the report so far after every measurement, so a run stopped from
+            outside (a device call's time limit) still leaves what it measured.
 
     Returns:
         A JSON-ready dict: ``machine``, ``settings``, ``results`` (one per model and runtime),
@@ -682,7 +765,6 @@ def run_benchmark(settings: BenchSettings | None = None, progress: Callable[[str
     """
     import torch
 
-    from drywallqa.export.bench_report import compute_ratios, evaluate_goals
     from drywallqa.export.parity import (
         compare_outputs,
         synthetic_images,
@@ -705,7 +787,45 @@ def run_benchmark(settings: BenchSettings | None = None, progress: Callable[[str
         "pipeline": {},
         "onnxruntime_profile": None,
     }
+
+    def out_of_time(model: str, runtime: str) -> bool:
+        if not settings.max_seconds or time.perf_counter() - started < settings.max_seconds:
+            return False
+        report["skipped"].append({"model": model, "runtime": runtime,
+                                  "reason": f"time budget of {settings.max_seconds:g} s spent"})
+        say(f"skip {model} {runtime}: time budget spent")
+        return True
+
+    def measured(result: RuntimeResult) -> None:
+        report["results"].append(asdict(result))
+        say(_result_line(result))
+        if checkpoint is not None:
+            checkpoint(_finish(report, settings, started))
+
     try:
+        # The baselines first: every ratio needs them, and a budget runs out at the end.
+        if settings.baselines:
+            baseline_runtime = "torch-bf16-autocast" if settings.device == "cuda" else "torch-fp32"
+            for name, size, plan, description in (
+                ("clipseg", settings.clipseg_size, settings.clipseg,
+                 "CLIPSeg rd64 (ViT-B/16 CLIP), conditional embedding precomputed" if not settings.quick else "CLIPSeg, tiny config"),
+                ("sam", settings.sam_size, settings.sam,
+                 "SAM ViT-B, one box prompt, image encoder + decoder" if not settings.quick else "SAM, tiny config"),
+            ):
+                if out_of_time(name, baseline_runtime):
+                    continue
+                say(f"{name} {baseline_runtime} ...")
+                try:
+                    result = measure(name, baseline_runtime, description, _baseline_builder(name, settings), plan, size,
+                                     settings.device)
+                except Exception as exc:  # noqa: BLE001 - e.g. a transformers release that renamed a config field; reported
+                    report["skipped"].append({"model": name, "runtime": baseline_runtime, "reason": f"failed: {exc}"})
+                    say(f"skip {name}: failed: {exc}")
+                    continue
+                finally:
+                    if settings.device == "cuda":
+                        torch.cuda.empty_cache()
+                measured(result)
         torch.manual_seed(settings.seed)
         model = build_model(
             "promptunet", pretrained=False, text_encoder="hashing", encoder=settings.encoder,
@@ -726,8 +846,11 @@ def run_benchmark(settings: BenchSettings | None = None, progress: Callable[[str
                     report["skipped"].append({"model": PROMPTUNET_LABEL, "runtime": runtime, "reason": reason})
                     say(f"skip {runtime}: {reason}")
                     continue
+                if out_of_time(PROMPTUNET_LABEL, runtime):
+                    continue
                 say(f"promptunet {runtime} ...")
                 holder: dict[str, Any] = {}
+                predictor = None
 
                 def build(runtime=runtime, holder=holder):
                     predictor = _build_promptunet_predictor(runtime, context)
@@ -738,22 +861,34 @@ def run_benchmark(settings: BenchSettings | None = None, progress: Callable[[str
                 try:
                     result = measure(PROMPTUNET_LABEL, runtime, f"PromptUNet-{settings.encoder}, {runtime}", build,
                                      settings.promptunet, settings.image_size, settings.device)
+                    predictor = holder["predictor"]
+                    outputs = predictor.forward_batch(*context.batch(len(images)))
+                    if runtime == REFERENCE_RUNTIME:
+                        reference = outputs
+                    if reference is not None:
+                        result.parity = compare_outputs(reference, outputs, runtime, max_logit_diff=None).to_dict()
+                    report["pipeline"][runtime] = measure_pipeline(
+                        predictor, jpeg, jpeg_prompt, settings.pipeline_iterations
+                    )
                 except Exception as exc:  # noqa: BLE001 - one runtime failing (e.g. no C++ compiler for torch.compile) must not end the run; the reason is reported
                     report["skipped"].append({"model": PROMPTUNET_LABEL, "runtime": runtime, "reason": f"failed: {exc}"})
                     say(f"skip {runtime}: failed: {exc}")
                     continue
-                predictor = holder["predictor"]
-                outputs = predictor.forward_batch(*context.batch(len(images)))
-                if runtime == REFERENCE_RUNTIME:
-                    reference = outputs
-                if reference is not None:
-                    result.parity = compare_outputs(reference, outputs, runtime, max_logit_diff=None).to_dict()
-                report["pipeline"][runtime] = measure_pipeline(
-                    predictor, jpeg, jpeg_prompt, settings.pipeline_iterations
-                )
-                report["results"].append(asdict(result))
-                say(_result_line(result))
-                del predictor, holder
+                finally:
+                    holder.clear()
+                    predictor = None  # free its buffers (CUDA graphs hold their own) before the next runtime
+                    if settings.device == "cuda":
+                        torch.cuda.empty_cache()
+                measured(result)
+            if settings.device == "cuda" and not out_of_time(PROMPTUNET_LABEL, GPU_DECODE_PIPELINE):
+                say(f"pipeline {GPU_DECODE_PIPELINE} ...")
+                try:
+                    report["pipeline"][GPU_DECODE_PIPELINE] = measure_gpu_pipeline(
+                        model, jpeg, jpeg_prompt, settings.image_size, settings.pipeline_iterations
+                    )
+                except Exception as exc:  # noqa: BLE001 - reported, the rest of the run stands
+                    report["skipped"].append({"model": PROMPTUNET_LABEL, "runtime": GPU_DECODE_PIPELINE, "reason": f"failed: {exc}"})
+                    say(f"skip {GPU_DECODE_PIPELINE}: failed: {exc}")
             if settings.profile_iterations and context.onnx_path is not None and settings.device == "cpu":
                 say("onnxruntime profile ...")
                 store_batch, store_prompts = context.batch(1)
@@ -762,24 +897,19 @@ def run_benchmark(settings: BenchSettings | None = None, progress: Callable[[str
                 report["onnxruntime_profile"] = profile_onnx(
                     context.onnx_path, store_batch, embeddings, settings.profile_iterations, threads=1
                 )
-        if settings.baselines:
-            for name, size, plan, description in (
-                ("clipseg", settings.clipseg_size, settings.clipseg,
-                 "CLIPSeg rd64 (ViT-B/16 CLIP), conditional embedding precomputed" if not settings.quick else "CLIPSeg, tiny config"),
-                ("sam", settings.sam_size, settings.sam,
-                 "SAM ViT-B, one box prompt, image encoder + decoder" if not settings.quick else "SAM, tiny config"),
-            ):
-                say(f"{name} torch-fp32 ...")
-                result = measure(name, "torch-fp32", description, _baseline_builder(name, settings), plan, size,
-                                 settings.device)
-                report["results"].append(asdict(result))
-                say(_result_line(result))
     finally:
         torch.set_num_threads(previous_threads)
     with contextlib.suppress(OSError, AttributeError):
         report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    return _finish(report, settings, started)
+
+
+def _finish(report: dict, settings: BenchSettings, started: float) -> dict:
+    """The report with ratios, goals and duration computed from what was measured so far."""
+    from drywallqa.export.bench_report import compute_ratios, evaluate_goals
+
     report["ratios"] = compute_ratios(report["results"])
-    report["goals"] = evaluate_goals(report) if settings.device == "cpu" else []
+    report["goals"] = evaluate_goals(report)
     report["duration_s"] = round(time.perf_counter() - started, 1)
     return report
 
