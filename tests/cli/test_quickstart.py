@@ -1,5 +1,7 @@
 """The README's main job, `drywallqa quickstart`, end to end (with a tiny model for speed)."""
 
+import json
+
 from drywallqa.cli import main
 from drywallqa.models import build_model
 
@@ -10,8 +12,14 @@ def test_quickstart_writes_data_predictions_and_reports(tmp_path, capsys):
     assert main(["quickstart", str(out), "--images", "24", "--model", str(model_dir)]) == 0
     printed = capsys.readouterr().out
     assert "[4/4]" in printed and "leakage drywall-join" in printed
+    assert printed.count("mask IoU against the generator's exact masks") == 2
     for name in ("cracks", "drywall-join"):
         assert (out / f"report-{name}.html").stat().st_size > 1000
         assert (out / "predictions" / name / "results.jsonl").is_file()
+        # Every prediction is scored against the true mask, which the report shows beside it.
+        records = [json.loads(line) for line in (out / "predictions" / name / "results.jsonl").read_text().splitlines()]
+        assert records and all(0.0 <= r["truth"]["iou"] <= 1.0 for r in records)
+        assert all((out / "predictions" / name / r["truth"]["overlay"]).is_file() for r in records)
+        assert "mean IoU vs truth" in (out / f"report-{name}.html").read_text()
     # A rerun resumes: nothing is predicted again.
     assert main(["quickstart", str(out), "--images", "24", "--model", str(model_dir)]) == 0

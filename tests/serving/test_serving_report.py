@@ -6,6 +6,8 @@ import base64
 import io
 import re
 
+import numpy as np
+import pytest
 from PIL import Image
 from serving_helpers import DarkPixelPredictor, dark_line_image
 
@@ -76,3 +78,20 @@ def test_report_cli(tmp_path, capsys):
     assert "<title>Site 4 walls</title>" in (tmp_path / "cli.html").read_text(encoding="utf-8")
     assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.html")]) == 2
     assert "no such results file" in capsys.readouterr().err
+
+
+def test_a_record_scored_against_truth_shows_the_truth_beside_the_prediction(tmp_path):
+    """attach_truth: IoU of the saved mask against a known true mask, and the truth overlay in the report."""
+    from drywallqa.serving.predict import read_results
+    from drywallqa.serving.truth import attach_truth
+
+    image_path = write_image(tmp_path / "wall.png", dark_line_image())
+    predict_images([image_path], ["segment crack"], tmp_path / "run", DarkPixelPredictor())
+    truth = np.zeros((64, 96), dtype=bool)
+    truth[30:33, 10:50] = True  # half of the dark line the predictor finds
+    scores = attach_truth(tmp_path / "run", {(str(image_path.resolve()), "crack"): truth})
+    assert scores["crack"] == pytest.approx(0.5, abs=0.05)
+    records, folder = read_results(tmp_path / "run")
+    assert records[0]["truth"]["truth_pixels"] == int(truth.sum())
+    html = render_report(records, folder)
+    assert "truth · IoU 0.5" in html and "mean IoU vs truth" in html

@@ -29,6 +29,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
     from drywallqa.data.synthetic import generate_sample_data
     from drywallqa.inference import load_predictor
     from drywallqa.serving import predict_images, write_report
+    from drywallqa.serving.truth import attach_truth, sample_data_truths
 
     out = Path(args.out)
     print(f"[1/4] generating {args.images} sample images in {out / 'data'}")
@@ -40,13 +41,16 @@ def run_quickstart(args: argparse.Namespace) -> int:
     print("[3/4] segmenting the validation images with the shipped model" if args.model is None else f"[3/4] segmenting with {args.model}")
     predictor = load_predictor(args.model)
     prompts = PromptConfig.default()
+    truths = sample_data_truths(paths.root, "valid")
     for ds in datasets:
         (class_name,) = ds.class_names
         prompt = prompts.resolve(class_name).prompt
         images = [str(s.image_path) for s in ds.split("valid")]
         run = predict_images(images, [prompt], out / "predictions" / ds.name, predictor, model_id=args.model or "shipped")
         counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(run.verdict_counts().items()))
-        print(f"  {ds.name}: {len(run.records)} images with {prompt!r}: {counts}")
+        scores = attach_truth(out / "predictions" / ds.name, truths)
+        iou = "; ".join(f"mask IoU against the generator's exact masks {v:.2f}" for v in scores.values())
+        print(f"  {ds.name}: {len(run.records)} images with {prompt!r}: {counts}" + (f"; {iou}" if iou else ""))
 
     print("[4/4] writing the reports")
     for ds in datasets:

@@ -57,6 +57,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 tr.fail td:first-child { border-left: 4px solid var(--fail); }
 tr.pass td:first-child { border-left: 4px solid var(--pass); }
 tr.unchecked td:first-child { border-left: 4px solid var(--unchecked); }
+.pair { display: flex; gap: 6px; } .pair figure { margin: 0; } .pair figcaption { color: #4a5562; font-size: 12px; }
 img.thumb { width: 220px; border-radius: 4px; display: block; cursor: zoom-in; outline: none; }
 img.thumb:focus { width: min(90vw, 480px); cursor: zoom-out; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600;
@@ -117,6 +118,9 @@ def render_report(records: Sequence[dict], folder: str | os.PathLike, *, summary
     skipped = summary.get("skipped_images") or []
     if skipped:
         cards.append(("unreadable", len(skipped), ""))
+    scored = [r["truth"]["iou"] for r in records if r.get("truth")]
+    if scored:
+        cards.append((f"mean IoU vs truth ({len(scored)} masks)", f"{np.mean(scored):.2f}", ""))
     settings = [
         f"model <b>{_e(summary.get('model') or _first(records, 'model'))}</b>",
         f"threshold {_e(summary.get('threshold', _first(records, 'threshold')))}",
@@ -199,13 +203,23 @@ def _row(number: int, record: dict, folder: Path, unit: str) -> str:
 
 
 def _thumbnail(record: dict, folder: Path) -> str:
-    path = folder / str(record.get("overlay", ""))
+    html_ = _image(folder / str(record.get("overlay", "")), f"overlay of {Path(record['image']).name} for {record['prompt']}")
+    truth = record.get("truth")
+    if truth:
+        # Where the true mask is known (the quickstart's sample data): the truth beside the prediction.
+        alt = f"true mask of {Path(record['image']).name}"
+        html_ = (f'<div class="pair"><figure>{html_}<figcaption>prediction</figcaption></figure>'
+                 f'<figure>{_image(folder / truth["overlay"], alt)}<figcaption>truth · IoU {truth["iou"]:.2f}</figcaption>'
+                 "</figure></div>")
+    return html_
+
+
+def _image(path: Path, alt: str) -> str:
     try:
         image = read_image(path)
     except DataError:
         return '<span class="muted">overlay missing</span>'
     data = base64.b64encode(jpeg_bytes(image, quality=THUMBNAIL_QUALITY, max_side=THUMBNAIL_SIDE)).decode("ascii")
-    alt = f"overlay of {Path(record['image']).name} for {record['prompt']}"
     return f'<img class="thumb" tabindex="0" alt="{_e(alt)}" src="data:image/jpeg;base64,{data}">'
 
 
