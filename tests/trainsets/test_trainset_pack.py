@@ -108,3 +108,13 @@ def test_trainset_config_points_into_the_pack(carved, tmp_path):
     config = TrainingPack.open(tmp_path / "pack").trainset_config()
     assert isinstance(config, TrainSetConfig) and not config.verify_images
     assert all(str(tmp_path / "pack") in d for d in config.datasets)
+
+
+def test_synthetic_scenes_travel_in_the_pack_as_train_only_datasets(carved, tmp_path):
+    config = carved.with_overrides({"synthetic": {"images": 12, "seed": 5, "size": 64, "cache": str(tmp_path / "cache")}})
+    source = build_trainset(config)
+    write_pack(source, tmp_path / "pack")  # checks records and targets against the source
+    pack = TrainingPack.open(tmp_path / "pack")
+    assert {p.name for p in pack.dataset_folders} >= {"synthetic-cracks", "synthetic-drywall-join"}
+    rebuilt = build_trainset(pack.trainset_config(config.to_dict()))
+    assert {r.split for r in rebuilt.records if r.dataset.startswith("synthetic-")} == {"train"}

@@ -137,6 +137,43 @@ class AugmentationConfig:
 
 
 @dataclass
+class SyntheticConfig:
+    """Scenes of the project's own generator (:mod:`drywallqa.data.synthetic`) mixed into ``train``.
+
+    They come with exact masks (the tape band of a joint, not its box), cover what the real
+    exports lack (taped and mudded joints, cracks on painted and textured walls, varied light),
+    and go to ``train`` only: model selection and every reported figure stay on real photos.
+
+    Attributes:
+        images: Rendered images (variants included) over both classes; 0 turns the mix off.
+        seed: Seed of the scenes. ``drywallqa quickstart`` renders seed 0 (by default): keep the
+            training scenes on other seeds, so the quickstart stays an honest check.
+        size: Side of the square scenes in pixels (the real exports are 640).
+        crack_fraction: Share of the images that are crack scenes; the rest are joints.
+        cache: Folder the scenes are rendered into once and reused from; None for
+            ``$XDG_CACHE_HOME/drywallqa/synthetic`` (``~/.cache`` by default).
+    """
+
+    images: int = 0
+    seed: int = 1000
+    size: int = 640
+    crack_fraction: float = 0.5
+    cache: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("images", "seed", "size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise _fail(f"synthetic.{name}", "a non-negative integer", value)
+        if self.images and not 64 <= self.size <= 4096:
+            raise _fail("synthetic.size", "an integer in [64, 4096]", self.size)
+        self.crack_fraction = _probability("synthetic.crack_fraction", self.crack_fraction)
+        if self.cache is not None and not isinstance(self.cache, (str, Path)):
+            raise _fail("synthetic.cache", "a folder or null", self.cache)
+        self.cache = None if self.cache is None else str(self.cache)
+
+
+@dataclass
 class TrainSetConfig:
     """How to combine datasets of several prompt classes into one leak-free training set.
 
@@ -167,6 +204,9 @@ class TrainSetConfig:
             :mod:`drywallqa.trainsets.torch_dataset`).
         verify_images: Decode every image while loading, to catch corrupt files early.
         augmentation: Augmentation parameters.
+        synthetic: Generated scenes mixed into ``train`` (see :class:`SyntheticConfig`; off by default).
+        train_only: Names of datasets whose every image goes to ``train``: never carved into
+            valid or test, never a source of cross-prompt negatives (the synthetic datasets are).
     """
 
     datasets: list[str] = field(default_factory=list)
@@ -183,6 +223,8 @@ class TrainSetConfig:
     image_size: int = 512
     verify_images: bool = True
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    train_only: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.datasets, (str, Path)):
@@ -232,6 +274,13 @@ class TrainSetConfig:
             self.augmentation = _from_mapping(AugmentationConfig, self.augmentation, "augmentation.")
         if not isinstance(self.augmentation, AugmentationConfig):
             raise _fail("augmentation", "a mapping of augmentation parameters", self.augmentation)
+        if isinstance(self.synthetic, dict):
+            self.synthetic = _from_mapping(SyntheticConfig, self.synthetic, "synthetic.")
+        if not isinstance(self.synthetic, SyntheticConfig):
+            raise _fail("synthetic", "a mapping of synthetic-scene settings", self.synthetic)
+        if not isinstance(self.train_only, (list, tuple)) or not all(isinstance(n, str) for n in self.train_only):
+            raise _fail("train_only", "a list of dataset names", self.train_only)
+        self.train_only = list(self.train_only)
 
     # -- (de)serialisation -----------------------------------------------------------------------
     @classmethod

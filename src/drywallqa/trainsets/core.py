@@ -30,7 +30,7 @@ import numpy as np
 from drywallqa.data.core import AnnotatedDataset, Sample
 from drywallqa.data.groups import shared_groups, split_groups
 from drywallqa.data.prompts import PromptClass, PromptConfig
-from drywallqa.errors import DataError
+from drywallqa.errors import ConfigError, DataError
 from drywallqa.trainsets.config import BOX_TARGET, TrainSetConfig
 from drywallqa.trainsets.sources import image_key, load_datasets, load_pseudo_masks
 
@@ -347,22 +347,33 @@ def build_trainset(
         ConfigError: For a bad config (no dataset, missing pseudo-mask folder, ...).
         DataError: For unreadable datasets, or box-only samples missing from a pseudo-mask dataset.
     """
+    from drywallqa.trainsets.synthetic import synthetic_datasets
+
     config = config or TrainSetConfig()
     prompt_config = PromptConfig.from_yaml(config.prompt_config) if config.prompt_config else PromptConfig.default()
     if datasets is None:
         datasets = load_datasets(config.datasets, prompt_config, config.verify_images)
-    datasets = list(datasets)
+    synthetic = synthetic_datasets(config.synthetic, prompt_config, config.verify_images)
+    datasets = list(datasets) + synthetic
+    train_only = set(config.train_only) | {ds.name for ds in synthetic}
+    unknown = sorted(train_only - {ds.name for ds in datasets})
+    if unknown:
+        raise ConfigError(
+            f"trainset config: train_only names {unknown[0]!r}, which is not a dataset here "
+            f"(the datasets are: {', '.join(sorted(ds.name for ds in datasets))})"
+        )
     # Sorted so the build depends on the files, not on the order a folder listing returned them.
     samples = sorted(
         ((s, ds) for ds in datasets for s in ds.samples), key=lambda p: (p[0].dataset, p[0].split, str(p[0].image_path))
     )
     by_published: dict[str, set[str]] = defaultdict(set)
     for s, _ in samples:
-        by_published[s.split].add(_group_key(s))
+        if s.dataset not in train_only:
+            by_published[s.split].add(_group_key(s))
     published_leaks = shared_groups(by_published)
 
-    assigned, dropped_groups, dropped_images = _assign_splits(samples, published_leaks, config)
-    builder = _RecordBuilder(config, prompt_config)
+    assigned, dropped_groups, dropped_images = _assign_splits(samples, published_leaks, config, train_only)
+    builder = _RecordBuilder(config, prompt_config, train_only)
     for (sample, ds), split in zip(samples, assigned):
         if split is not None:
             builder.add_sample(sample, ds, split)
@@ -380,13 +391,27 @@ def _group_key(sample: Sample) -> str:
 
 
 def _assign_splits(
-    samples: list[tuple[Sample, AnnotatedDataset]], published_leaks: dict[str, list[str]], config: TrainSetConfig
+    samples: list[tuple[Sample, AnnotatedDataset]], published_leaks: dict[str, list[str]], config: TrainSetConfig,
+    train_only: set[str] = frozenset(),
 ) -> tuple[list[str | None], list[str], int]:
     """The split of every sample (None: dropped), the dropped groups and the dropped image count.
 
     Each dataset is split on its own (groups are keyed by dataset, so this cannot leak), which
     gives every split its share of every class instead of whatever a pooled shuffle lands on.
+    Datasets in ``train_only`` go to train whole and take no part in the carving, so adding one
+    leaves the split of every other dataset as it was.
     """
+    carved = [(s, ds) for s, ds in samples if s.dataset not in train_only]
+    assigned, dropped_groups, dropped_images = _carve(carved, published_leaks, config)
+    of_carved = iter(assigned)
+    splits = [TRAIN if s.dataset in train_only else next(of_carved) for s, _ in samples]
+    return splits, dropped_groups, dropped_images
+
+
+def _carve(
+    samples: list[tuple[Sample, AnnotatedDataset]], published_leaks: dict[str, list[str]], config: TrainSetConfig
+) -> tuple[list[str | None], list[str], int]:
+    """:func:`_assign_splits` of the datasets that are carved."""
     def published(s: Sample) -> str:
         # Images of a dataset without split folders count as published train.
         return s.split or TRAIN
@@ -423,9 +448,10 @@ def _assign_splits(
 class _RecordBuilder:
     """Accumulates records; one instance per build."""
 
-    def __init__(self, config: TrainSetConfig, prompt_config: PromptConfig):
+    def __init__(self, config: TrainSetConfig, prompt_config: PromptConfig, train_only: set[str] = frozenset()):
         self.config = config
         self.prompt_config = prompt_config
+        self.train_only = train_only
         self.records: list[TrainRecord] = []
         self.rng = np.random.default_rng(config.seed)
         self.pseudo: dict[str, dict[str, Sample]] = {
@@ -528,6 +554,9 @@ class _RecordBuilder:
             seen: set[str] = set()
             for r in base:
                 if r.is_copy or str(r.image) in seen or not set(all_classes) - own[str(r.image)]:
+                    continue
+                if r.dataset in self.train_only:
+                    # Generated crack scenes may show an unannotated joint: never a taping negative.
                     continue
                 seen.add(str(r.image))
                 sources[r.class_name].append(r)

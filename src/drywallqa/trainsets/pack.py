@@ -44,6 +44,7 @@ from drywallqa.errors import ConfigError, DataError
 from drywallqa.files import atomic_write_json, read_json
 from drywallqa.trainsets.config import TrainSetConfig
 from drywallqa.trainsets.core import PUBLISHED_PREFIX, TrainSet, build_trainset
+from drywallqa.trainsets.synthetic import SYNTHETIC_DATASETS
 
 PACK_FILE = "pack.json"
 PACK_FORMAT = 1
@@ -305,6 +306,10 @@ class TrainingPack:
         values = dict(self.manifest["trainset_config"] if data is None else data)
         values["datasets"] = [str(folder) for folder in self.dataset_folders]
         values["verify_images"] = False
+        if (values.get("synthetic") or {}).get("images"):
+            # The generated scenes are in the pack as datasets: loaded, not rendered again.
+            values["synthetic"] = {**values["synthetic"], "images": 0}
+            values["train_only"] = sorted(set(values.get("train_only") or []) | set(SYNTHETIC_DATASETS))
         return TrainSetConfig.from_dict(values)
 
     def check_split(self, trainset: TrainSet) -> None:
