@@ -552,6 +552,32 @@ def _baseline_builder(name: str, settings: BenchSettings):
 PIPELINE_STAGES = ("decode", "resize", "model", "upsample_threshold", "png_encode")
 
 
+class _StageClock:
+    """Wall times of the :data:`PIPELINE_STAGES` over repeated runs, the first ``warmup`` left out."""
+
+    def __init__(self, warmup: int, iterations: int):
+        self.warmup, self.iterations = warmup, iterations
+        self.stages: dict[str, list[float]] = {stage: [] for stage in PIPELINE_STAGES}
+        self.totals: list[float] = []
+
+    def record(self, step: int, marks: list[float]) -> None:
+        """One run's ``perf_counter`` marks: before the first stage and after each."""
+        if step < self.warmup:
+            return
+        for stage, start, end in zip(PIPELINE_STAGES, marks, marks[1:]):
+            self.stages[stage].append(end - start)
+        self.totals.append(marks[-1] - marks[0])
+
+    def summary(self, png: bytes) -> dict[str, Any]:
+        return {
+            "p50_ms": float(np.median(self.totals) * 1000),
+            "p95_ms": float(np.percentile(self.totals, 95) * 1000),
+            "stages_p50_ms": {stage: float(np.median(values) * 1000) for stage, values in self.stages.items()},
+            "iterations": self.iterations,
+            "mask_png_bytes": len(png),
+        }
+
+
 def measure_pipeline(predictor, jpeg: bytes, prompt: str, iterations: int, warmup: int = 2) -> dict[str, Any]:
     """Time JPEG bytes -> mask PNG bytes through a predictor's own stages.
 
@@ -566,8 +592,7 @@ def measure_pipeline(predictor, jpeg: bytes, prompt: str, iterations: int, warmu
     from drywallqa.inference import logits_to_result
     from drywallqa.processing import encode_mask_png, stack_model_inputs
 
-    stages: dict[str, list[float]] = {stage: [] for stage in PIPELINE_STAGES}
-    totals: list[float] = []
+    clock = _StageClock(warmup, iterations)
     png = b""
     for step in range(warmup + iterations):
         marks = [time.perf_counter()]
@@ -581,17 +606,8 @@ def measure_pipeline(predictor, jpeg: bytes, prompt: str, iterations: int, warmu
         marks.append(time.perf_counter())
         png = encode_mask_png(result.mask)
         marks.append(time.perf_counter())
-        if step >= warmup:
-            for stage, start, end in zip(PIPELINE_STAGES, marks, marks[1:]):
-                stages[stage].append(end - start)
-            totals.append(marks[-1] - marks[0])
-    return {
-        "p50_ms": float(np.median(totals) * 1000),
-        "p95_ms": float(np.percentile(totals, 95) * 1000),
-        "stages_p50_ms": {stage: float(np.median(values) * 1000) for stage, values in stages.items()},
-        "iterations": iterations,
-        "mask_png_bytes": len(png),
-    }
+        clock.record(step, marks)
+    return clock.summary(png)
 
 
 GPU_DECODE_PIPELINE = "torch-fp16-gpu-jpeg-decode"
@@ -622,8 +638,7 @@ def measure_gpu_pipeline(model, jpeg: bytes, prompt: str, image_size: int, itera
     net = copy.deepcopy(model).float().to(device).eval().to(memory_format=torch.channels_last)
     embedding = net.embed_prompts([prompt])
     data = torch.frombuffer(bytearray(jpeg), dtype=torch.uint8)
-    stages: dict[str, list[float]] = {stage: [] for stage in PIPELINE_STAGES}
-    totals: list[float] = []
+    clock = _StageClock(warmup, iterations)
     png = b""
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
         for step in range(warmup + iterations):
@@ -644,17 +659,8 @@ def measure_gpu_pipeline(model, jpeg: bytes, prompt: str, image_size: int, itera
             marks.append(time.perf_counter())
             png = encode_mask_png(mask)
             marks.append(time.perf_counter())
-            if step >= warmup:
-                for stage, start, end in zip(PIPELINE_STAGES, marks, marks[1:]):
-                    stages[stage].append(end - start)
-                totals.append(marks[-1] - marks[0])
-    return {
-        "p50_ms": float(np.median(totals) * 1000),
-        "p95_ms": float(np.percentile(totals, 95) * 1000),
-        "stages_p50_ms": {stage: float(np.median(values) * 1000) for stage, values in stages.items()},
-        "iterations": iterations,
-        "mask_png_bytes": len(png),
-    }
+            clock.record(step, marks)
+    return clock.summary(png)
 
 
 # -- ONNX Runtime profile -------------------------------------------------------------------------
