@@ -128,3 +128,39 @@ def test_report_opens_offline(browser_context, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
     page.close()
+
+
+def test_page_before_an_upload_shows_nothing_broken(browser_context, server_url):
+    page = browser_context.new_page()
+    errors, missing = [], []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("response", lambda response: missing.append(response.url) if response.status >= 400 else None)
+    page.goto(server_url + "/")
+    page.wait_for_load_state("load")
+    # Before: `.result { display: flex }` beat `hidden`, showing a broken image, a "-" and a live
+    # "Download mask" link to "#".
+    for selector in ("#result", "#overlay", "#verdict", "#download", "#preview-panel"):
+        assert not page.is_visible(selector), selector
+    shown_broken = page.evaluate(
+        "Array.from(document.images).filter(img => img.getClientRects().length && !(img.complete && img.naturalWidth))"
+        ".length")
+    assert shown_broken == 0 and page.is_disabled("#submit") and "Choose a photo" in page.inner_text("#status")
+    favicon = page.evaluate("fetch('/favicon.ico').then(r => [r.status, r.headers.get('content-type')])")
+    assert favicon == [200, "image/x-icon"]
+    assert errors == [] and missing == []
+    page.close()
+
+
+def test_api_docs_render_offline_in_chromium(browser_context, server_url):
+    page = browser_context.new_page()
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(server_url + "/docs")
+    # Swagger UI 4.x answered FastAPI's OpenAPI 3.1 with "Unable to render this definition".
+    page.wait_for_selector(".opblock-summary-path[data-path='/v1/segment']", timeout=30_000)
+    text = page.inner_text("body")
+    assert "Unable to render" not in text and "/healthz" in text
+    assert all(url.startswith((server_url, "data:")) for url in requests), requests  # nothing from a CDN
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "api-docs.png"), full_page=True)
+    page.close()
