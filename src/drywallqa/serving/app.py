@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import math
 import threading
 import time
@@ -481,6 +482,7 @@ def create_app(
             raise HTTPException(413, f"image is {len(data) / 1e6:.1f} MB; the limit is {max_upload_mb:g} MB")
         if not data:
             raise HTTPException(422, "image: the uploaded file is empty")
+        _check_upload_header(data, image.filename or "upload", max_image_pixels)
         try:
             predictor = holder.get() if holder.loaded else await asyncio.to_thread(holder.get)
         except DrywallQAError as exc:
@@ -491,7 +493,7 @@ def create_app(
         def decode_predict_and_inspect() -> tuple[Photo, list[dict]]:
             # Decoding a large photo is heavy work too: inside the queue, off the event loop.
             started_work = time.perf_counter()
-            photo = _decode_upload(data, image.filename or "upload", max_image_pixels)
+            photo = _decode_upload(data, image.filename or "upload")
             timing["decode"] = time.perf_counter() - started_work
             pixels = photo.pixels
             results = predictor.predict_batch([pixels] * len(prompts), prompts)
@@ -553,17 +555,32 @@ def _check_prompts(prompts: list[str], max_prompts: int) -> list[str]:
     return list(dict.fromkeys(checked))
 
 
-def _decode_upload(data: bytes, name: str, max_pixels: int) -> Photo:
-    """Decode an upload, reduced when large, after checking its pixel count from the header alone."""
-    from drywallqa.files import open_image
+def _check_upload_header(data: bytes, name: str, max_pixels: int) -> None:
+    """Refuse what the header alone shows (not an image, too many pixels, too small): cheap, so it
+    runs before the work queue and a broken upload never waits behind predictions."""
+    from drywallqa.files import MIN_IMAGE_SIDE, open_image
 
-    try:
+    with _upload_errors(name):
         with open_image(data, name) as img:
             width, height = img.size
         if width * height > max_pixels:
             raise HTTPException(413, f"{name}: image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
                                      f"the limit is {max_pixels / 1e6:.0f}")
+        if min(width, height) < MIN_IMAGE_SIDE:
+            read_photo(data, name=name)  # raises the one message for a too small image
+
+
+def _decode_upload(data: bytes, name: str) -> Photo:
+    """Decode an upload (checked by :func:`_check_upload_header`), reduced when large."""
+    with _upload_errors(name):
         return read_photo(data, name=name)
+
+
+@contextlib.contextmanager
+def _upload_errors(name: str):
+    """Image errors as HTTP errors: too large 413, too small 422, unreadable or corrupt 415."""
+    try:
+        yield
     except ImageSizeError as exc:
         raise HTTPException(413 if exc.too_large else 422, str(exc)) from exc
     except DataError as exc:
