@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from serving_helpers import DarkPixelPredictor, dark_line_image
+from serving_helpers import DarkPixelPredictor, dark_line_image, running_server
 
 from drywallqa.data.synthetic import render_sample_image
 from drywallqa.files import write_image
@@ -47,28 +44,14 @@ def browser_context(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server_url():
     """The app on uvicorn in a thread, on a free port of 127.0.0.1."""
-    uvicorn = pytest.importorskip("uvicorn", reason="the HTTP service needs uvicorn (pip install 'drywallqa[serve]')")
+    pytest.importorskip("uvicorn", reason="the HTTP service needs uvicorn (pip install 'drywallqa[serve]')")
     pytest.importorskip("fastapi", reason="the HTTP service needs FastAPI (pip install 'drywallqa[serve]')")
     from drywallqa.serving import create_app
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     # Dark pixels stand in for the model so the screenshot shows the synthetic cracks; the real
     # model path (lazy loading included) is covered by test_serving_api.
-    app = create_app(DarkPixelPredictor(level=130), model_id="dark-pixels")
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with running_server(create_app(DarkPixelPredictor(level=130), model_id="dark-pixels")) as (port, _):
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_page_uploads_a_photo_and_shows_the_overlay(browser_context, server_url, tmp_path):

@@ -4,7 +4,6 @@ on a real uvicorn with :func:`drywallqa.serving.server.server_config` (raw socke
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
@@ -12,11 +11,9 @@ import pytest
 pytest.importorskip("uvicorn", reason="the HTTP service needs uvicorn (pip install 'drywallqa[serve]')")
 pytest.importorskip("multipart", reason="FastAPI forms need python-multipart (pip install 'drywallqa[serve]')")
 import httpx
-import uvicorn
-from serving_helpers import DarkPixelPredictor
+from serving_helpers import DarkPixelPredictor, running_server
 
 from drywallqa.serving import create_app
-from drywallqa.serving.server import server_config
 
 HEADER_TIMEOUT_S = 0.5
 MAX_CONNECTIONS = 30
@@ -24,25 +21,10 @@ MAX_CONNECTIONS = 30
 
 @pytest.fixture(scope="module")
 def server():
-    """The app on the guarded protocol in a thread, on a free port of 127.0.0.1."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    """The app on the guarded protocol in a thread: (port, uvicorn server)."""
     app = create_app(DarkPixelPredictor(), body_timeout_s=0.5)
-    config = server_config(app, port=port, header_timeout_s=HEADER_TIMEOUT_S, max_connections=MAX_CONNECTIONS,
-                           log_level="critical")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield port, server
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with running_server(app, header_timeout_s=HEADER_TIMEOUT_S, max_connections=MAX_CONNECTIONS) as running:
+        yield running
 
 
 def slow_client(port: int, first: bytes = b"GET /healthz HTTP/1.1\r\nHost: x\r\n") -> socket.socket:
