@@ -192,8 +192,8 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None):
     except UnidentifiedImageError as exc:
         raise DataError(f"{name}: not a readable image") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageSizeError(f"{name}: image has too many pixels ({exc}); the limit is "
-                             f"{MAX_DECODE_PIXELS / 1e6:.0f} megapixels", too_large=True) from exc
+        raise ImageSizeError(f"{name}: image has too many pixels (over {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} "
+                             f"megapixels); drywallqa decodes at most {MAX_DECODE_PIXELS / 1e6:.0f}", too_large=True) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DataError(f"{name}: corrupt or truncated image ({exc})") from exc
 
@@ -203,8 +203,7 @@ def _open_unchecked(fp: Path | io.BytesIO) -> Image.Image:
     try:
         return Image.open(fp)
     except Image.DecompressionBombError:
-        head = fp.read_bytes()[:3] if isinstance(fp, Path) else fp.getvalue()[:3]
-        if head != b"\xff\xd8\xff":
+        if not (_is_jpeg_file(fp) if isinstance(fp, Path) else fp.getvalue()[:3] == b"\xff\xd8\xff"):
             raise
         if isinstance(fp, io.BytesIO):
             fp.seek(0)
