@@ -112,6 +112,15 @@ def test_rerun_with_other_settings_is_refused_or_overwritten(photo_folder, tiny_
     assert predict_images([photo_folder], prompts, out, predictor, model_id=model_id).resumed == 4 * len(prompts)
 
 
+def test_run_file_without_masks_does_not_block_a_rerun(photo_folder, tmp_path, dark_predictor):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"model": "other", "runtime": "x", "threshold": 0.1, "tta": "none",
+                                              "prompts": ["segment crack"]}))
+    assert predict_images([photo_folder], PROMPTS[:1], out, dark_predictor).predicted == 4
+    assert read_json(out / "run.json")["runtime"] == "dark-pixels"
+
+
 @pytest.mark.parametrize("where", ["same", "parent", "glob-inside"])
 def test_output_folder_must_not_hold_the_inputs(photo_folder, dark_predictor, where):
     inputs, out = {

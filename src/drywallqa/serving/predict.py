@@ -318,7 +318,7 @@ def _claim_output_dir(out: Path, settings: dict, overwrite: bool) -> bool:
         except DataError:
             previous = None
     changed = []
-    if isinstance(previous, dict):
+    if isinstance(previous, dict) and any((out / "records").glob("*.json")):  # no masks yet: nothing to protect
         changed = [f"{key} {previous.get(key)!r} -> {settings[key]!r}" for key in _RUN_KEYS if previous.get(key) != settings[key]]
     if changed and not overwrite:
         raise ConfigError(f"{path}: this folder holds masks made with other settings ({'; '.join(changed)}); "
