@@ -1,7 +1,9 @@
-"""Shared fixtures: the real datasets in ../shared/data, when present."""
+"""Shared fixtures: the real datasets in ../shared/data, when present; a read-only folder."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,3 +17,22 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "cracks").is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture
+def read_only_dir(tmp_path) -> Path:
+    """An existing folder nothing can be written into, not even by root (CI runs as root): made
+    read-only with chmod, and immutable with ``chattr +i`` when running as root (skips where the
+    file system has no immutable flag)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+            pytest.skip("chattr +i is not supported here: cannot make a folder read-only for root")
+    else:
+        folder.chmod(0o555)
+    yield folder
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+    else:
+        folder.chmod(0o755)

@@ -19,6 +19,18 @@ class DataError(DrywallQAError):
     """A dataset file or entry is unreadable or invalid."""
 
 
+class ImageSizeError(DataError):
+    """An image is too small to judge, or too large to decode (see :mod:`drywallqa.files`).
+
+    Attributes:
+        too_large: True for an image over the pixel limit, False for one under the minimum side.
+    """
+
+    def __init__(self, message: str, too_large: bool = False):
+        super().__init__(message)
+        self.too_large = too_large
+
+
 class ConfigError(DrywallQAError):
     """A configuration value or command-line argument is invalid."""
 

@@ -7,17 +7,21 @@ interrupted run or a full disk never leaves a half-written output behind.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import math
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
-from drywallqa.errors import DataError, DrywallQAError
+from drywallqa.errors import DataError, DrywallQAError, ImageSizeError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -36,8 +40,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         DrywallQAError: If the write fails (e.g. disk full); the destination is left untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise DrywallQAError(f"could not write {path}: {exc.strerror or exc}") from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -52,6 +59,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     finally:
         if tmp.exists():
             tmp.unlink()
+    return path
+
+
+def ensure_writable(path: str | os.PathLike, *, folder: bool = True) -> Path:
+    """Fail now, not after minutes of work, when outputs cannot be written to ``path``.
+
+    Args:
+        path: An output folder (created if missing), or with ``folder=False`` an output file
+            (its folder is checked).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        DrywallQAError: One line naming the folder, if it cannot be created or written into.
+    """
+    path = Path(path)
+    target = path if folder else path.parent
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as exc:
+        raise DrywallQAError(f"cannot write to {target}: {exc.strerror or exc} (choose a writable folder)") from exc
     return path
 
 
@@ -96,20 +127,104 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataError(f"{path}: cannot read ({exc})") from exc
 
 
+#: Photos smaller than this on either side are refused by ``predict`` and ``serve`` (a skip with one
+#: line, HTTP 422): the model sees a 448 px square, and an image a few pixels wide stretched to it
+#: gives a mask and a verdict about nothing.
+MIN_IMAGE_SIDE = 32
+#: The most pixels decoded from one file: 100 megapixels, 300 MB as RGB. A larger JPEG is decoded
+#: at 1/2, 1/4 or 1/8 scale (DCT scaling, never the full image) where a reduced image will do
+#: (``predict``, ``serve``); any other larger file, and any larger image of a dataset, is refused
+#: with one line naming it.
+MAX_DECODE_PIXELS = 100_000_000
+#: ``predict`` and ``serve`` decode photos reduced to at most this long side (the model sees a
+#: 448 px square; masks and overlays are written at the reduced size, QA figures are given in the
+#: file's pixels).
+PHOTO_MAX_SIDE = 4096
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A decoded photo: its pixels, possibly reduced, and the size of the file it came from.
+
+    Attributes:
+        pixels: RGB ``uint8`` ``(h, w, 3)``.
+        width: Width of the image in the file.
+        height: Height of the image in the file.
+    """
+
+    pixels: np.ndarray
+    width: int
+    height: int
+
+    @property
+    def scale(self) -> float:
+        """File pixels per decoded pixel (1.0 when decoded at full size)."""
+        return self.width / self.pixels.shape[1]
+
+    def __repr__(self) -> str:
+        h, w = self.pixels.shape[:2]
+        return f"Photo({self.width}x{self.height}, decoded {w}x{h})"
+
+
 @contextlib.contextmanager
-def open_image(path: str | os.PathLike):
+def open_image(source: str | os.PathLike | bytes, name: str | None = None):
     """``PIL.Image.open`` whose failures (also while decoding inside the block) become one-line
-    :class:`DataError` naming the file: missing, not an image, or corrupt/truncated."""
-    path = Path(path)
+    :class:`DataError` naming the file: missing, not an image, or corrupt/truncated.
+
+    Args:
+        source: A path, or the encoded bytes of an image.
+        name: What messages call it (default: the path, or ``<upload>`` for bytes).
+
+    PIL's decompression-bomb warnings are silenced (:data:`MAX_DECODE_PIXELS` is checked by the
+    readers instead), and a JPEG over PIL's own limit still opens, so that it can be decoded reduced.
+    """
+    is_bytes = isinstance(source, (bytes, bytearray, memoryview))
+    name = name or ("<upload>" if is_bytes else str(source))
     try:
-        with Image.open(path) as img:
-            yield img
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with _open_unchecked(io.BytesIO(source) if is_bytes else Path(source)) as img:
+                yield img
     except FileNotFoundError as exc:
-        raise DataError(f"{path}: image file not found") from exc
+        raise DataError(f"{name}: image file not found") from exc
+    except IsADirectoryError as exc:
+        raise DataError(f"{name}: is a folder, not an image") from exc
     except UnidentifiedImageError as exc:
-        raise DataError(f"{path}: not a readable image") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: corrupt or truncated image ({exc})") from exc
+        raise DataError(f"{name}: not a readable image") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageSizeError(f"{name}: image has too many pixels (over {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} "
+                             f"megapixels); drywallqa decodes at most {MAX_DECODE_PIXELS / 1e6:.0f}", too_large=True) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DataError(f"{name}: corrupt or truncated image ({exc})") from exc
+
+
+def _open_unchecked(fp: Path | io.BytesIO) -> Image.Image:
+    """``Image.open``; a JPEG that PIL refuses as a decompression bomb is opened without that check."""
+    try:
+        return Image.open(fp)
+    except Image.DecompressionBombError:
+        if not (_is_jpeg_file(fp) if isinstance(fp, Path) else fp.getvalue()[:3] == b"\xff\xd8\xff"):
+            raise
+        if isinstance(fp, io.BytesIO):
+            fp.seek(0)
+        return JpegImagePlugin.JpegImageFile(fp)
+
+
+def check_jpeg_data(data: bytes, name: str) -> None:
+    """Raise :class:`DataError` when libjpeg reports corrupt or truncated scan data.
+
+    PIL ignores libjpeg's warnings and returns whatever the damaged scan decodes to (grey blocks,
+    smeared colours), which a model then judges. libjpeg-turbo through ``simplejpeg`` in strict
+    mode turns them into errors; the check decodes at 1/8 scale, which reads every byte.
+    """
+    import simplejpeg
+
+    try:
+        colorspace = simplejpeg.decode_jpeg_header(data)[2]
+        output = {"GRAY": "GRAY", "CMYK": "CMYK", "YCCK": "CMYK"}.get(colorspace, "RGB")
+        simplejpeg.decode_jpeg(data, colorspace=output, min_height=1, min_width=1, min_factor=8, strict=True)
+    except ValueError as exc:
+        raise DataError(f"{name}: corrupt or truncated JPEG data ({exc})") from exc
 
 
 def image_size(path: str | os.PathLike, verify: bool = True) -> tuple[int, int]:
@@ -117,43 +232,137 @@ def image_size(path: str | os.PathLike, verify: bool = True) -> tuple[int, int]:
 
     Args:
         path: Image file.
-        verify: Decode the pixel data too, so truncated files are caught. JPEGs are decoded at 1/8
-            scale (DCT scaling), which reads every byte but costs about a millisecond.
+        verify: Decode the pixel data too, so truncated and corrupt files are caught, and refuse
+            images over :data:`MAX_DECODE_PIXELS`. JPEGs are decoded at 1/8 scale (DCT scaling),
+            which reads every byte but costs about a millisecond.
 
     Raises:
-        DataError: If the file is missing, not an image, or truncated.
+        DataError: If the file is missing, not an image, truncated or corrupt, or too large.
     """
     with open_image(path) as img:
         size = img.size
         if verify:
+            _check_decodable(img, str(path), size)
             if img.format == "JPEG":
+                check_jpeg_data(Path(path).read_bytes(), str(path))
                 img.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
             img.load()
     return size
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as an RGB ``uint8`` array of shape ``(H, W, 3)``.
+    """Read an image at full size as an RGB ``uint8`` array of shape ``(H, W, 3)``.
 
     EXIF orientation is not applied: Roboflow exports and annotation tools store coordinates in
-    the pixel order of the file as written.
+    the pixel order of the file as written. 16-bit and 32-bit integer images are scaled to 8 bits
+    by the range of their type (a 16-bit value ``v`` becomes ``v / 257``; 32-bit values that fit
+    in 8 or 16 bits are taken as such), float images by ``[0, 1]`` (or ``[0, 255]`` when their
+    values lie there; other ranges are stretched from their minimum to their maximum).
 
     Raises:
-        DataError: If the file is missing, not an image, or truncated.
+        DataError: If the file is missing, not an image, truncated, corrupt, or over
+            :data:`MAX_DECODE_PIXELS`.
     """
-    with open_image(path) as img:
-        return np.asarray(img.convert("RGB"))
+    return _decode(Path(path).read_bytes() if _is_jpeg_file(path) else path, str(path), max_side=None).pixels
+
+
+def read_photo(source: str | os.PathLike | bytes, *, name: str | None = None,
+               max_side: int | None = PHOTO_MAX_SIDE, min_side: int = MIN_IMAGE_SIDE) -> Photo:
+    """Read a photo to judge, decoded reduced when it is large (what ``predict`` and ``serve`` use).
+
+    Args:
+        source: Image file or encoded bytes.
+        name: What messages call it (default: the path, or ``<upload>``).
+        max_side: Decode to at most this long side (JPEGs by DCT scaling, others by area
+            averaging after decoding); None for full size.
+        min_side: Refuse images with a side shorter than this.
+
+    Returns:
+        The pixels as RGB ``uint8`` and the file's own size; see :func:`read_image` for how
+        16-bit and float images are converted.
+
+    Raises:
+        ImageSizeError: If a side is under ``min_side`` or the file is over
+            :data:`MAX_DECODE_PIXELS` even reduced.
+        DataError: If it is missing, not an image, truncated or corrupt.
+    """
+    is_bytes = isinstance(source, (bytes, bytearray, memoryview))
+    name = name or ("<upload>" if is_bytes else str(source))
+    if not is_bytes and _is_jpeg_file(source):
+        source = Path(source).read_bytes()
+    return _decode(source, name, max_side=max_side, min_side=min_side)
 
 
 def decode_image_bytes(data: bytes, name: str = "<upload>") -> np.ndarray:
-    """Decode encoded image bytes (JPEG, PNG, ...) to RGB ``uint8`` ``(H, W, 3)``."""
-    import io as _io  # stdlib
+    """Decode encoded image bytes (JPEG, PNG, ...) to RGB ``uint8`` ``(H, W, 3)`` at full size."""
+    return _decode(data, name, max_side=None).pixels
 
+
+def _is_jpeg_file(path: str | os.PathLike) -> bool:
     try:
-        with Image.open(_io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{name}: not a readable image ({exc})") from exc
+        with open(path, "rb") as f:
+            return f.read(3) == b"\xff\xd8\xff"
+    except OSError:
+        return False  # open_image reports it
+
+
+def _check_decodable(img: Image.Image, name: str, size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_DECODE_PIXELS:
+        raise ImageSizeError(
+            f"{name}: image is {width}x{height} = {width * height / 1e6:.0f} megapixels; drywallqa decodes at most "
+            f"{MAX_DECODE_PIXELS / 1e6:.0f}" + (" (a JPEG up to 64 times that, reduced, for predict and serve)"
+                                                 if img.format == "JPEG" else ""), too_large=True)
+
+
+def _decode(source: str | os.PathLike | bytes, name: str, max_side: int | None, min_side: int = 1) -> Photo:
+    """Open, check and decode: JPEG scan check, size limits, reduced decoding, 8-bit RGB."""
+    if isinstance(source, (bytes, bytearray, memoryview)) and bytes(source[:3]) == b"\xff\xd8\xff":
+        check_jpeg_data(bytes(source), name)
+    with open_image(source, name) as img:
+        width, height = img.size
+        if min(width, height) < min_side:
+            raise ImageSizeError(f"{name}: image is {width}x{height} px; drywallqa judges images of at least "
+                                 f"{min_side} px a side (a smaller one gives a verdict about nothing)")
+        factor = math.ceil(max(width, height) / max_side) if max_side else 1
+        if img.format == "JPEG" and factor > 1:
+            img.draft(None, (max(1, width // factor), max(1, height // factor)))
+        _check_decodable(img, name, img.size)
+        pixels = _to_rgb8(img)
+    if max_side and max(pixels.shape[:2]) > max_side:
+        import cv2
+
+        factor = max(pixels.shape[:2]) / max_side
+        size = (max(1, round(pixels.shape[1] / factor)), max(1, round(pixels.shape[0] / factor)))
+        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    return Photo(np.ascontiguousarray(pixels), width, height)
+
+
+def _to_rgb8(img: Image.Image) -> np.ndarray:
+    """RGB ``uint8`` pixels of a PIL image; 16/32-bit integer and float modes scaled (see read_image)."""
+    if img.mode not in ("I", "F") and not img.mode.startswith("I;16"):
+        return np.asarray(img.convert("RGB"))
+    values = np.asarray(img)
+    if img.mode == "F":
+        values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        low, high = float(values.min()), float(values.max())
+        if low >= 0 and high <= 1:
+            grey = values * 255
+        elif low >= 0 and high <= 255:
+            grey = values
+        else:
+            grey = (values - low) * (255 / (high - low)) if high > low else np.zeros_like(values)
+    else:  # I;16*: 16-bit; I: 32-bit signed, often 8- or 16-bit values in a wider container
+        values = values.astype(np.int64)
+        low, high = int(values.min()), int(values.max())
+        if img.mode == "I" and low >= 0 and high <= 255:
+            grey = values
+        elif low >= 0 and high <= 65535:
+            grey = values / 257
+        else:
+            grey = (values - low) * (255 / (high - low)) if high > low else np.zeros_like(values)
+    grey = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> Path:

@@ -109,6 +109,16 @@ def test_checkpoint_with_other_architecture_config_is_rejected(tmp_path) -> None
         PromptUNet.from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not safetensors"])
+def test_damaged_weights_file_is_a_one_line_error(tmp_path, damage) -> None:
+    tiny().save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "not safetensors": b"PK\x03\x04zip"}[damage])
+    with pytest.raises(ConfigError, match=r"model\.safetensors: not a readable safetensors file \(.+\); save or copy"):
+        PromptUNet.from_pretrained(tmp_path)
+
+
 def test_unknown_saved_config_field_is_rejected() -> None:
     with pytest.raises(ConfigError, match="unknown PromptUNetConfig field"):
         PromptUNetConfig.from_dict({"encoder": "lite0", "depth": 5})

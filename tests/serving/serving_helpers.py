@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+
 import numpy as np
 
 from drywallqa.inference import Predictor, SegmentationResult
@@ -35,3 +40,30 @@ def dark_line_image(height: int = 64, width: int = 96, rows: slice = slice(30, 3
     image = np.full((height, width, 3), 200, dtype=np.uint8)
     image[rows, cols] = 20
     return image
+
+
+@contextlib.contextmanager
+def running_server(app, **limits):
+    """Serve ``app`` as ``drywallqa serve`` does (:func:`drywallqa.serving.server.server_config`,
+    ``limits`` passed on) in a thread, on a free port of 127.0.0.1; yields ``(port, server)``."""
+    import uvicorn
+
+    from drywallqa.serving.server import server_config
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(server_config(app, port=port, log_level="critical", **limits))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield port, server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import sys
 import threading
 import time
 
@@ -47,7 +48,8 @@ def test_segment_returns_figures_verdict_and_rle_mask(client):
     response = segment(client, {"mm_per_px": "0.1"})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model"] == "default" and body["image"] == {"filename": "wall.png", "width": 96, "height": 64}
+    assert body["model"] == "default" and body["image"] == {"filename": "wall.png", "width": 96, "height": 64,
+                                                                "decoded_width": 96, "decoded_height": 64}
     (result,) = body["results"]
     assert (result["prompt"], result["class"], result["figure_set"]) == ("segment crack", "crack", "crack")
     figures = result["figures"]
@@ -87,6 +89,7 @@ def test_api_docs_page_works_offline(client):
     page = client.get("/docs")
     assert page.status_code == 200 and "swagger" in page.text.lower()
     assets = [ref for ref in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css") if ref in page.text]
+    assert 'PACKAGE_VERSION:"5.' in client.get("/docs-assets/swagger-ui-bundle.js").text  # 4.x cannot read OpenAPI 3.1
     assert len(assets) == 2 and "cdn" not in page.text  # nothing loads from the internet
     for ref in assets:
         asset = client.get(ref)
@@ -228,14 +231,105 @@ def test_serve_cli_wires_the_options_and_fails_fast_on_a_bad_model(tiny_model_di
     from drywallqa.cli import main
 
     started = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: started.update(app=app, **kwargs))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: started.update(config=self.config))
     assert main(["serve", "--model", str(tiny_model_dir), "--model-id", "tiny", "--port", "8123",
-                 "--max-upload-mb", "2", "--threshold", "0.7"]) == 0
-    assert (started["host"], started["port"]) == ("127.0.0.1", 8123)
-    client = TestClient(started["app"])
+                 "--max-upload-mb", "2", "--threshold", "0.7", "--header-timeout", "3", "--max-connections", "40"]) == 0
+    config = started["config"]
+    assert (config.host, config.port) == ("127.0.0.1", 8123)
+    assert (config.http.header_timeout_s, config.http.max_connections) == (3.0, 40)
+    client = TestClient(config.app)
     assert client.get("/healthz").json()["model_loaded"] is True
     assert client.get("/v1/models/tiny").json()["threshold"] == 0.7
     assert "serving" in capsys.readouterr().out
 
     assert main(["serve", "--model", "/no/such/model"]) == 2
     assert "no such model folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["uvicorn", "fastapi", "python_multipart", "fastapi_offline"])
+def test_serve_without_the_serve_extra_names_the_pip_command(monkeypatch, capsys, module):
+    """After the README's quickstart install (no [serve] extra): one line and the command, exit 2."""
+    from drywallqa.cli import main
+
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if the package were not installed
+    assert main(["serve", "--model", "/never/loaded"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "the HTTP service needs" in err and "add them with: pip install 'fastapi>=" in err
+    assert "'fastapi-offline>=" in err and "uvicorn" in err
+
+
+def test_page_assets_and_favicon(client):
+    favicon = client.get("/favicon.ico")
+    assert favicon.status_code == 200 and favicon.headers["content-type"] == "image/x-icon"
+    assert Image.open(io.BytesIO(favicon.content)).format == "ICO"
+    css = client.get("/static/style.css").text
+    assert "[hidden] { display: none !important; }" in css  # .result's display:flex must not show it
+
+
+def test_unknown_prompt_is_flagged_and_refused_in_strict_mode(dark_predictor):
+    client = TestClient(create_app(dark_predictor))
+    body = segment(client, {"prompt": ["segment mold", "segment crack"]}).json()
+    mold, crack = body["results"]
+    assert (mold["prompt_known"], mold["class"], mold["verdict"]) == (False, None, "unchecked")
+    assert crack["prompt_known"] is True
+    (warning,) = body["warnings"]
+    assert "'segment mold' matches no known class (known: crack, taping_area)" in warning and "prompts.yaml" in warning
+    response = segment(client, {"prompt": "segment mold", "strict_prompts": "true"})
+    assert response.status_code == 422 and "matches no known class" in response.json()["error"]["message"]
+    strict = TestClient(create_app(dark_predictor, strict_prompts=True))
+    assert segment(strict, {"prompt": "segment mold"}).status_code == 422
+    assert segment(strict, {"prompt": "segment mold", "strict_prompts": "false"}).status_code == 200
+    assert segment(strict).status_code == 200
+
+
+def upload(name: str, data: bytes, kind: str = "image/png"):
+    return {"image": (name, data, kind)}
+
+
+def test_uploads_of_every_bit_depth_and_size(dark_predictor):
+    client = TestClient(create_app(dark_predictor))
+    grey16 = io.BytesIO()
+    Image.fromarray(LINE_IMAGE[:, :, 0].astype(np.uint16) * 257).save(grey16, format="PNG")
+    result = segment(client, files=upload("grey16.png", grey16.getvalue())).json()["results"][0]
+    assert result["figures"]["area_px"] == 240 and result["verdict"] == "fail"  # not all white and PASS
+
+    tiny = segment(client, files=upload("tiny.png", png_bytes(LINE_IMAGE[:8, :8])))
+    assert tiny.status_code == 422 and "tiny.png: image is 8x8 px" in tiny.json()["error"]["message"]
+
+    noise = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    jpeg = io.BytesIO()
+    Image.fromarray(noise).save(jpeg, format="JPEG", quality=90)
+    cut = jpeg.getvalue()[: len(jpeg.getvalue()) * 2 // 3] + b"\xff\xd9"
+    corrupt = segment(client, files=upload("scan.jpg", cut, "image/jpeg"))
+    assert corrupt.status_code == 415 and "corrupt or truncated JPEG data" in corrupt.json()["error"]["message"]
+
+
+def test_large_upload_is_decoded_reduced(dark_predictor):
+    from drywallqa.files import PHOTO_MAX_SIDE
+
+    wide = np.full((64, 2 * PHOTO_MAX_SIDE + 8, 3), 200, dtype=np.uint8)
+    wide[20:36, 100:8100] = 20                                                     # 8000 x 16 px bar
+    body = segment(TestClient(create_app(dark_predictor)), files=upload("wide.png", png_bytes(wide))).json()
+    assert (body["image"]["width"], body["image"]["height"]) == (wide.shape[1], 64)
+    assert body["image"]["decoded_width"] <= PHOTO_MAX_SIDE
+    (result,) = body["results"]
+    assert result["mask"]["size"] == [body["image"]["decoded_height"], body["image"]["decoded_width"]]
+    assert result["figures"]["longest_px"] == pytest.approx(8000, rel=0.01)            # in the upload's pixels
+
+
+def test_full_queue_is_503_with_retry_after():
+    slow = DarkPixelPredictor(delay_s=0.5)
+    with TestClient(create_app(slow, max_queued=1, timeout_s=20)) as client:
+        responses = []
+        threads = [threading.Thread(target=lambda: responses.append(segment(client))) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(200) == 2 and statuses.count(503) == 3, statuses   # one running, one waiting
+    busy = next(r for r in responses if r.status_code == 503)
+    assert int(busy.headers["retry-after"]) >= 1 and "the server is busy" in busy.json()["error"]["message"]
+    assert slow.calls == 2
+

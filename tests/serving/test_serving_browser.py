@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from serving_helpers import DarkPixelPredictor, dark_line_image
+from serving_helpers import DarkPixelPredictor, dark_line_image, running_server
 
 from drywallqa.data.synthetic import render_sample_image
 from drywallqa.files import write_image
@@ -47,28 +44,14 @@ def browser_context(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server_url():
     """The app on uvicorn in a thread, on a free port of 127.0.0.1."""
-    uvicorn = pytest.importorskip("uvicorn", reason="the HTTP service needs uvicorn (pip install 'drywallqa[serve]')")
+    pytest.importorskip("uvicorn", reason="the HTTP service needs uvicorn (pip install 'drywallqa[serve]')")
     pytest.importorskip("fastapi", reason="the HTTP service needs FastAPI (pip install 'drywallqa[serve]')")
     from drywallqa.serving import create_app
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     # Dark pixels stand in for the model so the screenshot shows the synthetic cracks; the real
     # model path (lazy loading included) is covered by test_serving_api.
-    app = create_app(DarkPixelPredictor(level=130), model_id="dark-pixels")
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with running_server(create_app(DarkPixelPredictor(level=130), model_id="dark-pixels")) as (port, _):
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_page_uploads_a_photo_and_shows_the_overlay(browser_context, server_url, tmp_path):
@@ -127,4 +110,40 @@ def test_report_opens_offline(browser_context, tmp_path):
     assert page.inner_text("tbody tr:last-child .file") == "short-crack.png"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+    page.close()
+
+
+def test_page_before_an_upload_shows_nothing_broken(browser_context, server_url):
+    page = browser_context.new_page()
+    errors, missing = [], []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("response", lambda response: missing.append(response.url) if response.status >= 400 else None)
+    page.goto(server_url + "/")
+    page.wait_for_load_state("load")
+    # Before: `.result { display: flex }` beat `hidden`, showing a broken image, a "-" and a live
+    # "Download mask" link to "#".
+    for selector in ("#result", "#overlay", "#verdict", "#download", "#preview-panel"):
+        assert not page.is_visible(selector), selector
+    shown_broken = page.evaluate(
+        "Array.from(document.images).filter(img => img.getClientRects().length && !(img.complete && img.naturalWidth))"
+        ".length")
+    assert shown_broken == 0 and page.is_disabled("#submit") and "Choose a photo" in page.inner_text("#status")
+    favicon = page.evaluate("fetch('/favicon.ico').then(r => [r.status, r.headers.get('content-type')])")
+    assert favicon == [200, "image/x-icon"]
+    assert errors == [] and missing == []
+    page.close()
+
+
+def test_api_docs_render_offline_in_chromium(browser_context, server_url):
+    page = browser_context.new_page()
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(server_url + "/docs")
+    # Swagger UI 4.x answered FastAPI's OpenAPI 3.1 with "Unable to render this definition".
+    page.wait_for_selector(".opblock-summary-path[data-path='/v1/segment']", timeout=30_000)
+    text = page.inner_text("body")
+    assert "Unable to render" not in text and "/healthz" in text
+    assert all(url.startswith((server_url, "data:")) for url in requests), requests  # nothing from a CDN
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "api-docs.png"), full_page=True)
     page.close()

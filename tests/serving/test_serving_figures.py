@@ -30,6 +30,23 @@ def test_straight_crack_has_its_drawn_length_and_width(width):
     assert figures.width_mean_px == pytest.approx(width, abs=0.1)
 
 
+@pytest.mark.parametrize("figure_set", ["crack", "joint"])
+def test_mask_of_a_reduced_photo_is_measured_in_the_files_pixels(figure_set):
+    full = measure_mask(bar(80, 600, slice(20, 32), slice(100, 500)), figure_set, mm_per_px=0.5)
+    half = measure_mask(bar(40, 300, slice(10, 16), slice(50, 250)), figure_set, mm_per_px=0.5, scale=2.0)
+    assert half.area_px == full.area_px and half.area_percent == pytest.approx(full.area_percent)
+    for name in ("longest_px", "width_max_px", "width_mean_px"):
+        # within the one-pixel rounding of even widths, doubled: never the half a reduced mask has
+        assert getattr(half, name) == pytest.approx(getattr(full, name), rel=0.12), name
+    assert half.to_dict()["longest_mm"] == pytest.approx(half.longest_px * 0.5, abs=0.001)
+    # The noise floor is in the file's pixels too: a 3 px speck of the half-size mask is 12 file pixels.
+    speck = bar(40, 300, slice(5, 6), slice(5, 8))
+    assert measure_mask(speck, figure_set, scale=2.0, min_component_area_px=10).components == 1
+    assert measure_mask(speck, figure_set, min_component_area_px=10).components == 0
+    with pytest.raises(ConfigError, match="scale must be a positive number"):
+        measure_mask(speck, figure_set, scale=0)
+
+
 def test_even_widths_are_within_one_pixel():
     figures = measure_mask(bar(40, 200, slice(10, 14), slice(20, 180)), "crack")
     assert abs(figures.width_max_px - 4) <= 1

@@ -12,6 +12,7 @@ from pycocotools.coco import COCO
 
 from drywallqa.cli import main
 from drywallqa.errors import ConfigError, DataError
+from drywallqa.files import read_json
 from drywallqa.serving import predict_images, read_results
 from drywallqa.serving.predict import output_keys, prompt_slugs
 
@@ -65,7 +66,7 @@ def test_rerun_resumes_and_remeasures_with_a_new_scale(photo_folder, tmp_path, t
     written = mask_file.stat().st_mtime_ns
 
     class NoCalls:
-        threshold = tiny_predictor.threshold
+        name, threshold = tiny_predictor.name, tiny_predictor.threshold
 
         def predict_batch(self, images, prompts, **kwargs):
             raise AssertionError("a complete output must not be predicted again")
@@ -75,16 +76,49 @@ def test_rerun_resumes_and_remeasures_with_a_new_scale(photo_folder, tmp_path, t
     assert mask_file.stat().st_mtime_ns == written
     assert all("longest_mm" in r["figures"] and r["mm_per_px"] == 2.0 for r in run.records)
 
-    # A missing overlay (an interrupted write) makes only that pair run again; a new prompt runs too.
+    # A missing overlay (an interrupted write) makes only that pair run again.
     next((out / "overlays").glob("*.jpg")).unlink()
-    run = predict_images([photo_folder], PROMPTS, out, tiny_predictor)
-    assert (run.predicted, run.resumed) == (5, 3)
-    # Another threshold is another prediction, not a resume.
-    tiny_predictor.threshold, old = 0.9, tiny_predictor.threshold
-    try:
-        assert predict_images([photo_folder], PROMPTS[:1], out, tiny_predictor).predicted == 4
-    finally:
-        tiny_predictor.threshold = old
+    run = predict_images([photo_folder], PROMPTS[:1], out, tiny_predictor)
+    assert (run.predicted, run.resumed) == (1, 3)
+
+
+SETTING_CHANGES = {
+    "threshold": lambda p: setattr(p, "threshold", 0.9),
+    "tta": lambda p: setattr(p, "views", "hflip"),
+    "runtime": lambda p: setattr(p, "name", "promptunet/onnxruntime-cpu"),
+}
+
+
+@pytest.mark.parametrize("change", [*SETTING_CHANGES, "prompts", "model"])
+def test_rerun_with_other_settings_is_refused_or_overwritten(photo_folder, tiny_model_dir, tmp_path, change):
+    from drywallqa.inference import load_predictor
+
+    out = tmp_path / "out"
+    predict_images([photo_folder], PROMPTS[:1], out, load_predictor(str(tiny_model_dir), device="cpu"))
+    before = {p.name: p.read_bytes() for p in (out / "masks").iterdir()}
+    predictor, prompts, model_id = load_predictor(str(tiny_model_dir), device="cpu"), PROMPTS[:1], "default"
+    if change in SETTING_CHANGES:
+        SETTING_CHANGES[change](predictor)
+    elif change == "prompts":
+        prompts = PROMPTS
+    else:
+        model_id = "another-model"
+    with pytest.raises(ConfigError, match=f"run.json: this folder holds masks made with other settings \\({change} .*--overwrite"):
+        predict_images([photo_folder], prompts, out, predictor, model_id=model_id)
+    assert {p.name: p.read_bytes() for p in (out / "masks").iterdir()} == before  # nothing touched
+    run = predict_images([photo_folder], prompts, out, predictor, model_id=model_id, overwrite=True)
+    assert (run.predicted, run.resumed) == (4 * len(prompts), 0)
+    assert read_json(out / "run.json")["prompts"] == prompts
+    assert predict_images([photo_folder], prompts, out, predictor, model_id=model_id).resumed == 4 * len(prompts)
+
+
+def test_run_file_without_masks_does_not_block_a_rerun(photo_folder, tmp_path, dark_predictor):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"model": "other", "runtime": "x", "threshold": 0.1, "tta": "none",
+                                              "prompts": ["segment crack"]}))
+    assert predict_images([photo_folder], PROMPTS[:1], out, dark_predictor).predicted == 4
+    assert read_json(out / "run.json")["runtime"] == "dark-pixels"
 
 
 @pytest.mark.parametrize("where", ["same", "parent", "glob-inside"])
@@ -152,3 +186,57 @@ def test_predict_cli(photo_folder, tmp_path, tiny_model_dir, capsys):
     assert main(["predict", str(photo_folder), "--prompt", "segment crack", "--model", str(tiny_model_dir),
                  "--out", str(photo_folder), "--no-progress"]) == 2
     assert "never overwritten" in capsys.readouterr().err
+
+
+def test_images_too_small_corrupt_or_of_high_bit_depth(tmp_path, dark_predictor, capsys):
+    from serving_helpers import dark_line_image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    line = dark_line_image()                                                   # a 3 x 80 px dark bar
+    Image.fromarray(line[:, :, 0].astype(np.uint16) * 257).save(photos / "grey16.png")
+    Image.fromarray(line[:8, :8]).save(photos / "tiny.png")
+    noise = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(photos / "scan.jpg", quality=90)
+    data = (photos / "scan.jpg").read_bytes()
+    (photos / "scan.jpg").write_bytes(data[: len(data) * 2 // 3] + b"\xff\xd9")  # header intact, scan cut
+    run = predict_images([photos], PROMPTS[:1], tmp_path / "out", dark_predictor)
+    (record,) = run.records
+    # PIL alone reads the 16-bit PNG as all white: an empty mask and a PASS. Scaled, the bar is found.
+    assert record["image"].endswith("grey16.png") and record["figures"]["area_px"] == 240
+    assert record["verdict"] == "fail"
+    assert run.issues.counts() == {"unreadable image": 1, "image too small": 1}
+    err = capsys.readouterr().err
+    assert "skipped" in err and "tiny.png: image too small (image is 8x8 px; drywallqa judges images of at least 32 px" in err
+    assert "scan.jpg: unreadable image (corrupt or truncated JPEG data" in err
+
+
+def test_large_photo_is_decoded_reduced_with_figures_in_file_pixels(tmp_path, dark_predictor):
+    from drywallqa.files import PHOTO_MAX_SIDE
+
+    wide = np.full((64, 2 * PHOTO_MAX_SIDE + 8, 3), 200, dtype=np.uint8)
+    wide[20:36, 100:8100] = 20                                                    # 8000 x 16 px bar
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    run = predict_images([tmp_path / "wide.png"], PROMPTS[:1], tmp_path / "out", dark_predictor, mm_per_px=0.5)
+    (record,) = run.records
+    mask = np.asarray(Image.open(tmp_path / "out" / record["mask"]))
+    assert mask.shape[1] <= PHOTO_MAX_SIDE and (record["image_width"], record["image_height"]) == wide.shape[1::-1]
+    figures = record["figures"]
+    assert figures["longest_px"] == pytest.approx(8000, rel=0.01) and figures["width_max_px"] == pytest.approx(16, abs=2)
+    assert figures["longest_mm"] == pytest.approx(4000, rel=0.01) and figures["area_px"] == pytest.approx(128_000, rel=0.05)
+    (annotation,) = json.loads((tmp_path / "out" / "coco.json").read_text())["annotations"]
+    assert annotation["bbox"] == pytest.approx([100, 20, 8000, 16], abs=3)       # in the file's pixels
+    rerun = predict_images([tmp_path / "wide.png"], PROMPTS[:1], tmp_path / "out", dark_predictor, mm_per_px=0.5)
+    assert rerun.resumed == 1 and rerun.records[0]["figures"] == figures
+
+
+def test_prompt_matching_no_class_is_named_with_the_known_classes(photo_folder, tmp_path, dark_predictor, capsys):
+    run = predict_images([photo_folder], ["segment mold", "сегментировать трещину"], tmp_path / "out", dark_predictor)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and all("matches no known class (known: crack, taping_area)" in w for w in warnings)
+    assert "'segment mold'" in warnings[0] and "prompts.yaml" in warnings[0] and "--prompts" in warnings[0]
+    assert {r["verdict"] for r in run.records} == {"unchecked"}
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["unknown_prompts"] == ["segment mold", "сегментировать трещину"]
+    predict_images([photo_folder], ["segment crack"], tmp_path / "out2", dark_predictor)
+    assert "warning" not in capsys.readouterr().err

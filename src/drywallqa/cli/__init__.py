@@ -44,6 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DrywallQAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # A full disk, a read-only folder or a vanished file met where no stage expected it: still
+        # one line naming the file, not a traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

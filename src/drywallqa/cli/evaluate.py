@@ -41,7 +41,12 @@ def add_commands(subparsers) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from drywallqa.data import AnnotatedDataset, PromptConfig
     from drywallqa.evaluation import evaluate
+    from drywallqa.files import ensure_writable
 
+    if args.json:
+        ensure_writable(args.json, folder=False)
+    if args.out:
+        ensure_writable(args.out)
     datasets = [AnnotatedDataset.load(path, strict=args.strict) for path in args.data]
     if args.splits_from:
         datasets = resplit_like_training(datasets, args.splits_from)

@@ -12,8 +12,10 @@ def add_commands(subparsers) -> None:
         "predict",
         help="segment images with text prompts; write masks, overlays, QA figures (JSONL, CSV) and COCO",
         description="Segment every image with every prompt. Writes masks/, overlays/, records/, results.jsonl, "
-        "results.csv, coco.json (RLE, for CVAT / Label Studio) and summary.json into --out. A rerun skips "
-        "image/prompt pairs whose outputs exist. Unreadable images are reported and skipped.",
+        "results.csv, coco.json (RLE, for CVAT / Label Studio), summary.json and run.json into --out. A rerun with "
+        "the same model, runtime, threshold, --tta and prompts skips image/prompt pairs whose outputs exist; with "
+        "other ones it is refused unless --overwrite. Unreadable, too small or too large images are reported and "
+        "skipped.",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders of images, or glob patterns")
     parser.add_argument("--prompt", action="append", required=True, metavar="TEXT",
@@ -25,6 +27,8 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, metavar="T", help="mask probability threshold (default 0.5)")
     parser.add_argument("--thresholds", metavar="FILE", help="QA thresholds YAML (default: the built-in configs/qa-thresholds.yaml)")
     parser.add_argument("--prompts", metavar="YAML", help="prompt classes (default: the built-in prompts.yaml)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="predict every image again when --out holds masks made with other settings (run.json)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.set_defaults(handler=run_predict)
 
@@ -38,11 +42,16 @@ def run_predict(args: argparse.Namespace) -> int:
         args.images, args.prompt, args.out, predictor, model_id=args.model or "default", mm_per_px=args.mm_per_px,
         thresholds=QAThresholds.load(args.thresholds),
         prompt_config=PromptConfig.from_yaml(args.prompts) if args.prompts else None, progress=args.progress,
+        overwrite=args.overwrite,
     )
     verdicts = run.verdict_counts()
     print(f"{run.images} image(s), {len(run.records)} mask(s): {run.predicted} predicted, {run.resumed} already done; "
           f"{verdicts['fail']} fail, {verdicts['pass']} pass, {verdicts['unchecked']} unchecked")
     if run.issues:
-        print(f"skipped {len(run.issues)} unreadable image(s) (listed in {run.files['summary']})")
+        print(f"skipped {len(run.issues)} image(s): {_counts(run.issues.counts())} (listed in {run.files['summary']})")
     print(f"wrote {run.files['jsonl']}, {run.files['csv'].name}, {run.files['coco'].name} in {run.out}")
     return 0
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in counts.items())

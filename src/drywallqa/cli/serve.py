@@ -23,15 +23,31 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body in MB (default 10)")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="longest prediction in seconds (default 30)")
     parser.add_argument("--concurrency", type=int, default=1, metavar="N", help="predictions running at once (default 1)")
+    parser.add_argument("--max-queued", type=int, default=16, metavar="N",
+                        help="requests waiting for a prediction slot; more get 503 with Retry-After (default 16)")
+    parser.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
+                        help="longest time a client may take to send its request headers (default 10)")
+    parser.add_argument("--body-timeout", type=float, default=60.0, metavar="S",
+                        help="longest time a request body may take to arrive (default 60)")
+    parser.add_argument("--max-connections", type=int, default=512, metavar="N",
+                        help="open connections beyond which new ones get 503 and are closed (default 512)")
+    parser.add_argument("--strict-prompts", action="store_true",
+                        help="answer 422 to a prompt that names no known class (default: answer with a warning)")
+    parser.add_argument("--prompts", metavar="YAML", help="prompt classes (default: the built-in prompts.yaml)")
     parser.add_argument("--torch-threads", type=int, metavar="N", help="CPU threads per prediction (default: torch's choice)")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     parser.set_defaults(handler=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from drywallqa.serving.extra import require_serve_extra
+
+    require_serve_extra()  # before loading the model: a missing extra names the one pip command
     import uvicorn
 
+    from drywallqa.data import PromptConfig
     from drywallqa.serving import QAThresholds, create_app
+    from drywallqa.serving.server import server_config
 
     if args.torch_threads:
         import torch
@@ -41,8 +57,12 @@ def run_serve(args: argparse.Namespace) -> int:
     predictor = load_model_predictor(args, threshold=args.threshold)
     app = create_app(
         predictor, args.model or "shipped default", model_id=args.model_id, max_upload_mb=args.max_upload_mb, timeout_s=args.timeout,
-        max_concurrent_predictions=args.concurrency, thresholds=QAThresholds.load(args.thresholds),
+        max_concurrent_predictions=args.concurrency, max_queued=args.max_queued, body_timeout_s=args.body_timeout,
+        strict_prompts=args.strict_prompts, thresholds=QAThresholds.load(args.thresholds),
+        prompt_config=PromptConfig.from_yaml(args.prompts) if args.prompts else None,
     )
+    config = server_config(app, args.host, args.port, header_timeout_s=args.header_timeout,
+                           max_connections=args.max_connections, log_level=args.log_level)
     print(f"serving {args.model or 'the shipped model'} as {args.model_id!r} on http://{args.host}:{args.port}/")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.Server(config).run()
     return 0

@@ -53,7 +53,11 @@ def config_from_args(args: argparse.Namespace):
 def run_train(args: argparse.Namespace) -> int:
     from drywallqa.training.run import train
 
-    result = train(config_from_args(args), resume=args.resume, progress=args.progress)
+    from drywallqa.files import ensure_writable
+
+    config = config_from_args(args)
+    ensure_writable(config.out)  # before minutes of data preparation and training
+    result = train(config, resume=args.resume, progress=args.progress)
     if not result.is_global_zero:
         return 0
     score = "n/a" if result.best_val_iou is None else f"{result.best_val_iou:.4f}"

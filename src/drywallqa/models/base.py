@@ -320,7 +320,13 @@ class PromptSegmentationModel(nn.Module):
                 "load it with PromptSegmentationModel.from_pretrained"
             )
         model = model_cls(model_cls.config_class.from_dict(meta["config"]), load_pretrained=False)
-        state_dict = _import_safetensors().load_file(str(weights_path), device=str(map_location))
+        safetensors_torch = _import_safetensors()
+        from safetensors import SafetensorError
+
+        try:
+            state_dict = safetensors_torch.load_file(str(weights_path), device=str(map_location))
+        except (SafetensorError, OSError) as exc:  # truncated or not a safetensors file
+            raise ConfigError(f"{weights_path}: not a readable safetensors file ({exc}); save or copy the model again") from exc
         try:
             model.load_state_dict(state_dict, strict=True)
         except RuntimeError as exc:

@@ -24,14 +24,10 @@ __all__ = [
 
 def __getattr__(name: str):
     if name == "create_app":
-        try:
-            from drywallqa.serving.app import create_app
-        except ImportError as exc:  # FastAPI is only needed by the service
-            from drywallqa.errors import DrywallQAError
+        from drywallqa.serving.extra import require_serve_extra
 
-            raise DrywallQAError(
-                f"the HTTP service needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
-                "pip install 'drywallqa[serve]'"
-            ) from exc
+        require_serve_extra()  # FastAPI is only needed by the service: a missing one names the pip command
+        from drywallqa.serving.app import create_app
+
         return create_app
     raise AttributeError(f"module 'drywallqa.serving' has no attribute {name!r}")

@@ -6,15 +6,23 @@ uvicorn). The model is loaded once, on the first request that needs it (or up fr
 in worker threads, at most ``max_concurrent_predictions`` at a time, so the event loop keeps
 answering health checks while the CPU is busy.
 
+Heavy work (decoding the upload and predicting) runs at most ``max_concurrent_predictions`` at a
+time with at most ``max_queued`` requests waiting; a request beyond that is answered at once with
+503 and ``Retry-After``, so a burst never piles up memory or turns into a wall of 504s. Large
+uploads are decoded reduced (:func:`drywallqa.files.read_photo`).
+
 Every error is JSON ``{"error": {"status": 4xx, "code": "...", "message": "..."}}``:
 
 =====  ===================================================================================
+400    the body is not valid multipart/form-data
+408    the request body did not arrive within ``body_timeout_s``
 413    request body over ``max_upload_mb``, or an image over ``max_image_pixels``
-415    the ``image`` upload is not a readable image
+415    the ``image`` upload is not a readable image (or a corrupt JPEG)
 422    missing ``image``/``prompt``; empty, overlong or too many prompts; bad ``mask_format``
-       or ``mm_per_px``
+       or ``mm_per_px``; an image under :data:`~drywallqa.files.MIN_IMAGE_SIDE`; with
+       ``strict_prompts``, a prompt that names no known class
 404    unknown ``model`` (or path)
-503    the model could not be loaded
+503    the model could not be loaded, or the work queue is full (with ``Retry-After``)
 504    the prediction took longer than ``timeout_s``
 =====  ===================================================================================
 """
@@ -23,6 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -40,10 +50,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from drywallqa import __version__
 from drywallqa.data.masks import mask_to_rle
+from drywallqa.serving.extra import serve_install_command
 from drywallqa.data.prompts import PromptConfig
-from drywallqa.errors import ConfigError, DataError, DrywallQAError
+from drywallqa.errors import ConfigError, DataError, DrywallQAError, ImageSizeError
+from drywallqa.files import Photo, read_photo
 from drywallqa.inference import Predictor, check_prompt
-from drywallqa.serving.qa import inspect_mask
+from drywallqa.serving.qa import inspect_mask, prompt_class, unknown_prompt_message
 from drywallqa.serving.render import (
     FIGURE_SET_COLOURS,
     jpeg_bytes,
@@ -57,12 +69,13 @@ MAX_PROMPT_LENGTH = 200
 # Form fields (prompts, flags) ride along with the image; allow them this much beyond the image limit.
 FORM_FIELDS_ALLOWANCE = 64 * 1024
 # Files of the web page, served from the package: name -> media type.
-# Swagger UI's files, served from the `swagger-ui-bundle` package so /docs works without a CDN
-# (the service usually runs next to a camera, offline).
+# Swagger UI 5 (it reads OpenAPI 3.1, which FastAPI writes; the 4.x of `swagger-ui-bundle` cannot),
+# served from the `fastapi-offline` package so /docs works without a CDN (the service usually runs
+# next to a camera, offline).
 DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8",
-               "favicon-32x32.png": "image/png"}
+               "favicon.png": "image/png"}
 STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
-                "style.css": "text/css; charset=utf-8"}
+                "style.css": "text/css; charset=utf-8", "favicon.ico": "image/x-icon"}
 # The page loads nothing from elsewhere: scripts, styles and images come from this server or
 # are data:/blob: URLs made by the page itself.
 PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
@@ -154,6 +167,8 @@ class ImagePayload(BaseModel):
 class SegmentResult(BaseModel):
     prompt: str
     class_: str | None = Field(None, alias="class", description="prompt class, null when the prompt names none")
+    prompt_known: bool = Field(description="false when the prompt names no known class: no QA rules apply and the "
+                               "model was not trained for it (see 'warnings')")
     figure_set: str = Field(description="crack | joint | area")
     figures: dict[str, float | int | None] = Field(description="QA figures (see docs/serving.md)")
     verdict: str = Field(description="fail | pass | unchecked")
@@ -166,34 +181,45 @@ class SegmentResult(BaseModel):
 
 class SegmentResponse(BaseModel):
     model: str
-    image: dict[str, Any] = Field(description="filename, width, height")
+    image: dict[str, Any] = Field(description="filename, width and height of the upload, and decoded_width and "
+                                  "decoded_height: the size masks and overlays are given at (a large photo is decoded "
+                                  "reduced; figures stay in the upload's pixels)")
     mm_per_px: float | None
     results: list[SegmentResult]
+    warnings: list[str] = Field(description="one line per prompt that names no known class")
     timing_ms: dict[str, float]
 
 
 # -- errors ---------------------------------------------------------------------------------------
-_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-          415: "unsupported_media_type", 422: "unprocessable", 500: "internal_error", 503: "model_unavailable",
-          504: "timeout"}
+_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
+          413: "payload_too_large", 415: "unsupported_media_type", 422: "unprocessable", 500: "internal_error",
+          503: "unavailable", 504: "timeout"}
 
 
-def _error(status: int, message: str) -> JSONResponse:
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"status": status, "code": _CODES.get(status, "error"), "message": message}},
-                        status_code=status)
+                        status_code=status, headers=headers)
 
 
-class _BodySizeLimit:
-    """ASGI middleware: 413 for request bodies over ``limit`` bytes, before they are read whole.
+# A body left unread ends its connection: the client's next bytes would be read as a new request.
+_CLOSE = {"Connection": "close"}
+
+
+class _BodyLimits:
+    """ASGI middleware: 413 for request bodies over ``limit`` bytes, before they are read whole, and
+    408 for a body that has not fully arrived ``timeout_s`` after the request started (a client
+    trickling its upload holds a connection and a parser; the server's header deadline covers
+    what comes before).
 
     A declared ``Content-Length`` over the limit is refused at once; a body without one (chunked)
     is counted as it arrives.
     """
 
-    def __init__(self, app, limit: int, limit_mb: float):
+    def __init__(self, app, limit: int, limit_mb: float, timeout_s: float):
         self.app = app
         self.limit = limit
         self.limit_mb = limit_mb
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -201,16 +227,24 @@ class _BodySizeLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await _error(413, self._message(int(declared)))(scope, receive, send)
+            return await _error(413, self._message(int(declared)), headers=_CLOSE)(scope, receive, send)
         received = 0
+        deadline = time.monotonic() + self.timeout_s
+        body_done = False
 
         async def counting_receive():
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body: only http.disconnect comes, whenever it comes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(deadline - time.monotonic(), 0.001))
+            except asyncio.TimeoutError:
+                raise HTTPException(408, f"the request body did not arrive within {self.timeout_s:g} s", headers=_CLOSE) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise HTTPException(413, self._message(received))
+                    raise HTTPException(413, self._message(received), headers=_CLOSE)
+                body_done = not message.get("more_body", False)
             return message
 
         return await self.app(scope, counting_receive, send)
@@ -219,18 +253,30 @@ class _BodySizeLimit:
         return f"request body is {size / 1e6:.2g} MB; the limit is {self.limit_mb:g} MB (send a smaller or more compressed image)"
 
 
-class _LoopSemaphores:
-    """At most ``slots`` functions running in worker threads at once, per event loop.
+class QueueFull(Exception):
+    """The work queue is full; ``retry_after_s`` estimates when a slot frees up."""
 
-    A caller waiting for a slot holds no thread, so a request that times out while queued costs
-    nothing. A function already running cannot be stopped: on time-out its caller gets the error
-    at once, the thread finishes in the background and frees its slot then. (One semaphore per
-    loop because an asyncio semaphore belongs to the loop it was first used in, and test clients
-    run each client in a loop of its own.)
+    def __init__(self, retry_after_s: int):
+        super().__init__(retry_after_s)
+        self.retry_after_s = retry_after_s
+
+
+class _WorkQueue:
+    """At most ``slots`` functions running in worker threads at once (per event loop), and at most
+    ``max_waiting`` callers waiting for a slot: one more gets :class:`QueueFull` at once.
+
+    A caller waiting for a slot holds no thread and no decoded image, so a request that times out
+    while queued costs nothing. A function already running cannot be stopped: on time-out its
+    caller gets the error at once, the thread finishes in the background and frees its slot then.
+    (One semaphore per loop because an asyncio semaphore belongs to the loop it was first used in,
+    and test clients run each client in a loop of its own.)
     """
 
-    def __init__(self, slots: int):
+    def __init__(self, slots: int, max_waiting: int):
         self.slots = slots
+        self.max_waiting = max_waiting
+        self.waiting = 0
+        self.mean_seconds = 1.0  # moving average of a function's run time, for Retry-After
         self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self._lock = threading.Lock()
 
@@ -241,13 +287,27 @@ class _LoopSemaphores:
                 del self._semaphores[stale]
             return self._semaphores.setdefault(loop, asyncio.Semaphore(self.slots))
 
+    def retry_after(self) -> int:
+        """Seconds until the queue has likely drained by one caller."""
+        return max(1, math.ceil(self.mean_seconds * (self.waiting + self.slots) / self.slots))
+
     async def run(self, function: Callable[[], Any]) -> Any:
         semaphore = self._semaphore()
-        await semaphore.acquire()
+        with self._lock:
+            if semaphore.locked() and self.waiting >= self.max_waiting:
+                raise QueueFull(self.retry_after())
+            self.waiting += 1
+        try:
+            await semaphore.acquire()
+        finally:
+            with self._lock:
+                self.waiting -= 1
+        started = time.perf_counter()
         work = asyncio.ensure_future(asyncio.to_thread(function))
 
         def finished(future: asyncio.Future) -> None:
             semaphore.release()
+            self.mean_seconds = 0.8 * self.mean_seconds + 0.2 * (time.perf_counter() - started)
             if not future.cancelled():
                 future.exception()  # mark retrieved: a timed-out caller no longer awaits it
 
@@ -266,6 +326,9 @@ def create_app(
     max_image_pixels: int = 40_000_000,
     max_prompts: int = 8,
     max_concurrent_predictions: int = 1,
+    max_queued: int = 16,
+    body_timeout_s: float = 60.0,
+    strict_prompts: bool = False,
     thresholds: QAThresholds | None = None,
     prompt_config: PromptConfig | None = None,
     **predictor_kwargs: Any,
@@ -283,6 +346,12 @@ def create_app(
         max_prompts: Most prompts in one request.
         max_concurrent_predictions: Predictions running at once; more wait (CPU inference
             already uses every core, so 1 keeps latency predictable).
+        max_queued: Requests that may wait for a prediction slot; more get 503 with
+            ``Retry-After`` at once.
+        body_timeout_s: Longest time a request body may take to arrive (408 after it).
+        strict_prompts: Answer 422 to a prompt that names no known class (by default it is
+            answered, with ``prompt_known: false`` and a line in ``warnings``); a request's
+            ``strict_prompts`` field overrides it.
         thresholds: QA figure sets and rules; the built-in file by default.
         prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
         **predictor_kwargs: For the lazy loader (``threshold``, ``device``, ...).
@@ -290,34 +359,38 @@ def create_app(
     Returns:
         The app; ``app.state.model`` is its :class:`ModelHolder`.
     """
-    if max_upload_mb <= 0 or timeout_s <= 0 or max_prompts < 1 or max_concurrent_predictions < 1:
-        raise ConfigError("max_upload_mb and timeout_s must be positive, max_prompts and max_concurrent_predictions >= 1")
+    if max_upload_mb <= 0 or timeout_s <= 0 or body_timeout_s <= 0 or max_prompts < 1 or max_concurrent_predictions < 1 \
+            or max_queued < 0:
+        raise ConfigError("max_upload_mb, timeout_s and body_timeout_s must be positive, max_prompts and "
+                          "max_concurrent_predictions >= 1, max_queued >= 0")
     holder = ModelHolder(predictor, model_spec, **predictor_kwargs)
     thresholds = thresholds or QAThresholds.default()
     prompt_config = prompt_config or PromptConfig.default()
     upload_limit = int(max_upload_mb * 1e6)
-    prediction_slots = _LoopSemaphores(max_concurrent_predictions)
+    work_queue = _WorkQueue(max_concurrent_predictions, max_queued)
 
     docs_assets = _swagger_ui_folder()
+    strict_default = strict_prompts
     app = FastAPI(
         title="drywallqa",
         version=__version__,
         description="Text-prompted segmentation of drywall photos with QA figures and pass/fail verdicts. "
         "Errors are JSON `{\"error\": {status, code, message}}`.",
-        # Without the bundle FastAPI's own /docs page loads Swagger UI from a CDN.
-        docs_url=None if docs_assets else "/docs",
-        redoc_url=None,  # ReDoc has no offline bundle; /docs and /openapi.json cover the API
+        docs_url=None,  # our own /docs below: Swagger UI from the package, never from a CDN
+        redoc_url=None,  # /docs and /openapi.json cover the API
     )
     app.state.model = holder
     app.state.model_id = model_id
-    app.add_middleware(_BodySizeLimit, limit=upload_limit + FORM_FIELDS_ALLOWANCE, limit_mb=max_upload_mb)
+    app.state.work_queue = work_queue
+    app.add_middleware(_BodyLimits, limit=upload_limit + FORM_FIELDS_ALLOWANCE, limit_mb=max_upload_mb,
+                       timeout_s=body_timeout_s)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no such path {request.url.path}; see /docs or /openapi.json"
-        return _error(exc.status_code, message)
+        return _error(exc.status_code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
@@ -339,21 +412,27 @@ def create_app(
             raise HTTPException(404, f"no static file {name!r}")
         return _static_response(name)
 
-    if docs_assets:
-        @app.get("/docs", include_in_schema=False)
-        def docs() -> Response:
-            return get_swagger_ui_html(
-                openapi_url=app.openapi_url, title=f"{app.title} API",
-                swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
-                swagger_favicon_url="/docs-assets/favicon-32x32.png",
-            )
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return _static_response("favicon.ico")
 
-        @app.get("/docs-assets/{name}", include_in_schema=False)
-        def docs_asset(name: str) -> Response:
-            if name not in DOCS_ASSETS:
-                raise HTTPException(404, f"no docs asset {name!r}")
-            return Response(content=(docs_assets / name).read_bytes(), media_type=DOCS_ASSETS[name],
-                            headers={"Cache-Control": "max-age=86400"})
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        if docs_assets is None:
+            raise HTTPException(404, "the API page needs the fastapi-offline package: "
+                                f"{serve_install_command()} (the schema is at /openapi.json)")
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url, title=f"{app.title} API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+
+    @app.get("/docs-assets/{name}", include_in_schema=False)
+    def docs_asset(name: str) -> Response:
+        if docs_assets is None or name not in DOCS_ASSETS:
+            raise HTTPException(404, f"no docs asset {name!r}")
+        return Response(content=(docs_assets / name).read_bytes(), media_type=DOCS_ASSETS[name],
+                        headers={"Cache-Control": "max-age=86400"})
 
     # -- API ------------------------------------------------------------------------------------
     @app.get("/healthz", summary="Liveness and model state")
@@ -374,7 +453,7 @@ def create_app(
         summary="Segment an image with text prompts; QA figures, verdicts and masks",
         response_model=SegmentResponse,
         response_model_by_alias=True,
-        responses={status: {"model": ErrorBody} for status in (404, 413, 415, 422, 503, 504)},
+        responses={status: {"model": ErrorBody} for status in (400, 404, 408, 413, 415, 422, 503, 504)},
     )
     async def segment(
         image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, BMP, TIFF)")],
@@ -383,6 +462,8 @@ def create_app(
         mm_per_px: Annotated[float | None, Form(description="image scale in millimetres per pixel: adds mm figures")] = None,
         overlay: Annotated[bool, Form(description="also return the overlay as a base64 JPEG")] = False,
         model: Annotated[str | None, Form(description="model id; the served one by default (see /v1/models)")] = None,
+        strict_prompts: Annotated[bool | None, Form(description="answer 422 to a prompt that names no known class "
+                                                     "(default: the server's --strict-prompts)")] = None,
     ):
         started = time.perf_counter()
         if model:
@@ -392,49 +473,66 @@ def create_app(
             raise HTTPException(422, f"mask_format must be one of {', '.join(MASK_FORMATS)}, got {mask_format!r}")
         if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
             raise HTTPException(422, f"mm_per_px must be a positive number, got {mm_per_px}")
+        unknown = [p for p in prompts if prompt_class(p, prompt_config) is None]
+        warnings = [unknown_prompt_message(p, prompt_config) for p in unknown]
+        if unknown and (strict_prompts if strict_prompts is not None else strict_default):
+            raise HTTPException(422, f"prompt: {warnings[0]} (strict_prompts is on)")
         data = await image.read()
         if len(data) > upload_limit:
             raise HTTPException(413, f"image is {len(data) / 1e6:.1f} MB; the limit is {max_upload_mb:g} MB")
         if not data:
             raise HTTPException(422, "image: the uploaded file is empty")
-        # Decoding a large photo takes long enough to stall other requests: off the event loop.
-        pixels = await asyncio.to_thread(_decode_upload, data, image.filename or "upload", max_image_pixels)
-        decoded = time.perf_counter()
+        _check_upload_header(data, image.filename or "upload", max_image_pixels)
         try:
             predictor = holder.get() if holder.loaded else await asyncio.to_thread(holder.get)
         except DrywallQAError as exc:
             raise HTTPException(503, f"model {model_id!r} could not be loaded: {exc}") from exc
         loaded = time.perf_counter()
+        timing: dict[str, float] = {}
 
-        def predict_and_inspect() -> list[dict]:
+        def decode_predict_and_inspect() -> tuple[Photo, list[dict]]:
+            # Decoding a large photo is heavy work too: inside the queue, off the event loop.
+            started_work = time.perf_counter()
+            photo = _decode_upload(data, image.filename or "upload")
+            timing["decode"] = time.perf_counter() - started_work
+            pixels = photo.pixels
             results = predictor.predict_batch([pixels] * len(prompts), prompts)
             out = []
             for prompt_text, result in zip(prompts, results):
                 inspection = inspect_mask(result.mask, prompt_text, confidence=result.confidence, mm_per_px=mm_per_px,
-                                          thresholds=thresholds, prompt_config=prompt_config)
+                                          thresholds=thresholds, prompt_config=prompt_config, scale=photo.scale)
                 item = inspection.to_dict()
+                item["prompt_known"] = prompt_text not in unknown
                 item["mask"] = _mask_payload(result.mask, mask_format)
                 if overlay:
                     tinted = render_overlay(pixels, result.mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
                     item["overlay"] = {"media_type": "image/jpeg",
                                        "base64": base64.b64encode(jpeg_bytes(tinted, quality=85)).decode("ascii")}
                 out.append(item)
-            return out
+            return photo, out
 
         try:
-            results = await asyncio.wait_for(prediction_slots.run(predict_and_inspect), timeout=timeout_s)
+            photo, results = await asyncio.wait_for(work_queue.run(decode_predict_and_inspect), timeout=timeout_s)
+        except QueueFull as full:
+            raise HTTPException(503, f"the server is busy ({work_queue.slots} running, {work_queue.waiting} waiting); "
+                                     f"retry after {full.retry_after_s} s",
+                                headers={"Retry-After": str(full.retry_after_s)}) from None
         except asyncio.TimeoutError as exc:
             raise HTTPException(504, f"prediction took longer than {timeout_s:g} s; try a smaller image or fewer prompts") from exc
         except DrywallQAError as exc:
             raise HTTPException(422, str(exc)) from exc
         finished = time.perf_counter()
+        decode_s = timing.get("decode", 0.0)
         return {
             "model": model_id,
-            "image": {"filename": image.filename, "width": int(pixels.shape[1]), "height": int(pixels.shape[0])},
+            "image": {"filename": image.filename, "width": photo.width, "height": photo.height,
+                      "decoded_width": int(photo.pixels.shape[1]), "decoded_height": int(photo.pixels.shape[0])},
             "mm_per_px": mm_per_px,
             "results": results,
-            "timing_ms": {"decode": round(1000 * (decoded - started), 2), "load": round(1000 * (loaded - decoded), 2),
-                          "predict": round(1000 * (finished - loaded), 2), "total": round(1000 * (finished - started), 2)},
+            "warnings": warnings,
+            "timing_ms": {"decode": round(1000 * decode_s, 2), "load": round(1000 * (loaded - started), 2),
+                          "predict": round(1000 * (finished - loaded - decode_s), 2),
+                          "total": round(1000 * (finished - started), 2)},
         }
 
     return app
@@ -457,31 +555,37 @@ def _check_prompts(prompts: list[str], max_prompts: int) -> list[str]:
     return list(dict.fromkeys(checked))
 
 
-def _decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
-    """Decode an uploaded image after checking its pixel count from the header alone."""
-    import io
-    import warnings
+def _check_upload_header(data: bytes, name: str, max_pixels: int) -> None:
+    """Refuse what the header alone shows (not an image, too many pixels, too small): cheap, so it
+    runs before the work queue and a broken upload never waits behind predictions."""
+    from drywallqa.files import MIN_IMAGE_SIDE, open_image
 
-    from PIL import Image, UnidentifiedImageError
+    with _upload_errors(name):
+        with open_image(data, name) as img:
+            width, height = img.size
+        if width * height > max_pixels:
+            raise HTTPException(413, f"{name}: image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
+                                     f"the limit is {max_pixels / 1e6:.0f}")
+        if min(width, height) < MIN_IMAGE_SIDE:
+            read_photo(data, name=name)  # raises the one message for a too small image
 
-    from drywallqa.files import decode_image_bytes
 
+def _decode_upload(data: bytes, name: str) -> Photo:
+    """Decode an upload (checked by :func:`_check_upload_header`), reduced when large."""
+    with _upload_errors(name):
+        return read_photo(data, name=name)
+
+
+@contextlib.contextmanager
+def _upload_errors(name: str):
+    """Image errors as HTTP errors: too large 413, too small 422, unreadable or corrupt 415."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise HTTPException(413, f"{name}: image has too many pixels; the limit is {max_pixels / 1e6:.0f} megapixels") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise HTTPException(415, f"{name}: not a readable image (send JPEG, PNG, WebP, BMP or TIFF)") from exc
-    if width * height > max_pixels:
-        raise HTTPException(413, f"{name}: image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
-                                 f"the limit is {max_pixels / 1e6:.0f}")
-    try:
-        return decode_image_bytes(data, name)
+        yield
+    except ImageSizeError as exc:
+        raise HTTPException(413 if exc.too_large else 422, str(exc)) from exc
     except DataError as exc:
-        raise HTTPException(415, f"{name}: not a readable image (send JPEG, PNG, WebP, BMP or TIFF)") from exc
+        detail = str(exc).split(": ", 1)[-1]
+        raise HTTPException(415, f"{name}: not a readable image ({detail}; send JPEG, PNG, WebP, BMP or TIFF)") from exc
 
 
 def _mask_payload(mask: np.ndarray, mask_format: str) -> dict:
@@ -493,19 +597,19 @@ def _mask_payload(mask: np.ndarray, mask_format: str) -> dict:
 
 def _static_response(name: str) -> Response:
     data = resources.files("drywallqa.serving").joinpath("static", name).read_bytes()
-    headers = {"Cache-Control": "no-cache"}
+    headers = {"Cache-Control": "max-age=86400" if name == "favicon.ico" else "no-cache"}
     if name == "index.html":
         headers["Content-Security-Policy"] = PAGE_CSP
     return Response(content=data, media_type=STATIC_FILES[name], headers=headers)
 
 
 def _swagger_ui_folder() -> Path | None:
-    """Swagger UI's files from the ``swagger-ui-bundle`` package, or None when it is missing."""
+    """Swagger UI's files from the ``fastapi-offline`` package, or None when it is missing."""
     try:
-        from swagger_ui_bundle import swagger_ui_path
+        import fastapi_offline
     except ImportError:
         return None
-    folder = Path(str(swagger_ui_path))
+    folder = Path(fastapi_offline.__file__).parent / "static"
     return folder if all((folder / name).is_file() for name in DOCS_ASSETS) else None
 
 

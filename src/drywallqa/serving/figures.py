@@ -104,15 +104,20 @@ def measure_mask(
     mm_per_px: float | None = None,
     confidence: float | None = None,
     min_component_area_px: int = 10,
+    scale: float = 1.0,
 ) -> QAFigures:
     """Measure the QA figures of one binary mask.
 
     Args:
         mask: ``(H, W)`` bool (or 0/1) mask at the image's size.
         figure_set: ``"crack"``, ``"joint"`` or ``"area"``.
-        mm_per_px: Millimetres per pixel; adds ``*_mm`` figures.
+        mm_per_px: Millimetres per pixel of the image file; adds ``*_mm`` figures.
         confidence: The model's confidence, carried into the figures.
         min_component_area_px: Smaller components are noise and are not measured.
+        scale: Image-file pixels per mask pixel, for a mask of a photo decoded reduced
+            (:attr:`drywallqa.files.Photo.scale`): lengths and widths are multiplied by it and
+            areas by its square, so pixel figures, pixel rules and ``mm_per_px`` all refer to the
+            file's pixels.
 
     Returns:
         The figures.
@@ -128,11 +133,13 @@ def measure_mask(
         raise ConfigError(f"mask must have shape (H, W), got {mask.shape}")
     if figure_set not in FIGURE_SETS:
         raise ConfigError(f"figure_set must be one of {', '.join(FIGURE_SETS)}, got {figure_set!r}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ConfigError(f"scale must be a positive number, got {scale!r}")
     mask = mask.astype(bool)
     area_px = int(mask.sum())
-    labels, n_components = _label_components(mask, min_component_area_px)
+    labels, n_components = _label_components(mask, min_component_area_px / scale**2)
     figures = QAFigures(
-        figure_set=figure_set, area_percent=100.0 * area_px / max(mask.size, 1), area_px=area_px,
+        figure_set=figure_set, area_percent=100.0 * area_px / max(mask.size, 1), area_px=round(area_px * scale**2),
         components=n_components, confidence=None if confidence is None else float(confidence), mm_per_px=mm_per_px,
     )
     if figure_set == "area":
@@ -142,6 +149,7 @@ def measure_mask(
         return figures
     measure = _measure_cracks if figure_set == "crack" else _measure_joints
     lengths, width_max, width_mean = measure(labels, n_components)
+    lengths, width_max, width_mean = lengths * scale, width_max * scale, width_mean * scale
     figures.component_lengths_px = tuple(sorted((float(v) for v in lengths), reverse=True))
     figures.length_px = float(lengths.sum())
     figures.longest_px = float(lengths.max())
@@ -151,12 +159,12 @@ def measure_mask(
 
 
 # -- measurement ----------------------------------------------------------------------------------
-def _label_components(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, int]:
+def _label_components(mask: np.ndarray, min_area: float) -> tuple[np.ndarray, int]:
     """8-connected labels ``1..K`` of the components with at least ``min_area`` pixels (0 elsewhere)."""
     import cv2
 
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    keep = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= max(int(min_area), 1)) + 1
+    keep = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= max(math.ceil(min_area), 1)) + 1
     relabel = np.zeros(n, dtype=np.int32)
     relabel[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
     return relabel[labels], len(keep)

@@ -9,12 +9,14 @@
     results.csv                       the same, flattened (figures as columns)
     coco.json                         COCO instances, one RLE annotation per mask component
     summary.json                      counts, settings and skipped files
+    run.json                          what made the masks: model, runtime, threshold, TTA, prompts
 
 Each file is written atomically and the record last, so an interrupted run leaves either a
 complete image/prompt output or none; a rerun skips image/prompt pairs whose record, mask and
 overlay exist and were made by the same model at the same threshold (the figures and verdict of a
 skipped pair are measured again from its saved mask, so a new ``--mm-per-px`` or thresholds file
-takes effect without predicting again).
+takes effect without predicting again). A rerun whose model, runtime, threshold, test-time flips
+or prompts differ from those in ``run.json`` is refused unless ``overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -34,18 +36,20 @@ from pathlib import Path
 import numpy as np
 
 from drywallqa.data.prompts import PromptConfig
-from drywallqa.errors import ConfigError, DataError, IssueLog
+from drywallqa.errors import ConfigError, DataError, ImageSizeError, IssueLog
 from drywallqa.files import (
     IMAGE_SUFFIXES,
+    Photo,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     list_images,
-    read_image,
+    open_image,
     read_json,
+    read_photo,
 )
 from drywallqa.inference import Predictor, check_prompt
-from drywallqa.serving.qa import MaskInspection, inspect_mask
+from drywallqa.serving.qa import MaskInspection, inspect_mask, prompt_class, unknown_prompt_message
 from drywallqa.serving.render import (
     FIGURE_SET_COLOURS,
     jpeg_bytes,
@@ -192,6 +196,7 @@ def predict_images(
     thresholds: QAThresholds | None = None,
     prompt_config: PromptConfig | None = None,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> PredictionRun:
     """Segment every input image with every prompt and write masks, overlays, figures and tables.
 
@@ -200,20 +205,28 @@ def predict_images(
         prompts: One or more prompts, each applied to every image.
         out: Output folder (created); must not be or contain an input.
         predictor: The model, e.g. from :func:`drywallqa.inference.load_predictor`.
-        model_id: Name of the model recorded in each record (a rerun with another model id
-            predicts again instead of resuming).
+        model_id: Name of the model recorded in each record and in ``run.json``.
         mm_per_px: Image scale in millimetres per pixel, for millimetre figures and rules.
         thresholds: Figure sets and pass/fail rules; the built-in file by default.
         prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
         progress: Show a progress bar on stderr.
+        overwrite: Predict every pair again when ``out`` holds a run made with other settings
+            (model, runtime, threshold, test-time flips or prompts: see :data:`RUN_FILE`);
+            without it such a folder is refused.
 
     Returns:
-        The records and counts. Unreadable images are reported with one warning line each on
-        stderr, counted in ``issues`` and left out; the others go on.
+        The records and counts. Unreadable images, and images under
+        :data:`~drywallqa.files.MIN_IMAGE_SIDE` or over
+        :data:`~drywallqa.files.MAX_DECODE_PIXELS`, are reported with one warning line each on
+        stderr, counted in ``issues`` and left out; the others go on. Large photos are decoded
+        reduced (:func:`~drywallqa.files.read_photo`). A prompt that names no known class gets one
+        warning line (its masks are ``unchecked``).
 
     Raises:
-        ConfigError: For a bad prompt, scale or output folder.
+        ConfigError: For a bad prompt, scale or output folder, or a folder of a run with other
+            settings (without ``overwrite``).
         DataError: If an input does not exist, or no image could be read.
+        DrywallQAError: If the output folder cannot be written.
     """
     prompts = list(dict.fromkeys(check_prompt(p) for p in prompts))
     if not prompts:
@@ -226,6 +239,11 @@ def predict_images(
     out = check_output_dir(out, images, inputs)
     keys, slugs = output_keys(images), prompt_slugs(prompts)
     threshold = float(getattr(predictor, "threshold", 0.5))
+    settings = run_settings(predictor, model_id, prompts)
+    fresh = _claim_output_dir(out, settings, overwrite)
+    for prompt in prompts:
+        if prompt_class(prompt, prompt_config) is None:
+            _warn(f"warning: {unknown_prompt_message(prompt, prompt_config)}", progress)
     run = PredictionRun(out)
 
     from tqdm import tqdm
@@ -233,20 +251,22 @@ def predict_images(
     bar = tqdm(total=len(images), unit="image", desc="predict", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     for image_path in images:
         names = {p: f"{keys[image_path]}__{slugs[p]}" for p in prompts}
-        done = {p: _resumable(out, names[p], image_path, model_id, threshold) for p in prompts}
+        done = {p: None if fresh else _resumable(out, names[p], image_path, model_id, threshold) for p in prompts}
         todo = [p for p in prompts if done[p] is None]
         try:
-            image = read_image(image_path) if todo else None
+            photo = read_photo(image_path) if todo else None
         except DataError as exc:
-            run.issues.skip(image_path, "", "unreadable image", str(exc).split(": ", 1)[-1])
-            _warn(f"warning: skipped {image_path}: unreadable image ({str(exc).split(': ', 1)[-1]})", progress)
+            reason = _skip_reason(exc)
+            detail = str(exc).split(": ", 1)[-1]
+            run.issues.skip(image_path, "", reason, detail)
+            _warn(f"warning: skipped {image_path}: {reason} ({detail})", progress)
             bar.update(1)
             continue
-        results = dict(zip(todo, predictor.predict_batch([image] * len(todo), todo))) if todo else {}
+        results = dict(zip(todo, predictor.predict_batch([photo.pixels] * len(todo), todo))) if todo else {}
         for prompt in prompts:
             if prompt in results:
                 result = results[prompt]
-                record = _write_prediction(out, names[prompt], image_path, image, prompt, result.mask,
+                record = _write_prediction(out, names[prompt], image_path, photo, prompt, result.mask,
                                            result.confidence, model_id, threshold, mm_per_px, thresholds, prompt_config)
                 run.predicted += 1
             else:
@@ -259,10 +279,58 @@ def predict_images(
     if run.images == 0:
         raise DataError(f"none of the {len(images)} input image(s) could be read ({len(run.issues)} skipped)")
     run.files = write_tables(run, image_root=_common_folder(images), settings={
-        "model": model_id, "threshold": threshold, "mm_per_px": mm_per_px, "prompts": prompts,
-        "thresholds": thresholds.source,
+        **settings, "mm_per_px": mm_per_px, "thresholds": thresholds.source,
+        "unknown_prompts": [p for p in prompts if prompt_class(p, prompt_config) is None],
     })
     return run
+
+
+#: The settings of the run that made an output folder's masks (written before the first mask).
+RUN_FILE = "run.json"
+# Settings a rerun must share to reuse the saved masks (scale and QA rules are measured again).
+_RUN_KEYS = ("model", "runtime", "threshold", "tta", "prompts")
+
+
+def run_settings(predictor: Predictor, model_id: str, prompts: Sequence[str]) -> dict:
+    """What made the masks of a run: model, runtime, threshold, test-time flips and prompts."""
+    return {
+        "model": model_id, "runtime": getattr(predictor, "name", type(predictor).__name__),
+        "threshold": float(getattr(predictor, "threshold", 0.5)), "tta": getattr(predictor, "views", "none"),
+        "prompts": list(prompts),
+    }
+
+
+def _claim_output_dir(out: Path, settings: dict, overwrite: bool) -> bool:
+    """Check ``out``'s :data:`RUN_FILE` against this run's settings and write them.
+
+    Returns:
+        True when every pair must be predicted (``overwrite`` of a run with other settings).
+
+    Raises:
+        ConfigError: If ``out`` holds a run with other settings and ``overwrite`` is off.
+        DrywallQAError: If ``out`` cannot be written (before any mask is computed).
+    """
+    path = out / RUN_FILE
+    previous = None
+    if path.is_file():
+        try:
+            previous = read_json(path)
+        except DataError:
+            previous = None
+    changed = []
+    if isinstance(previous, dict) and any((out / "records").glob("*.json")):  # no masks yet: nothing to protect
+        changed = [f"{key} {previous.get(key)!r} -> {settings[key]!r}" for key in _RUN_KEYS if previous.get(key) != settings[key]]
+    if changed and not overwrite:
+        raise ConfigError(f"{path}: this folder holds masks made with other settings ({'; '.join(changed)}); "
+                          "pass --overwrite to predict them again, or choose another --out")
+    atomic_write_json(path, settings, indent=2)
+    return bool(changed)
+
+
+def _skip_reason(exc: DataError) -> str:
+    if isinstance(exc, ImageSizeError):
+        return "image too large" if exc.too_large else "image too small"
+    return "unreadable image"
 
 
 def _warn(message: str, progress: bool) -> None:
@@ -304,18 +372,21 @@ def _inspection_record(inspection: MaskInspection, image_path: Path, width: int,
     }
 
 
-def _write_prediction(out: Path, name: str, image_path: Path, image: np.ndarray, prompt: str, mask: np.ndarray,
+def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prompt: str, mask: np.ndarray,
                       confidence: float, model_id: str, threshold: float, mm_per_px: float | None,
                       thresholds: QAThresholds, prompt_config: PromptConfig) -> dict:
-    """Write the mask, overlay and record of one image/prompt pair (the record last)."""
+    """Write the mask, overlay and record of one image/prompt pair (the record last).
+
+    A photo decoded reduced keeps its mask and overlay at the decoded size; its figures are in the
+    file's pixels and the record gives the file's size.
+    """
     mask_path, overlay_path, record_path = _paths(out, name)
     inspection = inspect_mask(mask, prompt, confidence=confidence, mm_per_px=mm_per_px, thresholds=thresholds,
-                              prompt_config=prompt_config)
+                              prompt_config=prompt_config, scale=photo.scale)
     atomic_write_bytes(mask_path, mask_png_bytes(mask))
-    overlay = render_overlay(image, mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
+    overlay = render_overlay(photo.pixels, mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
     atomic_write_bytes(overlay_path, jpeg_bytes(overlay, quality=OVERLAY_QUALITY))
-    record = _inspection_record(inspection, image_path, image.shape[1], image.shape[0], name, model_id, threshold,
-                                mm_per_px)
+    record = _inspection_record(inspection, image_path, photo.width, photo.height, name, model_id, threshold, mm_per_px)
     atomic_write_json(record_path, record, indent=1)
     return record
 
@@ -323,18 +394,22 @@ def _write_prediction(out: Path, name: str, image_path: Path, image: np.ndarray,
 def _remeasure(out: Path, record: dict, mm_per_px: float | None, thresholds: QAThresholds,
                prompt_config: PromptConfig) -> dict:
     """Figures and verdict of a resumed pair, measured again from its saved mask."""
-    from PIL import Image
-
-    with Image.open(out / record["mask"]) as img:
-        mask = np.asarray(img.convert("L")) > 127
+    mask = _read_mask(out / record["mask"])
     inspection = inspect_mask(mask, record["prompt"], confidence=record["figures"].get("confidence"),
-                              mm_per_px=mm_per_px, thresholds=thresholds, prompt_config=prompt_config)
+                              mm_per_px=mm_per_px, thresholds=thresholds, prompt_config=prompt_config,
+                              scale=record["image_width"] / mask.shape[1])
     name = Path(record["mask"]).stem
     updated = _inspection_record(inspection, Path(record["image"]), record["image_width"], record["image_height"],
                                  name, record["model"], record["threshold"], mm_per_px)
     if updated != record:
         atomic_write_json(out / "records" / f"{name}.json", updated, indent=1)
     return updated
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    """A saved 0/255 mask PNG as ``(H, W)`` bool."""
+    with open_image(path) as img:
+        return np.asarray(img.convert("L")) > 127
 
 
 # -- tables ---------------------------------------------------------------------------------------
@@ -395,7 +470,6 @@ def records_to_coco(records: Sequence[dict], out: Path, image_root: Path, min_co
     (prompt and verdict). ``file_name`` is relative to ``image_root``.
     """
     import cv2
-    from PIL import Image
 
     from drywallqa.data.core import Annotation, Sample
     from drywallqa.data.formats.coco import samples_to_coco
@@ -409,17 +483,28 @@ def records_to_coco(records: Sequence[dict], out: Path, image_root: Path, min_co
         first = image_records[0]
         for record in image_records:
             category = record["class"] or re.sub(r"[^a-z0-9]+", "_", record["prompt"].lower()).strip("_")
-            with Image.open(out / record["mask"]) as img:
-                mask = np.asarray(img.convert("L")) > 127
+            mask = _read_mask(out / record["mask"])
+            # A photo decoded reduced has its mask at the decoded size: its components are written
+            # as polygons scaled to the file's pixels (an RLE would need the full-size mask).
+            sx, sy = record["image_width"] / mask.shape[1], record["image_height"] / mask.shape[0]
             n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
             for k in range(1, n):
                 if stats[k, cv2.CC_STAT_AREA] < min_component_area_px:
                     continue
                 x, y = int(stats[k, cv2.CC_STAT_LEFT]), int(stats[k, cv2.CC_STAT_TOP])
                 w, h = int(stats[k, cv2.CC_STAT_WIDTH]), int(stats[k, cv2.CC_STAT_HEIGHT])
-                annotations.append(Annotation(category, (x, y, x + w, y + h), rle=mask_to_rle(labels == k), category=category))
+                box = (x * sx, y * sy, (x + w) * sx, (y + h) * sy)
+                if (sx, sy) == (1, 1):
+                    annotation = Annotation(category, box, rle=mask_to_rle(labels == k), category=category)
+                else:
+                    contours = cv2.findContours((labels == k).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
+                    polygons = tuple(c.reshape(-1, 2) * (sx, sy) for c in contours if len(c) >= 3)
+                    if not polygons:
+                        continue
+                    annotation = Annotation(category, box, polygons=polygons, category=category)
+                annotations.append(annotation)
                 extras.append({
-                    "area": int(stats[k, cv2.CC_STAT_AREA]), "score": record["figures"].get("confidence"),
+                    "area": round(float(stats[k, cv2.CC_STAT_AREA]) * sx * sy), "score": record["figures"].get("confidence"),
                     "attributes": {"prompt": record["prompt"], "verdict": record["verdict"]},
                 })
         samples.append(Sample(Path(image), first["image_width"], first["image_height"], "", "", "", tuple(annotations)))

@@ -49,6 +49,20 @@ def prompt_class(prompt: str, prompt_config: PromptConfig | None = None) -> str 
     return max(candidates)[1] if candidates else None
 
 
+def unknown_prompt_message(prompt: str, prompt_config: PromptConfig | None = None) -> str:
+    """One line saying that ``prompt`` names no known class, listing the classes and how to add one."""
+    from importlib import resources
+
+    config = prompt_config or PromptConfig.default()
+    builtin = resources.files("drywallqa").joinpath("configs/prompts.yaml")
+    return (
+        f"prompt {prompt!r} matches no known class (known: {', '.join(config.classes) or 'none'}), so its mask gets no "
+        f"QA rules (verdict 'unchecked') and the model was not trained for it; to add a class, copy {builtin}, add it "
+        "under 'classes:' with its prompt and aliases, pass the copy with --prompts, and give it rules in a "
+        "qa-thresholds.yaml (--thresholds)"
+    )
+
+
 @dataclass
 class MaskInspection:
     """QA figures and verdict of one mask for one prompt.
@@ -87,6 +101,7 @@ def inspect_mask(
     mm_per_px: float | None = None,
     thresholds: QAThresholds | None = None,
     prompt_config: PromptConfig | None = None,
+    scale: float = 1.0,
 ) -> MaskInspection:
     """Measure a mask's QA figures for its prompt's class and judge them.
 
@@ -97,6 +112,8 @@ def inspect_mask(
         mm_per_px: Image scale; adds millimetre figures and selects the ``fail_if_mm`` rules.
         thresholds: Figure sets and rules; the built-in ``qa-thresholds.yaml`` by default.
         prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
+        scale: Image-file pixels per mask pixel, for the mask of a photo decoded reduced (see
+            :func:`~drywallqa.serving.figures.measure_mask`).
 
     Example:
         >>> mask = np.zeros((100, 200), dtype=bool); mask[50:53, 20:120] = True   # 100 × 3 px
@@ -107,6 +124,6 @@ def inspect_mask(
     class_name = prompt_class(prompt, prompt_config)
     figures = measure_mask(
         mask, thresholds.figure_set(class_name), mm_per_px=mm_per_px, confidence=confidence,
-        min_component_area_px=thresholds.min_component_area_px,
+        min_component_area_px=thresholds.min_component_area_px, scale=scale,
     )
     return MaskInspection(prompt, class_name, figures, thresholds.judge(class_name, figures))

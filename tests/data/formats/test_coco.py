@@ -164,11 +164,17 @@ def test_bad_images_are_skipped(tmp_path, damage, reason):
         load_coco(root, strict=True)
 
 
+def _edit_images(root, split, **first_image):
+    """Change fields of the first image entry of a split's json (after its files were written)."""
+    path = root / split / "_annotations.coco.json"
+    data = json.loads(path.read_text())
+    data["images"][0].update(first_image)
+    path.write_text(json.dumps(data))
+
+
 def test_image_size_mismatch_is_skipped(tmp_path):
-    root = _dataset(tmp_path, [], [_image(0)])
-    data = json.loads((root / "train" / "_annotations.coco.json").read_text())
-    data["images"][0]["width"] = 64
-    (root / "train" / "_annotations.coco.json").write_text(json.dumps(data))
+    root = _dataset(tmp_path, [], [_image(0), _image(1, "other_jpg.rf.0123456789abcdef0123456789abcdef.jpg")])
+    _edit_images(root, "train", width=64)
     assert load_coco(root).issues.counts() == {"image size mismatch": 1}
 
 
@@ -181,12 +187,56 @@ def test_non_coco_json_is_a_clear_error(tmp_path, content):
         load_coco(tmp_path / "ds")
 
 
-def test_one_broken_split_file_is_skipped_when_others_load(tmp_path):
-    root = _dataset(tmp_path, [], [_image(0)], split="train")
-    (root / "valid").mkdir()
-    (root / "valid" / "_annotations.coco.json").write_text("{broken")
+@pytest.mark.parametrize("damage", ["broken json", "every image unusable"])
+def test_a_split_that_loses_all_its_images_is_an_error(tmp_path, damage):
+    # Before: the split was dropped with one warning, and training without its train split "succeeded".
+    root = _dataset(tmp_path, [], [_image(0)], split="valid")
+    train = root / "train" / "_annotations.coco.json"
+    if damage == "broken json":
+        train.parent.mkdir()
+        train.write_text("{broken")
+        message = r"train/_annotations.coco.json: not valid JSON"
+    else:
+        _dataset(tmp_path, [], [_image(0)], split="train")
+        _edit_images(root, "train", width="wide")
+        message = r"train/_annotations.coco.json: none of its 1 image\(s\) could be used, so split 'train' would be empty \(1 invalid image size\)"
+    with pytest.raises(DataError, match=message):
+        load_coco(root)
+
+
+ABSURD_VALUES = [
+    # (case, change to the first image or annotation, reason)
+    ("width is a word", ("image", {"width": "wide"}), "invalid image size"),
+    ("width is not whole", ("image", {"height": 24.5}), "invalid image size"),
+    ("vertex at 1e30", ("annotation", {"segmentation": [[1, 1, 1e30, 1, 6, 6, 1, 6]]}), "polygon far outside the image"),
+    ("string bbox beside a polygon", ("annotation", {"bbox": "1,1,5,5"}), "invalid box"),
+    ("bbox of width 1e30", ("annotation", {"bbox": [1, 1, 1e30, 5]}), "box far outside the image"),
+    ("RLE size of words", ("annotation", {"segmentation": {"size": ["a", "b"], "counts": "x"}}), "invalid RLE"),
+    ("duplicate image id", ("image", {"id": 1}), "duplicate image id"),
+]
+
+
+@pytest.mark.parametrize("change, reason", [c[1:] for c in ABSURD_VALUES], ids=[c[0] for c in ABSURD_VALUES])
+def test_absurd_values_are_warned_about_and_skipped(tmp_path, capsys, change, reason):
+    other = "other_jpg.rf.0123456789abcdef0123456789abcdef.jpg"
+    images = [_image(0), _image(1, other), _image(2, "third_jpg.rf.0123456789abcdef0123456789abcdef.jpg")]
+    anns = [{"id": 5, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5], "segmentation": [[1, 1, 6, 1, 6, 6, 1, 6]]},
+            {"id": 6, "image_id": 2, "category_id": 1, "bbox": [1, 1, 5, 5], "segmentation": []}]
+    kind, values = change
+    if kind == "annotation":
+        anns[0].update(values)
+    root = _dataset(tmp_path, anns, images)
+    if kind == "image":
+        _edit_images(root, "train", **values)
     ds = load_coco(root)
-    assert ds.splits == {"train": 1} and ds.issues.counts() == {"not a COCO annotation file": 1}
+    assert reason in ds.issues.counts()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and all(line.startswith("warning: skipped") and "_annotations.coco.json" in line for line in err)
+    # Nothing of the bad entry is used: no annotation of image 0 survives, the third image keeps its own.
+    assert all(a.source_id != "5" for s in ds for a in s.annotations)
+    assert [a.source_id for s in ds if s.image_id == "2" for a in s.annotations] == ["6"]
+    with pytest.raises(DataError, match=reason):
+        load_coco(root, strict=True)
 
 
 def test_missing_path_is_a_clear_error(tmp_path):

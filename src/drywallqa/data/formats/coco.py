@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -89,24 +90,26 @@ def load_coco(
     log = issues if issues is not None else IssueLog(strict=strict, quiet=quiet)
     samples: list[Sample] = []
     class_names: set[str] = set()
-    loaded_any = False
     for file in files:
         split = canonical_split(file.parent.name) if file.parent != root else ""
-        try:
-            data = read_json(file)
-            _check_coco_layout(data, file)
-        except DataError as exc:
-            if len(files) == 1 or log.strict:
-                raise
-            log.skip(file, "", "not a COCO annotation file", str(exc).split(": ", 1)[-1])
-            continue
-        loaded_any = True
+        # A broken annotation file would drop its whole split (a training run without its train
+        # split still "succeeds"): that is an error, never a skip.
+        data = read_json(file)
+        _check_coco_layout(data, file)
         file_samples, file_classes = _parse_coco(data, file, split, name, prompt_config, log, verify_images)
+        if data["images"] and not file_samples:
+            raise DataError(
+                f"{file}: none of its {len(data['images'])} image(s) could be used, so split {split or file.parent.name!r} "
+                f"would be empty ({_skipped_reasons(log, file)}); fix the file or remove the split folder"
+            )
         samples.extend(file_samples)
         class_names |= file_classes
-    if not loaded_any:
-        raise DataError(f"{path}: none of its annotation files could be read ({len(log)} skipped)")
     return AnnotatedDataset(name, samples, tuple(sorted(class_names)), root, log, "coco")
+
+
+def _skipped_reasons(log: IssueLog, file: Path) -> str:
+    reasons = Counter(issue.reason for issue in log.issues if issue.file == str(file))
+    return ", ".join(f"{n} {reason}" for reason, n in reasons.most_common()) or "nothing usable"
 
 
 def _check_coco_layout(data: object, file: Path) -> None:
@@ -129,7 +132,7 @@ def _parse_coco(
     folder = file.parent
     categories = {}
     for cat in data["categories"]:
-        if not isinstance(cat, dict) or "id" not in cat or "name" not in cat:
+        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
             log.skip(file, f"category {cat!r:.60}", "category without id or name")
             continue
         categories[str(cat["id"])] = cat
@@ -141,24 +144,30 @@ def _parse_coco(
     }
 
     images: dict[str, dict] = {}
+    id_counts = Counter(str(e.get("id")) for e in data["images"] if isinstance(e, dict) and "id" in e)
     for entry in data["images"]:
-        image_id = str(entry.get("id")) if isinstance(entry, dict) else None
+        image_id = str(entry.get("id")) if isinstance(entry, dict) and "id" in entry else None
         if image_id is None or "file_name" not in entry:
             log.skip(file, f"image {entry!r:.60}", "image entry without id or file_name")
+            continue
+        where = f"image id={image_id} ({entry['file_name']})"
+        if id_counts[image_id] > 1:
+            # Its annotations could belong to either entry: neither is used.
+            log.skip(file, where, "duplicate image id", f"{id_counts[image_id]} image entries share id {image_id}")
+            continue
+        declared = (entry.get("width"), entry.get("height"))
+        if not all(v is None or _is_size(v) for v in declared):
+            log.skip(file, where, "invalid image size", f"width={declared[0]!r}, height={declared[1]!r}; expected positive integers")
             continue
         image_path = folder / str(entry["file_name"])
         try:
             width, height = image_size(image_path, verify=verify_images)
         except DataError as exc:
             reason = "missing image" if "not found" in str(exc) else "unreadable image"
-            log.skip(file, f"image id={image_id} ({entry['file_name']})", reason, str(exc).split(": ", 1)[-1])
+            log.skip(file, where, reason, str(exc).split(": ", 1)[-1])
             continue
-        declared = (entry.get("width"), entry.get("height"))
         if None not in declared and (int(declared[0]), int(declared[1])) != (width, height):
-            log.skip(
-                file, f"image id={image_id} ({entry['file_name']})", "image size mismatch",
-                f"json says {declared[0]}x{declared[1]}, file is {width}x{height}",
-            )
+            log.skip(file, where, "image size mismatch", f"json says {declared[0]}x{declared[1]}, file is {width}x{height}")
             continue
         images[image_id] = {"path": image_path, "width": width, "height": height, "annotations": []}
 
@@ -217,7 +226,7 @@ def _parse_annotation(
     rle = None
     if isinstance(segmentation, dict):
         size = segmentation.get("size")
-        if "counts" not in segmentation or not isinstance(size, list) or [int(v) for v in size] != [height, width]:
+        if "counts" not in segmentation or not _is_numbers(size) or [int(v) for v in size] != [height, width]:
             log.skip(file, where, "invalid RLE", f"size {size!r} does not match image {height}x{width}")
             return None
         try:
@@ -235,12 +244,20 @@ def _parse_annotation(
             if len(coords) < 6:
                 log.skip(file, where, "polygon with fewer than 3 points", f"{len(coords) // 2} point(s)")
                 return None
+            if _far_outside(coords[0::2], coords[1::2], width, height):
+                log.skip(file, where, "polygon far outside the image",
+                         f"a vertex lies more than ten image sizes beyond it (image {width}x{height})")
+                return None
             polygons.append(coords.reshape(-1, 2).astype(np.float32))
     else:
         log.skip(file, where, "invalid segmentation", f"expected a list or an RLE object, got {type(segmentation).__name__}")
         return None
 
     box = _parse_box(entry.get("bbox"))
+    if entry.get("bbox") is not None and (box is None or _far_outside(box[0::2], box[1::2], width, height)):
+        reason = "invalid box" if box is None else "box far outside the image"
+        log.skip(file, where, reason, f"bbox={entry.get('bbox')!r:.80}, expected [x, y, width, height] on a {width}x{height} image")
+        return None
     if box is None and polygons:
         pts = np.concatenate(polygons)
         box = (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()) + 1, float(pts[:, 1].max()) + 1)
@@ -266,6 +283,19 @@ def _parse_annotation(
 
 def _is_numbers(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
+def _is_size(value: object) -> bool:
+    """A positive whole number (``640`` or ``640.0``, not ``"wide"``, ``True`` or ``640.5``)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and value > 0 and float(value).is_integer())
+
+
+def _far_outside(xs: Iterable[float], ys: Iterable[float], width: int, height: int) -> bool:
+    """Any coordinate more than ten image sizes beyond its edges: a broken value (1e30), not an
+    annotation tool's vertex a little outside the frame (those are kept, and boxes clipped)."""
+    xs, ys = np.asarray(list(xs), dtype=np.float64), np.asarray(list(ys), dtype=np.float64)
+    return bool((np.abs(xs - width / 2) > 10.5 * width).any() or (np.abs(ys - height / 2) > 10.5 * height).any())
 
 
 def _parse_box(bbox: object) -> tuple[float, float, float, float] | None:

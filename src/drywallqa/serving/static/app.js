@@ -108,7 +108,8 @@ form.addEventListener("submit", async (event) => {
       return;
     }
     showResult(body);
-    setStatus("Done.");
+    // A prompt that names no known class is answered, but its verdict means nothing: say so.
+    setStatus(body.warnings && body.warnings.length ? `Done. Warning: ${body.warnings.join(" ")}` : "Done.");
   } catch (error) {
     setStatus(`Request failed: ${error}`, true);
   } finally {

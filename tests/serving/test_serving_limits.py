@@ -1,0 +1,102 @@
+"""The server under slow and numerous clients: header and body deadlines and the connection cap,
+on a real uvicorn with :func:`drywallqa.serving.server.server_config` (raw sockets on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+pytest.importorskip("uvicorn", reason="the HTTP service needs uvicorn (pip install 'drywallqa[serve]')")
+pytest.importorskip("multipart", reason="FastAPI forms need python-multipart (pip install 'drywallqa[serve]')")
+import httpx
+from serving_helpers import DarkPixelPredictor, running_server
+
+from drywallqa.serving import create_app
+
+HEADER_TIMEOUT_S = 0.5
+MAX_CONNECTIONS = 30
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The app on the guarded protocol in a thread: (port, uvicorn server)."""
+    app = create_app(DarkPixelPredictor(), body_timeout_s=0.5)
+    with running_server(app, header_timeout_s=HEADER_TIMEOUT_S, max_connections=MAX_CONNECTIONS) as running:
+        yield running
+
+
+def slow_client(port: int, first: bytes = b"GET /healthz HTTP/1.1\r\nHost: x\r\n") -> socket.socket:
+    """A connection that sent the start of a request and then nothing (or a byte now and then)."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+    conn.sendall(first)
+    return conn
+
+
+def read_all(conn: socket.socket) -> bytes:
+    chunks = []
+    try:
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        chunks.append(b"<reset>")
+    return b"".join(chunks)
+
+
+def healthy(port: int) -> bool:
+    return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+
+
+def test_trickled_headers_get_408_and_the_connection_closed(server):
+    port, _ = server
+    started = time.monotonic()
+    conn = slow_client(port)
+    for _ in range(3):  # a header line now and then does not extend the deadline
+        time.sleep(HEADER_TIMEOUT_S / 4)
+        try:
+            conn.sendall(b"X-a: b\r\n")
+        except OSError:
+            break
+    reply = read_all(conn)
+    assert reply.startswith(b"HTTP/1.1 408") and b"request_timeout" in reply
+    assert HEADER_TIMEOUT_S * 0.9 < time.monotonic() - started < HEADER_TIMEOUT_S + 2
+    conn.close()
+    assert healthy(port)
+
+
+def test_idle_keep_alive_connection_gets_the_same_deadline(server):
+    port, _ = server
+    conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+    conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.1)
+    assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+    conn.sendall(b"GET /healthz HTTP/1.1\r\n")  # the next request trickles
+    assert read_all(conn).startswith(b"HTTP/1.1 408")
+    conn.close()
+
+
+def test_connection_cap_holds_against_many_slow_clients(server):
+    port, uvicorn_server = server
+    clients = [slow_client(port) for _ in range(MAX_CONNECTIONS)]
+    time.sleep(0.1)
+    extra = [socket.create_connection(("127.0.0.1", port), timeout=2) for _ in range(10)]
+    refused = [read_all(conn) for conn in extra]
+    assert all(reply.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in reply for reply in refused)
+    assert len(uvicorn_server.server_state.connections) <= MAX_CONNECTIONS
+    time.sleep(HEADER_TIMEOUT_S + 0.5)  # the slow ones are gone: the server serves again
+    assert healthy(port)
+    for conn in clients + extra:
+        conn.close()
+    assert len(uvicorn_server.server_state.connections) <= 1
+
+
+def test_trickled_body_gets_408(server):
+    port, _ = server
+    boundary = b"b0undary"
+    head = (b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=" + boundary
+            + b"\r\nContent-Length: 100000\r\n\r\n")
+    conn = slow_client(port, head + b"--" + boundary + b"\r\n")
+    reply = read_all(conn)
+    assert reply.startswith(b"HTTP/1.1 408") and b"did not arrive within 0.5 s" in reply
+    conn.close()
