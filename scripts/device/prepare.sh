@@ -14,11 +14,11 @@ config="${DRYWALLQA_PACK_CONFIG:-configs/device.yaml}"
 python="${PYTHON:-python3}"
 mkdir -p .device/wheels
 
-# What albumentations and pycocotools need beyond the GPU machine's image (its package list is in
-# the device tool's KINDS.md: numpy, scipy, opencv, pyyaml are there; typing-extensions is carried
-# so pydantic gets a version it was built against).
+# What albumentations, pycocotools and simplejpeg (the JPEG check of drywallqa.files) need beyond
+# the GPU machine's image (its package list is in the device tool's KINDS.md: numpy, scipy, opencv,
+# pyyaml are there; typing-extensions is carried so pydantic gets a version it was built against).
 packages=(albumentations albucore pydantic pydantic-core annotated-types typing-inspection typing-extensions
-          stringzilla simsimd pycocotools)
+          stringzilla simsimd pycocotools simplejpeg)
 for package in "${packages[@]}"; do
   version="$("$python" -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$package")"
   if ls .device/wheels | grep -i -q "^$(echo "$package" | tr - _)-$version-"; then

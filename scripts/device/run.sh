@@ -47,8 +47,8 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 [ -f "$pack/pack.json" ] || fail "no training pack at $pack (build it with scripts/device/prepare.sh)"
 
 step "python packages"
-if ! "$python" -c "import albumentations, pycocotools" 2>/dev/null; then
-  ls "$wheels"/*.whl >/dev/null 2>&1 || fail "albumentations or pycocotools missing and no wheels in $wheels (scripts/device/prepare.sh fetches them)"
+if ! "$python" -c "import albumentations, pycocotools, simplejpeg" 2>/dev/null; then
+  ls "$wheels"/*.whl >/dev/null 2>&1 || fail "albumentations, pycocotools or simplejpeg missing and no wheels in $wheels (scripts/device/prepare.sh fetches them)"
   "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/drywallqa-site "$wheels"/*.whl || fail "installing the wheels of $wheels failed"
   export PYTHONPATH="/tmp/drywallqa-site${PYTHONPATH:+:$PYTHONPATH}"
