@@ -28,9 +28,13 @@ def num(value, fmt: str = ".3f") -> str:
 
 def results_table(name: str, report: dict) -> list[str]:
     meta = report["metadata"]
-    threshold = f"{meta['threshold']:.2f} ({meta['threshold_source']}" + (
-        f" on split `{meta['threshold_split']}`)" if meta.get("threshold_split") else ")"
-    )
+    if isinstance(meta["threshold"], dict):
+        values = ", ".join(f"{name} {value:.2f}" for name, value in sorted(meta["threshold"].items()))
+        threshold = f"{values} (the model's calibrated per-class thresholds, calibration.json)"
+    else:
+        threshold = f"{meta['threshold']:.2f} ({meta['threshold_source']}" + (
+            f" on split `{meta['threshold_split']}`)" if meta.get("threshold_split") else ")"
+        )
     lines = [
         f"### {name}",
         "",

@@ -59,10 +59,32 @@ class Predictor:
     """Base class: image(s) + prompt(s) → :class:`SegmentationResult` (s).
 
     Subclasses implement :meth:`predict_batch`; :meth:`predict` is the one-image convenience.
+
+    Attributes:
+        name: Short label of the model and runtime.
+        threshold: Probability threshold of prompts whose class has none in :attr:`thresholds`.
+        thresholds: Per prompt class (``{"crack": 0.45, ...}``): the calibrated thresholds a model
+            folder's ``calibration.json`` gives (see :func:`drywallqa.evaluation.calibrate_thresholds`).
     """
 
     name: str = "predictor"
     threshold: float = 0.5
+    thresholds: dict[str, float] = {}
+
+    def threshold_for(self, prompt: str) -> float:
+        """The threshold of ``prompt``: its class's calibrated one, else :attr:`threshold`."""
+        if not self.thresholds:
+            return self.threshold
+        from drywallqa.data.prompts import PromptConfig
+
+        prompt_class = PromptConfig.default().class_of_prompt(prompt)
+        return self.thresholds.get(prompt_class.name, self.threshold) if prompt_class else self.threshold
+
+    def set_thresholds(self, thresholds: dict[str, float]) -> None:
+        """Use these per-class thresholds (each in ``(0, 1)``); an empty mapping clears them."""
+        for name, value in thresholds.items():
+            logit_threshold(value)  # validates the range
+        self.thresholds = {str(k): float(v) for k, v in thresholds.items()}
 
     def predict_batch(
         self, images: Sequence[np.ndarray], prompts: Sequence[str], *, return_probabilities: bool = False
@@ -190,7 +212,7 @@ class BatchedPredictor(Predictor):
             mask_logits, confidence_logits = self.forward_batch(stack_model_inputs(chunk, self.image_size), chunk_prompts)
             for image, prompt, logits, confidence in zip(chunk, chunk_prompts, mask_logits, confidence_logits):
                 results.append(
-                    logits_to_result(logits, confidence, prompt, image.shape, self.threshold, return_probabilities)
+                    logits_to_result(logits, confidence, prompt, image.shape, self.threshold_for(prompt), return_probabilities)
                 )
         return results
 
@@ -400,12 +422,66 @@ def load_predictor(spec: str | None = None, device: str | None = None, model_arg
     """
     if tta not in TTA_VIEWS:
         raise ConfigError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
+    explicit_threshold = kwargs.get("threshold") is not None
+    if not explicit_threshold:
+        kwargs.pop("threshold", None)
     predictor = _load_runtime(spec, device, model_args, **kwargs)
-    if tta == "none":
-        return predictor
-    if not isinstance(predictor, BatchedPredictor):
-        raise ConfigError(f"test-time flips need a batched runtime; {predictor.name} is not one")
-    return FlipTTAPredictor(predictor, tta)
+    if tta != "none":
+        if not isinstance(predictor, BatchedPredictor):
+            raise ConfigError(f"test-time flips need a batched runtime; {predictor.name} is not one")
+        predictor = FlipTTAPredictor(predictor, tta)
+    if not explicit_threshold:
+        # A model folder's calibrated per-class thresholds apply unless a threshold is given.
+        predictor.set_thresholds(read_calibration(model_folder(spec)).get("thresholds", {}))
+    return predictor
+
+
+CALIBRATION_FILE = "calibration.json"
+
+
+def model_folder(spec: str | None):
+    """The model folder a spec names (the shipped one for None), or None for other specs."""
+    from pathlib import Path
+
+    if spec is None:
+        return Path(str(default_model_path()))
+    path = Path(str(spec))
+    return path if (path / "config.json").is_file() else None
+
+
+def write_calibration(path, sweep, command: str = "") -> None:
+    """Write a model's ``calibration.json`` from a per-class threshold sweep
+    (:func:`drywallqa.evaluation.calibrate_thresholds`), atomically."""
+    from datetime import datetime, timezone
+
+    from drywallqa.files import atomic_write_json
+
+    atomic_write_json(path, {
+        "thresholds": dict(sorted(sweep.chosen_per_class.items())),
+        "chosen_on": {"split": sweep.split, "images": sweep.images, "objective": "per-image mean IoU of the class",
+                      "candidates": sweep.thresholds, "mean_iou": sweep.per_class},
+        "command": command,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }, indent=1)
+
+
+def read_calibration(folder) -> dict:
+    """A model folder's ``calibration.json`` (per-class thresholds and how they were chosen); ``{}`` if none.
+
+    Raises:
+        ConfigError: If the file exists but is not a calibration, naming it.
+    """
+    from drywallqa.files import read_json
+
+    if folder is None or not (folder / CALIBRATION_FILE).is_file():
+        return {}
+    data = read_json(folder / CALIBRATION_FILE)
+    thresholds = data.get("thresholds") if isinstance(data, dict) else None
+    if not isinstance(thresholds, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1 for v in thresholds.values()
+    ):
+        raise ConfigError(f"{folder / CALIBRATION_FILE}: expected {{\"thresholds\": {{class: probability in (0, 1)}}}}")
+    return data
 
 
 def _load_runtime(spec: str | None, device: str | None, model_args: dict | None, **kwargs) -> Predictor:

@@ -85,6 +85,13 @@ def logit_threshold(threshold: float) -> float:
     return math.log(threshold / (1.0 - threshold))
 
 
+def prompt_threshold(predictor, prompt: str) -> float:
+    """The probability threshold ``predictor`` applies to ``prompt``: its per-class one
+    (``Predictor.threshold_for``), else its ``threshold``, else 0.5 (any object with ``predict_batch``)."""
+    threshold_for = getattr(predictor, "threshold_for", None)
+    return float(threshold_for(prompt)) if threshold_for else float(getattr(predictor, "threshold", 0.5))
+
+
 def upsample_logits(logits: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize ``(h, w)`` float32 logits bilinearly (half-pixel centres) to ``(height, width)``.
 

@@ -38,7 +38,7 @@ def test_json_has_every_field(report, tmp_path):
         assert set(scores["box"]) == {"tp", "fp", "fn", "precision", "recall", "f1", "iou_threshold"}
         assert set(scores["wrong_prompts"][0]) == {"prompt_class", "prompt", "fp_rate", "images_with_fp"}
         assert set(scores["paraphrases"][0]) == {"prompt", "iou", "iou_pooled", "drop"}
-    assert {"split", "thresholds", "mean_iou", "per_class", "images", "chosen"} == set(data["sweep"])
+    assert {"split", "thresholds", "mean_iou", "per_class", "images", "chosen", "chosen_per_class"} == set(data["sweep"])
     assert len(data["images"]) == len(report.records) and set(data["images"][0]) == RECORD_FIELDS
     assert {"iou", "iou_pooled", "empty_mask_rule", "threshold"} <= set(data["definitions"])
 

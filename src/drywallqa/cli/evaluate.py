@@ -18,7 +18,8 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--data", nargs="+", required=True, metavar="D", help="dataset folders (COCO, YOLO or mask folders)")
     parser.add_argument("--split", default="valid", help="split to report (default valid)")
     thresholds = parser.add_mutually_exclusive_group()
-    thresholds.add_argument("--threshold", type=float, default=0.5, metavar="T", help="probability threshold (default 0.5)")
+    thresholds.add_argument("--threshold", type=float, metavar="T", help="probability threshold for every class (default: "
+                            "the model's calibrated per-class thresholds, from its calibration.json, else 0.5)")
     thresholds.add_argument(
         "--sweep", metavar="SPLIT",
         help="choose the threshold maximising mean IoU on SPLIT (must differ from --split), then report --split at it",
@@ -36,6 +37,22 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--strict", action="store_true", help="fail (exit 2) at the first bad dataset entry instead of skipping it")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.set_defaults(handler=run_evaluate)
+
+    calibrate = subparsers.add_parser(
+        "calibrate",
+        help="choose each class's mask threshold on the model's validation groups and store it in the model folder",
+        description="Sweep the mask threshold of every class on the validation source groups of the model's own "
+        "training run (--splits-from the model folder, --split valid: never a reported split) and write the best "
+        "ones into MODEL/calibration.json, which predict, serve and evaluate use by default.",
+    )
+    calibrate.add_argument("--model", required=True, metavar="DIR", help="a model folder (config.json + model.safetensors)")
+    calibrate.add_argument("--data", nargs="+", required=True, metavar="D", help="the dataset folders it was trained on")
+    calibrate.add_argument("--splits-from", metavar="RUN", help="training run whose splits to use (default: --model)")
+    calibrate.add_argument("--split", default="valid", help="split to choose on (default valid)")
+    calibrate.add_argument("--out", metavar="FILE", help="where to write (default MODEL/calibration.json)")
+    calibrate.add_argument("--device", help="torch device (default: CUDA when available)")
+    calibrate.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    calibrate.set_defaults(handler=run_calibrate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -65,6 +82,25 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_calibrate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from drywallqa.data import AnnotatedDataset
+    from drywallqa.evaluation import calibrate_thresholds
+    from drywallqa.inference import CALIBRATION_FILE, load_predictor, write_calibration
+
+    out = Path(args.out) if args.out else Path(args.model) / CALIBRATION_FILE
+    datasets = resplit_like_training([AnnotatedDataset.load(path) for path in args.data], args.splits_from or args.model)
+    sweep = calibrate_thresholds(load_predictor(args.model, device=args.device, threshold=0.5), datasets,
+                                 split=args.split, progress=args.progress)
+    write_calibration(out, sweep, command=f"drywallqa calibrate --model {args.model} --data {' '.join(args.data)}")
+    for name, threshold in sorted(sweep.chosen_per_class.items()):
+        iou = sweep.per_class[name][sweep.thresholds.index(threshold)]
+        print(f"{name}: threshold {threshold:g} (per-image mean IoU {iou:.4f} on {sweep.images} images of {args.split!r})")
+    print(f"wrote {out}")
+    return 0
+
+
 def resplit_like_training(datasets, source: str):
     """Give every sample the split its image has in a training run's training set.
 
@@ -90,7 +126,9 @@ def resplit_like_training(datasets, source: str):
         config = TrainSetConfig.from_dict(record["trainset_config"])
     else:
         config = TrainSetConfig.from_yaml(path)
-    config = config.with_overrides({"datasets": [str(ds.root) for ds in datasets], "verify_images": False})
+    # Generated scenes (data.synthetic) only ever go to train: leave them out, the real carving is the same.
+    config = config.with_overrides({"datasets": [str(ds.root) for ds in datasets], "verify_images": False,
+                                    "synthetic.images": 0})
     split_of = build_trainset(config, datasets=datasets).split_of_images()
     out = []
     for ds in datasets:

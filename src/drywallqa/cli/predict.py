@@ -24,7 +24,8 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--out", metavar="DIR", default="drywallqa-predictions",
                         help="output folder; must not be or contain an input (default drywallqa-predictions)")
     parser.add_argument("--mm-per-px", type=float, metavar="F", help="image scale in millimetres per pixel: adds mm figures and mm rules")
-    parser.add_argument("--threshold", type=float, default=0.5, metavar="T", help="mask probability threshold (default 0.5)")
+    parser.add_argument("--threshold", type=float, metavar="T",
+                        help="mask probability threshold for every prompt (default: the model's calibrated per-class thresholds, else 0.5)")
     parser.add_argument("--thresholds", metavar="FILE", help="QA thresholds YAML (default: the built-in configs/qa-thresholds.yaml)")
     parser.add_argument("--prompts", metavar="YAML", help="prompt classes (default: the built-in prompts.yaml)")
     parser.add_argument("--overwrite", action="store_true",

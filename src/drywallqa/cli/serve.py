@@ -18,7 +18,8 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     add_model_args(parser)
     parser.add_argument("--model-id", default="default", help="name clients use in the 'model' field (default 'default')")
-    parser.add_argument("--threshold", type=float, default=0.5, metavar="T", help="mask probability threshold (default 0.5)")
+    parser.add_argument("--threshold", type=float, metavar="T",
+                        help="mask probability threshold for every prompt (default: the model's calibrated per-class thresholds, else 0.5)")
     parser.add_argument("--thresholds", metavar="FILE", help="QA thresholds YAML (default: the built-in one)")
     parser.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body in MB (default 10)")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="longest prediction in seconds (default 30)")

@@ -6,7 +6,7 @@ Example:
     >>> report.render(); report.write("runs/eval-valid")
 """
 
-from drywallqa.evaluation.evaluate import SWEEP_THRESHOLDS, class_samples, evaluate
+from drywallqa.evaluation.evaluate import SWEEP_THRESHOLDS, calibrate_thresholds, class_samples, evaluate
 from drywallqa.evaluation.metrics import (
     BoxStats,
     MeanStd,
@@ -38,6 +38,7 @@ from drywallqa.evaluation.targets import is_pseudo_mask, target_kind, truth_mask
 __all__ = [
     "DEFINITIONS", "SWEEP_THRESHOLDS", "BoxScores", "BoxStats", "ClassScores", "EvalMetadata", "EvalReport",
     "ImageRecord", "MeanStd", "ParaphraseScores", "PixelStats", "ThresholdSweep", "WrongPromptScores", "box_iou",
-    "class_samples", "detection_scores", "dice_score", "evaluate", "get_stats", "iou_score", "is_pseudo_mask",
-    "mask_to_boxes", "match_boxes", "mean_std", "pearson", "positive_rate", "target_kind", "truth_mask",
+    "calibrate_thresholds", "class_samples", "detection_scores", "dice_score", "evaluate", "get_stats", "iou_score",
+    "is_pseudo_mask", "mask_to_boxes", "match_boxes", "mean_std", "pearson", "positive_rate", "target_kind",
+    "truth_mask",
 ]

@@ -49,6 +49,7 @@ from drywallqa.evaluation.report import (
     WrongPromptScores,
 )
 from drywallqa.evaluation.targets import TargetKind, resolve_target_kinds, truth_mask
+from drywallqa.processing import prompt_threshold
 
 #: Candidate thresholds of a sweep: 0.05, 0.10, ..., 0.95.
 SWEEP_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
@@ -62,7 +63,7 @@ def evaluate(
     *,
     split: str = "valid",
     prompt_config: PromptConfig | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     sweep_split: str | None = None,
     batch_size: int = 8,
     max_images: int | None = None,
@@ -86,8 +87,10 @@ def evaluate(
         split: The split to report (``val``/``validation`` mean ``valid``).
         prompt_config: Canonical prompts and held-out paraphrases; the built-in config by default.
         threshold: Probability threshold of the reported masks (foreground when ``p >= threshold``)
-            when no sweep is asked for. If it differs from ``predictor.threshold`` the predictor's
-            probabilities are thresholded here.
+            for every class when no sweep is asked for; None (the default) uses the predictor's
+            own threshold of each prompt (a model's calibrated per-class thresholds, see
+            :func:`drywallqa.evaluation.calibrate_thresholds`). Where it differs from the
+            predictor's, the predictor's probabilities are thresholded here.
         sweep_split: Choose the threshold on this split instead (the one of ``sweep_thresholds``
             with the highest per-image mean IoU, averaged over classes), then report ``split`` at
             it. Must differ from ``split``: a threshold tuned on the reported images flatters them.
@@ -118,7 +121,7 @@ def evaluate(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if max_images is not None and max_images < 1:
         raise ConfigError(f"max_images must be >= 1 or None, got {max_images}")
-    if not 0.0 <= threshold <= 1.0:
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must be a probability in [0, 1], got {threshold}")
     prompt_config = prompt_config or PromptConfig.default()
     split = canonical_split(split)
@@ -158,8 +161,12 @@ def evaluate(
                 predictor, sweep_samples, sweep_split, kinds, prompts, sweep_thresholds, batch_size, zero_division, advance
             )
             threshold = sweep.chosen
-        need_probabilities = sweep is not None or not math.isclose(threshold, float(getattr(predictor, "threshold", 0.5)))
-        scorer = _Scorer(predictor, name, threshold, need_probabilities, zero_division, box_iou_threshold)
+        class_thresholds = {
+            cls: threshold if threshold is not None else prompt_threshold(predictor, prompts[cls].prompt) for cls in prompts
+        }
+        if threshold is None and not getattr(predictor, "thresholds", None):
+            threshold = prompt_threshold(predictor, "")  # one threshold for every class: report it as fixed
+        scorer = _Scorer(predictor, name, class_thresholds, prompt_config, zero_division, box_iou_threshold)
         classes: dict[str, ClassScores] = {}
         records: list[ImageRecord] = []
         kept: dict[str, dict[str, list[Example]]] = {}
@@ -179,8 +186,8 @@ def evaluate(
         split=split,
         datasets=sorted({s.dataset for samples in samples_by_class.values() for s in samples}),
         images=len({str(s.image_path) for samples in samples_by_class.values() for s in samples}),
-        threshold=float(threshold),
-        threshold_source="sweep" if sweep else "fixed",
+        threshold=float(threshold) if threshold is not None else class_thresholds,
+        threshold_source="sweep" if sweep else "fixed" if threshold is not None else "model",
         threshold_split=sweep_split if sweep else None,
         zero_division=float(zero_division),
         box_iou_threshold=float(box_iou_threshold),
@@ -243,17 +250,22 @@ class _Scorer:
 
     predictor: object
     name: str
-    threshold: float
-    need_probabilities: bool
+    thresholds: dict[str, float]
+    prompt_config: PromptConfig
     zero_division: float
     box_iou_threshold: float
 
     def predict(self, images: list[np.ndarray], prompt: str) -> list[tuple[np.ndarray, float]]:
-        """``[(mask (H, W) bool, confidence)]`` for ``images`` with one prompt."""
-        results = _predict_checked(self.predictor, self.name, images, prompt, self.need_probabilities)
-        if self.need_probabilities:
-            return [(r.probabilities >= self.threshold, float(r.confidence)) for r in results]
+        """``[(mask (H, W) bool, confidence)]`` for ``images`` with one prompt, at its class's threshold."""
+        own = prompt_threshold(self.predictor, prompt)
+        prompt_class = self.prompt_config.class_of_prompt(prompt)
+        threshold = self.thresholds.get(prompt_class.name, own) if prompt_class else own
+        need_probabilities = not math.isclose(threshold, own)
+        results = _predict_checked(self.predictor, self.name, images, prompt, need_probabilities)
+        if need_probabilities:
+            return [(r.probabilities >= threshold, float(r.confidence)) for r in results]
         return [(np.asarray(r.mask, dtype=bool), float(r.confidence)) for r in results]
+
 
 
 def _predict_checked(predictor, name: str, images: list[np.ndarray], prompt: str, probabilities: bool) -> list:
@@ -457,18 +469,58 @@ def _sweep_threshold(
         table = np.stack(ious)
         per_class[cls] = [float(v) for v in (np.nanmean(table, axis=0) if math.isnan(zero_division) else table.mean(axis=0))]
     objective = np.mean(np.array(list(per_class.values())), axis=0)
-    best = np.nanmax(objective)
-    # Ties (common with near-binary probabilities): prefer the threshold closest to 0.5, then the lower.
-    tied = [float(t) for t, v in zip(candidates, objective) if v >= best - 1e-12]
-    chosen = min(tied, key=lambda t: (abs(t - 0.5), t))
     return ThresholdSweep(
         split=split,
         thresholds=[round(float(t), 6) for t in candidates],
         mean_iou=[float(v) for v in objective],
         per_class=per_class,
         images=len({str(s.image_path) for samples in samples_by_class.values() for s in samples}),
-        chosen=round(chosen, 6),
+        chosen=_best_threshold(candidates, objective),
+        chosen_per_class={cls: _best_threshold(candidates, np.asarray(ious)) for cls, ious in per_class.items()},
     )
+
+
+def _best_threshold(candidates: np.ndarray, objective: np.ndarray) -> float:
+    """The candidate with the highest objective; ties (common with near-binary probabilities) go
+    to the threshold closest to 0.5, then the lower."""
+    best = np.nanmax(objective)
+    tied = [float(t) for t, v in zip(candidates, objective) if v >= best - 1e-12]
+    return round(min(tied, key=lambda t: (abs(t - 0.5), t)), 6)
+
+
+def calibrate_thresholds(
+    predictor,
+    datasets: AnnotatedDataset | Sequence[AnnotatedDataset],
+    *,
+    split: str = "valid",
+    prompt_config: PromptConfig | None = None,
+    truth: str | Mapping[str, str] = "auto",
+    thresholds: Sequence[float] = SWEEP_THRESHOLDS,
+    batch_size: int = 8,
+    zero_division: float = 1.0,
+    progress: bool = True,
+) -> ThresholdSweep:
+    """Choose each class's threshold on ``split``: the per-image mean IoU of its canonical prompt,
+    maximised over ``thresholds`` (see :attr:`ThresholdSweep.chosen_per_class`).
+
+    Use the validation groups of the model's own training run (``resplit_like_training``), never
+    a split that is reported: ``drywallqa calibrate`` writes the result into the model folder,
+    where predict, serve and evaluate pick it up by default.
+
+    Raises:
+        DataError: If no class is annotated in ``split``.
+    """
+    datasets = [datasets] if isinstance(datasets, AnnotatedDataset) else list(datasets)
+    prompt_config = prompt_config or PromptConfig.default()
+    split = canonical_split(split)
+    samples_by_class = class_samples(datasets, split)
+    kinds = resolve_target_kinds(truth, samples_by_class)
+    prompts = {cls: prompt_config.resolve(cls) for cls in samples_by_class}
+    total = sum(len(samples) for samples in samples_by_class.values())
+    name = str(getattr(predictor, "name", type(predictor).__name__))
+    with _progress_bar(progress, total, f"calibrating {name}") as advance:
+        return _sweep_threshold(predictor, samples_by_class, split, kinds, prompts, thresholds, batch_size,
+                                zero_division, advance)
 
 
 def _shared_groups(a: Mapping[str, list[Sample]], b: Mapping[str, list[Sample]]) -> int:

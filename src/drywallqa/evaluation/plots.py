@@ -90,8 +90,7 @@ def write_plots(report, out_dir: str | os.PathLike) -> list[Path]:
 
 def _subtitle(report) -> str:
     meta = report.metadata
-    how = f"chosen on {meta.threshold_split}" if meta.threshold_source == "sweep" else "fixed"
-    return f"{meta.predictor} on {meta.split}, threshold {meta.threshold:g} ({how})"
+    return f"{meta.predictor} on {meta.split}, threshold {meta.threshold_text()}"
 
 
 def _scores_plot(report, path: Path) -> Path:

@@ -175,6 +175,8 @@ class ThresholdSweep:
         per_class: ``{class_name: per-image mean IoU per candidate}``.
         images: Images of the sweep split used.
         chosen: The threshold with the highest objective (ties: closest to 0.5, then lower).
+        chosen_per_class: Each class's own best threshold, by the same rule (what
+            :func:`drywallqa.evaluation.calibrate_thresholds` stores in a model folder).
     """
 
     split: str
@@ -183,6 +185,7 @@ class ThresholdSweep:
     per_class: dict[str, list[float]]
     images: int
     chosen: float
+    chosen_per_class: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -194,8 +197,10 @@ class EvalMetadata:
         split: The reported split.
         datasets: Names of the datasets that contributed images.
         images: Distinct images scored.
-        threshold: Probability threshold of the reported masks.
-        threshold_source: ``"fixed"`` (given) or ``"sweep"`` (chosen on ``threshold_split``).
+        threshold: Probability threshold of the reported masks, or ``{class: threshold}`` for a
+            model's own per-class thresholds.
+        threshold_source: ``"fixed"`` (given), ``"sweep"`` (chosen on ``threshold_split``) or
+            ``"model"`` (the predictor's own: a model's calibrated per-class thresholds).
         threshold_split: The split that chose the threshold, or None when fixed.
         zero_division: Score of an image with empty truth and empty prediction.
         box_iou_threshold: Box IoU needed for a box-level match.
@@ -210,7 +215,7 @@ class EvalMetadata:
     split: str
     datasets: list[str]
     images: int
-    threshold: float
+    threshold: float | dict[str, float]
     threshold_source: str
     threshold_split: str | None
     zero_division: float
@@ -220,6 +225,19 @@ class EvalMetadata:
     version: str
     predictor_info: dict = field(default_factory=dict)
 
+
+
+    def threshold_text(self, long: bool = False) -> str:
+        """The threshold and where it came from, e.g. ``0.4 (chosen on valid)``."""
+        if isinstance(self.threshold, dict):
+            values = ", ".join(f"{name} {value:g}" for name, value in sorted(self.threshold.items()))
+            return f"{values} (the model's own{', calibrated per class' if long else ''})"
+        if self.threshold_source == "sweep":
+            how = (f"chosen on split {self.threshold_split!r} (max mean per-image IoU), not on {self.split!r}" if long
+                   else f"sweep on {self.threshold_split}")
+        else:
+            how = "fixed"
+        return f"{self.threshold:g} ({how})"
 
 @dataclass
 class Example:
@@ -277,13 +295,12 @@ class EvalReport:
 
     def __repr__(self) -> str:
         meta = self.metadata
-        source = f"sweep on {meta.threshold_split}" if meta.threshold_source == "sweep" else "fixed"
         parts = [
             f"{name}: IoU {_num(c.iou.mean)}±{_num(c.iou.std)} per-image / {_num(c.iou_pooled)} pooled, n={c.images}"
             for name, c in self.classes.items()
         ]
         return (
-            f"EvalReport(predictor={meta.predictor!r}, split={meta.split!r}, threshold={meta.threshold:g} ({source}), "
+            f"EvalReport(predictor={meta.predictor!r}, split={meta.split!r}, threshold={meta.threshold_text()}, "
             + "; ".join(parts) + ")"
         )
 
@@ -357,14 +374,10 @@ class EvalReport:
 
     def _header_lines(self) -> list[str]:
         meta = self.metadata
-        if meta.threshold_source == "sweep":
-            how = f"chosen on split {meta.threshold_split!r} (max mean per-image IoU), not on {meta.split!r}"
-        else:
-            how = "fixed"
         return [
             f"predictor: {meta.predictor}",
             f"split: {meta.split} ({meta.images} images; datasets: {', '.join(meta.datasets)})",
-            f"threshold: {meta.threshold:g} ({how})",
+            f"threshold: {meta.threshold_text(long=True)}",
             f"empty truth and empty prediction score {meta.zero_division:g}; evaluated {meta.timestamp}",
         ]
 

@@ -137,6 +137,7 @@ class ModelHolder:
             predictor = self._predictor
             info.update(architecture=getattr(predictor, "name", type(predictor).__name__),
                         threshold=float(getattr(predictor, "threshold", 0.5)),
+                        thresholds=dict(getattr(predictor, "thresholds", {})),
                         image_size=getattr(predictor, "image_size", None))
         return info
 

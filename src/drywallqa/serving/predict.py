@@ -49,6 +49,7 @@ from drywallqa.files import (
     read_photo,
 )
 from drywallqa.inference import Predictor, check_prompt
+from drywallqa.processing import prompt_threshold
 from drywallqa.serving.qa import MaskInspection, inspect_mask, prompt_class, unknown_prompt_message
 from drywallqa.serving.render import (
     FIGURE_SET_COLOURS,
@@ -238,7 +239,7 @@ def predict_images(
     images = collect_images(inputs)
     out = check_output_dir(out, images, inputs)
     keys, slugs = output_keys(images), prompt_slugs(prompts)
-    threshold = float(getattr(predictor, "threshold", 0.5))
+    threshold = {p: prompt_threshold(predictor, p) for p in prompts}  # calibrated per class, or one for all
     settings = run_settings(predictor, model_id, prompts)
     fresh = _claim_output_dir(out, settings, overwrite)
     for prompt in prompts:
@@ -251,7 +252,7 @@ def predict_images(
     bar = tqdm(total=len(images), unit="image", desc="predict", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     for image_path in images:
         names = {p: f"{keys[image_path]}__{slugs[p]}" for p in prompts}
-        done = {p: None if fresh else _resumable(out, names[p], image_path, model_id, threshold) for p in prompts}
+        done = {p: None if fresh else _resumable(out, names[p], image_path, model_id, threshold[p]) for p in prompts}
         todo = [p for p in prompts if done[p] is None]
         try:
             photo = read_photo(image_path) if todo else None
@@ -267,7 +268,7 @@ def predict_images(
             if prompt in results:
                 result = results[prompt]
                 record = _write_prediction(out, names[prompt], image_path, photo, prompt, result.mask,
-                                           result.confidence, model_id, threshold, mm_per_px, thresholds, prompt_config)
+                                           result.confidence, model_id, threshold[prompt], mm_per_px, thresholds, prompt_config)
                 run.predicted += 1
             else:
                 record = _remeasure(out, done[prompt], mm_per_px, thresholds, prompt_config)
@@ -288,14 +289,15 @@ def predict_images(
 #: The settings of the run that made an output folder's masks (written before the first mask).
 RUN_FILE = "run.json"
 # Settings a rerun must share to reuse the saved masks (scale and QA rules are measured again).
-_RUN_KEYS = ("model", "runtime", "threshold", "tta", "prompts")
+_RUN_KEYS = ("model", "runtime", "threshold", "class_thresholds", "tta", "prompts")
 
 
 def run_settings(predictor: Predictor, model_id: str, prompts: Sequence[str]) -> dict:
-    """What made the masks of a run: model, runtime, threshold, test-time flips and prompts."""
+    """What made the masks of a run: model, runtime, threshold (and calibrated per-class ones), test-time flips, prompts."""
     return {
         "model": model_id, "runtime": getattr(predictor, "name", type(predictor).__name__),
-        "threshold": float(getattr(predictor, "threshold", 0.5)), "tta": getattr(predictor, "views", "none"),
+        "threshold": float(getattr(predictor, "threshold", 0.5)),
+        "class_thresholds": dict(getattr(predictor, "thresholds", {}) or {}), "tta": getattr(predictor, "views", "none"),
         "prompts": list(prompts),
     }
 
@@ -319,7 +321,10 @@ def _claim_output_dir(out: Path, settings: dict, overwrite: bool) -> bool:
             previous = None
     changed = []
     if isinstance(previous, dict) and any((out / "records").glob("*.json")):  # no masks yet: nothing to protect
-        changed = [f"{key} {previous.get(key)!r} -> {settings[key]!r}" for key in _RUN_KEYS if previous.get(key) != settings[key]]
+        # A key a run.json does not have yet was its default then (class_thresholds: none).
+        defaults = {"class_thresholds": {}}
+        changed = [f"{key} {previous.get(key, defaults.get(key))!r} -> {settings[key]!r}" for key in _RUN_KEYS
+                   if previous.get(key, defaults.get(key)) != settings[key]]
     if changed and not overwrite:
         raise ConfigError(f"{path}: this folder holds masks made with other settings ({'; '.join(changed)}); "
                           "pass --overwrite to predict them again, or choose another --out")
