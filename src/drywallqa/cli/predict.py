@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from drywallqa.cli.common import add_model_args, load_model_predictor
+from drywallqa.cli.predict_ray import add_engine_args, run_predict_ray
 
 
 def add_commands(subparsers) -> None:
@@ -26,6 +27,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--thresholds", metavar="FILE", help="QA thresholds YAML (default: the built-in configs/qa-thresholds.yaml)")
     parser.add_argument("--prompts", metavar="YAML", help="prompt classes (default: the built-in prompts.yaml)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_engine_args(parser)
     parser.set_defaults(handler=run_predict)
 
 
@@ -33,6 +35,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from drywallqa.data import PromptConfig
     from drywallqa.serving import QAThresholds, predict_images
 
+    if args.engine == "ray":
+        return run_predict_ray(args)
     predictor = load_model_predictor(args, threshold=args.threshold)
     run = predict_images(
         args.images, args.prompt, args.out, predictor, model_id=args.model or "default", mm_per_px=args.mm_per_px,
