@@ -147,3 +147,14 @@ def test_unreachable_or_unreadable_source_is_one_line_exit_2(source, message, tm
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_bench_reports_watch_frames_per_second():
+    from drywallqa.export.bench_report import render_markdown
+    from drywallqa.export.benchmark import BenchSettings, run_benchmark
+
+    settings = BenchSettings.create(quick=True, device="cpu", runtimes=("torch-fp32",), baselines=False, profile_iterations=0)
+    report = run_benchmark(settings)
+    video = report["video"]["torch-fp32"]
+    assert video["frames"] == 12 and video["frames_per_s"] > 0 and video["frame_size"] == 96
+    assert "## Video: `drywallqa watch` frames/s" in render_markdown(report)
