@@ -45,7 +45,7 @@ def test_ray_engine_writes_the_local_outputs_and_resumes(local_ray, photo_folder
                 "--workers", "2", "--ray-batch-size", "2"]
     assert main(ray_args) == 0
     printed = capsys.readouterr().out
-    assert "4 image(s), 8 mask(s) on Ray: 8 predicted, 0 already done" in printed and "skipped 1 image(s)" in printed
+    assert "4 image(s), 8 mask(s): 8 predicted, 0 already done" in printed and "skipped 1 " in printed
     local, ray = tmp_path / "local", tmp_path / "ray"
     for name in ("results.jsonl", "results.csv", "coco.json"):
         assert (ray / name).read_text() == (local / name).read_text(), name

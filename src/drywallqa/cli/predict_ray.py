@@ -1,8 +1,9 @@
-"""``drywallqa predict --engine ray``: the flags and the handler of the Ray engine."""
+"""``drywallqa predict --engine ray``: the engine flags, and predict_images run on Ray from them."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
@@ -19,27 +20,22 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ray-batch-size", type=int, default=8, metavar="N", help="photos per Ray batch (default 8)")
 
 
-def run_predict_ray(args: argparse.Namespace) -> int:
-    """Run ``predict`` on Ray with the parsed arguments and print what it did."""
+def ray_engine(args: argparse.Namespace) -> Callable:
+    """:func:`~drywallqa.serving.predict_images`'s signature, run on Ray with the parsed engine and model flags.
+
+    The ``predictor`` argument of the returned function is unused: each worker loads its own
+    from ``--model``, ``--model-arg``, ``--device``, ``--tta`` and ``--threshold``.
+    """
     from drywallqa.cli.common import model_args
-    from drywallqa.data import PromptConfig
-    from drywallqa.serving import QAThresholds
     from drywallqa.serving.ray_engine import predict_on_ray
 
     options = {"threshold": args.threshold, "tta": args.tta, "model_args": model_args(args) or None}
     if args.device:
         options["device"] = args.device
-    run = predict_on_ray(
-        args.images, args.prompt, args.out, model=args.model, predictor_options=options,
-        model_id=args.model or "default", mm_per_px=args.mm_per_px, thresholds=QAThresholds.load(args.thresholds),
-        prompt_config=PromptConfig.from_yaml(args.prompts) if args.prompts else None, address=args.address,
-        workers=args.workers, worker_cpus=args.worker_cpus, worker_gpus=args.worker_gpus,
-        batch_size=args.ray_batch_size, progress=args.progress,
-    )
-    verdicts = run.verdict_counts()
-    print(f"{run.images} image(s), {len(run.records)} mask(s) on Ray: {run.predicted} predicted, "
-          f"{run.resumed} already done; {verdicts['fail']} fail, {verdicts['pass']} pass, {verdicts['unchecked']} unchecked")
-    if run.issues:
-        print(f"skipped {len(run.issues)} image(s) (listed in {run.files['summary']})")
-    print(f"wrote {run.files['jsonl']}, {run.files['csv'].name}, {run.files['coco'].name} in {run.out}")
-    return 0
+
+    def predict(inputs, prompts, out, predictor=None, **predict_options):
+        return predict_on_ray(inputs, prompts, out, model=args.model, predictor_options=options, address=args.address,
+                              workers=args.workers, worker_cpus=args.worker_cpus, worker_gpus=args.worker_gpus,
+                              batch_size=args.ray_batch_size, **predict_options)
+
+    return predict

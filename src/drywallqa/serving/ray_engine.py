@@ -215,6 +215,7 @@ def predict_on_ray(
     batch_size: int = 8,
     input_cache: str | os.PathLike | None = None,
     progress: bool = False,
+    **predict_options,
 ) -> PredictionRun:
     """:func:`~drywallqa.serving.predict_images` over a Ray cluster: same arguments, same outputs.
 
@@ -237,6 +238,8 @@ def predict_on_ray(
         batch_size: Photos per ``map_batches`` call.
         input_cache: Folder of local copies of remote photos (default ``<out>-inputs``).
         progress: Show Ray Data's progress bars.
+        **predict_options: Further :func:`~drywallqa.serving.predict_images` arguments, passed to
+            every worker's call.
 
     Returns:
         The run, as :func:`~drywallqa.serving.predict_images` returns it.
@@ -282,7 +285,7 @@ def predict_on_ray(
             fn_constructor_kwargs={
                 "out": str(out), "prompts": prompts, "model": model, "predictor_options": predictor_options,
                 "predict_options": {"model_id": model_id, "mm_per_px": mm_per_px, "thresholds": thresholds,
-                                    "prompt_config": prompt_config},
+                                    "prompt_config": prompt_config, **predict_options},
                 "input_cache": str(cache), "threads": threads,
             },
         )
