@@ -16,6 +16,8 @@ from drywallqa.files import write_image
 from drywallqa.inference import Predictor, SegmentationResult
 from drywallqa.serving import predict_images
 
+pytest.importorskip("label_studio_converter", reason='the review extra is not installed: pip install "drywallqa[review]"')
+
 PROMPTS = ["segment crack", "segment taping area"]
 
 

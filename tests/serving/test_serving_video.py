@@ -97,6 +97,20 @@ def test_live_source_counts_and_lists_every_dropped_frame(wall_video, tmp_path):
     assert (run.frames_read, run.frames_processed, run.frames_dropped) == (6, 6, 0)
 
 
+def test_ctrl_c_ends_the_run_with_complete_outputs(wall_video, tmp_path):
+    class Interrupting(DarkLogitPredictor):
+        def forward_batch(self, images, prompts):
+            if self.calls == 2:
+                raise KeyboardInterrupt
+            return super().forward_batch(images, prompts)
+
+    run = watch(str(wall_video), ["segment crack"], tmp_path / "stopped", Interrupting(), queue_size=1)
+    assert run.interrupted and 0 < run.frames_processed < 24
+    lines = read_lines(tmp_path / "stopped" / "frames.jsonl")
+    assert len(lines) == run.frames_processed and frame_count(tmp_path / "stopped" / "annotated.mp4") == len(lines)
+    assert json.loads((tmp_path / "stopped" / "watch.json").read_text())["interrupted"] is True
+
+
 def test_smoothing_is_an_exponential_moving_average_of_the_logits():
     frames = [frame.image for frame in sample_frames(4, size=32)]
     predictor = DarkLogitPredictor()
