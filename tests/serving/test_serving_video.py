@@ -172,3 +172,14 @@ def test_bench_reports_watch_frames_per_second():
     video = report["video"]["torch-fp32"]
     assert video["frames"] == 12 and video["frames_per_s"] > 0 and video["frame_size"] == 96
     assert "## Video: `drywallqa watch` frames/s" in render_markdown(report)
+
+
+def test_best_available_refuses_a_gpu_it_does_not_have(tiny_model_dir):
+    import torch
+
+    from drywallqa.export.factory import best_available
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        best_available(str(tiny_model_dir), device="cuda", say=lambda line: None)

@@ -164,8 +164,9 @@ def best_available(
         predictor = load_runtime_predictor(spec, device=device, **options)
         say(f"runtime: {predictor.name} (the model file's own)")
         return predictor
-    cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
-    if cuda:
+    if device is not None and str(device) != "cpu" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU here; drop --device or use cpu")
+    if torch.cuda.is_available() and (device is None or str(device).startswith("cuda")):
         predictor = load_predictor(spec, device=device, precision="fp16", channels_last=True, cuda_graphs=True, **options)
         say(f"runtime: {predictor.name} (fastest on a GPU without an accuracy cost)")
         return predictor
