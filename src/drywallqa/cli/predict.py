@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from drywallqa.cli.common import add_model_args, load_model_predictor
+from drywallqa.cli.predict_ray import add_engine_args, ray_engine
 
 
 def add_commands(subparsers) -> None:
@@ -31,6 +32,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="predict every image again when --out holds masks made with other settings (run.json)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_engine_args(parser)
     parser.set_defaults(handler=run_predict)
 
 
@@ -38,8 +40,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from drywallqa.data import PromptConfig
     from drywallqa.serving import QAThresholds, predict_images
 
-    predictor = load_model_predictor(args, threshold=args.threshold)
-    run = predict_images(
+    predictor = load_model_predictor(args, threshold=args.threshold) if args.engine == "local" else None
+    run = (predict_images if predictor else ray_engine(args))(
         args.images, args.prompt, args.out, predictor, model_id=args.model or "default", mm_per_px=args.mm_per_px,
         thresholds=QAThresholds.load(args.thresholds),
         prompt_config=PromptConfig.from_yaml(args.prompts) if args.prompts else None, progress=args.progress,

@@ -252,6 +252,23 @@ def _pipeline_section(report: dict) -> list[str]:
     ]
 
 
+def _video_section(report: dict) -> list[str]:
+    if not report.get("video"):
+        return []
+    rows = [(runtime, v["frames"], f"{v['frame_size']}x{v['frame_size']}", v["prompts"], _fmt(v["frames_per_s"]),
+             f"{v['realtime_at_30fps']:.2f}x") for runtime, v in report["video"].items()]
+    return [
+        "## Video: `drywallqa watch` frames/s",
+        "",
+        *_paragraph(
+            "A synthetic video read as a file through the whole watch pipeline (decode, batched model with ",
+            "smoothed logits, QA figures, annotated frame encoded, JSONL): frames segmented per second, and that ",
+            "rate against a 30 frames/s camera (at 1x or more a live camera drops nothing).",
+        ),
+        *_table(("runtime", "frames", "frame", "prompts", "frames/s", "vs 30 frames/s"), rows),
+    ]
+
+
 def _profile_section(report: dict) -> list[str]:
     profile = report.get("onnxruntime_profile")
     if not profile:
@@ -306,7 +323,8 @@ def render_markdown(report: dict, command: str = "drywallqa bench") -> str:
     """
     sections = (
         _header_section(report, command), _machine_section(report), _goals_section(report),
-        _results_section(report), _ratios_section(report), _pipeline_section(report), _profile_section(report),
+        _results_section(report), _ratios_section(report), _pipeline_section(report), _video_section(report),
+        _profile_section(report),
         _gpu_and_notes_section(report),
     )
     return "\n".join(line for section in sections for line in section)

@@ -765,7 +765,7 @@ def run_benchmark(
 
     Returns:
         A JSON-ready dict: ``machine``, ``settings``, ``results`` (one per model and runtime),
-        ``skipped``, ``pipeline``, ``onnxruntime_profile``, ``ratios``, ``goals``, ``started``,
+        ``skipped``, ``pipeline``, ``video`` (frames/s of ``drywallqa watch``), ``onnxruntime_profile``, ``ratios``, ``goals``, ``started``,
         ``duration_s``, ``format_version``. :func:`~drywallqa.export.bench_report.render_markdown`
         turns it into a report.
     """
@@ -777,6 +777,7 @@ def run_benchmark(
         synthetic_samples,
     )
     from drywallqa.models import build_model
+    from drywallqa.serving.video import measure_video  # frames/s of `drywallqa watch`
 
     settings = settings or BenchSettings.create()
     say = progress or (lambda line: None)
@@ -876,6 +877,9 @@ def run_benchmark(
                     report["pipeline"][runtime] = measure_pipeline(
                         predictor, jpeg, jpeg_prompt, settings.pipeline_iterations
                     )
+                    report.setdefault("video", {})[runtime] = measure_video(
+                        predictor, Path(tmp) / runtime, frames=4 * settings.pipeline_iterations,
+                        size=settings.pipeline_image_size)
                 except Exception as exc:  # noqa: BLE001 - one runtime failing (e.g. no C++ compiler for torch.compile) must not end the run; the reason is reported
                     report["skipped"].append({"model": PROMPTUNET_LABEL, "runtime": runtime, "reason": f"failed: {exc}"})
                     say(f"skip {runtime}: failed: {exc}")

@@ -1,0 +1,645 @@
+"""Live video: every frame of a file, camera or stream segmented, smoothed over time and judged.
+
+:func:`watch` runs three stages joined by bounded queues, so a slow model or a slow disk never
+grows memory without limit::
+
+    reader --frames (queue_size)--> model: batched, logits smoothed --results (queue_size)--> writer
+
+- **reader** (a thread): OpenCV ``VideoCapture`` (FFmpeg: files, RTSP/HTTP streams; V4L2:
+  cameras). A *live* source (camera, stream, or a file replayed with ``live=True`` at its own
+  frame rate) never waits for the model: when the frame queue is full the newest frame is
+  dropped and counted. A file read as fast as the model goes (``live=False``) drops nothing.
+- **model** (the calling thread): takes the queued frames as one batch, runs the predictor's
+  batched runtime on every frame × prompt, and smooths the mask logits over time with an
+  exponential moving average (:class:`TemporalSmoother`) before the threshold.
+- **writer** (a thread): QA figures and verdict of each mask (:func:`~drywallqa.serving.inspect_mask`),
+  the annotated frame, the per-frame JSONL line and the failure events (:class:`FailureEvents`).
+
+Outputs in ``out``::
+
+    annotated.mp4     every frame read, masks tinted and outlined, a banner with the verdicts;
+                      a dropped frame repeats the last annotated one (so the video keeps its timing)
+    frames.jsonl      one line per frame read: index, time, overall verdict and, per prompt, the
+                      figures, verdict and confidence; a dropped frame is a line with "dropped": true
+    events.jsonl      a QA rule failing for N consecutive frames: "fail" when it starts (with the
+                      reasons), "clear" when it ends
+    watch.json        frames read, processed and dropped (with their ranges), frames/s, settings
+
+The JSONL files are appended and flushed line by line, so they can be followed while the video
+runs (``tail -f``); ``annotated.mp4`` and ``watch.json`` appear when the run ends, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from drywallqa.data.prompts import PromptConfig
+from drywallqa.data.sample_video import VIDEO_FOURCC
+from drywallqa.errors import ConfigError, DataError, DrywallQAError
+from drywallqa.files import atomic_write_json
+from drywallqa.inference import BatchedPredictor, SegmentationResult, check_prompt, logits_to_result
+from drywallqa.processing import stack_model_inputs
+from drywallqa.serving.qa import MaskInspection, inspect_mask
+from drywallqa.serving.render import FIGURE_SET_COLOURS, render_overlay
+from drywallqa.serving.thresholds import QAThresholds
+
+VIDEO_FILE = "annotated.mp4"
+FRAMES_JSONL = "frames.jsonl"
+EVENTS_JSONL = "events.jsonl"
+SUMMARY_FILE = "watch.json"
+#: Frame rate assumed for a stream that does not state one.
+FALLBACK_FPS = 25.0
+_END = object()  # end-of-stream marker in the queues
+
+
+# -- source ---------------------------------------------------------------------------------------
+class VideoSource:
+    """A video file, a camera index or a stream URL, opened with OpenCV.
+
+    Args:
+        source: A file path, a camera index (``"0"``), or an ``rtsp://``, ``http(s)://``,
+            ``udp://``... URL.
+        timeout_s: How long opening and each read of a stream may wait.
+
+    Attributes:
+        live: True for cameras and streams: frames arrive at the source's pace.
+        fps: Frames per second the source states (:data:`FALLBACK_FPS` when it states none).
+        width, height: Frame size in pixels.
+
+    Raises:
+        DataError: For a missing or unreadable file, or a camera or stream that cannot be opened.
+    """
+
+    def __init__(self, source: str | int, timeout_s: float = 10.0):
+        import cv2
+
+        text = str(source)
+        self.name = text
+        # FFmpeg's and OpenCV's own log lines would bury the one-line error: keep them quiet
+        # (OPENCV_FFMPEG_LOGLEVEL set by the user wins).
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        log_level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        try:
+            self._open(cv2, text, timeout_s)
+        finally:
+            cv2.utils.logging.setLogLevel(log_level)
+
+    def _open(self, cv2, text: str, timeout_s: float) -> None:
+        timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout_s * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(timeout_s * 1000)]
+        if text.isdigit():
+            self.live, what = True, f"camera {text}"
+            self.capture = cv2.VideoCapture(int(text))
+        elif "://" in text:
+            self.live, what = True, f"stream {text}"
+            self.capture = cv2.VideoCapture(text, cv2.CAP_FFMPEG, timeouts)
+        else:
+            if not Path(text).is_file():
+                raise DataError(f"{text}: no such video file")
+            self.live, what = False, f"{text}"
+            self.capture = cv2.VideoCapture(text, cv2.CAP_FFMPEG, timeouts)
+        first = self.capture.read() if self.capture.isOpened() else (False, None)
+        if not first[0]:
+            self.capture.release()
+            if self.live:
+                raise DataError(f"{what}: cannot open or read (unreachable, wrong address, or no such device)")
+            raise DataError(f"{what}: not a readable video")
+        self._first = first[1]
+        fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0)
+        self.fps = fps if math.isfinite(fps) and 0 < fps < 1000 else FALLBACK_FPS
+        self.height, self.width = self._first.shape[:2]
+
+    def read(self) -> np.ndarray | None:
+        """The next frame as RGB ``uint8`` ``(H, W, 3)``, or None at the end of the stream."""
+        import cv2
+
+        if self._first is not None:
+            frame, self._first = self._first, None
+        else:
+            ok, frame = self.capture.read()
+            if not ok:
+                return None
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+    def close(self) -> None:
+        self.capture.release()
+
+    def __repr__(self) -> str:
+        return f"VideoSource({self.name!r}, {self.width}x{self.height}, {self.fps:g} fps, live={self.live})"
+
+
+# -- model stage ----------------------------------------------------------------------------------
+class TemporalSmoother:
+    """Segment frames with several prompts, smoothing each prompt's logits over time.
+
+    For each prompt, the mask logits ``x_t`` at the model's input resolution (and the confidence
+    logit) are averaged exponentially: ``s_t = a * x_t + (1 - a) * s_(t-1)``, ``s_0 = x_0``;
+    ``s_t`` is then upsampled to the frame and thresholded as the predictor does
+    (:func:`~drywallqa.inference.logits_to_result`). ``a = 1`` turns smoothing off; ``a = 0.5``
+    (the default) gives the newest frame half the weight, so a mask settles within a few
+    frames and one-frame flicker (motion blur, a passing shadow) is damped. Dropped frames are
+    simply not in the average.
+
+    Args:
+        predictor: Any batched runtime (PyTorch, ONNX Runtime, TensorRT, with or without flips).
+        prompts: Prompts applied to every frame.
+        smoothing: ``a`` in ``(0, 1]``.
+
+    Raises:
+        ConfigError: For a predictor without a batched path, no prompt, or ``a`` out of range.
+    """
+
+    def __init__(self, predictor: BatchedPredictor, prompts: Sequence[str], smoothing: float = 0.5):
+        if not isinstance(predictor, BatchedPredictor):
+            raise ConfigError(f"video needs a batched runtime; {getattr(predictor, 'name', predictor)} is not one")
+        if not 0 < smoothing <= 1:
+            raise ConfigError(f"smoothing must be in (0, 1] (1 turns it off), got {smoothing}")
+        self.prompts = list(dict.fromkeys(check_prompt(p) for p in prompts))
+        if not self.prompts:
+            raise ConfigError("give at least one prompt, e.g. --prompt 'segment crack'")
+        self.predictor, self.smoothing = predictor, float(smoothing)
+        self._state: list[tuple[np.ndarray, float]] | None = None
+
+    def __call__(self, frames: Sequence[np.ndarray]) -> list[list[SegmentationResult]]:
+        """Segment consecutive frames, oldest first.
+
+        Args:
+            frames: RGB ``uint8`` ``(H, W, 3)`` frames.
+
+        Returns:
+            Per frame, one :class:`~drywallqa.inference.SegmentationResult` per prompt (mask at
+            the frame's size).
+        """
+        predictor, count = self.predictor, len(self.prompts)
+        inputs = np.repeat(stack_model_inputs(frames, predictor.image_size), count, axis=0)
+        prompts = self.prompts * len(frames)
+        mask_logits, confidence_logits = [], []
+        for start in range(0, len(inputs), predictor.batch_size):
+            logits, confidence = predictor.forward_batch(inputs[start:start + predictor.batch_size],
+                                                         prompts[start:start + predictor.batch_size])
+            mask_logits.append(logits)
+            confidence_logits.append(confidence)
+        mask_logits, confidence_logits = np.concatenate(mask_logits), np.concatenate(confidence_logits)
+        results = []
+        for index, frame in enumerate(frames):
+            new = [(mask_logits[index * count + k], float(confidence_logits[index * count + k])) for k in range(count)]
+            a = self.smoothing
+            self._state = new if self._state is None else [
+                (a * logits + (1 - a) * old_logits, a * confidence + (1 - a) * old_confidence)
+                for (logits, confidence), (old_logits, old_confidence) in zip(new, self._state)
+            ]
+            results.append([logits_to_result(logits, confidence, prompt, frame.shape, predictor.threshold)
+                            for (logits, confidence), prompt in zip(self._state, self.prompts)])
+        return results
+
+
+# -- events ---------------------------------------------------------------------------------------
+class FailureEvents:
+    """Turn per-frame verdicts into events: a prompt's QA rule failing for ``min_frames`` frames in a row.
+
+    An event opens (``"fail"``, dated at the first failing frame, with the reasons of the frame
+    that completed the run) when a prompt's verdict has been ``fail`` for ``min_frames``
+    consecutive processed frames, and closes (``"clear"``) at the first frame that does not
+    fail, or at the end of the video.
+
+    Args:
+        min_frames: ``N``, at least 1.
+    """
+
+    def __init__(self, min_frames: int = 5):
+        if min_frames < 1:
+            raise ConfigError(f"fail_frames must be at least 1, got {min_frames}")
+        self.min_frames = int(min_frames)
+        self._streak: dict[str, list] = {}  # prompt -> [count, first frame, first time]
+        self._open: dict[str, dict] = {}
+
+    def update(self, frame: int, time_s: float, inspections: Sequence[MaskInspection]) -> list[dict]:
+        """Feed one processed frame's inspections; returns the events it starts or ends."""
+        events = []
+        for inspection in inspections:
+            prompt = inspection.prompt
+            if inspection.verdict.verdict == "fail":
+                streak = self._streak.setdefault(prompt, [0, frame, time_s])
+                streak[0] += 1
+                if streak[0] == self.min_frames:
+                    event = {"event": "fail", "prompt": prompt, "class": inspection.class_name, "frame": streak[1],
+                             "time_s": round(streak[2], 3), "confirmed_at_frame": frame,
+                             "reasons": list(inspection.verdict.reasons)}
+                    self._open[prompt] = event
+                    events.append(event)
+            else:
+                self._streak.pop(prompt, None)
+                if prompt in self._open:
+                    events.append(self._clear(prompt, frame, time_s, "the rule passes again"))
+        return events
+
+    def close(self, frame: int, time_s: float) -> list[dict]:
+        """End every open event at the end of the video."""
+        return [self._clear(prompt, frame, time_s, "end of video") for prompt in list(self._open)]
+
+    def _clear(self, prompt: str, frame: int, time_s: float, why: str) -> dict:
+        opened = self._open.pop(prompt)
+        return {"event": "clear", "prompt": prompt, "class": opened["class"], "frame": frame, "time_s": round(time_s, 3),
+                "failed_frames": frame - opened["frame"], "failed_s": round(time_s - opened["time_s"], 3), "why": why}
+
+
+# -- the run --------------------------------------------------------------------------------------
+@dataclass
+class WatchRun:
+    """What :func:`watch` did.
+
+    Attributes:
+        out: The output folder.
+        source: The source as given.
+        live: Whether frames were dropped rather than waited for.
+        source_fps: Frames per second of the source.
+        frames_read: Frames the reader got from the source.
+        frames_processed: Frames segmented.
+        frames_dropped: Frames dropped because the model fell behind (live only).
+        dropped_ranges: ``[first, last]`` frame index ranges of the dropped frames.
+        wall_s: Seconds from the first frame read to the last frame written.
+        events: Every event written to ``events.jsonl``.
+        runtime: Name of the predictor's runtime.
+        interrupted: The run was stopped with Ctrl-C (outputs are complete up to that frame).
+        files: Paths of the outputs.
+    """
+
+    out: Path
+    source: str
+    live: bool
+    source_fps: float
+    frames_read: int = 0
+    frames_processed: int = 0
+    frames_dropped: int = 0
+    dropped_ranges: list[list[int]] = field(default_factory=list)
+    wall_s: float = 0.0
+    events: list[dict] = field(default_factory=list)
+    runtime: str = ""
+    interrupted: bool = False
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def processing_fps(self) -> float:
+        """Frames segmented per second of wall time."""
+        return self.frames_processed / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def keeps_up(self) -> bool:
+        """Live: no frame was dropped. File: segmenting ran at least as fast as the video plays."""
+        return self.frames_dropped == 0 if self.live else self.processing_fps >= self.source_fps
+
+    def speed_line(self) -> str:
+        """One line saying whether the model kept up, with the figures."""
+        ratio = self.processing_fps / self.source_fps if self.source_fps else 0.0
+        if self.live:
+            if self.frames_dropped:
+                share = self.frames_dropped / max(self.frames_read, 1)
+                return (f"did not keep up: dropped {self.frames_dropped} of {self.frames_read} frames ({share:.0%}); "
+                        f"{self.processing_fps:.1f} frames/s segmented against {self.source_fps:g} frames/s delivered")
+            return f"kept up: {self.processing_fps:.1f} frames/s segmented, no frame dropped"
+        verdict = "kept up" if self.keeps_up else "did not keep up"
+        return (f"{verdict}: {self.processing_fps:.1f} frames/s segmented, {ratio:.2f}x the video's "
+                f"{self.source_fps:g} frames/s (nothing dropped: a file waits for the model)")
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source, "live": self.live, "source_fps": self.source_fps, "runtime": self.runtime,
+            "frames_read": self.frames_read, "frames_processed": self.frames_processed,
+            "frames_dropped": self.frames_dropped, "dropped_ranges": self.dropped_ranges,
+            "wall_s": round(self.wall_s, 3), "processing_fps": round(self.processing_fps, 2),
+            "keeps_up": self.keeps_up, "events": len(self.events), "interrupted": self.interrupted,
+        }
+
+    def __repr__(self) -> str:
+        return (f"WatchRun({str(self.out)!r}, read={self.frames_read}, processed={self.frames_processed}, "
+                f"dropped={self.frames_dropped}, {self.processing_fps:.1f} frames/s, events={len(self.events)})")
+
+
+@dataclass
+class _Frame:
+    index: int
+    time_s: float
+    pixels: np.ndarray | None  # None: dropped
+
+
+def watch(
+    source: str | int | VideoSource,
+    prompts: Sequence[str],
+    out: str | os.PathLike,
+    predictor: BatchedPredictor,
+    *,
+    smoothing: float = 0.5,
+    fail_frames: int = 5,
+    mm_per_px: float | None = None,
+    thresholds: QAThresholds | None = None,
+    prompt_config: PromptConfig | None = None,
+    live: bool | None = None,
+    queue_size: int = 8,
+    max_frames: int | None = None,
+    max_seconds: float | None = None,
+    timeout_s: float = 10.0,
+    say: Callable[[str], None] | None = None,
+) -> WatchRun:
+    """Segment every frame of a video, camera or stream; write the annotated video, JSONL and events.
+
+    Args:
+        source: File path, camera index (``"0"``), stream URL, or an open :class:`VideoSource`.
+        prompts: Prompts applied to every frame.
+        out: Output folder (created).
+        predictor: A batched runtime, e.g. from :func:`drywallqa.export.best_available`.
+        smoothing: Weight of the newest frame in the logits' moving average, in ``(0, 1]``
+            (see :class:`TemporalSmoother`).
+        fail_frames: Consecutive failing frames that make an event (see :class:`FailureEvents`).
+        mm_per_px: Image scale, for millimetre figures and rules.
+        thresholds: Figure sets and rules; the built-in file by default.
+        prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
+        live: Drop frames when the model falls behind instead of waiting; by default True for
+            cameras and streams, False for files. ``True`` on a file replays it at its frame rate.
+        queue_size: Frames waiting for the model (and results waiting for the writer) at most.
+        max_frames: Stop after reading this many frames.
+        max_seconds: Stop after this many seconds.
+        timeout_s: How long opening and reading a stream may wait.
+        say: Called with each event line (e.g. ``print``).
+
+    Returns:
+        The counts, speed and events. Ctrl-C ends the run early with complete outputs
+        (``interrupted`` is set).
+
+    Raises:
+        DataError: If the source cannot be opened or read.
+        ConfigError: For a bad prompt, smoothing, ``fail_frames``, scale or queue size.
+        DrywallQAError: If the output folder cannot be written.
+    """
+    if queue_size < 1:
+        raise ConfigError(f"queue_size must be at least 1, got {queue_size}")
+    if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
+        raise ConfigError(f"--mm-per-px must be a positive number, got {mm_per_px}")
+    smoother = TemporalSmoother(predictor, prompts, smoothing)
+    events = FailureEvents(fail_frames)
+    thresholds = thresholds or QAThresholds.default()
+    video = source if isinstance(source, VideoSource) else VideoSource(source, timeout_s)
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        video.close()
+        raise DrywallQAError(f"could not create {out}: {exc.strerror or exc}") from exc
+    run = WatchRun(out, video.name, video.live if live is None else bool(live), video.fps,
+                   runtime=str(getattr(predictor, "name", type(predictor).__name__)))
+    frames: queue.Queue = queue.Queue(maxsize=queue_size)
+    results: queue.Queue = queue.Queue(maxsize=queue_size)
+    stop = threading.Event()
+    writer = _Writer(run, video, smoother.prompts, events, thresholds, prompt_config, mm_per_px, say or (lambda line: None))
+    reader = threading.Thread(target=_read, args=(video, run, frames, stop, max_frames, max_seconds), daemon=True,
+                              name="drywallqa-watch-reader")
+    writing = threading.Thread(target=writer.write_all, args=(results, stop), daemon=True, name="drywallqa-watch-writer")
+    started = time.perf_counter()
+    reader.start()
+    writing.start()
+    try:
+        _segment(smoother, frames, results, stop, writer)
+    except KeyboardInterrupt:
+        run.interrupted = True
+    finally:
+        stop.set()
+        _put(results, _END, None)  # the writer drains what it has, then closes the files
+        writing.join()
+        reader.join(timeout=timeout_s + 1)
+        video.close()
+        run.wall_s = time.perf_counter() - started
+    if writer.error is not None:
+        raise writer.error
+    run.files["summary"] = atomic_write_json(out / SUMMARY_FILE, {
+        **run.to_dict(), "prompts": smoother.prompts, "smoothing": smoother.smoothing, "fail_frames": events.min_frames,
+        "mm_per_px": mm_per_px, "thresholds": thresholds.source, "queue_size": queue_size,
+    }, indent=2)
+    return run
+
+
+def _put(target: queue.Queue, item, stop: threading.Event | None) -> bool:
+    """Put, waiting for room but giving up when ``stop`` is set; False if it gave up."""
+    while True:
+        try:
+            target.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            if stop is not None and stop.is_set():
+                return False
+
+
+def _read(video: VideoSource, run: WatchRun, frames: queue.Queue, stop: threading.Event, max_frames: int | None,
+          max_seconds: float | None) -> None:
+    """Reader thread: frames into the queue; a live source drops (and counts) what does not fit."""
+    started = time.monotonic()
+    index = 0
+    try:
+        while not stop.is_set() and (max_frames is None or index < max_frames):
+            elapsed = time.monotonic() - started
+            if max_seconds is not None and elapsed >= max_seconds:
+                break
+            if run.live and not video.live:  # a file replayed as a camera would deliver it
+                time.sleep(max(0.0, index / video.fps - elapsed))
+            pixels = video.read()
+            if pixels is None:
+                break
+            frame = _Frame(index, index / video.fps if not video.live else time.monotonic() - started, pixels)
+            run.frames_read += 1
+            index += 1
+            if not run.live:
+                if not _put(frames, frame, stop):
+                    break
+                continue
+            try:
+                frames.put_nowait(frame)
+            except queue.Full:
+                run.frames_dropped += 1
+                if run.dropped_ranges and run.dropped_ranges[-1][1] == frame.index - 1:
+                    run.dropped_ranges[-1][1] = frame.index
+                else:
+                    run.dropped_ranges.append([frame.index, frame.index])
+    finally:
+        _put(frames, _END, stop)
+
+
+def _segment(smoother: TemporalSmoother, frames: queue.Queue, results: queue.Queue, stop: threading.Event,
+             writer: _Writer) -> None:
+    """Model stage: batches of whatever frames are waiting, smoothed, handed to the writer in order."""
+    batch_limit = max(1, smoother.predictor.batch_size // len(smoother.prompts))
+    next_index = 0
+    done = False
+    while not done and writer.error is None:
+        batch = [frames.get()]
+        while len(batch) < batch_limit and batch[-1] is not _END:
+            try:
+                batch.append(frames.get_nowait())
+            except queue.Empty:
+                break
+        if batch[-1] is _END:
+            batch.pop()
+            done = True
+        if not batch:
+            continue
+        segmented = smoother([frame.pixels for frame in batch])
+        for frame, frame_results in zip(batch, segmented):
+            for missing in range(next_index, frame.index):  # dropped by the reader: keep their place
+                _put(results, (_Frame(missing, missing / writer.video.fps, None), None), stop)
+            next_index = frame.index + 1
+            if not _put(results, (frame, frame_results), stop):
+                return
+            writer.run.frames_processed += 1
+    for missing in range(next_index, writer.run.frames_read):  # dropped after the last segmented frame
+        _put(results, (_Frame(missing, missing / writer.video.fps, None), None), stop)
+
+
+class _Writer:
+    """Writer stage: QA figures, events, the annotated frame and the JSONL lines, in frame order."""
+
+    def __init__(self, run: WatchRun, video: VideoSource, prompts: list[str], events: FailureEvents,
+                 thresholds: QAThresholds, prompt_config: PromptConfig | None, mm_per_px: float | None, say):
+        self.run, self.video, self.prompts, self.events = run, video, prompts, events
+        self.thresholds, self.prompt_config, self.mm_per_px, self.say = thresholds, prompt_config, mm_per_px, say
+        self.error: BaseException | None = None
+        self._last_frame: np.ndarray | None = None
+        self._last_time = 0.0
+        self._last_index = -1
+
+    def write_all(self, results: queue.Queue, stop: threading.Event) -> None:
+        """The writer thread's loop: until the end marker, then close the files."""
+        import cv2
+
+        out = self.run.out
+        video_tmp = out / f".{VIDEO_FILE}.tmp.mp4"
+        try:
+            encoder = cv2.VideoWriter(str(video_tmp), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), self.video.fps,
+                                      (self.video.width, self.video.height))
+            if not encoder.isOpened():
+                raise DrywallQAError(f"could not write {out / VIDEO_FILE}: OpenCV cannot encode {VIDEO_FOURCC} here")
+            with open(out / FRAMES_JSONL, "w", encoding="utf-8") as lines, \
+                    open(out / EVENTS_JSONL, "w", encoding="utf-8") as event_lines:
+                while True:
+                    item = results.get()
+                    if item is _END:
+                        break
+                    frame, frame_results = item
+                    record, events = self._frame(frame, frame_results)
+                    encoder.write(cv2.cvtColor(self._last_frame, cv2.COLOR_RGB2BGR))
+                    lines.write(json.dumps(record) + "\n")
+                    lines.flush()
+                    self._log(events, event_lines)
+                self._log(self.events.close(self._last_index + 1, self._last_time + 1 / self.video.fps), event_lines)
+            encoder.release()
+            if self._last_frame is not None:
+                os.replace(video_tmp, out / VIDEO_FILE)
+                self.run.files["video"] = out / VIDEO_FILE
+            self.run.files.update(frames=out / FRAMES_JSONL, events=out / EVENTS_JSONL)
+        except OSError as exc:
+            self.error = DrywallQAError(f"could not write into {out}: {exc.strerror or exc}")
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
+            self.error = exc
+        finally:
+            if video_tmp.exists():
+                video_tmp.unlink()
+            if self.error is not None:
+                stop.set()
+                while True:  # unblock the model stage
+                    try:
+                        results.get_nowait()
+                    except queue.Empty:
+                        break
+
+    def _frame(self, frame: _Frame, frame_results: list[SegmentationResult] | None) -> tuple[dict, list[dict]]:
+        record = {"frame": frame.index, "time_s": round(frame.time_s, 3)}
+        self._last_index, self._last_time = frame.index, frame.time_s
+        if frame_results is None:
+            if self._last_frame is None:  # nothing annotated yet: a black frame keeps the timing
+                self._last_frame = np.zeros((self.video.height, self.video.width, 3), np.uint8)
+            return {**record, "dropped": True}, []
+        inspections = [inspect_mask(r.mask, r.prompt, confidence=r.confidence, mm_per_px=self.mm_per_px,
+                                    thresholds=self.thresholds, prompt_config=self.prompt_config) for r in frame_results]
+        verdicts = [i.verdict.verdict for i in inspections]
+        overall = "fail" if "fail" in verdicts else "pass" if "pass" in verdicts else "unchecked"
+        self._last_frame = annotate_frame(frame.pixels, frame_results, inspections, frame.index,
+                                          self.run.frames_dropped)
+        return {**record, "verdict": overall, "masks": [i.to_dict() for i in inspections]}, \
+            self.events.update(frame.index, frame.time_s, inspections)
+
+    def _log(self, events: list[dict], event_lines) -> None:
+        for event in events:
+            event_lines.write(json.dumps(event) + "\n")
+            event_lines.flush()
+            self.run.events.append(event)
+            if event["event"] == "fail":
+                self.say(f"FAIL {event['prompt']!r} from frame {event['frame']} ({event['time_s']:.1f} s): "
+                         f"{'; '.join(event['reasons'])}")
+            else:
+                self.say(f"clear {event['prompt']!r} at frame {event['frame']} ({event['time_s']:.1f} s) "
+                         f"after {event['failed_frames']} frame(s): {event['why']}")
+
+
+def annotate_frame(pixels: np.ndarray, results: Sequence[SegmentationResult], inspections: Sequence[MaskInspection],
+                   index: int, dropped: int = 0) -> np.ndarray:
+    """The frame with each prompt's mask tinted and outlined and a banner of verdicts.
+
+    Args:
+        pixels: RGB ``uint8`` ``(H, W, 3)``.
+        results: One result per prompt, masks at the frame's size.
+        inspections: Their QA inspections, in the same order.
+        index: Frame index, shown in the banner.
+        dropped: Frames dropped so far, shown when non-zero.
+
+    Returns:
+        RGB ``uint8`` ``(H, W, 3)``.
+    """
+    import cv2
+
+    image = pixels
+    for result, inspection in zip(results, inspections):
+        image = render_overlay(image, result.mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
+    image = np.ascontiguousarray(image)
+    scale = max(image.shape[1] / 900, 0.3)
+    lines = [(f"#{index}" + (f"  dropped {dropped}" if dropped else ""), False)]
+    lines += [(f"{i.class_name or i.prompt}: {i.verdict.verdict} ({r.confidence:.2f})", i.verdict.verdict == "fail")
+              for r, i in zip(results, inspections)]
+    for row, (text, failing) in enumerate(lines):
+        y = int((row + 1) * 26 * scale) + 2
+        colour = (235, 40, 40) if failing else (255, 255, 255)
+        cv2.putText(image, text, (4, y), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, (0, 0, 0), max(1, round(3 * scale)), cv2.LINE_AA)
+        cv2.putText(image, text, (4, y), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, colour, max(1, round(scale)), cv2.LINE_AA)
+    return image
+
+
+def measure_video(predictor: BatchedPredictor, workdir: str | os.PathLike, *, frames: int = 40, size: int = 640,
+                  prompts: Sequence[str] = ("segment crack",)) -> dict:
+    """Frames/s of :func:`watch` on a synthetic video read as a file (``drywallqa bench``'s video row).
+
+    The whole pipeline is timed: decoding, the batched model with smoothing, QA figures, the
+    annotated frame and its encoding, the JSONL lines. A file waits for the model, so nothing is
+    dropped and the rate is what a live source could deliver without drops.
+
+    Args:
+        predictor: The runtime to measure.
+        workdir: Scratch folder (the video and the run's outputs go there).
+        frames: Frames in the video.
+        size: Frame side in pixels.
+        prompts: Prompts per frame.
+
+    Returns:
+        ``{"frames", "frame_size", "prompts", "frames_per_s", "realtime_at_30fps"}``.
+    """
+    from drywallqa.data.sample_video import write_sample_video
+
+    workdir = Path(workdir)
+    path = write_sample_video(workdir / "bench-video.mp4", frames, size=size, fps=30.0)
+    run = watch(str(path), prompts, workdir / "bench-watch", predictor)
+    return {"frames": run.frames_processed, "frame_size": size, "prompts": len(prompts),
+            "frames_per_s": round(run.processing_fps, 2), "realtime_at_30fps": round(run.processing_fps / 30.0, 2)}
