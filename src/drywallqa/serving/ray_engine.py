@@ -297,7 +297,8 @@ def predict_on_ray(
         raise DataError(f"none of the {len(paths)} input image(s) could be read ({len(run.issues)} skipped)")
     image_root = Path(os.path.commonpath([str(Path(r["image"]).parent) for r in run.records]))
     run.files = write_tables(run, image_root=image_root, settings={
-        "model": model_id, "threshold": float(predictor_options.get("threshold", 0.5)), "mm_per_px": mm_per_px,
+        # None: the model's calibrated per-class thresholds (its calibration.json), else 0.5.
+        "model": model_id, "threshold": predictor_options.get("threshold"), "mm_per_px": mm_per_px,
         "prompts": prompts, "thresholds": thresholds.source, "engine": "ray", "workers": workers,
     })
     return run

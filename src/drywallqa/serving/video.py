@@ -48,7 +48,7 @@ from drywallqa.data.sample_video import VIDEO_FOURCC
 from drywallqa.errors import ConfigError, DataError, DrywallQAError
 from drywallqa.files import atomic_write_json
 from drywallqa.inference import BatchedPredictor, SegmentationResult, check_prompt, logits_to_result
-from drywallqa.processing import stack_model_inputs
+from drywallqa.processing import prompt_threshold, stack_model_inputs
 from drywallqa.serving.qa import MaskInspection, inspect_mask
 from drywallqa.serving.render import FIGURE_SET_COLOURS, render_overlay
 from drywallqa.serving.thresholds import QAThresholds
@@ -198,7 +198,7 @@ class TemporalSmoother:
                 (a * logits + (1 - a) * old_logits, a * confidence + (1 - a) * old_confidence)
                 for (logits, confidence), (old_logits, old_confidence) in zip(new, self._state)
             ]
-            results.append([logits_to_result(logits, confidence, prompt, frame.shape, predictor.threshold)
+            results.append([logits_to_result(logits, confidence, prompt, frame.shape, prompt_threshold(predictor, prompt))
                             for (logits, confidence), prompt in zip(self._state, self.prompts)])
         return results
 
