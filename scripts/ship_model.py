@@ -4,7 +4,7 @@
     python scripts/ship_model.py runs/promptunet-lite0-cpu-finetune/model
 
 Writes `src/drywallqa/weights/promptunet/` (config.json, model.safetensors in float16,
-training.json), replacing what is there only once the new folder is complete. For a model
+training.json, and calibration.json when the run's model folder has one), replacing what is there only once the new folder is complete. For a model
 fine-tuned from the shipped one (`model.init_from: default`), the record keeps the earlier
 stages' budgets, read from the shipped model before it is replaced. Then rerun
 `bash scripts/evaluate_shipped.sh` to regenerate the model card.
@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from drywallqa.files import atomic_write_json
-from drywallqa.inference import default_model_path
+from drywallqa.inference import CALIBRATION_FILE, default_model_path
 from drywallqa.models import PromptSegmentationModel
 from drywallqa.training.run import earlier_stages
 
@@ -42,6 +42,9 @@ def main() -> None:
         staged = Path(tmp) / "model"
         model.save_pretrained(staged, fp16=True)
         atomic_write_json(staged / "training.json", record, indent=2)
+        # Thresholds chosen for these weights travel with them; thresholds of the old weights do not.
+        if (args.model / CALIBRATION_FILE).is_file():
+            shutil.copyfile(args.model / CALIBRATION_FILE, staged / CALIBRATION_FILE)
         old = Path(tmp) / "old"
         if destination.exists():
             destination.rename(old)
@@ -49,6 +52,8 @@ def main() -> None:
         shutil.rmtree(old, ignore_errors=True)
     size = (destination / "model.safetensors").stat().st_size / 1e6
     print(f"shipped {args.model} -> {destination} ({size:.1f} MB fp16)")
+    if not (destination / CALIBRATION_FILE).is_file():
+        print("no calibration.json: bash scripts/evaluate_shipped.sh chooses its per-class thresholds first")
 
 
 if __name__ == "__main__":

@@ -432,21 +432,25 @@ def load_predictor(spec: str | None = None, device: str | None = None, model_arg
         predictor = FlipTTAPredictor(predictor, tta)
     if not explicit_threshold:
         # A model folder's calibrated per-class thresholds apply unless a threshold is given.
-        predictor.set_thresholds(read_calibration(model_folder(spec)).get("thresholds", {}))
+        predictor.set_thresholds(read_calibration(calibration_file(spec)).get("thresholds", {}))
     return predictor
 
 
 CALIBRATION_FILE = "calibration.json"
 
 
-def model_folder(spec: str | None):
-    """The model folder a spec names (the shipped one for None), or None for other specs."""
+def calibration_file(spec: str | None):
+    """Where the calibrated thresholds of a spec's weights live: ``calibration.json`` in a model
+    folder (the shipped one for None), ``<stem>.calibration.json`` beside an exported runtime file
+    (``drywallqa export`` writes it); None for other specs."""
     from pathlib import Path
 
     if spec is None:
-        return Path(str(default_model_path()))
+        return Path(str(default_model_path())) / CALIBRATION_FILE
     path = Path(str(spec))
-    return path if (path / "config.json").is_file() else None
+    if path.suffix in (".onnx", ".plan", ".engine"):
+        return path.with_suffix(".calibration.json")
+    return path / CALIBRATION_FILE if (path / "config.json").is_file() else None
 
 
 def write_calibration(path, sweep, command: str = "") -> None:
@@ -465,22 +469,23 @@ def write_calibration(path, sweep, command: str = "") -> None:
     }, indent=1)
 
 
-def read_calibration(folder) -> dict:
-    """A model folder's ``calibration.json`` (per-class thresholds and how they were chosen); ``{}`` if none.
+def read_calibration(path) -> dict:
+    """A calibration file (see :func:`calibration_file`): per-class thresholds and how they were
+    chosen; ``{}`` when ``path`` is None or missing.
 
     Raises:
         ConfigError: If the file exists but is not a calibration, naming it.
     """
     from drywallqa.files import read_json
 
-    if folder is None or not (folder / CALIBRATION_FILE).is_file():
+    if path is None or not path.is_file():
         return {}
-    data = read_json(folder / CALIBRATION_FILE)
+    data = read_json(path)
     thresholds = data.get("thresholds") if isinstance(data, dict) else None
     if not isinstance(thresholds, dict) or not all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1 for v in thresholds.values()
     ):
-        raise ConfigError(f"{folder / CALIBRATION_FILE}: expected {{\"thresholds\": {{class: probability in (0, 1)}}}}")
+        raise ConfigError(f"{path}: expected {{\"thresholds\": {{class: probability in (0, 1)}}}}")
     return data
 
 

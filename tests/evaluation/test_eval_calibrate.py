@@ -53,3 +53,15 @@ def test_a_broken_calibration_is_one_line(tmp_path, capsys):
     assert main(["predict", str(image_dir), "--model", str(model), "--prompt", "segment crack", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert CALIBRATION_FILE in err and err.count("\n") == 1
+
+
+def test_an_export_carries_the_thresholds_of_its_weights(trained, tmp_path):
+    data, model = trained
+    if not (model / CALIBRATION_FILE).is_file():
+        assert main(["calibrate", "--model", str(model), "--data", str(data / "cracks"), str(data / "drywall-join"),
+                     "--no-progress"]) == 0
+    thresholds = json.loads((model / CALIBRATION_FILE).read_text())["thresholds"]
+    assert main(["export", "--model", str(model), "--out", str(tmp_path / "m.onnx")]) == 0
+    assert (tmp_path / "m.calibration.json").is_file()
+    predictor = load_predictor(str(tmp_path / "m.onnx"))
+    assert predictor.threshold_for("segment crack") == thresholds["crack"]

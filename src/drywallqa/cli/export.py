@@ -53,12 +53,27 @@ def run_export(args: argparse.Namespace) -> int:
         if args.calibration else None,
     )
     print(result.summary())
+    _copy_calibration(args.model, [result.onnx_path, result.int8_path])
     if args.json:
         print(f"wrote {atomic_write_json(args.json, result.to_dict(), indent=2)}")
     if args.format == "tensorrt":
         # Raises TensorRTUnavailable (exit 2) with the trtexec command when TensorRT is missing.
         print(f"wrote {build_tensorrt_engine(result.onnx_path)}")
     return 0
+
+
+def _copy_calibration(model: str | None, exported: list) -> None:
+    """The model's calibrated thresholds go beside each exported file, which load them like the folder's."""
+    import shutil
+
+    from drywallqa.inference import calibration_file
+
+    source = calibration_file(model)
+    if source is None or not source.is_file():
+        return
+    for path in filter(None, exported):
+        shutil.copyfile(source, calibration_file(str(path)))
+        print(f"wrote {calibration_file(str(path))}")
 
 
 def calibration_paths(folders: list[str], count: int) -> list:
