@@ -44,7 +44,6 @@ from drywallqa.files import (
     atomic_write_json,
     atomic_write_text,
     list_images,
-    open_image,
     read_json,
     read_photo,
 )
@@ -55,6 +54,7 @@ from drywallqa.serving.render import (
     FIGURE_SET_COLOURS,
     jpeg_bytes,
     mask_png_bytes,
+    read_mask_png,
     render_overlay,
 )
 from drywallqa.serving.thresholds import QAThresholds
@@ -399,7 +399,7 @@ def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prom
 def _remeasure(out: Path, record: dict, mm_per_px: float | None, thresholds: QAThresholds,
                prompt_config: PromptConfig) -> dict:
     """Figures and verdict of a resumed pair, measured again from its saved mask."""
-    mask = _read_mask(out / record["mask"])
+    mask = read_mask_png(out / record["mask"])
     inspection = inspect_mask(mask, record["prompt"], confidence=record["figures"].get("confidence"),
                               mm_per_px=mm_per_px, thresholds=thresholds, prompt_config=prompt_config,
                               scale=record["image_width"] / mask.shape[1])
@@ -409,12 +409,6 @@ def _remeasure(out: Path, record: dict, mm_per_px: float | None, thresholds: QAT
     if updated != record:
         atomic_write_json(out / "records" / f"{name}.json", updated, indent=1)
     return updated
-
-
-def _read_mask(path: Path) -> np.ndarray:
-    """A saved 0/255 mask PNG as ``(H, W)`` bool."""
-    with open_image(path) as img:
-        return np.asarray(img.convert("L")) > 127
 
 
 # -- tables ---------------------------------------------------------------------------------------
@@ -488,7 +482,7 @@ def records_to_coco(records: Sequence[dict], out: Path, image_root: Path, min_co
         first = image_records[0]
         for record in image_records:
             category = record["class"] or re.sub(r"[^a-z0-9]+", "_", record["prompt"].lower()).strip("_")
-            mask = _read_mask(out / record["mask"])
+            mask = read_mask_png(out / record["mask"])
             # A photo decoded reduced has its mask at the decoded size: its components are written
             # as polygons scaled to the file's pixels (an RLE would need the full-size mask).
             sx, sy = record["image_width"] / mask.shape[1], record["image_height"] / mask.shape[0]

@@ -46,6 +46,18 @@ def mask_png_bytes(mask: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def read_mask_png(path) -> np.ndarray:
+    """A mask PNG written by :func:`mask_png_bytes` as ``(H, W)`` bool.
+
+    Raises:
+        DataError: If the file is missing or not an image, naming it.
+    """
+    from drywallqa.files import open_image
+
+    with open_image(path) as img:
+        return np.asarray(img.convert("L")) > 127
+
+
 def jpeg_bytes(image: np.ndarray, quality: int = 90, max_side: int | None = None) -> bytes:
     """Encode an RGB ``uint8`` image as JPEG, shrunk to ``max_side`` pixels on its long side."""
     img = Image.fromarray(np.ascontiguousarray(image))

@@ -39,7 +39,7 @@ from drywallqa.data.masks import mask_to_box, mask_to_rle
 from drywallqa.errors import ConfigError, DataError, DrywallQAError, IssueLog
 from drywallqa.files import atomic_write, atomic_write_json, atomic_write_text, image_size, read_json
 from drywallqa.serving.predict import output_keys, read_results, records_to_coco
-from drywallqa.serving.render import FIGURE_SET_COLOURS
+from drywallqa.serving.render import FIGURE_SET_COLOURS, read_mask_png
 
 REVIEW_MANIFEST = "review.json"
 LABEL_STUDIO_TASKS = "label-studio/tasks.json"
@@ -148,7 +148,7 @@ def export_review(predictions: str | os.PathLike, out: str | os.PathLike, count:
         for record in image_records:
             label = _label(record)
             labels[label] = FIGURE_SET_COLOURS.get(record.get("figure_set"), FIGURE_SET_COLOURS["area"])
-            mask = _read_mask(folder / record["mask"])
+            mask = read_mask_png(folder / record["mask"])
             if mask.any():
                 results.append({
                     "id": f"{rank}-{len(results)}", "type": "brushlabels", "from_name": FROM_NAME, "to_name": TO_NAME,
@@ -180,13 +180,6 @@ def export_review(predictions: str | os.PathLike, out: str | os.PathLike, count:
 
 def _label(record: dict) -> str:
     return record.get("class") or re.sub(r"[^a-z0-9]+", "_", record["prompt"].lower()).strip("_")
-
-
-def _read_mask(path: Path) -> np.ndarray:
-    from drywallqa.files import open_image
-
-    with open_image(path) as img:
-        return np.asarray(img.convert("L")) > 127
 
 
 def label_config(labels: dict[str, tuple[int, int, int]]) -> str:

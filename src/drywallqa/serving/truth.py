@@ -16,7 +16,7 @@ import numpy as np
 from drywallqa.evaluation.metrics import get_stats, iou_score
 from drywallqa.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_image
 from drywallqa.serving.predict import RESULTS_JSONL, _json_line, read_results
-from drywallqa.serving.render import jpeg_bytes, render_overlay
+from drywallqa.serving.render import jpeg_bytes, read_mask_png, render_overlay
 
 TRUTH_COLOUR = (40, 170, 60)
 TRUTH_DIR = "truth"
@@ -32,8 +32,6 @@ def attach_truth(results: str | os.PathLike, truths: dict[tuple[str, str], np.nd
     Returns:
         ``{class name: mean IoU}`` over the records scored (IoU 1 when both masks are empty).
     """
-    from PIL import Image
-
     records, folder = read_results(results)
     scores: dict[str, list[float]] = defaultdict(list)
     for record in records:
@@ -41,8 +39,7 @@ def attach_truth(results: str | os.PathLike, truths: dict[tuple[str, str], np.nd
         truth = truths.get(key)
         if truth is None:
             continue
-        with Image.open(folder / record["mask"]) as img:
-            predicted = np.asarray(img.convert("L")) > 127
+        predicted = read_mask_png(folder / record["mask"])
         iou = iou_score(*get_stats(predicted, truth))
         name = Path(record["mask"]).stem
         overlay = render_overlay(read_image(record["image"]), truth, TRUTH_COLOUR)
