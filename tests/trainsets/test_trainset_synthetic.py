@@ -46,3 +46,13 @@ def test_train_only_must_name_a_dataset(config):
         build_trainset(config.with_overrides({"train_only": ["nope"]}))
     with pytest.raises(ConfigError, match="synthetic.images"):
         config.with_overrides({"synthetic": {"images": -1}})
+
+
+def test_a_training_run_renders_its_scenes_into_its_own_folder(tmp_path):
+    from drywallqa.training.config import TrainConfig
+    from drywallqa.training.run import trainset_config
+
+    config = TrainConfig.from_dict({"data": {"synthetic": {"images": 8}}, "out": str(tmp_path / "run")})
+    assert trainset_config(config).synthetic.cache == str(tmp_path / "run" / "synthetic")
+    named = TrainConfig.from_dict({"data": {"synthetic": {"images": 8, "cache": "scenes"}}, "out": str(tmp_path / "run")})
+    assert trainset_config(named).synthetic.cache == "scenes"

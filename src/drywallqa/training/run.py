@@ -78,6 +78,17 @@ def _auto_flag(name: str, value: object, auto: bool) -> bool:
     return value
 
 
+def trainset_config(config: TrainConfig):
+    """The training set of a run: ``config.data``, the generated scenes (``data.synthetic``)
+    rendered into the run folder unless a cache is named, so a run holds everything it read."""
+    from drywallqa.trainsets import TrainSetConfig
+
+    data = TrainSetConfig.from_dict(config.data)
+    if data.synthetic.images and data.synthetic.cache is None:
+        data = data.with_overrides({"synthetic.cache": str(Path(config.out) / "synthetic")})
+    return data
+
+
 def init_source(config: TrainConfig) -> Path | None:
     """The folder ``model.init_from`` names (``default``: the shipped model), checked; None when unset.
 
@@ -170,7 +181,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     from drywallqa.training.curves import plot_training_curves
     from drywallqa.training.module import EpochSetter, SegmentationModule, ThroughputMonitor
     from drywallqa.training.pack import open_pack
-    from drywallqa.trainsets import TrainSetConfig, augmentation_to_dict, build_trainset
+    from drywallqa.trainsets import augmentation_to_dict, build_trainset
 
     if not getattr(get_model_class(config.model.name), "trainable", True):
         raise ConfigError(f"{config.model.name} is zero-shot (evaluation and prediction only); it cannot be trained")
@@ -187,7 +198,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     source = init_source(config)
     stages = earlier_stages(source) if source else []
     pack = open_pack(config)
-    trainset = build_trainset(pack.trainset_config(config.data) if pack else TrainSetConfig.from_dict(config.data))
+    trainset = build_trainset(pack.trainset_config(config.data) if pack else trainset_config(config))
     if pack:
         pack.check_split(trainset)
         say(f"training from {pack!r}")

@@ -151,7 +151,8 @@ class SyntheticConfig:
         size: Side of the square scenes in pixels (the real exports are 640).
         crack_fraction: Share of the images that are crack scenes; the rest are joints.
         cache: Folder the scenes are rendered into once and reused from; None for
-            ``$XDG_CACHE_HOME/drywallqa/synthetic`` (``~/.cache`` by default).
+            ``$XDG_CACHE_HOME/drywallqa/synthetic`` (``~/.cache`` by default), or for
+            ``drywallqa train`` the run folder's ``synthetic/``.
     """
 
     images: int = 0
