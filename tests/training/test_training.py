@@ -163,3 +163,13 @@ def test_warm_up_and_decay_follow_the_clock_under_a_budget(monkeypatch):
     assert factor(100) == pytest.approx(1.0, abs=0.03)  # the cosine runs over the whole budget, warm-up included
     now[0] += 540                                # the whole budget: decayed to the floor
     assert factor(5000) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_run_stopped_mid_epoch_validates_its_final_weights(sample_data, tmp_path):
+    """A step (or time) budget that ends between validations: the final weights are validated and kept when better."""
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(sample_data), "--out", str(out), "--epochs", "5", "--no-progress", *TINY,
+                 "--set", "trainer.max_steps=2"]) == 0
+    record = json.loads((out / "model" / "training.json").read_text())
+    assert record["budget"]["steps"] == 2 and record["best_val_iou"] is not None
+    assert record["kept"] == "final weights (validated after the last step)"

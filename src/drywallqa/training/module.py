@@ -40,6 +40,8 @@ class SegmentationModule(L.LightningModule):
         self.loss = SegmentationLoss(loss)
         self.optim = optim
         self._val = defaultdict(list)
+        # Optimiser step of the last validation, so training can tell whether the final weights were validated.
+        self.validated_at_step: int | None = None
         if optim.freeze_encoder and hasattr(model, "encoder"):
             model.encoder.requires_grad_(False)
 
@@ -89,6 +91,7 @@ class SegmentationModule(L.LightningModule):
                 self._val[f"dice_{class_name}"].append(dice[i].float().to(self.device))
 
     def on_validation_epoch_end(self) -> None:
+        self.validated_at_step = self.trainer.global_step
         # Every process reduces the same keys in the same order (sums and counts), so DDP ranks
         # that saw different classes cannot deadlock or average unlike things.
         keys = ["negative_fp"] + [f"{m}_{c}" for c in self.class_names for m in ("iou", "dice")]

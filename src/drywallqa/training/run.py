@@ -272,10 +272,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     minutes = (time.perf_counter() - started) / 60
 
     best = checkpoint.best_model_path
+    best_score = checkpoint.best_model_score
+    kept = "best validated checkpoint"
+    if trainer.global_step and module.validated_at_step != trainer.global_step:
+        # The run stopped between validations (a step or time budget, mid-epoch): validate the final
+        # weights too, and keep them when they beat every validated checkpoint.
+        trainer.validate(module, valid_loader, verbose=False)
+        final = trainer.callback_metrics.get("val/iou")
+        if final is not None and (best_score is None or float(final) > float(best_score)):
+            best, best_score, kept = "", final, "final weights (validated after the last step)"
     if best:
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
-    best_score = checkpoint.best_model_score
     result = TrainResult(
         run_dir=run_dir, model_dir=run_dir / "model", is_global_zero=trainer.is_global_zero,
         best_val_iou=float(best_score) if best_score is not None else None,
@@ -287,7 +295,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             "budget": {"hardware": result.hardware, "minutes": result.minutes, "epochs": result.epochs,
                        "steps": trainer.global_step, "precision": precision,
                        "train_images_per_s": throughput.images_per_s()},
-            "best_val_iou": result.best_val_iou, "best_checkpoint": str(best),
+            "best_val_iou": result.best_val_iou, "best_checkpoint": str(best), "kept": kept,
             "trainset_check": trainset.check_line(), "trainset_counts": trainset.counts(),
             **module.run_metadata,
             **({"earlier_stages": stages} if stages else {}),
