@@ -239,7 +239,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     throughput = ThroughputMonitor(report=say)
     callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), EpochSetter(), throughput]
     if cfg_t.early_stopping_patience > 0:
-        callbacks.append(EarlyStopping(monitor="val/iou", mode="max", patience=cfg_t.early_stopping_patience))
+        # Checked after validations only: a step or time budget that ends mid-epoch has no val/iou yet.
+        callbacks.append(EarlyStopping(monitor="val/iou", mode="max", patience=cfg_t.early_stopping_patience,
+                                       check_on_train_epoch_end=False))
     # One CSV log per attempt (logs/version_N): a resumed run appends a version instead of
     # overwriting the history; the curves are drawn from all of them.
     loggers = [CSVLogger(run_dir, name="logs")]
