@@ -87,7 +87,10 @@ def test_cli_training_run_writes_model_logs_and_curves_then_resumes(sample_data,
     assert "augmentation" in ckpt["drywallqa"]
     # --resume continues from last.ckpt up to the new epoch count.
     assert main(["train", "--data", str(sample_data), "--out", str(out), "--epochs", "2", "--resume", "--no-progress", *TINY]) == 0
-    assert json.loads((out / "model" / "training.json").read_text())["budget"]["epochs"] == 2
+    resumed = json.loads((out / "model" / "training.json").read_text())["budget"]
+    assert resumed["epochs"] == 2
+    # The budget counts the attempt before the resume too (its minutes travel in last.ckpt).
+    assert resumed["minutes"] >= ckpt["drywallqa_minutes"] > 0
     assert (out / "logs" / "version_0" / "metrics.csv").is_file() and (out / "logs" / "version_1" / "metrics.csv").is_file()
 
 

@@ -42,12 +42,26 @@ class SegmentationModule(L.LightningModule):
         self._val = defaultdict(list)
         # Optimiser step of the last validation, so training can tell whether the final weights were validated.
         self.validated_at_step: int | None = None
+        self.minutes_before_resume = 0.0
         if optim.freeze_encoder and hasattr(model, "encoder"):
             model.encoder.requires_grad_(False)
 
+    def on_fit_start(self) -> None:
+        self._fit_started = time.monotonic()
+
+    def training_minutes(self) -> float:
+        """Minutes of fitting so far, the attempts before a ``--resume`` included."""
+        started = getattr(self, "_fit_started", None)
+        return self.minutes_before_resume + ((time.monotonic() - started) / 60 if started is not None else 0.0)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # The configs and the augmentation pipeline travel with every checkpoint.
+        # The configs and the augmentation pipeline travel with every checkpoint, and the minutes
+        # trained so far, so a resumed run records its whole budget.
         checkpoint["drywallqa"] = getattr(self, "run_metadata", {})
+        checkpoint["drywallqa_minutes"] = self.training_minutes()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.minutes_before_resume = float(checkpoint.get("drywallqa_minutes", 0.0))
 
     def on_train_epoch_start(self) -> None:
         # A frozen encoder keeps its ImageNet BatchNorm statistics too.

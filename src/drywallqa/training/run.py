@@ -269,9 +269,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     ckpt_path = str(last) if resume and last.is_file() else None
     if resume and ckpt_path is None:
         say(f"no {last} to resume from; starting a new run")
-    started = time.perf_counter()
     trainer.fit(module, train_loader, valid_loader, ckpt_path=ckpt_path)
-    minutes = (time.perf_counter() - started) / 60
+    minutes = module.training_minutes()  # this attempt and, after --resume, the ones before
 
     best = checkpoint.best_model_path
     best_score = checkpoint.best_model_score
