@@ -123,7 +123,8 @@ def render_report(records: Sequence[dict], folder: str | os.PathLike, *, summary
         cards.append((f"mean IoU vs truth ({len(scored)} masks)", f"{np.mean(scored):.2f}", ""))
     settings = [
         f"model <b>{_e(summary.get('model') or _first(records, 'model'))}</b>",
-        f"threshold {_e(summary.get('threshold', _first(records, 'threshold')))}",
+        (f"thresholds {_e(', '.join(f'{k} {v:g}' for k, v in sorted(summary['class_thresholds'].items())))} (calibrated)"
+         if summary.get("class_thresholds") else f"threshold {_e(summary.get('threshold', _first(records, 'threshold')))}"),
         f"scale {_e(_first(records, 'mm_per_px'))} mm/px" if scale_known else "scale unknown (figures in pixels)",
         f"thresholds {_e(summary.get('thresholds', 'built-in'))}",
     ]
