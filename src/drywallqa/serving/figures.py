@@ -135,9 +135,9 @@ def measure_mask(
         raise ConfigError(f"figure_set must be one of {', '.join(FIGURE_SETS)}, got {figure_set!r}")
     if not (math.isfinite(scale) and scale > 0):
         raise ConfigError(f"scale must be a positive number, got {scale!r}")
-    mask = mask.astype(bool)
-    area_px = int(mask.sum())
-    labels, n_components = _label_components(mask, min_component_area_px / scale**2)
+    mask = mask.astype(bool, copy=False)
+    area_px = int(np.count_nonzero(mask))
+    labels, n_components = _label_components(_crop_to_mask(mask), min_component_area_px / scale**2)
     figures = QAFigures(
         figure_set=figure_set, area_percent=100.0 * area_px / max(mask.size, 1), area_px=round(area_px * scale**2),
         components=n_components, confidence=None if confidence is None else float(confidence), mm_per_px=mm_per_px,
@@ -159,10 +159,22 @@ def measure_mask(
 
 
 # -- measurement ----------------------------------------------------------------------------------
+def _crop_to_mask(mask: np.ndarray) -> np.ndarray:
+    """The mask cut to the bounding box of its pixels: every figure but the area share is the same
+    on it (outside the image counts as background anyway), at a fraction of the cost for the few
+    percent of a photo a crack covers."""
+    import cv2
+
+    x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
+    return mask[y : y + h, x : x + w] if w and h else mask[:0, :0]
+
+
 def _label_components(mask: np.ndarray, min_area: float) -> tuple[np.ndarray, int]:
     """8-connected labels ``1..K`` of the components with at least ``min_area`` pixels (0 elsewhere)."""
     import cv2
 
+    if not mask.size:
+        return np.zeros(mask.shape, dtype=np.int32), 0
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     keep = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= max(math.ceil(min_area), 1)) + 1
     relabel = np.zeros(n, dtype=np.int32)
