@@ -382,8 +382,8 @@ def default_model_path():
 
 
 def load_predictor(spec: str | None = None, device: str | None = None, model_args: dict | None = None,
-                   tta: str = "none", **kwargs) -> Predictor:
-    """Build a :class:`Predictor` from a model spec.
+                   tta: str = "none", *, runtime: str = "auto", say=print, **kwargs) -> Predictor:
+    """Build a :class:`Predictor` from a model spec, on the fastest runtime that gives its own masks.
 
     Args:
         spec: ``None`` for the shipped default model; a folder written by ``save_pretrained``
@@ -391,16 +391,31 @@ def load_predictor(spec: str | None = None, device: str | None = None, model_arg
             architecture built from hub weights (``clipseg:DIR``, ``sam3:DIR``, ``two-stage:DIR``);
             a transformers folder; a YAML spec; or an ``.onnx`` file (ONNX Runtime).
         device: Torch device; CUDA when available by default.
-        model_args: Extra model config fields (e.g. ``{"boxes": "annotations:DIR"}``).
+        model_args: Extra model config fields (e.g. ``{"boxes": "annotations:DIR"}``); PyTorch only.
         tta: Test-time augmentation, a key of :data:`TTA_VIEWS` (see :class:`FlipTTAPredictor`).
-        **kwargs: Passed to :class:`ModelPredictor` (``threshold``, ``image_size``, ...).
+        runtime: ``"auto"``: :func:`drywallqa.export.factory.best_available` (ONNX Runtime on a CPU,
+            from an export of the model folder made once and cached by weight hash, when it passes
+            the parity check; PyTorch on CUDA); or ``"torch"``, ``"onnx"``, ``"tensorrt"``.
+        say: Called with one line naming the runtime used (None: silent).
+        **kwargs: Passed to the runtime (``threshold``, ``batch_size``, ``image_size``; PyTorch's
+            :class:`ModelPredictor` options such as ``precision`` select PyTorch).
 
     Raises:
+        ConfigError: For an unknown runtime or TTA, or model arguments on another runtime.
         DrywallQAError: If the model cannot be found or loaded, with what to do about it.
     """
+    from drywallqa.export.factory import load_runtime, runtime_for_spec
+
     if tta not in TTA_VIEWS:
         raise ConfigError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
-    predictor = _load_runtime(spec, device, model_args, **kwargs)
+    if (runtime == "torch" and runtime_for_spec(spec) == "torch") or (runtime == "auto" and model_args):
+        predictor = _load_runtime(spec, device, model_args, **kwargs)
+        if say is not None:
+            say(f"runtime: {predictor.name} ({'--runtime torch' if runtime == 'torch' else 'model arguments need PyTorch'})")
+    elif model_args:
+        raise ConfigError(f"model arguments ({', '.join(model_args)}) need --runtime torch, not {runtime}")
+    else:
+        predictor = load_runtime(spec, runtime, device=device, say=say or (lambda line: None), **kwargs)
     if tta == "none":
         return predictor
     if not isinstance(predictor, BatchedPredictor):
