@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from serving_helpers import DarkPixelPredictor, dark_line_image
 
 from drywallqa.data.masks import rle_to_mask
-from drywallqa.errors import DrywallQAError
+from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.serving import create_app
 from drywallqa.serving.app import ModelHolder
 
@@ -170,7 +170,9 @@ def test_model_is_loaded_lazily_once_and_shared(tiny_model_dir):
     app = create_app(model_spec=str(tiny_model_dir), model_id="tiny")
     client = TestClient(app)
     assert client.get("/healthz").json()["model_loaded"] is False
-    assert client.get("/v1/models").json()["models"][0] == {"id": "tiny", "spec": str(tiny_model_dir), "loaded": False}
+    described = client.get("/v1/models").json()["models"][0]
+    assert {k: described[k] for k in ("id", "spec", "loaded")} == {"id": "tiny", "spec": str(tiny_model_dir), "loaded": False}
+    assert described["batching"]["calls"] == 0
     responses = []
     threads = [threading.Thread(target=lambda: responses.append(segment(client, {"model": "tiny"}))) for _ in range(3)]
     for thread in threads:
@@ -320,7 +322,7 @@ def test_large_upload_is_decoded_reduced(dark_predictor):
 
 def test_full_queue_is_503_with_retry_after():
     slow = DarkPixelPredictor(delay_s=0.5)
-    with TestClient(create_app(slow, max_queued=1, timeout_s=20)) as client:
+    with TestClient(create_app(slow, max_queued=1, max_concurrent_predictions=1, timeout_s=20)) as client:
         responses = []
         threads = [threading.Thread(target=lambda: responses.append(segment(client))) for _ in range(5)]
         for thread in threads:
@@ -333,3 +335,27 @@ def test_full_queue_is_503_with_retry_after():
     assert int(busy.headers["retry-after"]) >= 1 and "the server is busy" in busy.json()["error"]["message"]
     assert slow.calls == 2
 
+
+
+def test_concurrent_requests_share_batched_model_calls():
+    class Recording(DarkPixelPredictor):
+        sizes: list[int] = []
+
+        def predict_batch(self, images, prompts, **kwargs):
+            self.sizes.append(len(images))
+            return super().predict_batch(images, prompts)
+
+    slow = Recording(delay_s=0.3)
+    with TestClient(create_app(slow, max_concurrent_predictions=8, max_batch=8, batch_wait_s=0.05)) as client:
+        responses = []
+        threads = [threading.Thread(target=lambda: responses.append(segment(client))) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        batching = client.get("/v1/models").json()["models"][0]["batching"]
+    assert [r.status_code for r in responses] == [200] * 8
+    assert sum(slow.sizes) == 8 and len(slow.sizes) <= 4, slow.sizes      # not one call per request
+    assert batching["pairs"] == 8 and batching["max_batch"] == 8 and batching["mean_batch"] >= 2
+    with pytest.raises(ConfigError, match="max_batch >= 1"):
+        create_app(slow, max_batch=0)

@@ -2,14 +2,16 @@
 
 Build it with :func:`create_app` and run it with any ASGI server (``drywallqa serve`` uses
 uvicorn). The model is loaded once, on the first request that needs it (or up front when a
-:class:`~drywallqa.inference.Predictor` is passed in), and shared by all requests; predictions run
-in worker threads, at most ``max_concurrent_predictions`` at a time, so the event loop keeps
-answering health checks while the CPU is busy.
+:class:`~drywallqa.inference.Predictor` is passed in), and shared by all requests.
 
-Heavy work (decoding the upload and predicting) runs at most ``max_concurrent_predictions`` at a
-time with at most ``max_queued`` requests waiting; a request beyond that is answered at once with
-503 and ``Retry-After``, so a burst never piles up memory or turns into a wall of 504s. Large
-uploads are decoded reduced (:func:`drywallqa.files.read_photo`).
+Heavy work never runs on the event loop. A request's work (decoding the upload, its share of a
+model call, QA figures and mask encoding) runs in a worker thread, at most
+``max_concurrent_predictions`` requests at a time, with at most ``max_queued`` waiting for a slot;
+a request beyond that is answered at once with 503 and ``Retry-After``, so a burst never piles up
+memory or turns into a wall of 504s. The model itself runs in one thread of its own, a
+:class:`~drywallqa.serving.batching.MicroBatcher` that batches the images of the requests in
+flight (up to ``max_batch``), so concurrent requests share model calls. Large uploads are decoded
+reduced (:func:`drywallqa.files.read_photo`).
 
 Every error is JSON ``{"error": {"status": 4xx, "code": "...", "message": "..."}}``:
 
@@ -36,6 +38,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -55,6 +58,7 @@ from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DataError, DrywallQAError, ImageSizeError
 from drywallqa.files import Photo, read_photo
 from drywallqa.inference import Predictor, check_prompt
+from drywallqa.serving.batching import MicroBatcher, QueueFull
 from drywallqa.serving.qa import inspect_mask, prompt_class, unknown_prompt_message
 from drywallqa.serving.render import (
     FIGURE_SET_COLOURS,
@@ -253,17 +257,10 @@ class _BodyLimits:
         return f"request body is {size / 1e6:.2g} MB; the limit is {self.limit_mb:g} MB (send a smaller or more compressed image)"
 
 
-class QueueFull(Exception):
-    """The work queue is full; ``retry_after_s`` estimates when a slot frees up."""
-
-    def __init__(self, retry_after_s: int):
-        super().__init__(retry_after_s)
-        self.retry_after_s = retry_after_s
-
-
 class _WorkQueue:
     """At most ``slots`` functions running in worker threads at once (per event loop), and at most
-    ``max_waiting`` callers waiting for a slot: one more gets :class:`QueueFull` at once.
+    ``max_waiting`` callers waiting for a slot: one more gets
+    :class:`~drywallqa.serving.batching.QueueFull` at once.
 
     A caller waiting for a slot holds no thread and no decoded image, so a request that times out
     while queued costs nothing. A function already running cannot be stopped: on time-out its
@@ -276,6 +273,9 @@ class _WorkQueue:
         self.slots = slots
         self.max_waiting = max_waiting
         self.waiting = 0
+        # Threads of their own: asyncio's default pool has min(32, cores + 4) threads, fewer than
+        # the requests that may be in flight, each waiting for its batched model call.
+        self.executor = ThreadPoolExecutor(slots, thread_name_prefix="drywallqa-request")
         self.mean_seconds = 1.0  # moving average of a function's run time, for Retry-After
         self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self._lock = threading.Lock()
@@ -303,7 +303,7 @@ class _WorkQueue:
             with self._lock:
                 self.waiting -= 1
         started = time.perf_counter()
-        work = asyncio.ensure_future(asyncio.to_thread(function))
+        work = asyncio.get_running_loop().run_in_executor(self.executor, function)
 
         def finished(future: asyncio.Future) -> None:
             semaphore.release()
@@ -313,6 +313,34 @@ class _WorkQueue:
 
         work.add_done_callback(finished)
         return await asyncio.shield(work)
+
+
+class _Batching:
+    """The :class:`~drywallqa.serving.batching.MicroBatcher` of the served predictor, made once the
+    model is loaded (requests are never refused by it: the work queue bounds what is in flight)."""
+
+    def __init__(self, holder: ModelHolder, max_batch: int | None, max_wait_s: float, max_pairs: int):
+        self.holder, self.max_batch, self.max_wait_s, self.max_pairs = holder, max_batch, max_wait_s, max_pairs
+        self.batcher: MicroBatcher | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> MicroBatcher:
+        if self.batcher is None:
+            predictor = self.holder.get()
+            with self._lock:
+                if self.batcher is None:
+                    self.batcher = MicroBatcher(predictor, max_batch=self.max_batch, max_wait_s=self.max_wait_s,
+                                                max_queued=self.max_pairs)
+        return self.batcher
+
+    def describe(self) -> dict:
+        """Batch settings and what the model thread has done, for ``GET /v1/models``."""
+        batcher = self.batcher
+        if batcher is None:
+            return {"max_batch": self.max_batch, "max_wait_ms": round(1000 * self.max_wait_s, 3), "calls": 0}
+        stats = batcher.stats
+        return {"max_batch": batcher.max_batch, "max_wait_ms": round(1000 * self.max_wait_s, 3), "calls": stats.calls,
+                "pairs": stats.pairs, "mean_batch": round(stats.mean_batch, 2)}
 
 
 # -- app ------------------------------------------------------------------------------------------
@@ -325,8 +353,10 @@ def create_app(
     timeout_s: float = 30.0,
     max_image_pixels: int = 40_000_000,
     max_prompts: int = 8,
-    max_concurrent_predictions: int = 1,
+    max_concurrent_predictions: int = 8,
     max_queued: int = 16,
+    max_batch: int | None = None,
+    batch_wait_s: float = 0.005,
     body_timeout_s: float = 60.0,
     strict_prompts: bool = False,
     thresholds: QAThresholds | None = None,
@@ -344,10 +374,12 @@ def create_app(
         timeout_s: Longest time a prediction may take (waiting for a free slot included).
         max_image_pixels: Largest accepted image, width × height (decoding bombs are refused).
         max_prompts: Most prompts in one request.
-        max_concurrent_predictions: Predictions running at once; more wait (CPU inference
-            already uses every core, so 1 keeps latency predictable).
-        max_queued: Requests that may wait for a prediction slot; more get 503 with
-            ``Retry-After`` at once.
+        max_concurrent_predictions: Requests processed at once (decoding, waiting for their share
+            of a batched model call, measuring); more wait. Their images are batched together, so
+            this bounds the batches as well as the memory of decoded uploads.
+        max_queued: Requests that may wait for a slot; more get 503 with ``Retry-After`` at once.
+        max_batch: Most images per model call; the predictor's ``batch_size`` by default.
+        batch_wait_s: Longest wait for a batch to fill once a request is ready and the model idle.
         body_timeout_s: Longest time a request body may take to arrive (408 after it).
         strict_prompts: Answer 422 to a prompt that names no known class (by default it is
             answered, with ``prompt_known: false`` and a line in ``warnings``); a request's
@@ -360,10 +392,11 @@ def create_app(
         The app; ``app.state.model`` is its :class:`ModelHolder`.
     """
     if max_upload_mb <= 0 or timeout_s <= 0 or body_timeout_s <= 0 or max_prompts < 1 or max_concurrent_predictions < 1 \
-            or max_queued < 0:
-        raise ConfigError("max_upload_mb, timeout_s and body_timeout_s must be positive, max_prompts and "
-                          "max_concurrent_predictions >= 1, max_queued >= 0")
+            or max_queued < 0 or (max_batch is not None and max_batch < 1) or batch_wait_s < 0:
+        raise ConfigError("max_upload_mb, timeout_s and body_timeout_s must be positive, max_prompts, "
+                          "max_concurrent_predictions and max_batch >= 1, max_queued and batch_wait_s >= 0")
     holder = ModelHolder(predictor, model_spec, **predictor_kwargs)
+    batching = _Batching(holder, max_batch, batch_wait_s, max_concurrent_predictions * max_prompts)
     thresholds = thresholds or QAThresholds.default()
     prompt_config = prompt_config or PromptConfig.default()
     upload_limit = int(max_upload_mb * 1e6)
@@ -382,6 +415,7 @@ def create_app(
     app.state.model = holder
     app.state.model_id = model_id
     app.state.work_queue = work_queue
+    app.state.batching = batching
     app.add_middleware(_BodyLimits, limit=upload_limit + FORM_FIELDS_ALLOWANCE, limit_mb=max_upload_mb,
                        timeout_s=body_timeout_s)
 
@@ -441,7 +475,7 @@ def create_app(
 
     @app.get("/v1/models", summary="Models this server serves")
     def models() -> dict:
-        return {"default": model_id, "models": [holder.describe(model_id)]}
+        return {"default": model_id, "models": [{**holder.describe(model_id), "batching": batching.describe()}]}
 
     @app.get("/v1/models/{name}", summary="One model", responses={404: {"model": ErrorBody}})
     def model_info(name: str) -> dict:
@@ -484,7 +518,7 @@ def create_app(
             raise HTTPException(422, "image: the uploaded file is empty")
         _check_upload_header(data, image.filename or "upload", max_image_pixels)
         try:
-            predictor = holder.get() if holder.loaded else await asyncio.to_thread(holder.get)
+            batcher = batching.batcher or await asyncio.to_thread(batching.get)
         except DrywallQAError as exc:
             raise HTTPException(503, f"model {model_id!r} could not be loaded: {exc}") from exc
         loaded = time.perf_counter()
@@ -496,7 +530,7 @@ def create_app(
             photo = _decode_upload(data, image.filename or "upload")
             timing["decode"] = time.perf_counter() - started_work
             pixels = photo.pixels
-            results = predictor.predict_batch([pixels] * len(prompts), prompts)
+            results = batcher.predict([pixels] * len(prompts), prompts)  # batched with other requests' images
             out = []
             for prompt_text, result in zip(prompts, results):
                 inspection = inspect_mask(result.mask, prompt_text, confidence=result.confidence, mm_per_px=mm_per_px,
