@@ -204,8 +204,11 @@ def start_server(args, workdir: Path) -> tuple[subprocess.Popen, str, dict]:
 
     model_dir, model_info = args.model, {"spec": args.model or "shipped default"}
     if args.tiny:
+        import torch
+
         from drywallqa.models import build_model
 
+        torch.manual_seed(0)  # the same weights every run: one cached export of them, not one per run
         model = build_model("promptunet", pretrained=False, text_encoder="hashing", image_size=128)
         model_dir = str(model.save_pretrained(workdir / "tiny-model"))
         model_info = {"spec": "tiny random promptunet (pretrained=False, text_encoder=hashing, 128 px)"}

@@ -91,6 +91,7 @@ class PredictionRun:
         coco_parts: Per record, its COCO annotations when measured from the mask in memory
             (:func:`mask_annotations`); :func:`records_to_coco` reads the masks otherwise.
         coco: Whether :func:`write_tables` writes ``coco.json``.
+        model_calls: Batched model calls made for the pairs predicted.
     """
 
     out: Path
@@ -102,6 +103,7 @@ class PredictionRun:
     files: dict[str, Path] = field(default_factory=dict)
     coco_parts: list = field(default_factory=list, repr=False)
     coco: bool = True
+    model_calls: int = 0
 
     def verdict_counts(self) -> dict[str, int]:
         """Records per verdict: ``{"fail": n, "pass": n, "unchecked": n}``."""
@@ -297,6 +299,7 @@ def predict_images(
             raise
         finally:
             bar.close()
+    run.model_calls = batcher.stats.calls
     for index in sorted(done):
         for record, parts, predicted in done[index]:
             run.records.append(record)
