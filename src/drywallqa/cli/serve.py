@@ -21,6 +21,8 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, metavar="T", help="mask probability threshold (default 0.5)")
     parser.add_argument("--thresholds", metavar="FILE", help="QA thresholds YAML (default: the built-in one)")
     parser.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body in MB (default 10)")
+    parser.add_argument("--max-export-mb", type=float, default=200.0,
+                        help="largest body of POST /v1/export, the web page's zip of a batch (default 200)")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="longest prediction in seconds (default 30)")
     parser.add_argument("--concurrency", type=int, default=8, metavar="N",
                         help="requests processed at once: decoded, batched into shared model calls, measured (default 8)")
@@ -63,7 +65,7 @@ def run_serve(args: argparse.Namespace) -> int:
     app = create_app(
         predictor, args.model or "shipped default", model_id=args.model_id, max_upload_mb=args.max_upload_mb, timeout_s=args.timeout,
         max_concurrent_predictions=args.concurrency, max_queued=args.max_queued, max_batch=args.max_batch,
-        batch_wait_s=args.batch_wait_ms / 1000, body_timeout_s=args.body_timeout,
+        batch_wait_s=args.batch_wait_ms / 1000, body_timeout_s=args.body_timeout, max_export_mb=args.max_export_mb,
         strict_prompts=args.strict_prompts, thresholds=QAThresholds.load(args.thresholds),
         prompt_config=PromptConfig.from_yaml(args.prompts) if args.prompts else None,
     )

@@ -59,6 +59,7 @@ from drywallqa.errors import ConfigError, DataError, DrywallQAError, ImageSizeEr
 from drywallqa.files import Photo, read_photo
 from drywallqa.inference import Predictor, check_prompt
 from drywallqa.serving.batching import MicroBatcher, QueueFull
+from drywallqa.serving.predict import results_archive
 from drywallqa.serving.qa import inspect_mask, prompt_class, unknown_prompt_message
 from drywallqa.serving.render import (
     FIGURE_SET_COLOURS,
@@ -216,22 +217,25 @@ class _BodyLimits:
     what comes before).
 
     A declared ``Content-Length`` over the limit is refused at once; a body without one (chunked)
-    is counted as it arrives.
+    is counted as it arrives. ``path_limits`` gives some paths limits of their own (``/v1/export``
+    takes a whole batch's masks and overlays): ``{path: (bytes, megabytes for messages)}``.
     """
 
-    def __init__(self, app, limit: int, limit_mb: float, timeout_s: float):
+    def __init__(self, app, limit: int, limit_mb: float, timeout_s: float,
+                 path_limits: dict[str, tuple[int, float]] | None = None):
         self.app = app
-        self.limit = limit
-        self.limit_mb = limit_mb
+        self.limits = (limit, limit_mb)
+        self.path_limits = path_limits or {}
         self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit, limit_mb = self.path_limits.get(scope.get("path", ""), self.limits)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await _error(413, self._message(int(declared)), headers=_CLOSE)(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await _error(413, self._message(int(declared), limit_mb), headers=_CLOSE)(scope, receive, send)
         received = 0
         deadline = time.monotonic() + self.timeout_s
         body_done = False
@@ -246,15 +250,16 @@ class _BodyLimits:
                 raise HTTPException(408, f"the request body did not arrive within {self.timeout_s:g} s", headers=_CLOSE) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise HTTPException(413, self._message(received), headers=_CLOSE)
+                if received > limit:
+                    raise HTTPException(413, self._message(received, limit_mb), headers=_CLOSE)
                 body_done = not message.get("more_body", False)
             return message
 
         return await self.app(scope, counting_receive, send)
 
-    def _message(self, size: int) -> str:
-        return f"request body is {size / 1e6:.2g} MB; the limit is {self.limit_mb:g} MB (send a smaller or more compressed image)"
+    @staticmethod
+    def _message(size: int, limit_mb: float) -> str:
+        return f"request body is {size / 1e6:.2g} MB; the limit is {limit_mb:g} MB (send a smaller or more compressed image)"
 
 
 class _WorkQueue:
@@ -358,6 +363,7 @@ def create_app(
     max_batch: int | None = None,
     batch_wait_s: float = 0.005,
     body_timeout_s: float = 60.0,
+    max_export_mb: float = 200.0,
     strict_prompts: bool = False,
     thresholds: QAThresholds | None = None,
     prompt_config: PromptConfig | None = None,
@@ -381,6 +387,7 @@ def create_app(
         max_batch: Most images per model call; the predictor's ``batch_size`` by default.
         batch_wait_s: Longest wait for a batch to fill once a request is ready and the model idle.
         body_timeout_s: Longest time a request body may take to arrive (408 after it).
+        max_export_mb: Largest body of ``POST /v1/export`` (a batch's masks and overlays), in MB.
         strict_prompts: Answer 422 to a prompt that names no known class (by default it is
             answered, with ``prompt_known: false`` and a line in ``warnings``); a request's
             ``strict_prompts`` field overrides it.
@@ -392,7 +399,7 @@ def create_app(
         The app; ``app.state.model`` is its :class:`ModelHolder`.
     """
     if max_upload_mb <= 0 or timeout_s <= 0 or body_timeout_s <= 0 or max_prompts < 1 or max_concurrent_predictions < 1 \
-            or max_queued < 0 or (max_batch is not None and max_batch < 1) or batch_wait_s < 0:
+            or max_queued < 0 or (max_batch is not None and max_batch < 1) or batch_wait_s < 0 or max_export_mb <= 0:
         raise ConfigError("max_upload_mb, timeout_s and body_timeout_s must be positive, max_prompts, "
                           "max_concurrent_predictions and max_batch >= 1, max_queued and batch_wait_s >= 0")
     holder = ModelHolder(predictor, model_spec, **predictor_kwargs)
@@ -400,6 +407,7 @@ def create_app(
     thresholds = thresholds or QAThresholds.default()
     prompt_config = prompt_config or PromptConfig.default()
     upload_limit = int(max_upload_mb * 1e6)
+    max_export_items = 4000
     work_queue = _WorkQueue(max_concurrent_predictions, max_queued)
 
     docs_assets = _swagger_ui_folder()
@@ -417,7 +425,7 @@ def create_app(
     app.state.work_queue = work_queue
     app.state.batching = batching
     app.add_middleware(_BodyLimits, limit=upload_limit + FORM_FIELDS_ALLOWANCE, limit_mb=max_upload_mb,
-                       timeout_s=body_timeout_s)
+                       timeout_s=body_timeout_s, path_limits={"/v1/export": (int(max_export_mb * 1e6), max_export_mb)})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
@@ -569,7 +577,99 @@ def create_app(
                           "total": round(1000 * (finished - started), 2)},
         }
 
+    @app.post(
+        "/v1/export",
+        summary="Zip results made one upload at a time: masks, overlays, results.jsonl, results.csv, coco.json",
+        response_class=Response,
+        responses={200: {"content": {"application/zip": {}}, "description": "the zip, laid out like a predict folder"},
+                   **{status: {"model": ErrorBody} for status in (400, 408, 413, 422, 503, 504)}},
+    )
+    async def export(
+        items: Annotated[str, Form(description="JSON list, one per mask: {image, prompt, width, height, confidence}; "
+                                   "image is the photo's file name or relative path, width and height its size")],
+        mask: Annotated[list[UploadFile], File(description="one PNG mask per item (0 background, 255 mask), in order")],
+        overlay: Annotated[list[UploadFile] | None, File(description="optional: one JPEG overlay per item")] = None,
+        mm_per_px: Annotated[float | None, Form(description="image scale: adds mm figures and the mm rules")] = None,
+    ):
+        entries = _check_export_items(items, len(mask), max_export_items)
+        if overlay and len(overlay) != len(entries):
+            raise HTTPException(422, f"overlay: got {len(overlay)} overlays for {len(entries)} items; send one per item or none")
+        if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
+            raise HTTPException(422, f"mm_per_px must be a positive number, got {mm_per_px}")
+        mask_data = [await upload.read() for upload in mask]
+        overlay_data = [await upload.read() for upload in overlay] if overlay else None
+        if overlay_data and not all(data[:3] == b"\xff\xd8\xff" for data in overlay_data):
+            raise HTTPException(422, "overlay: send JPEG overlays (canvas.toBlob(..., 'image/jpeg'))")
+        threshold = float(getattr(holder.get(), "threshold", 0.5)) if holder.loaded else None
+
+        def build() -> bytes:
+            masks = [_decode_export_mask(data, index, entries[index]) for index, data in enumerate(mask_data)]
+            return results_archive(entries, masks, overlay_data, model_id=model_id, threshold=threshold,
+                                   mm_per_px=mm_per_px, thresholds=thresholds, prompt_config=prompt_config)
+
+        try:
+            archive = await asyncio.wait_for(work_queue.run(build), timeout=timeout_s)
+        except QueueFull as full:
+            raise HTTPException(503, f"the server is busy; retry after {full.retry_after_s} s",
+                                headers={"Retry-After": str(full.retry_after_s)}) from None
+        except asyncio.TimeoutError as exc:
+            raise HTTPException(504, f"the export took longer than {timeout_s:g} s; export fewer photos at once") from exc
+        return Response(archive, media_type="application/zip",
+                        headers={"Content-Disposition": 'attachment; filename="drywallqa-results.zip"'})
+
     return app
+
+
+def _check_export_items(text: str, masks: int, max_items: int) -> list[dict]:
+    """The ``items`` of an export, checked: a JSON list of one object per mask."""
+    import json
+
+    try:
+        items = json.loads(text)
+    except ValueError as exc:
+        raise HTTPException(422, f"items: not JSON ({exc})") from exc
+    if not isinstance(items, list) or not items:
+        raise HTTPException(422, "items: expected a non-empty JSON list, one object per mask")
+    if len(items) > max_items:
+        raise HTTPException(422, f"items: {len(items)} results; export at most {max_items} at once")
+    if len(items) != masks:
+        raise HTTPException(422, f"mask: got {masks} masks for {len(items)} items; send one per item")
+    checked = []
+    for index, item in enumerate(items):
+        where = f"items[{index}]"
+        if not isinstance(item, dict):
+            raise HTTPException(422, f"{where}: expected an object with image, prompt, width, height, confidence")
+        image, width, height, confidence = item.get("image"), item.get("width"), item.get("height"), item.get("confidence")
+        if not isinstance(image, str) or not image.strip() or image.startswith(("/", "\\")) or ".." in image.split("/"):
+            raise HTTPException(422, f"{where}.image: expected the photo's file name or relative path, got {image!r}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
+            raise HTTPException(422, f"{where}: width and height must be positive integers, got {width!r} x {height!r}")
+        if confidence is not None and not (isinstance(confidence, (int, float)) and 0 <= confidence <= 1):
+            raise HTTPException(422, f"{where}.confidence: expected a number in [0, 1] or null, got {confidence!r}")
+        try:
+            prompt = check_prompt(item.get("prompt") if isinstance(item.get("prompt"), str) else "",
+                                  max_length=MAX_PROMPT_LENGTH)
+        except ConfigError as exc:
+            raise HTTPException(422, f"{where}.prompt: {exc}") from exc
+        checked.append({"image": image.strip(), "prompt": prompt, "width": width, "height": height,
+                        "confidence": confidence})
+    return checked
+
+
+def _decode_export_mask(data: bytes, index: int, item: dict) -> np.ndarray:
+    """An export's mask PNG as bool, no larger than its image."""
+    from drywallqa.files import open_image
+
+    name = f"mask[{index}]"
+    if not data.startswith(b"\x89PNG"):
+        raise HTTPException(422, f"{name}: not a PNG")
+    with _upload_errors(name):
+        with open_image(data, name) as img:
+            pixels = np.asarray(img.convert("L"))
+    height, width = pixels.shape
+    if width > item["width"] or height > item["height"]:
+        raise HTTPException(422, f"{name}: {width}x{height} px is larger than its image, {item['width']}x{item['height']}")
+    return pixels > 127
 
 
 def _check_model(name: str, model_id: str) -> None:

@@ -638,6 +638,58 @@ def mask_annotations(mask: np.ndarray, record: dict, min_component_area_px: int 
     return found
 
 
+def results_archive(items: Sequence[dict], masks: Sequence[np.ndarray], overlays: Sequence[bytes] | None = None, *,
+                    model_id: str = "default", threshold: float = 0.5, mm_per_px: float | None = None,
+                    thresholds: QAThresholds | None = None, prompt_config: PromptConfig | None = None) -> bytes:
+    """Results made elsewhere (the web page, one upload at a time) as a zip laid out like a
+    ``predict`` folder: ``masks/``, ``overlays/``, ``results.jsonl``, ``results.csv``, ``coco.json``.
+
+    Figures and verdicts are measured again from the masks, so the tables are exactly what
+    ``predict`` would write for them.
+
+    Args:
+        items: One per mask: ``image`` (file name or relative path), ``prompt``, ``width`` and
+            ``height`` (the image file's size) and ``confidence``.
+        masks: ``(h, w)`` bool masks, at the image's size or at its decoded (reduced) size.
+        overlays: JPEG bytes per mask, or None.
+        model_id: Recorded in each record.
+        threshold: Recorded in each record.
+        mm_per_px: Image scale, for millimetre figures and rules.
+        thresholds: QA rules; the built-in file by default.
+        prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
+
+    Returns:
+        The zip's bytes.
+    """
+    import zipfile
+
+    thresholds = thresholds or QAThresholds.default()
+    prompt_config = prompt_config or PromptConfig.default()
+    images = [Path(item["image"]) for item in items]
+    keys, slugs = output_keys(list(dict.fromkeys(images))), prompt_slugs(list(dict.fromkeys(i["prompt"] for i in items)))
+    records, parts = [], []
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for index, (item, image, mask) in enumerate(zip(items, images, masks)):
+            name = f"{keys[image]}__{slugs[item['prompt']]}"
+            inspection = inspect_mask(mask, item["prompt"], confidence=item.get("confidence"), mm_per_px=mm_per_px,
+                                      thresholds=thresholds, prompt_config=prompt_config, scale=item["width"] / mask.shape[1])
+            overlay = f"overlays/{name}.jpg" if overlays else None
+            record = _inspection_record(inspection, image, item["width"], item["height"], name, model_id, threshold,
+                                        mm_per_px, overlay)
+            archive.writestr(record["mask"], mask_png_bytes(mask), compress_type=zipfile.ZIP_STORED)
+            if overlays:
+                archive.writestr(overlay, overlays[index], compress_type=zipfile.ZIP_STORED)
+            records.append(record)
+            parts.append(mask_annotations(mask, record))
+        archive.writestr(RESULTS_JSONL, "".join(_json_line(r) for r in records))
+        archive.writestr(RESULTS_CSV, records_to_csv(records))
+        import json
+
+        archive.writestr(COCO_FILE, json.dumps(records_to_coco(records, Path("."), Path("."), parts=parts)))
+    return buffer.getvalue()
+
+
 def _common_folder(images: Sequence[Path]) -> Path:
     return Path(os.path.commonpath([str(p.parent) for p in images]))
 
