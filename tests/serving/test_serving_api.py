@@ -323,18 +323,23 @@ def test_large_upload_is_decoded_reduced(dark_predictor):
 def test_full_queue_is_503_with_retry_after():
     slow = DarkPixelPredictor(delay_s=0.5)
     with TestClient(create_app(slow, max_queued=1, max_concurrent_predictions=1, timeout_s=20)) as client:
-        responses = []
-        threads = [threading.Thread(target=lambda: responses.append(segment(client))) for _ in range(5)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        responses = segment_at_once(client, 5)
     statuses = sorted(r.status_code for r in responses)
     assert statuses.count(200) == 2 and statuses.count(503) == 3, statuses   # one running, one waiting
     busy = next(r for r in responses if r.status_code == 503)
     assert int(busy.headers["retry-after"]) >= 1 and "the server is busy" in busy.json()["error"]["message"]
     assert slow.calls == 2
 
+
+def segment_at_once(client, count: int) -> list:
+    """``count`` requests sent together from threads; their responses."""
+    responses = []
+    threads = [threading.Thread(target=lambda: responses.append(segment(client))) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return responses
 
 
 def test_concurrent_requests_share_batched_model_calls():
@@ -347,12 +352,7 @@ def test_concurrent_requests_share_batched_model_calls():
 
     slow = Recording(delay_s=0.3)
     with TestClient(create_app(slow, max_concurrent_predictions=8, max_batch=8, batch_wait_s=0.05)) as client:
-        responses = []
-        threads = [threading.Thread(target=lambda: responses.append(segment(client))) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        responses = segment_at_once(client, 8)
         batching = client.get("/v1/models").json()["models"][0]["batching"]
     assert [r.status_code for r in responses] == [200] * 8
     assert sum(slow.sizes) == 8 and len(slow.sizes) <= 4, slow.sizes      # not one call per request
