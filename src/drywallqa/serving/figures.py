@@ -184,17 +184,28 @@ def _label_components(mask: np.ndarray, min_area: float) -> tuple[np.ndarray, in
 
 
 def _skeleton_and_distance(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Skeleton of the labelled mask and each pixel's distance to the nearest background pixel.
+    """Skeleton of the labelled mask and each mask pixel's distance to the nearest background pixel.
 
-    The mask is padded with background so that outside the image counts as background.
+    Each component is thinned and measured on its own bounding box, padded with background (so that
+    outside the image counts as background): the same result as on the whole mask, because
+    8-connected components never touch, so no pixel's neighbourhood, nor its nearest non-component
+    pixel, belongs to another component; but a few cracks across a photo cover far less than their
+    common bounding box. Distances are filled in on mask pixels only.
     """
     import cv2
+    from scipy.ndimage import find_objects
     from skimage.morphology import skeletonize
 
-    mask = labels > 0
-    padded = np.pad(mask, 1).astype(np.uint8)
-    distance = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
-    return skeletonize(mask), distance
+    skeleton = np.zeros(labels.shape, dtype=bool)
+    distance = np.zeros(labels.shape, dtype=np.float32)
+    for k, box in enumerate(find_objects(labels), start=1):
+        if box is None:
+            continue
+        component = labels[box] == k
+        padded = np.pad(component, 1).astype(np.uint8)
+        skeleton[box] |= skeletonize(component)
+        distance[box][component] = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1][component]
+    return skeleton, distance
 
 
 def _skeleton_step_lengths(skeleton: np.ndarray, labels: np.ndarray, n_components: int) -> np.ndarray:
