@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from drywallqa.errors import ConfigError
-from drywallqa.processing import logit_threshold, sigmoid, stack_model_inputs, upsample_logits
+from drywallqa.processing import (
+    logit_threshold,
+    resize_to_model_input,
+    sigmoid,
+    stack_model_inputs,
+    upsample_logits,
+)
 
 
 @dataclass
@@ -163,6 +169,20 @@ class BatchedPredictor(Predictor):
         """
         raise NotImplementedError
 
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """One image as :meth:`forward_batch` takes it: checked and stretched to :attr:`image_size`.
+
+        With :meth:`finish`, the halves of :meth:`predict_batch` around the model call, for drivers
+        that resize and post-process in their own threads while one thread runs the model
+        (:class:`drywallqa.serving.batching.MicroBatcher`).
+        """
+        return resize_to_model_input(check_image(image), self.image_size)
+
+    def finish(self, mask_logits: np.ndarray, confidence_logit: float, prompt: str, image_shape: tuple[int, ...],
+               return_probabilities: bool = False) -> SegmentationResult:
+        """One image's model output as its :class:`SegmentationResult` at the image's size."""
+        return logits_to_result(mask_logits, confidence_logit, prompt, image_shape, self.threshold, return_probabilities)
+
     def predict_batch(
         self, images: Sequence[np.ndarray], prompts: Sequence[str], *, return_probabilities: bool = False
     ) -> list[SegmentationResult]:
@@ -189,9 +209,7 @@ class BatchedPredictor(Predictor):
             chunk_prompts = prompts[start : start + len(chunk)]
             mask_logits, confidence_logits = self.forward_batch(stack_model_inputs(chunk, self.image_size), chunk_prompts)
             for image, prompt, logits, confidence in zip(chunk, chunk_prompts, mask_logits, confidence_logits):
-                results.append(
-                    logits_to_result(logits, confidence, prompt, image.shape, self.threshold, return_probabilities)
-                )
+                results.append(self.finish(logits, confidence, prompt, image.shape, return_probabilities))
         return results
 
 

@@ -49,22 +49,59 @@ def test_concurrent_pairs_share_model_calls():
 def test_a_refused_pair_fails_alone():
     predictor = Recording(delay_s=0.05)
     with MicroBatcher(predictor, max_batch=4, max_wait_s=0.05) as batcher:
-        good, bad = batcher.submit(image(), "crack"), batcher.submit(image(), "refused")
-        assert good.result().mask.all()
-        with pytest.raises(ConfigError, match="refused"):
-            bad.result()
+        outcomes = {}
+
+        def ask(prompt):
+            try:
+                outcomes[prompt] = batcher.predict([image()], [prompt])[0]
+            except ConfigError as exc:
+                outcomes[prompt] = exc
+
+        threads = [threading.Thread(target=ask, args=(prompt,)) for prompt in ("crack", "refused")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert outcomes["crack"].mask.all() and "refused" in str(outcomes["refused"])
 
 
 def test_full_queue_raises_for_callers_that_must_not_wait_and_close_finishes_the_queue():
-    predictor = Recording(delay_s=0.2)
+    predictor = Recording(delay_s=0.3)
     batcher = MicroBatcher(predictor, max_batch=1, max_queued=2)
-    futures = [batcher.submit(image(), "crack")]
-    time.sleep(0.05)  # the first is in the model; two more fill the queue
-    futures += [batcher.submit(image(), "crack", block=False) for _ in range(2)]
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(batcher.predict([image()], ["crack"]))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)  # the first goes into the model, the next two fill the queue
     with pytest.raises(QueueFull) as full:
-        batcher.submit(image(), "crack", block=False)
+        batcher.predict([image()], ["crack"], block=False)
     assert full.value.retry_after_s >= 1
     batcher.close()
-    assert all(f.done() and f.result().mask.all() for f in futures)
+    for thread in threads:
+        thread.join()
+    assert len(results) == 3 and all(r[0].mask.all() for r in results)
+    assert sum(predictor.sizes) == 3  # the pair refused for the full queue never reached the model
     with pytest.raises(RuntimeError, match="closed"):
-        batcher.submit(image(), "crack")
+        batcher.predict([image()], ["crack"])
+
+
+def test_batched_runtimes_get_model_inputs_and_callers_get_masks_at_their_size(tiny_predictor):
+    images = [np.random.default_rng(i).integers(0, 256, (40 + 8 * i, 56, 3), dtype=np.uint8) for i in range(5)]
+    expected = tiny_predictor.predict_batch(images, ["segment crack"] * 5)
+    calls = []
+    forward = tiny_predictor.forward_batch
+
+    def recording(batch, prompts):
+        calls.append(batch.shape)
+        return forward(batch, prompts)
+
+    tiny_predictor.forward_batch = recording
+    try:
+        with MicroBatcher(tiny_predictor, max_batch=8, max_wait_s=0.05) as batcher:
+            got = batcher.predict(images, ["segment crack"] * 5)
+    finally:
+        del tiny_predictor.forward_batch
+    assert calls == [(5, 64, 64, 3)]  # one call, already at the model's size
+    for ours, theirs in zip(got, expected):
+        assert ours.mask.shape == theirs.mask.shape and (ours.mask == theirs.mask).all()
+        assert ours.confidence == pytest.approx(theirs.confidence) and ours.threshold == theirs.threshold

@@ -342,17 +342,17 @@ class _PairJob:
                                                         self.overlays)
                  for p in self.prompts}
         todo = [p for p in self.prompts if saved[p] is None]
-        photo, pending = None, {}
+        photo, results = None, {}
         if todo:
             try:
                 photo = read_photo(image_path)
             except DataError as exc:
                 return exc
-            pending = {p: batcher.submit(photo.pixels, p) for p in todo}
+            results = dict(zip(todo, batcher.predict([photo.pixels] * len(todo), todo)))
         outcomes = []
         for prompt in self.prompts:
-            if prompt in pending:
-                result = pending[prompt].result()
+            if prompt in results:
+                result = results[prompt]
                 record, mask = _write_prediction(
                     self.out, names[prompt], image_path, photo, prompt, result.mask, result.confidence, self.model_id,
                     self.threshold, self.mm_per_px, self.thresholds, self.prompt_config, overlay=self.overlays)
