@@ -40,8 +40,10 @@ def test_cpu_default_is_onnx_runtime_on_a_cached_export_with_the_models_masks(mo
     assert len(again) == 1 and "exporting" not in again[0]  # the export is made once
     # Idle ONNX Runtime threads sleep: the drivers' decode and write threads need those cores.
     assert predictor.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    one_thread = load_predictor(str(model_dir), device="cpu", intra_op_threads=1, say=None)
+    one_thread = load_predictor(str(model_dir), device="cpu", intra_op_threads=1, batch_size=4, say=None)
     assert one_thread.session.get_session_options().intra_op_num_threads == 1
+    # One image per call on a CPU unless asked (bench: the fp32 graph's best batch there).
+    assert (predictor.batch_size, one_thread.batch_size) == (1, 4)
 
     images, prompts = photos
     reference = load_predictor(str(model_dir), device="cpu", runtime="torch", say=None)

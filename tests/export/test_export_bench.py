@@ -48,7 +48,7 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, capsys) -> None:
             "decode", "resize", "model", "upsample_threshold", "png_encode"}
     assert [g["goal"] for g in report["goals"]] == [
         "ONNX Runtime batch-1 p50 latency", "throughput vs CLIPSeg rd64", "throughput vs SAM ViT-B",
-        "predict end to end vs model-only (batch 8)"]
+        "predict end to end vs model-only (batch 1)"]
     predict = report["end_to_end"]["predict"]
     assert predict["images"] == 8 and predict["ratio"] > 0 and predict["runtime"].endswith("onnxruntime-fp32")
     assert predict["model_only"]["before"]["images_per_s"] > 0 and predict["model_calls"] >= 1

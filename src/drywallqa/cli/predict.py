@@ -34,7 +34,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--no-coco", dest="coco", action="store_false", help="no coco.json")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="photos in flight at once: decoded, waiting for the model or being written "
-                        "(default: twice the batch size); bounds memory")
+                        "(default: twice the batch size, at least 8); bounds memory")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.set_defaults(handler=run_predict)
 

@@ -29,7 +29,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--max-queued", type=int, default=16, metavar="N",
                         help="requests waiting for a slot; more get 503 with Retry-After (default 16)")
     parser.add_argument("--max-batch", type=int, metavar="N",
-                        help="most images per model call (default: the runtime's batch size, 8)")
+                        help="most images per model call (default: the runtime's batch size: 1 on a CPU, 8 on a GPU)")
     parser.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",
                         help="longest wait for a batch to fill while the model is idle (default 5)")
     parser.add_argument("--header-timeout", type=float, default=10.0, metavar="S",

@@ -29,6 +29,10 @@ RUNTIMES = ("torch", "onnx", "tensorrt")
 RUNTIME_CHOICES = ("auto", *RUNTIMES)
 #: Options every runtime takes; any other option (``precision``, ``compile``...) is PyTorch's own.
 COMMON_OPTIONS = ("threshold", "batch_size", "image_size")
+#: Images per ONNX Runtime call on a CPU when none is asked for. ``drywallqa bench`` measures the
+#: most images per second of the fp32 graph at batch 1: the activations of larger batches outgrow
+#: the caches (batch 8 costs half as much CPU time again per image).
+CPU_BATCH_SIZE = 1
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".plan", ".engine")
 
@@ -251,6 +255,8 @@ def _onnx_predictor(spec, cache_dir, say, **options) -> Predictor:
 
     path = _cached_onnx_export(spec, cache_dir, options.get("image_size"), say)
     options.setdefault("device", "cpu")
+    if str(options["device"]).startswith("cpu"):
+        options.setdefault("batch_size", CPU_BATCH_SIZE)
     # The drivers decode, measure and write in threads beside the model: an idle ONNX Runtime thread
     # spinning for work would take the core they need (see create_session).
     options.setdefault("allow_spinning", False)

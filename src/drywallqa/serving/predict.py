@@ -234,7 +234,8 @@ def predict_images(
         overlays: Write ``overlays/`` (about a fifth of the CPU time of a pair's outputs).
         coco: Write ``coco.json`` (one RLE annotation per mask component).
         workers: Photos in flight at once (decoded, waiting for the model, or being measured and
-            written); twice the predictor's batch size by default. Bounds the memory of a run.
+            written); twice the predictor's batch size, at least 8, by default. Bounds the memory
+            of a run.
 
     Returns:
         The records and counts. Unreadable images, and images under
@@ -267,7 +268,7 @@ def predict_images(
         if prompt_class(prompt, prompt_config) is None:
             _warn(f"warning: {unknown_prompt_message(prompt, prompt_config)}", progress)
     batch_size = int(getattr(predictor, "batch_size", 8) or 8)
-    workers = int(workers or 2 * batch_size)
+    workers = int(workers or max(8, 2 * batch_size))
     run = PredictionRun(out, coco=coco)
     job = _PairJob(out, prompts, output_keys(images), prompt_slugs(prompts), model_id,
                    float(getattr(predictor, "threshold", 0.5)), mm_per_px, thresholds, prompt_config, fresh, overlays, coco)
