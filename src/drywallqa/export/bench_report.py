@@ -181,6 +181,11 @@ def _machine_section(report: dict) -> list[str]:
     return ["## Machine and settings", "", *_table(("", ""), rows)]
 
 
+def _goal_digits(goal: dict) -> int:
+    """Two decimals for a ratio under 10, so that one just under its target never reads as met."""
+    return 2 if goal["unit"] == "x" and goal["value"] is not None and goal["value"] < 10 else 1
+
+
 def _goals_section(report: dict) -> list[str]:
     if not report.get("goals"):
         return []
@@ -188,7 +193,7 @@ def _goals_section(report: dict) -> list[str]:
     for goal in report["goals"]:
         met = "–" if goal["met"] is None else ("yes" if goal["met"] else "**no**")
         rows.append((f"{goal['goal']} ({goal['runtime']})", f"{goal['target']} {goal['unit']}",
-                     f"{_fmt(goal['value'])} {goal['unit']}", met))
+                     f"{_fmt(goal['value'], _goal_digits(goal))} {goal['unit']}", met))
     device = "GPU" if report.get("settings", {}).get("device") == "cuda" else "CPU"
     lines = [f"## Goals ({device})", "", *_table(("goal", "target", "measured", "met"), rows)]
     if any(goal["runtime"].startswith("onnxruntime-int8") for goal in report["goals"]):
