@@ -125,3 +125,10 @@ def test_serve_section_of_the_report() -> None:
     text = "\n".join(_end_to_end_section(report))
     assert "git revision abc1234" in text and "| current | this checkout | 30.00 | 400 | 800 | 60.0 | 6.00 |" in text
     assert "5.00x the photos/s" in text
+
+
+def test_bench_refuses_a_missing_photo_folder_or_revision_at_once(tmp_path, capsys) -> None:
+    assert main(["bench", "--quick", "--e2e-photos", str(tmp_path / "nowhere")]) == 2
+    assert "--e2e-photos" in capsys.readouterr().err
+    assert main(["bench", "--quick", "--serve-baseline", "no-such-revision-xyz"]) == 2
+    assert "--serve-baseline no-such-revision-xyz: not a commit" in capsys.readouterr().err

@@ -53,6 +53,7 @@ def run_bench(args: argparse.Namespace) -> int:
         if not args.json and not args.markdown:
             print(render_markdown(report, command))
         return 0
+    _check_end_to_end_args(args)
     overrides = {"baselines": args.baselines, "note": args.note, "end_to_end": args.end_to_end}
     for field_name, value in (("e2e_photos", args.e2e_photos), ("e2e_images", args.e2e_images),
                               ("serve_seconds", args.serve_seconds), ("serve_baseline_rev", args.serve_baseline)):
@@ -78,6 +79,25 @@ def run_bench(args: argparse.Namespace) -> int:
     if not args.json and not args.markdown:
         print(render_markdown(report, command))
     return 0
+
+
+def _check_end_to_end_args(args: argparse.Namespace) -> None:
+    """Refuse a missing photo folder or an unknown git revision now, not after minutes of measuring."""
+    import subprocess
+    from pathlib import Path
+
+    from drywallqa.errors import ConfigError
+    from drywallqa.export.benchmark import loadtest_script
+
+    if args.e2e_photos and not Path(args.e2e_photos).is_dir():
+        raise ConfigError(f"--e2e-photos {args.e2e_photos}: no such folder")
+    if args.serve_baseline:
+        script = loadtest_script()
+        found = script is not None and subprocess.run(
+            ["git", "-C", str(script.parent), "rev-parse", "--verify", "--quiet", f"{args.serve_baseline}^{{commit}}"],
+            capture_output=True).returncode == 0
+        if not found:
+            raise ConfigError(f"--serve-baseline {args.serve_baseline}: not a commit of this source checkout")
 
 
 def _command_line(args: argparse.Namespace) -> str:
