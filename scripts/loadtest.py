@@ -10,6 +10,10 @@ are no image, a JPEG cut short, an 8 x 8 image, an empty prompt, a bad mask form
 ``--slow-clients`` connections (default 200) trickle request headers a line every 2 s for the
 whole run, reconnecting whenever the server closes them (slowloris).
 
+``--baseline-rev REV`` serves the code of an earlier git revision of this repository instead
+(``git archive`` into a temporary folder, put first on ``PYTHONPATH``), so that a change is
+measured against the server it replaces under the same load; ``drywallqa bench`` does that.
+
 Prints one JSON object (requests/s, p50/p95 latency, answers by status for each kind of request,
 what happened to the slow clients, the server's RSS before, at peak and after, the machine) and,
 with ``--markdown FILE``, the same as a Markdown table; ``--doc docs/serving.md`` writes that table
@@ -57,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     target.add_argument("--tiny", action="store_true", help="serve a random promptunet (no pretrained weights, hashing text encoder)")
     target.add_argument("--model", metavar="DIR", help="serve this saved model (default: the shipped one)")
     target.add_argument("--url", help="target a running server on this machine (loopback only)")
+    parser.add_argument("--baseline-rev", metavar="REV",
+                        help="serve the drywallqa code of this git revision (e.g. the commit before a change)")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the load runs (default 60)")
     parser.add_argument("--clients", type=int, default=16, help="locust users sending requests (default 16)")
     parser.add_argument("--garbage", type=float, default=0.25, help="share of broken requests (default 0.25)")
@@ -72,6 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--seconds must be positive, --clients at least 1, --garbage in [0, 1], --slow-clients >= 0")
     if args.url and urlparse(args.url).hostname not in LOOPBACK_HOSTS:
         parser.error(f"--url must point at this machine ({', '.join(sorted(LOOPBACK_HOSTS))}), got {args.url}")
+    if args.url and args.baseline_rev:
+        parser.error("--baseline-rev starts a server of its own; it does not go with --url")
     return args
 
 
@@ -171,14 +179,36 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def checkout_source(rev: str, workdir: Path) -> tuple[Path, str]:
+    """The ``src`` folder of a git revision of this repository, extracted into ``workdir``."""
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", f"{rev}^{{commit}}"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        target = workdir / f"source-{commit}"
+        target.mkdir()
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "src"], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        raise SystemExit(f"--baseline-rev {rev}: cannot extract it from {REPO} "
+                         f"({detail.decode(errors='replace').strip() if isinstance(detail, bytes) else detail or exc})")
+    return target / "src", commit
+
+
 def start_server(args, workdir: Path) -> tuple[subprocess.Popen, str, dict]:
     """Start ``drywallqa serve`` on 127.0.0.1 and wait for ``/healthz``."""
     import urllib.request
 
     model_dir, model_info = args.model, {"spec": args.model or "shipped default"}
     if args.tiny:
+        import torch
+
         from drywallqa.models import build_model
 
+        torch.manual_seed(0)  # the same weights every run: one cached export of them, not one per run
         model = build_model("promptunet", pretrained=False, text_encoder="hashing", image_size=128)
         model_dir = str(model.save_pretrained(workdir / "tiny-model"))
         model_info = {"spec": "tiny random promptunet (pretrained=False, text_encoder=hashing, 128 px)"}
@@ -187,8 +217,13 @@ def start_server(args, workdir: Path) -> tuple[subprocess.Popen, str, dict]:
                "--log-level", "warning", "--torch-threads", str(args.torch_threads), *args.server_args.split()]
     if model_dir:
         command += ["--model", model_dir]
+    env = dict(os.environ)
+    if args.baseline_rev:
+        source, commit = checkout_source(args.baseline_rev, workdir)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
+        model_info["code"] = f"git revision {commit} ({args.baseline_rev})"
     with open(workdir / "server.log", "w") as log:  # the child keeps its own copy of the handle
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -231,6 +266,13 @@ class RssSampler:
     def now(self) -> int | None:
         return self.process.memory_info().rss if self.process else None
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time the server has used so far, all threads (user + system)."""
+        if not self.process:
+            return None
+        times = self.process.cpu_times()
+        return times.user + times.system
+
     def run(self) -> None:
         self._running = True
         while self._running and self.process:
@@ -251,11 +293,13 @@ def run_load(url: str, photo: bytes, args, rss: RssSampler) -> dict:
     started = time.monotonic()
     deadline = started + args.seconds
     sampler = gevent.spawn(rss.run)
+    cpu_before = rss.cpu_seconds()
     slow = [gevent.spawn(slow_client, port, deadline, slow_outcomes) for _ in range(args.slow_clients)]
     gevent.sleep(1.0)  # the slow clients connect first: the load must get through beside them
     runner.start(args.clients, spawn_rate=args.clients)
     gevent.sleep(max(deadline - time.monotonic(), 0))
     runner.quit()
+    cpu_used = None if cpu_before is None else rss.cpu_seconds() - cpu_before
     gevent.joinall(slow, timeout=15)
     elapsed = time.monotonic() - started
     rss.stop()
@@ -269,6 +313,7 @@ def run_load(url: str, photo: bytes, args, rss: RssSampler) -> dict:
             "p50_ms": entry.get_response_time_percentile(0.5) if entry.num_requests else None,
             "p95_ms": entry.get_response_time_percentile(0.95) if entry.num_requests else None,
             "by_status": {str(code): n for code, n in sorted(answers[name].items())},
+            "answered_200_per_s": round(answers[name].get(200, 0) / elapsed, 2),
         }
     total = env.stats.total
     return {
@@ -280,7 +325,22 @@ def run_load(url: str, photo: bytes, args, rss: RssSampler) -> dict:
         "kinds": kinds,
         "unexpected": {f"{e.name}: {e.error}": e.occurrences for e in env.stats.errors.values()},
         "slow_clients": dict(slow_outcomes),
+        # What the server spent per photo answered, whatever share of the machine it got: the figure
+        # a busy machine moves least.
+        "server_cpu_ms_per_photo": (round(1000 * cpu_used / answers["photo"][200], 1)
+                                    if cpu_used is not None and answers["photo"].get(200) else None),
     }
+
+
+def model_batching(url: str) -> dict | None:
+    """What the server's model threads did (``GET /v1/models``), when it says."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url + "/v1/models", timeout=10) as response:
+            return json.loads(response.read())["models"][0].get("batching")
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
 
 
 def machine() -> dict:
@@ -305,7 +365,8 @@ def markdown(report: dict) -> str:
         f"{report['machine_before']['torch']}, locust {report['machine_before']['locust']}, nice "
         f"{report['machine_before']['nice']}; load average before {report['machine_before']['load_average_1_5_15']}, "
         f"after {report['load_average_after_1_5_15']}  ",
-        f"Server: `{report['model'].get('server_command', report['target'])}` ({report['model']['spec']})  ",
+        f"Server: `{report['model'].get('server_command', report['target'])}` ({report['model']['spec']}"
+        f"{'; ' + report['model']['code'] if report['model'].get('code') else ''})  ",
         f"Load: {load['clients']} clients for {load['seconds']:g} s, {load['garbage']:.0%} broken requests, "
         f"{load['slow_clients']} slow clients; photo {load['photo']}; run {report['date']}",
         "",
@@ -320,14 +381,21 @@ def markdown(report: dict) -> str:
     lines.append(f"| all | {report['requests']} | {report['requests_per_s']} | {ms(report['p50_ms'])} | "
                  f"{ms(report['p95_ms'])} | |")
     slow = ", ".join(f"{what}: {n}" for what, n in sorted(report["slow_clients"].items())) or "none"
+    cpu = report.get("server_cpu_ms_per_photo")
+    lines += ["", f"Photos answered 200 (successful photos/s): {report['kinds']['photo']['answered_200_per_s']}/s; "
+              f"server CPU time per photo answered (all requests' work included): {'n/a' if cpu is None else f'{cpu:g} ms'}.  "]
     rss = report["server_rss"]
     lines += [
-        "",
         f"Slow clients: {slow}.  ",
         f"Server RSS: {mb(rss['before'])} before the load, {mb(rss['peak'])} at peak, {mb(rss['after'])} "
         f"{rss['after_wait_s']:g} s after it.  ",
         f"Unexpected answers: {json.dumps(report['unexpected']) if report['unexpected'] else 'none'}.",
     ]
+    batching = report.get("batching")
+    if batching and batching.get("calls"):
+        lines[-1] += "  "
+        lines.append(f"Model calls: {batching['calls']} for {batching['pairs']} images, {batching['mean_batch']} a call "
+                     f"on average (at most {batching['max_batch']}).")
     return "\n".join(lines) + "\n"
 
 
@@ -369,6 +437,7 @@ def main(argv=None) -> int:
             after_wait = 5.0
             gevent.sleep(after_wait)
             rss_after = rss.now()
+            results["batching"] = model_batching(url)
         finally:
             if process is not None:
                 process.terminate()

@@ -36,3 +36,17 @@ def read_only_dir(tmp_path) -> Path:
         subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
     else:
         folder.chmod(0o755)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def export_cache(tmp_path_factory) -> Path:
+    """Exports of model folders made by the default runtime go to a folder of the test session,
+    never the user's cache (the variable reaches the CLI subprocesses of the tests too)."""
+    folder = tmp_path_factory.mktemp("drywallqa-cache")
+    before = os.environ.get("DRYWALLQA_CACHE")
+    os.environ["DRYWALLQA_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("DRYWALLQA_CACHE", None)
+    else:
+        os.environ["DRYWALLQA_CACHE"] = before

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from drywallqa.errors import ConfigError
-from drywallqa.processing import logit_threshold, sigmoid, stack_model_inputs, upsample_logits
+from drywallqa.processing import (
+    logit_threshold,
+    resize_to_model_input,
+    sigmoid,
+    stack_model_inputs,
+    upsample_logits,
+)
 
 
 @dataclass
@@ -185,6 +191,21 @@ class BatchedPredictor(Predictor):
         """
         raise NotImplementedError
 
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """One image as :meth:`forward_batch` takes it: checked and stretched to :attr:`image_size`.
+
+        With :meth:`finish`, the halves of :meth:`predict_batch` around the model call, for drivers
+        that resize and post-process in their own threads while one thread runs the model
+        (:class:`drywallqa.serving.batching.MicroBatcher`).
+        """
+        return resize_to_model_input(check_image(image), self.image_size)
+
+    def finish(self, mask_logits: np.ndarray, confidence_logit: float, prompt: str, image_shape: tuple[int, ...],
+               return_probabilities: bool = False) -> SegmentationResult:
+        """One image's model output as its :class:`SegmentationResult` at the image's size."""
+        return logits_to_result(mask_logits, confidence_logit, prompt, image_shape, self.threshold_for(prompt),
+                                return_probabilities)
+
     def predict_batch(
         self, images: Sequence[np.ndarray], prompts: Sequence[str], *, return_probabilities: bool = False
     ) -> list[SegmentationResult]:
@@ -211,9 +232,7 @@ class BatchedPredictor(Predictor):
             chunk_prompts = prompts[start : start + len(chunk)]
             mask_logits, confidence_logits = self.forward_batch(stack_model_inputs(chunk, self.image_size), chunk_prompts)
             for image, prompt, logits, confidence in zip(chunk, chunk_prompts, mask_logits, confidence_logits):
-                results.append(
-                    logits_to_result(logits, confidence, prompt, image.shape, self.threshold_for(prompt), return_probabilities)
-                )
+                results.append(self.finish(logits, confidence, prompt, image.shape, return_probabilities))
         return results
 
 
@@ -404,8 +423,8 @@ def default_model_path():
 
 
 def load_predictor(spec: str | None = None, device: str | None = None, model_args: dict | None = None,
-                   tta: str = "none", **kwargs) -> Predictor:
-    """Build a :class:`Predictor` from a model spec.
+                   tta: str = "none", *, runtime: str = "auto", say=print, **kwargs) -> Predictor:
+    """Build a :class:`Predictor` from a model spec, on the fastest runtime that gives its own masks.
 
     Args:
         spec: ``None`` for the shipped default model; a folder written by ``save_pretrained``
@@ -413,19 +432,34 @@ def load_predictor(spec: str | None = None, device: str | None = None, model_arg
             architecture built from hub weights (``clipseg:DIR``, ``sam3:DIR``, ``two-stage:DIR``);
             a transformers folder; a YAML spec; or an ``.onnx`` file (ONNX Runtime).
         device: Torch device; CUDA when available by default.
-        model_args: Extra model config fields (e.g. ``{"boxes": "annotations:DIR"}``).
+        model_args: Extra model config fields (e.g. ``{"boxes": "annotations:DIR"}``); PyTorch only.
         tta: Test-time augmentation, a key of :data:`TTA_VIEWS` (see :class:`FlipTTAPredictor`).
-        **kwargs: Passed to :class:`ModelPredictor` (``threshold``, ``image_size``, ...).
+        runtime: ``"auto"``: :func:`drywallqa.export.factory.best_available` (ONNX Runtime on a CPU,
+            from an export of the model folder made once and cached by weight hash, when it passes
+            the parity check; PyTorch on CUDA); or ``"torch"``, ``"onnx"``, ``"tensorrt"``.
+        say: Called with one line naming the runtime used (None: silent).
+        **kwargs: Passed to the runtime (``threshold``, ``batch_size``, ``image_size``; PyTorch's
+            :class:`ModelPredictor` options such as ``precision`` select PyTorch).
 
     Raises:
+        ConfigError: For an unknown runtime or TTA, or model arguments on another runtime.
         DrywallQAError: If the model cannot be found or loaded, with what to do about it.
     """
+    from drywallqa.export.factory import load_runtime, runtime_for_spec
+
     if tta not in TTA_VIEWS:
         raise ConfigError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
     explicit_threshold = kwargs.get("threshold") is not None
     if not explicit_threshold:
         kwargs.pop("threshold", None)
-    predictor = _load_runtime(spec, device, model_args, **kwargs)
+    if (runtime == "torch" and runtime_for_spec(spec) == "torch") or (runtime == "auto" and model_args):
+        predictor = _load_runtime(spec, device, model_args, **kwargs)
+        if say is not None:
+            say(f"runtime: {predictor.name} ({'--runtime torch' if runtime == 'torch' else 'model arguments need PyTorch'})")
+    elif model_args:
+        raise ConfigError(f"model arguments ({', '.join(model_args)}) need --runtime torch, not {runtime}")
+    else:
+        predictor = load_runtime(spec, runtime, device=device, say=say or (lambda line: None), **kwargs)
     if tta != "none":
         if not isinstance(predictor, BatchedPredictor):
             raise ConfigError(f"test-time flips need a batched runtime; {predictor.name} is not one")
@@ -434,7 +468,6 @@ def load_predictor(spec: str | None = None, device: str | None = None, model_arg
         # A model folder's calibrated per-class thresholds apply unless a threshold is given.
         predictor.set_thresholds(read_calibration(calibration_file(spec)).get("thresholds", {}))
     return predictor
-
 
 CALIBRATION_FILE = "calibration.json"
 

@@ -115,10 +115,18 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def encode_mask_png(mask: np.ndarray) -> bytes:
-    """Encode a bool ``(H, W)`` mask as an 8-bit PNG (0 background, 255 foreground)."""
+    """Encode a bool ``(H, W)`` mask as an 8-bit PNG (0 background, 255 foreground).
+
+    Rows unfiltered and run-length deflate: a binary mask is long runs of 0 and 255, which this
+    stores in about half the bytes of zlib's default at a third of the time of adaptive filtering
+    (OpenCV before 4.11 has no filter option and uses its default).
+    """
     import cv2
 
-    ok, buffer = cv2.imencode(".png", mask.astype(np.uint8) * 255, [cv2.IMWRITE_PNG_COMPRESSION, MASK_PNG_COMPRESSION])
+    params = [cv2.IMWRITE_PNG_COMPRESSION, MASK_PNG_COMPRESSION]
+    if hasattr(cv2, "IMWRITE_PNG_FILTER"):
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    ok, buffer = cv2.imencode(".png", np.asarray(mask, dtype=bool).view(np.uint8) * np.uint8(255), params)
     if not ok:
         raise ValueError(f"could not PNG-encode a mask of shape {mask.shape}")
     return buffer.tobytes()

@@ -47,12 +47,18 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, capsys) -> None:
         assert set(report["pipeline"][runtime]["stages_p50_ms"]) == {
             "decode", "resize", "model", "upsample_threshold", "png_encode"}
     assert [g["goal"] for g in report["goals"]] == [
-        "ONNX Runtime batch-1 p50 latency", "throughput vs CLIPSeg rd64", "throughput vs SAM ViT-B"]
+        "ONNX Runtime batch-1 p50 latency", "throughput vs CLIPSeg rd64", "throughput vs SAM ViT-B",
+        "predict end to end vs model-only (batch 1)"]
+    predict = report["end_to_end"]["predict"]
+    assert predict["images"] == 8 and predict["ratio"] > 0 and predict["runtime"].endswith("onnxruntime-fp32")
+    assert predict["model_only"]["before"]["images_per_s"] > 0 and predict["model_calls"] >= 1
+    assert report["end_to_end"]["serve_skipped"].startswith("not asked for")
     assert report["onnxruntime_profile"]["by_op_type"][0]["share"] > 0
 
     markdown = markdown_path.read_text()
     assert markdown.startswith("# Performance")
     assert "Quick run" in markdown and "## Goals (CPU)" in markdown and "## End to end" in markdown
+    assert "`drywallqa predict` over a folder" in markdown and "End to end is " in markdown
     assert "drywallqa bench --quick" in markdown
     if not report["machine"]["gpu"]:
         assert "Not measured here: no GPU in this session" in markdown
@@ -97,3 +103,32 @@ def test_goals_are_checked_per_onnxruntime_precision() -> None:
     assert not any(runtime.endswith("-1-thread") for runtime, _ in goals)  # the faster variant is the one checked
     no_int8 = [r for r in results if "int8" not in r["runtime"]]
     assert {g["runtime"] for g in evaluate_goals({"results": no_int8, "ratios": compute_ratios(no_int8)})} == {"onnxruntime-fp32"}
+
+
+def test_serve_section_of_the_report() -> None:
+    from drywallqa.export.bench_report import _end_to_end_section, evaluate_goals
+
+    def run(photos_per_s, p95, cpu, code, batching):
+        return {"photos_per_s": photos_per_s, "p50_ms": p95 / 2, "p95_ms": p95, "cpu_ms_per_photo": cpu, "code": code,
+                "batching": batching, "load_average_before": [1.0, 1.0, 1.0], "load_average_after": [1.5, 1.0, 1.0],
+                "report": {"load": {"clients": 16, "photo": "synthetic cracks 640x640 JPEG", "garbage": 0.25,
+                                    "slow_clients": 200}}}
+
+    serve = {"baseline": run(6.0, 2500, 300.0, "git revision abc1234 (abc1234)", None),
+             "current": run(30.0, 800, 60.0, "this checkout", {"calls": 100, "pairs": 600, "mean_batch": 6.0}),
+             "seconds": 60, "baseline_rev": "abc1234", "photos_per_s_ratio": 5.0, "cpu_per_photo_ratio": 5.0}
+    report = {"settings": {"device": "cpu"}, "results": [], "ratios": {}, "end_to_end": {"serve": serve}}
+    goals = evaluate_goals(report)[-2:]
+    assert [(g["goal"], g["value"], g["met"]) for g in goals] == [
+        ("serve successful photos/s vs the server it replaces", 5.0, True), ("serve p95 latency under the load", 800, True)]
+
+    text = "\n".join(_end_to_end_section(report))
+    assert "git revision abc1234" in text and "| current | this checkout | 30.00 | 400 | 800 | 60.0 | 6.00 |" in text
+    assert "5.00x the photos/s" in text
+
+
+def test_bench_refuses_a_missing_photo_folder_or_revision_at_once(tmp_path, capsys) -> None:
+    assert main(["bench", "--quick", "--e2e-photos", str(tmp_path / "nowhere")]) == 2
+    assert "--e2e-photos" in capsys.readouterr().err
+    assert main(["bench", "--quick", "--serve-baseline", "no-such-revision-xyz"]) == 2
+    assert "--serve-baseline no-such-revision-xyz: not a commit" in capsys.readouterr().err

@@ -36,3 +36,20 @@ def test_loadtest_script_smoke(tmp_path):
     text = doc.read_text()
     assert text.startswith("before\n<!-- loadtest:begin -->\nCommand: `python scripts/loadtest.py --tiny")
     assert "| photo |" in text and "Server RSS:" in text and "old table" not in text and text.endswith("after\n")
+
+
+def test_loadtest_against_a_git_revision_of_the_server(tmp_path):
+    if subprocess.run(["git", "-C", str(SCRIPT.parent), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--seconds", "3", "--clients", "2", "--slow-clients", "0",
+         "--garbage", "0", "--baseline-rev", "HEAD", "--out", str(tmp_path / "load.json")],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "load.json").read_text())
+    assert report["model"]["code"].startswith("git revision ") and report["kinds"]["photo"]["answered_200_per_s"] > 0
+    assert report["server_cpu_ms_per_photo"] > 0
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--seconds", "1", "--baseline-rev", "no-such-rev"],
+                         capture_output=True, text=True, timeout=240)
+    assert bad.returncode != 0 and "--baseline-rev no-such-rev: cannot extract it" in bad.stderr

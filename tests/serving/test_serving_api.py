@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from serving_helpers import DarkPixelPredictor, dark_line_image
 
 from drywallqa.data.masks import rle_to_mask
-from drywallqa.errors import DrywallQAError
+from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.serving import create_app
 from drywallqa.serving.app import ModelHolder
 
@@ -170,7 +170,9 @@ def test_model_is_loaded_lazily_once_and_shared(tiny_model_dir):
     app = create_app(model_spec=str(tiny_model_dir), model_id="tiny")
     client = TestClient(app)
     assert client.get("/healthz").json()["model_loaded"] is False
-    assert client.get("/v1/models").json()["models"][0] == {"id": "tiny", "spec": str(tiny_model_dir), "loaded": False}
+    described = client.get("/v1/models").json()["models"][0]
+    assert {k: described[k] for k in ("id", "spec", "loaded")} == {"id": "tiny", "spec": str(tiny_model_dir), "loaded": False}
+    assert described["batching"]["calls"] == 0
     responses = []
     threads = [threading.Thread(target=lambda: responses.append(segment(client, {"model": "tiny"}))) for _ in range(3)]
     for thread in threads:
@@ -211,7 +213,7 @@ def test_web_page_is_served_from_the_package_without_external_urls(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    assert 'id="file"' in page.text and 'id="overlay"' in page.text
+    assert 'id="files"' in page.text and 'id="folder"' in page.text and 'id="canvas"' in page.text
     for name, kind in (("app.js", "javascript"), ("style.css", "css")):
         asset = client.get(f"/static/{name}")
         assert asset.status_code == 200 and kind in asset.headers["content-type"]
@@ -320,16 +322,113 @@ def test_large_upload_is_decoded_reduced(dark_predictor):
 
 def test_full_queue_is_503_with_retry_after():
     slow = DarkPixelPredictor(delay_s=0.5)
-    with TestClient(create_app(slow, max_queued=1, timeout_s=20)) as client:
-        responses = []
-        threads = [threading.Thread(target=lambda: responses.append(segment(client))) for _ in range(5)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    with TestClient(create_app(slow, max_queued=1, max_concurrent_predictions=1, timeout_s=20)) as client:
+        responses = segment_at_once(client, 5)
     statuses = sorted(r.status_code for r in responses)
     assert statuses.count(200) == 2 and statuses.count(503) == 3, statuses   # one running, one waiting
     busy = next(r for r in responses if r.status_code == 503)
     assert int(busy.headers["retry-after"]) >= 1 and "the server is busy" in busy.json()["error"]["message"]
     assert slow.calls == 2
 
+
+def segment_at_once(client, count: int) -> list:
+    """``count`` requests sent together from threads; their responses."""
+    responses = []
+    threads = [threading.Thread(target=lambda: responses.append(segment(client))) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return responses
+
+
+def test_concurrent_requests_share_batched_model_calls():
+    class Recording(DarkPixelPredictor):
+        sizes: list[int] = []
+
+        def predict_batch(self, images, prompts, **kwargs):
+            self.sizes.append(len(images))
+            return super().predict_batch(images, prompts)
+
+    slow = Recording(delay_s=0.3)
+    with TestClient(create_app(slow, max_concurrent_predictions=8, max_batch=8, batch_wait_s=0.05)) as client:
+        responses = segment_at_once(client, 8)
+        batching = client.get("/v1/models").json()["models"][0]["batching"]
+    assert [r.status_code for r in responses] == [200] * 8
+    assert sum(slow.sizes) == 8 and len(slow.sizes) <= 4, slow.sizes      # not one call per request
+    assert batching["pairs"] == 8 and batching["max_batch"] == 8 and batching["mean_batch"] >= 2
+    with pytest.raises(ConfigError, match="max_batch >= 1"):
+        create_app(slow, max_batch=0)
+
+
+def test_page_overlay_colours_are_predicts():
+    from drywallqa.serving.app import static_folder
+    from drywallqa.serving.render import FIGURE_SET_COLOURS
+
+    script = (static_folder() / "app.js").read_text()
+    found = re.search(r"const FIGURE_SET_COLOURS = \{(.*?)\};", script).group(1)
+    colours = {name: tuple(int(v) for v in rgb.split(",")) for name, rgb in re.findall(r"(\w+): \[([\d, ]+)\]", found)}
+    assert colours == FIGURE_SET_COLOURS
+
+
+def _png(mask: np.ndarray) -> bytes:
+    from drywallqa.processing import encode_mask_png
+
+    return encode_mask_png(mask)
+
+
+def test_export_zips_masks_overlays_and_tables_like_predict(client):
+    import json
+    import zipfile
+
+    from drywallqa.serving.render import jpeg_bytes
+
+    mask = np.zeros((64, 96), dtype=bool)
+    mask[30:33, 10:90] = True
+    items = [{"image": "site/wall-1.jpg", "prompt": "segment crack", "width": 192, "height": 128, "confidence": 0.8},
+             {"image": "site/wall-1.jpg", "prompt": "segment taping area", "width": 192, "height": 128, "confidence": 0.6},
+             {"image": "other/wall-1.jpg", "prompt": "segment crack", "width": 96, "height": 64, "confidence": None}]
+    overlay = jpeg_bytes(dark_line_image())
+    files = [("mask", (f"m{i}.png", _png(mask), "image/png")) for i in range(3)]
+    files += [("overlay", (f"o{i}.jpg", overlay, "image/jpeg")) for i in range(3)]
+    response = client.post("/v1/export", data={"items": json.dumps(items), "mm_per_px": "0.5"}, files=files)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        names = sorted(archive.namelist())
+        records = [json.loads(line) for line in archive.read("results.jsonl").decode().splitlines()]
+        coco = json.loads(archive.read("coco.json"))
+    # Two photos named wall-1 get distinct names, as in a predict folder.
+    assert len([n for n in names if n.startswith("masks/")]) == 3 and len(set(names)) == len(names)
+    assert {"results.csv", "coco.json", "results.jsonl"} <= set(names)
+    first = records[0]
+    # Figures measured again from the mask, in the file's pixels (the mask is the half-size decoded one).
+    assert first["figures"]["longest_px"] == pytest.approx(160, abs=2) and first["figures"]["longest_mm"] == pytest.approx(80, abs=1)
+    assert first["verdict"] == "fail" and first["figures"]["confidence"] == 0.8 and first["overlay"].startswith("overlays/")
+    assert [img["file_name"] for img in coco["images"]] == ["site/wall-1.jpg", "other/wall-1.jpg"]
+
+
+@pytest.mark.parametrize("case, items, masks, message", [
+    ("not json", "[", 1, "items: not JSON"),
+    ("count", '[{"image": "a.jpg", "prompt": "segment crack", "width": 96, "height": 64}]', 2, "mask: got 2 masks for 1 items"),
+    ("path", '[{"image": "../a.jpg", "prompt": "segment crack", "width": 96, "height": 64}]', 1, "items[0].image"),
+    ("size", '[{"image": "a.jpg", "prompt": "segment crack", "width": 0, "height": 64}]', 1, "width and height"),
+    ("prompt", '[{"image": "a.jpg", "prompt": " ", "width": 96, "height": 64}]', 1, "items[0].prompt: prompt is empty"),
+    ("too big", '[{"image": "a.jpg", "prompt": "segment crack", "width": 48, "height": 32}]', 1, "larger than its image"),
+])
+def test_export_refuses_what_it_cannot_package(client, case, items, masks, message):
+    files = [("mask", (f"m{i}.png", _png(np.zeros((64, 96), dtype=bool)), "image/png")) for i in range(masks)]
+    response = client.post("/v1/export", data={"items": items}, files=files)
+    assert response.status_code == 422 and message in response.json()["error"]["message"], response.text
+    not_png = client.post("/v1/export", data={"items": '[{"image": "a.jpg", "prompt": "crack", "width": 96, "height": 64}]'},
+                          files=[("mask", ("m.png", b"GIF89a", "image/png"))])
+    assert not_png.status_code == 422 and "mask[0]: not a PNG" in not_png.json()["error"]["message"]
+
+
+def test_export_has_a_body_limit_of_its_own(dark_predictor):
+    client = TestClient(create_app(dark_predictor, max_upload_mb=0.001, max_export_mb=0.05))
+    small = [("mask", ("m.png", _png(np.zeros((64, 96), dtype=bool)), "image/png"))]
+    items = '[{"image": "a.jpg", "prompt": "segment crack", "width": 96, "height": 64}]'
+    assert client.post("/v1/export", data={"items": items}, files=small).status_code == 200  # over the upload limit
+    big = [("mask", ("m.png", b"\x89PNG" + bytes(60_000), "image/png"))]
+    response = client.post("/v1/export", data={"items": items}, files=big)
+    assert response.status_code == 413 and "the limit is 0.05 MB" in response.json()["error"]["message"]

@@ -1,7 +1,7 @@
 """The web page and the HTML report in headless Chromium (Debian's `chromium`, driven by Playwright).
 
 Skips with the reason when Chromium or Playwright is missing. Screenshots of the page and of the
-report go to ``artifacts/serving/`` (git-ignored; ``DRYWALLQA_TEST_ARTIFACTS`` overrides it).
+report go to ``tests/artifacts/serving/`` (git-ignored; ``DRYWALLQA_TEST_ARTIFACTS`` overrides it), for review.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from serving_helpers import DarkPixelPredictor, dark_line_image, running_server
 from drywallqa.data.synthetic import render_sample_image
 from drywallqa.files import write_image
 from drywallqa.serving import predict_images, write_report
+from drywallqa.serving.render import FIGURE_SET_COLOURS
 
 CHROMIUM = os.environ.get("DRYWALLQA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("DRYWALLQA_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "artifacts" / "serving")
+ARTIFACTS = Path(os.environ.get("DRYWALLQA_TEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "artifacts" / "serving")
 # Headless, sandbox-free (containers run as root), and nothing reaching out to the network.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -54,37 +55,117 @@ def server_url():
         yield f"http://127.0.0.1:{port}"
 
 
-def test_page_uploads_a_photo_and_shows_the_overlay(browser_context, server_url, tmp_path):
-    photo = write_image(tmp_path / "wall-with-cracks.jpg", render_sample_image("cracks", 2, size=384).image)
+def _photo_folder(tmp_path: Path) -> Path:
+    """Three photos in a folder with a sub-folder, and one file that is no image."""
+    photos = tmp_path / "wall-7"
+    write_image(photos / "crack-a.jpg", render_sample_image("cracks", 2, size=384).image)
+    write_image(photos / "corner" / "crack-b.jpg", render_sample_image("cracks", 5, size=320).image)
+    write_image(photos / "short-line.png", dark_line_image(cols=slice(45, 55), rows=slice(30, 31)))
+    (photos / "notes.jpg").write_text("not an image")
+    return photos
+
+
+def _canvas_pixels(page) -> list[list[int]]:
+    """The detail canvas's pixels as [r, g, b] where the mask is, and elsewhere, one of each."""
+    return page.evaluate("""() => {
+        const canvas = document.getElementById('canvas');
+        return Array.from(canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data);
+    }""")
+
+
+def test_batch_upload_table_slider_and_download(browser_context, server_url, tmp_path):
+    import zipfile
+
+    from pycocotools.coco import COCO
+
+    folder = _photo_folder(tmp_path)
     page = browser_context.new_page()
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(server_url + "/")
     assert page.title().startswith("drywallqa")
-    page.set_input_files("#file", str(photo))
-    page.fill("#prompt", "segment crack")
+    page.set_input_files("#folder", str(folder))  # a whole folder, sub-folders included
+    assert "4 photo(s) chosen" in page.inner_text("#drop-text")
+    assert page.is_checked("#prompt-crack") and page.is_checked("#prompt-taping")
     page.fill("#mm", "0.5")
     page.click("#submit")
-    page.wait_for_selector("#result:not([hidden])", timeout=30_000)
-    overlay = page.locator("#overlay")
-    assert overlay.get_attribute("src").startswith("data:image/jpeg;base64,")
-    assert page.evaluate("document.getElementById('overlay').naturalWidth") == 384
-    assert page.inner_text("#verdict").lower() == "fail"
-    figures = page.inner_text("#figures")
-    assert "covered area (%)" in figures and "longest (mm)" in figures
-    assert page.get_attribute("#download", "href").startswith("data:image/png;base64,")
-    assert page.inner_text("#status") == "Done."
-    assert errors == []
+    page.wait_for_selector("#status:text-matches('^Done')", timeout=60_000)  # the page's CSP allows no eval
+    assert page.inner_text("#status") == "Done: 3 of 4 photo(s) inspected, 1 with an error (see the table)."
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "web-page-batch.png"), full_page=True)
 
-    # A file that is not an image gets the server's message on the page.
-    bad = tmp_path / "notes.jpg"
-    bad.write_text("not an image")
-    page.set_input_files("#file", str(bad))
-    page.click("#submit")
-    page.wait_for_selector("#status.error", timeout=10_000)
-    assert "415" in page.inner_text("#status")
+    rows = page.locator("#table tbody tr")
+    assert rows.count() == 8  # 4 photos x 2 prompts
+    names = page.eval_on_selector_all("#table tbody td.name", "cells => cells.map(c => c.textContent)")
+    assert sorted(set(names)) == ["wall-7/corner/crack-b.jpg", "wall-7/crack-a.jpg", "wall-7/notes.jpg",
+                                  "wall-7/short-line.png"]
+    assert page.inner_text("#longest-head") == "longest (mm)"
+
+    # Errors stay with their photo; the filter shows one verdict at a time.
+    page.select_option("#filter", "error")
+    assert rows.count() == 2 and "error 415" in rows.first.inner_text() and "notes.jpg" in rows.first.inner_text()
+    page.select_option("#filter", "fail")
+    verdicts = page.eval_on_selector_all("#table tbody .badge", "badges => badges.map(b => b.textContent)")
+    assert verdicts and set(verdicts) == {"fail"}
+    page.select_option("#filter", "all")
+
+    # Sorting: severity descending puts the worst first; missing values (errors) stay last.
+    page.click("th[data-sort=severity]")
+    page.click("th[data-sort=severity]")
+    severities = page.eval_on_selector_all("#table tbody tr td:nth-child(4)", "cells => cells.map(c => c.textContent)")
+    numbers = [float(v) for v in severities if v != "–"]
+    assert numbers == sorted(numbers, reverse=True) and severities[-2:] == ["–", "–"]
+
+    # One result: the overlay, its opacity, the photo and the mask, the rules that failed, mm figures.
+    rows.first.click()
+    page.wait_for_selector("#detail:not([hidden])")
+    page.wait_for_selector("#canvas[data-view=overlay]", state="attached")
+    assert page.inner_text("#detail-verdict") == "FAIL" or page.inner_text("#detail-verdict").lower() == "fail"
+    assert page.locator("#detail-reasons li").count() >= 1 and "Rules failed" in page.inner_text("#detail-rules-title")
+    assert "longest (mm)" in page.inner_text("#detail-figures")
+    page.screenshot(path=str(ARTIFACTS / "web-page-detail.png"), full_page=True)
+    moved = page.evaluate("""() => {
+        const slider = document.getElementById('opacity');
+        slider.value = 100; slider.dispatchEvent(new Event('input'));
+    }""")
+    page.wait_for_timeout(300)
+    full = _canvas_pixels(page)
+    page.evaluate("""() => {
+        const slider = document.getElementById('opacity');
+        slider.value = 0; slider.dispatchEvent(new Event('input'));
+    }""")
+    page.wait_for_timeout(300)
+    none = _canvas_pixels(page)
+    assert moved is None and len(full) == len(none)
+    changed = sum(1 for i in range(0, len(full), 4) if full[i:i + 3] != none[i:i + 3])
+    assert changed > 0
+    figure_set = page.inner_text("#detail-class").split(" · ")[1].split()[0]
+    colour = list(FIGURE_SET_COLOURS[figure_set])  # the colour predict's overlays use for this figure set
+    tinted = sum(1 for i in range(0, len(full), 4) if full[i:i + 3] == colour)
+    assert tinted == changed  # at full opacity the mask is its colour, at none the photo
+    page.check("input[name=view][value=mask]")
+    page.wait_for_selector("#canvas[data-view=mask]", state="attached")
+    mask = _canvas_pixels(page)
+    assert {tuple(mask[i:i + 3]) for i in range(0, len(mask), 4)} <= {(0, 0, 0), (255, 255, 255)}
+    page.check("input[name=view][value=photo]")
+    page.wait_for_selector("#canvas[data-view=photo]", state="attached")
+    assert page.get_attribute("#detail-mask", "href").startswith("data:image/png;base64,")
+
+    # Everything as one zip: masks, overlays, the tables and COCO, laid out like a predict folder.
+    with page.expect_download(timeout=60_000) as download_info:
+        page.click("#download")
+    archive = tmp_path / "results.zip"
+    download_info.value.save_as(archive)
+    with zipfile.ZipFile(archive) as zipped:
+        names = zipped.namelist()
+        zipped.extractall(tmp_path / "unzipped")
+    assert len([n for n in names if n.startswith("masks/")]) == 6 and len([n for n in names if n.startswith("overlays/")]) == 6
+    assert {"results.csv", "results.jsonl", "coco.json"} <= set(names)
+    coco = COCO(str(tmp_path / "unzipped" / "coco.json"))
+    assert len(coco.getImgIds()) == 3 and len(coco.getAnnIds()) >= 1
+    assert "longest_mm" in (tmp_path / "unzipped" / "results.csv").read_text().splitlines()[0]
+    assert "Downloaded drywallqa-results.zip" in page.inner_text("#status")
+    assert errors == []
     page.close()
 
 
@@ -121,13 +202,16 @@ def test_page_before_an_upload_shows_nothing_broken(browser_context, server_url)
     page.goto(server_url + "/")
     page.wait_for_load_state("load")
     # Before: `.result { display: flex }` beat `hidden`, showing a broken image, a "-" and a live
-    # "Download mask" link to "#".
-    for selector in ("#result", "#overlay", "#verdict", "#download", "#preview-panel"):
+    # "Download mask" link to "#". Now neither the table, the detail nor the download shows yet.
+    for selector in ("#results", "#detail", "#canvas", "#download", "#detail-mask", "#progress"):
         assert not page.is_visible(selector), selector
     shown_broken = page.evaluate(
         "Array.from(document.images).filter(img => img.getClientRects().length && !(img.complete && img.naturalWidth))"
         ".length")
-    assert shown_broken == 0 and page.is_disabled("#submit") and "Choose a photo" in page.inner_text("#status")
+    assert shown_broken == 0 and page.is_disabled("#submit") and "Choose photos" in page.inner_text("#status")
+    # Nothing to inspect in what was chosen: said at once, and Inspect stays off.
+    page.set_input_files("#files", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"no photo"}])
+    assert page.is_disabled("#submit") and "No image files" in page.inner_text("#status")
     favicon = page.evaluate("fetch('/favicon.ico').then(r => [r.status, r.headers.get('content-type')])")
     assert favicon == [200, "image/x-icon"]
     assert errors == [] and missing == []

@@ -227,3 +227,16 @@ def test_builtin_thresholds_cover_both_classes():
 ])
 def test_prompt_class(prompt, expected):
     assert prompt_class(prompt) == expected
+
+
+@pytest.mark.parametrize("figure_set", ["crack", "joint"])
+def test_figures_do_not_depend_on_the_empty_margin_around_the_mask(figure_set):
+    # Measured on the mask's bounding box: a frame of background around it changes only the area share.
+    mask = np.zeros((120, 160), dtype=np.uint8)
+    cv2.line(mask, (0, 10), (150, 90), 1, 3)
+    cv2.circle(mask, (40, 100), 6, 1, -1)
+    framed = np.pad(mask, ((30, 5), (7, 60))).astype(bool)
+    inner, outer = measure_mask(mask.astype(bool), figure_set).to_dict(), measure_mask(framed, figure_set).to_dict()
+    assert outer.pop("area_percent") < inner.pop("area_percent")
+    assert inner == outer
+    assert measure_mask(np.zeros((40, 40), dtype=bool), figure_set).components == 0

@@ -240,3 +240,35 @@ def test_prompt_matching_no_class_is_named_with_the_known_classes(photo_folder, 
     assert summary["unknown_prompts"] == ["segment mold", "сегментировать трещину"]
     predict_images([photo_folder], ["segment crack"], tmp_path / "out2", dark_predictor)
     assert "warning" not in capsys.readouterr().err
+
+
+def test_overlays_and_coco_are_optional_and_resume_follows_what_was_asked(photo_folder, tmp_path, dark_predictor):
+    out = tmp_path / "out"
+    run = predict_images([photo_folder], PROMPTS[:1], out, dark_predictor, overlays=False, coco=False, workers=1)
+    assert not (out / "overlays").exists() and not (out / "coco.json").exists() and "coco" not in run.files
+    assert {r["overlay"] for r in run.records} == {None} and len(list((out / "masks").iterdir())) == 4
+    assert read_json(out / "summary.json")["overlays"] is False
+    assert predict_images([photo_folder], PROMPTS[:1], out, dark_predictor, overlays=False).resumed == 4
+    # Asking for overlays now predicts the pairs that lack one; a later run without them keeps them.
+    run = predict_images([photo_folder], PROMPTS[:1], out, dark_predictor)
+    assert (run.predicted, len(list((out / "overlays").iterdir()))) == (4, 4) and (out / "coco.json").is_file()
+    run = predict_images([photo_folder], PROMPTS[:1], out, dark_predictor, overlays=False, coco=False)
+    assert run.resumed == 4 and all(r["overlay"].startswith("overlays/") for r in run.records)
+    assert not (out / "coco.json").exists()  # an old one would describe other results
+    with pytest.raises(ConfigError, match="--workers must be at least 1"):
+        predict_images([photo_folder], PROMPTS[:1], out, dark_predictor, workers=0)
+
+
+def test_records_come_in_input_order_whatever_order_the_workers_finish(photo_folder, tmp_path):
+    from serving_helpers import DarkPixelPredictor
+
+    class Jittery(DarkPixelPredictor):
+        def predict_batch(self, images, prompts, **kwargs):
+            import time
+
+            time.sleep(0.01 * (len(images) % 3))
+            return super().predict_batch(images, prompts)
+
+    run = predict_images([photo_folder], PROMPTS, tmp_path / "out", Jittery(), workers=3)
+    assert [(r["image"].rsplit("/", 1)[-1], r["prompt"]) for r in run.records] == [
+        (f"wall-{i}.jpg", p) for i in range(4) for p in PROMPTS]

@@ -42,7 +42,7 @@ def test_ray_engine_writes_the_local_outputs_and_resumes(local_ray, photo_folder
     model = ["--model", str(tiny_model_dir), "--no-progress"]
     assert main(["predict", str(photo_folder), *PROMPTS, *model, "--out", str(tmp_path / "local")]) == 0
     ray_args = ["predict", photo_folder.as_uri(), *PROMPTS, *model, "--out", str(tmp_path / "ray"), "--engine", "ray",
-                "--workers", "2", "--ray-batch-size", "2"]
+                "--ray-workers", "2", "--ray-batch-size", "2"]
     assert main(ray_args) == 0
     printed = capsys.readouterr().out
     assert "4 image(s), 8 mask(s): 8 predicted, 0 already done" in printed and "skipped 1 " in printed

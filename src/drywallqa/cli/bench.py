@@ -27,6 +27,15 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--max-seconds", type=float, metavar="S", help="time budget: measurements that would start after "
                         "it are skipped (with --json, the file is rewritten after every measurement, so a run stopped "
                         "from outside keeps what it measured)")
+    parser.add_argument("--no-end-to-end", dest="end_to_end", action="store_false",
+                        help="skip the end-to-end section (predict over a folder, serve under load)")
+    parser.add_argument("--e2e-photos", metavar="DIR", help="photos for the end-to-end predict run "
+                        "(default: synthetic 640x640 photos)")
+    parser.add_argument("--e2e-images", type=int, metavar="N", help="photos predict goes through (default 200)")
+    parser.add_argument("--serve-seconds", type=float, metavar="S",
+                        help="seconds of scripts/loadtest.py load per server (default 60; 0 skips serve)")
+    parser.add_argument("--serve-baseline", metavar="REV", help="git revision of the server to compare with "
+                        "(default: this code with the previous defaults: PyTorch, one request at a time)")
     parser.add_argument("--from-json", metavar="FILE", help="measure nothing: render a report from the JSON of an earlier run")
     parser.set_defaults(handler=run_bench)
 
@@ -44,7 +53,12 @@ def run_bench(args: argparse.Namespace) -> int:
         if not args.json and not args.markdown:
             print(render_markdown(report, command))
         return 0
-    overrides = {"baselines": args.baselines, "note": args.note}
+    _check_end_to_end_args(args)
+    overrides = {"baselines": args.baselines, "note": args.note, "end_to_end": args.end_to_end}
+    for field_name, value in (("e2e_photos", args.e2e_photos), ("e2e_images", args.e2e_images),
+                              ("serve_seconds", args.serve_seconds), ("serve_baseline_rev", args.serve_baseline)):
+        if value is not None:
+            overrides[field_name] = value
     if args.runtimes:
         overrides["runtimes"] = tuple(r.strip() for r in args.runtimes.split(",") if r.strip())
     if args.threads:
@@ -67,12 +81,34 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_end_to_end_args(args: argparse.Namespace) -> None:
+    """Refuse a missing photo folder or an unknown git revision now, not after minutes of measuring."""
+    import subprocess
+    from pathlib import Path
+
+    from drywallqa.errors import ConfigError
+    from drywallqa.export.benchmark import loadtest_script
+
+    if args.e2e_photos and not Path(args.e2e_photos).is_dir():
+        raise ConfigError(f"--e2e-photos {args.e2e_photos}: no such folder")
+    if args.serve_baseline:
+        script = loadtest_script()
+        found = script is not None and subprocess.run(
+            ["git", "-C", str(script.parent), "rev-parse", "--verify", "--quiet", f"{args.serve_baseline}^{{commit}}"],
+            capture_output=True).returncode == 0
+        if not found:
+            raise ConfigError(f"--serve-baseline {args.serve_baseline}: not a commit of this source checkout")
+
+
 def _command_line(args: argparse.Namespace) -> str:
     """The command as a user would type it, for the report."""
     parts = ["drywallqa bench"]
     for flag, value in (("--quick", args.quick), ("--device", args.device), ("--runtimes", args.runtimes),
                         ("--threads", args.threads), ("--image-size", args.image_size),
                         ("--no-baselines", not args.baselines), ("--max-seconds", args.max_seconds),
+                        ("--no-end-to-end", not args.end_to_end), ("--e2e-photos", args.e2e_photos),
+                        ("--e2e-images", args.e2e_images), ("--serve-seconds", args.serve_seconds),
+                        ("--serve-baseline", args.serve_baseline),
                         ("--json", args.json), ("--markdown", args.markdown)):
         if value is True:
             parts.append(flag)

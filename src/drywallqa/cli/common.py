@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from drywallqa.export.factory import RUNTIME_CHOICES
+
 MODEL_HELP = (
     "model folder from save_pretrained or `drywallqa train`, NAME[:WEIGHTS] for a registered architecture "
     "on hub weights (clipseg:DIR, sam3:DIR, two-stage:DIR), a transformers folder, a YAML spec, or an .onnx "
@@ -19,6 +21,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         help="extra model config field, YAML-parsed (repeatable), e.g. boxes=annotations:DIR for textsam",
     )
     parser.add_argument("--device", help="torch device (default: CUDA when available)")
+    parser.add_argument(
+        "--runtime", choices=RUNTIME_CHOICES, default="auto",
+        help="auto (default): the fastest runtime giving the model's own masks, printed: ONNX Runtime on a CPU "
+        "(the model folder exported once, with its parity check, and cached by weight hash in "
+        "$DRYWALLQA_CACHE or ~/.cache/drywallqa), PyTorch on CUDA; or torch, onnx, tensorrt",
+    )
     parser.add_argument(
         "--tta", choices=("none", "hflip", "hvflip"), default="none",
         help="test-time flips: average the logits of the image and its horizontal (hflip, 2x the cost) or "
@@ -45,4 +53,6 @@ def load_model_predictor(args: argparse.Namespace, **kwargs):
         kwargs["model_args"] = extra
     if getattr(args, "tta", "none") != "none":
         kwargs["tta"] = args.tta
+    if getattr(args, "runtime", "auto") != "auto":
+        kwargs["runtime"] = args.runtime
     return load_predictor(args.model, device=args.device, **kwargs)

@@ -31,6 +31,12 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--prompts", metavar="YAML", help="prompt classes (default: the built-in prompts.yaml)")
     parser.add_argument("--overwrite", action="store_true",
                         help="predict every image again when --out holds masks made with other settings (run.json)")
+    parser.add_argument("--no-overlays", dest="overlays", action="store_false",
+                        help="no overlays/ (masks, records and tables only; a fifth less work per mask)")
+    parser.add_argument("--no-coco", dest="coco", action="store_false", help="no coco.json")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="photos in flight at once: decoded, waiting for the model or being written "
+                        "(default: twice the batch size, at least 8); bounds memory")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_engine_args(parser)
     parser.set_defaults(handler=run_predict)
@@ -45,14 +51,14 @@ def run_predict(args: argparse.Namespace) -> int:
         args.images, args.prompt, args.out, predictor, model_id=args.model or "default", mm_per_px=args.mm_per_px,
         thresholds=QAThresholds.load(args.thresholds),
         prompt_config=PromptConfig.from_yaml(args.prompts) if args.prompts else None, progress=args.progress,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, overlays=args.overlays, coco=args.coco, workers=args.workers,
     )
     verdicts = run.verdict_counts()
     print(f"{run.images} image(s), {len(run.records)} mask(s): {run.predicted} predicted, {run.resumed} already done; "
           f"{verdicts['fail']} fail, {verdicts['pass']} pass, {verdicts['unchecked']} unchecked")
     if run.issues:
         print(f"skipped {len(run.issues)} image(s): {_counts(run.issues.counts())} (listed in {run.files['summary']})")
-    print(f"wrote {run.files['jsonl']}, {run.files['csv'].name}, {run.files['coco'].name} in {run.out}")
+    print(f"wrote {run.files['jsonl']}, {', '.join(run.files[k].name for k in ('csv', 'coco') if k in run.files)} in {run.out}")
     return 0
 
 

@@ -22,10 +22,17 @@ def add_commands(subparsers) -> None:
                         help="mask probability threshold for every prompt (default: the model's calibrated per-class thresholds, else 0.5)")
     parser.add_argument("--thresholds", metavar="FILE", help="QA thresholds YAML (default: the built-in one)")
     parser.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body in MB (default 10)")
+    parser.add_argument("--max-export-mb", type=float, default=200.0,
+                        help="largest body of POST /v1/export, the web page's zip of a batch (default 200)")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="longest prediction in seconds (default 30)")
-    parser.add_argument("--concurrency", type=int, default=1, metavar="N", help="predictions running at once (default 1)")
+    parser.add_argument("--concurrency", type=int, default=8, metavar="N",
+                        help="requests processed at once: decoded, batched into shared model calls, measured (default 8)")
     parser.add_argument("--max-queued", type=int, default=16, metavar="N",
-                        help="requests waiting for a prediction slot; more get 503 with Retry-After (default 16)")
+                        help="requests waiting for a slot; more get 503 with Retry-After (default 16)")
+    parser.add_argument("--max-batch", type=int, metavar="N",
+                        help="most images per model call (default: the runtime's batch size: 1 on a CPU, 8 on a GPU)")
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",
+                        help="longest wait for a batch to fill while the model is idle (default 5)")
     parser.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
                         help="longest time a client may take to send its request headers (default 10)")
     parser.add_argument("--body-timeout", type=float, default=60.0, metavar="S",
@@ -58,7 +65,8 @@ def run_serve(args: argparse.Namespace) -> int:
     predictor = load_model_predictor(args, threshold=args.threshold)
     app = create_app(
         predictor, args.model or "shipped default", model_id=args.model_id, max_upload_mb=args.max_upload_mb, timeout_s=args.timeout,
-        max_concurrent_predictions=args.concurrency, max_queued=args.max_queued, body_timeout_s=args.body_timeout,
+        max_concurrent_predictions=args.concurrency, max_queued=args.max_queued, max_batch=args.max_batch,
+        batch_wait_s=args.batch_wait_ms / 1000, body_timeout_s=args.body_timeout, max_export_mb=args.max_export_mb,
         strict_prompts=args.strict_prompts, thresholds=QAThresholds.load(args.thresholds),
         prompt_config=PromptConfig.from_yaml(args.prompts) if args.prompts else None,
     )

@@ -21,13 +21,11 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--prompt", action="append", required=True, metavar="TEXT",
                         help="prompt, e.g. 'segment crack'; repeat for more prompts")
     add_model_args(parser)
-    parser.add_argument("--runtime", choices=("auto", "as-given"), default="auto",
-                        help="auto: the fastest runtime here (ONNX Runtime on CPU, PyTorch fp16 + CUDA graphs on GPU; "
-                        "printed); as-given: the --model spec's own (default auto)")
     parser.add_argument("--out", metavar="DIR", default="drywallqa-watch", help="output folder (default drywallqa-watch)")
     parser.add_argument("--image-size", type=int, metavar="S", help="model input side (default: the model's own); "
                         "smaller is faster")
-    parser.add_argument("--threshold", type=float, default=0.5, metavar="T", help="mask probability threshold (default 0.5)")
+    parser.add_argument("--threshold", type=float, metavar="T",
+                        help="mask probability threshold for every prompt (default: the model's calibrated per-class thresholds, else 0.5)")
     parser.add_argument("--smoothing", type=float, default=0.5, metavar="A",
                         help="weight of the newest frame in the moving average of the logits, in (0, 1]; 1 is off "
                         "(default 0.5)")
@@ -47,7 +45,7 @@ def add_commands(subparsers) -> None:
 
 
 def run_watch(args: argparse.Namespace) -> int:
-    from drywallqa.cli.common import load_model_predictor, model_args
+    from drywallqa.cli.common import load_model_predictor
     from drywallqa.data import PromptConfig
     from drywallqa.serving import QAThresholds
     from drywallqa.serving.video import VideoSource, watch
@@ -56,14 +54,8 @@ def run_watch(args: argparse.Namespace) -> int:
     source = VideoSource(args.source, args.timeout)
     try:
         options = {"threshold": args.threshold, **({"image_size": args.image_size} if args.image_size else {})}
-        if args.runtime == "auto" and not model_args(args):
-            from drywallqa.export.factory import best_available
-            from drywallqa.inference import FlipTTAPredictor
-
-            predictor = best_available(args.model, device=args.device, **options)
-            predictor = predictor if args.tta == "none" else FlipTTAPredictor(predictor, args.tta)
-        else:
-            predictor = load_model_predictor(args, **options)
+        # --runtime auto (the default): the fastest runtime here, chosen and printed by load_predictor.
+        predictor = load_model_predictor(args, say=print, **options)
         print(f"watching {source!r} with {predictor.name}")
         run = watch(
             source, args.prompt, args.out, predictor, smoothing=args.smoothing, fail_frames=args.fail_frames,

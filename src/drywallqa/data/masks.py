@@ -54,6 +54,28 @@ def mask_to_rle(mask: np.ndarray) -> dict:
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
+def label_rles(labels: np.ndarray, count: int, shape: tuple[int, int], offset: tuple[int, int] = (0, 0)) -> list[dict]:
+    """:func:`mask_to_rle` of each label ``1..count`` of a labelled crop placed in a larger mask.
+
+    One call encodes every component (a column-major stack of the component masks), and only the
+    crop is compared against the labels, so a few small cracks in a large photo cost little.
+
+    Args:
+        labels: Integer ``(h, w)`` labels, 0 for background.
+        count: Encode labels ``1..count``.
+        shape: ``(H, W)`` of the full mask.
+        offset: ``(x, y)`` of the crop's top-left corner in the full mask.
+    """
+    if count == 0:
+        return []
+    x, y = offset
+    h, w = labels.shape
+    stack = np.zeros((*shape, count), dtype=bool, order="F")
+    np.equal(labels[:, :, None], np.arange(1, count + 1, dtype=labels.dtype), out=stack[y : y + h, x : x + w])
+    return [{"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")}
+            for r in mask_utils.encode(stack.view(np.uint8))]
+
+
 def boxes_to_mask(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
     """Fill ``(N, 4)`` xyxy boxes into a bool mask (a box-filled target).
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from drywallqa.export.benchmark import (
     CPU_GOALS,
+    E2E_GOALS,
+    SERVE_PREVIOUS_DEFAULTS,
     GOAL_RUNTIMES,
     GPU_GOALS,
     GPU_LATENCY_RUNTIME,
@@ -51,7 +53,26 @@ def goal_result(results: Sequence[dict], family: str = GOAL_RUNTIMES[0]) -> dict
 def evaluate_goals(report: dict) -> list[dict[str, Any]]:
     """The goals of the deployment issue for the report's device (see :func:`_cpu_goals`, :func:`_gpu_goals`)."""
     device = report.get("settings", {}).get("device", "cpu")
-    return _gpu_goals(report) if device == "cuda" else _cpu_goals(report)
+    return (_gpu_goals(report) if device == "cuda" else _cpu_goals(report)) + _e2e_goals(report)
+
+
+def _e2e_goals(report: dict) -> list[dict[str, Any]]:
+    """The product path: predict against model-only, serve against the server it replaces."""
+    section = report.get("end_to_end") or {}
+    rows = []
+    predict = section.get("predict")
+    if predict:
+        rows.append(_goal_row(f"predict end to end vs model-only (batch {predict['batch_size']})", "x", ">=",
+                              E2E_GOALS["predict_vs_model_only"], predict["ratio"], predict["runtime"]))
+    serve = section.get("serve")
+    if serve:
+        rows += [
+            _goal_row("serve successful photos/s vs the server it replaces", "x", ">=", E2E_GOALS["serve_vs_baseline"],
+                      serve["photos_per_s_ratio"], "serve"),
+            _goal_row("serve p95 latency under the load", "ms", "<=", E2E_GOALS["serve_p95_ms"],
+                      serve["current"]["p95_ms"], "serve"),
+        ]
+    return rows
 
 
 def _goal_row(name: str, unit: str, op: str, target: float, value: float | None, runtime: str) -> dict[str, Any]:
@@ -160,6 +181,11 @@ def _machine_section(report: dict) -> list[str]:
     return ["## Machine and settings", "", *_table(("", ""), rows)]
 
 
+def _goal_digits(goal: dict) -> int:
+    """Two decimals for a ratio under 10, so that one just under its target never reads as met."""
+    return 2 if goal["unit"] == "x" and goal["value"] is not None and goal["value"] < 10 else 1
+
+
 def _goals_section(report: dict) -> list[str]:
     if not report.get("goals"):
         return []
@@ -167,7 +193,7 @@ def _goals_section(report: dict) -> list[str]:
     for goal in report["goals"]:
         met = "–" if goal["met"] is None else ("yes" if goal["met"] else "**no**")
         rows.append((f"{goal['goal']} ({goal['runtime']})", f"{goal['target']} {goal['unit']}",
-                     f"{_fmt(goal['value'])} {goal['unit']}", met))
+                     f"{_fmt(goal['value'], _goal_digits(goal))} {goal['unit']}", met))
     device = "GPU" if report.get("settings", {}).get("device") == "cuda" else "CPU"
     lines = [f"## Goals ({device})", "", *_table(("goal", "target", "measured", "met"), rows)]
     if any(goal["runtime"].startswith("onnxruntime-int8") for goal in report["goals"]):
@@ -269,6 +295,66 @@ def _video_section(report: dict) -> list[str]:
     ]
 
 
+def _end_to_end_section(report: dict) -> list[str]:
+    section = report.get("end_to_end")
+    if not section:
+        return []
+    lines = ["## End to end: `drywallqa predict` over a folder, `drywallqa serve` under load", ""]
+    predict = section.get("predict")
+    if predict:
+        before, after = predict["model_only"]["before"], predict["model_only"]["after"]
+        calls = predict.get("model_calls")
+        lines += _paragraph(
+            f"`predict_images` over {predict['photos']} with one prompt and every output (masks, overlays, records, ",
+            f"tables, COCO), the {predict['model']} model on its default runtime {predict['runtime']}, against the ",
+            f"model-only throughput of the same predictor at its batch size {predict['batch_size']} (`forward_batch` on ",
+            "the same photos already resized, measured before and after the run; their mean is the reference). ",
+            f"Load average after the run: {predict['load_average']}.",
+        )
+        lines += _table(
+            ("", "images/s", "CPU ms per image"),
+            [("model only, before", _fmt(before["images_per_s"]), _fmt(before["cpu_ms_per_image"])),
+             ("end to end", _fmt(predict["end_to_end_images_per_s"]), _fmt(predict["end_to_end_cpu_ms_per_image"])),
+             ("model only, after", _fmt(after["images_per_s"]), _fmt(after["cpu_ms_per_image"]))],
+        )
+        lines += _paragraph(
+            f"End to end is {predict['ratio']:.0%} of model-only"
+            + (f", in {calls} model calls ({predict['images'] / calls:.1f} images a call)." if calls else "."),
+        )
+    elif section.get("predict_skipped"):
+        lines += _paragraph(f"predict: {section['predict_skipped']}")
+    serve = section.get("serve")
+    if serve:
+        baseline = (f"git revision {serve['baseline_rev']}" if serve["baseline_rev"]
+                    else f"this code with `{SERVE_PREVIOUS_DEFAULTS}` (the previous defaults)")
+        load = serve["current"]["report"]["load"]
+        lines += _paragraph(
+            f"`scripts/loadtest.py --seconds {serve['seconds']:g}` against the server it replaces ({baseline}), then ",
+            f"this one, one after the other under the same load: {load['clients']} clients posting a {load['photo']} ",
+            f"without pause, {load['garbage']:.0%} of their requests broken, {load['slow_clients']} slow clients. ",
+            "Photos/s counts photos answered 200. Server CPU ",
+            "per photo is the server process's CPU time over the load divided by the photos answered: the figure ",
+            "the machine's other work moves least.",
+        )
+        rows = []
+        for label in ("baseline", "current"):
+            run = serve[label]
+            batching = run.get("batching") or {}
+            rows.append((label, run["code"], _fmt(run["photos_per_s"], 2), _fmt(run["p50_ms"], 0), _fmt(run["p95_ms"], 0),
+                         _fmt(run["cpu_ms_per_photo"]), _fmt(batching.get("mean_batch"), 2) if batching.get("calls") else "–",
+                         f"{run['load_average_before']} / {run['load_average_after']}"))
+        lines += _table(("server", "code", "photos/s", "p50 ms", "p95 ms", "server CPU ms per photo",
+                         "images per model call", "load average before / after"), rows)
+        ratio, cpu_ratio = serve.get("photos_per_s_ratio"), serve.get("cpu_per_photo_ratio")
+        lines += _paragraph(
+            f"This server answers {_fmt(ratio, 2)}x the photos/s of the one it replaces, for "
+            f"{_fmt(cpu_ratio, 2)}x less CPU time per photo.",
+        )
+    elif section.get("serve_skipped"):
+        lines += _paragraph(f"serve: {section['serve_skipped']}")
+    return lines
+
+
 def _profile_section(report: dict) -> list[str]:
     profile = report.get("onnxruntime_profile")
     if not profile:
@@ -324,7 +410,7 @@ def render_markdown(report: dict, command: str = "drywallqa bench") -> str:
     sections = (
         _header_section(report, command), _machine_section(report), _goals_section(report),
         _results_section(report), _ratios_section(report), _pipeline_section(report), _video_section(report),
-        _profile_section(report),
+        _end_to_end_section(report), _profile_section(report),
         _gpu_and_notes_section(report),
     )
     return "\n".join(line for section in sections for line in section)

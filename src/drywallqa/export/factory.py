@@ -10,12 +10,14 @@ runtime        spec                                                   predictor
 
 Without ``runtime`` the spec decides: ``.onnx`` -> ONNX Runtime, ``.plan``/``.engine`` ->
 TensorRT, anything else -> PyTorch. :func:`best_available` picks the fastest runtime this machine
-offers for a model and says which.
+offers for a model and says which; :func:`load_runtime` runs a model folder on a runtime named by
+the user (``--runtime``), exporting it once into a cache when that runtime needs a file.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from pathlib import Path
 
@@ -23,6 +25,14 @@ from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.inference import Predictor
 
 RUNTIMES = ("torch", "onnx", "tensorrt")
+#: What ``--runtime`` accepts: a runtime of :data:`RUNTIMES`, or ``auto`` for :func:`best_available`.
+RUNTIME_CHOICES = ("auto", *RUNTIMES)
+#: Options every runtime takes; any other option (``precision``, ``compile``...) is PyTorch's own.
+COMMON_OPTIONS = ("threshold", "batch_size", "image_size")
+#: Images per ONNX Runtime call on a CPU when none is asked for. ``drywallqa bench`` measures the
+#: most images per second of the fp32 graph at batch 1: the activations of larger batches outgrow
+#: the caches (batch 8 costs half as much CPU time again per image).
+CPU_BATCH_SIZE = 1
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".plan", ".engine")
 
@@ -107,7 +117,7 @@ def load_runtime_predictor(
         raise ConfigError(f"runtime 'torch' needs a model folder, got {spec!r}; use runtime={implied!r} for it")
 
     predictor_class = {"torch": TorchRuntimePredictor, "onnx": OnnxPredictor, "tensorrt": TensorRTPredictor}[runtime]
-    accepted = [name for name in inspect.signature(predictor_class).parameters if name not in ("model", "path")]
+    accepted = _runtime_options(runtime)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ConfigError(
@@ -132,26 +142,27 @@ def best_available(
     model / machine                runtime
     =============================  =========================================================
     ``.onnx`` or engine file       ONNX Runtime or TensorRT, as the file says
-    model folder, CUDA GPU         PyTorch, fp16 autocast, channels-last, CUDA graphs
+    model folder, CUDA GPU         PyTorch fp32, channels-last, CUDA graphs
     model folder, CPU              ONNX Runtime fp32 on an export cached by weight hash
                                    (needs the ``export`` extra), else PyTorch fp32
                                    channels-last
+    other specs                    PyTorch (``clipseg:DIR``... have no export)
     =============================  =========================================================
 
-    These are the fastest rows without an accuracy cost in ``drywallqa bench``
-    (docs/performance.md): on CPU, ONNX Runtime fp32 about twice PyTorch's throughput; on GPU
-    the CUDA-graph runtime has the lowest latency. int8 is never chosen for you: its mask
-    agreement must be checked on your photos first (``drywallqa export --int8 --calibration``).
-    The export is made once per weights file and input size, with its parity check, into
-    ``cache_dir`` (default ``$XDG_CACHE_HOME/drywallqa/onnx``).
+    Only runtimes that give the model's own masks are chosen: the ONNX export passes the parity
+    rule of :func:`~drywallqa.export.onnx.export_onnx` (mask IoU >= 0.999 and logits within 1e-3
+    of PyTorch's) or is not used, and on a GPU the model stays in fp32 (fp16 and int8 change
+    masks, so they are never chosen for you). The export is made once per weights file and input
+    size into ``cache_dir`` (default :func:`onnx_cache_dir`), atomically, so concurrent first runs
+    are safe.
 
     Args:
-        spec: Model folder, None for the shipped model, or an ``.onnx``/engine file. Other specs
-            (``clipseg:DIR``...) run on PyTorch through :func:`~drywallqa.inference.load_predictor`.
+        spec: Model folder, None for the shipped model, or an ``.onnx``/engine file.
         device: ``"cpu"``, ``"cuda"``... (default: CUDA when available).
         cache_dir: Folder of cached ONNX exports.
         say: Called with one line naming the choice and why.
-        **options: ``threshold``, ``batch_size`` and ``image_size``, for every runtime.
+        **options: ``threshold``, ``batch_size`` and ``image_size`` for every runtime; any other
+            option (``precision``, ``compile``...) is PyTorch's, which it then selects.
 
     Returns:
         A :class:`~drywallqa.inference.BatchedPredictor`.
@@ -164,26 +175,102 @@ def best_available(
         predictor = load_runtime_predictor(spec, device=device, **options)
         say(f"runtime: {predictor.name} (the model file's own)")
         return predictor
-    if device is not None and str(device) != "cpu" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU here; drop --device or use cpu")
-    if torch.cuda.is_available() and (device is None or str(device).startswith("cuda")):
-        predictor = load_predictor(spec, device=device, precision="fp16", channels_last=True, cuda_graphs=True, **options)
-        say(f"runtime: {predictor.name} (fastest on a GPU without an accuracy cost)")
+    onnx_only = set(_runtime_options("onnx")) - set(COMMON_OPTIONS)
+    torch_only = sorted(set(options) - set(COMMON_OPTIONS) - onnx_only)
+    torch_options = {k: v for k, v in options.items() if k not in onnx_only}
+    cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
+    if cuda and not torch_only:
+        predictor = load_predictor(spec, device=device, runtime="torch", say=None, channels_last=True, cuda_graphs=True,
+                                   **torch_options)
+        say(f"runtime: {predictor.name} (fastest on a GPU with the model's own fp32 masks)")
         return predictor
-    why = _onnx_unavailable(spec)
+    why = f"PyTorch option(s) {', '.join(torch_only)} given" if torch_only else _onnx_unavailable(spec)
+    if why is None and device is not None and not str(device).startswith("cpu"):
+        why = f"device {device!r}"
     if why is None:
         try:
-            path = _cached_onnx_export(spec, cache_dir, options.get("image_size"))
-            from drywallqa.export.onnx_runtime import OnnxPredictor
-
-            predictor = OnnxPredictor(path, device="cpu", embed_unknown_prompts=True, **options)
-            say(f"runtime: {predictor.name} (fastest on a CPU without an accuracy cost; export {path})")
+            predictor = _onnx_predictor(spec, cache_dir, say, **options)
+            say(f"runtime: {predictor.name} (fastest on a CPU with the model's own masks; export {predictor.path})")
             return predictor
         except DrywallQAError as exc:
             why = str(exc)
-    predictor = load_predictor(spec, device="cpu", channels_last=True, **options)
+    torch_options.setdefault("channels_last", True)
+    predictor = load_predictor(spec, device=device or "cpu", runtime="torch", say=None, **torch_options)
     say(f"runtime: {predictor.name} (ONNX Runtime not used: {why})")
     return predictor
+
+
+def load_runtime(
+    spec: str | os.PathLike | None = None,
+    runtime: str = "auto",
+    *,
+    device: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    say=print,
+    **options,
+) -> Predictor:
+    """A model on the runtime a user named (``--runtime``), or on :func:`best_available`'s choice.
+
+    Unlike :func:`load_runtime_predictor`, ``"onnx"`` and ``"tensorrt"`` also take a model folder
+    (or None, the shipped model): it is exported once into the cache, as :func:`best_available` does.
+
+    Args:
+        spec: Model folder, None (shipped model), or an ``.onnx``/engine file.
+        runtime: A key of :data:`RUNTIME_CHOICES`.
+        device: Torch-style device.
+        cache_dir: Folder of cached ONNX exports.
+        say: Called with one line naming the runtime.
+        **options: The runtime's options (see :func:`load_runtime_predictor`).
+
+    Raises:
+        ConfigError: For an unknown runtime, or a spec or option the runtime does not take.
+        DrywallQAError: If the model cannot be loaded or exported.
+    """
+    from drywallqa.inference import load_predictor
+
+    if runtime not in RUNTIME_CHOICES:
+        raise ConfigError(f"unknown runtime {runtime!r}; expected one of: {', '.join(RUNTIME_CHOICES)}")
+    if runtime == "auto":
+        return best_available(spec, device=device, cache_dir=cache_dir, say=say, **options)
+    if runtime == "torch" or runtime_for_spec(spec) != "torch":
+        predictor = (load_predictor(spec, device=device, runtime="torch", say=None, **options)
+                     if runtime_for_spec(spec) == "torch"
+                     else load_runtime_predictor(spec, runtime, device=device, **options))
+    else:
+        why = _onnx_unavailable(spec)
+        if why is not None:
+            raise ConfigError(f"--runtime {runtime} cannot run this model: {why}; use --runtime torch")
+        if runtime == "onnx":
+            predictor = _onnx_predictor(spec, cache_dir, say, device=device, **options)
+        else:
+            path = _cached_onnx_export(spec, cache_dir, options.get("image_size"), say)
+            predictor = load_runtime_predictor(path, "tensorrt", device=device, **options)
+    say(f"runtime: {predictor.name} (--runtime {runtime})")
+    return predictor
+
+
+def _onnx_predictor(spec, cache_dir, say, **options) -> Predictor:
+    """ONNX Runtime on the cached export of a model folder; prompts outside the export are embedded."""
+    from drywallqa.export.onnx_runtime import OnnxPredictor
+
+    path = _cached_onnx_export(spec, cache_dir, options.get("image_size"), say)
+    options.setdefault("device", "cpu")
+    if str(options["device"]).startswith("cpu"):
+        options.setdefault("batch_size", CPU_BATCH_SIZE)
+    # The drivers decode, measure and write in threads beside the model: an idle ONNX Runtime thread
+    # spinning for work would take the core they need (see create_session).
+    options.setdefault("allow_spinning", False)
+    return OnnxPredictor(path, embed_unknown_prompts=True, **{k: v for k, v in options.items() if v is not None})
+
+
+def _runtime_options(runtime: str) -> list[str]:
+    """The keyword options a runtime's predictor takes."""
+    from drywallqa.export.onnx_runtime import OnnxPredictor
+    from drywallqa.export.torch_runtime import TorchRuntimePredictor
+    from drywallqa.export.trt_runtime import TensorRTPredictor
+
+    predictor_class = {"torch": TorchRuntimePredictor, "onnx": OnnxPredictor, "tensorrt": TensorRTPredictor}[runtime]
+    return [name for name in inspect.signature(predictor_class).parameters if name not in ("model", "path")]
 
 
 def _onnx_unavailable(spec: str | os.PathLike | None) -> str | None:
@@ -192,19 +279,34 @@ def _onnx_unavailable(spec: str | os.PathLike | None) -> str | None:
 
     if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
         return 'onnxruntime is not installed (pip install "drywallqa[export]")'
-    if spec is not None and not (Path(spec) / "config.json").is_file():
-        return f"{spec} is not a model folder"
+    folder = Path(spec) if spec is not None else None
+    if folder is not None and not (folder / "model.safetensors").is_file():
+        return f"{spec} is not a model folder of save_pretrained"
+    if folder is not None:
+        try:
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            config = None
+        if not isinstance(config, dict) or "format_version" not in config:
+            return f"{spec} is not a model folder of save_pretrained (a transformers checkpoint runs on PyTorch)"
     return None
 
 
 def onnx_cache_dir() -> Path:
-    """Where :func:`best_available` keeps its ONNX exports: ``$XDG_CACHE_HOME/drywallqa/onnx``."""
+    """Where exports of model folders are cached: ``$DRYWALLQA_CACHE/onnx``, else
+    ``$XDG_CACHE_HOME/drywallqa/onnx`` (``~/.cache/drywallqa/onnx``)."""
+    if os.environ.get("DRYWALLQA_CACHE"):
+        return Path(os.environ["DRYWALLQA_CACHE"]) / "onnx"
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "drywallqa" / "onnx"
 
 
-def _cached_onnx_export(spec, cache_dir, image_size: int | None) -> Path:
-    """The ONNX export of a model folder at an input size, made once (keyed by a hash of its files)."""
+def _cached_onnx_export(spec, cache_dir, image_size: int | None, say=print) -> Path:
+    """The ONNX export of a model folder at an input size, made once (keyed by a hash of its files).
+
+    :func:`~drywallqa.export.onnx.export_onnx` writes the graph last and atomically, after its
+    parity check, so a file under the key is always a complete export that passed.
+    """
     import dataclasses
     import hashlib
 
@@ -219,9 +321,14 @@ def _cached_onnx_export(spec, cache_dir, image_size: int | None) -> Path:
     digest.update(str(image_size).encode())
     path = Path(cache_dir or onnx_cache_dir()) / f"{folder.name}-{digest.hexdigest()[:16]}.onnx"
     if not path.is_file():
+        say(f"exporting {folder} to ONNX once, with its parity check, into {path.parent} ...")
         model = load_model(spec)
         if image_size:
             model.config = dataclasses.replace(model.config, image_size=int(image_size))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DrywallQAError(f"{path.parent}: cannot write the ONNX cache ({exc.strerror or exc}); "
+                                 "set DRYWALLQA_CACHE to a writable folder") from exc
         export_onnx(model, path)
     return path

@@ -2,14 +2,16 @@
 
 Build it with :func:`create_app` and run it with any ASGI server (``drywallqa serve`` uses
 uvicorn). The model is loaded once, on the first request that needs it (or up front when a
-:class:`~drywallqa.inference.Predictor` is passed in), and shared by all requests; predictions run
-in worker threads, at most ``max_concurrent_predictions`` at a time, so the event loop keeps
-answering health checks while the CPU is busy.
+:class:`~drywallqa.inference.Predictor` is passed in), and shared by all requests.
 
-Heavy work (decoding the upload and predicting) runs at most ``max_concurrent_predictions`` at a
-time with at most ``max_queued`` requests waiting; a request beyond that is answered at once with
-503 and ``Retry-After``, so a burst never piles up memory or turns into a wall of 504s. Large
-uploads are decoded reduced (:func:`drywallqa.files.read_photo`).
+Heavy work never runs on the event loop. A request's work (decoding the upload, its share of a
+model call, QA figures and mask encoding) runs in a worker thread, at most
+``max_concurrent_predictions`` requests at a time, with at most ``max_queued`` waiting for a slot;
+a request beyond that is answered at once with 503 and ``Retry-After``, so a burst never piles up
+memory or turns into a wall of 504s. The model itself runs in one thread of its own, a
+:class:`~drywallqa.serving.batching.MicroBatcher` that batches the images of the requests in
+flight (up to ``max_batch``), so concurrent requests share model calls. Large uploads are decoded
+reduced (:func:`drywallqa.files.read_photo`).
 
 Every error is JSON ``{"error": {"status": 4xx, "code": "...", "message": "..."}}``:
 
@@ -36,6 +38,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -55,6 +58,8 @@ from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DataError, DrywallQAError, ImageSizeError
 from drywallqa.files import Photo, read_photo
 from drywallqa.inference import Predictor, check_prompt
+from drywallqa.serving.batching import MicroBatcher, QueueFull
+from drywallqa.serving.predict import results_archive
 from drywallqa.serving.qa import inspect_mask, prompt_class, unknown_prompt_message
 from drywallqa.serving.render import (
     FIGURE_SET_COLOURS,
@@ -213,22 +218,25 @@ class _BodyLimits:
     what comes before).
 
     A declared ``Content-Length`` over the limit is refused at once; a body without one (chunked)
-    is counted as it arrives.
+    is counted as it arrives. ``path_limits`` gives some paths limits of their own (``/v1/export``
+    takes a whole batch's masks and overlays): ``{path: (bytes, megabytes for messages)}``.
     """
 
-    def __init__(self, app, limit: int, limit_mb: float, timeout_s: float):
+    def __init__(self, app, limit: int, limit_mb: float, timeout_s: float,
+                 path_limits: dict[str, tuple[int, float]] | None = None):
         self.app = app
-        self.limit = limit
-        self.limit_mb = limit_mb
+        self.limits = (limit, limit_mb)
+        self.path_limits = path_limits or {}
         self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit, limit_mb = self.path_limits.get(scope.get("path", ""), self.limits)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await _error(413, self._message(int(declared)), headers=_CLOSE)(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await _error(413, self._message(int(declared), limit_mb), headers=_CLOSE)(scope, receive, send)
         received = 0
         deadline = time.monotonic() + self.timeout_s
         body_done = False
@@ -243,28 +251,22 @@ class _BodyLimits:
                 raise HTTPException(408, f"the request body did not arrive within {self.timeout_s:g} s", headers=_CLOSE) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise HTTPException(413, self._message(received), headers=_CLOSE)
+                if received > limit:
+                    raise HTTPException(413, self._message(received, limit_mb), headers=_CLOSE)
                 body_done = not message.get("more_body", False)
             return message
 
         return await self.app(scope, counting_receive, send)
 
-    def _message(self, size: int) -> str:
-        return f"request body is {size / 1e6:.2g} MB; the limit is {self.limit_mb:g} MB (send a smaller or more compressed image)"
-
-
-class QueueFull(Exception):
-    """The work queue is full; ``retry_after_s`` estimates when a slot frees up."""
-
-    def __init__(self, retry_after_s: int):
-        super().__init__(retry_after_s)
-        self.retry_after_s = retry_after_s
+    @staticmethod
+    def _message(size: int, limit_mb: float) -> str:
+        return f"request body is {size / 1e6:.2g} MB; the limit is {limit_mb:g} MB (send a smaller or more compressed image)"
 
 
 class _WorkQueue:
     """At most ``slots`` functions running in worker threads at once (per event loop), and at most
-    ``max_waiting`` callers waiting for a slot: one more gets :class:`QueueFull` at once.
+    ``max_waiting`` callers waiting for a slot: one more gets
+    :class:`~drywallqa.serving.batching.QueueFull` at once.
 
     A caller waiting for a slot holds no thread and no decoded image, so a request that times out
     while queued costs nothing. A function already running cannot be stopped: on time-out its
@@ -277,6 +279,9 @@ class _WorkQueue:
         self.slots = slots
         self.max_waiting = max_waiting
         self.waiting = 0
+        # Threads of their own: asyncio's default pool has min(32, cores + 4) threads, fewer than
+        # the requests that may be in flight, each waiting for its batched model call.
+        self.executor = ThreadPoolExecutor(slots, thread_name_prefix="drywallqa-request")
         self.mean_seconds = 1.0  # moving average of a function's run time, for Retry-After
         self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self._lock = threading.Lock()
@@ -304,7 +309,7 @@ class _WorkQueue:
             with self._lock:
                 self.waiting -= 1
         started = time.perf_counter()
-        work = asyncio.ensure_future(asyncio.to_thread(function))
+        work = asyncio.get_running_loop().run_in_executor(self.executor, function)
 
         def finished(future: asyncio.Future) -> None:
             semaphore.release()
@@ -314,6 +319,34 @@ class _WorkQueue:
 
         work.add_done_callback(finished)
         return await asyncio.shield(work)
+
+
+class _Batching:
+    """The :class:`~drywallqa.serving.batching.MicroBatcher` of the served predictor, made once the
+    model is loaded (requests are never refused by it: the work queue bounds what is in flight)."""
+
+    def __init__(self, holder: ModelHolder, max_batch: int | None, max_wait_s: float, max_pairs: int):
+        self.holder, self.max_batch, self.max_wait_s, self.max_pairs = holder, max_batch, max_wait_s, max_pairs
+        self.batcher: MicroBatcher | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> MicroBatcher:
+        if self.batcher is None:
+            predictor = self.holder.get()
+            with self._lock:
+                if self.batcher is None:
+                    self.batcher = MicroBatcher(predictor, max_batch=self.max_batch, max_wait_s=self.max_wait_s,
+                                                max_queued=self.max_pairs)
+        return self.batcher
+
+    def describe(self) -> dict:
+        """Batch settings and what the model thread has done, for ``GET /v1/models``."""
+        batcher = self.batcher
+        if batcher is None:
+            return {"max_batch": self.max_batch, "max_wait_ms": round(1000 * self.max_wait_s, 3), "calls": 0}
+        stats = batcher.stats
+        return {"max_batch": batcher.max_batch, "max_wait_ms": round(1000 * self.max_wait_s, 3), "calls": stats.calls,
+                "pairs": stats.pairs, "mean_batch": round(stats.mean_batch, 2)}
 
 
 # -- app ------------------------------------------------------------------------------------------
@@ -326,9 +359,12 @@ def create_app(
     timeout_s: float = 30.0,
     max_image_pixels: int = 40_000_000,
     max_prompts: int = 8,
-    max_concurrent_predictions: int = 1,
+    max_concurrent_predictions: int = 8,
     max_queued: int = 16,
+    max_batch: int | None = None,
+    batch_wait_s: float = 0.005,
     body_timeout_s: float = 60.0,
+    max_export_mb: float = 200.0,
     strict_prompts: bool = False,
     thresholds: QAThresholds | None = None,
     prompt_config: PromptConfig | None = None,
@@ -345,11 +381,14 @@ def create_app(
         timeout_s: Longest time a prediction may take (waiting for a free slot included).
         max_image_pixels: Largest accepted image, width × height (decoding bombs are refused).
         max_prompts: Most prompts in one request.
-        max_concurrent_predictions: Predictions running at once; more wait (CPU inference
-            already uses every core, so 1 keeps latency predictable).
-        max_queued: Requests that may wait for a prediction slot; more get 503 with
-            ``Retry-After`` at once.
+        max_concurrent_predictions: Requests processed at once (decoding, waiting for their share
+            of a batched model call, measuring); more wait. Their images are batched together, so
+            this bounds the batches as well as the memory of decoded uploads.
+        max_queued: Requests that may wait for a slot; more get 503 with ``Retry-After`` at once.
+        max_batch: Most images per model call; the predictor's ``batch_size`` by default.
+        batch_wait_s: Longest wait for a batch to fill once a request is ready and the model idle.
         body_timeout_s: Longest time a request body may take to arrive (408 after it).
+        max_export_mb: Largest body of ``POST /v1/export`` (a batch's masks and overlays), in MB.
         strict_prompts: Answer 422 to a prompt that names no known class (by default it is
             answered, with ``prompt_known: false`` and a line in ``warnings``); a request's
             ``strict_prompts`` field overrides it.
@@ -361,13 +400,15 @@ def create_app(
         The app; ``app.state.model`` is its :class:`ModelHolder`.
     """
     if max_upload_mb <= 0 or timeout_s <= 0 or body_timeout_s <= 0 or max_prompts < 1 or max_concurrent_predictions < 1 \
-            or max_queued < 0:
-        raise ConfigError("max_upload_mb, timeout_s and body_timeout_s must be positive, max_prompts and "
-                          "max_concurrent_predictions >= 1, max_queued >= 0")
+            or max_queued < 0 or (max_batch is not None and max_batch < 1) or batch_wait_s < 0 or max_export_mb <= 0:
+        raise ConfigError("max_upload_mb, timeout_s and body_timeout_s must be positive, max_prompts, "
+                          "max_concurrent_predictions and max_batch >= 1, max_queued and batch_wait_s >= 0")
     holder = ModelHolder(predictor, model_spec, **predictor_kwargs)
+    batching = _Batching(holder, max_batch, batch_wait_s, max_concurrent_predictions * max_prompts)
     thresholds = thresholds or QAThresholds.default()
     prompt_config = prompt_config or PromptConfig.default()
     upload_limit = int(max_upload_mb * 1e6)
+    max_export_items = 4000
     work_queue = _WorkQueue(max_concurrent_predictions, max_queued)
 
     docs_assets = _swagger_ui_folder()
@@ -383,8 +424,9 @@ def create_app(
     app.state.model = holder
     app.state.model_id = model_id
     app.state.work_queue = work_queue
+    app.state.batching = batching
     app.add_middleware(_BodyLimits, limit=upload_limit + FORM_FIELDS_ALLOWANCE, limit_mb=max_upload_mb,
-                       timeout_s=body_timeout_s)
+                       timeout_s=body_timeout_s, path_limits={"/v1/export": (int(max_export_mb * 1e6), max_export_mb)})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
@@ -442,7 +484,7 @@ def create_app(
 
     @app.get("/v1/models", summary="Models this server serves")
     def models() -> dict:
-        return {"default": model_id, "models": [holder.describe(model_id)]}
+        return {"default": model_id, "models": [{**holder.describe(model_id), "batching": batching.describe()}]}
 
     @app.get("/v1/models/{name}", summary="One model", responses={404: {"model": ErrorBody}})
     def model_info(name: str) -> dict:
@@ -485,7 +527,7 @@ def create_app(
             raise HTTPException(422, "image: the uploaded file is empty")
         _check_upload_header(data, image.filename or "upload", max_image_pixels)
         try:
-            predictor = holder.get() if holder.loaded else await asyncio.to_thread(holder.get)
+            batcher = batching.batcher or await asyncio.to_thread(batching.get)
         except DrywallQAError as exc:
             raise HTTPException(503, f"model {model_id!r} could not be loaded: {exc}") from exc
         loaded = time.perf_counter()
@@ -497,7 +539,7 @@ def create_app(
             photo = _decode_upload(data, image.filename or "upload")
             timing["decode"] = time.perf_counter() - started_work
             pixels = photo.pixels
-            results = predictor.predict_batch([pixels] * len(prompts), prompts)
+            results = batcher.predict([pixels] * len(prompts), prompts)  # batched with other requests' images
             out = []
             for prompt_text, result in zip(prompts, results):
                 inspection = inspect_mask(result.mask, prompt_text, confidence=result.confidence, mm_per_px=mm_per_px,
@@ -536,7 +578,99 @@ def create_app(
                           "total": round(1000 * (finished - started), 2)},
         }
 
+    @app.post(
+        "/v1/export",
+        summary="Zip results made one upload at a time: masks, overlays, results.jsonl, results.csv, coco.json",
+        response_class=Response,
+        responses={200: {"content": {"application/zip": {}}, "description": "the zip, laid out like a predict folder"},
+                   **{status: {"model": ErrorBody} for status in (400, 408, 413, 422, 503, 504)}},
+    )
+    async def export(
+        items: Annotated[str, Form(description="JSON list, one per mask: {image, prompt, width, height, confidence}; "
+                                   "image is the photo's file name or relative path, width and height its size")],
+        mask: Annotated[list[UploadFile], File(description="one PNG mask per item (0 background, 255 mask), in order")],
+        overlay: Annotated[list[UploadFile] | None, File(description="optional: one JPEG overlay per item")] = None,
+        mm_per_px: Annotated[float | None, Form(description="image scale: adds mm figures and the mm rules")] = None,
+    ):
+        entries = _check_export_items(items, len(mask), max_export_items)
+        if overlay and len(overlay) != len(entries):
+            raise HTTPException(422, f"overlay: got {len(overlay)} overlays for {len(entries)} items; send one per item or none")
+        if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
+            raise HTTPException(422, f"mm_per_px must be a positive number, got {mm_per_px}")
+        mask_data = [await upload.read() for upload in mask]
+        overlay_data = [await upload.read() for upload in overlay] if overlay else None
+        if overlay_data and not all(data[:3] == b"\xff\xd8\xff" for data in overlay_data):
+            raise HTTPException(422, "overlay: send JPEG overlays (canvas.toBlob(..., 'image/jpeg'))")
+        threshold = float(getattr(holder.get(), "threshold", 0.5)) if holder.loaded else None
+
+        def build() -> bytes:
+            masks = [_decode_export_mask(data, index, entries[index]) for index, data in enumerate(mask_data)]
+            return results_archive(entries, masks, overlay_data, model_id=model_id, threshold=threshold,
+                                   mm_per_px=mm_per_px, thresholds=thresholds, prompt_config=prompt_config)
+
+        try:
+            archive = await asyncio.wait_for(work_queue.run(build), timeout=timeout_s)
+        except QueueFull as full:
+            raise HTTPException(503, f"the server is busy; retry after {full.retry_after_s} s",
+                                headers={"Retry-After": str(full.retry_after_s)}) from None
+        except asyncio.TimeoutError as exc:
+            raise HTTPException(504, f"the export took longer than {timeout_s:g} s; export fewer photos at once") from exc
+        return Response(archive, media_type="application/zip",
+                        headers={"Content-Disposition": 'attachment; filename="drywallqa-results.zip"'})
+
     return app
+
+
+def _check_export_items(text: str, masks: int, max_items: int) -> list[dict]:
+    """The ``items`` of an export, checked: a JSON list of one object per mask."""
+    import json
+
+    try:
+        items = json.loads(text)
+    except ValueError as exc:
+        raise HTTPException(422, f"items: not JSON ({exc})") from exc
+    if not isinstance(items, list) or not items:
+        raise HTTPException(422, "items: expected a non-empty JSON list, one object per mask")
+    if len(items) > max_items:
+        raise HTTPException(422, f"items: {len(items)} results; export at most {max_items} at once")
+    if len(items) != masks:
+        raise HTTPException(422, f"mask: got {masks} masks for {len(items)} items; send one per item")
+    checked = []
+    for index, item in enumerate(items):
+        where = f"items[{index}]"
+        if not isinstance(item, dict):
+            raise HTTPException(422, f"{where}: expected an object with image, prompt, width, height, confidence")
+        image, width, height, confidence = item.get("image"), item.get("width"), item.get("height"), item.get("confidence")
+        if not isinstance(image, str) or not image.strip() or image.startswith(("/", "\\")) or ".." in image.split("/"):
+            raise HTTPException(422, f"{where}.image: expected the photo's file name or relative path, got {image!r}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
+            raise HTTPException(422, f"{where}: width and height must be positive integers, got {width!r} x {height!r}")
+        if confidence is not None and not (isinstance(confidence, (int, float)) and 0 <= confidence <= 1):
+            raise HTTPException(422, f"{where}.confidence: expected a number in [0, 1] or null, got {confidence!r}")
+        try:
+            prompt = check_prompt(item.get("prompt") if isinstance(item.get("prompt"), str) else "",
+                                  max_length=MAX_PROMPT_LENGTH)
+        except ConfigError as exc:
+            raise HTTPException(422, f"{where}.prompt: {exc}") from exc
+        checked.append({"image": image.strip(), "prompt": prompt, "width": width, "height": height,
+                        "confidence": confidence})
+    return checked
+
+
+def _decode_export_mask(data: bytes, index: int, item: dict) -> np.ndarray:
+    """An export's mask PNG as bool, no larger than its image."""
+    from drywallqa.files import open_image
+
+    name = f"mask[{index}]"
+    if not data.startswith(b"\x89PNG"):
+        raise HTTPException(422, f"{name}: not a PNG")
+    with _upload_errors(name):
+        with open_image(data, name) as img:
+            pixels = np.asarray(img.convert("L"))
+    height, width = pixels.shape
+    if width > item["width"] or height > item["height"]:
+        raise HTTPException(422, f"{name}: {width}x{height} px is larger than its image, {item['width']}x{item['height']}")
+    return pixels > 127
 
 
 def _check_model(name: str, model_id: str) -> None:

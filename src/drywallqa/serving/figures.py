@@ -135,9 +135,9 @@ def measure_mask(
         raise ConfigError(f"figure_set must be one of {', '.join(FIGURE_SETS)}, got {figure_set!r}")
     if not (math.isfinite(scale) and scale > 0):
         raise ConfigError(f"scale must be a positive number, got {scale!r}")
-    mask = mask.astype(bool)
-    area_px = int(mask.sum())
-    labels, n_components = _label_components(mask, min_component_area_px / scale**2)
+    mask = mask.astype(bool, copy=False)
+    area_px = int(np.count_nonzero(mask))
+    labels, n_components = _label_components(_crop_to_mask(mask), min_component_area_px / scale**2)
     figures = QAFigures(
         figure_set=figure_set, area_percent=100.0 * area_px / max(mask.size, 1), area_px=round(area_px * scale**2),
         components=n_components, confidence=None if confidence is None else float(confidence), mm_per_px=mm_per_px,
@@ -159,29 +159,53 @@ def measure_mask(
 
 
 # -- measurement ----------------------------------------------------------------------------------
+def _crop_to_mask(mask: np.ndarray) -> np.ndarray:
+    """The mask cut to the bounding box of its pixels: every figure but the area share is the same
+    on it (outside the image counts as background anyway), at a fraction of the cost for the few
+    percent of a photo a crack covers."""
+    import cv2
+
+    x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
+    return mask[y : y + h, x : x + w] if w and h else mask[:0, :0]
+
+
 def _label_components(mask: np.ndarray, min_area: float) -> tuple[np.ndarray, int]:
     """8-connected labels ``1..K`` of the components with at least ``min_area`` pixels (0 elsewhere)."""
     import cv2
 
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    keep = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= max(math.ceil(min_area), 1)) + 1
+    if not mask.size:
+        return np.zeros(mask.shape, dtype=np.int32), 0
+    # Areas by bincount: OpenCV's WithStats variant costs ten times the labelling itself.
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    keep = np.flatnonzero(np.bincount(labels.ravel(), minlength=n)[1:] >= max(math.ceil(min_area), 1)) + 1
     relabel = np.zeros(n, dtype=np.int32)
     relabel[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
     return relabel[labels], len(keep)
 
 
 def _skeleton_and_distance(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Skeleton of the labelled mask and each pixel's distance to the nearest background pixel.
+    """Skeleton of the labelled mask and each mask pixel's distance to the nearest background pixel.
 
-    The mask is padded with background so that outside the image counts as background.
+    Each component is thinned and measured on its own bounding box, padded with background (so that
+    outside the image counts as background): the same result as on the whole mask, because
+    8-connected components never touch, so no pixel's neighbourhood, nor its nearest non-component
+    pixel, belongs to another component; but a few cracks across a photo cover far less than their
+    common bounding box. Distances are filled in on mask pixels only.
     """
     import cv2
+    from scipy.ndimage import find_objects
     from skimage.morphology import skeletonize
 
-    mask = labels > 0
-    padded = np.pad(mask, 1).astype(np.uint8)
-    distance = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
-    return skeletonize(mask), distance
+    skeleton = np.zeros(labels.shape, dtype=bool)
+    distance = np.zeros(labels.shape, dtype=np.float32)
+    for k, box in enumerate(find_objects(labels), start=1):
+        if box is None:
+            continue
+        component = labels[box] == k
+        padded = np.pad(component, 1).astype(np.uint8)
+        skeleton[box] |= skeletonize(component)
+        distance[box][component] = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1][component]
+    return skeleton, distance
 
 
 def _skeleton_step_lengths(skeleton: np.ndarray, labels: np.ndarray, n_components: int) -> np.ndarray:

@@ -11,6 +11,11 @@
     summary.json                      counts, settings and skipped files
     run.json                          what made the masks: model, runtime, threshold, TTA, prompts
 
+The work runs as a bounded pipeline: worker threads decode the photos (at most ``workers`` in
+flight), a :class:`~drywallqa.serving.batching.MicroBatcher` runs the model on batches of the
+pairs they submit, and the same threads measure, encode and write each pair while the model works
+on the next batch. Overlays and ``coco.json`` are optional (``overlays=False``, ``coco=False``).
+
 Each file is written atomically and the record last, so an interrupted run leaves either a
 complete image/prompt output or none; a rerun skips image/prompt pairs whose record, mask and
 overlay exist and were made by the same model at the same threshold (the figures and verdict of a
@@ -29,6 +34,7 @@ import os
 import re
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +55,7 @@ from drywallqa.files import (
 )
 from drywallqa.inference import Predictor, check_prompt
 from drywallqa.processing import prompt_threshold
+from drywallqa.serving.batching import MicroBatcher
 from drywallqa.serving.qa import MaskInspection, inspect_mask, prompt_class, unknown_prompt_message
 from drywallqa.serving.render import (
     FIGURE_SET_COLOURS,
@@ -80,7 +87,12 @@ class PredictionRun:
         predicted: Image/prompt pairs predicted in this run.
         resumed: Image/prompt pairs whose outputs were already there.
         issues: Skipped images (unreadable files), with reasons.
-        files: Paths of ``results.jsonl``, ``results.csv``, ``coco.json`` and ``summary.json``.
+        files: Paths of ``results.jsonl``, ``results.csv``, ``coco.json`` (when written) and
+            ``summary.json``.
+        coco_parts: Per record, its COCO annotations when measured from the mask in memory
+            (:func:`mask_annotations`); :func:`records_to_coco` reads the masks otherwise.
+        coco: Whether :func:`write_tables` writes ``coco.json``.
+        model_calls: Batched model calls made for the pairs predicted.
     """
 
     out: Path
@@ -90,6 +102,9 @@ class PredictionRun:
     resumed: int = 0
     issues: IssueLog = field(default_factory=lambda: IssueLog(quiet=True))
     files: dict[str, Path] = field(default_factory=dict)
+    coco_parts: list = field(default_factory=list, repr=False)
+    coco: bool = True
+    model_calls: int = 0
 
     def verdict_counts(self) -> dict[str, int]:
         """Records per verdict: ``{"fail": n, "pass": n, "unchecked": n}``."""
@@ -198,6 +213,9 @@ def predict_images(
     prompt_config: PromptConfig | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    overlays: bool = True,
+    coco: bool = True,
+    workers: int | None = None,
 ) -> PredictionRun:
     """Segment every input image with every prompt and write masks, overlays, figures and tables.
 
@@ -214,6 +232,11 @@ def predict_images(
         overwrite: Predict every pair again when ``out`` holds a run made with other settings
             (model, runtime, threshold, test-time flips or prompts: see :data:`RUN_FILE`);
             without it such a folder is refused.
+        overlays: Write ``overlays/`` (about a fifth of the CPU time of a pair's outputs).
+        coco: Write ``coco.json`` (one RLE annotation per mask component).
+        workers: Photos in flight at once (decoded, waiting for the model, or being measured and
+            written); twice the predictor's batch size, at least 8, by default. Bounds the memory
+            of a run.
 
     Returns:
         The records and counts. Unreadable images, and images under
@@ -234,56 +257,114 @@ def predict_images(
         raise ConfigError("give at least one --prompt, e.g. --prompt 'segment crack'")
     if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
         raise ConfigError(f"--mm-per-px must be a positive number, got {mm_per_px}")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     thresholds = thresholds or QAThresholds.default()
     prompt_config = prompt_config or PromptConfig.default()
     images = collect_images(inputs)
     out = check_output_dir(out, images, inputs)
-    keys, slugs = output_keys(images), prompt_slugs(prompts)
-    threshold = {p: prompt_threshold(predictor, p) for p in prompts}  # calibrated per class, or one for all
     settings = run_settings(predictor, model_id, prompts)
     fresh = _claim_output_dir(out, settings, overwrite)
     for prompt in prompts:
         if prompt_class(prompt, prompt_config) is None:
             _warn(f"warning: {unknown_prompt_message(prompt, prompt_config)}", progress)
-    run = PredictionRun(out)
+    batch_size = int(getattr(predictor, "batch_size", 8) or 8)
+    workers = int(workers or max(8, 2 * batch_size))
+    run = PredictionRun(out, coco=coco)
+    # Each prompt's threshold: its class's calibrated one, or the predictor's one for all.
+    job = _PairJob(out, prompts, output_keys(images), prompt_slugs(prompts), model_id,
+                   {p: prompt_threshold(predictor, p) for p in prompts}, mm_per_px, thresholds, prompt_config, fresh,
+                   overlays, coco)
 
     from tqdm import tqdm
 
     bar = tqdm(total=len(images), unit="image", desc="predict", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    for image_path in images:
-        names = {p: f"{keys[image_path]}__{slugs[p]}" for p in prompts}
-        done = {p: None if fresh else _resumable(out, names[p], image_path, model_id, threshold[p]) for p in prompts}
-        todo = [p for p in prompts if done[p] is None]
+    done: dict[int, list[tuple[dict, list | None, bool]]] = {}
+    # Reader -> batched model -> writer: each worker decodes a photo, submits its pairs to the
+    # model thread and measures and writes them when they come back, while the model runs the
+    # next batch; at most `workers` photos are in flight.
+    with MicroBatcher(predictor, max_batch=batch_size, max_queued=workers * len(prompts)) as batcher, \
+            ThreadPoolExecutor(workers, thread_name_prefix="drywallqa-predict") as pool:
+        futures = {pool.submit(job.image, path, batcher): index for index, path in enumerate(images)}
         try:
-            photo = read_photo(image_path) if todo else None
-        except DataError as exc:
-            reason = _skip_reason(exc)
-            detail = str(exc).split(": ", 1)[-1]
-            run.issues.skip(image_path, "", reason, detail)
-            _warn(f"warning: skipped {image_path}: {reason} ({detail})", progress)
-            bar.update(1)
-            continue
-        results = dict(zip(todo, predictor.predict_batch([photo.pixels] * len(todo), todo))) if todo else {}
-        for prompt in prompts:
-            if prompt in results:
-                result = results[prompt]
-                record = _write_prediction(out, names[prompt], image_path, photo, prompt, result.mask,
-                                           result.confidence, model_id, threshold[prompt], mm_per_px, thresholds, prompt_config)
-                run.predicted += 1
-            else:
-                record = _remeasure(out, done[prompt], mm_per_px, thresholds, prompt_config)
-                run.resumed += 1
+            for future in as_completed(futures):
+                index = futures[future]
+                outcome = future.result()
+                if isinstance(outcome, DataError):
+                    reason, detail = _skip_reason(outcome), str(outcome).split(": ", 1)[-1]
+                    run.issues.skip(images[index], "", reason, detail)
+                    _warn(f"warning: skipped {images[index]}: {reason} ({detail})", progress)
+                else:
+                    done[index] = outcome
+                bar.update(1)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        finally:
+            bar.close()
+    run.model_calls = batcher.stats.calls
+    for index in sorted(done):
+        for record, parts, predicted in done[index]:
             run.records.append(record)
+            run.coco_parts.append(parts)
+            run.predicted += predicted
+            run.resumed += not predicted
         run.images += 1
-        bar.update(1)
-    bar.close()
     if run.images == 0:
         raise DataError(f"none of the {len(images)} input image(s) could be read ({len(run.issues)} skipped)")
     run.files = write_tables(run, image_root=_common_folder(images), settings={
         **settings, "mm_per_px": mm_per_px, "thresholds": thresholds.source,
         "unknown_prompts": [p for p in prompts if prompt_class(p, prompt_config) is None],
+        "overlays": overlays, "coco": coco,
     })
     return run
+
+
+@dataclass
+class _PairJob:
+    """What every image of a run shares, and the work on one image (:meth:`image`, in a worker)."""
+
+    out: Path
+    prompts: list[str]
+    keys: dict[Path, str]
+    slugs: dict[str, str]
+    model_id: str
+    threshold: dict[str, float]
+    mm_per_px: float | None
+    thresholds: QAThresholds
+    prompt_config: PromptConfig
+    fresh: bool
+    overlays: bool
+    coco: bool
+
+    def image(self, image_path: Path, batcher: MicroBatcher) -> list[tuple[dict, list | None, bool]] | DataError:
+        """Every prompt's ``(record, COCO annotations, predicted)`` for one image, or the
+        :class:`DataError` that made it unreadable."""
+        names = {p: f"{self.keys[image_path]}__{self.slugs[p]}" for p in self.prompts}
+        saved = {p: None if self.fresh else _resumable(self.out, names[p], image_path, self.model_id, self.threshold[p],
+                                                        self.overlays)
+                 for p in self.prompts}
+        todo = [p for p in self.prompts if saved[p] is None]
+        photo, results = None, {}
+        if todo:
+            try:
+                photo = read_photo(image_path)
+            except DataError as exc:
+                return exc
+            results = dict(zip(todo, batcher.predict([photo.pixels] * len(todo), todo)))
+        outcomes = []
+        for prompt in self.prompts:
+            if prompt in results:
+                result = results[prompt]
+                record, mask = _write_prediction(
+                    self.out, names[prompt], image_path, photo, prompt, result.mask, result.confidence, self.model_id,
+                    self.threshold[prompt], self.mm_per_px, self.thresholds, self.prompt_config, overlay=self.overlays)
+                outcomes.append((record, mask_annotations(mask, record) if self.coco else None, True))
+            else:
+                record, mask = _remeasure(self.out, saved[prompt], self.mm_per_px, self.thresholds, self.prompt_config)
+                outcomes.append((record, mask_annotations(mask, record) if self.coco else None, False))
+        return outcomes
 
 
 #: The settings of the run that made an output folder's masks (written before the first mask).
@@ -351,10 +432,12 @@ def _paths(out: Path, name: str) -> tuple[Path, Path, Path]:
     return out / "masks" / f"{name}.png", out / "overlays" / f"{name}.jpg", out / "records" / f"{name}.json"
 
 
-def _resumable(out: Path, name: str, image_path: Path, model_id: str, threshold: float) -> dict | None:
-    """The saved record of an image/prompt pair when its outputs are complete and current."""
+def _resumable(out: Path, name: str, image_path: Path, model_id: str, threshold: float,
+               overlay: bool = True) -> dict | None:
+    """The saved record of an image/prompt pair when its outputs (the overlay when asked for) are
+    complete and current."""
     mask_path, overlay_path, record_path = _paths(out, name)
-    if not (record_path.is_file() and mask_path.is_file() and overlay_path.is_file()):
+    if not (record_path.is_file() and mask_path.is_file() and (overlay_path.is_file() or not overlay)):
         return None
     try:
         record = read_json(record_path)
@@ -368,10 +451,10 @@ def _resumable(out: Path, name: str, image_path: Path, model_id: str, threshold:
 
 
 def _inspection_record(inspection: MaskInspection, image_path: Path, width: int, height: int, name: str,
-                       model_id: str, threshold: float, mm_per_px: float | None) -> dict:
+                       model_id: str, threshold: float, mm_per_px: float | None, overlay: str | None) -> dict:
     return {
         "image": str(image_path), **inspection.to_dict(),
-        "mask": f"masks/{name}.png", "overlay": f"overlays/{name}.jpg",
+        "mask": f"masks/{name}.png", "overlay": overlay,
         "image_width": width, "image_height": height,
         "model": model_id, "threshold": threshold, "mm_per_px": mm_per_px,
     }
@@ -379,8 +462,10 @@ def _inspection_record(inspection: MaskInspection, image_path: Path, width: int,
 
 def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prompt: str, mask: np.ndarray,
                       confidence: float, model_id: str, threshold: float, mm_per_px: float | None,
-                      thresholds: QAThresholds, prompt_config: PromptConfig) -> dict:
-    """Write the mask, overlay and record of one image/prompt pair (the record last).
+                      thresholds: QAThresholds, prompt_config: PromptConfig, *, overlay: bool = True
+                      ) -> tuple[dict, np.ndarray]:
+    """Write the mask, the overlay (when asked for) and the record of one image/prompt pair, the
+    record last; returns the record and the mask.
 
     A photo decoded reduced keeps its mask and overlay at the decoded size; its figures are in the
     file's pixels and the record gives the file's size.
@@ -389,31 +474,36 @@ def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prom
     inspection = inspect_mask(mask, prompt, confidence=confidence, mm_per_px=mm_per_px, thresholds=thresholds,
                               prompt_config=prompt_config, scale=photo.scale)
     atomic_write_bytes(mask_path, mask_png_bytes(mask))
-    overlay = render_overlay(photo.pixels, mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
-    atomic_write_bytes(overlay_path, jpeg_bytes(overlay, quality=OVERLAY_QUALITY))
-    record = _inspection_record(inspection, image_path, photo.width, photo.height, name, model_id, threshold, mm_per_px)
+    if overlay:
+        tinted = render_overlay(photo.pixels, mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
+        atomic_write_bytes(overlay_path, jpeg_bytes(tinted, quality=OVERLAY_QUALITY))
+    record = _inspection_record(inspection, image_path, photo.width, photo.height, name, model_id, threshold, mm_per_px,
+                                f"overlays/{name}.jpg" if overlay else None)
     atomic_write_json(record_path, record, indent=1)
-    return record
+    return record, mask
 
 
 def _remeasure(out: Path, record: dict, mm_per_px: float | None, thresholds: QAThresholds,
-               prompt_config: PromptConfig) -> dict:
-    """Figures and verdict of a resumed pair, measured again from its saved mask."""
+               prompt_config: PromptConfig) -> tuple[dict, np.ndarray]:
+    """Figures and verdict of a resumed pair, measured again from its saved mask; returns the
+    record and the mask."""
     mask = read_mask_png(out / record["mask"])
     inspection = inspect_mask(mask, record["prompt"], confidence=record["figures"].get("confidence"),
                               mm_per_px=mm_per_px, thresholds=thresholds, prompt_config=prompt_config,
                               scale=record["image_width"] / mask.shape[1])
     name = Path(record["mask"]).stem
+    overlay = record.get("overlay") if (out / str(record.get("overlay"))).is_file() else None
     updated = _inspection_record(inspection, Path(record["image"]), record["image_width"], record["image_height"],
-                                 name, record["model"], record["threshold"], mm_per_px)
+                                 name, record["model"], record["threshold"], mm_per_px, overlay)
     if updated != record:
         atomic_write_json(out / "records" / f"{name}.json", updated, indent=1)
-    return updated
+    return updated, mask
 
 
 # -- tables ---------------------------------------------------------------------------------------
 def write_tables(run: PredictionRun, image_root: Path, settings: dict) -> dict[str, Path]:
-    """Write ``results.jsonl``, ``results.csv``, ``coco.json`` and ``summary.json`` for a run.
+    """Write ``results.jsonl``, ``results.csv``, ``coco.json`` (unless ``run.coco`` is off; an old
+    one is then removed) and ``summary.json`` for a run.
 
     Args:
         run: The run whose records to write.
@@ -421,14 +511,18 @@ def write_tables(run: PredictionRun, image_root: Path, settings: dict) -> dict[s
         settings: Recorded in ``summary.json`` (model, threshold, scale, prompts, thresholds file).
 
     Returns:
-        ``{"jsonl": ..., "csv": ..., "coco": ..., "summary": ...}``.
+        ``{"jsonl": ..., "csv": ..., "coco": ..., "summary": ...}`` (``"coco"`` only when written).
     """
     out = run.out
     files = {
         "jsonl": atomic_write_text(out / RESULTS_JSONL, "".join(_json_line(r) for r in run.records)),
         "csv": atomic_write_text(out / RESULTS_CSV, records_to_csv(run.records)),
-        "coco": atomic_write_json(out / COCO_FILE, records_to_coco(run.records, out, image_root)),
     }
+    if run.coco:
+        parts = run.coco_parts if len(run.coco_parts) == len(run.records) else None
+        files["coco"] = atomic_write_json(out / COCO_FILE, records_to_coco(run.records, out, image_root, parts=parts))
+    else:
+        (out / COCO_FILE).unlink(missing_ok=True)  # one of an earlier run would describe other results
     summary = {
         **settings, "images": run.images, "records": len(run.records), "predicted": run.predicted,
         "resumed": run.resumed, "verdicts": run.verdict_counts(),
@@ -461,51 +555,38 @@ def records_to_csv(records: Sequence[dict]) -> str:
     return buffer.getvalue()
 
 
-def records_to_coco(records: Sequence[dict], out: Path, image_root: Path, min_component_area_px: int = 1) -> dict:
+def records_to_coco(records: Sequence[dict], out: Path, image_root: Path, min_component_area_px: int = 1,
+                    parts: Sequence[list | None] | None = None) -> dict:
     """COCO instances for annotation tools (CVAT, Label Studio): one RLE annotation per mask component.
 
     Categories are the prompt classes (an unknown prompt becomes a category of its own name).
     Each annotation carries ``score`` (the model's confidence for the mask) and ``attributes``
     (prompt and verdict). ``file_name`` is relative to ``image_root``.
-    """
-    import cv2
 
-    from drywallqa.data.core import Annotation, Sample
+    Args:
+        records: Prediction records.
+        out: Folder their ``mask`` paths are relative to.
+        image_root: Folder ``file_name`` entries are relative to.
+        min_component_area_px: Smaller components are left out.
+        parts: Per record, :func:`mask_annotations` of its mask already measured (None entries,
+            or no ``parts``, read the mask from ``out``).
+    """
+    from drywallqa.data.core import Sample
     from drywallqa.data.formats.coco import samples_to_coco
-    from drywallqa.data.masks import mask_to_rle
 
     samples, extras, by_image = [], [], {}
-    for record in records:
-        by_image.setdefault(record["image"], []).append(record)
-    for image, image_records in by_image.items():
+    for index, record in enumerate(records):
+        by_image.setdefault(record["image"], []).append(index)
+    for image, indices in by_image.items():
         annotations = []
-        first = image_records[0]
-        for record in image_records:
-            category = record["class"] or re.sub(r"[^a-z0-9]+", "_", record["prompt"].lower()).strip("_")
-            mask = read_mask_png(out / record["mask"])
-            # A photo decoded reduced has its mask at the decoded size: its components are written
-            # as polygons scaled to the file's pixels (an RLE would need the full-size mask).
-            sx, sy = record["image_width"] / mask.shape[1], record["image_height"] / mask.shape[0]
-            n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-            for k in range(1, n):
-                if stats[k, cv2.CC_STAT_AREA] < min_component_area_px:
-                    continue
-                x, y = int(stats[k, cv2.CC_STAT_LEFT]), int(stats[k, cv2.CC_STAT_TOP])
-                w, h = int(stats[k, cv2.CC_STAT_WIDTH]), int(stats[k, cv2.CC_STAT_HEIGHT])
-                box = (x * sx, y * sy, (x + w) * sx, (y + h) * sy)
-                if (sx, sy) == (1, 1):
-                    annotation = Annotation(category, box, rle=mask_to_rle(labels == k), category=category)
-                else:
-                    contours = cv2.findContours((labels == k).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
-                    polygons = tuple(c.reshape(-1, 2) * (sx, sy) for c in contours if len(c) >= 3)
-                    if not polygons:
-                        continue
-                    annotation = Annotation(category, box, polygons=polygons, category=category)
+        first = records[indices[0]]
+        for index in indices:
+            record = records[index]
+            found = parts[index] if parts is not None and parts[index] is not None else \
+                mask_annotations(read_mask_png(out / record["mask"]), record, min_component_area_px)
+            for annotation, extra in found:
                 annotations.append(annotation)
-                extras.append({
-                    "area": round(float(stats[k, cv2.CC_STAT_AREA]) * sx * sy), "score": record["figures"].get("confidence"),
-                    "attributes": {"prompt": record["prompt"], "verdict": record["verdict"]},
-                })
+                extras.append(extra)
         samples.append(Sample(Path(image), first["image_width"], first["image_height"], "", "", "", tuple(annotations)))
     classes = sorted({a.class_name for s in samples for a in s.annotations}
                      | {r["class"] for r in records if r["class"]})
@@ -513,6 +594,102 @@ def records_to_coco(records: Sequence[dict], out: Path, image_root: Path, min_co
     for annotation, extra in zip(coco["annotations"], extras):
         annotation.update(extra)
     return coco
+
+
+def mask_annotations(mask: np.ndarray, record: dict, min_component_area_px: int = 1) -> list[tuple]:
+    """The COCO annotations of one record's mask: ``(Annotation, extra fields)`` per 8-connected component.
+
+    A mask at the file's size gives RLE segmentations; the mask of a photo decoded reduced gives
+    polygons scaled to the file's pixels (an RLE would need the full-size mask).
+    """
+    import cv2
+    from scipy.ndimage import find_objects
+
+    from drywallqa.data.core import Annotation
+    from drywallqa.data.masks import label_rles
+
+    category = record["class"] or re.sub(r"[^a-z0-9]+", "_", record["prompt"].lower()).strip("_")
+    sx, sy = record["image_width"] / mask.shape[1], record["image_height"] / mask.shape[0]
+    x0, y0, w0, h0 = cv2.boundingRect(np.ascontiguousarray(mask, dtype=bool).view(np.uint8))
+    if not (w0 and h0):
+        return []
+    # Areas and boxes by bincount and find_objects: OpenCV's WithStats labelling costs ten times more.
+    n, labels = cv2.connectedComponents(mask[y0 : y0 + h0, x0 : x0 + w0].astype(np.uint8), connectivity=8)
+    areas, boxes = np.bincount(labels.ravel(), minlength=n), find_objects(labels)
+    rles = label_rles(labels, n - 1, mask.shape, (x0, y0)) if (sx, sy) == (1, 1) else None
+    found = []
+    for k in range(1, n):
+        if areas[k] < min_component_area_px:
+            continue
+        rows, cols = boxes[k - 1]
+        x, y, w, h = x0 + cols.start, y0 + rows.start, cols.stop - cols.start, rows.stop - rows.start
+        box = (x * sx, y * sy, (x + w) * sx, (y + h) * sy)
+        if rles is not None:
+            annotation = Annotation(category, box, rle=rles[k - 1], category=category)
+        else:
+            contours = cv2.findContours((labels == k).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE,
+                                        offset=(x0, y0))[0]
+            polygons = tuple(c.reshape(-1, 2) * (sx, sy) for c in contours if len(c) >= 3)
+            if not polygons:
+                continue
+            annotation = Annotation(category, box, polygons=polygons, category=category)
+        found.append((annotation, {
+            "area": round(float(areas[k]) * sx * sy), "score": record["figures"].get("confidence"),
+            "attributes": {"prompt": record["prompt"], "verdict": record["verdict"]},
+        }))
+    return found
+
+
+def results_archive(items: Sequence[dict], masks: Sequence[np.ndarray], overlays: Sequence[bytes] | None = None, *,
+                    model_id: str = "default", threshold: float = 0.5, mm_per_px: float | None = None,
+                    thresholds: QAThresholds | None = None, prompt_config: PromptConfig | None = None) -> bytes:
+    """Results made elsewhere (the web page, one upload at a time) as a zip laid out like a
+    ``predict`` folder: ``masks/``, ``overlays/``, ``results.jsonl``, ``results.csv``, ``coco.json``.
+
+    Figures and verdicts are measured again from the masks, so the tables are exactly what
+    ``predict`` would write for them.
+
+    Args:
+        items: One per mask: ``image`` (file name or relative path), ``prompt``, ``width`` and
+            ``height`` (the image file's size) and ``confidence``.
+        masks: ``(h, w)`` bool masks, at the image's size or at its decoded (reduced) size.
+        overlays: JPEG bytes per mask, or None.
+        model_id: Recorded in each record.
+        threshold: Recorded in each record.
+        mm_per_px: Image scale, for millimetre figures and rules.
+        thresholds: QA rules; the built-in file by default.
+        prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
+
+    Returns:
+        The zip's bytes.
+    """
+    import zipfile
+
+    thresholds = thresholds or QAThresholds.default()
+    prompt_config = prompt_config or PromptConfig.default()
+    images = [Path(item["image"]) for item in items]
+    keys, slugs = output_keys(list(dict.fromkeys(images))), prompt_slugs(list(dict.fromkeys(i["prompt"] for i in items)))
+    records, parts = [], []
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for index, (item, image, mask) in enumerate(zip(items, images, masks)):
+            name = f"{keys[image]}__{slugs[item['prompt']]}"
+            inspection = inspect_mask(mask, item["prompt"], confidence=item.get("confidence"), mm_per_px=mm_per_px,
+                                      thresholds=thresholds, prompt_config=prompt_config, scale=item["width"] / mask.shape[1])
+            overlay = f"overlays/{name}.jpg" if overlays else None
+            record = _inspection_record(inspection, image, item["width"], item["height"], name, model_id, threshold,
+                                        mm_per_px, overlay)
+            archive.writestr(record["mask"], mask_png_bytes(mask), compress_type=zipfile.ZIP_STORED)
+            if overlays:
+                archive.writestr(overlay, overlays[index], compress_type=zipfile.ZIP_STORED)
+            records.append(record)
+            parts.append(mask_annotations(mask, record))
+        archive.writestr(RESULTS_JSONL, "".join(_json_line(r) for r in records))
+        archive.writestr(RESULTS_CSV, records_to_csv(records))
+        import json
+
+        archive.writestr(COCO_FILE, json.dumps(records_to_coco(records, Path("."), Path("."), parts=parts)))
+    return buffer.getvalue()
 
 
 def _common_folder(images: Sequence[Path]) -> Path:

@@ -7,6 +7,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from drywallqa.processing import encode_mask_png
+
 # RGB overlay colour per figure set: red cracks, blue taping, amber for anything else.
 FIGURE_SET_COLOURS = {"crack": (235, 40, 40), "joint": (30, 130, 255), "area": (255, 176, 0)}
 
@@ -28,22 +30,23 @@ def render_overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, 
 
     if image.shape[:2] != mask.shape:
         raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} sizes differ")
-    out = image.astype(np.float32)
+    out = np.array(image, dtype=np.uint8, copy=True)
+    # Only the mask's bounding box is touched: a crack covers a few percent of a photo.
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask, dtype=bool).view(np.uint8))
+    if not (w and h):
+        return out
+    box, inside = out[y : y + h, x : x + w], mask[y : y + h, x : x + w]
     tint = np.asarray(colour, dtype=np.float32)
-    out[mask] = out[mask] * (1 - alpha) + tint * alpha
-    out = out.round().clip(0, 255).astype(np.uint8)
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    box[inside] = (box[inside].astype(np.float32) * (1 - alpha) + tint * alpha).round().clip(0, 255).astype(np.uint8)
+    contours, _ = cv2.findContours(inside.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE, offset=(x, y))
     # Outline thickness grows with the image so it stays visible in thumbnails of large photos.
     thickness = max(1, round(max(mask.shape) / 500))
     cv2.drawContours(out, contours, -1, tuple(int(c) for c in colour), thickness)
     return out
 
 
-def mask_png_bytes(mask: np.ndarray) -> bytes:
-    """Encode a bool mask as a single-channel 8-bit PNG (0 background, 255 mask)."""
-    buffer = io.BytesIO()
-    Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG", optimize=False)
-    return buffer.getvalue()
+# One encoder of mask PNGs for predict, serve and the benchmark.
+mask_png_bytes = encode_mask_png
 
 
 def read_mask_png(path) -> np.ndarray:

@@ -352,7 +352,7 @@ def samples_to_coco(
                 record["area"] = int(inside.sum())
                 record[PSEUDO_KEY] = pseudo_method
             elif ann.rle is not None:
-                record["segmentation"] = mask_to_rle(rle_to_mask(ann.rle, sample.height, sample.width))
+                record["segmentation"] = _compressed_rle(ann.rle, sample.height, sample.width)
             else:
                 record["segmentation"] = [p.reshape(-1).tolist() for p in ann.polygons]
             if ann.is_pseudo and PSEUDO_KEY not in record:
@@ -364,6 +364,14 @@ def samples_to_coco(
         "images": images,
         "annotations": annotations,
     }
+
+
+def _compressed_rle(rle: dict, height: int, width: int) -> dict:
+    """``rle`` as compressed RLE with string counts; one already so is kept as it is (decoding and
+    encoding it again gives the same string, at a cost predict's COCO of thousands of masks feels)."""
+    if isinstance(rle.get("counts"), str) and [int(v) for v in rle.get("size", ())] == [height, width]:
+        return {"size": [height, width], "counts": rle["counts"]}
+    return mask_to_rle(rle_to_mask(rle, height, width))
 
 
 def write_coco(path: str | os.PathLike, coco: dict) -> Path:
