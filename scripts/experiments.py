@@ -53,6 +53,10 @@ def budget_text(record: dict) -> str:
     text = f"{budget.get('hardware', '?')}: {budget.get('minutes', '?')} min, {budget.get('steps', '?')} steps"
     if stages:
         text += f" (after {len(stages)} earlier stage(s); {total:.0f} min in all)"
+    if record.get("kept") and record.get("best_checkpoint"):
+        text += f"; weights kept: {record['kept']} ({Path(record['best_checkpoint']).name})"
+    elif record.get("kept"):
+        text += f"; weights kept: {record['kept']}"
     return text
 
 
@@ -85,6 +89,40 @@ def row(entry: dict, data: Path) -> list[str]:
     ]
 
 
+def quickstart_check(entry: dict) -> list[str] | None:
+    """The row's model on `drywallqa quickstart` (sample data, seed 0): verdicts and IoU against the
+    generator's exact masks, from ``entry["quickstart"]`` (run and written when missing)."""
+    if not entry.get("quickstart"):
+        return None
+    path = REPO / entry["quickstart"]
+    model = REPO / entry["model"] if entry.get("model") else None
+    if not path.is_file():
+        if model is None or not (model / "config.json").is_file():
+            return None
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(["drywallqa", "quickstart", tmp, "--model", str(model)], check=True, stdout=subprocess.DEVNULL)
+            summary = {}
+            for dataset in ("cracks", "drywall-join"):
+                lines = (Path(tmp) / "predictions" / dataset / "results.jsonl").read_text().splitlines()
+                records = [json.loads(line) for line in lines if line.strip()]
+                summary[dataset] = {
+                    "verdicts": {v: sum(r["verdict"] == v for r in records) for v in ("fail", "pass", "unchecked")},
+                    "iou_vs_truth": statistics.mean(r["truth"]["iou"] for r in records),
+                }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=1))
+    summary = json.loads(path.read_text())
+    cracks, joints = summary["cracks"], summary["drywall-join"]
+    return [
+        entry["lever"],
+        f"{cracks['verdicts']['fail']} fail / {sum(cracks['verdicts'].values())}",
+        f"{joints['verdicts']['pass']} pass / {sum(joints['verdicts'].values())}",
+        f"{cracks['iou_vs_truth']:.2f}", f"{joints['iou_vs_truth']:.2f}",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=Path, default=REPO / "docs/experiments.yaml")
@@ -106,6 +144,13 @@ def main() -> int:
     ]
     for entry in document["rows"]:
         lines.append("| " + " | ".join(row(entry, args.data)) + " |")
+    checks = [r for r in (quickstart_check(entry) for entry in document["rows"]) if r]
+    if checks:
+        header = ["lever", "crack images failing (all should)", "joint images passing (all should)",
+                  "crack IoU vs exact masks", "taping-area IoU vs exact masks"]
+        lines += ["", "## The first run: `drywallqa quickstart` on its sample data (seed 0, scenes no model trained on)", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                  *("| " + " | ".join(check) + " |" for check in checks)]
     lines += ["", *(f"- {note}" for note in document.get("notes", [])), ""]
     args.out.write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {args.out}")
