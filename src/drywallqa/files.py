@@ -439,3 +439,11 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name."""
     folder = Path(folder)
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def user_cache_dir(kind: str) -> Path:
+    """Where drywallqa keeps what it makes once and reuses (``kind``: ``onnx``, ``synthetic``):
+    ``$DRYWALLQA_CACHE/<kind>``, else ``$XDG_CACHE_HOME/drywallqa/<kind>`` (``~/.cache/drywallqa/<kind>``)."""
+    if os.environ.get("DRYWALLQA_CACHE"):
+        return Path(os.environ["DRYWALLQA_CACHE"]) / kind
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "drywallqa" / kind

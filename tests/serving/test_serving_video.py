@@ -55,7 +55,7 @@ def wall_video(tmp_path):
 
 
 def test_watch_cli_writes_annotated_video_frame_lines_and_events(wall_video, tiny_model_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("DRYWALLQA_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "watch"
     args = ["watch", str(wall_video), "--prompt", "segment crack", "--prompt", "segment taping area",
             "--model", str(tiny_model_dir), "--out", str(out), "--fail-frames", "3", "--threshold", "0.2"]

@@ -171,6 +171,8 @@ def best_available(
 
     from drywallqa.inference import load_predictor
 
+    if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA GPU here (torch.cuda.is_available() is False); drop --device")
     if runtime_for_spec(spec) != "torch":
         predictor = load_runtime_predictor(spec, device=device, **options)
         say(f"runtime: {predictor.name} (the model file's own)")
@@ -293,12 +295,10 @@ def _onnx_unavailable(spec: str | os.PathLike | None) -> str | None:
 
 
 def onnx_cache_dir() -> Path:
-    """Where exports of model folders are cached: ``$DRYWALLQA_CACHE/onnx``, else
-    ``$XDG_CACHE_HOME/drywallqa/onnx`` (``~/.cache/drywallqa/onnx``)."""
-    if os.environ.get("DRYWALLQA_CACHE"):
-        return Path(os.environ["DRYWALLQA_CACHE"]) / "onnx"
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "drywallqa" / "onnx"
+    """Where exports of model folders are cached (see :func:`drywallqa.files.user_cache_dir`)."""
+    from drywallqa.files import user_cache_dir
+
+    return user_cache_dir("onnx")
 
 
 def _cached_onnx_export(spec, cache_dir, image_size: int | None, say=print) -> Path:

@@ -150,9 +150,9 @@ class SyntheticConfig:
             training scenes on other seeds, so the quickstart stays an honest check.
         size: Side of the square scenes in pixels (the real exports are 640).
         crack_fraction: Share of the images that are crack scenes; the rest are joints.
-        cache: Folder the scenes are rendered into once and reused from; None for
-            ``$XDG_CACHE_HOME/drywallqa/synthetic`` (``~/.cache`` by default), or for
-            ``drywallqa train`` the run folder's ``synthetic/``.
+        cache: Folder the scenes are rendered into once and reused from; None for the user
+            cache (:func:`drywallqa.files.user_cache_dir`), or for ``drywallqa train`` the run
+            folder's ``synthetic/``.
     """
 
     images: int = 0

@@ -9,7 +9,6 @@ their images in ``train``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from drywallqa.data.core import AnnotatedDataset
@@ -23,6 +22,7 @@ from drywallqa.data.synthetic import (
     read_manifest,
 )
 from drywallqa.errors import DrywallQAError
+from drywallqa.files import user_cache_dir
 from drywallqa.trainsets.config import SyntheticConfig
 
 SYNTHETIC_PREFIX = "synthetic-"
@@ -31,10 +31,7 @@ SYNTHETIC_DATASETS = (SYNTHETIC_PREFIX + CRACKS_DATASET, SYNTHETIC_PREFIX + JOIN
 
 def synthetic_folder(config: SyntheticConfig) -> Path:
     """Where the scenes of ``config`` are rendered: one folder per set of settings."""
-    if config.cache:
-        root = Path(config.cache)
-    else:
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "drywallqa" / "synthetic"
+    root = Path(config.cache) if config.cache else user_cache_dir("synthetic")
     return root / f"v{FORMAT_VERSION}-seed{config.seed}-images{config.images}-size{config.size}-cracks{config.crack_fraction:g}"
 
 
