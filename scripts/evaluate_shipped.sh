@@ -59,7 +59,7 @@ if [ -d "$stage4" ]; then
 fi
 
 python scripts/model_card.py --model "$model" \
-  --eval "Published valid splits (threshold chosen on the training run's validation groups)=$out/published-valid.json" \
+  --eval "Published valid splits (the model's per-class thresholds, calibration.json, chosen on the training run's validation groups)=$out/published-valid.json" \
   --eval "Source groups held out of training and model selection=$out/heldout-test.json" \
   --eval "int8 ONNX export (onnxruntime-int8 in docs/performance.md) on the published valid splits=$out/int8-published-valid.json" \
   --eval "Validation groups (model selection), threshold 0.5, no test-time flips=$out/valid-tta-none.json" \
@@ -67,6 +67,7 @@ python scripts/model_card.py --model "$model" \
   --eval "Not shipped: stage 4, the shipped model fine-tuned further at 512 px (configs/promptunet-lite0-cpu-stage4.yaml; budget and record in docs/results/stage4-512px-training.json); validation groups, threshold 0.5, no test-time flips=$out/stage4-512px-valid.json" \
   --command "bash scripts/evaluate_shipped.sh $model $data" \
   --note "Trained on the CPU in three stages, because no GPU was lent to the sessions that trained it: \`drywallqa train --config configs/promptunet-lite0-cpu.yaml --data ../shared/data\` (352 px), then \`drywallqa train --config configs/promptunet-lite0-cpu-finetune.yaml --data ../shared/data\` (448 px), then \`drywallqa train --config configs/promptunet-lite0-cpu-stage3.yaml --data ../shared/data\` (448 px, lower learning rate, bf16 autocast), then \`python scripts/ship_model.py runs/promptunet-lite0-cpu-stage3/model\`. Stages 2 and 3 start from the shipped model (\`model.init_from: default\`), so each stage's model was shipped with \`scripts/ship_model.py\` before the next one ran. All stages use the same data section, so the carved train/valid/test source groups are the same. \`configs/promptunet-lite0.yaml\` is the 448 px GPU recipe; its results are not measured yet." \
+  --note "Every lever measured on the validation groups, with its budget (test-time flips, 512 px, the synthetic-scene mix and its matched control): [experiments](experiments.md)." \
   --note "Training curves (loss parts, val IoU/Dice per class, learning rates) of the three stages: [stage 1](training-curves-promptunet-lite0-cpu.png), [stage 2](training-curves-promptunet-lite0-cpu-finetune.png), [stage 3](training-curves-promptunet-lite0-cpu-stage3.png)." \
   --note "Limits: the taping areas it learned are the real export's bare board seams. On the synthetic walls of \`drywallqa quickstart\` it segments the seams and misses most taped, mudded joints (see that run's drywall-join report); fine-tune it on your own photos (\`drywallqa train --init-from default --data MY_EXPORT\`) for finished walls." \
   --out docs/model-card.md
