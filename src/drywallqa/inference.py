@@ -415,6 +415,24 @@ class ModelPredictor(BatchedPredictor):
         return static_output
 
 
+def model_predictor(model, **kwargs: Any) -> ModelPredictor:
+    """A :class:`~drywallqa.inference.ModelPredictor` named after the model's :attr:`display_name`.
+
+    The evaluation report records the predictor's name, so e.g. ``textsam+boxes:annotations``
+    shows that box prompts came from ground truth. ``predictor.metadata`` holds the model's
+    :attr:`~drywallqa.models.hub.TransformersPromptModel.metadata`.
+
+    Args:
+        model: Any registered model.
+        **kwargs: :class:`~drywallqa.inference.ModelPredictor` arguments (``device``, ``threshold``, ...).
+    """
+    predictor = ModelPredictor(model, **kwargs)
+    # Reports name the model, not the runtime options (those are in ModelPredictor's own name).
+    predictor.name = str(getattr(model, "display_name", None) or getattr(model, "name", None) or predictor.name)
+    predictor.metadata = dict(getattr(model, "metadata", {}) or {"architecture": predictor.name})
+    return predictor
+
+
 def default_model_path():
     """Folder of the model shipped inside the package (``drywallqa/weights/promptunet``)."""
     from importlib import resources
@@ -526,7 +544,7 @@ def _load_runtime(spec: str | None, device: str | None, model_args: dict | None,
     from pathlib import Path
 
     from drywallqa.errors import DrywallQAError
-    from drywallqa.models import PromptSegmentationModel, build_from_spec, model_predictor
+    from drywallqa.models import PromptSegmentationModel, build_from_spec
 
     if spec is not None and str(spec).endswith((".onnx", ".plan", ".engine")):
         from drywallqa.export import load_runtime_predictor  # ONNX Runtime or TensorRT by suffix

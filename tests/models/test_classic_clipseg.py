@@ -16,8 +16,8 @@ from drywallqa.models import (
     PromptSegmentationModel,
     build_from_spec,
     build_model,
-    model_predictor,
 )
+from drywallqa.inference import model_predictor
 from drywallqa.models.hub import soft_mask_iou
 
 PROMPTS = ["segment crack", "segment taping area", "find cracks", "segment drywall seam"]

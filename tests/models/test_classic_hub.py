@@ -10,7 +10,8 @@ import torch
 
 from drywallqa.cli import main
 from drywallqa.errors import ConfigError, DrywallQAError
-from drywallqa.models import ClipSeg, build_from_spec, build_model, model_predictor
+from drywallqa.models import ClipSeg, build_from_spec, build_model
+from drywallqa.inference import model_predictor
 from drywallqa.models.hub import EmbeddingCache, save_tiny_checkpoint
 
 

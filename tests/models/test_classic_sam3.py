@@ -11,8 +11,8 @@ from drywallqa.models import (
     Sam3Segmenter,
     build_from_spec,
     build_model,
-    model_predictor,
 )
+from drywallqa.inference import model_predictor
 from drywallqa.models.hub import EMPTY_LOGIT, resize_pixels, upsample_logits
 
 CHECKPOINT = "sam3"

@@ -18,8 +18,8 @@ from drywallqa.models import (
     TextSam,
     build_from_spec,
     build_model,
-    model_predictor,
 )
+from drywallqa.inference import model_predictor
 from drywallqa.models.hub import save_tiny_checkpoint
 
 CHECKPOINT = "sam"

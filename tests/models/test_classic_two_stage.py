@@ -13,7 +13,8 @@ import torch
 from drywallqa.data import AnnotatedDataset, PromptConfig
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.evaluation import evaluate
-from drywallqa.models import TwoStage, build_from_spec, build_model, model_predictor
+from drywallqa.models import TwoStage, build_from_spec, build_model
+from drywallqa.inference import model_predictor
 from drywallqa.models.hub import EMPTY_LOGIT, save_tiny_checkpoint
 from drywallqa.models.two_stage import (
     BoxSourceConfig,

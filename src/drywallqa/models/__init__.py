@@ -15,7 +15,7 @@ transformers only when one is built, so this import stays fast. ``build_from_spe
 
 from drywallqa.models.base import ModelOutput, PromptModelConfig, PromptSegmentationModel
 from drywallqa.models.clipseg import ClipSeg, ClipSegConfig
-from drywallqa.models.hub import build_from_spec, model_predictor
+from drywallqa.models.hub import build_from_spec
 from drywallqa.models.promptunet import PromptUNet, PromptUNetConfig
 from drywallqa.models.registry import (
     MODEL_REGISTRY,
@@ -52,6 +52,5 @@ __all__ = [
     "build_model",
     "build_text_encoder",
     "get_model_class",
-    "model_predictor",
     "register_model",
 ]

@@ -45,9 +45,6 @@ from drywallqa.models.base import CONFIG_FILE, PromptModelConfig, PromptSegmenta
 from drywallqa.models.registry import available_models, build_model, get_model_class
 from drywallqa.models.text import TextEncoder
 
-if TYPE_CHECKING:
-    from drywallqa.inference import ModelPredictor
-
 Loaded = TypeVar("Loaded")
 
 #: Logit given to pixels where a model predicts nothing at all (``sigmoid(-20) ≈ 2e-9``).
@@ -559,26 +556,6 @@ def _load_with_overrides(directory: Path, overrides: dict[str, Any]) -> PromptSe
     rebuilt = cls(dataclasses.replace(model.config, **overrides), load_pretrained=False)
     rebuilt.load_state_dict(model.state_dict(), strict=True)
     return rebuilt.eval()
-
-
-def model_predictor(model: PromptSegmentationModel, **kwargs: Any) -> ModelPredictor:
-    """A :class:`~drywallqa.inference.ModelPredictor` named after the model's :attr:`display_name`.
-
-    The evaluation report records the predictor's name, so e.g. ``textsam+boxes:annotations``
-    shows that box prompts came from ground truth. ``predictor.metadata`` holds the model's
-    :attr:`~TransformersPromptModel.metadata`.
-
-    Args:
-        model: Any registered model.
-        **kwargs: :class:`~drywallqa.inference.ModelPredictor` arguments (``device``, ``threshold``, ...).
-    """
-    from drywallqa.inference import ModelPredictor
-
-    predictor = ModelPredictor(model, **kwargs)
-    # Reports name the model, not the runtime options (those are in ModelPredictor's own name).
-    predictor.name = str(getattr(model, "display_name", None) or getattr(model, "name", None) or predictor.name)
-    predictor.metadata = dict(getattr(model, "metadata", {}) or {"architecture": predictor.name})
-    return predictor
 
 
 # -- tiny checkpoints for tests and smoke runs --------------------------------------------------
