@@ -74,14 +74,33 @@ def nhwc_uint8_to_nchw_float(batch: np.ndarray, out: np.ndarray | None = None) -
     return out
 
 
+def check_threshold(threshold: float, name: str = "threshold") -> float:
+    """The one check of a mask threshold: a probability strictly between 0 and 1 (at 0 or 1 every
+    pixel, or none, would be foreground whatever the model says).
+
+    Raises:
+        ConfigError: Naming ``name`` (e.g. ``thresholds.crack``) when it is not.
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
+        raise ConfigError(f"{name} must be a probability strictly between 0 and 1, got {threshold!r}")
+    return float(threshold)
+
+
+def foreground(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """The one comparison that turns probabilities into a mask: foreground where ``p > threshold``.
+
+    Every runtime thresholds logits with :func:`logit_threshold`, which gives the same mask.
+    """
+    return probabilities > threshold
+
+
 def logit_threshold(threshold: float) -> float:
     """The logit ``log(t / (1 - t))`` with ``sigmoid(logit) > t`` exactly when ``logit > log(t / (1 - t))``.
 
     Raises:
         ConfigError: If ``threshold`` is not strictly between 0 and 1.
     """
-    if not 0.0 < threshold < 1.0:
-        raise ConfigError(f"threshold must be a probability strictly between 0 and 1, got {threshold}")
+    threshold = check_threshold(threshold)
     return math.log(threshold / (1.0 - threshold))
 
 

@@ -12,6 +12,10 @@ import yaml
 from drywallqa.errors import ConfigError
 
 
+# Leading words of a free-text prompt that say what to do rather than what to find.
+_INSTRUCTION_WORDS = r"(segment|find|highlight|detect|show|mark|locate|outline|all|any|the|a|an|me)"
+
+
 def normalise_name(name: str) -> str:
     """Lower-case a category or class name and collapse spaces, ``-`` and ``_``."""
     return re.sub(r"[\s_\-]+", " ", name.strip().lower())
@@ -98,6 +102,36 @@ class PromptConfig:
                     return pc
         name = normalise_name(category).replace(" ", "_")
         return PromptClass(name=name, prompt=f"segment {normalise_name(category)}")
+
+    def class_of(self, prompt: str) -> PromptClass | None:
+        """The prompt class a free-text prompt asks for, or None when it names no known class.
+
+        The one prompt -> class rule of the package (serving's QA rules, per-class thresholds,
+        evaluation's per-class tables and the two-stage model's class one-hot all use it).
+        Matched in order: a known prompt, paraphrase or held-out paraphrase of a class
+        (``"segment drywall seam"``); the prompt without leading instruction words as a class
+        name or alias (``"find the tape"`` -> ``tape``); then the longest class name or alias
+        found as whole words in the prompt (``"segment drywall cracks near the window"``).
+
+        Example:
+            >>> cfg = PromptConfig.default()
+            >>> [getattr(cfg.class_of(p), "name", None) for p in ("detect crack", "highlight the tape", "segment mould")]
+            ['crack', 'taping_area', None]
+        """
+        text = normalise_name(prompt)
+        for pc in self.classes.values():
+            if text in {normalise_name(p) for p in (*pc.training_prompts, *pc.heldout)}:
+                return pc
+        core = re.sub(rf"^({_INSTRUCTION_WORDS}\s+)+", "", text)
+        candidates = []
+        for pc in self.classes.values():
+            for name in (pc.name, *pc.aliases):
+                key = normalise_name(name)
+                if key == core:
+                    return pc
+                if re.search(rf"(^|\s){re.escape(key)}(\s|$)", text):
+                    candidates.append((len(key), pc.name))
+        return self.classes[max(candidates)[1]] if candidates else None
 
     def class_of_prompt(self, prompt: str) -> PromptClass | None:
         """The class whose canonical, paraphrase or held-out prompt equals ``prompt`` (normalised)."""
