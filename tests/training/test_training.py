@@ -176,3 +176,38 @@ def test_a_run_stopped_mid_epoch_validates_its_final_weights(sample_data, tmp_pa
     record = json.loads((out / "model" / "training.json").read_text())
     assert record["budget"]["steps"] == 2 and record["best_val_iou"] is not None
     assert record["kept"] == "final weights (validated after the last step)"
+
+
+def test_train_only_the_confidence_head_keeps_every_mask_weight(sample_data, tmp_path, capsys):
+    torch.manual_seed(0)
+    start = build_model("promptunet", pretrained=False, text_encoder="hashing", image_size=64)
+    start.save_pretrained(tmp_path / "start")
+    out = tmp_path / "refit"
+    args = ["train", "--data", str(sample_data), "--out", str(out), "--epochs", "2", "--no-progress", *TINY,
+            "--init-from", str(tmp_path / "start"), "--set", "optim.train_only=[confidence_head]",
+            "--set", "optim.lr=0.01", "--set", "trainer.monitor=val/confidence_mse"]
+    assert main(args) == 0
+    saved = start.state_dict()
+    after = PromptSegmentationModel.from_pretrained(out / "model").state_dict()
+    head = [k for k in saved if k.startswith("confidence_head.")]
+    rest = [k for k in saved if not k.startswith("confidence_head.")]
+    # BatchNorm statistics included: the masks are exactly the starting model's.
+    assert rest and all(torch.equal(saved[k], after[k]) for k in rest)
+    assert any(not torch.equal(saved[k], after[k]) for k in head)
+    record = json.loads((out / "model" / "training.json").read_text())
+    assert record["monitor"]["metric"] == "val/confidence_mse" and 0 <= record["monitor"]["best"] <= 1
+    assert record["best_val_iou"] is not None
+    metrics = (next((out / "logs").glob("version_*")) / "metrics.csv").read_text().splitlines()[0]
+    assert "val/confidence_mse" in metrics  # (r per class needs IoUs that vary; a random model's are all 0)
+
+
+def test_train_only_and_monitor_are_checked_with_the_field_named(sample_data, tmp_path, capsys):
+    base = ["train", "--data", str(sample_data), "--out", str(tmp_path / "r"), "--no-progress", *TINY]
+    assert main([*base, "--set", "optim.train_only=[no_such_head]"]) == 2
+    err = capsys.readouterr().err
+    assert "optim.train_only" in err and "no_such_head" in err and err.count("\n") == 1
+    assert main([*base, "--set", "trainer.monitor=val/loss"]) == 2
+    err = capsys.readouterr().err
+    assert "trainer.monitor" in err and err.count("\n") == 1
+    assert main([*base, "--set", "optim.train_only=confidence_head"]) == 2
+    assert "optim.train_only" in capsys.readouterr().err

@@ -13,6 +13,10 @@ from drywallqa.errors import ConfigError
 from drywallqa.training.losses import LossConfig
 
 
+#: Validation metrics a run may select checkpoints by, and whether higher or lower is better.
+MONITOR_MODES = {"val/iou": "max", "val/confidence_mse": "min"}
+
+
 @dataclass
 class ModelSection:
     """Which registered model to build, and its config fields (see ``drywallqa.models``).
@@ -42,6 +46,9 @@ class OptimConfig:
         warmup_fraction: Share of the optimiser steps spent warming up linearly from 0.
         min_lr_ratio: Final learning rate as a share of the peak.
         freeze_encoder: Keep the image encoder fixed (its BatchNorm statistics too).
+        train_only: Train only these submodules of the model (e.g. ``[confidence_head]``) and keep
+            everything else fixed, BatchNorm statistics included, so the masks stay exactly those
+            of the starting model (``model.init_from``) while the listed parts learn.
     """
 
     lr: float = 2e-3
@@ -50,6 +57,11 @@ class OptimConfig:
     warmup_fraction: float = 0.05
     min_lr_ratio: float = 0.02
     freeze_encoder: bool = False
+    train_only: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.train_only, list) or not all(isinstance(n, str) and n for n in self.train_only):
+            raise ConfigError(f"optim.train_only must be a list of submodule names (e.g. [confidence_head]), got {self.train_only!r}")
 
 
 @dataclass
@@ -78,6 +90,10 @@ class TrainerConfig:
             augment (1.2 MB per 640 px photo); None: when training on a GPU.
         channels_last: Train in channels-last memory format (faster convolutions on tensor
             cores); None: when training on a GPU.
+        monitor: The validation metric that picks the kept checkpoint and stops early: ``val/iou``
+            (mean mask IoU over classes, higher is better) or ``val/confidence_mse`` (squared error
+            of the confidence against the true IoU of the mask, lower is better; for
+            ``optim.train_only: [confidence_head]``, where the masks do not change).
     """
 
     max_epochs: int = 30
@@ -99,6 +115,11 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     cache_images: bool | None = None
     channels_last: bool | None = None
+    monitor: str = "val/iou"
+
+    def __post_init__(self) -> None:
+        if self.monitor not in MONITOR_MODES:
+            raise ConfigError(f"trainer.monitor must be one of {', '.join(MONITOR_MODES)}, got {self.monitor!r}")
 
 
 @dataclass
@@ -187,6 +208,8 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
         return cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'}: {exc}") from exc
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
 
 
 def _check_type(f: dataclasses.Field, value: Any, source: str, prefix: str) -> Any:

@@ -75,13 +75,20 @@ class SegmentationLoss(nn.Module):
         parts["focal"] = ((1 - p_t) ** cfg.focal_gamma * bce_map).mean()
         total = cfg.bce * parts["bce"] + cfg.dice * parts["dice"] + cfg.focal * parts["focal"]
         if confidence_logits is not None and cfg.confidence > 0:
-            with torch.no_grad():
-                predicted = logits > 0
-                truth = targets > 0.5
-                inter_px = (predicted & truth).sum(dims).float()
-                union_px = (predicted | truth).sum(dims).float()
-                true_iou = torch.where(union_px > 0, inter_px / union_px.clamp(min=1), torch.ones_like(union_px))
+            true_iou = predicted_mask_iou(logits, targets)
             parts["confidence"] = F.mse_loss(torch.sigmoid(confidence_logits.float()), true_iou)
             total = total + cfg.confidence * parts["confidence"]
         parts["total"] = total
         return parts
+
+
+@torch.no_grad()
+def predicted_mask_iou(mask_logits: Tensor, targets: Tensor) -> Tensor:
+    """``(B,)`` IoU of each predicted mask (logit > 0) with its target: what the confidence head
+    learns to predict. An empty prediction of an empty target scores 1, of a non-empty one 0."""
+    dims = tuple(range(1, mask_logits.ndim))
+    predicted = mask_logits > 0
+    truth = targets > 0.5
+    inter = (predicted & truth).sum(dims).float()
+    union = (predicted | truth).sum(dims).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))

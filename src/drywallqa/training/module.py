@@ -10,9 +10,10 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from drywallqa.errors import ConfigError
 from drywallqa.models.base import PromptSegmentationModel
 from drywallqa.training.config import OptimConfig
-from drywallqa.training.losses import LossConfig, SegmentationLoss
+from drywallqa.training.losses import LossConfig, SegmentationLoss, predicted_mask_iou
 
 
 class SegmentationModule(L.LightningModule):
@@ -23,8 +24,11 @@ class SegmentationModule(L.LightningModule):
     (B bools: the prompt names a class absent from the image, so the target is empty).
 
     Validation logs, per class, IoU and Dice as a mean over positive images
-    (``val/iou_<class>``), their mean over classes (``val/iou``, the checkpoint and early-stopping
-    metric), and the share of image pixels predicted on negatives (``val/negative_fp``).
+    (``val/iou_<class>``), their mean over classes (``val/iou``, the default checkpoint and
+    early-stopping metric), the share of image pixels predicted on negatives (``val/negative_fp``),
+    and how well the confidence head predicts the IoU of its own mask: the squared error over all
+    images, negatives included (``val/confidence_mse``), and the Pearson r per class over positive
+    images (``val/confidence_r_<class>``, the model card's confidence–IoU r).
     """
 
     def __init__(self, model: PromptSegmentationModel, loss: LossConfig, optim: OptimConfig,
@@ -45,6 +49,11 @@ class SegmentationModule(L.LightningModule):
         self.minutes_before_resume = 0.0
         if optim.freeze_encoder and hasattr(model, "encoder"):
             model.encoder.requires_grad_(False)
+        self.trained_parts = [_submodule(model, name) for name in optim.train_only]
+        if self.trained_parts:
+            model.requires_grad_(False)
+            for part in self.trained_parts:
+                part.requires_grad_(True)
 
     def on_fit_start(self) -> None:
         self._fit_started = time.monotonic()
@@ -59,6 +68,9 @@ class SegmentationModule(L.LightningModule):
         # trained so far, so a resumed run records its whole budget.
         checkpoint["drywallqa"] = getattr(self, "run_metadata", {})
         checkpoint["drywallqa_minutes"] = self.training_minutes()
+        # The validation the checkpoint was saved after, every metric (Lightning keeps the monitored one only).
+        metrics = self.trainer.callback_metrics if self._trainer is not None else {}
+        checkpoint["drywallqa_val"] = {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.minutes_before_resume = float(checkpoint.get("drywallqa_minutes", 0.0))
@@ -67,6 +79,10 @@ class SegmentationModule(L.LightningModule):
         # A frozen encoder keeps its ImageNet BatchNorm statistics too.
         if self.optim.freeze_encoder and hasattr(self.model, "encoder"):
             self.model.encoder.eval()
+        if self.trained_parts:  # everything but the trained parts runs as at inference
+            self.model.eval()
+            for part in self.trained_parts:
+                part.train()
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         # The loader sends uint8 pixels and masks (a quarter of the bytes); convert on the device.
@@ -97,18 +113,28 @@ class SegmentationModule(L.LightningModule):
         stats = get_stats(out.mask_logits, batch["mask"], threshold=0.0)  # logits: 0 is probability 0.5
         iou = iou_score(*stats, reduction="none")
         dice = dice_score(*stats, reduction="none")
+        confidence = torch.sigmoid(out.confidence_logits.float()) if out.confidence_logits is not None else None
+        mask_iou = predicted_mask_iou(out.mask_logits.float(), batch["mask"].float())
         for i, class_name in enumerate(batch["class_name"]):
+            if confidence is not None:
+                self._val["confidence_mse"].append((confidence[i] - mask_iou[i]) ** 2)
             if bool(batch["is_negative"][i]):
                 self._val["negative_fp"].append((stats.fp[i].float() / (stats.fp[i] + stats.tn[i]).float()).to(self.device))
             else:
                 self._val[f"iou_{class_name}"].append(iou[i].float().to(self.device))
                 self._val[f"dice_{class_name}"].append(dice[i].float().to(self.device))
+                if confidence is not None:
+                    # Moments of (confidence, IoU), reduced like every mean below, give Pearson r.
+                    x, y = confidence[i], mask_iou[i]
+                    for moment, value in (("x", x), ("y", y), ("xy", x * y), ("xx", x * x), ("yy", y * y)):
+                        self._val[f"rmoment_{moment}_{class_name}"].append(value)
 
     def on_validation_epoch_end(self) -> None:
         self.validated_at_step = self.trainer.global_step
         # Every process reduces the same keys in the same order (sums and counts), so DDP ranks
         # that saw different classes cannot deadlock or average unlike things.
-        keys = ["negative_fp"] + [f"{m}_{c}" for c in self.class_names for m in ("iou", "dice")]
+        keys = ["negative_fp", "confidence_mse"] + [f"{m}_{c}" for c in self.class_names for m in ("iou", "dice")]
+        keys += [f"rmoment_{m}_{c}" for c in self.class_names for m in ("x", "y", "xy", "xx", "yy")]
         keys += sorted(set(self._val) - set(keys))
         device = self.device
         totals = torch.stack([
@@ -119,6 +145,13 @@ class SegmentationModule(L.LightningModule):
         totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
         self._val.clear()
         metrics = {f"val/{k}": totals[i, 0] / totals[i, 1] for i, k in enumerate(keys) if totals[i, 1] > 0}
+        for class_name in self.class_names:
+            moments = {m: metrics.pop(f"val/rmoment_{m}_{class_name}", None) for m in ("x", "y", "xy", "xx", "yy")}
+            if None not in moments.values():
+                covariance = moments["xy"] - moments["x"] * moments["y"]
+                spread = ((moments["xx"] - moments["x"] ** 2) * (moments["yy"] - moments["y"] ** 2)).clamp(min=0).sqrt()
+                if float(spread) > 1e-12:
+                    metrics[f"val/confidence_r_{class_name}"] = covariance / spread
         ious = [v for k, v in metrics.items() if k.startswith("val/iou_")]
         if ious:
             metrics["val/iou"] = torch.stack(ious).mean()
@@ -158,6 +191,14 @@ class SegmentationModule(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _submodule(model: PromptSegmentationModel, name: str):
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        children = ", ".join(n for n, _ in model.named_children())
+        raise ConfigError(f"optim.train_only: {type(model).__name__} has no submodule {name!r} (it has: {children})") from None
 
 
 class EpochSetter(L.Callback):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from drywallqa.errors import ConfigError
 from drywallqa.files import atomic_write_json, atomic_write_text
-from drywallqa.training.config import TrainConfig
+from drywallqa.training.config import MONITOR_MODES, TrainConfig
 
 if TYPE_CHECKING:
     from drywallqa.trainsets.pack import TrainingPack
@@ -232,15 +232,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         "augmentation": augmentation_to_dict(trainset.augmentation()),
         **({"pack": pack.describe()} if pack else {}),
     }
+    monitor, mode = cfg_t.monitor, MONITOR_MODES[cfg_t.monitor]
     checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor="val/iou", mode="max",
+        dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor=monitor, mode=mode,
         save_last=True, save_top_k=1,
     )
     throughput = ThroughputMonitor(report=say)
     callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), EpochSetter(), throughput]
     if cfg_t.early_stopping_patience > 0:
         # Checked after validations only: a step or time budget that ends mid-epoch has no val/iou yet.
-        callbacks.append(EarlyStopping(monitor="val/iou", mode="max", patience=cfg_t.early_stopping_patience,
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg_t.early_stopping_patience,
                                        check_on_train_epoch_end=False))
     # One CSV log per attempt (logs/version_N): a resumed run appends a version instead of
     # overwriting the history; the curves are drawn from all of them.
@@ -279,15 +280,21 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         # The run stopped between validations (a step or time budget, mid-epoch): validate the final
         # weights too, and keep them when they beat every validated checkpoint.
         trainer.validate(module, valid_loader, verbose=False)
-        final = trainer.callback_metrics.get("val/iou")
-        if final is not None and (best_score is None or float(final) > float(best_score)):
+        final = trainer.callback_metrics.get(monitor)
+        better = best_score is None or (float(final) > float(best_score) if mode == "max" else float(final) < float(best_score))
+        if final is not None and better:
             best, best_score, kept = "", final, "final weights (validated after the last step)"
+    best_val_iou = best_score
     if best:
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
+        checkpoint_data = torch.load(best, map_location="cpu", weights_only=False)
+        module.load_state_dict(checkpoint_data["state_dict"])
+        if monitor != "val/iou":  # the kept checkpoint's mask IoU, as the model card reports it
+            best_val_iou = checkpoint_data.get("drywallqa_val", {}).get("val/iou")
+    elif monitor != "val/iou":
+        best_val_iou = trainer.callback_metrics.get("val/iou")
     result = TrainResult(
         run_dir=run_dir, model_dir=run_dir / "model", is_global_zero=trainer.is_global_zero,
-        best_val_iou=float(best_score) if best_score is not None else None,
+        best_val_iou=float(best_val_iou) if best_val_iou is not None else None,
         epochs=trainer.fit_loop.epoch_progress.current.completed, minutes=round(minutes, 2), hardware=_hardware(trainer),
     )
     if trainer.is_global_zero:
@@ -297,6 +304,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                        "steps": trainer.global_step, "precision": precision,
                        "train_images_per_s": throughput.images_per_s()},
             "best_val_iou": result.best_val_iou, "best_checkpoint": str(best), "kept": kept,
+            **({"monitor": {"metric": monitor, "best": float(best_score)}} if monitor != "val/iou" and best_score is not None else {}),
             "trainset_check": trainset.check_line(), "trainset_counts": trainset.counts(),
             **module.run_metadata,
             **({"earlier_stages": stages} if stages else {}),
@@ -306,3 +314,4 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             plot_training_curves(metrics_csvs, run_dir / "training_curves.png")
         atomic_write_text(run_dir / "train-config.json", json.dumps(config.to_dict(), indent=2))
     return result
+
