@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture(scope="module")
 def weights(request, tmp_path_factory) -> str:
     """A tiny randomly initialised transformers checkpoint of the module's ``CHECKPOINT`` kind."""
-    from drywallqa.models.hub import save_tiny_checkpoint
+    from tiny_checkpoints import save_tiny_checkpoint
 
     kind = request.module.CHECKPOINT
     return str(save_tiny_checkpoint(kind, tmp_path_factory.mktemp("weights") / kind))

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from drywallqa.cli import main
-from drywallqa.models.hub import save_tiny_checkpoint
+from tiny_checkpoints import save_tiny_checkpoint
 
 SAMPLE = (16, 3)
 

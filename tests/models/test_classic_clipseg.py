@@ -18,7 +18,7 @@ from drywallqa.models import (
     build_model,
 )
 from drywallqa.inference import model_predictor
-from drywallqa.models.hub import soft_mask_iou
+from drywallqa.models.transformers_base import soft_mask_iou
 
 PROMPTS = ["segment crack", "segment taping area", "find cracks", "segment drywall seam"]
 CHECKPOINT = "clipseg"

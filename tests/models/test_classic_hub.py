@@ -1,4 +1,4 @@
-"""models.hub: weights resolution and its one-line errors, --model specs, the frozen-encoder embedding cache."""
+"""models.weights, models.specs, models.embedding_cache: weights resolution and its one-line errors, --model specs, the frozen-encoder embedding cache."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from drywallqa.cli import main
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.models import ClipSeg, build_from_spec, build_model
 from drywallqa.inference import model_predictor
-from drywallqa.models.hub import EmbeddingCache, save_tiny_checkpoint
+from drywallqa.models.embedding_cache import EmbeddingCache
+from tiny_checkpoints import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

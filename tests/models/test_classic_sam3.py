@@ -13,7 +13,7 @@ from drywallqa.models import (
     build_model,
 )
 from drywallqa.inference import model_predictor
-from drywallqa.models.hub import EMPTY_LOGIT, resize_pixels, upsample_logits
+from drywallqa.models.transformers_base import EMPTY_LOGIT, resize_pixels, upsample_logits
 
 CHECKPOINT = "sam3"
 SAMPLE = (12, 5)

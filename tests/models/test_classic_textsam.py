@@ -20,7 +20,7 @@ from drywallqa.models import (
     build_model,
 )
 from drywallqa.inference import model_predictor
-from drywallqa.models.hub import save_tiny_checkpoint
+from tiny_checkpoints import save_tiny_checkpoint
 
 CHECKPOINT = "sam"
 SAMPLE = (16, 4)

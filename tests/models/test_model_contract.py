@@ -14,7 +14,7 @@ import torch
 
 from drywallqa.errors import ConfigError
 from drywallqa.models import ModelOutput, PromptSegmentationModel, available_models, build_model
-from drywallqa.models.hub import save_tiny_checkpoint
+from tiny_checkpoints import save_tiny_checkpoint
 
 OFFLINE_OVERRIDES: dict[str, dict] = {
     "promptunet": {"pretrained": False, "text_encoder": "hashing"},

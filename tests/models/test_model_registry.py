@@ -39,6 +39,8 @@ def test_unknown_config_field_lists_valid_fields() -> None:
         ({"encoder": "resnet50"}, "lite0, lite1, lite2"),
         ({"text_encoder": "clip"}, "minilm, hashing"),
         ({"image_size": 450}, "multiple of 32"),
+        ({"image_size": 8192}, "multiple of 32 up to 4096"),
+        ({"image_size": True}, "multiple of 32"),
         ({"decoder_channels": (64, 0)}, "positive ints"),
         ({"decoder_channels": (64,) * 6}, "1 to 5"),
     ],
@@ -52,3 +54,11 @@ def test_registering_a_taken_name_fails() -> None:
     with pytest.raises(ValueError, match="already registered"):
         register_model("promptunet")(type("Other", (PromptUNet,), {}))
     assert MODEL_REGISTRY["promptunet"] is PromptUNet
+
+
+@pytest.mark.parametrize("name, args", [("clipseg", {}), ("two-stage", {"boxes": "full-image"})])
+def test_every_model_config_checks_the_image_size_by_the_one_rule(name: str, args: dict) -> None:
+    from drywallqa.models import get_model_class
+
+    with pytest.raises(ConfigError, match="multiple of 32 up to 4096"):
+        get_model_class(name).config_class(image_size=96 + 1, **args)

@@ -87,3 +87,23 @@ def test_folder_that_is_not_sam_is_refused(tmp_path) -> None:
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(DrywallQAError, match="not a complete SAM checkpoint|not a SAM model"):
         create_method("sam", weights=str(tmp_path))
+
+
+@pytest.mark.parametrize("load", ["pseudo-mask method", "two-stage"])
+def test_loading_sam_leaves_transformers_logging_as_it_was(tiny_sam, load) -> None:
+    from transformers.utils import logging as hf_logging
+
+    from drywallqa.models import build_model
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_info()
+    hf_logging.enable_progress_bar()
+    try:
+        if load == "two-stage":
+            build_model("two-stage", weights=str(tiny_sam), boxes="full-image", image_size=64)
+        else:
+            create_method("sam", weights=str(tiny_sam), device="cpu")
+        assert hf_logging.get_verbosity() == hf_logging.INFO
+        assert hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.set_verbosity(before)

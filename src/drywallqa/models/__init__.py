@@ -15,7 +15,6 @@ transformers only when one is built, so this import stays fast. ``build_from_spe
 
 from drywallqa.models.base import ModelOutput, PromptModelConfig, PromptSegmentationModel
 from drywallqa.models.clipseg import ClipSeg, ClipSegConfig
-from drywallqa.models.hub import build_from_spec
 from drywallqa.models.promptunet import PromptUNet, PromptUNetConfig
 from drywallqa.models.registry import (
     MODEL_REGISTRY,
@@ -25,6 +24,7 @@ from drywallqa.models.registry import (
     register_model,
 )
 from drywallqa.models.sam3 import Sam3Segmenter, Sam3SegmenterConfig
+from drywallqa.models.specs import build_from_spec
 from drywallqa.models.text import HashingTextEncoder, MiniLMTextEncoder, TextEncoder, build_text_encoder
 from drywallqa.models.textsam import TextSam, TextSamConfig
 from drywallqa.models.two_stage import TwoStage, TwoStageConfig

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,29 @@ from drywallqa.models.text import TEXT_ENCODERS, TextEncoder, build_text_encoder
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_FORMAT_VERSION = 1
+#: Input side of every model unless its config says otherwise (the SAM family works at 1024).
+DEFAULT_IMAGE_SIZE = 448
+#: Input sides are multiples of this (five stride-2 stages) ...
+IMAGE_SIZE_DIVISOR = 32
+#: ... and at most this: a larger square input is a config mistake, not a model.
+MAX_IMAGE_SIZE = 4096
+
+
+def check_image_size(image_size: object, field: str = "image_size") -> None:
+    """The input side rule of every drywallqa model: a multiple of 32 in ``[32, 4096]``.
+
+    Raises:
+        ConfigError: Naming ``field``, the rule and the value.
+    """
+    if (
+        isinstance(image_size, bool)
+        or not isinstance(image_size, numbers.Integral)
+        or not IMAGE_SIZE_DIVISOR <= image_size <= MAX_IMAGE_SIZE
+        or image_size % IMAGE_SIZE_DIVISOR
+    ):
+        raise ConfigError(
+            f"{field} must be a positive multiple of {IMAGE_SIZE_DIVISOR} up to {MAX_IMAGE_SIZE}, got {image_size!r}"
+        )
 
 
 class ModelOutput(NamedTuple):
@@ -53,15 +77,14 @@ class PromptModelConfig:
     """
 
     text_encoder: str = "minilm"
-    image_size: int = 448
+    image_size: int = DEFAULT_IMAGE_SIZE
 
     def __post_init__(self) -> None:
         if self.text_encoder not in TEXT_ENCODERS:
             raise ConfigError(
                 f"unknown text_encoder {self.text_encoder!r}; expected one of: {', '.join(TEXT_ENCODERS)}"
             )
-        if self.image_size <= 0 or self.image_size % 32:
-            raise ConfigError(f"image_size must be a positive multiple of 32, got {self.image_size}")
+        check_image_size(self.image_size)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
@@ -104,7 +127,7 @@ class PromptSegmentationModel(nn.Module):
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[PromptModelConfig]] = PromptModelConfig
-    size_divisor: ClassVar[int] = 32
+    size_divisor: ClassVar[int] = IMAGE_SIZE_DIVISOR
     # State-dict key prefixes of the parts that start from pretrained weights (read from their
     # packages when the config says ``pretrained``); a training pack carries exactly these.
     pretrained_prefixes: ClassVar[tuple[str, ...]] = ()

@@ -14,7 +14,7 @@ that is part of the checkpoint, so :meth:`~ClipSeg.forward` stays ``(images, emb
 every other model and any mix of prompts in a batch works.
 
 CLIPSeg has no IoU head. The confidence is derived from the mask logits (the soft IoU of
-:func:`~drywallqa.models.hub.soft_mask_iou`: near 1 for sharp, decided masks) plus a small
+:func:`~drywallqa.models.transformers_base.soft_mask_iou`: near 1 for sharp, decided masks) plus a small
 trained correction whose last layer starts at zero: zero-shot it is the derived score,
 fine-tuned the shared loss (MSE against the true IoU) calibrates it.
 
@@ -31,19 +31,17 @@ import torch
 from torch import Tensor, nn
 
 from drywallqa.errors import ConfigError
-from drywallqa.models.base import ModelOutput, PromptModelConfig
-from drywallqa.models.hub import (
+from drywallqa.models.base import ModelOutput, PromptModelConfig, check_image_size
+from drywallqa.models.registry import register_model
+from drywallqa.models.text import TextEncoder
+from drywallqa.models.transformers_base import (
     TransformersPromptModel,
-    check_image_size,
-    load_hf_model,
-    load_tokenizer,
     probability_to_logit,
     resize_pixels,
     soft_mask_iou,
     upsample_logits,
 )
-from drywallqa.models.registry import register_model
-from drywallqa.models.text import TextEncoder
+from drywallqa.models.weights import load_hf_model, load_tokenizer
 
 DEFAULT_CLIPSEG_WEIGHTS = "CIDAS/clipseg-rd64-refined"
 #: CLIPSeg's image processor normalises with ImageNet statistics.
@@ -138,7 +136,7 @@ class ClipSegConfig(PromptModelConfig):
         architecture: CLIPSeg's transformers config, filled in from the weights.
         confidence_hidden: Width of the confidence correction MLP.
         embedding_cache: Folder caching the frozen ViT's activations (see
-            :class:`~drywallqa.models.hub.EmbeddingCache`); None: off.
+            :class:`~drywallqa.models.embedding_cache.EmbeddingCache`); None: off.
     """
 
     text_encoder: str = "clip"

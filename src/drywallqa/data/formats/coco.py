@@ -94,8 +94,7 @@ def load_coco(
         split = canonical_split(file.parent.name) if file.parent != root else ""
         # A broken annotation file would drop its whole split (a training run without its train
         # split still "succeeds"): that is an error, never a skip.
-        data = read_json(file)
-        _check_coco_layout(data, file)
+        data = read_coco_file(file)
         file_samples, file_classes = _parse_coco(data, file, split, name, prompt_config, log, verify_images)
         if data["images"] and not file_samples:
             raise DataError(
@@ -110,6 +109,40 @@ def load_coco(
 def _skipped_reasons(log: IssueLog, file: Path) -> str:
     reasons = Counter(issue.reason for issue in log.issues if issue.file == str(file))
     return ", ".join(f"{n} {reason}" for reason, n in reasons.most_common()) or "nothing usable"
+
+
+def read_coco_file(file: str | os.PathLike) -> dict:
+    """A COCO annotation file's contents, checked to hold the ``images``, ``annotations`` and ``categories`` lists.
+
+    Raises:
+        DataError: If the file cannot be read, is not JSON or lacks one of the lists.
+    """
+    data = read_json(file)
+    _check_coco_layout(data, Path(file))
+    return data
+
+
+def category_classes(
+    data: dict, file: Path, prompt_config: PromptConfig, log: IssueLog
+) -> tuple[dict[str, dict], dict[str, str]]:
+    """The usable categories of a COCO file and the prompt class of each, both keyed by ``str(id)``.
+
+    Categories without id or name are skipped (logged); Roboflow's project-level root category
+    gets no class.
+    """
+    categories = {}
+    for cat in data["categories"]:
+        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
+            log.skip(file, f"category {cat!r:.60}", "category without id or name")
+            continue
+        categories[str(cat["id"])] = cat
+    roots = _roboflow_root_categories(categories.values())
+    class_of = {
+        cid: prompt_config.resolve(str(cat["name"]), cat.get("supercategory")).name
+        for cid, cat in categories.items()
+        if cid not in roots
+    }
+    return categories, class_of
 
 
 def _check_coco_layout(data: object, file: Path) -> None:
@@ -130,18 +163,7 @@ def _parse_coco(
     verify_images: bool,
 ) -> tuple[list[Sample], set[str]]:
     folder = file.parent
-    categories = {}
-    for cat in data["categories"]:
-        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
-            log.skip(file, f"category {cat!r:.60}", "category without id or name")
-            continue
-        categories[str(cat["id"])] = cat
-    roots = _roboflow_root_categories(categories.values())
-    class_of = {
-        cid: prompt_config.resolve(str(cat["name"]), cat.get("supercategory")).name
-        for cid, cat in categories.items()
-        if cid not in roots
-    }
+    categories, class_of = category_classes(data, file, prompt_config, log)
 
     images: dict[str, dict] = {}
     id_counts = Counter(str(e.get("id")) for e in data["images"] if isinstance(e, dict) and "id" in e)

@@ -122,6 +122,16 @@ def label_path(image_path: str | os.PathLike) -> Path:
 
 
 # -- data.yaml -----------------------------------------------------------------------------------
+def read_yolo_names(file: str | os.PathLike) -> dict[int, str]:
+    """``{class id: class name}`` from a ``data.yaml``'s ``names`` (checked against ``nc``).
+
+    Raises:
+        DataError: If the file is not YAML or its ``names`` are missing or invalid.
+    """
+    file = Path(file)
+    return _parse_names(_read_data_yaml(file), file)
+
+
 def _read_data_yaml(file: Path) -> dict:
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
