@@ -211,3 +211,18 @@ def test_train_only_and_monitor_are_checked_with_the_field_named(sample_data, tm
     assert "trainer.monitor" in err and err.count("\n") == 1
     assert main([*base, "--set", "optim.train_only=confidence_head"]) == 2
     assert "optim.train_only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, field", [
+    ("data.image_size=500", "data.image_size"),
+    ("model.args.no_such_field=1", "model.args"),
+    ("model.args.encoder=lite9", "model.args"),
+    ("data.no_such_field=1", "no_such_field"),
+])
+def test_data_and_model_sections_are_checked_before_any_data_is_read(tmp_path, capsys, override, field):
+    # The dataset folder does not exist: the config error must come first, naming its field.
+    args = ["train", "--data", str(tmp_path / "no-data-here"), "--out", str(tmp_path / "r"), "--no-progress",
+            "--set", "model.args.pretrained=false", "--set", "model.args.text_encoder=hashing", "--set", override]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and field in err and "no-data-here" not in err and err.count("\n") == 1

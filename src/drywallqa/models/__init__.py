@@ -21,6 +21,7 @@ from drywallqa.models.registry import (
     available_models,
     build_model,
     get_model_class,
+    model_config,
     register_model,
 )
 from drywallqa.models.sam3 import Sam3Segmenter, Sam3SegmenterConfig
@@ -52,5 +53,6 @@ __all__ = [
     "build_model",
     "build_text_encoder",
     "get_model_class",
+    "model_config",
     "register_model",
 ]

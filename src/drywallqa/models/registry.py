@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from drywallqa.errors import ConfigError
 
 if TYPE_CHECKING:
-    from drywallqa.models.base import PromptSegmentationModel
+    from drywallqa.models.base import PromptModelConfig, PromptSegmentationModel
 
 ModelClass = TypeVar("ModelClass", bound="type[PromptSegmentationModel]")
 
@@ -77,9 +77,21 @@ def build_model(name: str, *, load_pretrained: bool = True, **overrides: Any) ->
         >>> model.name
         'promptunet'
     """
+    return get_model_class(name)(model_config(name, **overrides), load_pretrained=load_pretrained)
+
+
+def model_config(name: str, **overrides: Any) -> PromptModelConfig:
+    """The checked config of a registered model, without building it (no weights are loaded).
+
+    Raises:
+        ConfigError: For an unknown name, an unknown field (listing the valid ones) or a bad value.
+    """
     cls = get_model_class(name)
     valid = [f.name for f in dataclasses.fields(cls.config_class)]
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
         raise ConfigError(f"unknown {name} config field(s) {', '.join(unknown)}; expected some of: {', '.join(valid)}")
-    return cls(cls.config_class(**overrides), load_pretrained=load_pretrained)
+    try:
+        return cls.config_class(**overrides)
+    except TypeError as exc:
+        raise ConfigError(f"{name} config: {exc}") from exc
