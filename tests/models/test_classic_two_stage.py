@@ -184,3 +184,16 @@ def test_python_box_sources_refuse_export(weights, coco_results, sample):
     ).eval()
     with pytest.raises(DrywallQAError, match="cannot be exported"):
         torch.export.export(model, (torch.rand(1, 3, 64, 64), model.embed_prompts(["segment crack"])))
+
+
+@pytest.mark.parametrize("prompt", ["segment crack", "detect crack", "highlight the tape", "segment drywall seam",
+                                    "segment drywall cracks near the window", "segment mould", "find all"])
+def test_two_stage_maps_prompts_to_classes_by_the_one_rule(prompt):
+    # Two-stage's class one-hot and serving's QA rules must agree on every prompt: before, "detect
+    # crack" was a crack for serving and nothing for two-stage (an empty mask serving then judged).
+    from drywallqa.models.two_stage import PromptClassEncoder
+
+    config = PromptConfig.default()
+    expected = config.class_of(prompt)
+    assert PromptClassEncoder(config).class_of(prompt) == (expected.name if expected else None)
+    assert (PromptClassEncoder(config).class_of("detect crack"), config.class_of("segment mould")) == ("crack", None)

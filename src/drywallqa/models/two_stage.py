@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from drywallqa.data.prompts import PromptConfig, normalise_name
+from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.models.base import ModelOutput, PromptModelConfig, _is_exporting, check_image_size
 from drywallqa.models.box_sources import BoxSourceConfig, build_box_source
@@ -48,8 +48,8 @@ from drywallqa.models.transformers_base import (
 class PromptClassEncoder(TextEncoder):
     """Prompt -> one-hot of its class in a :class:`PromptConfig` (all zeros for an unknown prompt).
 
-    A prompt belongs to a class when it equals (normalised) the class's canonical prompt, a
-    paraphrase or a held-out paraphrase, or the class name or an alias.
+    A prompt belongs to the class :meth:`PromptConfig.class_of` gives, the package's one rule, so a
+    prompt such as ``"detect crack"`` that serving judges as a crack is a crack here too.
 
     Args:
         prompt_config: The classes; their order fixes the one-hot positions.
@@ -64,15 +64,9 @@ class PromptClassEncoder(TextEncoder):
         self.dim = len(self.class_names)
 
     def class_of(self, prompt: str) -> str | None:
-        """The class a prompt names, or None."""
-        found = self.prompt_config.class_of_prompt(prompt)
-        if found is not None:
-            return found.name
-        key = normalise_name(prompt.removeprefix("segment "))
-        for prompt_class in self.prompt_config.classes.values():
-            if key in {normalise_name(prompt_class.name), *(normalise_name(a) for a in prompt_class.aliases)}:
-                return prompt_class.name
-        return None
+        """The class a prompt names (:meth:`PromptConfig.class_of`, the rule serving judges by), or None."""
+        found = self.prompt_config.class_of(prompt)
+        return found.name if found is not None else None
 
     def _encode_uncached(self, prompts: list[str]) -> Tensor:
         out = torch.zeros(len(prompts), self.dim)
