@@ -159,22 +159,27 @@ def read_yaml(path: str | os.PathLike, error: type[DrywallQAError] = ConfigError
     The one YAML reader of the package: configs raise :class:`ConfigError` (the default), dataset
     files such as a YOLO ``data.yaml`` pass :class:`DataError`.
     """
-    import yaml
-
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError as exc:
         raise error(f"{path}: file not found") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{path}: cannot read ({exc})") from exc
+    return parse_yaml(text, path, error)
+
+
+def parse_yaml(text: str, source: str | os.PathLike, error: type[DrywallQAError] = ConfigError) -> Any:
+    """Parse YAML text read from ``source``; :func:`read_yaml` without the reading."""
+    import yaml
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise error(f"{path}: not valid YAML ({where}{problem})") from exc
+        raise error(f"{source}: not valid YAML ({where}{problem})") from exc
 
 #: Photos smaller than this on either side are refused by ``predict`` and ``serve`` (a skip with one
 #: line, HTTP 422): the model sees a 448 px square, and an image a few pixels wide stretched to it

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
 
 from drywallqa.errors import ConfigError
+from drywallqa.files import parse_yaml, read_yaml
 
 
 # Leading words of a free-text prompt that say what to do rather than what to find.
@@ -55,18 +55,13 @@ class PromptConfig:
     def default(cls) -> PromptConfig:
         """The built-in config shipped with the package."""
         text = resources.files("drywallqa").joinpath("configs/prompts.yaml").read_text(encoding="utf-8")
-        return cls.from_dict(yaml.safe_load(text), source="built-in prompts.yaml")
+        return cls.from_dict(parse_yaml(text, "built-in prompts.yaml"), source="built-in prompts.yaml")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> PromptConfig:
         """Load a prompt config file; raises :class:`ConfigError` naming the file on problems."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{path}: prompt config not found") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        data = read_yaml(path)
         return cls.from_dict(data, source=str(path))
 
     @classmethod

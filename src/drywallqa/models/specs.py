@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from drywallqa.errors import ConfigError
-from drywallqa.files import read_json
+from drywallqa.files import read_json, read_yaml
 from drywallqa.models.base import CONFIG_FILE, PromptSegmentationModel
 from drywallqa.models.registry import available_models, build_model, get_model_class
 
@@ -105,12 +105,7 @@ def _build_zero_shot(name: str, weights: str | None, overrides: dict[str, Any]) 
 
 
 def _build_from_yaml(path: Path, overrides: dict[str, Any]) -> PromptSegmentationModel:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    data = read_yaml(path) or {}
     data = data.get("model", data) if isinstance(data, dict) else data
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         raise ConfigError(f"{path}: expected a mapping with 'name' (a model name) and optional 'args'")

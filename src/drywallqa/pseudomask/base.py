@@ -135,25 +135,6 @@ def predict_annotations(method: PseudoMaskMethod, image: np.ndarray, annotations
     return masks  # type: ignore[return-value]
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def progress_bar(total: int, desc: str, enabled: bool = True, initial: int = 0):
-    """A tqdm bar on stderr, or a stand-in with the same ``update``/``close`` that shows nothing."""
-    if not enabled:
-        return _NoBar()
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit="image", file=sys.stderr, dynamic_ncols=True)
-
-
 def worker_context():
     """The multiprocessing context of worker pools: ``forkserver`` where available, else ``spawn``.
 

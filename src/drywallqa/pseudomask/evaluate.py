@@ -36,7 +36,8 @@ from drywallqa.data.core import AnnotatedDataset, Annotation, Sample
 from drywallqa.data.formats.coco import find_coco_files, load_coco
 from drywallqa.errors import ConfigError
 from drywallqa.evaluation.metrics import dice_score, get_stats, iou_score
-from drywallqa.pseudomask.base import PseudoMaskMethod, box_window, imap_in_workers, predict_annotations, progress_bar
+from drywallqa.console import progress_bar
+from drywallqa.pseudomask.base import PseudoMaskMethod, box_window, imap_in_workers, predict_annotations
 from drywallqa.pseudomask.registry import create_method, method_name, parse_methods
 
 TRUTH_ANNOTATION_FILE = "_annotations.truth.coco.json"  # as written by drywallqa.data.synthetic
@@ -421,7 +422,7 @@ def evaluate_pseudo_masks(
         items.extend(found)
 
     tallies: dict[tuple[str, str, str], _Tally] = {}
-    bar = progress_bar(len(items), "evaluate", progress)
+    bar = progress_bar(len(items), "evaluate", enabled=progress)
     try:
         for dataset_name, results in _run(instances, items, workers):
             for name, class_name, values in results:

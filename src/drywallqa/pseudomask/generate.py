@@ -38,7 +38,8 @@ from drywallqa.data.formats.coco import ANNOTATION_FILE, samples_to_coco, write_
 from drywallqa.data.masks import mask_to_rle
 from drywallqa.errors import ConfigError, DataError
 from drywallqa.files import atomic_write, atomic_write_json, read_json
-from drywallqa.pseudomask.base import PseudoMaskMethod, box_window, imap_in_workers, predict_annotations, progress_bar
+from drywallqa.console import progress_bar
+from drywallqa.pseudomask.base import PseudoMaskMethod, box_window, imap_in_workers, predict_annotations
 from drywallqa.pseudomask.registry import create_method
 
 MANIFEST_FILE = "pseudomasks.json"
@@ -198,7 +199,7 @@ def make_pseudo_masks(
         run.resumed += 1
         run.recovered += int(from_pixels)
 
-    bar = progress_bar(len(samples), f"masks ({name})", progress, initial=run.resumed)
+    bar = progress_bar(len(samples), f"masks ({name})", enabled=progress, initial=run.resumed)
     try:
         tasks = [(i, samples[i], paths[i]) for i in todo]
         for i, record in _run_tasks(instance, tasks, workers):

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from drywallqa.errors import ConfigError
+from drywallqa.files import read_yaml
 from drywallqa.training.losses import LossConfig
 
 
@@ -151,12 +152,7 @@ class TrainConfig:
         data: dict[str, Any] = {}
         if path is not None:
             path = Path(path)
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            except FileNotFoundError as exc:
-                raise ConfigError(f"{path}: config file not found") from exc
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+            data = read_yaml(path) or {}
             if not isinstance(data, dict):
                 raise ConfigError(f"{path}: expected a mapping at the top level")
         for item in overrides or []:

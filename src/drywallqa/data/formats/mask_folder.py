@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from drywallqa.data.core import AnnotatedDataset, Annotation, Sample, canonical_split
 from drywallqa.data.formats.coco import SPLIT_FOLDERS
@@ -40,7 +39,7 @@ from drywallqa.data.groups import source_group
 from drywallqa.data.masks import mask_to_box, mask_to_rle
 from drywallqa.data.prompts import PromptConfig, normalise_name
 from drywallqa.errors import ConfigError, DataError, IssueLog
-from drywallqa.files import image_size, list_images, open_image, relative_id
+from drywallqa.files import image_size, list_images, open_image, parse_yaml, relative_id
 
 IMAGE_FOLDER = "images"
 MASK_FOLDER = "masks"
@@ -198,10 +197,7 @@ def _read_class_file(file: Path) -> dict[int, str]:
     if file.suffix == ".txt":
         names: object = [line.strip() for line in text.splitlines() if line.strip()]
     else:
-        try:
-            names = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise DataError(f"{file}: not valid YAML ({' '.join(str(exc).split())})") from exc
+        names = parse_yaml(text, file, DataError)
         if isinstance(names, dict) and "names" in names:
             names = names["names"]
     if not isinstance(names, (list, dict)) or not names:

@@ -28,13 +28,12 @@ import os
 from pathlib import Path, PurePath
 
 import numpy as np
-import yaml
 
 from drywallqa.data.core import AnnotatedDataset, Annotation, Sample, canonical_split
 from drywallqa.data.groups import source_group
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import DataError, IssueLog
-from drywallqa.files import image_size, list_images, relative_id
+from drywallqa.files import image_size, list_images, read_yaml, relative_id
 
 YAML_FILES = ("data.yaml", "data.yml")
 SPLIT_KEYS = ("train", "val", "valid", "validation", "test")
@@ -133,13 +132,7 @@ def read_yolo_names(file: str | os.PathLike) -> dict[int, str]:
 
 
 def _read_data_yaml(file: Path) -> dict:
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        detail = " ".join(str(exc).split())
-        raise DataError(f"{file}: not valid YAML ({detail})") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{file}: cannot read ({exc})") from exc
+    data = read_yaml(file, DataError)
     if not isinstance(data, dict):
         raise DataError(
             f"{file}: not a YOLO data.yaml (top level is {type(data).__name__}, expected a mapping with "
