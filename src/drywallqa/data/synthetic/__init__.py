@@ -33,9 +33,15 @@ Example:
 
 from drywallqa.data.synthetic.annotations import TRUTH_ANNOTATION_FILE
 from drywallqa.data.synthetic.painting import CRACKS_DATASET, JOINTS_DATASET, RenderedImage, render_sample_image
-from drywallqa.data.synthetic.writing import MANIFEST_FILE, SampleDataPaths, generate_sample_data, read_manifest
+from drywallqa.data.synthetic.writing import (
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    SampleDataPaths,
+    generate_sample_data,
+    read_manifest,
+)
 
 __all__ = [
-    "CRACKS_DATASET", "JOINTS_DATASET", "MANIFEST_FILE", "TRUTH_ANNOTATION_FILE", "RenderedImage",
+    "CRACKS_DATASET", "FORMAT_VERSION", "JOINTS_DATASET", "MANIFEST_FILE", "TRUTH_ANNOTATION_FILE", "RenderedImage",
     "SampleDataPaths", "generate_sample_data", "read_manifest", "render_sample_image",
 ]

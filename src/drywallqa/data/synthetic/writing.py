@@ -29,7 +29,7 @@ from drywallqa.data.synthetic.plan import Source, plan_sources, share_joint_grou
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.files import atomic_write_json, atomic_write_text, read_json, write_image
 
-__all__ = ["MANIFEST_FILE", "SampleDataPaths", "generate_sample_data", "read_manifest"]
+__all__ = ["FORMAT_VERSION", "MANIFEST_FILE", "SampleDataPaths", "generate_sample_data", "read_manifest"]
 
 MANIFEST_FILE = "sample-data.json"
 GENERATOR = "drywallqa sample-data"
