@@ -2,8 +2,7 @@
 
 import json
 
-from drywallqa.cli.evaluate import resplit_like_training
-from drywallqa.trainsets import TrainSetConfig, build_trainset
+from drywallqa.trainsets import TrainSetConfig, build_trainset, resplit_like_training
 from eval_fixtures import synthetic_fixture  # noqa: F401
 
 

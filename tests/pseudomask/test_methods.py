@@ -166,14 +166,14 @@ def test_method_beats_box_on_synthetic_joints(sample_data, name) -> None:
 
 def test_ridge_beats_box_on_taped_diagonal_joints() -> None:
     """A diagonal joint's box is mostly wall; ridge follows the compound band inside it."""
-    from drywallqa.data import synthetic
+    from drywallqa.data.synthetic import painting
     from drywallqa.data.masks import mask_to_box
 
     method, ridge_ious, box_ious = RidgeMethod(), [], []
     for seed in range(4):
         rng = np.random.default_rng(seed)
-        image, grain = synthetic._render_wall(rng, 256, "board")
-        truth = synthetic._paint_joint(rng, image, grain, "diagonal", synthetic._compound_colour(rng, image, "board"))
+        image, grain = painting._render_wall(rng, 256, "board")
+        truth = painting._paint_joint(rng, image, grain, "diagonal", painting._compound_colour(rng, image, "board"))
         box = np.asarray([mask_to_box(truth)], dtype=np.float32)
         (ridge,) = method(np.clip(image, 0, 255).astype(np.uint8), box, "taping_area")
         (filled,) = box_masks(box, 256, 256)

@@ -21,7 +21,7 @@ from serving_helpers import DarkPixelPredictor, dark_line_image
 from drywallqa.data.masks import rle_to_mask
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.serving import create_app
-from drywallqa.serving.app import ModelHolder
+from drywallqa.serving.admission import ModelHolder
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -362,7 +362,7 @@ def test_concurrent_requests_share_batched_model_calls():
 
 
 def test_page_overlay_colours_are_predicts():
-    from drywallqa.serving.app import static_folder
+    from drywallqa.serving.page import static_folder
     from drywallqa.serving.render import FIGURE_SET_COLOURS
 
     script = (static_folder() / "app.js").read_text()

@@ -14,7 +14,7 @@ from drywallqa.cli import main
 from drywallqa.errors import ConfigError, DataError
 from drywallqa.files import read_json
 from drywallqa.serving import predict_images, read_results
-from drywallqa.serving.predict import output_keys, prompt_slugs
+from drywallqa.serving.inputs import output_keys, prompt_slugs
 
 PROMPTS = ["segment crack", "segment taping area"]
 

@@ -82,7 +82,7 @@ def test_report_cli(tmp_path, capsys):
 
 def test_a_record_scored_against_truth_shows_the_truth_beside_the_prediction(tmp_path):
     """attach_truth: IoU of the saved mask against a known true mask, and the truth overlay in the report."""
-    from drywallqa.serving.predict import read_results
+    from drywallqa.serving.results import read_results
     from drywallqa.serving.truth import attach_truth
 
     image_path = write_image(tmp_path / "wall.png", dark_line_image())

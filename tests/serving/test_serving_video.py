@@ -13,7 +13,8 @@ from drywallqa.data.sample_video import sample_frames, write_sample_video
 from drywallqa.errors import ConfigError
 from drywallqa.inference import BatchedPredictor
 from drywallqa.serving import inspect_mask
-from drywallqa.serving.video import FailureEvents, TemporalSmoother, watch
+from drywallqa.serving.video import watch
+from drywallqa.serving.video_frames import FailureEvents, TemporalSmoother
 
 
 class DarkLogitPredictor(BatchedPredictor):

@@ -66,6 +66,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         ensure_writable(args.out)
     datasets = [AnnotatedDataset.load(path, strict=args.strict) for path in args.data]
     if args.splits_from:
+        from drywallqa.trainsets import resplit_like_training
+
         datasets = resplit_like_training(datasets, args.splits_from)
     predictor = load_model_predictor(args)
     report = evaluate(
@@ -88,6 +90,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from drywallqa.data import AnnotatedDataset
     from drywallqa.evaluation import calibrate_thresholds
     from drywallqa.inference import CALIBRATION_FILE, load_predictor, write_calibration
+    from drywallqa.trainsets import resplit_like_training
 
     out = Path(args.out) if args.out else Path(args.model) / CALIBRATION_FILE
     datasets = resplit_like_training([AnnotatedDataset.load(path) for path in args.data], args.splits_from or args.model)
@@ -99,42 +102,3 @@ def run_calibrate(args: argparse.Namespace) -> int:
         print(f"{name}: threshold {threshold:g} (per-image mean IoU {iou:.4f} on {sweep.images} images of {args.split!r})")
     print(f"wrote {out}")
     return 0
-
-
-def resplit_like_training(datasets, source: str):
-    """Give every sample the split its image has in a training run's training set.
-
-    Images the training set does not contain are dropped. Split names are the training set's:
-    ``train``, ``valid``, ``test`` and ``published_<name>`` for published splits kept as they are.
-    """
-    import dataclasses
-    import json
-    from pathlib import Path
-
-    from drywallqa.errors import ConfigError
-    from drywallqa.trainsets import TrainSetConfig, build_trainset
-
-    path = Path(source)
-    if path.is_dir():
-        path = path / "training.json"
-    if not path.is_file():
-        raise ConfigError(f"--splits-from {source}: expected a model folder with training.json, or a trainset YAML")
-    if path.suffix == ".json":
-        record = json.loads(path.read_text(encoding="utf-8"))
-        if "trainset_config" not in record:
-            raise ConfigError(f"{path}: no trainset_config (is it a drywallqa training.json?)")
-        config = TrainSetConfig.from_dict(record["trainset_config"])
-    else:
-        config = TrainSetConfig.from_yaml(path)
-    # Generated scenes (data.synthetic) only ever go to train: leave them out, the real carving is the same.
-    config = config.with_overrides({"datasets": [str(ds.root) for ds in datasets], "verify_images": False,
-                                    "synthetic.images": 0})
-    split_of = build_trainset(config, datasets=datasets).split_of_images()
-    out = []
-    for ds in datasets:
-        samples = [
-            dataclasses.replace(s, split=split_of[s.image_path.resolve()])
-            for s in ds.samples if s.image_path.resolve() in split_of
-        ]
-        out.append(dataclasses.replace(ds, samples=samples))
-    return out

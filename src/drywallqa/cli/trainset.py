@@ -109,7 +109,7 @@ def run_build(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from drywallqa.trainsets import build_trainset, materialize
-    from drywallqa.trainsets.core import describe_sources
+    from drywallqa.trainsets.build import describe_sources
 
     config = config_from_args(args)
     if args.save_config:

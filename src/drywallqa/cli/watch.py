@@ -48,7 +48,8 @@ def run_watch(args: argparse.Namespace) -> int:
     from drywallqa.cli.common import load_model_predictor
     from drywallqa.data import PromptConfig
     from drywallqa.serving import QAThresholds
-    from drywallqa.serving.video import VideoSource, watch
+    from drywallqa.serving.video import watch
+    from drywallqa.serving.video_source import VideoSource
 
     # Open the source first: a wrong address fails before a model is loaded or exported.
     source = VideoSource(args.source, args.timeout)

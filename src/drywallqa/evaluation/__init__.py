@@ -6,7 +6,8 @@ Example:
     >>> report.render(); report.write("runs/eval-valid")
 """
 
-from drywallqa.evaluation.evaluate import SWEEP_THRESHOLDS, calibrate_thresholds, class_samples, evaluate
+from drywallqa.evaluation.calibration import SWEEP_THRESHOLDS, calibrate_thresholds
+from drywallqa.evaluation.evaluate import evaluate
 from drywallqa.evaluation.metrics import (
     BoxStats,
     MeanStd,
@@ -33,6 +34,7 @@ from drywallqa.evaluation.report import (
     ThresholdSweep,
     WrongPromptScores,
 )
+from drywallqa.evaluation.scoring import class_samples
 from drywallqa.evaluation.targets import is_pseudo_mask, target_kind, truth_mask
 
 __all__ = [

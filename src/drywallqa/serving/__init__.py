@@ -11,9 +11,10 @@
 """
 
 from drywallqa.serving.figures import QAFigures, measure_mask
-from drywallqa.serving.predict import PredictionRun, predict_images, read_results
+from drywallqa.serving.predict import PredictionRun, predict_images
 from drywallqa.serving.qa import MaskInspection, inspect_mask, prompt_class
 from drywallqa.serving.report import render_report, write_report
+from drywallqa.serving.results import read_results
 from drywallqa.serving.thresholds import QAThresholds, Verdict
 
 __all__ = [

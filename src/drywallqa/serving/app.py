@@ -27,329 +27,57 @@ Every error is JSON ``{"error": {"status": 4xx, "code": "...", "message": "..."}
 503    the model could not be loaded, or the work queue is full (with ``Retry-After``)
 504    the prediction took longer than ``timeout_s``
 =====  ===================================================================================
+
+The pieces live beside this module: :mod:`.admission` (body limits, work queue, model holder,
+shared batcher), :mod:`.api_schema` (field and upload checks, error envelope, response models)
+and :mod:`.page` (the web page and ``/docs`` files).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import math
-import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from drywallqa import __version__
-from drywallqa.data.masks import mask_to_rle
-from drywallqa.serving.extra import serve_install_command
 from drywallqa.data.prompts import PromptConfig
-from drywallqa.errors import ConfigError, DataError, DrywallQAError, ImageSizeError
-from drywallqa.files import Photo, read_photo
-from drywallqa.inference import Predictor, check_prompt
-from drywallqa.serving.batching import MicroBatcher, QueueFull
-from drywallqa.serving.predict import results_archive
-from drywallqa.serving.qa import inspect_mask, prompt_class, unknown_prompt_message
-from drywallqa.serving.render import (
-    FIGURE_SET_COLOURS,
-    jpeg_bytes,
-    mask_png_bytes,
-    render_overlay,
+from drywallqa.errors import ConfigError, DrywallQAError
+from drywallqa.files import Photo
+from drywallqa.inference import Predictor
+from drywallqa.serving.admission import BodyLimits, ModelHolder, SharedBatcher, WorkQueue
+from drywallqa.serving.api_schema import (
+    MASK_FORMATS,
+    ErrorBody,
+    SegmentResponse,
+    check_export_items,
+    check_model,
+    check_prompts,
+    check_upload_header,
+    decode_export_mask,
+    decode_upload,
+    error_response,
+    mask_payload,
 )
+from drywallqa.serving.batching import QueueFull
+from drywallqa.serving.extra import serve_install_command
+from drywallqa.serving.page import DOCS_ASSETS, STATIC_FILES, static_response, swagger_ui_folder
+from drywallqa.serving.qa import inspect_mask, prompt_class, unknown_prompt_message
+from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, render_overlay
+from drywallqa.serving.results import results_archive
 from drywallqa.serving.thresholds import QAThresholds
 
-MASK_FORMATS = ("rle", "png")
-MAX_PROMPT_LENGTH = 200
 # Form fields (prompts, flags) ride along with the image; allow them this much beyond the image limit.
 FORM_FIELDS_ALLOWANCE = 64 * 1024
-# Files of the web page, served from the package: name -> media type.
-# Swagger UI 5 (it reads OpenAPI 3.1, which FastAPI writes; the 4.x of `swagger-ui-bundle` cannot),
-# served from the `fastapi-offline` package so /docs works without a CDN (the service usually runs
-# next to a camera, offline).
-DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8",
-               "favicon.png": "image/png"}
-STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
-                "style.css": "text/css; charset=utf-8", "favicon.ico": "image/x-icon"}
-# The page loads nothing from elsewhere: scripts, styles and images come from this server or
-# are data:/blob: URLs made by the page itself.
-PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-            "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'")
 
 
-# -- model ---------------------------------------------------------------------------------------
-class ModelHolder:
-    """Loads the predictor once, on first use, safely from many threads.
-
-    Args:
-        predictor: An already built predictor (then nothing is loaded).
-        spec: Model spec for ``loader`` (None: the shipped model).
-        loader: ``loader(spec) -> Predictor``; :func:`drywallqa.inference.load_predictor` with
-            ``predictor_kwargs`` by default.
-        predictor_kwargs: Passed to the default loader (``threshold``, ``device``, ...).
-    """
-
-    def __init__(self, predictor: Predictor | None = None, spec: str | None = None,
-                 loader: Callable[[str | None], Predictor] | None = None, **predictor_kwargs: Any):
-        self._predictor = predictor
-        self._given = predictor is not None
-        self.spec = spec
-        self._loader = loader
-        self._predictor_kwargs = predictor_kwargs
-        self._lock = threading.Lock()
-        self.load_seconds: float | None = None
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the predictor is in memory."""
-        return self._predictor is not None
-
-    def get(self) -> Predictor:
-        """The predictor, loading it on the first call (other callers wait for that load).
-
-        Raises:
-            DrywallQAError: If loading fails (the next call tries again).
-        """
-        if self._predictor is None:
-            with self._lock:
-                if self._predictor is None:  # another thread may have loaded it while we waited
-                    started = time.perf_counter()
-                    if self._loader is not None:
-                        predictor = self._loader(self.spec)
-                    else:
-                        from drywallqa.inference import load_predictor
-
-                        predictor = load_predictor(self.spec, **self._predictor_kwargs)
-                    self.load_seconds = time.perf_counter() - started
-                    self._predictor = predictor
-        return self._predictor
-
-    def describe(self, model_id: str) -> dict:
-        """JSON description for ``GET /v1/models`` (does not load the model)."""
-        spec = self.spec or ("predictor given to create_app" if self._given else "shipped default")
-        info: dict[str, Any] = {"id": model_id, "spec": spec, "loaded": self.loaded}
-        if self._predictor is not None:
-            predictor = self._predictor
-            info.update(architecture=getattr(predictor, "name", type(predictor).__name__),
-                        threshold=float(getattr(predictor, "threshold", 0.5)),
-                        thresholds=dict(getattr(predictor, "thresholds", {})),
-                        image_size=getattr(predictor, "image_size", None))
-        return info
-
-
-# -- response models (they document the API in /openapi.json) ------------------------------------
-class ErrorDetail(BaseModel):
-    status: int = Field(description="HTTP status code")
-    code: str = Field(description="machine-readable kind, e.g. 'payload_too_large'")
-    message: str = Field(description="what went wrong and what to do about it")
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
-
-
-class MaskPayload(BaseModel):
-    format: Literal["rle", "png"]
-    size: list[int] = Field(description="[height, width]")
-    counts: str | None = Field(None, description="compressed COCO RLE counts (format 'rle'; decode with pycocotools)")
-    base64: str | None = Field(None, description="8-bit PNG, 0 background / 255 mask, base64 (format 'png')")
-
-
-class ImagePayload(BaseModel):
-    media_type: str
-    base64: str
-
-
-class SegmentResult(BaseModel):
-    prompt: str
-    class_: str | None = Field(None, alias="class", description="prompt class, null when the prompt names none")
-    prompt_known: bool = Field(description="false when the prompt names no known class: no QA rules apply and the "
-                               "model was not trained for it (see 'warnings')")
-    figure_set: str = Field(description="crack | joint | area")
-    figures: dict[str, float | int | None] = Field(description="QA figures (see docs/serving.md)")
-    verdict: str = Field(description="fail | pass | unchecked")
-    reasons: list[str]
-    severity: float
-    checked: list[str]
-    mask: MaskPayload
-    overlay: ImagePayload | None = None
-
-
-class SegmentResponse(BaseModel):
-    model: str
-    image: dict[str, Any] = Field(description="filename, width and height of the upload, and decoded_width and "
-                                  "decoded_height: the size masks and overlays are given at (a large photo is decoded "
-                                  "reduced; figures stay in the upload's pixels)")
-    mm_per_px: float | None
-    results: list[SegmentResult]
-    warnings: list[str] = Field(description="one line per prompt that names no known class")
-    timing_ms: dict[str, float]
-
-
-# -- errors ---------------------------------------------------------------------------------------
-_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
-          413: "payload_too_large", 415: "unsupported_media_type", 422: "unprocessable", 500: "internal_error",
-          503: "unavailable", 504: "timeout"}
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"status": status, "code": _CODES.get(status, "error"), "message": message}},
-                        status_code=status, headers=headers)
-
-
-# A body left unread ends its connection: the client's next bytes would be read as a new request.
-_CLOSE = {"Connection": "close"}
-
-
-class _BodyLimits:
-    """ASGI middleware: 413 for request bodies over ``limit`` bytes, before they are read whole, and
-    408 for a body that has not fully arrived ``timeout_s`` after the request started (a client
-    trickling its upload holds a connection and a parser; the server's header deadline covers
-    what comes before).
-
-    A declared ``Content-Length`` over the limit is refused at once; a body without one (chunked)
-    is counted as it arrives. ``path_limits`` gives some paths limits of their own (``/v1/export``
-    takes a whole batch's masks and overlays): ``{path: (bytes, megabytes for messages)}``.
-    """
-
-    def __init__(self, app, limit: int, limit_mb: float, timeout_s: float,
-                 path_limits: dict[str, tuple[int, float]] | None = None):
-        self.app = app
-        self.limits = (limit, limit_mb)
-        self.path_limits = path_limits or {}
-        self.timeout_s = timeout_s
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        limit, limit_mb = self.path_limits.get(scope.get("path", ""), self.limits)
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return await _error(413, self._message(int(declared), limit_mb), headers=_CLOSE)(scope, receive, send)
-        received = 0
-        deadline = time.monotonic() + self.timeout_s
-        body_done = False
-
-        async def counting_receive():
-            nonlocal received, body_done
-            if body_done:  # after the body: only http.disconnect comes, whenever it comes
-                return await receive()
-            try:
-                message = await asyncio.wait_for(receive(), timeout=max(deadline - time.monotonic(), 0.001))
-            except asyncio.TimeoutError:
-                raise HTTPException(408, f"the request body did not arrive within {self.timeout_s:g} s", headers=_CLOSE) from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise HTTPException(413, self._message(received, limit_mb), headers=_CLOSE)
-                body_done = not message.get("more_body", False)
-            return message
-
-        return await self.app(scope, counting_receive, send)
-
-    @staticmethod
-    def _message(size: int, limit_mb: float) -> str:
-        return f"request body is {size / 1e6:.2g} MB; the limit is {limit_mb:g} MB (send a smaller or more compressed image)"
-
-
-class _WorkQueue:
-    """At most ``slots`` functions running in worker threads at once (per event loop), and at most
-    ``max_waiting`` callers waiting for a slot: one more gets
-    :class:`~drywallqa.serving.batching.QueueFull` at once.
-
-    A caller waiting for a slot holds no thread and no decoded image, so a request that times out
-    while queued costs nothing. A function already running cannot be stopped: on time-out its
-    caller gets the error at once, the thread finishes in the background and frees its slot then.
-    (One semaphore per loop because an asyncio semaphore belongs to the loop it was first used in,
-    and test clients run each client in a loop of its own.)
-    """
-
-    def __init__(self, slots: int, max_waiting: int):
-        self.slots = slots
-        self.max_waiting = max_waiting
-        self.waiting = 0
-        # Threads of their own: asyncio's default pool has min(32, cores + 4) threads, fewer than
-        # the requests that may be in flight, each waiting for its batched model call.
-        self.executor = ThreadPoolExecutor(slots, thread_name_prefix="drywallqa-request")
-        self.mean_seconds = 1.0  # moving average of a function's run time, for Retry-After
-        self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
-        self._lock = threading.Lock()
-
-    def _semaphore(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            for stale in [other for other in self._semaphores if other.is_closed()]:
-                del self._semaphores[stale]
-            return self._semaphores.setdefault(loop, asyncio.Semaphore(self.slots))
-
-    def retry_after(self) -> int:
-        """Seconds until the queue has likely drained by one caller."""
-        return max(1, math.ceil(self.mean_seconds * (self.waiting + self.slots) / self.slots))
-
-    async def run(self, function: Callable[[], Any]) -> Any:
-        semaphore = self._semaphore()
-        with self._lock:
-            if semaphore.locked() and self.waiting >= self.max_waiting:
-                raise QueueFull(self.retry_after())
-            self.waiting += 1
-        try:
-            await semaphore.acquire()
-        finally:
-            with self._lock:
-                self.waiting -= 1
-        started = time.perf_counter()
-        work = asyncio.get_running_loop().run_in_executor(self.executor, function)
-
-        def finished(future: asyncio.Future) -> None:
-            semaphore.release()
-            self.mean_seconds = 0.8 * self.mean_seconds + 0.2 * (time.perf_counter() - started)
-            if not future.cancelled():
-                future.exception()  # mark retrieved: a timed-out caller no longer awaits it
-
-        work.add_done_callback(finished)
-        return await asyncio.shield(work)
-
-
-class _Batching:
-    """The :class:`~drywallqa.serving.batching.MicroBatcher` of the served predictor, made once the
-    model is loaded (requests are never refused by it: the work queue bounds what is in flight)."""
-
-    def __init__(self, holder: ModelHolder, max_batch: int | None, max_wait_s: float, max_pairs: int):
-        self.holder, self.max_batch, self.max_wait_s, self.max_pairs = holder, max_batch, max_wait_s, max_pairs
-        self.batcher: MicroBatcher | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> MicroBatcher:
-        if self.batcher is None:
-            predictor = self.holder.get()
-            with self._lock:
-                if self.batcher is None:
-                    self.batcher = MicroBatcher(predictor, max_batch=self.max_batch, max_wait_s=self.max_wait_s,
-                                                max_queued=self.max_pairs)
-        return self.batcher
-
-    def describe(self) -> dict:
-        """Batch settings and what the model thread has done, for ``GET /v1/models``."""
-        batcher = self.batcher
-        if batcher is None:
-            return {"max_batch": self.max_batch, "max_wait_ms": round(1000 * self.max_wait_s, 3), "calls": 0}
-        stats = batcher.stats
-        return {"max_batch": batcher.max_batch, "max_wait_ms": round(1000 * self.max_wait_s, 3), "calls": stats.calls,
-                "pairs": stats.pairs, "mean_batch": round(stats.mean_batch, 2)}
-
-
-# -- app ------------------------------------------------------------------------------------------
 def create_app(
     predictor: Predictor | None = None,
     model_spec: str | None = None,
@@ -404,14 +132,14 @@ def create_app(
         raise ConfigError("max_upload_mb, timeout_s and body_timeout_s must be positive, max_prompts, "
                           "max_concurrent_predictions and max_batch >= 1, max_queued and batch_wait_s >= 0")
     holder = ModelHolder(predictor, model_spec, **predictor_kwargs)
-    batching = _Batching(holder, max_batch, batch_wait_s, max_concurrent_predictions * max_prompts)
+    batching = SharedBatcher(holder, max_batch, batch_wait_s, max_concurrent_predictions * max_prompts)
     thresholds = thresholds or QAThresholds.default()
     prompt_config = prompt_config or PromptConfig.default()
     upload_limit = int(max_upload_mb * 1e6)
     max_export_items = 4000
-    work_queue = _WorkQueue(max_concurrent_predictions, max_queued)
+    work_queue = WorkQueue(max_concurrent_predictions, max_queued)
 
-    docs_assets = _swagger_ui_folder()
+    docs_assets = swagger_ui_folder()
     strict_default = strict_prompts
     app = FastAPI(
         title="drywallqa",
@@ -425,7 +153,7 @@ def create_app(
     app.state.model_id = model_id
     app.state.work_queue = work_queue
     app.state.batching = batching
-    app.add_middleware(_BodyLimits, limit=upload_limit + FORM_FIELDS_ALLOWANCE, limit_mb=max_upload_mb,
+    app.add_middleware(BodyLimits, limit=upload_limit + FORM_FIELDS_ALLOWANCE, limit_mb=max_upload_mb,
                        timeout_s=body_timeout_s, path_limits={"/v1/export": (int(max_export_mb * 1e6), max_export_mb)})
 
     @app.exception_handler(StarletteHTTPException)
@@ -433,7 +161,7 @@ def create_app(
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no such path {request.url.path}; see /docs or /openapi.json"
-        return _error(exc.status_code, message, headers=getattr(exc, "headers", None))
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
@@ -442,22 +170,22 @@ def create_app(
             field = ".".join(str(part) for part in err.get("loc", ())[1:]) or "request"
             problems.append(f"{field}: {err.get('msg', 'invalid')}")
         hint = " (send multipart/form-data with a file field 'image' and one or more 'prompt' fields)"
-        return _error(422, "; ".join(problems) + hint)
+        return error_response(422, "; ".join(problems) + hint)
 
     # -- page -----------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
     def page() -> Response:
-        return _static_response("index.html")
+        return static_response("index.html")
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:
         if name not in STATIC_FILES:
             raise HTTPException(404, f"no static file {name!r}")
-        return _static_response(name)
+        return static_response(name)
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:
-        return _static_response("favicon.ico")
+        return static_response("favicon.ico")
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> Response:
@@ -488,7 +216,7 @@ def create_app(
 
     @app.get("/v1/models/{name}", summary="One model", responses={404: {"model": ErrorBody}})
     def model_info(name: str) -> dict:
-        _check_model(name, model_id)
+        check_model(name, model_id)
         return holder.describe(model_id)
 
     @app.post(
@@ -510,8 +238,8 @@ def create_app(
     ):
         started = time.perf_counter()
         if model:
-            _check_model(model, model_id)
-        prompts = _check_prompts(prompt, max_prompts)
+            check_model(model, model_id)
+        prompts = check_prompts(prompt, max_prompts)
         if mask_format not in MASK_FORMATS:
             raise HTTPException(422, f"mask_format must be one of {', '.join(MASK_FORMATS)}, got {mask_format!r}")
         if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
@@ -525,7 +253,7 @@ def create_app(
             raise HTTPException(413, f"image is {len(data) / 1e6:.1f} MB; the limit is {max_upload_mb:g} MB")
         if not data:
             raise HTTPException(422, "image: the uploaded file is empty")
-        _check_upload_header(data, image.filename or "upload", max_image_pixels)
+        check_upload_header(data, image.filename or "upload", max_image_pixels)
         try:
             batcher = batching.batcher or await asyncio.to_thread(batching.get)
         except DrywallQAError as exc:
@@ -536,7 +264,7 @@ def create_app(
         def decode_predict_and_inspect() -> tuple[Photo, list[dict]]:
             # Decoding a large photo is heavy work too: inside the queue, off the event loop.
             started_work = time.perf_counter()
-            photo = _decode_upload(data, image.filename or "upload")
+            photo = decode_upload(data, image.filename or "upload")
             timing["decode"] = time.perf_counter() - started_work
             pixels = photo.pixels
             results = batcher.predict([pixels] * len(prompts), prompts)  # batched with other requests' images
@@ -546,7 +274,7 @@ def create_app(
                                           thresholds=thresholds, prompt_config=prompt_config, scale=photo.scale)
                 item = inspection.to_dict()
                 item["prompt_known"] = prompt_text not in unknown
-                item["mask"] = _mask_payload(result.mask, mask_format)
+                item["mask"] = mask_payload(result.mask, mask_format)
                 if overlay:
                     tinted = render_overlay(pixels, result.mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
                     item["overlay"] = {"media_type": "image/jpeg",
@@ -592,7 +320,7 @@ def create_app(
         overlay: Annotated[list[UploadFile] | None, File(description="optional: one JPEG overlay per item")] = None,
         mm_per_px: Annotated[float | None, Form(description="image scale: adds mm figures and the mm rules")] = None,
     ):
-        entries = _check_export_items(items, len(mask), max_export_items)
+        entries = check_export_items(items, len(mask), max_export_items)
         if overlay and len(overlay) != len(entries):
             raise HTTPException(422, f"overlay: got {len(overlay)} overlays for {len(entries)} items; send one per item or none")
         if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
@@ -604,7 +332,7 @@ def create_app(
         threshold = float(getattr(holder.get(), "threshold", 0.5)) if holder.loaded else None
 
         def build() -> bytes:
-            masks = [_decode_export_mask(data, index, entries[index]) for index, data in enumerate(mask_data)]
+            masks = [decode_export_mask(data, index, entries[index]) for index, data in enumerate(mask_data)]
             return results_archive(entries, masks, overlay_data, model_id=model_id, threshold=threshold,
                                    mm_per_px=mm_per_px, thresholds=thresholds, prompt_config=prompt_config)
 
@@ -619,135 +347,3 @@ def create_app(
                         headers={"Content-Disposition": 'attachment; filename="drywallqa-results.zip"'})
 
     return app
-
-
-def _check_export_items(text: str, masks: int, max_items: int) -> list[dict]:
-    """The ``items`` of an export, checked: a JSON list of one object per mask."""
-    import json
-
-    try:
-        items = json.loads(text)
-    except ValueError as exc:
-        raise HTTPException(422, f"items: not JSON ({exc})") from exc
-    if not isinstance(items, list) or not items:
-        raise HTTPException(422, "items: expected a non-empty JSON list, one object per mask")
-    if len(items) > max_items:
-        raise HTTPException(422, f"items: {len(items)} results; export at most {max_items} at once")
-    if len(items) != masks:
-        raise HTTPException(422, f"mask: got {masks} masks for {len(items)} items; send one per item")
-    checked = []
-    for index, item in enumerate(items):
-        where = f"items[{index}]"
-        if not isinstance(item, dict):
-            raise HTTPException(422, f"{where}: expected an object with image, prompt, width, height, confidence")
-        image, width, height, confidence = item.get("image"), item.get("width"), item.get("height"), item.get("confidence")
-        if not isinstance(image, str) or not image.strip() or image.startswith(("/", "\\")) or ".." in image.split("/"):
-            raise HTTPException(422, f"{where}.image: expected the photo's file name or relative path, got {image!r}")
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
-            raise HTTPException(422, f"{where}: width and height must be positive integers, got {width!r} x {height!r}")
-        if confidence is not None and not (isinstance(confidence, (int, float)) and 0 <= confidence <= 1):
-            raise HTTPException(422, f"{where}.confidence: expected a number in [0, 1] or null, got {confidence!r}")
-        try:
-            prompt = check_prompt(item.get("prompt") if isinstance(item.get("prompt"), str) else "",
-                                  max_length=MAX_PROMPT_LENGTH)
-        except ConfigError as exc:
-            raise HTTPException(422, f"{where}.prompt: {exc}") from exc
-        checked.append({"image": image.strip(), "prompt": prompt, "width": width, "height": height,
-                        "confidence": confidence})
-    return checked
-
-
-def _decode_export_mask(data: bytes, index: int, item: dict) -> np.ndarray:
-    """An export's mask PNG as bool, no larger than its image."""
-    from drywallqa.files import open_image
-
-    name = f"mask[{index}]"
-    if not data.startswith(b"\x89PNG"):
-        raise HTTPException(422, f"{name}: not a PNG")
-    with _upload_errors(name):
-        with open_image(data, name) as img:
-            pixels = np.asarray(img.convert("L"))
-    height, width = pixels.shape
-    if width > item["width"] or height > item["height"]:
-        raise HTTPException(422, f"{name}: {width}x{height} px is larger than its image, {item['width']}x{item['height']}")
-    return pixels > 127
-
-
-def _check_model(name: str, model_id: str) -> None:
-    if name != model_id:
-        raise HTTPException(404, f"unknown model {name!r}; this server serves: {model_id!r} (see /v1/models)")
-
-
-def _check_prompts(prompts: list[str], max_prompts: int) -> list[str]:
-    if len(prompts) > max_prompts:
-        raise HTTPException(422, f"got {len(prompts)} prompts; at most {max_prompts} per request")
-    checked = []
-    for text in prompts:
-        try:
-            checked.append(check_prompt(text, max_length=MAX_PROMPT_LENGTH))
-        except ConfigError as exc:
-            raise HTTPException(422, f"prompt: {exc}") from exc
-    return list(dict.fromkeys(checked))
-
-
-def _check_upload_header(data: bytes, name: str, max_pixels: int) -> None:
-    """Refuse what the header alone shows (not an image, too many pixels, too small): cheap, so it
-    runs before the work queue and a broken upload never waits behind predictions."""
-    from drywallqa.files import MIN_IMAGE_SIDE, open_image
-
-    with _upload_errors(name):
-        with open_image(data, name) as img:
-            width, height = img.size
-        if width * height > max_pixels:
-            raise HTTPException(413, f"{name}: image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
-                                     f"the limit is {max_pixels / 1e6:.0f}")
-        if min(width, height) < MIN_IMAGE_SIDE:
-            read_photo(data, name=name)  # raises the one message for a too small image
-
-
-def _decode_upload(data: bytes, name: str) -> Photo:
-    """Decode an upload (checked by :func:`_check_upload_header`), reduced when large."""
-    with _upload_errors(name):
-        return read_photo(data, name=name)
-
-
-@contextlib.contextmanager
-def _upload_errors(name: str):
-    """Image errors as HTTP errors: too large 413, too small 422, unreadable or corrupt 415."""
-    try:
-        yield
-    except ImageSizeError as exc:
-        raise HTTPException(413 if exc.too_large else 422, str(exc)) from exc
-    except DataError as exc:
-        detail = str(exc).split(": ", 1)[-1]
-        raise HTTPException(415, f"{name}: not a readable image ({detail}; send JPEG, PNG, WebP, BMP or TIFF)") from exc
-
-
-def _mask_payload(mask: np.ndarray, mask_format: str) -> dict:
-    size = [int(mask.shape[0]), int(mask.shape[1])]
-    if mask_format == "rle":
-        return {"format": "rle", "size": size, "counts": mask_to_rle(mask)["counts"]}
-    return {"format": "png", "size": size, "base64": base64.b64encode(mask_png_bytes(mask)).decode("ascii")}
-
-
-def _static_response(name: str) -> Response:
-    data = resources.files("drywallqa.serving").joinpath("static", name).read_bytes()
-    headers = {"Cache-Control": "max-age=86400" if name == "favicon.ico" else "no-cache"}
-    if name == "index.html":
-        headers["Content-Security-Policy"] = PAGE_CSP
-    return Response(content=data, media_type=STATIC_FILES[name], headers=headers)
-
-
-def _swagger_ui_folder() -> Path | None:
-    """Swagger UI's files from the ``fastapi-offline`` package, or None when it is missing."""
-    try:
-        import fastapi_offline
-    except ImportError:
-        return None
-    folder = Path(fastapi_offline.__file__).parent / "static"
-    return folder if all((folder / name).is_file() for name in DOCS_ASSETS) else None
-
-
-def static_folder() -> Path:
-    """Folder of the web page's files inside the package."""
-    return Path(str(resources.files("drywallqa.serving").joinpath("static")))

@@ -22,20 +22,17 @@ overlay exist and were made by the same model at the same threshold (the figures
 skipped pair are measured again from its saved mask, so a new ``--mm-per-px`` or thresholds file
 takes effect without predicting again). A rerun whose model, runtime, threshold, test-time flips
 or prompts differ from those in ``run.json`` is refused unless ``overwrite`` is given.
+
+The names of inputs and outputs come from :mod:`drywallqa.serving.inputs`; the records and
+tables from :mod:`drywallqa.serving.results`.
 """
 
 from __future__ import annotations
 
-import csv
-import glob
-import hashlib
-import io
 import os
-import re
 import sys
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,36 +40,16 @@ import numpy as np
 
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DataError, ImageSizeError, IssueLog
-from drywallqa.files import (
-    IMAGE_SUFFIXES,
-    Photo,
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-    list_images,
-    read_json,
-    read_photo,
-)
+from drywallqa.files import Photo, atomic_write_bytes, atomic_write_json, read_json, read_photo
 from drywallqa.inference import Predictor, check_prompt
 from drywallqa.processing import prompt_threshold
 from drywallqa.serving.batching import MicroBatcher
-from drywallqa.serving.qa import MaskInspection, inspect_mask, prompt_class, unknown_prompt_message
-from drywallqa.serving.render import (
-    FIGURE_SET_COLOURS,
-    jpeg_bytes,
-    mask_png_bytes,
-    read_mask_png,
-    render_overlay,
-)
+from drywallqa.serving.inputs import check_output_dir, collect_images, output_keys, prompt_slugs
+from drywallqa.serving.qa import inspect_mask, prompt_class, unknown_prompt_message
+from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, mask_png_bytes, read_mask_png, render_overlay
+from drywallqa.serving.results import inspection_record, mask_annotations, write_tables
 from drywallqa.serving.thresholds import QAThresholds
 
-RESULTS_JSONL = "results.jsonl"
-RESULTS_CSV = "results.csv"
-COCO_FILE = "coco.json"
-SUMMARY_FILE = "summary.json"
-# Leading CSV columns; figure columns follow in the order QAFigures.to_dict() gives them.
-CSV_COLUMNS = ("image", "prompt", "class", "figure_set", "verdict", "severity", "reasons")
-CSV_TRAILING_COLUMNS = ("mask", "overlay", "image_width", "image_height", "model", "threshold", "mm_per_px")
 OVERLAY_QUALITY = 90
 
 
@@ -90,8 +67,9 @@ class PredictionRun:
         files: Paths of ``results.jsonl``, ``results.csv``, ``coco.json`` (when written) and
             ``summary.json``.
         coco_parts: Per record, its COCO annotations when measured from the mask in memory
-            (:func:`mask_annotations`); :func:`records_to_coco` reads the masks otherwise.
-        coco: Whether :func:`write_tables` writes ``coco.json``.
+            (:func:`~drywallqa.serving.results.mask_annotations`); :func:`~drywallqa.serving.results.records_to_coco`
+            reads the masks otherwise.
+        coco: Whether :func:`~drywallqa.serving.results.write_tables` writes ``coco.json``.
         model_calls: Batched model calls made for the pairs predicted.
     """
 
@@ -118,86 +96,6 @@ class PredictionRun:
             f"PredictionRun({str(self.out)!r}, images={self.images}, records={len(self.records)}, "
             f"predicted={self.predicted}, resumed={self.resumed}, skipped={len(self.issues)}, {self.verdict_counts()})"
         )
-
-
-# -- inputs ---------------------------------------------------------------------------------------
-def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Expand files, folders (their image files, not recursive) and glob patterns, in order.
-
-    Duplicates are dropped. A file named explicitly is kept whatever its suffix (an unreadable one
-    is reported when it is read); folders and globs contribute image suffixes only.
-
-    Raises:
-        DataError: If a path does not exist, a glob matches nothing, or nothing is found at all.
-    """
-    images: list[Path] = []
-    for item in inputs:
-        text = str(item)
-        path = Path(text)
-        if path.is_dir():
-            found = list_images(path)
-        elif path.is_file():
-            found = [path]
-        elif glob.has_magic(text):
-            matches = sorted(glob.glob(text, recursive=True))
-            if not matches:
-                raise DataError(f"{text}: the pattern matches no file")
-            found = [Path(m) for m in matches if Path(m).is_file() and Path(m).suffix.lower() in IMAGE_SUFFIXES]
-        else:
-            raise DataError(f"{text}: no such file or folder")
-        images.extend(found)
-    unique = list(dict.fromkeys(p.resolve() for p in images))
-    if not unique:
-        raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}")
-    return unique
-
-
-def check_output_dir(out: str | os.PathLike, images: Sequence[Path], inputs: Sequence[str | os.PathLike] = ()) -> Path:
-    """Refuse an output folder that would put outputs among the inputs.
-
-    Args:
-        out: The output folder.
-        images: Resolved input images.
-        inputs: The input arguments (folders among them must differ from ``out``).
-
-    Returns:
-        ``out`` resolved.
-
-    Raises:
-        ConfigError: If ``out`` is a file, equals an input folder, or contains an input image.
-    """
-    out = Path(out).resolve()
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder for the outputs")
-    for item in inputs:
-        if Path(item).is_dir() and Path(item).resolve() == out:
-            raise ConfigError(f"--out {out} is the input folder {item}; choose a folder outside the inputs so they are never overwritten")
-    for image in images:
-        if out == image or out in image.parents:
-            raise ConfigError(f"--out {out} contains the input {image}; choose a folder outside the inputs so they are never overwritten")
-    return out
-
-
-def output_keys(images: Sequence[Path]) -> dict[Path, str]:
-    """File-name key of each image: its stem, plus a hash of its path when stems collide."""
-    stems = {image: _safe_name(image.stem) for image in images}
-    counts = Counter(stem.lower() for stem in stems.values())
-    return {image: stem + (f"-{_short_hash(str(image))}" if counts[stem.lower()] > 1 else "") for image, stem in stems.items()}
-
-
-def prompt_slugs(prompts: Sequence[str]) -> dict[str, str]:
-    """File-name part of each prompt: lower-case words joined by ``-``, plus a hash when slugs collide."""
-    slugs = {p: re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-")[:48] or "prompt" for p in prompts}
-    counts = Counter(slugs.values())
-    return {p: slug + (f"-{_short_hash(p)}" if counts[slug] > 1 else "") for p, slug in slugs.items()}
-
-
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "image"
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
 
 
 # -- prediction -----------------------------------------------------------------------------------
@@ -450,16 +348,6 @@ def _resumable(out: Path, name: str, image_path: Path, model_id: str, threshold:
     return record if same else None
 
 
-def _inspection_record(inspection: MaskInspection, image_path: Path, width: int, height: int, name: str,
-                       model_id: str, threshold: float, mm_per_px: float | None, overlay: str | None) -> dict:
-    return {
-        "image": str(image_path), **inspection.to_dict(),
-        "mask": f"masks/{name}.png", "overlay": overlay,
-        "image_width": width, "image_height": height,
-        "model": model_id, "threshold": threshold, "mm_per_px": mm_per_px,
-    }
-
-
 def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prompt: str, mask: np.ndarray,
                       confidence: float, model_id: str, threshold: float, mm_per_px: float | None,
                       thresholds: QAThresholds, prompt_config: PromptConfig, *, overlay: bool = True
@@ -477,7 +365,7 @@ def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prom
     if overlay:
         tinted = render_overlay(photo.pixels, mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
         atomic_write_bytes(overlay_path, jpeg_bytes(tinted, quality=OVERLAY_QUALITY))
-    record = _inspection_record(inspection, image_path, photo.width, photo.height, name, model_id, threshold, mm_per_px,
+    record = inspection_record(inspection, image_path, photo.width, photo.height, name, model_id, threshold, mm_per_px,
                                 f"overlays/{name}.jpg" if overlay else None)
     atomic_write_json(record_path, record, indent=1)
     return record, mask
@@ -493,236 +381,12 @@ def _remeasure(out: Path, record: dict, mm_per_px: float | None, thresholds: QAT
                               scale=record["image_width"] / mask.shape[1])
     name = Path(record["mask"]).stem
     overlay = record.get("overlay") if (out / str(record.get("overlay"))).is_file() else None
-    updated = _inspection_record(inspection, Path(record["image"]), record["image_width"], record["image_height"],
+    updated = inspection_record(inspection, Path(record["image"]), record["image_width"], record["image_height"],
                                  name, record["model"], record["threshold"], mm_per_px, overlay)
     if updated != record:
         atomic_write_json(out / "records" / f"{name}.json", updated, indent=1)
     return updated, mask
 
 
-# -- tables ---------------------------------------------------------------------------------------
-def write_tables(run: PredictionRun, image_root: Path, settings: dict) -> dict[str, Path]:
-    """Write ``results.jsonl``, ``results.csv``, ``coco.json`` (unless ``run.coco`` is off; an old
-    one is then removed) and ``summary.json`` for a run.
-
-    Args:
-        run: The run whose records to write.
-        image_root: COCO ``file_name`` entries are relative to this folder.
-        settings: Recorded in ``summary.json`` (model, threshold, scale, prompts, thresholds file).
-
-    Returns:
-        ``{"jsonl": ..., "csv": ..., "coco": ..., "summary": ...}`` (``"coco"`` only when written).
-    """
-    out = run.out
-    files = {
-        "jsonl": atomic_write_text(out / RESULTS_JSONL, "".join(_json_line(r) for r in run.records)),
-        "csv": atomic_write_text(out / RESULTS_CSV, records_to_csv(run.records)),
-    }
-    if run.coco:
-        parts = run.coco_parts if len(run.coco_parts) == len(run.records) else None
-        files["coco"] = atomic_write_json(out / COCO_FILE, records_to_coco(run.records, out, image_root, parts=parts))
-    else:
-        (out / COCO_FILE).unlink(missing_ok=True)  # one of an earlier run would describe other results
-    summary = {
-        **settings, "images": run.images, "records": len(run.records), "predicted": run.predicted,
-        "resumed": run.resumed, "verdicts": run.verdict_counts(),
-        "skipped_images": [{"file": i.file, "reason": i.reason, "detail": i.detail} for i in run.issues.issues],
-    }
-    files["summary"] = atomic_write_json(out / SUMMARY_FILE, summary, indent=2)
-    return files
-
-
-def _json_line(record: dict) -> str:
-    import json
-
-    return json.dumps(record, ensure_ascii=False) + "\n"
-
-
-def records_to_csv(records: Sequence[dict]) -> str:
-    """Flatten records to CSV: fixed leading columns, one column per figure, then paths and settings."""
-    figure_columns: list[str] = []
-    for record in records:
-        figure_columns.extend(k for k in record["figures"] if k not in figure_columns)
-    columns = [*CSV_COLUMNS, *figure_columns, *CSV_TRAILING_COLUMNS]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for record in records:
-        row = {k: record.get(k) for k in (*CSV_COLUMNS, *CSV_TRAILING_COLUMNS)}
-        row["reasons"] = "; ".join(record.get("reasons") or [])
-        row.update(record["figures"])
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    return buffer.getvalue()
-
-
-def records_to_coco(records: Sequence[dict], out: Path, image_root: Path, min_component_area_px: int = 1,
-                    parts: Sequence[list | None] | None = None) -> dict:
-    """COCO instances for annotation tools (CVAT, Label Studio): one RLE annotation per mask component.
-
-    Categories are the prompt classes (an unknown prompt becomes a category of its own name).
-    Each annotation carries ``score`` (the model's confidence for the mask) and ``attributes``
-    (prompt and verdict). ``file_name`` is relative to ``image_root``.
-
-    Args:
-        records: Prediction records.
-        out: Folder their ``mask`` paths are relative to.
-        image_root: Folder ``file_name`` entries are relative to.
-        min_component_area_px: Smaller components are left out.
-        parts: Per record, :func:`mask_annotations` of its mask already measured (None entries,
-            or no ``parts``, read the mask from ``out``).
-    """
-    from drywallqa.data.core import Sample
-    from drywallqa.data.formats.coco import samples_to_coco
-
-    samples, extras, by_image = [], [], {}
-    for index, record in enumerate(records):
-        by_image.setdefault(record["image"], []).append(index)
-    for image, indices in by_image.items():
-        annotations = []
-        first = records[indices[0]]
-        for index in indices:
-            record = records[index]
-            found = parts[index] if parts is not None and parts[index] is not None else \
-                mask_annotations(read_mask_png(out / record["mask"]), record, min_component_area_px)
-            for annotation, extra in found:
-                annotations.append(annotation)
-                extras.append(extra)
-        samples.append(Sample(Path(image), first["image_width"], first["image_height"], "", "", "", tuple(annotations)))
-    classes = sorted({a.class_name for s in samples for a in s.annotations}
-                     | {r["class"] for r in records if r["class"]})
-    coco = samples_to_coco(samples, image_root, class_names=classes, description="drywallqa predict")
-    for annotation, extra in zip(coco["annotations"], extras):
-        annotation.update(extra)
-    return coco
-
-
-def mask_annotations(mask: np.ndarray, record: dict, min_component_area_px: int = 1) -> list[tuple]:
-    """The COCO annotations of one record's mask: ``(Annotation, extra fields)`` per 8-connected component.
-
-    A mask at the file's size gives RLE segmentations; the mask of a photo decoded reduced gives
-    polygons scaled to the file's pixels (an RLE would need the full-size mask).
-    """
-    import cv2
-    from scipy.ndimage import find_objects
-
-    from drywallqa.data.core import Annotation
-    from drywallqa.data.masks import label_rles
-
-    category = record["class"] or re.sub(r"[^a-z0-9]+", "_", record["prompt"].lower()).strip("_")
-    sx, sy = record["image_width"] / mask.shape[1], record["image_height"] / mask.shape[0]
-    x0, y0, w0, h0 = cv2.boundingRect(np.ascontiguousarray(mask, dtype=bool).view(np.uint8))
-    if not (w0 and h0):
-        return []
-    # Areas and boxes by bincount and find_objects: OpenCV's WithStats labelling costs ten times more.
-    n, labels = cv2.connectedComponents(mask[y0 : y0 + h0, x0 : x0 + w0].astype(np.uint8), connectivity=8)
-    areas, boxes = np.bincount(labels.ravel(), minlength=n), find_objects(labels)
-    rles = label_rles(labels, n - 1, mask.shape, (x0, y0)) if (sx, sy) == (1, 1) else None
-    found = []
-    for k in range(1, n):
-        if areas[k] < min_component_area_px:
-            continue
-        rows, cols = boxes[k - 1]
-        x, y, w, h = x0 + cols.start, y0 + rows.start, cols.stop - cols.start, rows.stop - rows.start
-        box = (x * sx, y * sy, (x + w) * sx, (y + h) * sy)
-        if rles is not None:
-            annotation = Annotation(category, box, rle=rles[k - 1], category=category)
-        else:
-            contours = cv2.findContours((labels == k).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE,
-                                        offset=(x0, y0))[0]
-            polygons = tuple(c.reshape(-1, 2) * (sx, sy) for c in contours if len(c) >= 3)
-            if not polygons:
-                continue
-            annotation = Annotation(category, box, polygons=polygons, category=category)
-        found.append((annotation, {
-            "area": round(float(areas[k]) * sx * sy), "score": record["figures"].get("confidence"),
-            "attributes": {"prompt": record["prompt"], "verdict": record["verdict"]},
-        }))
-    return found
-
-
-def results_archive(items: Sequence[dict], masks: Sequence[np.ndarray], overlays: Sequence[bytes] | None = None, *,
-                    model_id: str = "default", threshold: float = 0.5, mm_per_px: float | None = None,
-                    thresholds: QAThresholds | None = None, prompt_config: PromptConfig | None = None) -> bytes:
-    """Results made elsewhere (the web page, one upload at a time) as a zip laid out like a
-    ``predict`` folder: ``masks/``, ``overlays/``, ``results.jsonl``, ``results.csv``, ``coco.json``.
-
-    Figures and verdicts are measured again from the masks, so the tables are exactly what
-    ``predict`` would write for them.
-
-    Args:
-        items: One per mask: ``image`` (file name or relative path), ``prompt``, ``width`` and
-            ``height`` (the image file's size) and ``confidence``.
-        masks: ``(h, w)`` bool masks, at the image's size or at its decoded (reduced) size.
-        overlays: JPEG bytes per mask, or None.
-        model_id: Recorded in each record.
-        threshold: Recorded in each record.
-        mm_per_px: Image scale, for millimetre figures and rules.
-        thresholds: QA rules; the built-in file by default.
-        prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
-
-    Returns:
-        The zip's bytes.
-    """
-    import zipfile
-
-    thresholds = thresholds or QAThresholds.default()
-    prompt_config = prompt_config or PromptConfig.default()
-    images = [Path(item["image"]) for item in items]
-    keys, slugs = output_keys(list(dict.fromkeys(images))), prompt_slugs(list(dict.fromkeys(i["prompt"] for i in items)))
-    records, parts = [], []
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for index, (item, image, mask) in enumerate(zip(items, images, masks)):
-            name = f"{keys[image]}__{slugs[item['prompt']]}"
-            inspection = inspect_mask(mask, item["prompt"], confidence=item.get("confidence"), mm_per_px=mm_per_px,
-                                      thresholds=thresholds, prompt_config=prompt_config, scale=item["width"] / mask.shape[1])
-            overlay = f"overlays/{name}.jpg" if overlays else None
-            record = _inspection_record(inspection, image, item["width"], item["height"], name, model_id, threshold,
-                                        mm_per_px, overlay)
-            archive.writestr(record["mask"], mask_png_bytes(mask), compress_type=zipfile.ZIP_STORED)
-            if overlays:
-                archive.writestr(overlay, overlays[index], compress_type=zipfile.ZIP_STORED)
-            records.append(record)
-            parts.append(mask_annotations(mask, record))
-        archive.writestr(RESULTS_JSONL, "".join(_json_line(r) for r in records))
-        archive.writestr(RESULTS_CSV, records_to_csv(records))
-        import json
-
-        archive.writestr(COCO_FILE, json.dumps(records_to_coco(records, Path("."), Path("."), parts=parts)))
-    return buffer.getvalue()
-
-
 def _common_folder(images: Sequence[Path]) -> Path:
     return Path(os.path.commonpath([str(p.parent) for p in images]))
-
-
-def read_results(path: str | os.PathLike) -> tuple[list[dict], Path]:
-    """Read the records of a prediction run.
-
-    Args:
-        path: A ``predict`` output folder, or its ``results.jsonl``.
-
-    Returns:
-        ``(records, folder)``; mask and overlay paths in records are relative to ``folder``.
-
-    Raises:
-        DataError: If the file is missing or a line is not a JSON record.
-    """
-    import json
-
-    path = Path(path)
-    file = path / RESULTS_JSONL if path.is_dir() else path
-    if not file.is_file():
-        raise DataError(f"{file}: no such results file; give a `drywallqa predict` output folder or its {RESULTS_JSONL}")
-    records = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{file}: line {number} is not JSON ({exc.msg})") from exc
-        if not isinstance(record, dict) or not {"image", "prompt", "figures", "verdict"} <= set(record):
-            raise DataError(f"{file}: line {number} is not a prediction record (needs image, prompt, figures, verdict)")
-        records.append(record)
-    return records, file.parent

@@ -33,7 +33,9 @@ from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DataError, DrywallQAError
 from drywallqa.files import IMAGE_SUFFIXES, atomic_write
 from drywallqa.inference import check_prompt
-from drywallqa.serving.predict import PredictionRun, check_output_dir, collect_images, predict_images, write_tables
+from drywallqa.serving.inputs import check_output_dir, collect_images
+from drywallqa.serving.predict import PredictionRun, predict_images
+from drywallqa.serving.results import write_tables
 from drywallqa.serving.thresholds import QAThresholds
 
 
@@ -55,7 +57,7 @@ def _is_url(text: str) -> bool:
 def list_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
     """Expand files, folders, glob patterns and fsspec URLs into image paths and URLs, in order.
 
-    Local items (and ``file://`` URLs) follow :func:`~drywallqa.serving.predict.collect_images`;
+    Local items (and ``file://`` URLs) follow :func:`~drywallqa.serving.inputs.collect_images`;
     a URL folder contributes the image files directly inside it, a URL glob its matching image
     files. Duplicates are dropped.
 

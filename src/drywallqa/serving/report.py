@@ -20,7 +20,7 @@ import numpy as np
 from drywallqa import __version__
 from drywallqa.errors import DataError
 from drywallqa.files import atomic_write_text, read_image, read_json
-from drywallqa.serving.predict import SUMMARY_FILE, read_results
+from drywallqa.serving.results import SUMMARY_FILE, read_results
 from drywallqa.serving.render import jpeg_bytes
 
 THUMBNAIL_SIDE = 480
@@ -98,7 +98,7 @@ def render_report(records: Sequence[dict], folder: str | os.PathLike, *, summary
     """Render prediction records as one self-contained HTML page.
 
     Args:
-        records: Records of a ``predict`` run (see :func:`drywallqa.serving.predict.read_results`).
+        records: Records of a ``predict`` run (see :func:`drywallqa.serving.results.read_results`).
         folder: The run's output folder; record ``overlay`` paths are relative to it.
         summary: The run's ``summary.json`` (model, threshold, scale, skipped images), if any.
         title: Page title.

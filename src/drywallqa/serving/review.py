@@ -38,8 +38,9 @@ from drywallqa.data.groups import source_group
 from drywallqa.data.masks import mask_to_box, mask_to_rle
 from drywallqa.errors import ConfigError, DataError, DrywallQAError, IssueLog
 from drywallqa.files import atomic_write, atomic_write_json, atomic_write_text, image_size, read_json
-from drywallqa.serving.predict import output_keys, read_results, records_to_coco
+from drywallqa.serving.inputs import output_keys
 from drywallqa.serving.render import FIGURE_SET_COLOURS, read_mask_png
+from drywallqa.serving.results import read_results, records_to_coco
 
 REVIEW_MANIFEST = "review.json"
 LABEL_STUDIO_TASKS = "label-studio/tasks.json"

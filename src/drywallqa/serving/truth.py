@@ -15,8 +15,8 @@ import numpy as np
 
 from drywallqa.evaluation.metrics import get_stats, iou_score
 from drywallqa.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_image
-from drywallqa.serving.predict import RESULTS_JSONL, _json_line, read_results
 from drywallqa.serving.render import jpeg_bytes, read_mask_png, render_overlay
+from drywallqa.serving.results import RESULTS_JSONL, json_line, read_results
 
 TRUTH_COLOUR = (40, 170, 60)
 TRUTH_DIR = "truth"
@@ -47,7 +47,7 @@ def attach_truth(results: str | os.PathLike, truths: dict[tuple[str, str], np.nd
         record["truth"] = {"iou": iou, "truth_pixels": int(truth.sum()), "overlay": f"{TRUTH_DIR}/{name}.jpg"}
         atomic_write_json(folder / "records" / f"{name}.json", record, indent=1)
         scores[record["class"]].append(iou)
-    atomic_write_text(folder / RESULTS_JSONL, "".join(_json_line(r) for r in records))
+    atomic_write_text(folder / RESULTS_JSONL, "".join(json_line(r) for r in records))
     return {name: float(np.mean(values)) for name, values in sorted(scores.items())}
 
 

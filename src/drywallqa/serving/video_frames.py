@@ -1,0 +1,163 @@
+"""What :func:`drywallqa.serving.video.watch` does with each frame.
+
+:class:`TemporalSmoother` segments frames with every prompt and smooths the logits over time;
+:class:`FailureEvents` turns per-frame verdicts into ``fail``/``clear`` events; and
+:func:`annotate_frame` draws the masks and a banner of verdicts on the frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from drywallqa.errors import ConfigError
+from drywallqa.inference import BatchedPredictor, SegmentationResult, check_prompt, logits_to_result
+from drywallqa.processing import prompt_threshold, stack_model_inputs
+from drywallqa.serving.qa import MaskInspection
+from drywallqa.serving.render import FIGURE_SET_COLOURS, render_overlay
+
+
+class TemporalSmoother:
+    """Segment frames with several prompts, smoothing each prompt's logits over time.
+
+    For each prompt, the mask logits ``x_t`` at the model's input resolution (and the confidence
+    logit) are averaged exponentially: ``s_t = a * x_t + (1 - a) * s_(t-1)``, ``s_0 = x_0``;
+    ``s_t`` is then upsampled to the frame and thresholded as the predictor does
+    (:func:`~drywallqa.inference.logits_to_result`). ``a = 1`` turns smoothing off; ``a = 0.5``
+    (the default) gives the newest frame half the weight, so a mask settles within a few
+    frames and one-frame flicker (motion blur, a passing shadow) is damped. Dropped frames are
+    simply not in the average.
+
+    Args:
+        predictor: Any batched runtime (PyTorch, ONNX Runtime, TensorRT, with or without flips).
+        prompts: Prompts applied to every frame.
+        smoothing: ``a`` in ``(0, 1]``.
+
+    Raises:
+        ConfigError: For a predictor without a batched path, no prompt, or ``a`` out of range.
+    """
+
+    def __init__(self, predictor: BatchedPredictor, prompts: Sequence[str], smoothing: float = 0.5):
+        if not isinstance(predictor, BatchedPredictor):
+            raise ConfigError(f"video needs a batched runtime; {getattr(predictor, 'name', predictor)} is not one")
+        if not 0 < smoothing <= 1:
+            raise ConfigError(f"smoothing must be in (0, 1] (1 turns it off), got {smoothing}")
+        self.prompts = list(dict.fromkeys(check_prompt(p) for p in prompts))
+        if not self.prompts:
+            raise ConfigError("give at least one prompt, e.g. --prompt 'segment crack'")
+        self.predictor, self.smoothing = predictor, float(smoothing)
+        self._state: list[tuple[np.ndarray, float]] | None = None
+
+    def __call__(self, frames: Sequence[np.ndarray]) -> list[list[SegmentationResult]]:
+        """Segment consecutive frames, oldest first.
+
+        Args:
+            frames: RGB ``uint8`` ``(H, W, 3)`` frames.
+
+        Returns:
+            Per frame, one :class:`~drywallqa.inference.SegmentationResult` per prompt (mask at
+            the frame's size).
+        """
+        predictor, count = self.predictor, len(self.prompts)
+        inputs = np.repeat(stack_model_inputs(frames, predictor.image_size), count, axis=0)
+        prompts = self.prompts * len(frames)
+        mask_logits, confidence_logits = [], []
+        for start in range(0, len(inputs), predictor.batch_size):
+            logits, confidence = predictor.forward_batch(inputs[start:start + predictor.batch_size],
+                                                         prompts[start:start + predictor.batch_size])
+            mask_logits.append(logits)
+            confidence_logits.append(confidence)
+        mask_logits, confidence_logits = np.concatenate(mask_logits), np.concatenate(confidence_logits)
+        results = []
+        for index, frame in enumerate(frames):
+            new = [(mask_logits[index * count + k], float(confidence_logits[index * count + k])) for k in range(count)]
+            a = self.smoothing
+            self._state = new if self._state is None else [
+                (a * logits + (1 - a) * old_logits, a * confidence + (1 - a) * old_confidence)
+                for (logits, confidence), (old_logits, old_confidence) in zip(new, self._state)
+            ]
+            results.append([logits_to_result(logits, confidence, prompt, frame.shape, prompt_threshold(predictor, prompt))
+                            for (logits, confidence), prompt in zip(self._state, self.prompts)])
+        return results
+
+
+class FailureEvents:
+    """Turn per-frame verdicts into events: a prompt's QA rule failing for ``min_frames`` frames in a row.
+
+    An event opens (``"fail"``, dated at the first failing frame, with the reasons of the frame
+    that completed the run) when a prompt's verdict has been ``fail`` for ``min_frames``
+    consecutive processed frames, and closes (``"clear"``) at the first frame that does not
+    fail, or at the end of the video.
+
+    Args:
+        min_frames: ``N``, at least 1.
+    """
+
+    def __init__(self, min_frames: int = 5):
+        if min_frames < 1:
+            raise ConfigError(f"fail_frames must be at least 1, got {min_frames}")
+        self.min_frames = int(min_frames)
+        self._streak: dict[str, list] = {}  # prompt -> [count, first frame, first time]
+        self._open: dict[str, dict] = {}
+
+    def update(self, frame: int, time_s: float, inspections: Sequence[MaskInspection]) -> list[dict]:
+        """Feed one processed frame's inspections; returns the events it starts or ends."""
+        events = []
+        for inspection in inspections:
+            prompt = inspection.prompt
+            if inspection.verdict.verdict == "fail":
+                streak = self._streak.setdefault(prompt, [0, frame, time_s])
+                streak[0] += 1
+                if streak[0] == self.min_frames:
+                    event = {"event": "fail", "prompt": prompt, "class": inspection.class_name, "frame": streak[1],
+                             "time_s": round(streak[2], 3), "confirmed_at_frame": frame,
+                             "reasons": list(inspection.verdict.reasons)}
+                    self._open[prompt] = event
+                    events.append(event)
+            else:
+                self._streak.pop(prompt, None)
+                if prompt in self._open:
+                    events.append(self._clear(prompt, frame, time_s, "the rule passes again"))
+        return events
+
+    def close(self, frame: int, time_s: float) -> list[dict]:
+        """End every open event at the end of the video."""
+        return [self._clear(prompt, frame, time_s, "end of video") for prompt in list(self._open)]
+
+    def _clear(self, prompt: str, frame: int, time_s: float, why: str) -> dict:
+        opened = self._open.pop(prompt)
+        return {"event": "clear", "prompt": prompt, "class": opened["class"], "frame": frame, "time_s": round(time_s, 3),
+                "failed_frames": frame - opened["frame"], "failed_s": round(time_s - opened["time_s"], 3), "why": why}
+
+
+def annotate_frame(pixels: np.ndarray, results: Sequence[SegmentationResult], inspections: Sequence[MaskInspection],
+                   index: int, dropped: int = 0) -> np.ndarray:
+    """The frame with each prompt's mask tinted and outlined and a banner of verdicts.
+
+    Args:
+        pixels: RGB ``uint8`` ``(H, W, 3)``.
+        results: One result per prompt, masks at the frame's size.
+        inspections: Their QA inspections, in the same order.
+        index: Frame index, shown in the banner.
+        dropped: Frames dropped so far, shown when non-zero.
+
+    Returns:
+        RGB ``uint8`` ``(H, W, 3)``.
+    """
+    import cv2
+
+    image = pixels
+    for result, inspection in zip(results, inspections):
+        image = render_overlay(image, result.mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
+    image = np.ascontiguousarray(image)
+    scale = max(image.shape[1] / 900, 0.3)
+    lines = [(f"#{index}" + (f"  dropped {dropped}" if dropped else ""), False)]
+    lines += [(f"{i.class_name or i.prompt}: {i.verdict.verdict} ({r.confidence:.2f})", i.verdict.verdict == "fail")
+              for r, i in zip(results, inspections)]
+    for row, (text, failing) in enumerate(lines):
+        y = int((row + 1) * 26 * scale) + 2
+        colour = (235, 40, 40) if failing else (255, 255, 255)
+        cv2.putText(image, text, (4, y), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, (0, 0, 0), max(1, round(3 * scale)), cv2.LINE_AA)
+        cv2.putText(image, text, (4, y), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, colour, max(1, round(scale)), cv2.LINE_AA)
+    return image
