@@ -19,8 +19,6 @@ the user (``--runtime``), exporting it once into a cache when that runtime needs
 
 from __future__ import annotations
 
-import inspect
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -365,6 +363,8 @@ def _onnx_predictor(spec, cache_dir, say, **options) -> Predictor:
 
 def _runtime_options(runtime: str) -> list[str]:
     """The keyword options a runtime's predictor takes."""
+    import inspect
+
     from drywallqa.inference.onnx_runtime import OnnxPredictor
     from drywallqa.inference.tensorrt_runtime import TensorRTPredictor
 
@@ -375,6 +375,7 @@ def _runtime_options(runtime: str) -> list[str]:
 def _onnx_unavailable(spec: str | os.PathLike | None) -> str | None:
     """Why a spec cannot go to ONNX Runtime here, or None when it can."""
     import importlib.util
+    import json
 
     if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
         return 'onnxruntime is not installed (pip install "drywallqa[export]")'
