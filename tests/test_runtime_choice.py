@@ -9,8 +9,8 @@ import pytest
 
 from drywallqa.cli import main
 from drywallqa.errors import ConfigError
-from drywallqa.export.factory import _onnx_unavailable, onnx_cache_dir
 from drywallqa.inference import ModelPredictor, load_predictor
+from drywallqa.inference.load import _onnx_unavailable, onnx_cache_dir
 
 pytest.importorskip("onnxruntime", reason='needs the export extra: pip install "drywallqa[export]"')
 

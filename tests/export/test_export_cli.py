@@ -7,8 +7,7 @@ import json
 import pytest
 
 from drywallqa.cli import main
-from drywallqa.export import tensorrt_available
-from drywallqa.inference import default_model_path
+from drywallqa.inference import default_model_path, tensorrt_available
 
 for _module in ("onnx", "onnxruntime"):
     pytest.importorskip(_module, reason='needs the export extra: pip install "drywallqa[export]"')
@@ -50,7 +49,7 @@ def test_export_cli_tensorrt_absent_keeps_onnx_and_prints_trtexec(model_dir, tmp
 
 
 def test_export_cli_calibrates_int8_on_photo_folders(model_dir, tmp_path, capsys) -> None:
-    from drywallqa.cli.export import calibration_paths
+    from drywallqa.export import calibration_paths
     from drywallqa.data.synthetic import generate_sample_data
 
     sample = generate_sample_data(tmp_path / "sample", images=8, size=64, seed=3).root

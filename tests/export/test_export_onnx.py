@@ -8,11 +8,11 @@ import torch
 
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import DrywallQAError
-from drywallqa.export import ExportError, PromptEmbeddings, export_onnx, read_metadata
+from drywallqa.export import ExportError, export_onnx
 from drywallqa.export import onnx as onnx_export
-from drywallqa.export.onnx_runtime import create_session
 from drywallqa.export.parity import PARITY_MIN_IOU
-from drywallqa.export.prompt_store import prompt_key
+from drywallqa.inference import PromptEmbeddings, create_session, read_metadata
+from drywallqa.inference.prompt_store import prompt_key
 
 for _module in ("onnx", "onnxruntime"):
     pytest.importorskip(_module, reason='needs the export extra: pip install "drywallqa[export]"')

@@ -16,15 +16,16 @@ import pytest
 
 from drywallqa.errors import ConfigError
 from drywallqa.evaluation.metrics import get_stats, iou_score
-from drywallqa.export import (
+from drywallqa.inference import (
+    ModelPredictor,
     OnnxPredictor,
+    SegmentationResult,
+    TensorRTPredictor,
     TensorRTUnavailable,
-    TorchRuntimePredictor,
+    build_tensorrt_engine,
     load_runtime_predictor,
     tensorrt_available,
 )
-from drywallqa.export.trt_runtime import TensorRTPredictor, build_tensorrt_engine
-from drywallqa.inference import ModelPredictor, SegmentationResult
 
 for _module in ("onnx", "onnxruntime"):
     pytest.importorskip(_module, reason='needs the export extra: pip install "drywallqa[export]"')
@@ -45,10 +46,10 @@ def pooled_iou(results: list[SegmentationResult], reference: list[SegmentationRe
 
 
 RUNTIMES = {
-    "torch-fp32": (lambda model, exported, t: TorchRuntimePredictor(model, device="cpu", threshold=t, channels_last=False), EXACT),
-    "torch-fp32-channels-last": (lambda model, exported, t: TorchRuntimePredictor(model, device="cpu", threshold=t), EXACT),
+    "torch-fp32": (lambda model, exported, t: ModelPredictor(model, device="cpu", threshold=t, channels_last=False), EXACT),
+    "torch-fp32-channels-last": (lambda model, exported, t: ModelPredictor(model, device="cpu", threshold=t), EXACT),
     "torch-bf16-channels-last": (
-        lambda model, exported, t: TorchRuntimePredictor(model, device="cpu", threshold=t, precision="bf16"), ROUNDED
+        lambda model, exported, t: ModelPredictor(model, device="cpu", threshold=t, precision="bf16"), ROUNDED
     ),
     "onnxruntime-fp32": (lambda model, exported, t: OnnxPredictor(exported.onnx_path, threshold=t), EXACT),
     "onnxruntime-int8": (lambda model, exported, t: OnnxPredictor(exported.int8_path, threshold=t), ROUNDED),
@@ -110,7 +111,7 @@ def test_load_runtime_predictor_picks_the_runtime_from_the_spec(exported, model_
     assert isinstance(load_runtime_predictor(str(exported.onnx_path)), OnnxPredictor)
     assert isinstance(load_runtime_predictor(exported.int8_path), OnnxPredictor)
     torch_predictor = load_runtime_predictor(model_dir, device="cpu", precision="bf16")
-    assert isinstance(torch_predictor, TorchRuntimePredictor) and torch_predictor.precision == "bf16"
+    assert isinstance(torch_predictor, ModelPredictor) and torch_predictor.precision == "bf16"
 
 
 @pytest.mark.parametrize(

@@ -165,20 +165,19 @@ def test_unreachable_or_unreadable_source_is_one_line_exit_2(source, message, tm
 
 
 def test_bench_reports_watch_frames_per_second():
-    from drywallqa.export.bench_report import render_markdown
-    from drywallqa.export.benchmark import BenchSettings, run_benchmark
+    from drywallqa.bench import BenchSettings, run_benchmark
 
     settings = BenchSettings.create(quick=True, device="cpu", runtimes=("torch-fp32",), baselines=False, profile_iterations=0)
     report = run_benchmark(settings)
-    video = report["video"]["torch-fp32"]
+    video = report.video["torch-fp32"]
     assert video["frames"] == 12 and video["frames_per_s"] > 0 and video["frame_size"] == 96
-    assert "## Video: `drywallqa watch` frames/s" in render_markdown(report)
+    assert "## Video: `drywallqa watch` frames/s" in report.markdown()
 
 
 def test_best_available_refuses_a_gpu_it_does_not_have(tiny_model_dir):
     import torch
 
-    from drywallqa.export.factory import best_available
+    from drywallqa.inference import best_available
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

@@ -157,7 +157,7 @@ def test_collect_reports_what_would_not_come_back(tmp_path):
 
 
 def test_bench_rows_of_a_gpu_report_are_checked_against_the_gpu_goals():
-    from drywallqa.export.bench_report import evaluate_goals
+    from drywallqa.bench.goals import evaluate_goals
 
     def row(model, runtime, throughput, latency):
         return {"model": model, "runtime": runtime, "best_throughput": throughput, "latency_p50_ms": latency}
@@ -166,7 +166,7 @@ def test_bench_rows_of_a_gpu_report_are_checked_against_the_gpu_goals():
               "results": [row("clipseg", "torch-bf16-autocast", 2000.0, 5.0), row("sam", "torch-bf16-autocast", 80.0, 20.0),
                           row("promptunet", "torch-fp16-cuda-graphs", 4000.0, 1.5),
                           row("promptunet", "torch-compile-fp16", 12000.0, 3.0)]}
-    from drywallqa.export.bench_report import compute_ratios
+    from drywallqa.bench.goals import compute_ratios
 
     report["ratios"] = compute_ratios(report["results"])
     goals = {g["goal"]: g for g in evaluate_goals(report)}

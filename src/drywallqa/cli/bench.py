@@ -41,17 +41,17 @@ def add_commands(subparsers) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from drywallqa.export.bench_report import render_markdown, write_report
-    from drywallqa.export.benchmark import BenchSettings, run_benchmark
+    from drywallqa.bench import BenchReport, BenchSettings, run_benchmark, write_report
     from drywallqa.files import read_json
 
     if args.from_json:
-        report = read_json(args.from_json)
-        command = report.pop("command", "drywallqa bench")
+        data = read_json(args.from_json)
+        command = data.pop("command", "drywallqa bench")
+        report = BenchReport.from_dict(data)
         for path in write_report(report, args.json, args.markdown, command):
             print(f"wrote {path}")
         if not args.json and not args.markdown:
-            print(render_markdown(report, command))
+            print(report.markdown(command))
         return 0
     _check_end_to_end_args(args)
     overrides = {"baselines": args.baselines, "note": args.note, "end_to_end": args.end_to_end}
@@ -70,14 +70,14 @@ def run_bench(args: argparse.Namespace) -> int:
     settings = BenchSettings.create(quick=args.quick, device=args.device, **overrides)
     command = _command_line(args)
 
-    def checkpoint(partial: dict) -> None:
+    def checkpoint(partial: BenchReport) -> None:
         write_report(partial, args.json, None, command)
 
     report = run_benchmark(settings, progress=print, checkpoint=checkpoint if args.json else None)
     for path in write_report(report, args.json, args.markdown, command):
         print(f"wrote {path}")
     if not args.json and not args.markdown:
-        print(render_markdown(report, command))
+        print(report.markdown(command))
     return 0
 
 
@@ -87,7 +87,7 @@ def _check_end_to_end_args(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from drywallqa.errors import ConfigError
-    from drywallqa.export.benchmark import loadtest_script
+    from drywallqa.bench.end_to_end import loadtest_script
 
     if args.e2e_photos and not Path(args.e2e_photos).is_dir():
         raise ConfigError(f"--e2e-photos {args.e2e_photos}: no such folder")

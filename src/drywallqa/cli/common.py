@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from drywallqa.export.factory import RUNTIME_CHOICES
+from drywallqa.inference import RUNTIME_CHOICES
 
 MODEL_HELP = (
     "model folder from save_pretrained or `drywallqa train`, NAME[:WEIGHTS] for a registered architecture "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from drywallqa.export.onnx import DEFAULT_OPSET
 
@@ -37,8 +36,9 @@ def add_commands(subparsers) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from drywallqa.data import PromptConfig
-    from drywallqa.export import build_tensorrt_engine, export_onnx, load_model
+    from drywallqa.export import calibration_paths, export_onnx
     from drywallqa.files import atomic_write_json, read_image
+    from drywallqa.inference import build_tensorrt_engine, load_model
 
     model = load_model(args.model)
     result = export_onnx(
@@ -75,22 +75,3 @@ def _copy_calibration(model: str | None, exported: list) -> None:
         shutil.copyfile(source, calibration_file(str(path)))
         print(f"wrote {calibration_file(str(path))}")
 
-
-def calibration_paths(folders: list[str], count: int) -> list:
-    """Up to ``count`` image paths, evenly spaced within each folder and shared equally between folders."""
-    from drywallqa.errors import ConfigError
-    from drywallqa.files import list_images
-
-    if count < 1:
-        raise ConfigError(f"--calibration-images must be at least 1, got {count}")
-    chosen = []
-    for index, folder in enumerate(folders):
-        if not Path(folder).is_dir():
-            raise ConfigError(f"--calibration {folder}: not a folder")
-        images = list_images(folder)
-        if not images:
-            raise ConfigError(f"--calibration {folder}: no images in it")
-        share = count // len(folders) + (1 if index < count % len(folders) else 0)
-        step = max(len(images) / max(share, 1), 1.0)
-        chosen += [images[int(i * step)] for i in range(min(share, len(images)))]
-    return chosen

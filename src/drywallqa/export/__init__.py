@@ -1,47 +1,37 @@
-"""Deployment: ONNX export with a parity check, int8, TensorRT, fast runtimes and the benchmark.
+"""Deployment files: ONNX export with a parity check, prompt embeddings beside it, and int8.
 
-Every runtime sits behind the one :class:`~drywallqa.inference.Predictor` interface and shares
-the pre- and post-processing of :mod:`drywallqa.processing`, so masks agree across them.
+This package only writes files; what runs them (ONNX Runtime, TensorRT, PyTorch) is in
+:mod:`drywallqa.inference`, and ``drywallqa bench`` is in :mod:`drywallqa.bench`.
+
+- :mod:`~drywallqa.export.onnx`: :func:`export_onnx` writes ``<name>.onnx`` and
+  ``<name>.prompts.json`` after checking ONNX Runtime against PyTorch;
+- :mod:`~drywallqa.export.wrapper`: the trace-friendly :class:`OnnxSegmentationWrapper`;
+- :mod:`~drywallqa.export.quantize`: static int8 (:func:`quantize_onnx_int8`) and the choice of
+  calibration photos (:func:`calibration_paths`);
+- :mod:`~drywallqa.export.parity`: parity reports and the synthetic photos they run on.
 
 Example:
-    >>> from drywallqa.export import export_onnx, load_model, load_runtime_predictor   # doctest: +SKIP
+    >>> from drywallqa.export import export_onnx                         # doctest: +SKIP
+    >>> from drywallqa.inference import load_model, load_runtime_predictor
     >>> result = export_onnx(load_model("runs/x/model"), "promptunet.onnx", int8=True)
     >>> print(result.summary())
     >>> predictor = load_runtime_predictor("promptunet.onnx")          # OnnxPredictor
     >>> predictor.predict(image, "segment crack")
 """
 
-from drywallqa.export.factory import (
-    RUNTIMES,
-    load_model,
-    load_runtime_predictor,
-    runtime_for_spec,
-)
 from drywallqa.export.onnx import (
     DEFAULT_OPSET,
     ExportError,
     OnnxExport,
     export_onnx,
-    read_metadata,
 )
-from drywallqa.export.onnx_runtime import OnnxPredictor, create_session
 from drywallqa.export.parity import (
     ParityReport,
     compare_outputs,
     synthetic_images,
     synthetic_samples,
 )
-from drywallqa.inference import BatchedPredictor
-from drywallqa.export.prompt_store import PromptEmbeddings
-from drywallqa.export.quantize import quantize_onnx_int8
-from drywallqa.export.torch_runtime import TorchRuntimePredictor
-from drywallqa.export.trt_runtime import (
-    TensorRTPredictor,
-    TensorRTUnavailable,
-    build_tensorrt_engine,
-    tensorrt_available,
-    trtexec_command,
-)
+from drywallqa.export.quantize import calibration_paths, quantize_onnx_int8
 
 
 def __getattr__(name: str):
@@ -56,28 +46,14 @@ def __getattr__(name: str):
 
 __all__ = [
     "DEFAULT_OPSET",
-    "RUNTIMES",
-    "BatchedPredictor",
     "ExportError",
     "OnnxExport",
-    "OnnxPredictor",
     "OnnxSegmentationWrapper",
     "ParityReport",
-    "PromptEmbeddings",
-    "TensorRTPredictor",
-    "TensorRTUnavailable",
-    "TorchRuntimePredictor",
-    "build_tensorrt_engine",
+    "calibration_paths",
     "compare_outputs",
-    "create_session",
     "export_onnx",
-    "load_model",
-    "load_runtime_predictor",
     "quantize_onnx_int8",
-    "read_metadata",
-    "runtime_for_spec",
     "synthetic_images",
     "synthetic_samples",
-    "tensorrt_available",
-    "trtexec_command",
 ]

@@ -4,9 +4,10 @@
 
 - ``<name>.onnx``: the graph of :class:`~drywallqa.export.wrapper.OnnxSegmentationWrapper`
   (dynamic batch, height and width), with ``drywallqa.*`` metadata (model, input size, text
-  encoder, prompt file) that :class:`~drywallqa.export.onnx_runtime.OnnxPredictor` reads;
+  encoder, prompt file) that :class:`~drywallqa.inference.OnnxPredictor` reads
+  (through :mod:`drywallqa.inference.graph_io`);
 - ``<name>.prompts.json``: embeddings of every prompt of the prompt config
-  (:class:`~drywallqa.export.prompt_store.PromptEmbeddings`);
+  (:class:`~drywallqa.inference.PromptEmbeddings`);
 - optionally ``<name>.int8.onnx`` (:func:`~drywallqa.export.quantize.quantize_onnx_int8`).
 
 The graph comes from PyTorch's TorchScript-based exporter (``dynamo=False``): the torch.export
@@ -26,19 +27,25 @@ from pathlib import Path
 import numpy as np
 
 from drywallqa.errors import DrywallQAError
-from drywallqa.export.graph_io import DYNAMIC_AXES, INPUT_NAMES, OUTPUT_NAMES
 from drywallqa.export.parity import (
     PARITY_MIN_IOU,
     ParityReport,
     compare_outputs,
     synthetic_images,
 )
-from drywallqa.export.prompt_store import PromptEmbeddings, prompt_store_path
 from drywallqa.files import atomic_write
+from drywallqa.inference.graph_io import (
+    DYNAMIC_AXES,
+    INPUT_NAMES,
+    METADATA_PREFIX,
+    OUTPUT_NAMES,
+    import_onnx,
+    run_onnx_file,
+)
+from drywallqa.inference.prompt_store import PromptEmbeddings, prompt_store_path
 from drywallqa.processing import nhwc_uint8_to_nchw_float, stack_model_inputs
 
 DEFAULT_OPSET = 17
-METADATA_PREFIX = "drywallqa."
 INPUT_DESCRIPTION = "images: float32 (B, 3, H, W) RGB in [0, 1], H and W multiples of 32; prompt_embeddings: float32 (B, D)"
 
 
@@ -194,20 +201,6 @@ def export_onnx(
     return OnnxExport(path, prompts_path, parity, int8_path, int8_parity, opset, metadata)
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The ``drywallqa.*`` metadata of an exported ONNX file, without the prefix.
-
-    Raises:
-        DrywallQAError: If the file cannot be read as ONNX.
-    """
-    onnx = import_onnx()
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError, OSError, ...: all mean "not a readable model"
-        raise DrywallQAError(f"{path}: not a readable ONNX file ({exc})") from exc
-    return {p.key[len(METADATA_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(METADATA_PREFIX)}
-
-
 def run_torch_reference(
     model, images: Sequence[np.ndarray], prompts: Sequence[str], store: PromptEmbeddings
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -222,24 +215,6 @@ def run_torch_reference(
     with torch.inference_mode():
         output = model(torch.from_numpy(batch), torch.from_numpy(store.lookup(prompts)))
     return output.mask_logits[:, 0].float().numpy(), output.confidence_logits.float().numpy()
-
-
-def run_onnx_file(
-    path: str | os.PathLike, images: Sequence[np.ndarray], prompts: Sequence[str], store: PromptEmbeddings, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """ONNX Runtime (CPU) outputs of an exported file on ``images`` resized to ``size``.
-
-    Returns:
-        float32 ``(B, H, W)`` mask logits and ``(B,)`` confidence logits.
-    """
-    from drywallqa.export.onnx_runtime import create_session
-
-    session = create_session(path, providers=["CPUExecutionProvider"])
-    batch = nhwc_uint8_to_nchw_float(stack_model_inputs(images, size))
-    mask_logits, confidence_logits = session.run(
-        list(OUTPUT_NAMES), {"images": batch, "prompt_embeddings": store.lookup(prompts)}
-    )
-    return mask_logits[:, 0], confidence_logits
 
 
 def _cpu_float32_copy(model):
@@ -284,15 +259,6 @@ def _trace_to_onnx(model, args: tuple, path: Path, opset: int) -> None:
             raise ExportError(f"ONNX export of {model.name!r} at opset {opset} failed: {exc}") from exc
 
 
-def import_onnx():
-    """Import the ``onnx`` package or fail with the install command."""
-    try:
-        import onnx
-    except ImportError as exc:
-        raise DrywallQAError('ONNX export needs onnx and onnxruntime: pip install "drywallqa[export]"') from exc
-    return onnx
-
-
 def _write_metadata(path: Path, metadata: dict[str, str]) -> None:
     onnx = import_onnx()
     model = onnx.load(str(path))
@@ -321,7 +287,5 @@ __all__ = [
     "ExportError",
     "OnnxExport",
     "export_onnx",
-    "read_metadata",
-    "run_onnx_file",
     "run_torch_reference",
 ]

@@ -7,10 +7,11 @@ PromptUNet. The graph is first pre-processed (ONNX Runtime's basic optimisations
 BatchNorm into its convolution); quantising the raw export instead left the folded biases as
 computed tensors, and the result ran slower than fp32. Whether static int8 beats fp32 depends on the CPU (it needs VNNI-class integer dot
 products and enough work per depthwise convolution); ``drywallqa bench`` measures it, and
-:func:`~drywallqa.export.onnx.export_onnx` reports its IoU cost against PyTorch fp32.
+:func:`~drywallqa.export.export_onnx` reports its IoU cost against PyTorch fp32.
 
-Calibrate on real photos (``--calibration``): activation ranges taken from the synthetic images
-fit a trained model's real inputs badly, and int8 masks then drift far from fp32.
+Calibrate on real photos (``--calibration``, chosen by :func:`calibration_paths`): activation
+ranges taken from the synthetic images fit a trained model's real inputs badly, and int8 masks
+then drift far from fp32.
 """
 
 from __future__ import annotations
@@ -23,8 +24,33 @@ from pathlib import Path
 
 import numpy as np
 
-from drywallqa.errors import DrywallQAError
+from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.processing import nhwc_uint8_to_nchw_float, stack_model_inputs
+
+
+def calibration_paths(folders: Sequence[str | os.PathLike], count: int) -> list[Path]:
+    """Up to ``count`` photos to calibrate int8 on: evenly spaced within each folder, shared equally
+    between the folders.
+
+    Raises:
+        ConfigError: If ``count`` is below 1, or a folder is missing or holds no images (the
+            messages name the ``drywallqa export`` flags).
+    """
+    from drywallqa.files import list_images
+
+    if count < 1:
+        raise ConfigError(f"--calibration-images must be at least 1, got {count}")
+    chosen = []
+    for index, folder in enumerate(folders):
+        if not Path(folder).is_dir():
+            raise ConfigError(f"--calibration {folder}: not a folder")
+        images = list_images(folder)
+        if not images:
+            raise ConfigError(f"--calibration {folder}: no images in it")
+        share = count // len(folders) + (1 if index < count % len(folders) else 0)
+        step = max(len(images) / max(share, 1), 1.0)
+        chosen += [images[int(i * step)] for i in range(min(share, len(images)))]
+    return chosen
 
 
 def calibration_feeds(
@@ -35,7 +61,7 @@ def calibration_feeds(
     Args:
         images: RGB ``uint8`` ``(H, W, 3)`` photos, resized to ``size`` like served images.
         prompts: One prompt per image.
-        store: :class:`~drywallqa.export.prompt_store.PromptEmbeddings` holding the prompts.
+        store: :class:`~drywallqa.inference.PromptEmbeddings` holding the prompts.
         size: Model input side.
 
     Raises:
@@ -72,7 +98,7 @@ def quantize_onnx_int8(
     """Statically quantise an fp32 ONNX graph to int8 (QDQ, per-channel weights).
 
     Args:
-        source: fp32 ``.onnx`` file from :func:`~drywallqa.export.onnx.export_onnx`.
+        source: fp32 ``.onnx`` file from :func:`~drywallqa.export.export_onnx`.
         destination: Output ``.onnx`` file (overwritten).
         feeds: Calibration input dicts, e.g. from :func:`calibration_feeds`.
 

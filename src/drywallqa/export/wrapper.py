@@ -1,6 +1,7 @@
 """A trace-friendly wrapper around a model for ONNX export (the role of segment-anything's ``utils/onnx.py``).
 
-The wrapper fixes the graph's contract, independent of any architecture:
+The wrapper fixes the graph's contract, independent of any architecture (names and dynamic axes in
+:mod:`drywallqa.inference.graph_io`):
 
 - inputs ``images``: float32 ``(B, 3, H, W)`` RGB in ``[0, 1]``, ``H`` and ``W`` multiples of 32;
   ``prompt_embeddings``: float32 ``(B, D)`` (rows of ``<name>.prompts.json``);
@@ -16,9 +17,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from drywallqa.export.graph_io import DYNAMIC_AXES, INPUT_NAMES, OUTPUT_NAMES
-
-__all__ = ["DYNAMIC_AXES", "INPUT_NAMES", "OUTPUT_NAMES", "OnnxSegmentationWrapper"]
+__all__ = ["OnnxSegmentationWrapper"]
 
 
 class OnnxSegmentationWrapper(nn.Module):

@@ -1,6 +1,6 @@
 """ONNX Runtime behind the :class:`~drywallqa.inference.Predictor` interface.
 
-:class:`OnnxPredictor` runs a file written by :func:`~drywallqa.export.onnx.export_onnx` with the
+:class:`OnnxPredictor` runs a file written by :func:`~drywallqa.export.export_onnx` with the
 CUDA execution provider when ONNX Runtime has it and the CPU one otherwise. Prompts are looked up
 in the ``<name>.prompts.json`` stored next to the graph; an unknown prompt is an error naming the
 known ones, unless ``embed_unknown_prompts=True`` lets the model's text encoder embed it.
@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from drywallqa.errors import ConfigError, DrywallQAError
-from drywallqa.export.graph_io import OUTPUT_NAMES
-from drywallqa.export.prompt_store import PromptEmbeddings, prompt_store_path
-from drywallqa.inference import BatchedPredictor
+from drywallqa.inference.core import BatchedPredictor
+from drywallqa.inference.graph_io import METADATA_PREFIX, OUTPUT_NAMES
+from drywallqa.inference.prompt_store import PromptEmbeddings, prompt_store_path
 from drywallqa.processing import logit_threshold, nhwc_uint8_to_nchw_float
 
 GPU_PROVIDERS = ("CUDAExecutionProvider",)
-METADATA_PREFIX = "drywallqa."
 
 
 def available_cores() -> int:
@@ -143,7 +142,7 @@ class OnnxPredictor(BatchedPredictor):
     model's square input, the logits resized back to each image and thresholded.
 
     Args:
-        path: ``.onnx`` file from :func:`~drywallqa.export.onnx.export_onnx` (fp32 or int8).
+        path: ``.onnx`` file from :func:`~drywallqa.export.export_onnx` (fp32 or int8).
         prompts: Prompt embeddings, a path to a ``.prompts.json`` file, or None for the file the
             graph's metadata names (``<stem>.prompts.json`` next to it).
         threshold: Probability threshold in ``(0, 1)``.

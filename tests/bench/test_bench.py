@@ -9,8 +9,8 @@ import pytest
 
 from drywallqa.cli import main
 from drywallqa.errors import ConfigError
-from drywallqa.export import tensorrt_available
-from drywallqa.export.benchmark import BenchSettings, PeakMemory
+from drywallqa.bench import BenchSettings, PeakMemory
+from drywallqa.inference import tensorrt_available
 
 for _module in ("onnx", "onnxruntime"):
     pytest.importorskip(_module, reason='needs the export extra: pip install "drywallqa[export]"')
@@ -88,7 +88,7 @@ def test_peak_memory_sees_an_allocation() -> None:
 
 
 def test_goals_are_checked_per_onnxruntime_precision() -> None:
-    from drywallqa.export.bench_report import compute_ratios, evaluate_goals
+    from drywallqa.bench.goals import compute_ratios, evaluate_goals
 
     def result(model, runtime, p50, throughput):
         return {"model": model, "runtime": runtime, "latency_p50_ms": p50, "best_throughput": throughput}
@@ -106,7 +106,8 @@ def test_goals_are_checked_per_onnxruntime_precision() -> None:
 
 
 def test_serve_section_of_the_report() -> None:
-    from drywallqa.export.bench_report import _end_to_end_section, evaluate_goals
+    from drywallqa.bench.goals import evaluate_goals
+    from drywallqa.bench.markdown import _end_to_end_section
 
     def run(photos_per_s, p95, cpu, code, batching):
         return {"photos_per_s": photos_per_s, "p50_ms": p95 / 2, "p95_ms": p95, "cpu_ms_per_photo": cpu, "code": code,

@@ -1,9 +1,12 @@
-"""``load_runtime_predictor(spec, runtime=...)``: one factory for every runtime.
+"""The one loader: a model spec and a runtime in, a :class:`~drywallqa.inference.Predictor` out.
+
+:func:`load_predictor` is the entry point of every driver (``evaluate``, ``predict``, ``serve``,
+``watch``); :func:`load_runtime_predictor` is the factory of every runtime:
 
 =============  =====================================================  ===============================
 runtime        spec                                                   predictor
 =============  =====================================================  ===============================
-``torch``      model folder (``save_pretrained``) or None (shipped)   :class:`TorchRuntimePredictor`
+``torch``      model folder (``save_pretrained``) or None (shipped)   :class:`ModelPredictor`
 ``onnx``       ``.onnx`` file from ``drywallqa export``               :class:`OnnxPredictor`
 ``tensorrt``   ``.onnx`` file (engine built once) or ``.plan`` file   :class:`TensorRTPredictor`
 =============  =====================================================  ===============================
@@ -16,13 +19,15 @@ the user (``--runtime``), exporting it once into a cache when that runtime needs
 
 from __future__ import annotations
 
-import inspect
-import json
 import os
 from pathlib import Path
+from typing import Any
 
 from drywallqa.errors import ConfigError, DrywallQAError
-from drywallqa.inference import Predictor
+from drywallqa.inference.calibration import CALIBRATION_FILE, read_calibration
+from drywallqa.inference.core import BatchedPredictor, Predictor
+from drywallqa.inference.torch_runtime import ModelPredictor
+from drywallqa.inference.tta import TTA_VIEWS, FlipTTAPredictor
 
 RUNTIMES = ("torch", "onnx", "tensorrt")
 #: What ``--runtime`` accepts: a runtime of :data:`RUNTIMES`, or ``auto`` for :func:`best_available`.
@@ -37,6 +42,89 @@ ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".plan", ".engine")
 
 
+def load_predictor(spec: str | None = None, device: str | None = None, model_args: dict | None = None,
+                   tta: str = "none", *, runtime: str = "auto", say=print, **kwargs) -> Predictor:
+    """Build a :class:`Predictor` from a model spec, on the fastest runtime that gives its own masks.
+
+    Args:
+        spec: ``None`` for the shipped default model; a folder written by ``save_pretrained``
+            (``config.json`` + ``model.safetensors``); ``NAME[:WEIGHTS]`` for a registered
+            architecture built from hub weights (``clipseg:DIR``, ``sam3:DIR``, ``two-stage:DIR``);
+            a transformers folder; a YAML spec; or an ``.onnx`` file (ONNX Runtime).
+        device: Torch device; CUDA when available by default.
+        model_args: Extra model config fields (e.g. ``{"boxes": "annotations:DIR"}``); PyTorch only.
+        tta: Test-time augmentation, a key of :data:`TTA_VIEWS` (see :class:`FlipTTAPredictor`).
+        runtime: ``"auto"``: :func:`best_available` (ONNX Runtime on a CPU,
+            from an export of the model folder made once and cached by weight hash, when it passes
+            the parity check; PyTorch on CUDA); or ``"torch"``, ``"onnx"``, ``"tensorrt"``.
+        say: Called with one line naming the runtime used (None: silent).
+        **kwargs: Passed to the runtime (``threshold``, ``batch_size``, ``image_size``; PyTorch's
+            :class:`ModelPredictor` options such as ``precision`` select PyTorch).
+
+    Raises:
+        ConfigError: For an unknown runtime or TTA, or model arguments on another runtime.
+        DrywallQAError: If the model cannot be found or loaded, with what to do about it.
+    """
+    if tta not in TTA_VIEWS:
+        raise ConfigError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
+    explicit_threshold = kwargs.get("threshold") is not None
+    if not explicit_threshold:
+        kwargs.pop("threshold", None)
+    if (runtime == "torch" and runtime_for_spec(spec) == "torch") or (runtime == "auto" and model_args):
+        predictor = _spec_predictor(spec, device, model_args, **kwargs)
+        if say is not None:
+            say(f"runtime: {predictor.name} ({'--runtime torch' if runtime == 'torch' else 'model arguments need PyTorch'})")
+    elif model_args:
+        raise ConfigError(f"model arguments ({', '.join(model_args)}) need --runtime torch, not {runtime}")
+    else:
+        predictor = load_runtime(spec, runtime, device=device, say=say or (lambda line: None), **kwargs)
+    if tta != "none":
+        if not isinstance(predictor, BatchedPredictor):
+            raise ConfigError(f"test-time flips need a batched runtime; {predictor.name} is not one")
+        predictor = FlipTTAPredictor(predictor, tta)
+    if not explicit_threshold:
+        # A model folder's calibrated per-class thresholds apply unless a threshold is given.
+        predictor.set_thresholds(read_calibration(calibration_file(spec)).get("thresholds", {}))
+    return predictor
+
+
+def default_model_path():
+    """Folder of the model shipped inside the package (``drywallqa/weights/promptunet``)."""
+    from importlib import resources
+
+    return resources.files("drywallqa").joinpath("weights/promptunet")
+
+
+def calibration_file(spec: str | os.PathLike | None) -> Path | None:
+    """Where the calibrated thresholds of a spec's weights live: ``calibration.json`` in a model
+    folder (the shipped one for None), ``<stem>.calibration.json`` beside an exported runtime file
+    (``drywallqa export`` writes it); None for other specs."""
+    if spec is None:
+        return Path(str(default_model_path())) / CALIBRATION_FILE
+    path = Path(str(spec))
+    if path.suffix in ONNX_SUFFIXES + ENGINE_SUFFIXES:
+        return path.with_suffix(".calibration.json")
+    return path / CALIBRATION_FILE if (path / "config.json").is_file() else None
+
+
+def model_predictor(model, **kwargs: Any) -> ModelPredictor:
+    """A :class:`~drywallqa.inference.ModelPredictor` named after the model's :attr:`display_name`.
+
+    The evaluation report records the predictor's name, so e.g. ``textsam+boxes:annotations``
+    shows that box prompts came from ground truth. ``predictor.metadata`` holds the model's
+    :attr:`~drywallqa.models.hub.TransformersPromptModel.metadata`.
+
+    Args:
+        model: Any registered model.
+        **kwargs: :class:`~drywallqa.inference.ModelPredictor` arguments (``device``, ``threshold``, ...).
+    """
+    predictor = ModelPredictor(model, **kwargs)
+    # Reports name the model, not the runtime options (those are in ModelPredictor's own name).
+    predictor.name = str(getattr(model, "display_name", None) or getattr(model, "name", None) or predictor.name)
+    predictor.metadata = dict(getattr(model, "metadata", {}) or {"architecture": predictor.name})
+    return predictor
+
+
 def load_model(spec: str | os.PathLike | None = None):
     """Load a model folder, or the shipped default model for ``None`` (``load_predictor`` semantics).
 
@@ -46,7 +134,6 @@ def load_model(spec: str | os.PathLike | None = None):
     Raises:
         DrywallQAError: If there is no such folder, or no shipped model yet, with what to do.
     """
-    from drywallqa.inference import default_model_path
     from drywallqa.models import PromptSegmentationModel
 
     path = Path(str(default_model_path())) if spec is None else Path(spec)
@@ -95,9 +182,8 @@ def load_runtime_predictor(
         >>> predictor = load_runtime_predictor("promptunet.onnx")                   # doctest: +SKIP
         >>> predictor = load_runtime_predictor("runs/x/model", "torch", precision="bf16")  # doctest: +SKIP
     """
-    from drywallqa.export.onnx_runtime import OnnxPredictor
-    from drywallqa.export.torch_runtime import TorchRuntimePredictor
-    from drywallqa.export.trt_runtime import TensorRTPredictor
+    from drywallqa.inference.onnx_runtime import OnnxPredictor
+    from drywallqa.inference.tensorrt_runtime import TensorRTPredictor
 
     runtime = runtime or runtime_for_spec(spec)
     if runtime not in RUNTIMES:
@@ -116,7 +202,7 @@ def load_runtime_predictor(
     if runtime == "torch" and implied != "torch":
         raise ConfigError(f"runtime 'torch' needs a model folder, got {spec!r}; use runtime={implied!r} for it")
 
-    predictor_class = {"torch": TorchRuntimePredictor, "onnx": OnnxPredictor, "tensorrt": TensorRTPredictor}[runtime]
+    predictor_class = {"torch": ModelPredictor, "onnx": OnnxPredictor, "tensorrt": TensorRTPredictor}[runtime]
     accepted = _runtime_options(runtime)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
@@ -124,7 +210,7 @@ def load_runtime_predictor(
             f"runtime {runtime!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(accepted)}"
         )
     if runtime == "torch":
-        return TorchRuntimePredictor(load_model(spec), **options)
+        return ModelPredictor(load_model(spec), **options)
     return predictor_class(spec, **options)
 
 
@@ -150,7 +236,7 @@ def best_available(
     =============================  =========================================================
 
     Only runtimes that give the model's own masks are chosen: the ONNX export passes the parity
-    rule of :func:`~drywallqa.export.onnx.export_onnx` (mask IoU >= 0.999 and logits within 1e-3
+    rule of :func:`~drywallqa.export.export_onnx` (mask IoU >= 0.999 and logits within 1e-3
     of PyTorch's) or is not used, and on a GPU the model stays in fp32 (fp16 and int8 change
     masks, so they are never chosen for you). The export is made once per weights file and input
     size into ``cache_dir`` (default :func:`onnx_cache_dir`), atomically, so concurrent first runs
@@ -168,8 +254,6 @@ def best_available(
         A :class:`~drywallqa.inference.BatchedPredictor`.
     """
     import torch
-
-    from drywallqa.inference import load_predictor
 
     if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: no CUDA GPU here (torch.cuda.is_available() is False); drop --device")
@@ -228,8 +312,6 @@ def load_runtime(
         ConfigError: For an unknown runtime, or a spec or option the runtime does not take.
         DrywallQAError: If the model cannot be loaded or exported.
     """
-    from drywallqa.inference import load_predictor
-
     if runtime not in RUNTIME_CHOICES:
         raise ConfigError(f"unknown runtime {runtime!r}; expected one of: {', '.join(RUNTIME_CHOICES)}")
     if runtime == "auto":
@@ -251,9 +333,23 @@ def load_runtime(
     return predictor
 
 
+def _spec_predictor(spec: str | None, device: str | None, model_args: dict | None, **kwargs) -> Predictor:
+    """The predictor a spec names by itself: PyTorch for a registered architecture, a model folder
+    or None (the shipped model), or the runtime an exported file's suffix names."""
+    from drywallqa.models import build_from_spec
+
+    if runtime_for_spec(spec) != "torch":
+        return load_runtime_predictor(spec, device=device, **kwargs)  # ONNX Runtime or TensorRT by suffix
+    if spec is not None:
+        model = build_from_spec(spec, model_args)
+        if model is not None:
+            return model_predictor(model, device=device, **kwargs)
+    return ModelPredictor(load_model(spec), device=device, **kwargs)
+
+
 def _onnx_predictor(spec, cache_dir, say, **options) -> Predictor:
     """ONNX Runtime on the cached export of a model folder; prompts outside the export are embedded."""
-    from drywallqa.export.onnx_runtime import OnnxPredictor
+    from drywallqa.inference.onnx_runtime import OnnxPredictor
 
     path = _cached_onnx_export(spec, cache_dir, options.get("image_size"), say)
     options.setdefault("device", "cpu")
@@ -267,17 +363,19 @@ def _onnx_predictor(spec, cache_dir, say, **options) -> Predictor:
 
 def _runtime_options(runtime: str) -> list[str]:
     """The keyword options a runtime's predictor takes."""
-    from drywallqa.export.onnx_runtime import OnnxPredictor
-    from drywallqa.export.torch_runtime import TorchRuntimePredictor
-    from drywallqa.export.trt_runtime import TensorRTPredictor
+    import inspect
 
-    predictor_class = {"torch": TorchRuntimePredictor, "onnx": OnnxPredictor, "tensorrt": TensorRTPredictor}[runtime]
+    from drywallqa.inference.onnx_runtime import OnnxPredictor
+    from drywallqa.inference.tensorrt_runtime import TensorRTPredictor
+
+    predictor_class = {"torch": ModelPredictor, "onnx": OnnxPredictor, "tensorrt": TensorRTPredictor}[runtime]
     return [name for name in inspect.signature(predictor_class).parameters if name not in ("model", "path")]
 
 
 def _onnx_unavailable(spec: str | os.PathLike | None) -> str | None:
     """Why a spec cannot go to ONNX Runtime here, or None when it can."""
     import importlib.util
+    import json
 
     if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
         return 'onnxruntime is not installed (pip install "drywallqa[export]")'
@@ -304,14 +402,14 @@ def onnx_cache_dir() -> Path:
 def _cached_onnx_export(spec, cache_dir, image_size: int | None, say=print) -> Path:
     """The ONNX export of a model folder at an input size, made once (keyed by a hash of its files).
 
-    :func:`~drywallqa.export.onnx.export_onnx` writes the graph last and atomically, after its
+    :func:`~drywallqa.export.export_onnx` writes the graph last and atomically, after its
     parity check, so a file under the key is always a complete export that passed.
     """
     import dataclasses
     import hashlib
 
+    # The one import of a higher layer: the cache is filled by the exporter, on first use only.
     from drywallqa.export.onnx import export_onnx
-    from drywallqa.inference import default_model_path
 
     folder = Path(str(default_model_path())) if spec is None else Path(spec)
     digest = hashlib.sha256()

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from drywallqa.errors import DrywallQAError
-from drywallqa.export.graph_io import OUTPUT_NAMES
-from drywallqa.inference import BatchedPredictor
+from drywallqa.inference.core import BatchedPredictor
+from drywallqa.inference.graph_io import OUTPUT_NAMES, read_metadata
+from drywallqa.inference.prompt_store import PromptEmbeddings, prompt_store_path
 from drywallqa.processing import logit_threshold
-from drywallqa.export.prompt_store import PromptEmbeddings, prompt_store_path
 
 ENGINE_SUFFIX = ".fp16.plan"
 DEFAULT_MAX_BATCH = 16
@@ -75,8 +75,6 @@ def default_engine_path(onnx_path: str | os.PathLike) -> Path:
 
 def _shape_args(onnx_path: Path, image_size: int | None = None) -> dict[str, int]:
     """Input size and embedding size of an exported graph, from its metadata when the file exists."""
-    from drywallqa.export.onnx import read_metadata
-
     metadata = read_metadata(onnx_path) if onnx_path.is_file() else {}
     return {
         "image_size": int(image_size or metadata.get("image_size", 448)),
@@ -116,7 +114,7 @@ def build_tensorrt_engine(
     """Build a TensorRT engine from an exported ONNX graph and write it atomically.
 
     Args:
-        onnx_path: fp32 ``.onnx`` file from :func:`~drywallqa.export.onnx.export_onnx`.
+        onnx_path: fp32 ``.onnx`` file from :func:`~drywallqa.export.export_onnx`.
         engine_path: Output file; ``<stem>.fp16.plan`` beside the ONNX file by default.
         image_size: Square input side; the exported model's own (from its metadata) by default.
         fp16: Let TensorRT use fp16 kernels (weights and activations), with fp32 accumulation.

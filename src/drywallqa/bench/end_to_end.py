@@ -1,0 +1,183 @@
+"""End to end: ``drywallqa predict`` over a folder against the model-only throughput of the same
+predictor, and ``drywallqa serve`` under ``scripts/loadtest.py``'s load against the server it replaces."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drywallqa.bench.settings import BenchSettings
+from drywallqa.errors import ConfigError
+
+E2E_PROMPT = "segment crack"
+#: How ``bench`` runs the current code as the server it replaces when no git revision is given.
+SERVE_PREVIOUS_DEFAULTS = "--runtime torch --concurrency 1 --max-batch 1"
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _model_only(predictor, inputs: np.ndarray, prompt: str) -> dict[str, float]:
+    """Images/s and CPU ms per image of ``forward_batch`` over ``inputs`` (model-size uint8) in
+    batches of the predictor's batch size, after one warm-up call."""
+    size = int(predictor.batch_size)
+    batches = [inputs[i : i + size] for i in range(0, len(inputs), size)]
+    predictor.forward_batch(batches[0], [prompt] * len(batches[0]))
+    started, cpu = time.perf_counter(), _cpu_seconds()
+    for batch in batches:
+        predictor.forward_batch(batch, [prompt] * len(batch))
+    seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+    return {"images_per_s": len(inputs) / seconds, "cpu_ms_per_image": 1000 * cpu / len(inputs)}
+
+
+def e2e_photo_files(settings: BenchSettings, workdir: Path) -> tuple[list[Path], str]:
+    """The photos ``predict`` goes through and a description: the first ``e2e_images`` image files
+    of ``e2e_photos``, or synthetic crack photos (16 renders, cycled) written as JPEG."""
+    from drywallqa.files import list_images, write_image
+
+    if settings.e2e_photos:
+        found = list_images(settings.e2e_photos)[: settings.e2e_images]
+        if not found:
+            raise ConfigError(f"{settings.e2e_photos}: no image files for the end-to-end predict run")
+        return found, f"{len(found)} photos of {settings.e2e_photos}"
+    from drywallqa.data.synthetic import render_sample_image
+
+    size = settings.pipeline_image_size
+    renders = [render_sample_image("cracks", i, size=size).image for i in range(min(16, settings.e2e_images))]
+    folder = workdir / "e2e-photos"
+    files = [write_image(folder / f"wall-{i:04d}.jpg", renders[i % len(renders)], quality=90)
+             for i in range(settings.e2e_images)]
+    return files, f"{len(files)} synthetic {size}x{size} crack photos (JPEG, 16 distinct)"
+
+
+def measure_predict_e2e(predictor, photos: Sequence[Path], workdir: Path, prompt: str = E2E_PROMPT) -> dict[str, Any]:
+    """``drywallqa predict`` over ``photos`` beside the model-only throughput of the same predictor.
+
+    Model-only is :meth:`~drywallqa.inference.BatchedPredictor.forward_batch` on the photos
+    already resized to the model's input, in batches of the predictor's batch size; it is measured
+    before and after the end-to-end run and averaged, so a change of the machine's load during the
+    run shows in the two figures. End to end is :func:`~drywallqa.serving.predict_images` with its
+    default outputs (masks, overlays, records, JSONL, CSV, COCO, summary) into a new folder:
+    decoding, resizing, the model, QA figures, encoders and writes, with the predictor loaded.
+
+    Returns:
+        ``runtime``, ``batch_size``, ``images``, ``model_only`` (before, after: images/s and CPU ms
+        per image), ``model_only_images_per_s`` (their mean), ``end_to_end_images_per_s``,
+        ``end_to_end_cpu_ms_per_image``, ``ratio``, ``model_calls``, ``load_average``.
+    """
+    from drywallqa.files import read_photo
+    from drywallqa.processing import stack_model_inputs
+    from drywallqa.serving.predict import predict_images
+
+    inputs = stack_model_inputs([read_photo(p).pixels for p in photos], predictor.image_size)
+    before = _model_only(predictor, inputs, prompt)
+    started, cpu = time.perf_counter(), _cpu_seconds()
+    run = predict_images(list(photos), [prompt], workdir / "predict-out", predictor)
+    seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+    after = _model_only(predictor, inputs, prompt)
+    model_only = (before["images_per_s"] + after["images_per_s"]) / 2
+    end_to_end = len(run.records) / seconds
+    return {
+        "runtime": predictor.name, "batch_size": int(predictor.batch_size), "images": len(run.records),
+        "model_only": {"before": before, "after": after}, "model_only_images_per_s": model_only,
+        "end_to_end_images_per_s": end_to_end, "end_to_end_cpu_ms_per_image": 1000 * cpu / len(run.records),
+        "ratio": end_to_end / model_only, "model_calls": run.model_calls,
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def loadtest_script() -> Path | None:
+    """``scripts/loadtest.py`` of the source checkout this package runs from, if there is one."""
+    script = Path(__file__).resolve().parents[3] / "scripts" / "loadtest.py"
+    return script if script.is_file() else None
+
+
+def measure_serve_e2e(seconds: float, baseline_rev: str = "", quick: bool = False,
+                      say: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """``drywallqa serve`` under ``scripts/loadtest.py``'s load: the server it replaces, then this one.
+
+    The baseline is the server of git revision ``baseline_rev`` or, without one, this code in its
+    previous default configuration (:data:`SERVE_PREVIOUS_DEFAULTS`); each gets ``seconds`` of
+    the same load (16 clients, a quarter of their requests broken, 200 slow clients; ``quick``: a
+    tiny model, 2 clients, no slow ones).
+
+    Returns:
+        ``{"baseline": run, "current": run, "photos_per_s_ratio", "cpu_per_photo_ratio"}``, each run
+        with ``photos_per_s`` (photos answered 200 per second), ``p50_ms``, ``p95_ms``,
+        ``cpu_ms_per_photo``, ``batching``, ``server``, the load averages and the full ``report``.
+
+    Raises:
+        RuntimeError: Without locust or outside a source checkout, or when a load test fails.
+    """
+    import importlib.util
+    import subprocess
+    import sys
+
+    script = loadtest_script()
+    if script is None:
+        raise RuntimeError("scripts/loadtest.py is not here: run bench from a source checkout")
+    if importlib.util.find_spec("locust") is None:
+        raise RuntimeError("the load test needs locust (pip install 'drywallqa[test]')")
+    runs: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="drywallqa-serve-e2e-") as tmp:
+        for label, extra in (("baseline", ["--baseline-rev", baseline_rev] if baseline_rev
+                              else ["--server-args", SERVE_PREVIOUS_DEFAULTS]), ("current", [])):
+            out = Path(tmp) / f"{label}.json"
+            command = [sys.executable, str(script), "--seconds", f"{seconds:g}", "--out", str(out), *extra]
+            if quick:
+                command += ["--tiny", "--clients", "2", "--slow-clients", "0", "--garbage", "0"]
+            say(f"serve {label}: {' '.join(command[1:])} ...")
+            result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 900)
+            if result.returncode != 0 or not out.is_file():
+                raise RuntimeError(f"the {label} load test failed: {(result.stderr or result.stdout)[-600:]}")
+            report = json.loads(out.read_text())
+            photo = report["kinds"]["photo"]
+            runs[label] = {
+                "photos_per_s": photo["answered_200_per_s"], "p50_ms": photo["p50_ms"], "p95_ms": photo["p95_ms"],
+                "cpu_ms_per_photo": report.get("server_cpu_ms_per_photo"), "batching": report.get("batching"),
+                "server": report["model"].get("server_command"), "code": report["model"].get("code", "this checkout"),
+                "load_average_before": report["machine_before"]["load_average_1_5_15"],
+                "load_average_after": report["load_average_after_1_5_15"], "report": report,
+            }
+    baseline, current = runs["baseline"], runs["current"]
+    cpu_ratio = (baseline["cpu_ms_per_photo"] / current["cpu_ms_per_photo"]
+                 if baseline["cpu_ms_per_photo"] and current["cpu_ms_per_photo"] else None)
+    return {**runs, "seconds": seconds, "baseline_rev": baseline_rev,
+            "photos_per_s_ratio": current["photos_per_s"] / baseline["photos_per_s"] if baseline["photos_per_s"] else None,
+            "cpu_per_photo_ratio": cpu_ratio}
+
+
+def measure_end_to_end(settings: BenchSettings, model, workdir: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """The end-to-end section: predict with the shipped model's default runtime (``quick``: the
+    bench's tiny model), then serve; a part that cannot run is recorded with its reason."""
+    from drywallqa.inference import load_predictor
+
+    section: dict[str, Any] = {}
+    try:
+        spec = str(model.save_pretrained(workdir / "e2e-model")) if settings.quick else None
+        photos, source = e2e_photo_files(settings, workdir)
+        predictor = load_predictor(spec, device=settings.device, say=say)
+        say(f"predict end to end over {source} ...")
+        section["predict"] = {**measure_predict_e2e(predictor, photos, workdir), "photos": source,
+                              "model": "tiny random promptunet" if settings.quick else "shipped"}
+    except Exception as exc:  # noqa: BLE001 - reported; the rest of the report stands
+        section["predict_skipped"] = f"failed: {exc}"
+        say(f"skip predict end to end: {exc}")
+    if settings.serve_seconds:
+        try:
+            section["serve"] = measure_serve_e2e(settings.serve_seconds, settings.serve_baseline_rev, settings.quick, say)
+        except Exception as exc:  # noqa: BLE001 - reported; the rest of the report stands
+            section["serve_skipped"] = str(exc)
+            say(f"skip serve end to end: {exc}")
+    else:
+        section["serve_skipped"] = "not asked for (serve_seconds 0)"
+    return section

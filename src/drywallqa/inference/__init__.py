@@ -1,0 +1,93 @@
+"""Every way a model turns an image and a prompt into a mask, behind the one :class:`Predictor`.
+
+- :mod:`~drywallqa.inference.core`: :class:`SegmentationResult`, :class:`Predictor`,
+  :class:`BatchedPredictor` (the base of every runtime), the input checks and
+  :func:`logits_to_result`;
+- runtimes: :class:`ModelPredictor` (PyTorch, :mod:`~drywallqa.inference.torch_runtime`),
+  :class:`OnnxPredictor` (:mod:`~drywallqa.inference.onnx_runtime`), :class:`TensorRTPredictor`
+  (:mod:`~drywallqa.inference.tensorrt_runtime`), and :class:`FlipTTAPredictor` over any of them;
+- what the exported runtimes read: :class:`PromptEmbeddings` and :mod:`~drywallqa.inference.graph_io`;
+- :mod:`~drywallqa.inference.load`: :func:`load_predictor`, the one loader, with
+  :func:`best_available` and the runtime factory :func:`load_runtime_predictor`;
+- :mod:`~drywallqa.inference.calibration`: a model's calibrated per-class thresholds.
+
+Importing this package is cheap: torch, onnxruntime and tensorrt are imported on first use.
+
+Example:
+    >>> from drywallqa.inference import load_predictor                  # doctest: +SKIP
+    >>> predictor = load_predictor()            # the shipped model, fastest runtime here
+    >>> predictor.predict(image, "segment crack")
+"""
+
+from drywallqa.inference.calibration import CALIBRATION_FILE, read_calibration, write_calibration
+from drywallqa.inference.core import (
+    BatchedPredictor,
+    Predictor,
+    SegmentationResult,
+    check_image,
+    check_prompt,
+    logits_to_result,
+)
+from drywallqa.inference.graph_io import read_metadata
+from drywallqa.inference.load import (
+    RUNTIME_CHOICES,
+    RUNTIMES,
+    best_available,
+    calibration_file,
+    default_model_path,
+    load_model,
+    load_predictor,
+    load_runtime,
+    load_runtime_predictor,
+    model_predictor,
+    onnx_cache_dir,
+    runtime_for_spec,
+)
+from drywallqa.inference.onnx_runtime import OnnxPredictor, create_session
+from drywallqa.inference.prompt_store import PromptEmbeddings
+from drywallqa.inference.tensorrt_runtime import (
+    TensorRTPredictor,
+    TensorRTUnavailable,
+    build_tensorrt_engine,
+    tensorrt_available,
+    trtexec_command,
+)
+from drywallqa.inference.torch_runtime import PRECISIONS, ModelPredictor
+from drywallqa.inference.tta import TTA_VIEWS, FlipTTAPredictor
+
+__all__ = [
+    "CALIBRATION_FILE",
+    "PRECISIONS",
+    "RUNTIMES",
+    "RUNTIME_CHOICES",
+    "TTA_VIEWS",
+    "BatchedPredictor",
+    "FlipTTAPredictor",
+    "ModelPredictor",
+    "OnnxPredictor",
+    "Predictor",
+    "PromptEmbeddings",
+    "SegmentationResult",
+    "TensorRTPredictor",
+    "TensorRTUnavailable",
+    "best_available",
+    "build_tensorrt_engine",
+    "calibration_file",
+    "check_image",
+    "check_prompt",
+    "create_session",
+    "default_model_path",
+    "load_model",
+    "load_predictor",
+    "load_runtime",
+    "load_runtime_predictor",
+    "logits_to_result",
+    "model_predictor",
+    "onnx_cache_dir",
+    "read_calibration",
+    "read_metadata",
+    "runtime_for_spec",
+    "tensorrt_available",
+    "trtexec_command",
+    "write_calibration",
+]

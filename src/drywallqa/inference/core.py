@@ -1,0 +1,240 @@
+"""The one prediction interface every model family and runtime sits behind.
+
+It holds the result type (:class:`SegmentationResult`), the interface (:class:`Predictor`), the
+batched base class of every runtime (:class:`BatchedPredictor`), the input checks and the step
+from logits to a result (:func:`logits_to_result`).
+
+A :class:`Predictor` takes RGB ``uint8`` images of any size and a text prompt and returns a
+:class:`SegmentationResult` at the image's own size. It owns resizing, normalisation (inside the
+model), upsampling and thresholding, so evaluation, prediction and serving never special-case an
+architecture or a runtime (PyTorch, ONNX Runtime, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from drywallqa.errors import ConfigError
+from drywallqa.processing import (
+    logit_threshold,
+    resize_to_model_input,
+    sigmoid,
+    stack_model_inputs,
+    upsample_logits,
+)
+
+
+@dataclass
+class SegmentationResult:
+    """A binary mask for one image and one prompt.
+
+    Attributes:
+        prompt: The prompt text.
+        mask: ``(H, W)`` bool at the input image's size.
+        confidence: The model's own estimate of the mask's IoU, in ``[0, 1]``.
+        probabilities: ``(H, W)`` float32 foreground probabilities, when asked for.
+        threshold: Probability threshold that produced ``mask``.
+    """
+
+    prompt: str
+    mask: np.ndarray
+    confidence: float
+    probabilities: np.ndarray | None = None
+    threshold: float = 0.5
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mask.ndim != 2 or self.mask.dtype != bool:
+            raise ValueError(f"mask must be (H, W) bool, got {self.mask.shape} {self.mask.dtype}")
+        if self.probabilities is not None and self.probabilities.shape != self.mask.shape:
+            raise ValueError(f"probabilities shape {self.probabilities.shape} != mask shape {self.mask.shape}")
+
+    @property
+    def coverage(self) -> float:
+        """Share of image pixels in the mask."""
+        return float(self.mask.mean()) if self.mask.size else 0.0
+
+    def __repr__(self) -> str:
+        h, w = self.mask.shape
+        return (
+            f"SegmentationResult(prompt={self.prompt!r}, mask={h}x{w}, coverage={self.coverage:.2%}, "
+            f"confidence={self.confidence:.3f})"
+        )
+
+
+class Predictor:
+    """Base class: image(s) + prompt(s) → :class:`SegmentationResult` (s).
+
+    Subclasses implement :meth:`predict_batch`; :meth:`predict` is the one-image convenience.
+
+    Attributes:
+        name: Short label of the model and runtime.
+        threshold: Probability threshold of prompts whose class has none in :attr:`thresholds`.
+        thresholds: Per prompt class (``{"crack": 0.45, ...}``): the calibrated thresholds a model
+            folder's ``calibration.json`` gives (see :func:`drywallqa.evaluation.calibrate_thresholds`).
+    """
+
+    name: str = "predictor"
+    threshold: float = 0.5
+    thresholds: dict[str, float] = {}
+
+    def threshold_for(self, prompt: str) -> float:
+        """The threshold of ``prompt``: its class's calibrated one, else :attr:`threshold`."""
+        if not self.thresholds:
+            return self.threshold
+        from drywallqa.data.prompts import PromptConfig
+
+        prompt_class = PromptConfig.default().class_of_prompt(prompt)
+        return self.thresholds.get(prompt_class.name, self.threshold) if prompt_class else self.threshold
+
+    def set_thresholds(self, thresholds: dict[str, float]) -> None:
+        """Use these per-class thresholds (each in ``(0, 1)``); an empty mapping clears them."""
+        for name, value in thresholds.items():
+            logit_threshold(value)  # validates the range
+        self.thresholds = {str(k): float(v) for k, v in thresholds.items()}
+
+    def predict_batch(
+        self, images: Sequence[np.ndarray], prompts: Sequence[str], *, return_probabilities: bool = False
+    ) -> list[SegmentationResult]:
+        """Segment ``images[i]`` with ``prompts[i]``.
+
+        Args:
+            images: RGB ``uint8`` arrays of shape ``(H, W, 3)``; sizes may differ.
+            prompts: One prompt per image.
+            return_probabilities: Also return the per-pixel probabilities.
+        """
+        raise NotImplementedError
+
+    def predict(self, image: np.ndarray, prompt: str, *, return_probabilities: bool = False) -> SegmentationResult:
+        """Segment one RGB ``uint8`` ``(H, W, 3)`` image with one prompt."""
+        return self.predict_batch([image], [prompt], return_probabilities=return_probabilities)[0]
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """Validate an input image: RGB ``uint8`` ``(H, W, 3)`` (a grey ``(H, W)`` image is expanded)."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ConfigError(f"expected an RGB uint8 image of shape (H, W, 3), got {image.shape} {image.dtype}")
+    return image
+
+
+def check_prompt(prompt: str, max_length: int = 200) -> str:
+    """Validate a prompt: non-empty after stripping, at most ``max_length`` characters."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ConfigError("prompt is empty: give a text such as 'segment crack'")
+    if len(prompt) > max_length:
+        raise ConfigError(f"prompt is {len(prompt)} characters long; the limit is {max_length}")
+    return prompt.strip()
+
+
+def logits_to_result(
+    mask_logits: np.ndarray,
+    confidence_logit: float,
+    prompt: str,
+    image_shape: tuple[int, ...],
+    threshold: float = 0.5,
+    return_probabilities: bool = False,
+) -> SegmentationResult:
+    """Turn one image's model-resolution logits into a :class:`SegmentationResult` at image size.
+
+    Args:
+        mask_logits: float ``(h, w)`` mask logits at the model's input resolution.
+        confidence_logit: The model's predicted-IoU logit for this image.
+        prompt: The prompt the mask answers.
+        image_shape: Shape of the original image, ``(H, W)`` or ``(H, W, 3)``.
+        threshold: Probability threshold in ``(0, 1)``.
+        return_probabilities: Also return float32 ``(H, W)`` probabilities.
+
+    Returns:
+        The result, with ``mask`` of shape ``(H, W)``.
+    """
+    height, width = image_shape[:2]
+    logits = upsample_logits(mask_logits, height, width)
+    return SegmentationResult(
+        prompt=prompt,
+        mask=logits > logit_threshold(threshold),
+        confidence=float(sigmoid(np.float32(confidence_logit))),
+        probabilities=sigmoid(logits) if return_probabilities else None,
+        threshold=threshold,
+    )
+
+
+class BatchedPredictor(Predictor):
+    """A :class:`Predictor` whose runtime only maps a uint8 batch to logits.
+
+    :meth:`predict_batch` validates the inputs, resizes them with :func:`resize_to_model_input`,
+    runs :meth:`forward_batch` in chunks of :attr:`batch_size` and post-processes each image with
+    :func:`logits_to_result`. Subclasses set :attr:`image_size`, :attr:`threshold`,
+    :attr:`batch_size` and :attr:`name`, and implement :meth:`forward_batch`.
+
+    Attributes:
+        name: Short label of the model and runtime, e.g. ``"promptunet/onnxruntime"``.
+        image_size: Side of the square model input.
+        threshold: Probability threshold of the mask, in ``(0, 1)``.
+        batch_size: Images per :meth:`forward_batch` call.
+    """
+
+    image_size: int = 448
+    batch_size: int = 8
+
+    def forward_batch(self, images: np.ndarray, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Run the model on a batch already at the model's input size (the batched array path).
+
+        Args:
+            images: ``uint8`` ``(B, S, S, 3)`` RGB, ``S`` a multiple of 32 (usually :attr:`image_size`).
+            prompts: ``B`` prompts.
+
+        Returns:
+            ``(mask_logits, confidence_logits)``: float32 ``(B, S, S)`` and ``(B,)`` NumPy arrays.
+        """
+        raise NotImplementedError
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """One image as :meth:`forward_batch` takes it: checked and stretched to :attr:`image_size`.
+
+        With :meth:`finish`, the halves of :meth:`predict_batch` around the model call, for drivers
+        that resize and post-process in their own threads while one thread runs the model
+        (:class:`drywallqa.serving.batching.MicroBatcher`).
+        """
+        return resize_to_model_input(check_image(image), self.image_size)
+
+    def finish(self, mask_logits: np.ndarray, confidence_logit: float, prompt: str, image_shape: tuple[int, ...],
+               return_probabilities: bool = False) -> SegmentationResult:
+        """One image's model output as its :class:`SegmentationResult` at the image's size."""
+        return logits_to_result(mask_logits, confidence_logit, prompt, image_shape, self.threshold_for(prompt),
+                                return_probabilities)
+
+    def predict_batch(
+        self, images: Sequence[np.ndarray], prompts: Sequence[str], *, return_probabilities: bool = False
+    ) -> list[SegmentationResult]:
+        """Segment ``images[i]`` with ``prompts[i]``.
+
+        Args:
+            images: RGB ``uint8`` ``(H, W, 3)`` arrays; sizes may differ.
+            prompts: One prompt per image.
+            return_probabilities: Also return per-pixel probabilities.
+
+        Returns:
+            One :class:`SegmentationResult` per image, at that image's size.
+
+        Raises:
+            ConfigError: If the counts differ, an image is not RGB uint8 or a prompt is empty.
+        """
+        if len(images) != len(prompts):
+            raise ConfigError(f"got {len(images)} images but {len(prompts)} prompts; give one prompt per image")
+        prompts = [check_prompt(p) for p in prompts]
+        images = [check_image(image) for image in images]
+        results: list[SegmentationResult] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            chunk_prompts = prompts[start : start + len(chunk)]
+            mask_logits, confidence_logits = self.forward_batch(stack_model_inputs(chunk, self.image_size), chunk_prompts)
+            for image, prompt, logits, confidence in zip(chunk, chunk_prompts, mask_logits, confidence_logits):
+                results.append(self.finish(logits, confidence, prompt, image.shape, return_probabilities))
+        return results
+
