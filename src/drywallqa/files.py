@@ -169,6 +169,25 @@ def read_yaml(path: str | os.PathLike, error: type[DrywallQAError] = ConfigError
     return parse_yaml(text, path, error)
 
 
+def parse_override(item: str, example: str) -> tuple[str, Any]:
+    """Split a ``field.path=value`` override (``--set``) into the dotted field and its value, the
+    value parsed as YAML (``0.5``, ``[a, b]``, ``true``; text that is not YAML stays text).
+
+    Raises:
+        ConfigError: Without ``=``, showing ``example``.
+    """
+    import yaml
+
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected field=value, e.g. {example}")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
 def parse_yaml(text: str, source: str | os.PathLike, error: type[DrywallQAError] = ConfigError) -> Any:
     """Parse YAML text read from ``source``; :func:`read_yaml` without the reading."""
     import yaml

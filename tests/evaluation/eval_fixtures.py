@@ -70,7 +70,7 @@ class LookupPredictor(Predictor):
         for image, prompt in zip(images, prompts):
             self.calls.append((len(images), prompt, return_probabilities))
             sample = self.samples[image_key(image)]
-            prompt_class = PROMPTS.class_of_prompt(prompt)
+            prompt_class = PROMPTS.class_of(prompt)
             cls = prompt_class.name if prompt_class else None
             probs = self.probabilities_fn(sample, cls, image).astype(np.float32)
             results.append(SegmentationResult(

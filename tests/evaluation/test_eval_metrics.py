@@ -88,13 +88,19 @@ def test_ignore_drops_pixels_from_every_count():
     assert positive_rate(tp, fp, fn, tn) == 1.0
 
 
-def test_probabilities_need_a_threshold_and_use_greater_or_equal():
+def test_probabilities_need_a_threshold_and_use_the_predictors_rule():
+    # Foreground is p > threshold, as every predictor thresholds (issue 15: one comparison), so a
+    # probability exactly at the threshold is background in evaluation and prediction alike.
     probs = np.array([[0.2, 0.5], [0.7, 0.49]], dtype=np.float32)
     truth = np.array([[False, True], [True, False]])
     with pytest.raises(ValueError, match="threshold"):
         get_stats(probs, truth)
     tp, fp, fn, _ = get_stats(probs, truth, threshold=0.5)
-    assert (tp[0], fp[0], fn[0]) == (2, 0, 0)
+    assert (tp[0], fp[0], fn[0]) == (1, 0, 1)
+    from drywallqa.processing import foreground, logit_threshold
+
+    logits = np.log(probs / (1 - probs))
+    np.testing.assert_array_equal(foreground(probs, 0.3), logits > logit_threshold(0.3))
 
 
 @pytest.mark.parametrize(

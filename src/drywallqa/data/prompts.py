@@ -127,11 +127,3 @@ class PromptConfig:
                 if re.search(rf"(^|\s){re.escape(key)}(\s|$)", text):
                     candidates.append((len(key), pc.name))
         return self.classes[max(candidates)[1]] if candidates else None
-
-    def class_of_prompt(self, prompt: str) -> PromptClass | None:
-        """The class whose canonical, paraphrase or held-out prompt equals ``prompt`` (normalised)."""
-        key = normalise_name(prompt)
-        for pc in self.classes.values():
-            if key in {normalise_name(p) for p in (*pc.training_prompts, *pc.heldout)}:
-                return pc
-        return None

@@ -12,12 +12,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from drywallqa.console import progress_bar
 from drywallqa.data.core import AnnotatedDataset, Sample, canonical_split
 from drywallqa.data.prompts import PromptClass, PromptConfig
 from drywallqa.errors import ConfigError
 from drywallqa.evaluation.metrics import get_stats, iou_score
 from drywallqa.evaluation.report import ThresholdSweep
-from drywallqa.evaluation.scoring import chunks, class_samples, predict_checked, progress_bar
+from drywallqa.evaluation.scoring import chunks, class_samples, predict_checked
 from drywallqa.evaluation.targets import TargetKind, resolve_target_kinds, truth_mask
 
 #: Candidate thresholds of a sweep: 0.05, 0.10, ..., 0.95.
@@ -104,6 +105,6 @@ def calibrate_thresholds(
     prompts = {cls: prompt_config.resolve(cls) for cls in samples_by_class}
     total = sum(len(samples) for samples in samples_by_class.values())
     name = str(getattr(predictor, "name", type(predictor).__name__))
-    with progress_bar(progress, total, f"calibrating {name}") as advance:
+    with progress_bar(total, f"calibrating {name}", enabled=progress) as bar:
         return sweep_threshold(predictor, samples_by_class, split, kinds, prompts, thresholds, batch_size,
-                                zero_division, advance)
+                                zero_division, bar.update)

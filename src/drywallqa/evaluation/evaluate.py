@@ -17,14 +17,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 
+from drywallqa.console import progress_bar
 from drywallqa.data.core import AnnotatedDataset, Sample, canonical_split
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError
 from drywallqa.evaluation.calibration import SWEEP_THRESHOLDS, sweep_threshold
 from drywallqa.evaluation.report import ClassScores, EvalMetadata, EvalReport, Example, ImageRecord
-from drywallqa.evaluation.scoring import Scorer, class_samples, evaluate_class, progress_bar
+from drywallqa.evaluation.scoring import Scorer, class_samples, evaluate_class
 from drywallqa.evaluation.targets import resolve_target_kinds
-from drywallqa.processing import prompt_threshold
+from drywallqa.processing import check_threshold, prompt_threshold
 
 
 def evaluate(
@@ -56,7 +57,7 @@ def evaluate(
         datasets: One dataset or several (e.g. ``cracks`` and ``drywall-join``).
         split: The split to report (``val``/``validation`` mean ``valid``).
         prompt_config: Canonical prompts and held-out paraphrases; the built-in config by default.
-        threshold: Probability threshold of the reported masks (foreground when ``p >= threshold``)
+        threshold: Probability threshold of the reported masks (foreground when ``p > threshold``)
             for every class when no sweep is asked for; None (the default) uses the predictor's
             own threshold of each prompt (a model's calibrated per-class thresholds, see
             :func:`drywallqa.evaluation.calibrate_thresholds`). Where it differs from the
@@ -91,8 +92,8 @@ def evaluate(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if max_images is not None and max_images < 1:
         raise ConfigError(f"max_images must be >= 1 or None, got {max_images}")
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise ConfigError(f"threshold must be a probability in [0, 1], got {threshold}")
+    if threshold is not None:
+        threshold = check_threshold(threshold)
     prompt_config = prompt_config or PromptConfig.default()
     split = canonical_split(split)
     name = str(getattr(predictor, "name", type(predictor).__name__))
@@ -125,7 +126,8 @@ def evaluate(
         len(samples) * (len(samples_by_class) + len(prompts[cls].heldout)) for cls, samples in samples_by_class.items()
     )
 
-    with progress_bar(progress, total, f"evaluating {name}") as advance:
+    with progress_bar(total, f"evaluating {name}", unit="image x prompt", enabled=progress) as bar:
+        advance = bar.update
         if sweep_split is not None:
             sweep = sweep_threshold(
                 predictor, sweep_samples, sweep_split, kinds, prompts, sweep_thresholds, batch_size, zero_division, advance

@@ -18,8 +18,9 @@ explicit ``reduction`` and an explicit empty-mask rule (``zero_division``):
 Conventions (the same for NumPy arrays and torch tensors):
 
 - **Binarisation:** bool inputs are used as they are; float inputs need ``threshold`` and a pixel
-  is foreground when ``value >= threshold`` (as smp does). Pass probabilities with a threshold in
-  ``(0, 1)``, or logits with ``threshold=0.0``.
+  is foreground when ``value > threshold``, the rule every predictor applies
+  (:func:`drywallqa.processing.foreground`). Pass probabilities with a threshold in ``(0, 1)``, or
+  logits with ``threshold=0.0``.
 - **Shapes:** ``(H, W)`` is one image; ``(N, H, W)`` and ``(N, 1, H, W)`` are batches. Counts
   always come back per image, shape ``(N,)`` (``(1,)`` for a single image).
 - **Reductions:** ``"per-image"`` scores every image, then averages over images (each image
@@ -40,6 +41,8 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import numpy as np
+
+from drywallqa.processing import foreground
 
 Reduction = Literal["per-image", "pooled", "none"]
 REDUCTIONS = ("per-image", "pooled", "none")
@@ -82,7 +85,7 @@ def _binarise(x, threshold: float | None, name: str):
             f"{name} has dtype {x.dtype}; pass a bool mask, or give threshold= to binarise "
             "probabilities (e.g. 0.5) or logits (0.0)"
         )
-    return x >= threshold
+    return foreground(x, threshold)
 
 
 def get_stats(prediction, truth, *, threshold: float | None = None, ignore=None) -> PixelStats:
@@ -93,7 +96,7 @@ def get_stats(prediction, truth, *, threshold: float | None = None, ignore=None)
 
     Args:
         prediction: Predicted masks, ``(H, W)``, ``(N, H, W)`` or ``(N, 1, H, W)``; bool, or float
-            probabilities/logits binarised with ``>= threshold``.
+            probabilities/logits binarised with ``> threshold`` (:func:`drywallqa.processing.foreground`).
         truth: True masks of the same shape; bool, or float/int binarised with ``>= 0.5``
             (0/1 targets) when not bool.
         threshold: Binarisation threshold for a non-bool ``prediction``.

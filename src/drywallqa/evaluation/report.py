@@ -38,7 +38,7 @@ DEFINITIONS = {
     "over images; images_with_fp is the share of images with any predicted pixel",
     "paraphrases": "per-image IoU (mean ± std) with each held-out paraphrase; drop = canonical mean IoU - "
     "paraphrase mean IoU",
-    "threshold": "probability threshold (foreground when p >= threshold); threshold_source 'sweep' means it "
+    "threshold": "probability threshold (foreground when p > threshold); threshold_source 'sweep' means it "
     "maximised mean per-image IoU (averaged over classes) on threshold_split, never the reported split",
 }
 

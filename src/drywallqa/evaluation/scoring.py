@@ -3,12 +3,11 @@
 :func:`class_samples` picks the images to score per class; :class:`Scorer` runs a predictor on
 a batch at each class's threshold; :func:`evaluate_class` scores one class with its canonical
 prompt, every other class's prompt (prompt fidelity) and its held-out paraphrases, and keeps
-thumbnails of the best and worst images only. :func:`progress_bar` is the evaluation's bar.
+thumbnails of the best and worst images only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import heapq
 import math
@@ -40,7 +39,7 @@ from drywallqa.evaluation.report import (
     WrongPromptScores,
 )
 from drywallqa.evaluation.targets import TargetKind, truth_mask
-from drywallqa.processing import prompt_threshold
+from drywallqa.processing import foreground, prompt_threshold
 
 #: Longest side of the thumbnails kept for the best/worst grid (bounds the report's memory).
 THUMBNAIL_SIDE = 320
@@ -105,12 +104,12 @@ class Scorer:
     def predict(self, images: list[np.ndarray], prompt: str) -> list[tuple[np.ndarray, float]]:
         """``[(mask (H, W) bool, confidence)]`` for ``images`` with one prompt, at its class's threshold."""
         own = prompt_threshold(self.predictor, prompt)
-        prompt_class = self.prompt_config.class_of_prompt(prompt)
+        prompt_class = self.prompt_config.class_of(prompt)
         threshold = self.thresholds.get(prompt_class.name, own) if prompt_class else own
         need_probabilities = not math.isclose(threshold, own)
         results = predict_checked(self.predictor, self.name, images, prompt, need_probabilities)
         if need_probabilities:
-            return [(r.probabilities >= threshold, float(r.confidence)) for r in results]
+            return [(foreground(r.probabilities, threshold), float(r.confidence)) for r in results]
         return [(np.asarray(r.mask, dtype=bool), float(r.confidence)) for r in results]
 
 
@@ -281,27 +280,3 @@ def evaluate_class(
 
 def _share_positive(values: list[float]) -> float:
     return float(np.mean(np.asarray(values) > 0)) if values else float("nan")
-
-
-# -- progress -----------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def progress_bar(enabled: bool, total: int, description: str):
-    """Yield ``advance(n)``; a rich progress bar on stderr when enabled."""
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=True,
-    ) as bar:
-        task = bar.add_task(f"{description} (image × prompt)", total=total)
-        yield lambda n: bar.advance(task, n)

@@ -12,6 +12,7 @@ architecture or a runtime (PyTorch, ONNX Runtime, ...).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from drywallqa.errors import ConfigError
 from drywallqa.processing import (
+    check_threshold,
     logit_threshold,
     resize_to_model_input,
     sigmoid,
@@ -65,6 +67,15 @@ class SegmentationResult:
         )
 
 
+
+@functools.lru_cache(maxsize=1)
+def _default_prompts():
+    """The built-in prompt classes, read once (per-class thresholds look a prompt's class up per call)."""
+    from drywallqa.data.prompts import PromptConfig
+
+    return PromptConfig.default()
+
+
 class Predictor:
     """Base class: image(s) + prompt(s) → :class:`SegmentationResult` (s).
 
@@ -85,15 +96,13 @@ class Predictor:
         """The threshold of ``prompt``: its class's calibrated one, else :attr:`threshold`."""
         if not self.thresholds:
             return self.threshold
-        from drywallqa.data.prompts import PromptConfig
-
-        prompt_class = PromptConfig.default().class_of_prompt(prompt)
+        prompt_class = _default_prompts().class_of(prompt)
         return self.thresholds.get(prompt_class.name, self.threshold) if prompt_class else self.threshold
 
     def set_thresholds(self, thresholds: dict[str, float]) -> None:
         """Use these per-class thresholds (each in ``(0, 1)``); an empty mapping clears them."""
         for name, value in thresholds.items():
-            logit_threshold(value)  # validates the range
+            check_threshold(value, f"thresholds.{name}")
         self.thresholds = {str(k): float(v) for k, v in thresholds.items()}
 
     def predict_batch(

@@ -112,7 +112,7 @@ def model_predictor(model, **kwargs: Any) -> ModelPredictor:
 
     The evaluation report records the predictor's name, so e.g. ``textsam+boxes:annotations``
     shows that box prompts came from ground truth. ``predictor.metadata`` holds the model's
-    :attr:`~drywallqa.models.hub.TransformersPromptModel.metadata`.
+    :attr:`~drywallqa.models.transformers_base.TransformersPromptModel.metadata`.
 
     Args:
         model: Any registered model.

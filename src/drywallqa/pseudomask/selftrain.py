@@ -13,6 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from drywallqa.errors import DrywallQAError
+from drywallqa.processing import check_threshold, foreground
 from drywallqa.pseudomask.base import PseudoMaskMethod, box_masks
 
 
@@ -41,8 +42,7 @@ class ModelMethod(PseudoMaskMethod):
         prompts: dict[str, str] | None = None,
         empty: str = "box",
     ):
-        if not 0 < threshold < 1:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        threshold = check_threshold(threshold)
         if empty not in ("box", "empty"):
             raise ValueError(f"empty must be 'box' or 'empty', got {empty!r}")
         try:
@@ -86,7 +86,7 @@ class ModelMethod(PseudoMaskMethod):
             logits = self.model.segment(resized, [self.prompt_for(class_name)]).mask_logits
             logits = F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
         probability = torch.sigmoid(logits)[0, 0].cpu().numpy()
-        predicted = probability > self.threshold
+        predicted = foreground(probability, self.threshold)
         filled = box_masks(boxes, height, width)
         masks = filled & predicted[None]
         if self.empty == "box":

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drywallqa.console import progress_bar
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DataError, ImageSizeError, IssueLog
 from drywallqa.files import Photo, atomic_write_bytes, atomic_write_json, read_json, read_photo
@@ -165,7 +166,7 @@ def predict_images(
     fresh = _claim_output_dir(out, settings, overwrite)
     for prompt in prompts:
         if prompt_class(prompt, prompt_config) is None:
-            _warn(f"warning: {unknown_prompt_message(prompt, prompt_config)}", progress)
+            print(f"warning: {unknown_prompt_message(prompt, prompt_config)}", file=sys.stderr)
     batch_size = int(getattr(predictor, "batch_size", 8) or 8)
     workers = int(workers or max(8, 2 * batch_size))
     run = PredictionRun(out, coco=coco)
@@ -174,9 +175,7 @@ def predict_images(
                    {p: prompt_threshold(predictor, p) for p in prompts}, mm_per_px, thresholds, prompt_config, fresh,
                    overlays, coco)
 
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(images), unit="image", desc="predict", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(len(images), "predict", enabled=progress)
     done: dict[int, list[tuple[dict, list | None, bool]]] = {}
     # Reader -> batched model -> writer: each worker decodes a photo, submits its pairs to the
     # model thread and measures and writes them when they come back, while the model runs the
@@ -191,7 +190,7 @@ def predict_images(
                 if isinstance(outcome, DataError):
                     reason, detail = _skip_reason(outcome), str(outcome).split(": ", 1)[-1]
                     run.issues.skip(images[index], "", reason, detail)
-                    _warn(f"warning: skipped {images[index]}: {reason} ({detail})", progress)
+                    bar.write(f"warning: skipped {images[index]}: {reason} ({detail})")
                 else:
                     done[index] = outcome
                 bar.update(1)
@@ -315,15 +314,6 @@ def _skip_reason(exc: DataError) -> str:
     if isinstance(exc, ImageSizeError):
         return "image too large" if exc.too_large else "image too small"
     return "unreadable image"
-
-
-def _warn(message: str, progress: bool) -> None:
-    if progress:
-        from tqdm import tqdm
-
-        tqdm.write(message, file=sys.stderr)
-    else:
-        print(message, file=sys.stderr)
 
 
 def _paths(out: Path, name: str) -> tuple[Path, Path, Path]:

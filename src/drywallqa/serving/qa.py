@@ -7,46 +7,23 @@ Python API give the same figures for the same mask.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from drywallqa.data.prompts import PromptConfig, normalise_name
+from drywallqa.data.prompts import PromptConfig
 from drywallqa.serving.figures import QAFigures, measure_mask
 from drywallqa.serving.thresholds import QAThresholds, Verdict
 
-# Leading words of a free-text prompt that say what to do rather than what to find.
-_INSTRUCTION_WORDS = r"(segment|find|highlight|detect|show|mark|locate|outline|all|any|the|a|an|me)"
-
-
 def prompt_class(prompt: str, prompt_config: PromptConfig | None = None) -> str | None:
-    """The prompt class a prompt asks for, or None when it names no known class.
-
-    Matched in order: a known prompt or paraphrase of a class (``"segment drywall seam"``), the
-    prompt without instruction words as a class name or alias (``"find the tape"`` → ``tape``),
-    then the longest class name or alias found as whole words in the prompt (``"segment drywall
-    cracks near the window"`` → ``cracks``).
+    """The name of the prompt class a prompt asks for (:meth:`PromptConfig.class_of`), or None.
 
     Example:
         >>> prompt_class("segment crack"), prompt_class("highlight the tape"), prompt_class("segment mould")
         ('crack', 'taping_area', None)
     """
-    config = prompt_config or PromptConfig.default()
-    known = config.class_of_prompt(prompt)
-    if known is not None:
-        return known.name
-    text = normalise_name(prompt)
-    core = re.sub(rf"^({_INSTRUCTION_WORDS}\s+)+", "", text)
-    candidates = []
-    for pc in config.classes.values():
-        for name in (pc.name, *pc.aliases):
-            key = normalise_name(name)
-            if key == core:
-                return pc.name
-            if re.search(rf"(^|\s){re.escape(key)}(\s|$)", text):
-                candidates.append((len(key), pc.name))
-    return max(candidates)[1] if candidates else None
+    found = (prompt_config or PromptConfig.default()).class_of(prompt)
+    return found.name if found is not None else None
 
 
 def unknown_prompt_message(prompt: str, prompt_config: PromptConfig | None = None) -> str:

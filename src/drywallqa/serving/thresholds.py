@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
 
+from drywallqa.files import parse_yaml, read_yaml
 from drywallqa.errors import ConfigError
 from drywallqa.serving.figures import FIGURE_SETS, LENGTH_FIGURES, QAFigures
 
@@ -127,7 +127,7 @@ class QAThresholds:
     def default(cls) -> QAThresholds:
         """The thresholds shipped with the package (``drywallqa/configs/qa-thresholds.yaml``)."""
         text = resources.files("drywallqa").joinpath("configs/qa-thresholds.yaml").read_text(encoding="utf-8")
-        return cls.from_dict(yaml.safe_load(text), source="built-in qa-thresholds.yaml")
+        return cls.from_dict(parse_yaml(text, "built-in qa-thresholds.yaml"), source="built-in qa-thresholds.yaml")
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> QAThresholds:
@@ -138,14 +138,7 @@ class QAThresholds:
     def from_yaml(cls, path: str | os.PathLike) -> QAThresholds:
         """Load a thresholds file; raises :class:`ConfigError` naming the file and key on problems."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{path}: thresholds file not found") from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read thresholds file ({exc})") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        data = read_yaml(path)
         return cls.from_dict(data, source=str(path))
 
     @classmethod

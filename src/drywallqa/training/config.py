@@ -7,10 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from drywallqa.errors import ConfigError
-from drywallqa.files import read_yaml
+from drywallqa.files import parse_override, read_yaml
 from drywallqa.training.losses import LossConfig
 
 
@@ -169,15 +167,9 @@ class TrainConfig:
 
 def set_dotted(data: dict[str, Any], item: str) -> None:
     """Apply one ``a.b.c=value`` override to a nested dict; the value is parsed as YAML."""
-    if "=" not in item:
-        raise ConfigError(f"override {item!r}: expected section.field=value, e.g. optim.lr=0.001")
-    key, raw = item.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
+    key, value = parse_override(item, "optim.lr=0.001")
     node = data
-    parts = key.strip().split(".")
+    parts = key.split(".")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):

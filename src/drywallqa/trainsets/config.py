@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from drywallqa.files import parse_override, read_yaml
 from drywallqa.data.core import canonical_split
 from drywallqa.data.groups import parse_fractions
 from drywallqa.errors import ConfigError
@@ -293,12 +294,7 @@ class TrainSetConfig:
     def from_yaml(cls, path: str | Path) -> TrainSetConfig:
         """Load a YAML file; raises :class:`ConfigError` naming the file or the bad field."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: trainset config not found") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+        data = read_yaml(path)
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of trainset config fields, got {type(data).__name__}")
         try:
@@ -338,14 +334,7 @@ class TrainSetConfig:
 
 
 def _parse_override(item: str) -> tuple[str, Any]:
-    if "=" not in item:
-        raise ConfigError(f"trainset override {item!r}: expected field=value, e.g. augmentation.rotate_limit=20")
-    key, raw = item.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
+    return parse_override(item, "augmentation.rotate_limit=20")
 
 
 def _from_mapping(cls: type, data: Any, prefix: str) -> Any:

@@ -33,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from drywallqa.console import progress_bar
 from drywallqa.errors import ConfigError
 from drywallqa.files import atomic_write, atomic_write_json, atomic_write_text, read_json
 from drywallqa.trainsets.augment import augmentation_to_dict
@@ -115,36 +116,33 @@ def materialize(trainset: TrainSet, out: str | os.PathLike, progress: bool = Fal
     pipeline = trainset.augmentation()
     counter = {"written": 0, "skipped": 0}
     rows = []
-    records = trainset.records
-    if progress:
-        from tqdm import tqdm
-
-        records = tqdm(records, desc="materialize", unit="item")
-    for record in records:
-        image_rel, mask_rel = item_paths(trainset, record)
-        if record.is_copy:
-            seed = item_seeds(trainset.config.seed, 0, record.index)[0]
-            if not ((out / image_rel).exists() and (out / mask_rel).exists()):
-                image, mask = render_record(trainset, record, pipeline, seed)
-                _write_png_or_jpg(out / image_rel, image, counter)
-                _write_mask(out / mask_rel, mask, counter)
+    with progress_bar(len(trainset.records), "materialize", unit="item", enabled=progress) as bar:
+        for record in trainset.records:
+            image_rel, mask_rel = item_paths(trainset, record)
+            if record.is_copy:
+                seed = item_seeds(trainset.config.seed, 0, record.index)[0]
+                if not ((out / image_rel).exists() and (out / mask_rel).exists()):
+                    image, mask = render_record(trainset, record, pipeline, seed)
+                    _write_png_or_jpg(out / image_rel, image, counter)
+                    _write_mask(out / mask_rel, mask, counter)
+                else:
+                    counter["skipped"] += 2
             else:
-                counter["skipped"] += 2
-        else:
-            _copy_file(record.image, out / image_rel, counter)
-            if (out / mask_rel).exists():
-                counter["skipped"] += 1
-            else:
-                _write_mask(out / mask_rel, trainset.load_target(record), counter)
-        original = trainset.records[record.augmented_from] if record.is_copy else None
-        rows.append({
-            "image": image_rel.as_posix(), "mask": mask_rel.as_posix(),
-            "prompts": PROMPT_SEPARATOR.join(record.prompts), "class": record.class_name, "group": record.group,
-            "dataset": record.dataset, "split": record.split,
-            "augmented_from": item_paths(trainset, original)[0].as_posix() if original else "",
-            "kind": record.kind, "copy_index": record.copy_index, "mask_source": record.mask_source,
-            "source_image": str(record.image), "published_split": record.published_split,
-        })
+                _copy_file(record.image, out / image_rel, counter)
+                if (out / mask_rel).exists():
+                    counter["skipped"] += 1
+                else:
+                    _write_mask(out / mask_rel, trainset.load_target(record), counter)
+            original = trainset.records[record.augmented_from] if record.is_copy else None
+            rows.append({
+                "image": image_rel.as_posix(), "mask": mask_rel.as_posix(),
+                "prompts": PROMPT_SEPARATOR.join(record.prompts), "class": record.class_name, "group": record.group,
+                "dataset": record.dataset, "split": record.split,
+                "augmented_from": item_paths(trainset, original)[0].as_posix() if original else "",
+                "kind": record.kind, "copy_index": record.copy_index, "mask_source": record.mask_source,
+                "source_image": str(record.image), "published_split": record.published_split,
+            })
+            bar.update(1)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
     writer.writeheader()

@@ -9,12 +9,12 @@ replaces them and removes stale ones.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from drywallqa.console import progress_bar
 from drywallqa.data.formats.coco import ANNOTATION_FILE
 from drywallqa.data.masks import mask_to_box
 from drywallqa.data.synthetic.annotations import (
@@ -153,11 +153,10 @@ def generate_sample_data(
         CRACKS_DATASET: CocoCollector(CRACK_CATEGORIES, CRACK_SPLIT_FRACTIONS),
         JOINTS_DATASET: CocoCollector(JOINT_CATEGORIES, JOINT_SPLIT_FRACTIONS),
     }
-    bar = _progress_bar(images, progress)
-    for source in crack_sources + joint_sources:
-        _render_source(root, source, writers[source.dataset], seed, size)
-        bar.update(len(source.variants))
-    bar.close()
+    with progress_bar(images, "sample data", enabled=progress) as bar:
+        for source in crack_sources + joint_sources:
+            _render_source(root, source, writers[source.dataset], seed, size)
+            bar.update(len(source.variants))
 
     choose_crack_segmentation_kinds(writers[CRACKS_DATASET])
     for dataset, writer in writers.items():
@@ -234,25 +233,6 @@ def _remove_stale_files(root: Path, stale: set[str]) -> None:
 
 def _rel(dataset: str, split: str, name: str) -> str:
     return f"{dataset}/{split}/{name}"
-
-
-class _NoProgress:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(total: int, enabled: bool) -> _NoProgress:
-    """A tqdm bar on stderr, or a stand-in with the same two methods that shows nothing."""
-    if not enabled:
-        return _NoProgress()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="sample data", unit="image", file=sys.stderr)
-
-
 
 
 # -- rendering and writing one source ------------------------------------------------------------
