@@ -140,11 +140,14 @@ def test_numpy_and_torch_agree(layout, zero_division):
 
 
 def test_torch_bool_masks_and_logits():
-    logits = torch.tensor([[[[-1.0, 2.0], [0.0, -3.0]]]])  # (1, 1, 2, 2)
+    logits = torch.tensor([[[[-1.0, 2.0], [0.5, -3.0]]]])  # (1, 1, 2, 2)
     truth = torch.tensor([[[[False, True], [True, False]]]])
     tp, fp, fn, tn = get_stats(logits, truth, threshold=0.0)
     assert (tp.item(), fp.item(), fn.item(), tn.item()) == (2, 0, 0, 2)
     assert float(iou_score(tp, fp, fn)) == 1.0
+    # A logit of exactly 0 (probability 0.5) is background, as in every predictor.
+    tp, fp, fn, tn = get_stats(torch.zeros(1, 1, 2, 2), truth, threshold=0.0)
+    assert (tp.item(), fp.item(), fn.item(), tn.item()) == (0, 0, 2, 2)
 
 
 # -- summaries ------------------------------------------------------------------------------------
