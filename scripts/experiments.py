@@ -107,19 +107,28 @@ def quickstart_check(entry: dict) -> list[str] | None:
             for dataset in ("cracks", "drywall-join"):
                 lines = (Path(tmp) / "predictions" / dataset / "results.jsonl").read_text().splitlines()
                 records = [json.loads(line) for line in lines if line.strip()]
+                # Empty masks where the generator drew the structure: the confidence must say so.
+                missed = [r for r in records if r["figures"]["area_px"] == 0 and r["truth"]["truth_pixels"] > 0]
                 summary[dataset] = {
                     "verdicts": {v: sum(r["verdict"] == v for r in records) for v in ("fail", "pass", "unchecked")},
                     "iou_vs_truth": statistics.mean(r["truth"]["iou"] for r in records),
+                    "empty_masks_on_visible_structure": len(missed),
+                    "of_them_confidence_above_half": sum(r["figures"]["confidence"] > 0.5 for r in missed),
+                    "their_confidences": [r["figures"]["confidence"] for r in missed],
                 }
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=1))
     summary = json.loads(path.read_text())
     cracks, joints = summary["cracks"], summary["drywall-join"]
+    missed = sum(s["empty_masks_on_visible_structure"] for s in (cracks, joints))
+    confident = sum(s["of_them_confidence_above_half"] for s in (cracks, joints))
+    confidences = ", ".join(f"{c:.2f}" for s in (cracks, joints) for c in s["their_confidences"])
     return [
         entry["lever"],
         f"{cracks['verdicts']['fail']} fail / {sum(cracks['verdicts'].values())}",
         f"{joints['verdicts']['pass']} pass / {sum(joints['verdicts'].values())}",
         f"{cracks['iou_vs_truth']:.2f}", f"{joints['iou_vs_truth']:.2f}",
+        f"{confident} of {missed}" + (f" ({confidences})" if confidences else ""),
     ]
 
 
@@ -147,7 +156,8 @@ def main() -> int:
     checks = [r for r in (quickstart_check(entry) for entry in document["rows"]) if r]
     if checks:
         header = ["lever", "crack images failing (all should)", "joint images passing (all should)",
-                  "crack IoU vs exact masks", "taping-area IoU vs exact masks"]
+                  "crack IoU vs exact masks", "taping-area IoU vs exact masks",
+                  "empty masks on drawn structure with confidence > 0.5 (their confidences)"]
         lines += ["", "## The first run: `drywallqa quickstart` on its sample data (seed 0, scenes no model trained on)", "",
                   "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
                   *("| " + " | ".join(check) + " |" for check in checks)]
