@@ -226,3 +226,11 @@ def test_data_and_model_sections_are_checked_before_any_data_is_read(tmp_path, c
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and field in err and "no-data-here" not in err and err.count("\n") == 1
+
+
+def test_a_config_is_checked_when_loaded_not_when_training_starts():
+    with pytest.raises(ConfigError, match=r"defaults: data.image_size .*500"):
+        TrainConfig.from_yaml(None, ["data.image_size=500"])
+    with pytest.raises(ConfigError, match="model.args"):
+        TrainConfig.from_yaml(None, ["model.args.decoder=huge"])
+    assert TrainConfig.from_yaml(None, ["data.image_size=448"]).data["image_size"] == 448

@@ -159,7 +159,36 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
-        return _build(cls, data, source, "")
+        """Build and :meth:`check` a config, raising :class:`ConfigError` naming ``source`` and the field."""
+        config = _build(cls, data, source, "")
+        try:
+            config.check()
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from exc
+        return config
+
+    def check(self) -> None:
+        """Check the ``data`` and ``model`` sections as a run will use them, building and reading nothing.
+
+        Raises:
+            ConfigError: Naming the field: an unknown or mistyped ``data`` field, an input size the
+                models cannot take (``data.image_size``: a multiple of 32), or a ``model.args``
+                field the architecture does not have or a value it refuses.
+        """
+        from drywallqa.models import model_config
+        from drywallqa.models.base import check_image_size
+        from drywallqa.trainsets import TrainSetConfig
+
+        if not isinstance(self.data, dict):
+            raise ConfigError(f"data must be a mapping of training-set fields, got {self.data!r}")
+        image_size = TrainSetConfig.from_dict(self.data).image_size
+        check_image_size(image_size, "data.image_size")
+        if not isinstance(self.model.args, dict):
+            raise ConfigError(f"model.args must be a mapping of {self.model.name} config fields, got {self.model.args!r}")
+        try:
+            model_config(self.model.name, **{**self.model.args, "image_size": image_size})
+        except ConfigError as exc:
+            raise ConfigError(f"model.args: {exc}") from exc
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

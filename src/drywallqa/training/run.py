@@ -89,27 +89,6 @@ def trainset_config(config: TrainConfig):
     return data
 
 
-def check_config(config: TrainConfig) -> None:
-    """Check the ``data`` and ``model`` sections as the run will use them, building nothing.
-
-    Raises:
-        ConfigError: Naming the field: an unknown or mistyped ``data`` field, an input size the
-            models cannot take (``data.image_size`` must be a multiple of 32), or a ``model.args``
-            field the architecture does not have or a value it refuses.
-    """
-    from drywallqa.models import model_config
-    from drywallqa.models.base import check_image_size
-
-    data = trainset_config(config)
-    check_image_size(data.image_size, "data.image_size")
-    if not isinstance(config.model.args, dict):
-        raise ConfigError(f"model.args must be a mapping of {config.model.name} config fields, got {config.model.args!r}")
-    try:
-        model_config(config.model.name, **{**config.model.args, "image_size": data.image_size})
-    except ConfigError as exc:
-        raise ConfigError(f"model.args: {exc}") from exc
-
-
 def init_source(config: TrainConfig) -> Path | None:
     """The folder ``model.init_from`` names (``default``: the shipped model), checked; None when unset.
 
@@ -217,7 +196,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
 
     # Fail on a bad data or model section, a wrong --init-from or --pack (or an unreadable record)
     # before minutes of data preparation.
-    check_config(config)
+    config.check()
     source = init_source(config)
     stages = earlier_stages(source) if source else []
     pack = open_pack(config)
