@@ -214,7 +214,7 @@ def test_web_page_is_served_from_the_package_without_external_urls(client):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert 'id="files"' in page.text and 'id="folder"' in page.text and 'id="canvas"' in page.text
-    for name, kind in (("app.js", "javascript"), ("style.css", "css")):
+    for name, kind in (("app.js", "javascript"), ("live.js", "javascript"), ("style.css", "css")):
         asset = client.get(f"/static/{name}")
         assert asset.status_code == 200 and kind in asset.headers["content-type"]
         assert not re.search(r"https?://", asset.text)

@@ -6,6 +6,7 @@ report go to ``tests/artifacts/serving/`` (git-ignored; ``DRYWALLQA_TEST_ARTIFAC
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -24,6 +25,8 @@ ARTIFACTS = Path(os.environ.get("DRYWALLQA_TEST_ARTIFACTS") or Path(__file__).re
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage"]
+# Chromium's own test camera (a moving pattern) granted without a prompt, for the live preview.
+FAKE_CAMERA_FLAGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def browser_context(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS + FAKE_CAMERA_FLAGS,
             viewport={"width": 1200, "height": 900},
         )
         yield context
@@ -203,8 +206,10 @@ def test_page_before_an_upload_shows_nothing_broken(browser_context, server_url)
     page.wait_for_load_state("load")
     # Before: `.result { display: flex }` beat `hidden`, showing a broken image, a "-" and a live
     # "Download mask" link to "#". Now neither the table, the detail nor the download shows yet.
-    for selector in ("#results", "#detail", "#canvas", "#download", "#detail-mask", "#progress"):
+    for selector in ("#results", "#detail", "#canvas", "#download", "#detail-mask", "#progress",
+                     "#live", "#live-video", "#live-overlay", "#live-stop", "#live-details"):
         assert not page.is_visible(selector), selector
+    assert page.is_visible("#live-open") and page.is_enabled("#live-open")
     shown_broken = page.evaluate(
         "Array.from(document.images).filter(img => img.getClientRects().length && !(img.complete && img.naturalWidth))"
         ".length")
@@ -230,4 +235,125 @@ def test_api_docs_render_offline_in_chromium(browser_context, server_url):
     assert all(url.startswith((server_url, "data:")) for url in requests), requests  # nothing from a CDN
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "api-docs.png"), full_page=True)
+    page.close()
+
+
+AT_LEAST_TWO = "^([2-9]|[1-9][0-9]+)$"
+
+
+def _camera_tracks(page) -> list[str]:
+    """readyState of the tracks of the stream kept by _keep_stream (the page drops its own on Stop)."""
+    return page.evaluate("() => window.keptStream.getTracks().map(track => track.readyState)")
+
+
+def _keep_stream(page) -> None:
+    page.evaluate("() => { window.keptStream = document.getElementById('live-video').srcObject; }")
+
+
+def test_live_camera_preview_draws_answers_and_stops(browser_context, server_url):
+    page = browser_context.new_page()
+    errors, in_flight, most_in_flight = [], [0], [0]
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    def sent(request):
+        if request.url.endswith("/v1/segment"):
+            in_flight[0] += 1
+            most_in_flight[0] = max(most_in_flight[0], in_flight[0])
+
+    def back(request):
+        if request.url.endswith("/v1/segment"):
+            in_flight[0] -= 1
+
+    page.on("request", sent)
+    page.on("requestfinished", back)
+    page.on("requestfailed", back)
+    page.goto(server_url + "/")
+    page.fill("#mm", "0.5")
+    page.click("#live-open")
+    page.wait_for_selector(f"#live-count:text-matches('{AT_LEAST_TWO}')", timeout=60_000)
+    assert page.is_visible("#live-video") and page.is_visible("#live-stop") and not page.is_visible("#live-start")
+    assert "error" not in page.get_attribute("#live-status", "class").split()
+    assert page.inner_text("#live-status").startswith("Live:")
+    assert page.inner_text("#live-verdict").lower() in {"fail", "pass", "unchecked"}
+    prompts = page.eval_on_selector_all("#live-table tbody td:first-child", "cells => cells.map(c => c.textContent)")
+    assert prompts == ["segment crack", "segment taping area"]
+    assert page.inner_text("#live-longest-head") == "longest (mm)"
+    assert float(page.inner_text("#live-fps")) > 0
+    # The frames sent are at most 640 px on the long side, with the camera's aspect; the overlay
+    # canvas has the mask's size and lies exactly over the video.
+    sizes = page.evaluate("""() => {
+        const video = document.getElementById('live-video'), overlay = document.getElementById('live-overlay');
+        const a = video.getBoundingClientRect(), b = overlay.getBoundingClientRect();
+        return [video.videoWidth, video.videoHeight, overlay.width, overlay.height,
+                [a.x, a.y, a.width, a.height].map(Math.round), [b.x, b.y, b.width, b.height].map(Math.round)];
+    }""")
+    video_w, video_h, mask_w, mask_h, video_box, overlay_box = sizes
+    assert max(mask_w, mask_h) == min(640, max(video_w, video_h))
+    assert abs(mask_w / mask_h - video_w / video_h) < 0.01 and video_box == overlay_box
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-page-live.png"), full_page=True)
+
+    _keep_stream(page)
+    assert _camera_tracks(page) == ["live"]
+    page.click("#live-stop")
+    assert _camera_tracks(page) == ["ended"]  # the camera is released
+    assert page.inner_text("#live-status") == "Camera stopped."
+    assert not page.is_visible("#live-video") and page.is_visible("#live-start")
+    answers = int(page.inner_text("#live-count"))
+    page.wait_for_timeout(500)
+    assert int(page.inner_text("#live-count")) == answers  # nothing drawn after Stop
+    assert most_in_flight[0] == 1  # one request at a time: a slow server never gets a queue
+    assert errors == []
+    page.close()
+
+
+def test_live_camera_errors_are_one_line(browser_context, server_url):
+    # Permission denied: one line, the Start button back, nothing else shown.
+    page = browser_context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.add_init_script("""navigator.mediaDevices.getUserMedia =
+        () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));""")
+    page.goto(server_url + "/")
+    page.click("#live-open")
+    page.wait_for_selector("#live-status.error")
+    assert page.inner_text("#live-status").startswith("Camera access was denied: allow the camera")
+    assert page.is_visible("#live-start") and page.is_enabled("#live-start")
+    for selector in ("#live-stop", "#live-video", "#live-details"):
+        assert not page.is_visible(selector), selector
+    page.close()
+
+    # No camera API (a page over plain http from another machine): the line says why.
+    page = browser_context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.add_init_script("""Object.defineProperty(Navigator.prototype, 'mediaDevices', { get: () => undefined });
+        Object.defineProperty(window, 'isSecureContext', { get: () => false });""")
+    page.goto(server_url + "/")
+    page.click("#live-open")
+    page.wait_for_selector("#live-status.error")
+    assert page.inner_text("#live-status").startswith("The camera needs a secure page: open it over https or on localhost")
+    page.close()
+
+    # The server busy (503), then refusing (422): the busy line, then one error line and the camera released.
+    page = browser_context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    answers = iter([(503, {"Retry-After": "1"}, "the server is busy (1 running, 0 waiting); retry after 1 s"),
+                    (422, {}, "prompt: at most 8 prompts per request")])
+
+    def refuse(route):
+        status, headers, message = next(answers, (422, {}, "prompt: at most 8 prompts per request"))
+        route.fulfill(status=status, headers=headers, content_type="application/json",
+                      body=json.dumps({"error": {"status": status, "code": "refused", "message": message}}))
+
+    page.route("**/v1/segment", refuse)
+    page.goto(server_url + "/")
+    page.click("#live-open")
+    page.wait_for_selector("#live-status:text-matches('busy')", timeout=30_000)
+    assert page.inner_text("#live-status") == "The server is busy: next frame in 1 s."
+    _keep_stream(page)
+    page.wait_for_selector("#live-status:text-matches('error 422')", timeout=30_000)
+    assert page.inner_text("#live-status") == ("Camera stopped: the server answered error 422: "
+                                               "prompt: at most 8 prompts per request")
+    assert _camera_tracks(page) == ["ended"] and page.is_visible("#live-start") and not page.is_visible("#live-video")
+    assert errors == []
     page.close()

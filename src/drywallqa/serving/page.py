@@ -18,6 +18,7 @@ from fastapi.responses import Response
 DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8",
                "favicon.png": "image/png"}
 STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
+                "live.js": "text/javascript; charset=utf-8",
                 "style.css": "text/css; charset=utf-8", "favicon.ico": "image/x-icon"}
 # The page loads nothing from elsewhere: scripts, styles and images come from this server or
 # are data:/blob: URLs made by the page itself.
