@@ -248,6 +248,27 @@ def test_serve_cli_wires_the_options_and_fails_fast_on_a_bad_model(tiny_model_di
     assert "no such model folder" in capsys.readouterr().err
 
 
+def test_serve_cli_https_options(tiny_model_dir, monkeypatch, capsys, tmp_path):
+    """--ssl-certfile/--ssl-keyfile reach uvicorn (the live camera needs https off localhost); half a pair fails first."""
+    import uvicorn
+
+    from drywallqa.cli import main
+
+    started = {}
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: started.update(config=self.config))
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("certificate")
+    key.write_text("key")
+    assert main(["serve", "--model", str(tiny_model_dir), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]) == 0
+    assert (started["config"].ssl_certfile, started["config"].ssl_keyfile) == (str(cert), str(key))
+    assert "on https://127.0.0.1:8000/" in capsys.readouterr().out
+
+    assert main(["serve", "--model", "/never/loaded", "--ssl-certfile", str(cert)]) == 2
+    assert "needs both --ssl-certfile and --ssl-keyfile" in capsys.readouterr().err
+    assert main(["serve", "--model", "/never/loaded", "--ssl-certfile", str(cert), "--ssl-keyfile", "/no/key.pem"]) == 2
+    assert "--ssl-keyfile: no such file" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("module", ["uvicorn", "fastapi", "python_multipart", "fastapi_offline"])
 def test_serve_without_the_serve_extra_names_the_pip_command(monkeypatch, capsys, module):
     """After the README's quickstart install (no [serve] extra): one line and the command, exit 2."""

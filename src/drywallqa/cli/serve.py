@@ -16,6 +16,10 @@ def add_commands(subparsers) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--ssl-certfile", metavar="FILE",
+                        help="PEM certificate: serve https (a tablet's browser gives the page's live camera only to https "
+                             "pages or to localhost)")
+    parser.add_argument("--ssl-keyfile", metavar="FILE", help="PEM private key of --ssl-certfile")
     add_model_args(parser)
     parser.add_argument("--model-id", default="default", help="name clients use in the 'model' field (default 'default')")
     parser.add_argument("--threshold", type=float, metavar="T",
@@ -51,6 +55,9 @@ def run_serve(args: argparse.Namespace) -> int:
     from drywallqa.serving.extra import require_serve_extra
 
     require_serve_extra()  # before loading the model: a missing extra names the one pip command
+    from drywallqa.serving.server import check_tls_files
+
+    check_tls_files(args.ssl_certfile, args.ssl_keyfile)  # before loading the model too
     import uvicorn
 
     from drywallqa.data import PromptConfig
@@ -71,7 +78,9 @@ def run_serve(args: argparse.Namespace) -> int:
         prompt_config=PromptConfig.from_yaml(args.prompts) if args.prompts else None,
     )
     config = server_config(app, args.host, args.port, header_timeout_s=args.header_timeout,
-                           max_connections=args.max_connections, log_level=args.log_level)
-    print(f"serving {args.model or 'the shipped model'} as {args.model_id!r} on http://{args.host}:{args.port}/")
+                           max_connections=args.max_connections, log_level=args.log_level,
+                           ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+    scheme = "https" if args.ssl_certfile else "http"
+    print(f"serving {args.model or 'the shipped model'} as {args.model_id!r} on {scheme}://{args.host}:{args.port}/")
     uvicorn.Server(config).run()
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -87,8 +88,20 @@ def guarded_protocol(header_timeout_s: float = HEADER_TIMEOUT_S, max_connections
                 {"header_timeout_s": float(header_timeout_s), "max_connections": int(max_connections)})
 
 
+def check_tls_files(certfile: str | None, keyfile: str | None) -> None:
+    """Raise a one-line :class:`DrywallQAError` unless both or neither TLS file is given, and those given exist."""
+    from drywallqa.errors import DrywallQAError
+
+    if bool(certfile) != bool(keyfile):
+        raise DrywallQAError("https needs both --ssl-certfile and --ssl-keyfile (a certificate and its private key)")
+    for name, path in (("--ssl-certfile", certfile), ("--ssl-keyfile", keyfile)):
+        if path and not Path(path).is_file():
+            raise DrywallQAError(f"{name}: no such file {path!r}")
+
+
 def server_config(app, host: str = "127.0.0.1", port: int = 8000, *, header_timeout_s: float = HEADER_TIMEOUT_S,
-                  max_connections: int = MAX_CONNECTIONS, log_level: str = "info"):
+                  max_connections: int = MAX_CONNECTIONS, log_level: str = "info",
+                  ssl_certfile: str | None = None, ssl_keyfile: str | None = None):
     """A ``uvicorn.Config`` for ``app`` with the guarded protocol, short keep-alive and a header size cap.
 
     Args:
@@ -98,10 +111,16 @@ def server_config(app, host: str = "127.0.0.1", port: int = 8000, *, header_time
         header_timeout_s: Longest time a client may take to send a request's headers.
         max_connections: Open connections beyond which a new one gets 503 and is closed.
         log_level: uvicorn's log level.
+        ssl_certfile: PEM certificate to serve https with (with ``ssl_keyfile``); browsers give the
+            web page's live camera only to https pages or to http on localhost.
+        ssl_keyfile: Its PEM private key.
     """
     import uvicorn
+
+    check_tls_files(ssl_certfile, ssl_keyfile)
 
     return uvicorn.Config(
         app, host=host, port=port, log_level=log_level, http=guarded_protocol(header_timeout_s, max_connections),
         timeout_keep_alive=5, h11_max_incomplete_event_size=64 * 1024, lifespan="off",
+        ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
     )
