@@ -249,7 +249,9 @@ def test_serve_cli_wires_the_options_and_fails_fast_on_a_bad_model(tiny_model_di
 
 
 def test_serve_cli_https_options(tiny_model_dir, monkeypatch, capsys, tmp_path):
-    """--ssl-certfile/--ssl-keyfile reach uvicorn (the live camera needs https off localhost); half a pair fails first."""
+    """--ssl-certfile/--ssl-keyfile reach uvicorn (the live camera needs https off localhost).
+
+    Half a pair, or a missing file, fails in one line before the model loads."""
     import uvicorn
 
     from drywallqa.cli import main

@@ -78,6 +78,7 @@ async function startLive() {
     if (live.session === session) stopLive(`The camera could not be shown: ${error.message}`, true);
     return;
   }
+  if (live.session !== session) return;  // stopped while the video was starting
   liveStatus("Live: waiting for the first answer…");
   $("live").scrollIntoView({ block: "nearest" });
   liveLoop(session);
@@ -196,7 +197,8 @@ async function showLiveAnswer(body, session, inMm) {
   $("live-table").tBodies[0].replaceChildren(...results.map((result) => {
     const figures = result.figures;
     const tr = document.createElement("tr");
-    const badge = Object.assign(document.createElement("span"), { className: `badge ${result.verdict}`, textContent: result.verdict });
+    const badge = Object.assign(document.createElement("span"),
+                                { className: `badge ${result.verdict}`, textContent: result.verdict });
     const verdictCell = cell("");
     verdictCell.append(badge);
     tr.append(cell(result.prompt), verdictCell,
