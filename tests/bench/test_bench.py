@@ -52,6 +52,10 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, capsys) -> None:
     predict = report["end_to_end"]["predict"]
     assert predict["images"] == 8 and predict["ratio"] > 0 and predict["runtime"].endswith("onnxruntime-fp32")
     assert predict["model_only"]["before"]["images_per_s"] > 0 and predict["model_calls"] >= 1
+    steps = {s["stage"]: s for s in predict["steps"]["stages"]}
+    assert predict["steps"]["photos"] == 8 and {"decode", "model", "QA figures", "overlay (tint + JPEG)",
+                                                 "COCO annotations", "writes (mask, overlay, record)"} <= set(steps)
+    assert steps["model"]["cpu_ms_median"] > 0
     assert report["end_to_end"]["serve_skipped"].startswith("not asked for")
     assert report["onnxruntime_profile"]["by_op_type"][0]["share"] > 0
 
@@ -59,6 +63,7 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, capsys) -> None:
     assert markdown.startswith("# Performance")
     assert "Quick run" in markdown and "## Goals (CPU)" in markdown and "## End to end" in markdown
     assert "`drywallqa predict` over a folder" in markdown and "End to end is " in markdown
+    assert "Where a photo's CPU time goes" in markdown and "of a photo's CPU time here" in markdown
     assert "drywallqa bench --quick" in markdown
     if not report["machine"]["gpu"]:
         assert "Not measured here: no GPU in this session" in markdown

@@ -95,6 +95,64 @@ def measure_predict_e2e(predictor, photos: Sequence[Path], workdir: Path, prompt
     }
 
 
+#: How many photos the per-stage breakdown of predict goes through, one at a time.
+STAGE_PHOTOS = 40
+
+
+def measure_predict_stages(predictor, photos: Sequence[Path], workdir: Path, prompt: str = E2E_PROMPT) -> dict[str, Any]:
+    """The process CPU time of each step ``predict`` takes for one photo, one photo at a time.
+
+    The steps are those of :func:`~drywallqa.serving.predict_images` with every output, called
+    directly: decode, resize to the model's input, the model, logits to the mask at the photo's
+    size, the QA figures, the mask PNG, the overlay (tint and JPEG), the COCO annotations and the
+    atomic writes of mask, overlay and record. CPU time counts every thread of the process (the
+    runtime's own threads included), so the steps add up to what a photo costs the machine.
+
+    Returns:
+        ``photos`` and ``stages``: per step, the median and mean CPU ms per photo, in order.
+    """
+    from drywallqa.files import atomic_write_bytes, atomic_write_json, read_photo
+    from drywallqa.serving.qa import inspect_mask
+    from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, mask_png_bytes, render_overlay
+    from drywallqa.serving.results import inspection_record, mask_annotations
+
+    photos = list(photos)[:STAGE_PHOTOS]
+    out = workdir / "predict-stages"
+    out.mkdir(parents=True, exist_ok=True)
+    spent: dict[str, list[float]] = {}
+
+    def step(name: str, work: Callable[[], Any]) -> Any:
+        cpu = time.process_time()  # every thread of the process, at a finer resolution than os.times
+        result = work()
+        spent.setdefault(name, []).append(1000 * (time.process_time() - cpu))
+        return result
+
+    threshold = float(predictor.threshold_for(prompt))
+    for index, path in enumerate([photos[0], *photos]):  # the first photo again: a warm-up, not counted
+        photo = step("decode", lambda: read_photo(path))
+        model_input = step("resize to the model input", lambda: predictor.prepare(photo.pixels))
+        logits, confidence = step("model", lambda: predictor.forward_batch(model_input[None], [prompt]))
+        result = step("logits to mask", lambda: predictor.finish(logits[0], confidence[0], prompt, photo.pixels.shape))
+        inspection = step("QA figures", lambda: inspect_mask(result.mask, prompt, confidence=result.confidence,
+                                                              scale=photo.scale))
+        png = step("mask PNG", lambda: mask_png_bytes(result.mask))
+        overlay = step("overlay (tint + JPEG)", lambda: jpeg_bytes(render_overlay(
+            photo.pixels, result.mask, FIGURE_SET_COLOURS[inspection.figures.figure_set]), quality=90))
+        record = inspection_record(inspection, path, photo.width, photo.height, "photo", "bench", threshold, None,
+                                   "overlays/photo.jpg")
+        step("COCO annotations", lambda: mask_annotations(result.mask, record))
+        step("writes (mask, overlay, record)", lambda: (atomic_write_bytes(out / "mask.png", png),
+                                                         atomic_write_bytes(out / "overlay.jpg", overlay),
+                                                         atomic_write_json(out / "record.json", record, indent=1)))
+        if index == 0:
+            spent.clear()
+    return {
+        "photos": len(photos),
+        "stages": [{"stage": name, "cpu_ms_median": float(np.median(values)), "cpu_ms_mean": float(np.mean(values))}
+                   for name, values in spent.items()],
+    }
+
+
 def loadtest_script() -> Path | None:
     """``scripts/loadtest.py`` of the source checkout this package runs from, if there is one."""
     script = Path(__file__).resolve().parents[3] / "scripts" / "loadtest.py"
@@ -169,6 +227,8 @@ def measure_end_to_end(settings: BenchSettings, model, workdir: Path, say: Calla
         say(f"predict end to end over {source} ...")
         section["predict"] = {**measure_predict_e2e(predictor, photos, workdir), "photos": source,
                               "model": "tiny random promptunet" if settings.quick else "shipped"}
+        say("predict, step by step ...")
+        section["predict"]["steps"] = measure_predict_stages(predictor, photos, workdir)
     except Exception as exc:  # noqa: BLE001 - reported; the rest of the report stands
         section["predict_skipped"] = f"failed: {exc}"
         say(f"skip predict end to end: {exc}")

@@ -194,6 +194,28 @@ def _video_section(report: dict) -> list[str]:
     ]
 
 
+def _predict_steps(steps: dict | None) -> list[str]:
+    """Where a photo's CPU time goes in predict, step by step, and the model's share of it."""
+    if not steps or not steps.get("stages"):
+        return []
+    stages = steps["stages"]
+    total = sum(s["cpu_ms_median"] for s in stages)
+    model = sum(s["cpu_ms_median"] for s in stages if s["stage"] == "model")
+    lines = _paragraph(
+        f"Where a photo's CPU time goes: the same steps called one photo at a time over {steps['photos']} photos, ",
+        "process CPU time per step (every thread, the runtime's included). On a machine whose cores the model ",
+        "already fills, end to end can reach about the model's share of a photo's CPU time of the model-only ",
+        "throughput: the rest runs on the same cores.",
+    )
+    lines += _table(("step", "CPU ms (median)", "CPU ms (mean)", "share"),
+                    [(s["stage"], _fmt(s["cpu_ms_median"], 2), _fmt(s["cpu_ms_mean"], 2),
+                      f"{s['cpu_ms_median'] / total:.0%}" if total else "–") for s in stages]
+                    + [("all steps", _fmt(total, 2), _fmt(sum(s["cpu_ms_mean"] for s in stages), 2), "100%")])
+    if total:
+        lines += _paragraph(f"The model is {model / total:.0%} of a photo's CPU time here.")
+    return lines
+
+
 def _end_to_end_section(report: dict) -> list[str]:
     section = report.get("end_to_end")
     if not section:
@@ -220,6 +242,7 @@ def _end_to_end_section(report: dict) -> list[str]:
             f"End to end is {predict['ratio']:.0%} of model-only"
             + (f", in {calls} model calls ({predict['images'] / calls:.1f} images a call)." if calls else "."),
         )
+        lines += _predict_steps(predict.get("steps"))
     elif section.get("predict_skipped"):
         lines += _paragraph(f"predict: {section['predict_skipped']}")
     serve = section.get("serve")
