@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
-from drywallqa.errors import ConfigError, DataError, DrywallQAError, ImageSizeError
+from drywallqa.errors import DataError, DrywallQAError, ImageSizeError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -152,53 +152,6 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataError(f"{path}: cannot read ({exc})") from exc
 
 
-
-def read_yaml(path: str | os.PathLike, error: type[DrywallQAError] = ConfigError) -> Any:
-    """Read a YAML file (an empty file reads as None), raising ``error`` naming the file on failure.
-
-    The one YAML reader of the package: configs raise :class:`ConfigError` (the default), dataset
-    files such as a YOLO ``data.yaml`` pass :class:`DataError`.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError as exc:
-        raise error(f"{path}: file not found") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"{path}: cannot read ({exc})") from exc
-    return parse_yaml(text, path, error)
-
-
-def parse_override(item: str, example: str) -> tuple[str, Any]:
-    """Split a ``field.path=value`` override (``--set``) into the dotted field and its value, the
-    value parsed as YAML (``0.5``, ``[a, b]``, ``true``; text that is not YAML stays text).
-
-    Raises:
-        ConfigError: Without ``=``, showing ``example``.
-    """
-    import yaml
-
-    if "=" not in item:
-        raise ConfigError(f"override {item!r}: expected field=value, e.g. {example}")
-    key, raw = item.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
-
-
-def parse_yaml(text: str, source: str | os.PathLike, error: type[DrywallQAError] = ConfigError) -> Any:
-    """Parse YAML text read from ``source``; :func:`read_yaml` without the reading."""
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise error(f"{source}: not valid YAML ({where}{problem})") from exc
 
 #: Photos smaller than this on either side are refused by ``predict`` and ``serve`` (a skip with one
 #: line, HTTP 422): the model sees a 448 px square, and an image a few pixels wide stretched to it

@@ -111,8 +111,10 @@ def measure_predict_stages(predictor, photos: Sequence[Path], workdir: Path, pro
     Returns:
         ``photos`` and ``stages``: per step, the median and mean CPU ms per photo, in order.
     """
+    from drywallqa.data.prompts import PromptConfig
     from drywallqa.files import atomic_write_bytes, atomic_write_json, read_photo
     from drywallqa.serving.qa import inspect_mask
+    from drywallqa.serving.thresholds import QAThresholds
     from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, mask_png_bytes, render_overlay
     from drywallqa.serving.results import inspection_record, mask_annotations
 
@@ -128,13 +130,15 @@ def measure_predict_stages(predictor, photos: Sequence[Path], workdir: Path, pro
         return result
 
     threshold = float(predictor.threshold_for(prompt))
+    thresholds, prompt_config = QAThresholds.default(), PromptConfig.default()  # read once, as predict does
     for index, path in enumerate([photos[0], *photos]):  # the first photo again: a warm-up, not counted
         photo = step("decode", lambda: read_photo(path))
         model_input = step("resize to the model input", lambda: predictor.prepare(photo.pixels))
         logits, confidence = step("model", lambda: predictor.forward_batch(model_input[None], [prompt]))
         result = step("logits to mask", lambda: predictor.finish(logits[0], confidence[0], prompt, photo.pixels.shape))
         inspection = step("QA figures", lambda: inspect_mask(result.mask, prompt, confidence=result.confidence,
-                                                              scale=photo.scale))
+                                                              scale=photo.scale, thresholds=thresholds,
+                                                              prompt_config=prompt_config))
         png = step("mask PNG", lambda: mask_png_bytes(result.mask))
         overlay = step("overlay (tint + JPEG)", lambda: jpeg_bytes(render_overlay(
             photo.pixels, result.mask, FIGURE_SET_COLOURS[inspection.figures.figure_set]), quality=90))

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 
 from drywallqa.errors import ConfigError
-from drywallqa.files import parse_yaml, read_yaml
+from drywallqa.yamlio import packaged_yaml, read_yaml
 
 
 # Leading words of a free-text prompt that say what to do rather than what to find.
@@ -54,8 +53,7 @@ class PromptConfig:
     @classmethod
     def default(cls) -> PromptConfig:
         """The built-in config shipped with the package."""
-        text = resources.files("drywallqa").joinpath("configs/prompts.yaml").read_text(encoding="utf-8")
-        return cls.from_dict(parse_yaml(text, "built-in prompts.yaml"), source="built-in prompts.yaml")
+        return cls.from_dict(packaged_yaml("configs/prompts.yaml"), source="built-in prompts.yaml")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> PromptConfig:

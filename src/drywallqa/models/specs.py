@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from drywallqa.errors import ConfigError
-from drywallqa.files import read_json, read_yaml
+from drywallqa.files import read_json
+from drywallqa.yamlio import read_yaml
 from drywallqa.models.base import CONFIG_FILE, PromptSegmentationModel
 from drywallqa.models.registry import available_models, build_model, get_model_class
 

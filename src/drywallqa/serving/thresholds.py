@@ -14,11 +14,10 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 
-from drywallqa.files import parse_yaml, read_yaml
+from drywallqa.yamlio import packaged_yaml, read_yaml
 from drywallqa.errors import ConfigError
 from drywallqa.serving.figures import FIGURE_SETS, LENGTH_FIGURES, QAFigures
 
@@ -126,8 +125,7 @@ class QAThresholds:
     @classmethod
     def default(cls) -> QAThresholds:
         """The thresholds shipped with the package (``drywallqa/configs/qa-thresholds.yaml``)."""
-        text = resources.files("drywallqa").joinpath("configs/qa-thresholds.yaml").read_text(encoding="utf-8")
-        return cls.from_dict(parse_yaml(text, "built-in qa-thresholds.yaml"), source="built-in qa-thresholds.yaml")
+        return cls.from_dict(packaged_yaml("configs/qa-thresholds.yaml"), source="built-in qa-thresholds.yaml")
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> QAThresholds:

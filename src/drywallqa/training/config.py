@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from drywallqa.errors import ConfigError
-from drywallqa.files import parse_override, read_yaml
+from drywallqa.yamlio import parse_override, read_yaml
 from drywallqa.training.losses import LossConfig
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from drywallqa.files import parse_override, read_yaml
+from drywallqa.yamlio import parse_override, read_yaml
 from drywallqa.data.core import canonical_split
 from drywallqa.data.groups import parse_fractions
 from drywallqa.errors import ConfigError

@@ -39,7 +39,8 @@ from drywallqa.data.groups import source_group
 from drywallqa.data.masks import mask_to_box, mask_to_rle
 from drywallqa.data.prompts import PromptConfig, normalise_name
 from drywallqa.errors import ConfigError, DataError, IssueLog
-from drywallqa.files import image_size, list_images, open_image, parse_yaml, relative_id
+from drywallqa.files import image_size, list_images, open_image, relative_id
+from drywallqa.yamlio import parse_yaml
 
 IMAGE_FOLDER = "images"
 MASK_FOLDER = "masks"

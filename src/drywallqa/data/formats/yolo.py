@@ -33,7 +33,8 @@ from drywallqa.data.core import AnnotatedDataset, Annotation, Sample, canonical_
 from drywallqa.data.groups import source_group
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import DataError, IssueLog
-from drywallqa.files import image_size, list_images, read_yaml, relative_id
+from drywallqa.files import image_size, list_images, relative_id
+from drywallqa.yamlio import read_yaml
 
 YAML_FILES = ("data.yaml", "data.yml")
 SPLIT_KEYS = ("train", "val", "valid", "validation", "test")
