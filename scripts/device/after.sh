@@ -7,7 +7,7 @@
 # shipped model, and `bash scripts/evaluate_shipped.sh` then regenerates the model card.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-files="${1:?the folder the device call's files came back to}"
+files="${1:?the folder the files of the device call came back to}"
 data="${2:-../shared/data}"
 dest="runs/device-$(date -u +%Y%m%d-%H%M)"
 mkdir -p "$dest"
