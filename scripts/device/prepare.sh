@@ -2,15 +2,21 @@
 # Prepare what a GPU call carries (docs/gpu.md), here on the CPU machine, before asking for a GPU:
 #   .device/wheels/  the packages the GPU machine lacks, for its Python 3.12 (x86-64), pinned to the
 #                    versions installed here
-#   .device/pack/    the training pack of configs/device.yaml, sized to what is left of the 64 MiB
-#                    a call carries once the repository and the wheels are counted
+#   .device/pack/    the training pack of configs/device-finetune.yaml, sized to what is left of
+#                    the 64 MiB a call carries once the repository and the wheels are counted;
+#                    drywall-join's photos as they are, the cracks re-encoded as WebP to fit
+#                    (docs/gpu.md: taping areas lost most to the re-encoding)
 # Then it prints the exact device call.
 #   bash scripts/device/prepare.sh [DATA_DIR]        (default ../shared/data)
 # Rerunning it rebuilds the pack (--overwrite) and keeps wheels already fetched.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 data="${1:-../shared/data}"
-config="${DRYWALLQA_PACK_CONFIG:-configs/device.yaml}"
+config="${DRYWALLQA_PACK_CONFIG:-configs/device-finetune.yaml}"
+# Datasets packed as their original files (space-separated; empty re-encodes every photo).
+originals="${DRYWALLQA_PACK_ORIGINALS-drywall-join}"
+originals_args=()
+for dataset in $originals; do originals_args+=(--originals "$dataset"); done
 python="${PYTHON:-python3}"
 mkdir -p .device/wheels
 
@@ -38,7 +44,8 @@ wheel_bytes="$(du -cb .device/wheels/*.whl | tail -1 | cut -f1)"
 max_mib="$("$python" -c "import sys; t, w = map(int, sys.argv[1:]); print(round(min(45.0, 64 - (t + w) / 2**20 - 6.0), 1))" "$tree_bytes" "$wheel_bytes")"
 echo "repository $(( tree_bytes / 1048576 )) MiB + wheels $(( wheel_bytes / 1048576 )) MiB travel; the pack gets at most $max_mib MiB"
 
-drywallqa trainset pack --config "$config" --data "$data" --out .device/pack --max-mib "$max_mib" --overwrite
+drywallqa trainset pack --config "$config" --data "$data" --out .device/pack --max-mib "$max_mib" --overwrite \
+  "${originals_args[@]}"
 
 total="$(( tree_bytes + $(du -cb .device | tail -1 | cut -f1) ))"
 echo "a device call carries $(( total / 1048576 )) MiB of 64 (.device is git-ignored and travels as carry)"

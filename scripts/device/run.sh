@@ -14,7 +14,8 @@
 #   DRYWALLQA_PACK             training pack (default .device/pack; scripts/device/prepare.sh)
 #   DRYWALLQA_WHEELS           wheels of what the machine lacks (default .device/wheels)
 #   DRYWALLQA_TRAIN_MINUTES    training budget of every recipe, run side by side (default 6)
-#   DRYWALLQA_RECIPES          training configs (default configs/device.yaml configs/device-finetune.yaml)
+#   DRYWALLQA_RECIPES          training configs, space-separated (default configs/device-finetune.yaml:
+#                              loading bounds training, so one recipe gets twice the images of two)
 #   DRYWALLQA_TRAIN_ARGS       more `drywallqa train` flags for every recipe
 #   DRYWALLQA_BENCH_SECONDS    bench budget (default 90; 0 skips the bench)
 #   DRYWALLQA_BENCH_ARGS       more `drywallqa bench` flags (the CPU rehearsal passes --quick)
@@ -26,7 +27,7 @@ out="${OUT:?set OUT to the folder whose files come back}"
 pack="${DRYWALLQA_PACK:-.device/pack}"
 wheels="${DRYWALLQA_WHEELS:-.device/wheels}"
 minutes="${DRYWALLQA_TRAIN_MINUTES:-6}"
-recipes="${DRYWALLQA_RECIPES:-configs/device.yaml configs/device-finetune.yaml}"
+recipes="${DRYWALLQA_RECIPES:-configs/device-finetune.yaml}"
 train_args="${DRYWALLQA_TRAIN_ARGS:-}"
 bench_seconds="${DRYWALLQA_BENCH_SECONDS:-90}"
 bench_args="${DRYWALLQA_BENCH_ARGS:-}"

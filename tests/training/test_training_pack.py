@@ -117,7 +117,7 @@ def test_the_gpu_call_rehearsed_on_the_cpu_brings_back_everything_within_the_lim
     env = {
         **os.environ, "PYTHONPATH": str(_gpu_machine_imports(tmp_path / "site")),
         "OUT": str(out), "PYTHON": sys.executable, "DRYWALLQA_PACK": str(pack),
-        "DRYWALLQA_TRAIN_MINUTES": "0.34",
+        "DRYWALLQA_TRAIN_MINUTES": "0.34", "DRYWALLQA_RECIPES": "configs/device.yaml configs/device-finetune.yaml",
         "DRYWALLQA_TRAIN_ARGS": "--image-size 64 --batch-size 4 --set trainer.cache_images=true",
         "DRYWALLQA_BENCH_ARGS": "--quick", "DRYWALLQA_BENCH_SECONDS": "20", "OMP_NUM_THREADS": "1",
     }

@@ -63,6 +63,37 @@ def test_webp_under_a_size_budget_keeps_targets_and_close_pixels(carved, tmp_pat
     assert difference.mean() < 8
 
 
+def test_originals_keep_one_dataset_byte_for_byte_beside_webp_for_the_rest(carved, tmp_path):
+    source = build_trainset(carved)
+    original_bytes = sum(p.stat().st_size for p in {r.sample.image_path for r in source.records if r.sample})
+    summary = write_pack(source, tmp_path / "pack", image_format="webp", originals=("drywall-join",),
+                         max_mib=original_bytes / 2**20)
+    assert summary.quality is not None and summary.originals == ("drywall-join",)
+    assert "drywall-join as original files" in str(summary)
+    manifest = json.loads((tmp_path / "pack" / PACK_FILE).read_text())
+    assert manifest["images"]["originals"] == ["drywall-join"]
+    pack = TrainingPack.open(tmp_path / "pack")
+    assert "drywall-join as original files" in repr(pack)
+    rebuilt = build_trainset(pack.trainset_config(carved.to_dict()))
+    pack.check_split(rebuilt)
+    by_stem = {r.image.stem: r for r in source.records if r.sample is not None}
+    suffixes = {"cracks": set(), "drywall-join": set()}
+    for record in rebuilt.records:
+        if record.sample is None:
+            continue
+        dataset = record.sample.dataset
+        suffixes[dataset].add(record.image.suffix)
+        if dataset == "drywall-join":  # copied: the same bytes, so the same pixels
+            assert record.image.read_bytes() == by_stem[record.image.stem].image.read_bytes()
+    assert suffixes["cracks"] == {".webp"} and ".webp" not in suffixes["drywall-join"]
+
+
+def test_originals_must_name_a_dataset_of_the_pack(carved, tmp_path):
+    with pytest.raises(ConfigError, match="--originals walls: no such dataset"):
+        write_pack(build_trainset(carved), tmp_path / "pack", image_format="webp", originals=("walls",))
+    assert not (tmp_path / "pack").exists()
+
+
 def test_a_damaged_pack_is_refused_naming_the_file(carved, tmp_path):
     write_pack(build_trainset(carved), tmp_path / "pack")
     image = next((tmp_path / "pack" / "datasets").rglob("*.png"), None) or next((tmp_path / "pack" / "datasets").rglob("*.jpg"))

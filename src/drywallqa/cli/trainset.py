@@ -66,6 +66,9 @@ def add_commands(subparsers) -> None:
     pack.add_argument("--image-format", choices=IMAGE_FORMATS, default="auto",
                       help="auto: original files when they fit, else WebP (default)")
     pack.add_argument("--quality", type=int, metavar="Q", help="WebP quality 1-100 (default: the highest that fits)")
+    pack.add_argument("--originals", action="append", default=[], metavar="DATASET",
+                      help="copy this dataset's files as they are even when the others are re-encoded (repeatable); "
+                      "for the photos re-encoding hurts most, e.g. drywall-join (docs/gpu.md)")
     pack.add_argument("--max-mib", type=float, default=DEFAULT_MAX_MIB, metavar="MIB",
                       help=f"size limit of the whole pack (default {DEFAULT_MAX_MIB:g}: a device call carries 64 MiB "
                       "with the repository and the wheels)")
@@ -149,7 +152,8 @@ def run_pack(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     summary = build_pack(
-        config, args.out, image_format=args.image_format, quality=args.quality, max_mib=args.max_mib,
+        config, args.out, image_format=args.image_format, quality=args.quality, originals=tuple(args.originals),
+        max_mib=args.max_mib,
         overwrite=args.overwrite, say=print,
     )
     print(summary)

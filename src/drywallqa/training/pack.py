@@ -29,6 +29,7 @@ def build_pack(
     *,
     image_format: str = "auto",
     quality: int | None = None,
+    originals: tuple[str, ...] = (),
     max_mib: float = DEFAULT_MAX_MIB,
     overwrite: bool = False,
     say: Callable[[str], None] | None = None,
@@ -39,7 +40,7 @@ def build_pack(
     Args:
         config: The training config the pack is for (``data.datasets`` set to source folders).
         out: The pack folder.
-        image_format, quality, max_mib, overwrite: See :func:`drywallqa.trainsets.pack.write_pack`.
+        image_format, quality, originals, max_mib, overwrite: See :func:`drywallqa.trainsets.pack.write_pack`.
         say: Called with a line per step.
 
     Returns:
@@ -61,7 +62,7 @@ def build_pack(
         embeddings=dict(zip(sorted(_prompts_of(trainset)), embeddings)), text_encoder=model.config.text_encoder,
         pretrained=pretrained,
         model={"name": model.name, "args": model.config.to_dict()} if pretrained else None,
-        image_format=image_format, quality=quality, max_mib=max_mib, overwrite=overwrite, say=say,
+        image_format=image_format, quality=quality, originals=originals, max_mib=max_mib, overwrite=overwrite, say=say,
     )
 
 

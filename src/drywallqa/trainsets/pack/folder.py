@@ -144,6 +144,8 @@ class TrainingPack:
     def __repr__(self) -> str:
         images = self.manifest.get("images", {})
         how = "original files" if images.get("quality") is None else f"WebP q{images.get('quality')}"
+        if images.get("quality") is not None and images.get("originals"):
+            how += f" ({', '.join(images['originals'])} as original files)"
         return f"TrainingPack({str(self.path)!r}, {images.get('count')} images as {how}, splits={self.manifest.get('splits')})"
 
 

@@ -47,7 +47,7 @@ IMAGE_FORMATS = ("auto", "original", "webp")
 # WebP qualities tried from the top until the images fit. The shipped photos are JPEG q75; WebP
 # q60-75 keeps them within 39.7-40.8 dB PSNR of their decoded pixels (an RMS error of 2-3 grey
 # levels, below the 5-15 of the training's noise augmentation).
-QUALITY_LADDER = (95, 90, 85, 80, 75, 70, 65, 60, 55, 50, 45, 40, 35, 30)
+QUALITY_LADDER = (95, 90, 85, 80, 75, 70, 65, 60, 55, 50, 45, 40, 35, 30, 25, 20)
 # Images encoded at each quality to estimate the total: a tenth of them, at least this many.
 _QUALITY_SAMPLE = 48
 # Bytes of pack.json per image (its carved split and its checksum), for the size budget.
@@ -68,6 +68,8 @@ class PackSummary:
         bytes: Size of every file of the pack together.
         splits: Images per carved split.
         seconds: Time the whole build took.
+        originals: Datasets copied as original files beside WebP ones (empty when all are one or
+            the other).
     """
 
     path: Path
@@ -78,9 +80,12 @@ class PackSummary:
     bytes: int
     splits: dict[str, int]
     seconds: float
+    originals: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         how = "original files" if self.quality is None else f"WebP q{self.quality} ({self.psnr_db:.1f} dB PSNR)"
+        if self.quality is not None and self.originals:
+            how += f", {', '.join(self.originals)} as original files"
         splits = ", ".join(f"{name} {n}" for name, n in self.splits.items())
         return (
             f"wrote {self.path}: {self.images} images ({splits}) as {how}, {self.bytes / 2**20:.1f} MiB in all, "
@@ -115,6 +120,7 @@ def write_pack(
     model: dict[str, Any] | None = None,
     image_format: str = "auto",
     quality: int | None = None,
+    originals: Sequence[str] = (),
     max_mib: float = DEFAULT_MAX_MIB,
     overwrite: bool = False,
     workers: int | None = None,
@@ -137,6 +143,8 @@ def write_pack(
         image_format: ``auto`` (originals when the pack fits ``max_mib``, else WebP), ``original``
             or ``webp``.
         quality: WebP quality (1-100); None picks the highest of :data:`QUALITY_LADDER` that fits.
+        originals: Datasets whose files are copied as they are even when the others are re-encoded
+            (the images the re-encoding would hurt most; they take their bytes off the budget first).
         max_mib: Size limit of the whole pack in MiB.
         overwrite: Replace an existing pack at ``out``.
         workers: Encoding threads; the CPU count by default.
@@ -163,6 +171,10 @@ def write_pack(
     samples = packed_samples(trainset)
     if not samples:
         raise ConfigError("trainset pack: the training set has no image in a carved split to pack")
+    unknown = sorted(set(originals) - {s.dataset for s in samples})
+    if unknown:
+        raise ConfigError(f"trainset pack: --originals {', '.join(unknown)}: no such dataset in the pack "
+                          f"(it has {', '.join(sorted({s.dataset for s in samples}))})")
     budget = int(max_mib * 2**20)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -170,24 +182,27 @@ def write_pack(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        originals = sum(s.image_path.stat().st_size for s in samples)
+        original_bytes = sum(s.image_path.stat().st_size for s in samples)
         use_originals = image_format == "original" or (image_format == "auto" and quality is None)
-        names = _pack_names(samples, keep_suffix=use_originals)
+        kept = {s.dataset for s in samples} if use_originals else set(originals)
+        names = _pack_names(samples, kept)
         # Everything but the images first, so the images get exactly what is left of the budget.
         fixed = _write_assets(tmp, embeddings, pretrained) + _write_annotations(tmp, samples, names)
         fixed += _MANIFEST_BYTES_PER_IMAGE * len(samples)
-        if use_originals and image_format == "auto" and originals + fixed > budget:
-            use_originals = False
+        if use_originals and image_format == "auto" and original_bytes + fixed > budget:
+            use_originals, kept = False, set(originals)
             shutil.rmtree(tmp / DATASETS_DIR)
-            names = _pack_names(samples, keep_suffix=False)
+            names = _pack_names(samples, kept)
             _write_annotations(tmp, samples, names)
+        copied = [s for s in samples if s.dataset in kept]
+        encoded = [s for s in samples if s.dataset not in kept]
+        _copy_originals(tmp, copied, names)
+        fixed += sum(s.image_path.stat().st_size for s in copied)
         chosen: int | None = None
         psnr: float | None = None
-        if use_originals:
-            _copy_originals(tmp, samples, names)
-        else:
+        if encoded:
             ladder = (int(quality),) if quality is not None else QUALITY_LADDER
-            chosen, psnr = _encode_within(tmp, samples, names, ladder, budget - fixed, workers, say)
+            chosen, psnr = _encode_within(tmp, encoded, names, ladder, budget - fixed, workers, say)
         split_of = split_of_images(trainset, tmp, samples, names)
         files = file_table(tmp)
         total = sum(f["bytes"] for f in files.values())
@@ -206,7 +221,8 @@ def write_pack(
             "sources": {ds: str(folder) for ds, folder in _source_folders(samples).items()},
             "trainset_config": trainset.config.to_dict(),
             "images": {"count": len(samples), "format": "original" if chosen is None else "webp", "quality": chosen,
-                       "psnr_db": psnr, "original_bytes": originals},
+                       "psnr_db": psnr, "original_bytes": original_bytes,
+                       "originals": sorted(kept) if encoded else sorted({s.dataset for s in samples})},
             "splits": dict(sorted(counts.items())),
             "split_of_images": split_of,
             "text_encoder": text_encoder if embeddings else None,
@@ -230,18 +246,21 @@ def write_pack(
     return PackSummary(
         path=out, images=len(samples), image_format=manifest["images"]["format"], quality=chosen, psnr_db=psnr,
         bytes=total + (out / PACK_FILE).stat().st_size, splits=manifest["splits"], seconds=time.perf_counter() - started,
+        originals=tuple(sorted(kept)) if encoded else (),
     )
 
 
 # -- writing helpers ------------------------------------------------------------------------------
-def _pack_names(samples: Sequence[Sample], keep_suffix: bool) -> dict[str, str]:
-    """``{image path: packed file name}``: the file's name, or its stem with ``.webp`` (the stem
-    carries the source group, and keeps the order the training set sorts images in).
+def _pack_names(samples: Sequence[Sample], kept: set[str]) -> dict[str, str]:
+    """``{image path: packed file name}``: the file's name for the datasets in ``kept`` (copied as
+    they are), else its stem with ``.webp`` (the stem carries the source group, and keeps the order
+    the training set sorts images in).
 
     Raises:
         DataError: If two images of one split would get the same name.
     """
-    names = {str(s.image_path): Path(s.image_path).name if keep_suffix else Path(s.image_path).stem + ".webp" for s in samples}
+    names = {str(s.image_path): Path(s.image_path).name if s.dataset in kept else Path(s.image_path).stem + ".webp"
+             for s in samples}
     seen: dict[tuple[str, str, str], str] = {}
     for sample in samples:
         key = (sample.dataset, sample.split, names[str(sample.image_path)])
