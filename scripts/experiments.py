@@ -66,7 +66,9 @@ def row(entry: dict, data: Path) -> list[str]:
     if not eval_path.is_file():
         if model is None or not (model / "config.json").is_file():
             return [entry["lever"], "not measured: neither the evaluation nor the model is here", *["–"] * 6]
-        evaluate(model, eval_path, data)
+        # A row may score on other copies of the photos (`data:`, holding cracks/ and drywall-join/),
+        # e.g. a training pack's re-encoded ones.
+        evaluate(model, eval_path, REPO / entry["data"] if entry.get("data") else data)
     report = json.loads(eval_path.read_text())
     record_path = REPO / entry["record"] if entry.get("record") else model / "training.json" if model else None
     if record_path and not record_path.is_file() and model and (model / "training.json").is_file():

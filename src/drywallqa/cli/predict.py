@@ -32,7 +32,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="predict every image again when --out holds masks made with other settings (run.json)")
     parser.add_argument("--no-overlays", dest="overlays", action="store_false",
-                        help="no overlays/ (masks, records and tables only; a fifth less work per mask)")
+                        help="no overlays/ (masks, records and tables only)")
     parser.add_argument("--no-coco", dest="coco", action="store_false", help="no coco.json")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="photos in flight at once: decoded, waiting for the model or being written "
