@@ -9,13 +9,17 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 files="${1:?the folder the files of the device call came back to}"
 data="${2:-../shared/data}"
-dest="runs/device-$(date -u +%Y%m%d-%H%M)"
+# DRYWALLQA_RUNS and DRYWALLQA_DOCS move the run folders and the bench pages (the CPU rehearsal
+# test writes both into a temporary folder).
+dest="${DRYWALLQA_RUNS:-runs}/device-$(date -u +%Y%m%d-%H%M)"
+docs="${DRYWALLQA_DOCS:-docs}"
+python="${PYTHON:-python3}"
 mkdir -p "$dest"
 [ -f "$files/run.log" ] && cp "$files/run.log" "$dest/"
 
 if [ -f "$files/bench.json" ]; then
-  mkdir -p docs/results
-  drywallqa bench --from-json "$files/bench.json" --json docs/results/gpu-bench.json --markdown docs/performance-gpu.md
+  mkdir -p "$docs/results"
+  "$python" -m drywallqa.cli bench --from-json "$files/bench.json" --json "$docs/results/gpu-bench.json" --markdown "$docs/performance-gpu.md"
 fi
 
 shipped=src/drywallqa/weights/promptunet
@@ -34,10 +38,10 @@ done
 
 for model in "${models[@]}"; do
   label="$( [ "$model" = "$shipped" ] && echo shipped || basename "$(dirname "$model")")"
-  drywallqa evaluate --model "$model" --data "$data/cracks" "$data/drywall-join" --splits-from "$model" \
+  "$python" -m drywallqa.cli evaluate --model "$model" --data "$data/cracks" "$data/drywall-join" --splits-from "$model" \
     --split valid --threshold 0.5 --json "$dest/valid-$label.json" --no-progress >/dev/null
 done
-python - "$dest" "${models[@]}" <<'EOF'
+"$python" - "$dest" "${models[@]}" <<'EOF'
 import json, sys
 from pathlib import Path
 
@@ -62,4 +66,10 @@ if best[1] != "shipped" and best[0] > shipped[0]:
     print(f"  python scripts/ship_model.py {best[2]} && bash scripts/evaluate_shipped.sh")
 else:
     print("\nnothing returned beats the shipped model on the validation groups; keep it")
+    if len(rows) > 1:
+        runner_up = max(r for r in rows if r[1] != "shipped")
+        print("a model trained on a pack's re-encoded photos can lose on the original ones (docs/gpu.md); "
+              "train it 500 steps more on them here, then score it like the rest:")
+        print(f"  drywallqa train --config configs/synthetic-mix-small.yaml --data ../shared/data "
+              f"--init-from {runner_up[2]} --out runs/{runner_up[1]}-originals")
 EOF

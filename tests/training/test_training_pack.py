@@ -110,7 +110,7 @@ def _gpu_machine_imports(folder: Path) -> Path:
     return folder
 
 
-def test_the_gpu_call_rehearsed_on_the_cpu_brings_back_everything_within_the_limits(pack, tmp_path):
+def test_the_gpu_call_rehearsed_on_the_cpu_brings_back_everything_within_the_limits(pack, sample_root, tmp_path):
     """scripts/device/run.sh with a 20-second budget, with only what the GPU machine has importable:
     every file that should come back, within the limits."""
     out = tmp_path / "out"
@@ -139,6 +139,19 @@ def test_the_gpu_call_rehearsed_on_the_cpu_brings_back_everything_within_the_lim
     check = subprocess.run([sys.executable, str(REPO / "scripts/device/collect.py"), "--check", str(out)],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
+
+    # Back on the CPU machine: after.sh unpacks, scores every returned model beside the shipped one
+    # and writes the GPU bench pages (here into temporary folders, not the repository's docs).
+    env = {**os.environ, "PYTHON": sys.executable, "DRYWALLQA_RUNS": str(tmp_path / "runs"),
+           "DRYWALLQA_DOCS": str(tmp_path / "docs"), "OMP_NUM_THREADS": "1"}
+    after = subprocess.run(["bash", str(REPO / "scripts/device/after.sh"), str(out), str(sample_root)], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert after.returncode == 0, after.stdout[-3000:] + after.stderr[-3000:]
+    table = after.stdout.split("carved validation groups")[1]
+    assert all(name in table for name in ("shipped", "device ", "device-finetune"))
+    assert (tmp_path / "docs" / "performance-gpu.md").is_file() and (tmp_path / "docs/results/gpu-bench.json").is_file()
+    unpacked = next((tmp_path / "runs").glob("device-*"))
+    assert (unpacked / "device-finetune" / "model" / "model.safetensors").is_file()
 
 
 def test_collect_reports_what_would_not_come_back(tmp_path):
