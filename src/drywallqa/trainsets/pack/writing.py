@@ -68,8 +68,7 @@ class PackSummary:
         bytes: Size of every file of the pack together.
         splits: Images per carved split.
         seconds: Time the whole build took.
-        originals: Datasets copied as original files beside WebP ones (empty when all are one or
-            the other).
+        originals: Datasets copied as original files (every one for a pack of originals).
     """
 
     path: Path
@@ -182,7 +181,8 @@ def write_pack(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        original_bytes = sum(s.image_path.stat().st_size for s in samples)
+        file_bytes = {str(s.image_path): s.image_path.stat().st_size for s in samples}
+        original_bytes = sum(file_bytes.values())
         use_originals = image_format == "original" or (image_format == "auto" and quality is None)
         kept = {s.dataset for s in samples} if use_originals else set(originals)
         names = _pack_names(samples, kept)
@@ -197,7 +197,7 @@ def write_pack(
         copied = [s for s in samples if s.dataset in kept]
         encoded = [s for s in samples if s.dataset not in kept]
         _copy_originals(tmp, copied, names)
-        fixed += sum(s.image_path.stat().st_size for s in copied)
+        fixed += sum(file_bytes[str(s.image_path)] for s in copied)
         chosen: int | None = None
         psnr: float | None = None
         if encoded:
@@ -222,7 +222,7 @@ def write_pack(
             "trainset_config": trainset.config.to_dict(),
             "images": {"count": len(samples), "format": "original" if chosen is None else "webp", "quality": chosen,
                        "psnr_db": psnr, "original_bytes": original_bytes,
-                       "originals": sorted(kept) if encoded else sorted({s.dataset for s in samples})},
+                       "originals": sorted(kept)},
             "splits": dict(sorted(counts.items())),
             "split_of_images": split_of,
             "text_encoder": text_encoder if embeddings else None,
@@ -246,7 +246,7 @@ def write_pack(
     return PackSummary(
         path=out, images=len(samples), image_format=manifest["images"]["format"], quality=chosen, psnr_db=psnr,
         bytes=total + (out / PACK_FILE).stat().st_size, splits=manifest["splits"], seconds=time.perf_counter() - started,
-        originals=tuple(sorted(kept)) if encoded else (),
+        originals=tuple(sorted(kept)),
     )
 
 
