@@ -90,8 +90,32 @@ def test_a_record_scored_against_truth_shows_the_truth_beside_the_prediction(tmp
     truth = np.zeros((64, 96), dtype=bool)
     truth[30:33, 10:50] = True  # half of the dark line the predictor finds
     scores = attach_truth(tmp_path / "run", {(str(image_path.resolve()), "crack"): truth})
-    assert scores["crack"] == pytest.approx(0.5, abs=0.05)
+    assert scores.iou["crack"] == pytest.approx(0.5, abs=0.05)
     records, folder = read_results(tmp_path / "run")
     assert records[0]["truth"]["truth_pixels"] == int(truth.sum())
+    # The 40 px true crack fails the rules as the 80 px predicted one does: the verdict is right.
+    assert records[0]["verdict"] == records[0]["truth"]["verdict"] == "fail"
+    assert scores.verdicts_right == scores.scored == {"crack": 1} and scores.wrong == []
     html = render_report(records, folder)
-    assert "truth · IoU 0.5" in html and "mean IoU vs truth" in html
+    assert "truth · IoU 0.5" in html and "mean IoU vs truth" in html and "1 of 1</b>verdicts as the truth" in html
+
+
+def test_a_verdict_is_right_when_it_is_the_true_masks_not_when_every_crack_photo_fails(tmp_path):
+    """A crack photo whose true mask holds no crack, or one too short for the rules, should pass:
+    a predicted crack there is a wrong verdict, named with both verdicts; judged by the run's rules."""
+    from drywallqa.serving.thresholds import QAThresholds
+    from drywallqa.serving.truth import attach_truth
+
+    image_path = write_image(tmp_path / "wall.png", dark_line_image())
+    predict_images([image_path], ["segment crack"], tmp_path / "run", DarkPixelPredictor())
+    key = (str(image_path.resolve()), "crack")
+    hairline = np.zeros((64, 96), dtype=bool)
+    hairline[31, 10:20] = True  # 10 px: under the 30 px rule, a pass
+    for truth in (np.zeros((64, 96), dtype=bool), hairline):
+        scores = attach_truth(tmp_path / "run", {key: truth})
+        assert scores.verdicts_right == {"crack": 0} and scores.scored == {"crack": 1}
+        assert scores.wrong == [("wall.png", "fail", "pass")]
+        assert "verdicts as the exact masks' 0 of 1" in scores.describe("crack")
+    # The run's own rules judge the truth: with no crack rules at all, both are unchecked.
+    no_rules = QAThresholds.from_dict({"classes": {}})
+    assert attach_truth(tmp_path / "run", {key: hairline}, thresholds=no_rules).wrong == [("wall.png", "fail", "unchecked")]

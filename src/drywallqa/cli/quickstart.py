@@ -2,7 +2,9 @@
 
 Renders the sample data, inspects it, segments its validation images with the shipped model
 (cracks with "segment crack", joints with "segment taping area"), and writes masks, overlays, QA
-figures and an HTML report. Everything goes into one output folder; rerunning resumes.
+figures and an HTML report. Each prediction is scored against the generator's exact mask: its
+IoU, and whether its verdict is the one the same QA rules give the exact mask (the wrong ones are
+listed). Everything goes into one output folder; rerunning resumes.
 """
 
 from __future__ import annotations
@@ -49,8 +51,10 @@ def run_quickstart(args: argparse.Namespace) -> int:
         run = predict_images(images, [prompt], out / "predictions" / ds.name, predictor, model_id=args.model or "shipped")
         counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(run.verdict_counts().items()))
         scores = attach_truth(out / "predictions" / ds.name, truths)
-        iou = "; ".join(f"mask IoU against the generator's exact masks {v:.2f}" for v in scores.values())
-        print(f"  {ds.name}: {len(run.records)} images with {prompt!r}: {counts}" + (f"; {iou}" if iou else ""))
+        scored = "".join(f"; {scores.describe(name)}" for name in scores.scored)
+        print(f"  {ds.name}: {len(run.records)} images with {prompt!r}: {counts}{scored}")
+        for image, verdict, true_verdict in scores.wrong:
+            print(f"    {image}: {verdict}, its exact mask {true_verdict}")
 
     print("[4/4] writing the reports")
     for ds in datasets:

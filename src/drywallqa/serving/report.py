@@ -118,9 +118,13 @@ def render_report(records: Sequence[dict], folder: str | os.PathLike, *, summary
     skipped = summary.get("skipped_images") or []
     if skipped:
         cards.append(("unreadable", len(skipped), ""))
-    scored = [r["truth"]["iou"] for r in records if r.get("truth")]
+    scored = [r["truth"] for r in records if r.get("truth")]
     if scored:
-        cards.append((f"mean IoU vs truth ({len(scored)} masks)", f"{np.mean(scored):.2f}", ""))
+        cards.append((f"mean IoU vs truth ({len(scored)} masks)", f"{np.mean([t['iou'] for t in scored]):.2f}", ""))
+        judged = [r for r in records if r.get("truth", {}).get("verdict")]
+        if judged:
+            right = sum(r["verdict"] == r["truth"]["verdict"] for r in judged)
+            cards.append(("verdicts as the truth's", f"{right} of {len(judged)}", "" if right == len(judged) else "fail"))
     settings = [
         f"model <b>{_e(summary.get('model') or _first(records, 'model'))}</b>",
         (f"thresholds {_e(', '.join(f'{k} {v:g}' for k, v in sorted(summary['class_thresholds'].items())))} (calibrated)"
@@ -210,8 +214,8 @@ def _thumbnail(record: dict, folder: Path) -> str:
         # Where the true mask is known (the quickstart's sample data): the truth beside the prediction.
         alt = f"true mask of {Path(record['image']).name}"
         html_ = (f'<div class="pair"><figure>{html_}<figcaption>prediction</figcaption></figure>'
-                 f'<figure>{_image(folder / truth["overlay"], alt)}<figcaption>truth · IoU {truth["iou"]:.2f}</figcaption>'
-                 "</figure></div>")
+                 f'<figure>{_image(folder / truth["overlay"], alt)}<figcaption>truth · IoU {truth["iou"]:.2f}'
+                 + (f' · {_e(truth["verdict"])}' if truth.get("verdict") else "") + "</figcaption></figure></div>")
     return html_
 
 

@@ -1,39 +1,76 @@
 """A ``predict`` run scored against true masks, where they exist (the quickstart's sample data).
 
 :func:`attach_truth` adds to each record of a run whose image has a true mask of the record's
-class a ``truth`` entry, ``{"iou", "truth_pixels", "overlay"}``, and writes the truth overlay
-beside the prediction's, so the HTML report shows prediction and truth side by side.
+class a ``truth`` entry, ``{"iou", "truth_pixels", "verdict", "overlay"}``, and writes the truth
+overlay beside the prediction's, so the HTML report shows prediction and truth side by side.
+
+The truth's ``verdict`` is what the same QA rules say of the true mask. A prediction's verdict is
+right when it is the truth's: a photo whose crack the generator drew too short to matter passes,
+and so does a crack photo with no crack; a joint photo whose joint lies out of frame fails. Counting
+"every crack photo fails" instead would call those right answers wrong.
 """
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from drywallqa.evaluation.metrics import get_stats, iou_score
 from drywallqa.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_image
+from drywallqa.serving.qa import inspect_mask
 from drywallqa.serving.render import jpeg_bytes, read_mask_png, render_overlay
 from drywallqa.serving.results import RESULTS_JSONL, json_line, read_results
+from drywallqa.serving.thresholds import QAThresholds
 
 TRUTH_COLOUR = (40, 170, 60)
 TRUTH_DIR = "truth"
 
 
-def attach_truth(results: str | os.PathLike, truths: dict[tuple[str, str], np.ndarray]) -> dict[str, float]:
+@dataclass
+class TruthScores:
+    """How a ``predict`` run compares with the true masks (:func:`attach_truth`).
+
+    Attributes:
+        iou: ``{class name: mean IoU}`` over the records scored (IoU 1 when both masks are empty).
+        verdicts_right: ``{class name: records whose verdict is the true mask's}``.
+        scored: ``{class name: records scored}``.
+        wrong: ``(image file name, predicted verdict, true mask's verdict)`` of every wrong verdict.
+    """
+
+    iou: dict[str, float] = field(default_factory=dict)
+    verdicts_right: dict[str, int] = field(default_factory=dict)
+    scored: dict[str, int] = field(default_factory=dict)
+    wrong: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def describe(self, class_name: str) -> str:
+        """One line for one class, e.g. ``verdicts as the exact masks' 10 of 10; mask IoU ... 0.81``."""
+        return (f"verdicts as the exact masks' {self.verdicts_right[class_name]} of {self.scored[class_name]}; "
+                f"mask IoU against the generator's exact masks {self.iou[class_name]:.2f}")
+
+
+def attach_truth(
+    results: str | os.PathLike, truths: dict[tuple[str, str], np.ndarray], thresholds: QAThresholds | None = None
+) -> TruthScores:
     """Score the records of a ``predict`` run against true masks, in place.
 
     Args:
         results: The run's output folder.
         truths: ``{(resolved image path, class name): (H, W) bool}``; images without one are left alone.
+        thresholds: The QA rules the run judged its masks by (the built-in ones by default); the
+            true masks are judged by the same rules, at the record's scale.
 
     Returns:
-        ``{class name: mean IoU}`` over the records scored (IoU 1 when both masks are empty).
+        IoU and verdict agreement per class, and the records whose verdict differs from the truth's.
     """
     records, folder = read_results(results)
+    thresholds = thresholds or QAThresholds.default()
     scores: dict[str, list[float]] = defaultdict(list)
+    right: dict[str, int] = defaultdict(int)
+    wrong: list[tuple[str, str, str]] = []
     for record in records:
         key = (str(Path(record["image"]).resolve()), record.get("class"))
         truth = truths.get(key)
@@ -44,11 +81,23 @@ def attach_truth(results: str | os.PathLike, truths: dict[tuple[str, str], np.nd
         name = Path(record["mask"]).stem
         overlay = render_overlay(read_image(record["image"]), truth, TRUTH_COLOUR)
         atomic_write_bytes(folder / TRUTH_DIR / f"{name}.jpg", jpeg_bytes(overlay, quality=85))
-        record["truth"] = {"iou": iou, "truth_pixels": int(truth.sum()), "overlay": f"{TRUTH_DIR}/{name}.jpg"}
+        true_verdict = inspect_mask(truth, record["prompt"], mm_per_px=record.get("mm_per_px"),
+                                    thresholds=thresholds).verdict.verdict
+        record["truth"] = {"iou": iou, "truth_pixels": int(truth.sum()), "verdict": true_verdict,
+                           "overlay": f"{TRUTH_DIR}/{name}.jpg"}
         atomic_write_json(folder / "records" / f"{name}.json", record, indent=1)
         scores[record["class"]].append(iou)
+        if record["verdict"] == true_verdict:
+            right[record["class"]] += 1
+        else:
+            wrong.append((Path(record["image"]).name, record["verdict"], true_verdict))
     atomic_write_text(folder / RESULTS_JSONL, "".join(json_line(r) for r in records))
-    return {name: float(np.mean(values)) for name, values in sorted(scores.items())}
+    return TruthScores(
+        iou={name: float(np.mean(values)) for name, values in sorted(scores.items())},
+        verdicts_right={name: right[name] for name in sorted(scores)},
+        scored={name: len(values) for name, values in sorted(scores.items())},
+        wrong=wrong,
+    )
 
 
 def sample_data_truths(root: str | os.PathLike, split: str = "valid") -> dict[tuple[str, str], np.ndarray]:
