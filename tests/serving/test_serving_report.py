@@ -103,6 +103,7 @@ def test_a_record_scored_against_truth_shows_the_truth_beside_the_prediction(tmp
 def test_a_verdict_is_right_when_it_is_the_true_masks_not_when_every_crack_photo_fails(tmp_path):
     """A crack photo whose true mask holds no crack, or one too short for the rules, should pass:
     a predicted crack there is a wrong verdict, named with both verdicts; judged by the run's rules."""
+    from drywallqa.serving.results import read_results
     from drywallqa.serving.thresholds import QAThresholds
     from drywallqa.serving.truth import attach_truth
 
@@ -116,6 +117,8 @@ def test_a_verdict_is_right_when_it_is_the_true_masks_not_when_every_crack_photo
         assert scores.verdicts_right == {"crack": 0} and scores.scored == {"crack": 1}
         assert scores.wrong == [("wall.png", "fail", "pass")]
         assert "verdicts as the exact masks' 0 of 1" in scores.describe("crack")
+        records, folder = read_results(tmp_path / "run")
+        assert "pass <b class=\"wrong\">(predicted fail: wrong)</b>" in render_report(records, folder)
     # The run's own rules judge the truth: with no crack rules at all, both are unchecked.
     no_rules = QAThresholds.from_dict({"classes": {}})
     assert attach_truth(tmp_path / "run", {key: hairline}, thresholds=no_rules).wrong == [("wall.png", "fail", "unchecked")]

@@ -58,6 +58,7 @@ tr.fail td:first-child { border-left: 4px solid var(--fail); }
 tr.pass td:first-child { border-left: 4px solid var(--pass); }
 tr.unchecked td:first-child { border-left: 4px solid var(--unchecked); }
 .pair { display: flex; gap: 6px; } .pair figure { margin: 0; } .pair figcaption { color: #4a5562; font-size: 12px; }
+.pair figcaption b.wrong { color: var(--fail); }
 img.thumb { width: 220px; border-radius: 4px; display: block; cursor: zoom-in; outline: none; }
 img.thumb:focus { width: min(90vw, 480px); cursor: zoom-out; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600;
@@ -215,8 +216,17 @@ def _thumbnail(record: dict, folder: Path) -> str:
         alt = f"true mask of {Path(record['image']).name}"
         html_ = (f'<div class="pair"><figure>{html_}<figcaption>prediction</figcaption></figure>'
                  f'<figure>{_image(folder / truth["overlay"], alt)}<figcaption>truth · IoU {truth["iou"]:.2f}'
-                 + (f' · {_e(truth["verdict"])}' if truth.get("verdict") else "") + "</figcaption></figure></div>")
+                 + _truth_verdict(truth.get("verdict"), record["verdict"]) + "</figcaption></figure></div>")
     return html_
+
+
+def _truth_verdict(truth_verdict: str | None, verdict: str) -> str:
+    """The true mask's verdict for a caption, marked when the prediction's differs."""
+    if not truth_verdict:
+        return ""
+    if truth_verdict == verdict:
+        return f" · {_e(truth_verdict)}"
+    return f' · {_e(truth_verdict)} <b class="wrong">(predicted {_e(verdict)}: wrong)</b>'
 
 
 def _image(path: Path, alt: str) -> str:
