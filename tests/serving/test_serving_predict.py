@@ -188,6 +188,36 @@ def test_predict_cli(photo_folder, tmp_path, tiny_model_dir, capsys):
     assert "never overwritten" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("case, pattern", [
+    ("missing input", r"^error: \S+missing\.jpg: no such file or folder$"),
+    ("empty prompt", r"^error: prompt is empty"),
+    ("output folder is the input folder", r"never overwritten$"),
+    ("missing thresholds file", r"^error: \S+nope\.yaml"),
+])
+def test_predict_cli_refuses_a_typo_before_loading_the_model(photo_folder, tmp_path, monkeypatch, capsys, case, pattern):
+    """Inputs, prompts, output folder and QA files are checked first: a typo costs no model load."""
+    import re
+
+    import drywallqa.cli.predict as cli_predict
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(cli_predict, "load_model_predictor", no_model)
+    argv = {"images": str(photo_folder), "--prompt": "segment crack", "--out": str(tmp_path / "out")}
+    if case == "missing input":
+        argv["images"] = str(tmp_path / "missing.jpg")
+    elif case == "empty prompt":
+        argv["--prompt"] = " "
+    elif case == "output folder is the input folder":
+        argv["--out"] = str(photo_folder)
+    else:
+        argv["--thresholds"] = str(tmp_path / "nope.yaml")
+    assert main(["predict", argv.pop("images"), *(x for kv in argv.items() for x in kv), "--no-progress"]) == 2
+    assert re.search(pattern, capsys.readouterr().err.strip(), re.M)
+    assert not (tmp_path / "out").exists() and not (photo_folder / "run.json").exists()
+
+
 def test_images_too_small_corrupt_or_of_high_bit_depth(tmp_path, dark_predictor, capsys):
     from serving_helpers import dark_line_image
 

@@ -69,10 +69,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from drywallqa.trainsets import resplit_like_training
 
         datasets = resplit_like_training(datasets, args.splits_from)
+    prompt_config = PromptConfig.from_yaml(args.prompts) if args.prompts else None  # a typo fails before the model loads
     predictor = load_model_predictor(args)
     report = evaluate(
         predictor, datasets, split=args.split, threshold=args.threshold, sweep_split=args.sweep,
-        prompt_config=PromptConfig.from_yaml(args.prompts) if args.prompts else None,
+        prompt_config=prompt_config,
         batch_size=args.batch_size, max_images=args.max_images, progress=args.progress,
     )
     report.render()

@@ -44,13 +44,21 @@ def add_commands(subparsers) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     from drywallqa.data import PromptConfig
+    from drywallqa.inference import check_prompt
     from drywallqa.serving import QAThresholds, predict_images
+    from drywallqa.serving.inputs import check_output_dir, collect_images
 
+    # Everything a typo can break is checked before the model loads (seconds on a CPU).
+    thresholds = QAThresholds.load(args.thresholds)
+    prompt_config = PromptConfig.from_yaml(args.prompts) if args.prompts else None
+    for prompt in args.prompt:
+        check_prompt(prompt)
+    if args.engine == "local":  # Ray's inputs may be URIs its workers read
+        check_output_dir(args.out, collect_images(args.images), args.images)
     predictor = load_model_predictor(args, threshold=args.threshold) if args.engine == "local" else None
     run = (predict_images if predictor else ray_engine(args))(
         args.images, args.prompt, args.out, predictor, model_id=args.model or "default", mm_per_px=args.mm_per_px,
-        thresholds=QAThresholds.load(args.thresholds),
-        prompt_config=PromptConfig.from_yaml(args.prompts) if args.prompts else None, progress=args.progress,
+        thresholds=thresholds, prompt_config=prompt_config, progress=args.progress,
         overwrite=args.overwrite, overlays=args.overlays, coco=args.coco, workers=args.workers,
     )
     verdicts = run.verdict_counts()
