@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from PIL import Image
 
 from drywallqa.cli import main
 from drywallqa.inference import CALIBRATION_FILE, load_predictor
@@ -50,6 +51,7 @@ def test_a_broken_calibration_is_one_line(tmp_path, capsys):
     (model / CALIBRATION_FILE).write_text(json.dumps({"thresholds": {"crack": 1.5}}))
     image_dir = tmp_path / "photos"
     image_dir.mkdir()
+    Image.new("RGB", (64, 64), (200, 200, 200)).save(image_dir / "wall.png")
     assert main(["predict", str(image_dir), "--model", str(model), "--prompt", "segment crack", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert CALIBRATION_FILE in err and err.count("\n") == 1
