@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import time
+
 import numpy as np
 import pytest
 
@@ -131,6 +133,62 @@ def test_serve_section_of_the_report() -> None:
     text = "\n".join(_end_to_end_section(report))
     assert "git revision abc1234" in text and "| current | this checkout | 30.00 | 400 | 800 | 60.0 | 6.00 |" in text
     assert "5.00x the photos/s" in text
+
+
+def test_thread_cpu_counts_each_role_and_threads_that_end_inside_the_block() -> None:
+    """A model thread and short-lived worker threads are counted by role, even after they end."""
+    import sys
+    import threading
+
+    from drywallqa.bench.end_to_end import ThreadCPU
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("/proc/self/task is Linux-only")
+
+    done = threading.Event()
+
+    def burn(seconds: float) -> None:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+        done.wait()  # alive until the sampler has seen its CPU time, however busy the machine
+
+    with ThreadCPU(interval_s=0.01) as threads:
+        model = threading.Thread(target=burn, args=(0.3,), name="drywallqa-model")
+        workers = [threading.Thread(target=burn, args=(0.1,), name=f"drywallqa-predict_{i}") for i in range(3)]
+        for thread in (model, *workers):
+            thread.start()
+        while sum(threads.seconds_by_role().values()) < 0.55:  # the sampler's readings so far
+            time.sleep(0.01)
+        done.set()
+        for thread in (model, *workers):
+            thread.join()
+    by_role = threads.seconds_by_role()
+    model_role = next(role for role in by_role if role.startswith("model thread"))
+    workers_role = next(role for role in by_role if role.startswith("pipeline workers"))
+    assert by_role[model_role] == pytest.approx(0.3, abs=0.08)
+    assert by_role[workers_role] == pytest.approx(0.3, abs=0.1)  # three threads, all ended before the block did
+    assert "sampler" not in by_role
+
+
+def test_end_to_end_section_splits_the_cpu_by_thread() -> None:
+    from drywallqa.bench.markdown import _end_to_end_section
+
+    predict = {"photos": "200 photos", "model": "shipped", "runtime": "promptunet/onnxruntime-fp32", "batch_size": 1,
+               "load_average": [1.0, 1.0, 1.0], "images": 200, "model_calls": 200, "ratio": 0.7,
+               "end_to_end_images_per_s": 35.0, "end_to_end_cpu_ms_per_image": 50.0,
+               "model_only": {"before": {"images_per_s": 50.0, "cpu_ms_per_image": 31.0},
+                              "after": {"images_per_s": 50.0, "cpu_ms_per_image": 31.0}},
+               "steps": {"photos": 40, "stages": [{"stage": "model", "cpu_ms_median": 31.0, "cpu_ms_mean": 31.0},
+                                                  {"stage": "decode", "cpu_ms_median": 1.0, "cpu_ms_mean": 1.0},
+                                                  {"stage": "QA figures", "cpu_ms_median": 11.0, "cpu_ms_mean": 11.0}]},
+               "cpu_ms_per_image_by_thread": {"model thread (the runtime's calling thread)": 21.0,
+                                              "pipeline workers (decode, resize, QA figures, encoders, writes)": 16.0,
+                                              "the runtime's own threads (native thread pools)": 11.0}}
+    text = "\n".join(_end_to_end_section({"end_to_end": {"predict": predict}}))
+    assert "| pipeline workers (decode, resize, QA figures, encoders, writes) | 16.00 |" in text
+    assert "| all | 48.00 |" in text
+    assert "took 16.0 ms of CPU a photo in the run against 12.0 ms" in text and "costs more beside the model" in text
 
 
 def test_bench_refuses_a_missing_photo_folder_or_revision_at_once(tmp_path, capsys) -> None:

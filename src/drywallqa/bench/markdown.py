@@ -216,6 +216,30 @@ def _predict_steps(steps: dict | None) -> list[str]:
     return lines
 
 
+def _thread_split(predict: dict) -> list[str]:
+    """The end-to-end run's CPU per photo by thread, beside the same steps called one at a time."""
+    by_thread = predict.get("cpu_ms_per_image_by_thread")
+    if not by_thread:
+        return []
+    lines = _paragraph(
+        "Where the end-to-end run's CPU time went, by thread (each thread's CPU time read from /proc while the run ",
+        "went on, per photo):",
+    )
+    lines += _table(("thread", "CPU ms per photo"), [(role, _fmt(ms, 2)) for role, ms in by_thread.items()]
+                    + [("all", _fmt(sum(by_thread.values()), 2))])
+    stages = (predict.get("steps") or {}).get("stages") or []
+    workers = next((ms for role, ms in by_thread.items() if role.startswith("pipeline workers")), None)
+    if stages and workers is not None:
+        alone = sum(s["cpu_ms_mean"] for s in stages if s["stage"] != "model")
+        verdict = ("the same work costs more beside the model on the same cores" if workers > 1.05 * alone else
+                   "about what it costs alone" if workers > 0.95 * alone else "less than alone")
+        lines += _paragraph(
+            f"The pipeline workers' steps took {workers:.1f} ms of CPU a photo in the run against {alone:.1f} ms when ",
+            f"called one photo at a time (the table above, model left out, means): {verdict}.",
+        )
+    return lines
+
+
 def _end_to_end_section(report: dict) -> list[str]:
     section = report.get("end_to_end")
     if not section:
@@ -243,6 +267,7 @@ def _end_to_end_section(report: dict) -> list[str]:
             + (f", in {calls} model calls ({predict['images'] / calls:.1f} images a call)." if calls else "."),
         )
         lines += _predict_steps(predict.get("steps"))
+        lines += _thread_split(predict)
     elif section.get("predict_skipped"):
         lines += _paragraph(f"predict: {section['predict_skipped']}")
     serve = section.get("serve")
