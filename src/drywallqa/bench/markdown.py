@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from drywallqa.bench.end_to_end import SERVE_PREVIOUS_DEFAULTS
+from drywallqa.bench.end_to_end import RUNTIME_THREADS, SERVE_PREVIOUS_DEFAULTS
 from drywallqa.bench.goals import goal_result
 from drywallqa.bench.pipeline import PIPELINE_STAGES
 
@@ -227,17 +227,24 @@ def _thread_split(predict: dict) -> list[str]:
     )
     lines += _table(("thread", "CPU ms per photo"), [(role, _fmt(ms, 2)) for role, ms in by_thread.items()]
                     + [("all", _fmt(sum(by_thread.values()), 2))])
+    def compared(in_run: float, alone: float) -> str:
+        return ("more than alone" if in_run > 1.05 * alone else "about the same" if in_run > 0.95 * alone
+                else "less than alone")
+
+    sentences = []
+    model = sum(ms for role, ms in by_thread.items() if role.startswith("model thread") or role == RUNTIME_THREADS)
+    model_only = [predict["model_only"][when]["cpu_ms_per_image"] for when in ("before", "after")]
+    if model:
+        alone = sum(model_only) / len(model_only)
+        sentences.append(f"The model (its calling thread and the runtime's own threads) took {model:.1f} ms of CPU a photo "
+                         f"in the run against {alone:.1f} ms model-only: {compared(model, alone)}.")
     stages = (predict.get("steps") or {}).get("stages") or []
     workers = next((ms for role, ms in by_thread.items() if role.startswith("pipeline workers")), None)
     if stages and workers is not None:
         alone = sum(s["cpu_ms_mean"] for s in stages if s["stage"] != "model")
-        verdict = ("the same work costs more beside the model on the same cores" if workers > 1.05 * alone else
-                   "about what it costs alone" if workers > 0.95 * alone else "less than alone")
-        lines += _paragraph(
-            f"The pipeline workers' steps took {workers:.1f} ms of CPU a photo in the run against {alone:.1f} ms when ",
-            f"called one photo at a time (the table above, model left out, means): {verdict}.",
-        )
-    return lines
+        sentences.append(f"The pipeline workers took {workers:.1f} ms a photo against {alone:.1f} ms for the same steps "
+                         f"called one photo at a time (the table above, model left out, means): {compared(workers, alone)}.")
+    return lines + (_paragraph(" ".join(sentences)) if sentences else [])
 
 
 def _end_to_end_section(report: dict) -> list[str]:
