@@ -155,6 +155,20 @@ def quickstart_check(entry: dict) -> list[str] | None:
     ]
 
 
+def quickstart_scenes():
+    """``(seed, sample-data root, true masks of its valid split)`` for each quickstart seed, rendered
+    into a temporary folder that lives while the caller iterates."""
+    import tempfile
+
+    from drywallqa.data.synthetic import generate_sample_data
+    from drywallqa.serving.truth import sample_data_truths
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in QUICKSTART_SEEDS:
+            paths = generate_sample_data(Path(tmp) / str(seed), seed=seed)
+            yield seed, paths.root, sample_data_truths(paths.root, "valid")
+
+
 #: Where the crack-width comparison is kept (regenerated when missing).
 CRACK_WIDTHS = REPO / "docs/results/experiments/crack-widths.json"
 
@@ -163,14 +177,10 @@ def crack_widths(data: Path) -> list[list[str]]:
     """Mean crack width (QA figure width_mean_px, per 640 px of image width) of the real export's labels,
     of the generator's exact masks on the quickstart's seeds, and of the shipped model's masks there."""
     if not CRACK_WIDTHS.is_file():
-        import tempfile
-
         from drywallqa.data import AnnotatedDataset
-        from drywallqa.data.synthetic import generate_sample_data
         from drywallqa.files import read_image
         from drywallqa.inference import load_predictor
         from drywallqa.serving.figures import measure_mask
-        from drywallqa.serving.truth import sample_data_truths
 
         def width(mask) -> float | None:
             value = measure_mask(mask, "crack").width_mean_px
@@ -183,15 +193,13 @@ def crack_widths(data: Path) -> list[list[str]]:
                 widths[f"real export, cracks/{split} labels"] = [w for w in map(width, masks) if w is not None]
         predictor = load_predictor(None)
         truth_widths, model_widths = [], []
-        with tempfile.TemporaryDirectory() as tmp:
-            for seed in QUICKSTART_SEEDS:
-                paths = generate_sample_data(Path(tmp) / str(seed), seed=seed)
-                for (image, class_name), truth in sample_data_truths(paths.root, "valid").items():
-                    if class_name != "crack" or not truth.any():
-                        continue
-                    mask = predictor.predict(read_image(image), "segment crack").mask
-                    truth_widths.append(width(truth))
-                    model_widths.append(width(mask) if mask.any() else None)
+        for _, _, truths in quickstart_scenes():
+            for (image, class_name), truth in truths.items():
+                if class_name != "crack" or not truth.any():
+                    continue
+                mask = predictor.predict(read_image(image), "segment crack").mask
+                truth_widths.append(width(truth))
+                model_widths.append(width(mask) if mask.any() else None)
         widths["generator's exact masks (quickstart seeds, valid)"] = [w for w in truth_widths if w is not None]
         widths["shipped model's masks on those photos"] = [w for w in model_widths if w is not None]
         CRACK_WIDTHS.write_text(json.dumps({"seeds": list(QUICKSTART_SEEDS), "width_mean_px_per_640": {
@@ -213,29 +221,23 @@ def taping_boxes() -> list[str]:
     """On the quickstart's joint photos: IoU of the filled boxes (the real export's only taping truth, which
     training and the real-photo scores use) against the exact bands, and the shipped model's IoU there."""
     if not TAPING_BOXES.is_file():
-        import tempfile
-
         from drywallqa.data import AnnotatedDataset
-        from drywallqa.data.synthetic import JOINTS_DATASET, generate_sample_data
+        from drywallqa.data.synthetic import JOINTS_DATASET
         from drywallqa.evaluation.metrics import get_stats, iou_score
         from drywallqa.files import read_image
         from drywallqa.inference import load_predictor
-        from drywallqa.serving.truth import sample_data_truths
 
         predictor = load_predictor(None)
         images = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for seed in QUICKSTART_SEEDS:
-                paths = generate_sample_data(Path(tmp) / str(seed), seed=seed)
-                truths = sample_data_truths(paths.root, "valid")
-                for sample in AnnotatedDataset.load(paths.root / JOINTS_DATASET, quiet=True).split("valid"):
-                    band = truths[(str(sample.image_path.resolve()), "taping_area")]
-                    if not band.any():
-                        continue
-                    mask = predictor.predict(read_image(sample.image_path), "segment taping area").mask
-                    images.append({"seed": seed, "image": sample.image_path.name,
-                                   "box_vs_band_iou": iou_score(*get_stats(sample.mask("taping_area"), band)),
-                                   "model_vs_band_iou": iou_score(*get_stats(mask, band))})
+        for seed, root, truths in quickstart_scenes():
+            for sample in AnnotatedDataset.load(root / JOINTS_DATASET, quiet=True).split("valid"):
+                band = truths[(str(sample.image_path.resolve()), "taping_area")]
+                if not band.any():
+                    continue
+                mask = predictor.predict(read_image(sample.image_path), "segment taping area").mask
+                images.append({"seed": seed, "image": sample.image_path.name,
+                               "box_vs_band_iou": iou_score(*get_stats(sample.mask("taping_area"), band)),
+                               "model_vs_band_iou": iou_score(*get_stats(mask, band))})
         TAPING_BOXES.write_text(json.dumps({"seeds": list(QUICKSTART_SEEDS), "images": images}, indent=1))
     images = json.loads(TAPING_BOXES.read_text())["images"]
     boxes, model = [i["box_vs_band_iou"] for i in images], [i["model_vs_band_iou"] for i in images]

@@ -140,7 +140,8 @@ def test_thread_cpu_counts_each_role_and_threads_that_end_inside_the_block() -> 
     import sys
     import threading
 
-    from drywallqa.bench.end_to_end import ThreadCPU
+    from drywallqa.bench.end_to_end import THREAD_ROLES
+    from drywallqa.bench.timing import ThreadCPU
 
     if not sys.platform.startswith("linux"):
         pytest.skip("/proc/self/task is Linux-only")
@@ -153,7 +154,7 @@ def test_thread_cpu_counts_each_role_and_threads_that_end_inside_the_block() -> 
             pass
         done.wait()  # alive until the sampler has seen its CPU time, however busy the machine
 
-    with ThreadCPU(interval_s=0.01) as threads:
+    with ThreadCPU(THREAD_ROLES, interval_s=0.01) as threads:
         model = threading.Thread(target=burn, args=(0.3,), name="drywallqa-model")
         workers = [threading.Thread(target=burn, args=(0.1,), name=f"drywallqa-predict_{i}") for i in range(3)]
         for thread in (model, *workers):

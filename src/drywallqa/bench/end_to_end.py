@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from drywallqa.bench.settings import BenchSettings
+from drywallqa.bench.timing import ThreadCPU
 from drywallqa.errors import ConfigError
 
 E2E_PROMPT = "segment crack"
@@ -59,99 +60,11 @@ def e2e_photo_files(settings: BenchSettings, workdir: Path) -> tuple[list[Path],
     return files, f"{len(files)} synthetic {size}x{size} crack photos (JPEG, 16 distinct)"
 
 
-#: Thread roles of an end-to-end run, by the name of the Python thread (see :class:`ThreadCPU`).
+#: Thread roles of an end-to-end run, by the name of the Python thread (see :class:`~drywallqa.bench.timing.ThreadCPU`).
 THREAD_ROLES = (("drywallqa-model", "model thread (the runtime's calling thread)"),
                 ("drywallqa-predict", "pipeline workers (decode, resize, QA figures, encoders, writes)"),
                 ("MainThread", "main thread (setup, tables at the end)"))
 RUNTIME_THREADS = "the runtime's own threads (native thread pools)"
-
-
-class ThreadCPU:
-    """CPU seconds of each thread of this process while a block runs, summed by role (Linux only).
-
-    A sampler thread reads every thread's CPU time from ``/proc/self/task`` every ``interval_s``
-    and keeps each one's last reading, so threads that start and end inside the block are counted
-    (up to one interval of their CPU time may be missed). Python threads are classed by name
-    (:data:`THREAD_ROLES`), native threads without a Python ``Thread`` (ONNX Runtime's and
-    OpenMP's pools) as :data:`RUNTIME_THREADS`; the sampler leaves itself out.
-
-    Example:
-        >>> with ThreadCPU() as threads:                  # doctest: +SKIP
-        ...     predict_images(...)
-        >>> threads.seconds_by_role()                       # doctest: +SKIP
-        {'model thread (...)': 7.1, 'pipeline workers (...)': 3.3, ...}
-    """
-
-    def __init__(self, interval_s: float = 0.02):
-        self.interval_s = interval_s
-        self.available = Path("/proc/self/task").is_dir()
-        # Keyed by (thread id, start time): the kernel reuses the ids of ended threads.
-        self._start: dict[tuple[int, int], float] = {}
-        self._last: dict[tuple[int, int], float] = {}
-        self._role: dict[tuple[int, int], str] = {}
-        self._stop = None
-        self._sampler = None
-
-    @staticmethod
-    def _cpu_by_thread() -> dict[tuple[int, int], float]:
-        ticks = os.sysconf("SC_CLK_TCK")
-        found = {}
-        for tid in os.listdir("/proc/self/task"):
-            try:
-                fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # the thread ended between the listing and the read
-                continue
-            # Fields 14, 15 (utime, stime) and 22 (starttime) of proc(5), counted after the name.
-            found[(int(tid), int(fields[19]))] = (int(fields[11]) + int(fields[12])) / ticks
-        return found
-
-    def _sample(self) -> None:
-        import threading
-
-        readings = self._cpu_by_thread()
-        # After the readings: a Python thread shows in /proc a moment before threading knows it.
-        python_threads = {t.native_id: t for t in threading.enumerate() if t.native_id is not None}
-        for key in readings:
-            thread = python_threads.get(key[0])
-            if thread is not None:
-                self._role[key] = ("sampler" if thread is self._sampler else
-                                   next((role for prefix, role in THREAD_ROLES if thread.name.startswith(prefix)),
-                                        "other Python threads"))
-            else:  # native, or a Python thread not registered yet: the next sample names it
-                self._role.setdefault(key, RUNTIME_THREADS)
-        self._last.update(readings)
-
-    def __enter__(self) -> ThreadCPU:
-        import threading
-
-        if not self.available:
-            return self
-        self._start = self._cpu_by_thread()
-        self._stop = threading.Event()
-
-        def run() -> None:
-            while not self._stop.wait(self.interval_s):
-                self._sample()
-
-        self._sampler = threading.Thread(target=run, name="drywallqa-bench-sampler", daemon=True)
-        self._sampler.start()
-        self._sample()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.available:
-            self._stop.set()
-            self._sampler.join()
-            self._sample()
-
-    def seconds_by_role(self) -> dict[str, float]:
-        """CPU seconds spent inside the block per role (empty where ``/proc`` is missing)."""
-        totals: dict[str, float] = {}
-        for key, seconds in self._last.items():
-            role = self._role[key]
-            if role != "sampler":
-                totals[role] = totals.get(role, 0.0) + seconds - self._start.get(key, 0.0)
-        return totals
 
 
 def measure_predict_e2e(predictor, photos: Sequence[Path], workdir: Path, prompt: str = E2E_PROMPT) -> dict[str, Any]:
@@ -168,7 +81,8 @@ def measure_predict_e2e(predictor, photos: Sequence[Path], workdir: Path, prompt
         ``runtime``, ``batch_size``, ``images``, ``model_only`` (before, after: images/s and CPU ms
         per image), ``model_only_images_per_s`` (their mean), ``end_to_end_images_per_s``,
         ``end_to_end_cpu_ms_per_image``, ``ratio``, ``model_calls``, ``cpu_ms_per_image_by_thread`` (the
-        end-to-end run's CPU by thread role, :class:`ThreadCPU`; empty off Linux), ``load_average``.
+        end-to-end run's CPU by thread role, :class:`~drywallqa.bench.timing.ThreadCPU`; empty off Linux),
+        ``load_average``.
     """
     from drywallqa.files import read_photo
     from drywallqa.processing import stack_model_inputs
@@ -177,7 +91,7 @@ def measure_predict_e2e(predictor, photos: Sequence[Path], workdir: Path, prompt
     inputs = stack_model_inputs([read_photo(p).pixels for p in photos], predictor.image_size)
     before = _model_only(predictor, inputs, prompt)
     started, cpu = time.perf_counter(), _cpu_seconds()
-    with ThreadCPU() as threads:
+    with ThreadCPU(THREAD_ROLES, native_role=RUNTIME_THREADS) as threads:
         run = predict_images(list(photos), [prompt], workdir / "predict-out", predictor)
     seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
     after = _model_only(predictor, inputs, prompt)

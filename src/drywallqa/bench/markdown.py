@@ -227,6 +227,7 @@ def _thread_split(predict: dict) -> list[str]:
     )
     lines += _table(("thread", "CPU ms per photo"), [(role, _fmt(ms, 2)) for role, ms in by_thread.items()]
                     + [("all", _fmt(sum(by_thread.values()), 2))])
+
     def compared(in_run: float, alone: float) -> str:
         return ("more than alone" if in_run > 1.05 * alone else "about the same" if in_run > 0.95 * alone
                 else "less than alone")
