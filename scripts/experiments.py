@@ -155,6 +155,23 @@ def quickstart_check(entry: dict) -> list[str] | None:
     ]
 
 
+def shipped_model_id() -> str:
+    """The first 16 hex digits of the SHA-256 of the shipped weights: which model a cached table measured."""
+    import hashlib
+
+    from drywallqa.inference import default_model_path
+
+    return hashlib.sha256((Path(str(default_model_path())) / "model.safetensors").read_bytes()).hexdigest()[:16]
+
+
+def stale(path: Path) -> bool:
+    """A cached table of the shipped model is missing, or was measured on other weights or seeds."""
+    if not path.is_file():
+        return True
+    cached = json.loads(path.read_text())
+    return cached.get("shipped_model") != shipped_model_id() or cached.get("seeds") != list(QUICKSTART_SEEDS)
+
+
 def quickstart_scenes():
     """``(seed, sample-data root, true masks of its valid split)`` for each quickstart seed, rendered
     into a temporary folder that lives while the caller iterates."""
@@ -169,14 +186,14 @@ def quickstart_scenes():
             yield seed, paths.root, sample_data_truths(paths.root, "valid")
 
 
-#: Where the crack-width comparison is kept (regenerated when missing).
+#: Where the crack-width comparison is kept (regenerated when missing or of other weights, see :func:`stale`).
 CRACK_WIDTHS = REPO / "docs/results/experiments/crack-widths.json"
 
 
 def crack_widths(data: Path) -> list[list[str]]:
     """Mean crack width (QA figure width_mean_px, per 640 px of image width) of the real export's labels,
     of the generator's exact masks on the quickstart's seeds, and of the shipped model's masks there."""
-    if not CRACK_WIDTHS.is_file():
+    if stale(CRACK_WIDTHS):
         from drywallqa.data import AnnotatedDataset
         from drywallqa.files import read_image
         from drywallqa.inference import load_predictor
@@ -202,7 +219,8 @@ def crack_widths(data: Path) -> list[list[str]]:
                 model_widths.append(width(mask) if mask.any() else None)
         widths["generator's exact masks (quickstart seeds, valid)"] = [w for w in truth_widths if w is not None]
         widths["shipped model's masks on those photos"] = [w for w in model_widths if w is not None]
-        CRACK_WIDTHS.write_text(json.dumps({"seeds": list(QUICKSTART_SEEDS), "width_mean_px_per_640": {
+        CRACK_WIDTHS.write_text(json.dumps({"shipped_model": shipped_model_id(), "seeds": list(QUICKSTART_SEEDS),
+                                            "width_mean_px_per_640": {
             name: [round(float(w), 3) for w in values] for name, values in widths.items()}}, indent=1))
     measured = json.loads(CRACK_WIDTHS.read_text())["width_mean_px_per_640"]
     rows = []
@@ -213,14 +231,14 @@ def crack_widths(data: Path) -> list[list[str]]:
     return rows
 
 
-#: Where the taping-area box comparison is kept (regenerated when missing).
+#: Where the taping-area box comparison is kept (regenerated like the crack widths).
 TAPING_BOXES = REPO / "docs/results/experiments/taping-boxes.json"
 
 
 def taping_boxes() -> list[str]:
     """On the quickstart's joint photos: IoU of the filled boxes (the real export's only taping truth, which
     training and the real-photo scores use) against the exact bands, and the shipped model's IoU there."""
-    if not TAPING_BOXES.is_file():
+    if stale(TAPING_BOXES):
         from drywallqa.data import AnnotatedDataset
         from drywallqa.data.synthetic import JOINTS_DATASET
         from drywallqa.evaluation.metrics import get_stats, iou_score
@@ -238,13 +256,14 @@ def taping_boxes() -> list[str]:
                 images.append({"seed": seed, "image": sample.image_path.name,
                                "box_vs_band_iou": iou_score(*get_stats(sample.mask("taping_area"), band)),
                                "model_vs_band_iou": iou_score(*get_stats(mask, band))})
-        TAPING_BOXES.write_text(json.dumps({"seeds": list(QUICKSTART_SEEDS), "images": images}, indent=1))
+        TAPING_BOXES.write_text(json.dumps({"shipped_model": shipped_model_id(), "seeds": list(QUICKSTART_SEEDS),
+                                            "images": images}, indent=1))
     images = json.loads(TAPING_BOXES.read_text())["images"]
     boxes, model = [i["box_vs_band_iou"] for i in images], [i["model_vs_band_iou"] for i in images]
     return [
         "", "## Taping areas: the real export's filled boxes against the exact bands", "",
         f"On the quickstart's joint photos with a drawn joint (seeds {', '.join(map(str, QUICKSTART_SEEDS))}, valid, "
-        f"{len(images)} photos; `{TAPING_BOXES.relative_to(REPO)}`, regenerated when missing): the real export's only "
+        f"{len(images)} photos; the shipped model's, kept in `{TAPING_BOXES.relative_to(REPO)}` like the widths): the real export's only "
         "taping-area truth is a box per joint, filled, which training on the real photos and every real-photo score "
         "use (the generated scenes in training bring exact bands); a box around a diagonal joint is mostly wall.", "",
         "| masks against the exact bands | mean IoU | median IoU |", "|---|---|---|",
@@ -293,8 +312,8 @@ def main() -> int:
     widths = crack_widths(args.data)
     lines += ["", "## Crack widths: the real export's labels, the generator's exact masks, the shipped model's masks", "",
               "The QA figure width_mean_px (mean local width along each crack's skeleton) of every crack mask, scaled to "
-              "a 640 px wide image (the real photos' size; the quickstart's are 384 px). Regenerated when "
-              f"`{CRACK_WIDTHS.relative_to(REPO)}` is missing.", "",
+              "a 640 px wide image (the real photos' size; the quickstart's are 384 px), of the shipped model (kept in "
+              f"`{CRACK_WIDTHS.relative_to(REPO)}` with its weights' hash; measured again when they change).", "",
               "| masks | cracks | p10 | median | p90 |", "|---|---|---|---|---|", *("| " + " | ".join(r) + " |" for r in widths)]
     lines += taping_boxes()
     lines += ["", *(f"- {note}" for note in document.get("notes", [])), ""]
