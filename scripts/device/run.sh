@@ -6,6 +6,8 @@
 #   $OUT/run.log             this script's whole output
 #   $OUT/<recipe>.tar        per recipe: model/ (config.json, model.safetensors, training.json),
 #                            training_curves.png, metrics.csv, train.log
+#   $OUT/bench-e2e.json, bench-e2e.md   `drywallqa bench`'s end-to-end predict on this machine's
+#                            cores (the product path beside model-only, where cores are to spare)
 #   $OUT/bench.json, bench.md   `drywallqa bench` on the same machine
 #
 # It finishes inside 9 minutes with the defaults (one device call may run 10). Settings, from the
@@ -17,6 +19,7 @@
 #   DRYWALLQA_RECIPES          training configs, space-separated (default configs/device-finetune.yaml:
 #                              loading bounds training, so one recipe gets twice the images of two)
 #   DRYWALLQA_TRAIN_ARGS       more `drywallqa train` flags for every recipe
+#   DRYWALLQA_E2E_SECONDS      budget of the end-to-end bench, run before the bench (default 60; 0 skips it)
 #   DRYWALLQA_BENCH_SECONDS    bench budget (default 90; 0 skips the bench)
 #   DRYWALLQA_BENCH_ARGS       more `drywallqa bench` flags (the CPU rehearsal passes --quick)
 #   DRYWALLQA_DEADLINE_SECONDS the whole script's limit, which the bench budget yields to (default 540)
@@ -29,6 +32,7 @@ wheels="${DRYWALLQA_WHEELS:-.device/wheels}"
 minutes="${DRYWALLQA_TRAIN_MINUTES:-6}"
 recipes="${DRYWALLQA_RECIPES:-configs/device-finetune.yaml}"
 train_args="${DRYWALLQA_TRAIN_ARGS:-}"
+e2e_seconds="${DRYWALLQA_E2E_SECONDS:-60}"
 bench_seconds="${DRYWALLQA_BENCH_SECONDS:-90}"
 bench_args="${DRYWALLQA_BENCH_ARGS:-}"
 deadline="${DRYWALLQA_DEADLINE_SECONDS:-540}"
@@ -92,6 +96,22 @@ for i in "${!pids[@]}"; do
   echo "--- $name exited $rc after ${SECONDS}s; the end of its log:"
   grep -v -i -E "warning|^\s*warnings\.warn|litlogger" "$runs/$name.log" | tail -n 12
 done
+
+# The product path end to end on this machine's cores: on 2 cores the model fills them all, here
+# the pipeline's workers have cores of their own (the product-speed issue's predict goal). One
+# runtime, no baselines, no serve load (locust is not on this machine).
+e2e_budget=$(( deadline - SECONDS - 45 ))
+(( e2e_budget > e2e_seconds )) && e2e_budget=$e2e_seconds
+if (( e2e_budget >= 20 )); then
+  step "end to end on $(nproc) cores (${e2e_budget} s budget)"
+  # shellcheck disable=SC2086
+  timeout --kill-after=10 $(( e2e_budget + 40 )) "$python" -m drywallqa.cli bench --max-seconds "$e2e_budget" \
+    --no-baselines --runtimes torch-fp32 --serve-seconds 0 --json "$out/bench-e2e.json" --markdown "$out/bench-e2e.md" \
+    --note "scripts/device/run.sh after training, $(nproc) cores" $bench_args \
+    || echo "end-to-end bench stopped (exit $?)"
+else
+  step "end-to-end bench skipped: ${e2e_budget} s left before the ${deadline} s deadline"
+fi
 
 bench_budget=$(( deadline - SECONDS - 45 ))
 (( bench_budget > bench_seconds )) && bench_budget=$bench_seconds

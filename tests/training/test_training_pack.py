@@ -119,12 +119,14 @@ def test_the_gpu_call_rehearsed_on_the_cpu_brings_back_everything_within_the_lim
         "OUT": str(out), "PYTHON": sys.executable, "DRYWALLQA_PACK": str(pack),
         "DRYWALLQA_TRAIN_MINUTES": "0.34", "DRYWALLQA_RECIPES": "configs/device.yaml configs/device-finetune.yaml",
         "DRYWALLQA_TRAIN_ARGS": "--image-size 64 --batch-size 4 --set trainer.cache_images=true",
-        "DRYWALLQA_BENCH_ARGS": "--quick", "DRYWALLQA_BENCH_SECONDS": "20", "OMP_NUM_THREADS": "1",
+        "DRYWALLQA_BENCH_ARGS": "--quick", "DRYWALLQA_BENCH_SECONDS": "20", "DRYWALLQA_E2E_SECONDS": "20",
+        "OMP_NUM_THREADS": "1",
     }
     proc = subprocess.run(["bash", str(REPO / "scripts/device/run.sh")], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["bench.json", "bench.md", "device-finetune.tar", "device.tar", "run.log"]
+    assert names == ["bench-e2e.json", "bench-e2e.md", "bench.json", "bench.md", "device-finetune.tar", "device.tar",
+                     "run.log"]
     for recipe in ("device", "device-finetune"):
         with tarfile.open(out / f"{recipe}.tar") as tar:
             members = set(tar.getnames())
@@ -136,6 +138,8 @@ def test_the_gpu_call_rehearsed_on_the_cpu_brings_back_everything_within_the_lim
     assert "no GPU: this is a CPU rehearsal" in log and "done in" in log
     bench = json.loads((out / "bench.json").read_text())
     assert bench["results"] and bench["settings"]["max_seconds"] == 20
+    e2e = json.loads((out / "bench-e2e.json").read_text())["end_to_end"]
+    assert e2e["predict"]["ratio"] > 0 and "serve_skipped" in e2e
     check = subprocess.run([sys.executable, str(REPO / "scripts/device/collect.py"), "--check", str(out)],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
@@ -150,8 +154,24 @@ def test_the_gpu_call_rehearsed_on_the_cpu_brings_back_everything_within_the_lim
     table = after.stdout.split("carved validation groups")[1]
     assert all(name in table for name in ("shipped", "device ", "device-finetune"))
     assert (tmp_path / "docs" / "performance-gpu.md").is_file() and (tmp_path / "docs/results/gpu-bench.json").is_file()
+    assert "End to end" in (tmp_path / "docs" / "performance-gpu-e2e.md").read_text()
     unpacked = next((tmp_path / "runs").glob("device-*"))
     assert (unpacked / "device-finetune" / "model" / "model.safetensors").is_file()
+
+
+def test_a_shorter_gpu_bench_does_not_replace_a_fuller_one_in_the_docs(tmp_path):
+    script = REPO / "scripts/device/fuller_bench.py"
+
+    def bench(name: str, rows: int) -> str:
+        (tmp_path / name).write_text(json.dumps({"results": [{"runtime": f"r{i}"} for i in range(rows)]}))
+        return str(tmp_path / name)
+
+    def replaces(new: str, old: str) -> bool:
+        return subprocess.run([sys.executable, str(script), new, old]).returncode == 0
+
+    assert replaces(bench("new.json", 2), str(tmp_path / "missing.json"))
+    assert replaces(bench("new.json", 5), bench("old.json", 5))
+    assert not replaces(bench("new.json", 1), bench("old.json", 5))
 
 
 def test_collect_reports_what_would_not_come_back(tmp_path):
