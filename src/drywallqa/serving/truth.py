@@ -61,7 +61,8 @@ def attach_truth(
         results: The run's output folder.
         truths: ``{(resolved image path, class name): (H, W) bool}``; images without one are left alone.
         thresholds: The QA rules the run judged its masks by (the built-in ones by default); the
-            true masks are judged by the same rules, at the record's scale.
+            true masks, at the image file's size, are judged by the same rules with the record's
+            ``mm_per_px``.
 
     Returns:
         IoU and verdict agreement per class, and the records whose verdict differs from the truth's.
