@@ -60,11 +60,12 @@ def e2e_photo_files(settings: BenchSettings, workdir: Path) -> tuple[list[Path],
     return files, f"{len(files)} synthetic {size}x{size} crack photos (JPEG, 16 distinct)"
 
 
-#: Thread roles of an end-to-end run, by the name of the Python thread (see :class:`~drywallqa.bench.timing.ThreadCPU`).
-THREAD_ROLES = (("drywallqa-model", "model thread (the runtime's calling thread)"),
-                ("drywallqa-predict", "pipeline workers (decode, resize, QA figures, encoders, writes)"),
-                ("MainThread", "main thread (setup, tables at the end)"))
+MODEL_THREAD = "model thread (the runtime's calling thread)"
+PIPELINE_WORKERS = "pipeline workers (decode, resize, QA figures, encoders, writes)"
 RUNTIME_THREADS = "the runtime's own threads (native thread pools)"
+#: Thread roles of an end-to-end run, by the name of the Python thread (see :class:`~drywallqa.bench.timing.ThreadCPU`).
+THREAD_ROLES = (("drywallqa-model", MODEL_THREAD), ("drywallqa-predict", PIPELINE_WORKERS),
+                ("MainThread", "main thread (setup, tables at the end)"))
 
 
 def measure_predict_e2e(predictor, photos: Sequence[Path], workdir: Path, prompt: str = E2E_PROMPT) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from drywallqa.bench.end_to_end import RUNTIME_THREADS, SERVE_PREVIOUS_DEFAULTS
+from drywallqa.bench.end_to_end import MODEL_THREAD, PIPELINE_WORKERS, RUNTIME_THREADS, SERVE_PREVIOUS_DEFAULTS
 from drywallqa.bench.goals import goal_result
 from drywallqa.bench.pipeline import PIPELINE_STAGES
 
@@ -233,14 +233,14 @@ def _thread_split(predict: dict) -> list[str]:
                 else "less than alone")
 
     sentences = []
-    model = sum(ms for role, ms in by_thread.items() if role.startswith("model thread") or role == RUNTIME_THREADS)
+    model = by_thread.get(MODEL_THREAD, 0.0) + by_thread.get(RUNTIME_THREADS, 0.0)
     model_only = [predict["model_only"][when]["cpu_ms_per_image"] for when in ("before", "after")]
     if model:
         alone = sum(model_only) / len(model_only)
         sentences.append(f"The model (its calling thread and the runtime's own threads) took {model:.1f} ms of CPU a photo "
                          f"in the run against {alone:.1f} ms model-only: {compared(model, alone)}.")
     stages = (predict.get("steps") or {}).get("stages") or []
-    workers = next((ms for role, ms in by_thread.items() if role.startswith("pipeline workers")), None)
+    workers = by_thread.get(PIPELINE_WORKERS)
     if stages and workers is not None:
         alone = sum(s["cpu_ms_mean"] for s in stages if s["stage"] != "model")
         sentences.append(f"The pipeline workers took {workers:.1f} ms a photo against {alone:.1f} ms for the same steps "
