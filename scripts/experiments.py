@@ -197,7 +197,7 @@ def crack_widths(data: Path) -> list[list[str]]:
         from drywallqa.data import AnnotatedDataset
         from drywallqa.files import read_image
         from drywallqa.inference import load_predictor
-        from drywallqa.serving.figures import measure_mask
+        from drywallqa.qa.figures import measure_mask
 
         def width(mask) -> float | None:
             value = measure_mask(mask, "crack").width_mean_px

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from drywallqa.errors import ConfigError
-from drywallqa.serving import QAThresholds, inspect_mask, measure_mask, prompt_class
+from drywallqa.serving import QARules, inspect_mask, measure_mask, prompt_class
 
 
 def bar(height: int, width: int, rows: slice, cols: slice) -> np.ndarray:
@@ -181,7 +181,7 @@ def test_user_thresholds_file_overrides_the_defaults(tmp_path):
         "    figures: crack\n"
         "    fail_if: {components: {above: 0}, confidence: {below: 0.9}}\n"
     )
-    thresholds = QAThresholds.from_yaml(path)
+    thresholds = QARules.from_yaml(path)
     inspection = inspect_mask(bar(20, 20, slice(5, 6), slice(5, 8)), "segment crack", confidence=0.5, thresholds=thresholds)
     assert inspection.verdict.verdict == "fail"
     assert inspection.verdict.reasons == ("components 1 > 0", "confidence 0.5 < 0.9")
@@ -203,16 +203,16 @@ def test_bad_thresholds_files_name_the_problem(tmp_path, text, message):
     path = tmp_path / "thresholds.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message) as info:
-        QAThresholds.from_yaml(path)
+        QARules.from_yaml(path)
     assert str(path) in str(info.value)
 
 
 def test_builtin_thresholds_cover_both_classes():
-    thresholds = QAThresholds.default()
+    thresholds = QARules.default()
     assert thresholds.figure_set("crack") == "crack"
     assert thresholds.figure_set("taping_area") == "joint"
     with pytest.raises(ConfigError, match="not found"):
-        QAThresholds.load("/no/such/thresholds.yaml")
+        QARules.load("/no/such/thresholds.yaml")
 
 
 @pytest.mark.parametrize(("prompt", "expected"), [

@@ -104,7 +104,7 @@ def test_a_verdict_is_right_when_it_is_the_true_masks_not_when_every_crack_photo
     """A crack photo whose true mask holds no crack, or one too short for the rules, should pass:
     a predicted crack there is a wrong verdict, named with both verdicts; judged by the run's rules."""
     from drywallqa.serving.results import read_results
-    from drywallqa.serving.thresholds import QAThresholds
+    from drywallqa.qa.rules import QARules
     from drywallqa.serving.truth import attach_truth
 
     image_path = write_image(tmp_path / "wall.png", dark_line_image())
@@ -120,5 +120,5 @@ def test_a_verdict_is_right_when_it_is_the_true_masks_not_when_every_crack_photo
         records, folder = read_results(tmp_path / "run")
         assert "pass <b class=\"wrong\">(predicted fail: wrong)</b>" in render_report(records, folder)
     # The run's own rules judge the truth: with no crack rules at all, both are unchecked.
-    no_rules = QAThresholds.from_dict({"classes": {}})
+    no_rules = QARules.from_dict({"classes": {}})
     assert attach_truth(tmp_path / "run", {key: hairline}, thresholds=no_rules).wrong == [("wall.png", "fail", "unchecked")]

@@ -127,8 +127,8 @@ def measure_predict_stages(predictor, photos: Sequence[Path], workdir: Path, pro
     """
     from drywallqa.data.prompts import PromptConfig
     from drywallqa.files import atomic_write_bytes, atomic_write_json, read_photo
-    from drywallqa.serving.qa import inspect_mask
-    from drywallqa.serving.thresholds import QAThresholds
+    from drywallqa.qa.inspection import inspect_mask
+    from drywallqa.qa.rules import QARules
     from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, mask_png_bytes, render_overlay
     from drywallqa.serving.results import inspection_record, mask_annotations
 
@@ -144,7 +144,7 @@ def measure_predict_stages(predictor, photos: Sequence[Path], workdir: Path, pro
         return result
 
     threshold = float(predictor.threshold_for(prompt))
-    thresholds, prompt_config = QAThresholds.default(), PromptConfig.default()  # read once, as predict does
+    thresholds, prompt_config = QARules.default(), PromptConfig.default()  # read once, as predict does
     for index, path in enumerate([photos[0], *photos]):  # the first photo again: a warm-up, not counted
         photo = step("decode", lambda: read_photo(path))
         model_input = step("resize to the model input", lambda: predictor.prepare(photo.pixels))

@@ -27,7 +27,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--mm-per-px", type=float, metavar="F", help="image scale in millimetres per pixel: adds mm figures and mm rules")
     parser.add_argument("--threshold", type=float, metavar="T",
                         help="mask probability threshold for every prompt (default: the model's calibrated per-class thresholds, else 0.5)")
-    parser.add_argument("--thresholds", metavar="FILE", help="QA thresholds YAML (default: the built-in configs/qa-thresholds.yaml)")
+    parser.add_argument("--thresholds", metavar="FILE", help="QA thresholds YAML (default: the built-in configs/qa-rules.yaml)")
     parser.add_argument("--prompts", metavar="YAML", help="prompt classes (default: the built-in prompts.yaml)")
     parser.add_argument("--overwrite", action="store_true",
                         help="predict every image again when --out holds masks made with other settings (run.json)")
@@ -45,11 +45,11 @@ def add_commands(subparsers) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     from drywallqa.data import PromptConfig
     from drywallqa.inference import check_prompt
-    from drywallqa.serving import QAThresholds, predict_images
+    from drywallqa.serving import QARules, predict_images
     from drywallqa.serving.inputs import check_output_dir, collect_images
 
     # Everything a typo can break is checked before the model loads (seconds on a CPU).
-    thresholds = QAThresholds.load(args.thresholds)
+    thresholds = QARules.load(args.thresholds)
     prompt_config = PromptConfig.from_yaml(args.prompts) if args.prompts else None
     for prompt in args.prompt:
         check_prompt(prompt)

@@ -61,7 +61,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from drywallqa.data import PromptConfig
-    from drywallqa.serving import QAThresholds, create_app
+    from drywallqa.serving import QARules, create_app
     from drywallqa.serving.server import server_config
 
     if args.torch_threads:
@@ -74,7 +74,7 @@ def run_serve(args: argparse.Namespace) -> int:
         predictor, args.model or "shipped default", model_id=args.model_id, max_upload_mb=args.max_upload_mb, timeout_s=args.timeout,
         max_concurrent_predictions=args.concurrency, max_queued=args.max_queued, max_batch=args.max_batch,
         batch_wait_s=args.batch_wait_ms / 1000, body_timeout_s=args.body_timeout, max_export_mb=args.max_export_mb,
-        strict_prompts=args.strict_prompts, thresholds=QAThresholds.load(args.thresholds),
+        strict_prompts=args.strict_prompts, thresholds=QARules.load(args.thresholds),
         prompt_config=PromptConfig.from_yaml(args.prompts) if args.prompts else None,
     )
     config = server_config(app, args.host, args.port, header_timeout_s=args.header_timeout,

@@ -47,7 +47,7 @@ def add_commands(subparsers) -> None:
 def run_watch(args: argparse.Namespace) -> int:
     from drywallqa.cli.common import load_model_predictor
     from drywallqa.data import PromptConfig
-    from drywallqa.serving import QAThresholds
+    from drywallqa.serving import QARules
     from drywallqa.serving.video import watch
     from drywallqa.serving.video_source import VideoSource
 
@@ -60,7 +60,7 @@ def run_watch(args: argparse.Namespace) -> int:
         print(f"watching {source!r} with {predictor.name}")
         run = watch(
             source, args.prompt, args.out, predictor, smoothing=args.smoothing, fail_frames=args.fail_frames,
-            mm_per_px=args.mm_per_px, thresholds=QAThresholds.load(args.thresholds),
+            mm_per_px=args.mm_per_px, thresholds=QARules.load(args.thresholds),
             prompt_config=PromptConfig.from_yaml(args.prompts) if args.prompts else None, live=args.live,
             queue_size=args.queue, max_frames=args.max_frames, max_seconds=args.duration, timeout_s=args.timeout,
             say=print,

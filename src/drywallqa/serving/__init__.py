@@ -1,7 +1,7 @@
 """Inspection product: batch prediction, QA figures and verdicts, HTML reports, HTTP service.
 
-- :func:`inspect_mask` measures a mask's QA figures for its prompt's class (crack length and
-  width, taping coverage and band width, ...) and judges them against :class:`QAThresholds`.
+- :func:`inspect_mask` (from :mod:`drywallqa.qa`, re-exported) measures a mask's QA figures for
+  its prompt's class and judges them against :class:`QARules`.
 - :func:`predict_images` runs a :class:`~drywallqa.inference.Predictor` over image files and
   writes masks, overlays, JSONL/CSV tables and COCO (RLE) for annotation tools.
 - :func:`write_report` turns a run into one self-contained HTML file.
@@ -10,15 +10,13 @@
 ``create_app`` is imported lazily so that prediction and reports do not need FastAPI.
 """
 
-from drywallqa.serving.figures import QAFigures, measure_mask
+from drywallqa.qa import MaskInspection, QAFigures, QARules, Verdict, inspect_mask, measure_mask, prompt_class
 from drywallqa.serving.predict import PredictionRun, predict_images
-from drywallqa.serving.qa import MaskInspection, inspect_mask, prompt_class
 from drywallqa.serving.report import render_report, write_report
 from drywallqa.serving.results import read_results
-from drywallqa.serving.thresholds import QAThresholds, Verdict
 
 __all__ = [
-    "MaskInspection", "PredictionRun", "QAFigures", "QAThresholds", "Verdict", "create_app", "inspect_mask",
+    "MaskInspection", "PredictionRun", "QAFigures", "QARules", "Verdict", "create_app", "inspect_mask",
     "measure_mask", "predict_images", "prompt_class", "read_results", "render_report", "write_report",
 ]
 

@@ -69,10 +69,10 @@ from drywallqa.serving.api_schema import (
 from drywallqa.serving.batching import QueueFull
 from drywallqa.serving.extra import serve_install_command
 from drywallqa.serving.page import DOCS_ASSETS, STATIC_FILES, static_response, swagger_ui_folder
-from drywallqa.serving.qa import inspect_mask, prompt_class, unknown_prompt_message
+from drywallqa.qa.inspection import inspect_mask, prompt_class, unknown_prompt_message
 from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, render_overlay
 from drywallqa.serving.results import results_archive
-from drywallqa.serving.thresholds import QAThresholds
+from drywallqa.qa.rules import QARules
 
 # Form fields (prompts, flags) ride along with the image; allow them this much beyond the image limit.
 FORM_FIELDS_ALLOWANCE = 64 * 1024
@@ -94,7 +94,7 @@ def create_app(
     body_timeout_s: float = 60.0,
     max_export_mb: float = 200.0,
     strict_prompts: bool = False,
-    thresholds: QAThresholds | None = None,
+    thresholds: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     **predictor_kwargs: Any,
 ) -> FastAPI:
@@ -133,7 +133,7 @@ def create_app(
                           "max_concurrent_predictions and max_batch >= 1, max_queued and batch_wait_s >= 0")
     holder = ModelHolder(predictor, model_spec, **predictor_kwargs)
     batching = SharedBatcher(holder, max_batch, batch_wait_s, max_concurrent_predictions * max_prompts)
-    thresholds = thresholds or QAThresholds.default()
+    thresholds = thresholds or QARules.default()
     prompt_config = prompt_config or PromptConfig.default()
     upload_limit = int(max_upload_mb * 1e6)
     max_export_items = 4000

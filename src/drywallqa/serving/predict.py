@@ -46,10 +46,10 @@ from drywallqa.inference import Predictor, check_prompt
 from drywallqa.processing import prompt_threshold
 from drywallqa.serving.batching import MicroBatcher
 from drywallqa.serving.inputs import check_output_dir, collect_images, output_keys, prompt_slugs
-from drywallqa.serving.qa import inspect_mask, prompt_class, unknown_prompt_message
+from drywallqa.qa.inspection import inspect_mask, prompt_class, unknown_prompt_message
 from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, mask_png_bytes, read_mask_png, render_overlay
 from drywallqa.serving.results import inspection_record, mask_annotations, write_tables
-from drywallqa.serving.thresholds import QAThresholds
+from drywallqa.qa.rules import QARules
 
 OVERLAY_QUALITY = 90
 
@@ -108,7 +108,7 @@ def predict_images(
     *,
     model_id: str = "default",
     mm_per_px: float | None = None,
-    thresholds: QAThresholds | None = None,
+    thresholds: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     progress: bool = False,
     overwrite: bool = False,
@@ -158,7 +158,7 @@ def predict_images(
         raise ConfigError(f"--mm-per-px must be a positive number, got {mm_per_px}")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
-    thresholds = thresholds or QAThresholds.default()
+    thresholds = thresholds or QARules.default()
     prompt_config = prompt_config or PromptConfig.default()
     images = collect_images(inputs)
     out = check_output_dir(out, images, inputs)
@@ -229,7 +229,7 @@ class _PairJob:
     model_id: str
     threshold: dict[str, float]
     mm_per_px: float | None
-    thresholds: QAThresholds
+    thresholds: QARules
     prompt_config: PromptConfig
     fresh: bool
     overlays: bool
@@ -340,7 +340,7 @@ def _resumable(out: Path, name: str, image_path: Path, model_id: str, threshold:
 
 def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prompt: str, mask: np.ndarray,
                       confidence: float, model_id: str, threshold: float, mm_per_px: float | None,
-                      thresholds: QAThresholds, prompt_config: PromptConfig, *, overlay: bool = True
+                      thresholds: QARules, prompt_config: PromptConfig, *, overlay: bool = True
                       ) -> tuple[dict, np.ndarray]:
     """Write the mask, the overlay (when asked for) and the record of one image/prompt pair, the
     record last; returns the record and the mask.
@@ -361,7 +361,7 @@ def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prom
     return record, mask
 
 
-def _remeasure(out: Path, record: dict, mm_per_px: float | None, thresholds: QAThresholds,
+def _remeasure(out: Path, record: dict, mm_per_px: float | None, thresholds: QARules,
                prompt_config: PromptConfig) -> tuple[dict, np.ndarray]:
     """Figures and verdict of a resumed pair, measured again from its saved mask; returns the
     record and the mask."""

@@ -36,7 +36,7 @@ from drywallqa.inference import check_prompt
 from drywallqa.serving.inputs import check_output_dir, collect_images
 from drywallqa.serving.predict import PredictionRun, predict_images
 from drywallqa.serving.results import write_tables
-from drywallqa.serving.thresholds import QAThresholds
+from drywallqa.qa.rules import QARules
 
 
 def import_ray():
@@ -208,7 +208,7 @@ def predict_on_ray(
     predictor_options: dict | None = None,
     model_id: str = "default",
     mm_per_px: float | None = None,
-    thresholds: QAThresholds | None = None,
+    thresholds: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     address: str | None = None,
     workers: int | None = None,
@@ -257,7 +257,7 @@ def predict_on_ray(
         raise ConfigError("give at least one --prompt, e.g. --prompt 'segment crack'")
     if (workers is not None and workers < 1) or worker_cpus <= 0 or worker_gpus < 0 or batch_size < 1:
         raise ConfigError("--workers, --worker-cpus and --ray-batch-size must be positive (--worker-gpus may be 0)")
-    thresholds = thresholds or QAThresholds.default()
+    thresholds = thresholds or QARules.default()
     paths = list_inputs(inputs)
     local = [Path(p) for p in paths if not _is_url(p)]
     out = check_output_dir(out, local, [i for i in map(str, inputs) if not _is_url(i)])

@@ -22,9 +22,9 @@ from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import DataError
 from drywallqa.files import atomic_write_json, atomic_write_text
 from drywallqa.serving.inputs import output_keys, prompt_slugs
-from drywallqa.serving.qa import MaskInspection, inspect_mask
+from drywallqa.qa.inspection import MaskInspection, inspect_mask
 from drywallqa.serving.render import mask_png_bytes, read_mask_png
-from drywallqa.serving.thresholds import QAThresholds
+from drywallqa.qa.rules import QARules
 
 if TYPE_CHECKING:
     from drywallqa.serving.predict import PredictionRun
@@ -190,7 +190,7 @@ def mask_annotations(mask: np.ndarray, record: dict, min_component_area_px: int 
 
 def results_archive(items: Sequence[dict], masks: Sequence[np.ndarray], overlays: Sequence[bytes] | None = None, *,
                     model_id: str = "default", threshold: float = 0.5, mm_per_px: float | None = None,
-                    thresholds: QAThresholds | None = None, prompt_config: PromptConfig | None = None) -> bytes:
+                    thresholds: QARules | None = None, prompt_config: PromptConfig | None = None) -> bytes:
     """Results made elsewhere (the web page, one upload at a time) as a zip laid out like a
     ``predict`` folder: ``masks/``, ``overlays/``, ``results.jsonl``, ``results.csv``, ``coco.json``.
 
@@ -213,7 +213,7 @@ def results_archive(items: Sequence[dict], masks: Sequence[np.ndarray], overlays
     """
     import zipfile
 
-    thresholds = thresholds or QAThresholds.default()
+    thresholds = thresholds or QARules.default()
     prompt_config = prompt_config or PromptConfig.default()
     images = [Path(item["image"]) for item in items]
     keys, slugs = output_keys(list(dict.fromkeys(images))), prompt_slugs(list(dict.fromkeys(i["prompt"] for i in items)))

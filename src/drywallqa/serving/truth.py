@@ -21,10 +21,10 @@ import numpy as np
 
 from drywallqa.evaluation.metrics import get_stats, iou_score
 from drywallqa.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_image
-from drywallqa.serving.qa import inspect_mask
+from drywallqa.qa.inspection import inspect_mask
 from drywallqa.serving.render import jpeg_bytes, read_mask_png, render_overlay
 from drywallqa.serving.results import RESULTS_JSONL, json_line, read_results
-from drywallqa.serving.thresholds import QAThresholds
+from drywallqa.qa.rules import QARules
 
 TRUTH_COLOUR = (40, 170, 60)
 TRUTH_DIR = "truth"
@@ -53,7 +53,7 @@ class TruthScores:
 
 
 def attach_truth(
-    results: str | os.PathLike, truths: dict[tuple[str, str], np.ndarray], thresholds: QAThresholds | None = None
+    results: str | os.PathLike, truths: dict[tuple[str, str], np.ndarray], thresholds: QARules | None = None
 ) -> TruthScores:
     """Score the records of a ``predict`` run against true masks, in place.
 
@@ -68,7 +68,7 @@ def attach_truth(
         IoU and verdict agreement per class, and the records whose verdict differs from the truth's.
     """
     records, folder = read_results(results)
-    thresholds = thresholds or QAThresholds.default()
+    thresholds = thresholds or QARules.default()
     scores: dict[str, list[float]] = defaultdict(list)
     right: dict[str, int] = defaultdict(int)
     wrong: list[tuple[str, str, str]] = []

@@ -50,8 +50,8 @@ from drywallqa.data.sample_video import VIDEO_FOURCC
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.files import atomic_write_json
 from drywallqa.inference import BatchedPredictor, SegmentationResult
-from drywallqa.serving.qa import inspect_mask
-from drywallqa.serving.thresholds import QAThresholds
+from drywallqa.qa.inspection import inspect_mask
+from drywallqa.qa.rules import QARules
 from drywallqa.serving.video_frames import FailureEvents, TemporalSmoother, annotate_frame
 from drywallqa.serving.video_source import VideoSource
 
@@ -151,7 +151,7 @@ def watch(
     smoothing: float = 0.5,
     fail_frames: int = 5,
     mm_per_px: float | None = None,
-    thresholds: QAThresholds | None = None,
+    thresholds: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     live: bool | None = None,
     queue_size: int = 8,
@@ -196,7 +196,7 @@ def watch(
         raise ConfigError(f"--mm-per-px must be a positive number, got {mm_per_px}")
     smoother = TemporalSmoother(predictor, prompts, smoothing)
     events = FailureEvents(fail_frames)
-    thresholds = thresholds or QAThresholds.default()
+    thresholds = thresholds or QARules.default()
     video = source if isinstance(source, VideoSource) else VideoSource(source, timeout_s)
     out = Path(out)
     try:
@@ -315,7 +315,7 @@ class _Writer:
     """Writer stage: QA figures, events, the annotated frame and the JSONL lines, in frame order."""
 
     def __init__(self, run: WatchRun, video: VideoSource, prompts: list[str], events: FailureEvents,
-                 thresholds: QAThresholds, prompt_config: PromptConfig | None, mm_per_px: float | None, say):
+                 thresholds: QARules, prompt_config: PromptConfig | None, mm_per_px: float | None, say):
         self.run, self.video, self.prompts, self.events = run, video, prompts, events
         self.thresholds, self.prompt_config, self.mm_per_px, self.say = thresholds, prompt_config, mm_per_px, say
         self.error: BaseException | None = None

@@ -14,7 +14,7 @@ import numpy as np
 from drywallqa.errors import ConfigError
 from drywallqa.inference import BatchedPredictor, SegmentationResult, check_prompt, logits_to_result
 from drywallqa.processing import prompt_threshold, stack_model_inputs
-from drywallqa.serving.qa import MaskInspection
+from drywallqa.qa.inspection import MaskInspection
 from drywallqa.serving.render import FIGURE_SET_COLOURS, render_overlay
 
 

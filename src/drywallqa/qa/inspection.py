@@ -1,7 +1,7 @@
 """From a predicted mask and its prompt to QA figures and a verdict: :func:`inspect_mask`.
 
 The prompt picks the class (:func:`prompt_class`), the class picks the figure set and the rules
-(:class:`~drywallqa.serving.thresholds.QAThresholds`), so ``predict``, the HTTP service and the
+(:class:`~drywallqa.qa.rules.QARules`), so ``predict``, the HTTP service and the
 Python API give the same figures for the same mask.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from drywallqa.data.prompts import PromptConfig
-from drywallqa.serving.figures import QAFigures, measure_mask
-from drywallqa.serving.thresholds import QAThresholds, Verdict
+from drywallqa.qa.figures import QAFigures, measure_mask
+from drywallqa.qa.rules import QARules, Verdict
 
 def prompt_class(prompt: str, prompt_config: PromptConfig | None = None) -> str | None:
     """The name of the prompt class a prompt asks for (:meth:`PromptConfig.class_of`), or None.
@@ -36,7 +36,7 @@ def unknown_prompt_message(prompt: str, prompt_config: PromptConfig | None = Non
         f"prompt {prompt!r} matches no known class (known: {', '.join(config.classes) or 'none'}), so its mask gets no "
         f"QA rules (verdict 'unchecked') and the model was not trained for it; to add a class, copy {builtin}, add it "
         "under 'classes:' with its prompt and aliases, pass the copy with --prompts, and give it rules in a "
-        "qa-thresholds.yaml (--thresholds)"
+        "qa-rules.yaml (--thresholds)"
     )
 
 
@@ -76,7 +76,7 @@ def inspect_mask(
     *,
     confidence: float | None = None,
     mm_per_px: float | None = None,
-    thresholds: QAThresholds | None = None,
+    thresholds: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     scale: float = 1.0,
 ) -> MaskInspection:
@@ -87,17 +87,17 @@ def inspect_mask(
         prompt: The prompt the mask answers.
         confidence: The model's confidence for the mask.
         mm_per_px: Image scale; adds millimetre figures and selects the ``fail_if_mm`` rules.
-        thresholds: Figure sets and rules; the built-in ``qa-thresholds.yaml`` by default.
+        thresholds: Figure sets and rules; the built-in ``qa-rules.yaml`` by default.
         prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
         scale: Image-file pixels per mask pixel, for the mask of a photo decoded reduced (see
-            :func:`~drywallqa.serving.figures.measure_mask`).
+            :func:`~drywallqa.qa.figures.measure_mask`).
 
     Example:
         >>> mask = np.zeros((100, 200), dtype=bool); mask[50:53, 20:120] = True   # 100 × 3 px
         >>> inspect_mask(mask, "segment crack", mm_per_px=0.1).verdict.verdict    # 10 mm × 0.3 mm
         'pass'
     """
-    thresholds = thresholds or QAThresholds.default()
+    thresholds = thresholds or QARules.default()
     class_name = prompt_class(prompt, prompt_config)
     figures = measure_mask(
         mask, thresholds.figure_set(class_name), mm_per_px=mm_per_px, confidence=confidence,

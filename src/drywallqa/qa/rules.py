@@ -1,7 +1,7 @@
-"""Pass/fail verdicts from QA figures and a thresholds file (``configs/qa-thresholds.yaml``).
+"""Pass/fail verdicts from QA figures and a thresholds file (``configs/qa-rules.yaml``).
 
 The thresholds file maps each prompt class to a figure set (what to measure, see
-:mod:`drywallqa.serving.figures`) and to rules on those figures. A rule names one figure and a
+:mod:`drywallqa.qa.figures`) and to rules on those figures. A rule names one figure and a
 bound: ``{above: X}`` fails when the figure exceeds ``X``, ``{below: X}`` when it is under ``X``,
 ``{outside: [LOW, HIGH]}`` when either. Every verdict carries a *severity*: the largest ratio of a
 figure to its bound over the checked rules (figure / limit for ``above``, limit / figure for
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from drywallqa.yamlio import packaged_yaml, read_yaml
 from drywallqa.errors import ConfigError
-from drywallqa.serving.figures import FIGURE_SETS, LENGTH_FIGURES, QAFigures
+from drywallqa.qa.figures import FIGURE_SETS, LENGTH_FIGURES, QAFigures
 
 VERDICTS = ("fail", "pass", "unchecked")
 # Severity of a rule whose ratio is unbounded (a figure of 0 under a `below` rule, or any
@@ -64,7 +64,7 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class ClassThresholds:
+class ClassRules:
     """The figure set and rules of one prompt class.
 
     Attributes:
@@ -109,41 +109,41 @@ class Verdict:
 
 
 @dataclass
-class QAThresholds:
+class QARules:
     """Per-class figure sets and pass/fail rules, loaded from YAML.
 
     Example:
-        >>> thresholds = QAThresholds.default()
+        >>> thresholds = QARules.default()
         >>> thresholds.figure_set("crack"), thresholds.figure_set("taping_area"), thresholds.figure_set("stain")
         ('crack', 'joint', 'area')
     """
 
-    classes: dict[str, ClassThresholds] = field(default_factory=dict)
+    classes: dict[str, ClassRules] = field(default_factory=dict)
     min_component_area_px: int = 10
     source: str = "<dict>"
 
     @classmethod
-    def default(cls) -> QAThresholds:
-        """The thresholds shipped with the package (``drywallqa/configs/qa-thresholds.yaml``)."""
-        return cls.from_dict(packaged_yaml("configs/qa-thresholds.yaml"), source="built-in qa-thresholds.yaml")
+    def default(cls) -> QARules:
+        """The thresholds shipped with the package (``drywallqa/configs/qa-rules.yaml``)."""
+        return cls.from_dict(packaged_yaml("configs/qa-rules.yaml"), source="built-in qa-rules.yaml")
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None) -> QAThresholds:
+    def load(cls, path: str | os.PathLike | None = None) -> QARules:
         """The thresholds file at ``path``, or the built-in one when ``path`` is None."""
         return cls.default() if path is None else cls.from_yaml(path)
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> QAThresholds:
+    def from_yaml(cls, path: str | os.PathLike) -> QARules:
         """Load a thresholds file; raises :class:`ConfigError` naming the file and key on problems."""
         path = Path(path)
         data = read_yaml(path)
         return cls.from_dict(data, source=str(path))
 
     @classmethod
-    def from_dict(cls, data: object, source: str = "<dict>") -> QAThresholds:
-        """Build from the parsed YAML (see ``configs/qa-thresholds.yaml`` for the layout)."""
+    def from_dict(cls, data: object, source: str = "<dict>") -> QARules:
+        """Build from the parsed YAML (see ``configs/qa-rules.yaml`` for the layout)."""
         if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):
-            raise ConfigError(f"{source}: expected a mapping with a 'classes' mapping (see configs/qa-thresholds.yaml)")
+            raise ConfigError(f"{source}: expected a mapping with a 'classes' mapping (see configs/qa-rules.yaml)")
         measurement = data.get("measurement") or {}
         if not isinstance(measurement, dict):
             raise ConfigError(f"{source}: measurement: expected a mapping")
@@ -162,7 +162,7 @@ class QAThresholds:
             figure_set = spec.get("figures", "area")
             if figure_set not in FIGURE_SETS:
                 raise ConfigError(f"{where}.figures: expected one of {', '.join(FIGURE_SETS)}, got {figure_set!r}")
-            classes[str(name)] = ClassThresholds(
+            classes[str(name)] = ClassRules(
                 class_name=str(name), figure_set=figure_set,
                 **{attr: _parse_rules(spec.get(key), f"{where}.{key}")
                    for attr, key in (("rules", "fail_if"), ("rules_mm", "fail_if_mm"), ("rules_px", "fail_if_px"))},

@@ -1,7 +1,7 @@
 """QA figures measured on a predicted mask: area, components, length and width.
 
 Which figures a mask gets depends on its *figure set*, chosen from the prompt's class by the
-thresholds file (see :mod:`drywallqa.serving.thresholds`):
+thresholds file (see :mod:`drywallqa.qa.rules`):
 
 - ``"crack"``: thin curves. Length runs along the skeleton
   (:func:`skimage.morphology.skeletonize`): a horizontal or vertical step between skeleton pixels
