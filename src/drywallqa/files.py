@@ -22,8 +22,20 @@ import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from drywallqa.errors import DataError, DrywallQAError, ImageSizeError
+from drywallqa.image_codecs import (
+    HEIF_SUFFIXES,
+    check_jpeg_data,
+    enable_heif,
+    exif_orientation,
+    is_heif,
+    jpeg_orientation,
+    turn,
+)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: Suffixes of photos to judge (``predict``'s folders): HEIC/HEIF too, read with the ``heic`` extra;
+#: without it each such photo is skipped with one line naming the extra, never left out unsaid.
+PHOTO_SUFFIXES = IMAGE_SUFFIXES + HEIF_SUFFIXES
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -170,17 +182,25 @@ PHOTO_MAX_SIDE = 4096
 
 @dataclass(frozen=True)
 class Photo:
-    """A decoded photo: its pixels, possibly reduced, and the size of the file it came from.
+    """A decoded photo: its pixels, possibly reduced, and its full size, both as a viewer shows it.
 
     Attributes:
-        pixels: RGB ``uint8`` ``(h, w, 3)``.
-        width: Width of the image in the file.
-        height: Height of the image in the file.
+        pixels: RGB ``uint8`` ``(h, w, 3)``, turned by ``orientation``.
+        width: Full width of the photo as shown: the file's width, or its height when
+            ``orientation`` turns it by a quarter (5 to 8).
+        height: Full height of the photo as shown.
+        orientation: The EXIF orientation applied to the file's pixels, 1 (none) to 8. (A HEIF's
+            own rotation and mirroring are part of its pixels: its decoder applies them.)
     """
 
     pixels: np.ndarray
     width: int
     height: int
+    orientation: int = 1
+
+    def __post_init__(self):
+        if self.orientation not in range(1, 9):
+            raise ValueError(f"orientation must be an EXIF orientation, 1 to 8, got {self.orientation!r}")
 
     @property
     def scale(self) -> float:
@@ -189,7 +209,8 @@ class Photo:
 
     def __repr__(self) -> str:
         h, w = self.pixels.shape[:2]
-        return f"Photo({self.width}x{self.height}, decoded {w}x{h})"
+        turned = f", orientation {self.orientation}" if self.orientation != 1 else ""
+        return f"Photo({self.width}x{self.height}, decoded {w}x{h}{turned})"
 
 
 @contextlib.contextmanager
@@ -203,13 +224,15 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None):
 
     PIL's decompression-bomb warnings are silenced (:data:`MAX_DECODE_PIXELS` is checked by the
     readers instead), and a JPEG over PIL's own limit still opens, so that it can be decoded reduced.
+    A HEIC/HEIF file opens through ``pillow-heif`` (the ``heic`` extra); without it the error is
+    :class:`~drywallqa.image_codecs.HeifSupportMissing`, naming the extra.
     """
     is_bytes = isinstance(source, (bytes, bytearray, memoryview))
     name = name or ("<upload>" if is_bytes else str(source))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with _open_unchecked(io.BytesIO(source) if is_bytes else Path(source)) as img:
+            with _open_unchecked(io.BytesIO(source) if is_bytes else Path(source), name) as img:
                 yield img
     except FileNotFoundError as exc:
         raise DataError(f"{name}: image file not found") from exc
@@ -224,8 +247,16 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None):
         raise DataError(f"{name}: corrupt or truncated image ({exc})") from exc
 
 
-def _open_unchecked(fp: Path | io.BytesIO) -> Image.Image:
-    """``Image.open``; a JPEG that PIL refuses as a decompression bomb is opened without that check."""
+def _open_unchecked(fp: Path | io.BytesIO, name: str) -> Image.Image:
+    """``Image.open``; a JPEG that PIL refuses as a decompression bomb is opened without that check,
+    a HEIF through ``pillow-heif``."""
+    if isinstance(fp, Path):
+        with open(fp, "rb") as file:
+            head = file.read(64)
+    else:
+        head = fp.getvalue()[:64]
+    if is_heif(head):
+        enable_heif(name)
     try:
         return Image.open(fp)
     except Image.DecompressionBombError:
@@ -234,23 +265,6 @@ def _open_unchecked(fp: Path | io.BytesIO) -> Image.Image:
         if isinstance(fp, io.BytesIO):
             fp.seek(0)
         return JpegImagePlugin.JpegImageFile(fp)
-
-
-def check_jpeg_data(data: bytes, name: str) -> None:
-    """Raise :class:`DataError` when libjpeg reports corrupt or truncated scan data.
-
-    PIL ignores libjpeg's warnings and returns whatever the damaged scan decodes to (grey blocks,
-    smeared colours), which a model then judges. libjpeg-turbo through ``simplejpeg`` in strict
-    mode turns them into errors; the check decodes at 1/8 scale, which reads every byte.
-    """
-    import simplejpeg
-
-    try:
-        colorspace = simplejpeg.decode_jpeg_header(data)[2]
-        output = {"GRAY": "GRAY", "CMYK": "CMYK", "YCCK": "CMYK"}.get(colorspace, "RGB")
-        simplejpeg.decode_jpeg(data, colorspace=output, min_height=1, min_width=1, min_factor=8, strict=True)
-    except ValueError as exc:
-        raise DataError(f"{name}: corrupt or truncated JPEG data ({exc})") from exc
 
 
 def image_size(path: str | os.PathLike, verify: bool = True) -> tuple[int, int]:
@@ -294,29 +308,56 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 def read_photo(source: str | os.PathLike | bytes, *, name: str | None = None,
                max_side: int | None = PHOTO_MAX_SIDE, min_side: int = MIN_IMAGE_SIDE) -> Photo:
-    """Read a photo to judge, decoded reduced when it is large (what ``predict`` and ``serve`` use).
+    """Read a photo to judge, turned as a viewer shows it and decoded reduced when it is large
+    (what ``predict``, ``serve`` and ``watch``'s photos use).
+
+    Its EXIF orientation (1 to 8, e.g. a phone photo held upright) is applied, unlike
+    :func:`read_image`'s dataset images, so masks, overlays and figures are in the orientation a
+    viewer shows; HEIC/HEIF is read with the ``heic`` extra.
 
     Args:
         source: Image file or encoded bytes.
         name: What messages call it (default: the path, or ``<upload>``).
         max_side: Decode to at most this long side (JPEGs by DCT scaling, others by area
             averaging after decoding); None for full size.
-        min_side: Refuse images with a side shorter than this.
+        min_side: Refuse images with a side shorter than this, in the file and as decoded.
 
     Returns:
-        The pixels as RGB ``uint8`` and the file's own size; see :func:`read_image` for how
-        16-bit and float images are converted.
+        The pixels as RGB ``uint8``, the photo's full size as shown, and the orientation
+        applied; see :func:`read_image` for how 16-bit and float images are converted.
 
     Raises:
-        ImageSizeError: If a side is under ``min_side`` or the file is over
+        ImageSizeError: If a side is under ``min_side``, in the file or once reduced to
+            ``max_side`` (a 100000x40 strip is 4096x2), or the file is over
             :data:`MAX_DECODE_PIXELS` even reduced.
-        DataError: If it is missing, not an image, truncated or corrupt.
+        DataError: If it is missing, not an image, truncated or corrupt; a HEIC/HEIF without the
+            ``heic`` extra is :class:`~drywallqa.image_codecs.HeifSupportMissing`.
     """
     is_bytes = isinstance(source, (bytes, bytearray, memoryview))
     name = name or ("<upload>" if is_bytes else str(source))
     if not is_bytes and _is_jpeg_file(source):
         source = Path(source).read_bytes()
-    return _decode(source, name, max_side=max_side, min_side=min_side)
+    return _decode(source, name, max_side=max_side, min_side=min_side, turned=True)
+
+
+def check_photo_size(name: str, width: int, height: int, *, max_side: int | None = PHOTO_MAX_SIDE,
+                     min_side: int = MIN_IMAGE_SIDE, decoded: tuple[int, int] | None = None) -> None:
+    """Refuse a photo too small to judge: under ``min_side`` a side in the file, or as ``decoded``
+    (by default: once reduced to ``max_side`` on its long side, as :func:`read_photo` does).
+
+    Raises:
+        ImageSizeError: One line naming ``name``, its size and the minimum.
+    """
+    if min(width, height) < min_side:
+        raise ImageSizeError(f"{name}: image is {width}x{height} px; drywallqa judges images of at least "
+                             f"{min_side} px a side (a smaller one gives a verdict about nothing)")
+    if decoded is None and max_side and max(width, height) > max_side:
+        factor = max(width, height) / max_side
+        decoded = (max(1, round(width / factor)), max(1, round(height / factor)))
+    if decoded and min(decoded) < min_side:
+        raise ImageSizeError(f"{name}: image is {width}x{height} px, decoded reduced to {decoded[0]}x{decoded[1]}; "
+                             f"drywallqa judges images of at least {min_side} px a side (a strip this thin gives a "
+                             "verdict about nothing)")
 
 
 def decode_image_bytes(data: bytes, name: str = "<upload>") -> np.ndarray:
@@ -341,33 +382,37 @@ def _check_decodable(img: Image.Image, name: str, size: tuple[int, int]) -> None
                                                  if img.format == "JPEG" else ""), too_large=True)
 
 
-def _decode(source: str | os.PathLike | bytes, name: str, max_side: int | None, min_side: int = 1) -> Photo:
-    """Open, check and decode: JPEG scan check, size limits, reduced decoding, 8-bit RGB."""
+def _decode(source: str | os.PathLike | bytes, name: str, max_side: int | None, min_side: int = 1,
+            turned: bool = False) -> Photo:
+    """Open, check and decode: JPEG scan check, size limits, reduced decoding, 8-bit RGB, and with
+    ``turned`` the EXIF orientation."""
     if isinstance(source, (bytes, bytearray, memoryview)) and bytes(source[:3]) == b"\xff\xd8\xff":
-        photo = _decode_plain_jpeg(bytes(source), name, max_side, min_side)
+        photo = _decode_plain_jpeg(bytes(source), name, max_side, min_side, turned)
         if photo is not None:
             return photo
         check_jpeg_data(bytes(source), name)
     with open_image(source, name) as img:
         width, height = img.size
-        if min(width, height) < min_side:
-            raise ImageSizeError(f"{name}: image is {width}x{height} px; drywallqa judges images of at least "
-                                 f"{min_side} px a side (a smaller one gives a verdict about nothing)")
+        check_photo_size(name, width, height, max_side=max_side, min_side=min_side)
         factor = math.ceil(max(width, height) / max_side) if max_side else 1
         if img.format == "JPEG" and factor > 1:
+            # DCT scaling by at most the reduction, and never below the minimum side.
+            factor = min(factor, max(1, min(width, height) // min_side))
             img.draft(None, (max(1, width // factor), max(1, height // factor)))
         _check_decodable(img, name, img.size)
         pixels = _to_rgb8(img)
+        orientation = exif_orientation(img) if turned else 1
     if max_side and max(pixels.shape[:2]) > max_side:
         import cv2
 
         factor = max(pixels.shape[:2]) / max_side
         size = (max(1, round(pixels.shape[1] / factor)), max(1, round(pixels.shape[0] / factor)))
         pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-    return Photo(np.ascontiguousarray(pixels), width, height)
+    check_photo_size(name, width, height, min_side=min_side, decoded=pixels.shape[1::-1])
+    return Photo(*turn(np.ascontiguousarray(pixels), width, height, orientation), orientation)
 
 
-def _decode_plain_jpeg(data: bytes, name: str, max_side: int | None, min_side: int) -> Photo | None:
+def _decode_plain_jpeg(data: bytes, name: str, max_side: int | None, min_side: int, turned: bool) -> Photo | None:
     """An RGB or grey JPEG that needs no reduction, decoded in one strict libjpeg-turbo pass: the
     scan check and the pixels at once (the same pixels as PIL's, at half the cost of checking and
     decoding apart). None for everything else, which :func:`_decode` handles with PIL."""
@@ -384,7 +429,8 @@ def _decode_plain_jpeg(data: bytes, name: str, max_side: int | None, min_side: i
         pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
     except ValueError as exc:
         raise DataError(f"{name}: corrupt or truncated JPEG data ({exc})") from exc
-    return Photo(np.ascontiguousarray(pixels), width, height)
+    orientation = jpeg_orientation(data) if turned else 1
+    return Photo(*turn(np.ascontiguousarray(pixels), width, height, orientation), orientation)
 
 
 def _to_rgb8(img: Image.Image) -> np.ndarray:
@@ -436,10 +482,10 @@ def relative_id(path: str | os.PathLike, root: str | os.PathLike) -> str:
         return Path(path).as_posix()
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name."""
+def list_images(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """Image files directly inside ``folder`` (by their ``suffixes``), sorted by name."""
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
 
 
 def user_cache_dir(kind: str) -> Path:

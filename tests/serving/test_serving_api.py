@@ -49,7 +49,8 @@ def test_segment_returns_figures_verdict_and_rle_mask(client):
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model"] == "default" and body["image"] == {"filename": "wall.png", "width": 96, "height": 64,
-                                                                "decoded_width": 96, "decoded_height": 64}
+                                                                "decoded_width": 96, "decoded_height": 64,
+                                                                "orientation": 1}
     (result,) = body["results"]
     assert (result["prompt"], result["class"], result["figure_set"]) == ("segment crack", "crack", "crack")
     figures = result["figures"]

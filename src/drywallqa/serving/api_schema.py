@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from drywallqa.data.masks import mask_to_rle
 from drywallqa.errors import ConfigError, DataError, ImageSizeError
 from drywallqa.files import Photo, read_photo
+from drywallqa.image_codecs import HeifSupportMissing
 from drywallqa.inference import check_prompt
 from drywallqa.serving.render import mask_png_bytes
 
@@ -84,9 +85,10 @@ class SegmentResult(BaseModel):
 
 class SegmentResponse(BaseModel):
     model: str
-    image: dict[str, Any] = Field(description="filename, width and height of the upload, and decoded_width and "
-                                  "decoded_height: the size masks and overlays are given at (a large photo is decoded "
-                                  "reduced; figures stay in the upload's pixels)")
+    image: dict[str, Any] = Field(description="filename, width and height of the upload as a viewer shows it, "
+                                  "decoded_width and decoded_height: the size masks and overlays are given at (a large "
+                                  "photo is decoded reduced; figures stay in the upload's pixels), and orientation: the "
+                                  "EXIF orientation (1-8) applied to the file's pixels")
     mm_per_px: float | None
     results: list[SegmentResult]
     warnings: list[str] = Field(description="one line per prompt that names no known class")
@@ -166,7 +168,7 @@ def check_prompts(prompts: list[str], max_prompts: int) -> list[str]:
 def check_upload_header(data: bytes, name: str, max_pixels: int) -> None:
     """Refuse what the header alone shows (not an image, too many pixels, too small): cheap, so it
     runs before the work queue and a broken upload never waits behind predictions."""
-    from drywallqa.files import MIN_IMAGE_SIDE, open_image
+    from drywallqa.files import check_photo_size, open_image
 
     with upload_errors(name):
         with open_image(data, name) as img:
@@ -174,8 +176,7 @@ def check_upload_header(data: bytes, name: str, max_pixels: int) -> None:
         if width * height > max_pixels:
             raise HTTPException(413, f"{name}: image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
                                      f"the limit is {max_pixels / 1e6:.0f}")
-        if min(width, height) < MIN_IMAGE_SIDE:
-            read_photo(data, name=name)  # raises the one message for a too small image
+        check_photo_size(name, width, height)  # too small, in the file or once decoded reduced
 
 
 def decode_upload(data: bytes, name: str) -> Photo:
@@ -191,6 +192,8 @@ def upload_errors(name: str):
         yield
     except ImageSizeError as exc:
         raise HTTPException(413 if exc.too_large else 422, str(exc)) from exc
+    except HeifSupportMissing as exc:  # the server lacks the heic extra: the message names it
+        raise HTTPException(415, f"{exc}; or send JPEG, PNG, WebP, BMP or TIFF") from exc
     except DataError as exc:
         detail = str(exc).split(": ", 1)[-1]
         raise HTTPException(415, f"{name}: not a readable image ({detail}; send JPEG, PNG, WebP, BMP or TIFF)") from exc

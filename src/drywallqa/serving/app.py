@@ -297,7 +297,8 @@ def create_app(
         return {
             "model": model_id,
             "image": {"filename": image.filename, "width": photo.width, "height": photo.height,
-                      "decoded_width": int(photo.pixels.shape[1]), "decoded_height": int(photo.pixels.shape[0])},
+                      "decoded_width": int(photo.pixels.shape[1]), "decoded_height": int(photo.pixels.shape[0]),
+                      "orientation": photo.orientation},
             "mm_per_px": mm_per_px,
             "results": results,
             "warnings": warnings,

@@ -16,14 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from drywallqa.errors import ConfigError, DataError
-from drywallqa.files import IMAGE_SUFFIXES, list_images
+from drywallqa.files import PHOTO_SUFFIXES, list_images
 
 
 def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """Expand files, folders (their image files, not recursive) and glob patterns, in order.
 
     Duplicates are dropped. A file named explicitly is kept whatever its suffix (an unreadable one
-    is reported when it is read); folders and globs contribute image suffixes only.
+    is reported when it is read); folders and globs contribute photo suffixes only
+    (:data:`~drywallqa.files.PHOTO_SUFFIXES`: HEIC/HEIF too, so that without the ``heic`` extra
+    each is reported as skipped, never left out unsaid).
 
     Raises:
         DataError: If a path does not exist, a glob matches nothing, or nothing is found at all.
@@ -33,20 +35,20 @@ def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
         text = str(item)
         path = Path(text)
         if path.is_dir():
-            found = list_images(path)
+            found = list_images(path, PHOTO_SUFFIXES)
         elif path.is_file():
             found = [path]
         elif glob.has_magic(text):
             matches = sorted(glob.glob(text, recursive=True))
             if not matches:
                 raise DataError(f"{text}: the pattern matches no file")
-            found = [Path(m) for m in matches if Path(m).is_file() and Path(m).suffix.lower() in IMAGE_SUFFIXES]
+            found = [Path(m) for m in matches if Path(m).is_file() and Path(m).suffix.lower() in PHOTO_SUFFIXES]
         else:
             raise DataError(f"{text}: no such file or folder")
         images.extend(found)
     unique = list(dict.fromkeys(p.resolve() for p in images))
     if not unique:
-        raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}")
+        raise DataError(f"no image files ({', '.join(PHOTO_SUFFIXES)}) in {', '.join(map(str, inputs))}")
     return unique
 
 

@@ -42,6 +42,7 @@ from drywallqa.console import progress_bar
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DataError, ImageSizeError, IssueLog
 from drywallqa.files import Photo, atomic_write_bytes, atomic_write_json, read_json, read_photo
+from drywallqa.image_codecs import HeifSupportMissing
 from drywallqa.inference import Predictor, check_prompt
 from drywallqa.processing import prompt_threshold
 from drywallqa.serving.batching import MicroBatcher
@@ -313,6 +314,8 @@ def _claim_output_dir(out: Path, settings: dict, overwrite: bool) -> bool:
 def _skip_reason(exc: DataError) -> str:
     if isinstance(exc, ImageSizeError):
         return "image too large" if exc.too_large else "image too small"
+    if isinstance(exc, HeifSupportMissing):
+        return "HEIC/HEIF needs drywallqa[heic]"
     return "unreadable image"
 
 
@@ -356,7 +359,7 @@ def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prom
         tinted = render_overlay(photo.pixels, mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
         atomic_write_bytes(overlay_path, jpeg_bytes(tinted, quality=OVERLAY_QUALITY))
     record = inspection_record(inspection, image_path, photo.width, photo.height, name, model_id, threshold, mm_per_px,
-                                f"overlays/{name}.jpg" if overlay else None)
+                                f"overlays/{name}.jpg" if overlay else None, photo.orientation)
     atomic_write_json(record_path, record, indent=1)
     return record, mask
 
@@ -372,7 +375,8 @@ def _remeasure(out: Path, record: dict, mm_per_px: float | None, thresholds: QAR
     name = Path(record["mask"]).stem
     overlay = record.get("overlay") if (out / str(record.get("overlay"))).is_file() else None
     updated = inspection_record(inspection, Path(record["image"]), record["image_width"], record["image_height"],
-                                 name, record["model"], record["threshold"], mm_per_px, overlay)
+                                 name, record["model"], record["threshold"], mm_per_px, overlay,
+                                 record.get("image_orientation"))
     if updated != record:
         atomic_write_json(out / "records" / f"{name}.json", updated, indent=1)
     return updated, mask

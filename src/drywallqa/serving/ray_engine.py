@@ -31,7 +31,7 @@ import numpy as np
 
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DataError, DrywallQAError
-from drywallqa.files import IMAGE_SUFFIXES, atomic_write
+from drywallqa.files import PHOTO_SUFFIXES, atomic_write
 from drywallqa.inference import check_prompt
 from drywallqa.serving.inputs import check_output_dir, collect_images
 from drywallqa.serving.predict import PredictionRun, predict_images
@@ -80,9 +80,9 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
             files = [root]
         else:
             raise DataError(f"{item}: no such file or folder")
-        images = [f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES or f == root]
+        images = [f for f in files if Path(f).suffix.lower() in PHOTO_SUFFIXES or f == root]
         if not images:
-            raise DataError(f"{item}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it")
+            raise DataError(f"{item}: no image files ({', '.join(PHOTO_SUFFIXES)}) in it")
         found += [fs.unstrip_protocol(f) for f in images]
     return list(dict.fromkeys(found))
 

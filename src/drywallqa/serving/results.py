@@ -35,15 +35,19 @@ COCO_FILE = "coco.json"
 SUMMARY_FILE = "summary.json"
 # Leading CSV columns; figure columns follow in the order QAFigures.to_dict() gives them.
 CSV_COLUMNS = ("image", "prompt", "class", "figure_set", "verdict", "severity", "reasons")
-CSV_TRAILING_COLUMNS = ("mask", "overlay", "image_width", "image_height", "model", "threshold", "mm_per_px")
+CSV_TRAILING_COLUMNS = ("mask", "overlay", "image_width", "image_height", "image_orientation", "model", "threshold",
+                        "mm_per_px")
 
 
 def inspection_record(inspection: MaskInspection, image_path: Path, width: int, height: int, name: str,
-                       model_id: str, threshold: float, mm_per_px: float | None, overlay: str | None) -> dict:
+                       model_id: str, threshold: float, mm_per_px: float | None, overlay: str | None,
+                       orientation: int | None = None) -> dict:
+    """One mask's record; ``width``, ``height`` and mask are the photo as shown, turned by the EXIF
+    ``orientation`` given (None: not known, e.g. results made elsewhere)."""
     return {
         "image": str(image_path), **inspection.to_dict(),
         "mask": f"masks/{name}.png", "overlay": overlay,
-        "image_width": width, "image_height": height,
+        "image_width": width, "image_height": height, "image_orientation": orientation,
         "model": model_id, "threshold": threshold, "mm_per_px": mm_per_px,
     }
 

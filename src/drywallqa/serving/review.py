@@ -37,7 +37,15 @@ from drywallqa.data.formats.coco import ANNOTATION_FILE, samples_to_coco, write_
 from drywallqa.data.groups import source_group
 from drywallqa.data.masks import mask_to_box, mask_to_rle
 from drywallqa.errors import ConfigError, DataError, DrywallQAError, IssueLog
-from drywallqa.files import atomic_write, atomic_write_json, atomic_write_text, image_size, read_json
+from drywallqa.files import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    image_size,
+    read_json,
+    read_photo,
+    write_image,
+)
 from drywallqa.serving.inputs import output_keys
 from drywallqa.serving.render import FIGURE_SET_COLOURS, read_mask_png
 from drywallqa.serving.results import read_results, records_to_coco
@@ -144,7 +152,10 @@ def export_review(predictions: str | os.PathLike, out: str | os.PathLike, count:
         if not source.is_file():
             raise DataError(f"{source}: the photo of {Path(image_records[0]['mask']).name} is gone; "
                             "run the review export where the predicted photos are")
-        atomic_write(out / "images" / name, lambda tmp, source=source: shutil.copyfile(source, tmp))
+        if (image_records[0].get("image_orientation") or 1) == 1:
+            atomic_write(out / "images" / name, lambda tmp, source=source: shutil.copyfile(source, tmp))
+        else:  # the masks are as a viewer shows the photo: so is the copy (pixels turned, no EXIF tag left to turn them)
+            write_image(out / "images" / name, read_photo(source, max_side=None, min_side=1).pixels)
         results = []
         for record in image_records:
             label = _label(record)

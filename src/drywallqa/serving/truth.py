@@ -21,6 +21,7 @@ import numpy as np
 
 from drywallqa.evaluation.metrics import get_stats, iou_score
 from drywallqa.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_image
+from drywallqa.image_codecs import orient
 from drywallqa.qa.inspection import inspect_mask
 from drywallqa.serving.render import jpeg_bytes, read_mask_png, render_overlay
 from drywallqa.serving.results import RESULTS_JSONL, json_line, read_results
@@ -77,10 +78,13 @@ def attach_truth(
         truth = truths.get(key)
         if truth is None:
             continue
+        # The true mask is in the file's pixel order (a dataset's), the prediction as a viewer shows the photo.
+        orientation = record.get("image_orientation") or 1
+        truth = orient(truth, orientation)
         predicted = read_mask_png(folder / record["mask"])
         iou = iou_score(*get_stats(predicted, truth))
         name = Path(record["mask"]).stem
-        overlay = render_overlay(read_image(record["image"]), truth, TRUTH_COLOUR)
+        overlay = render_overlay(orient(read_image(record["image"]), orientation), truth, TRUTH_COLOUR)
         atomic_write_bytes(folder / TRUTH_DIR / f"{name}.jpg", jpeg_bytes(overlay, quality=85))
         true_verdict = inspect_mask(truth, record["prompt"], mm_per_px=record.get("mm_per_px"),
                                     thresholds=thresholds).verdict.verdict

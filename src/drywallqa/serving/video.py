@@ -232,6 +232,7 @@ def watch(
     run.files["summary"] = atomic_write_json(out / SUMMARY_FILE, {
         **run.to_dict(), "prompts": smoother.prompts, "smoothing": smoother.smoothing, "fail_frames": events.min_frames,
         "mm_per_px": mm_per_px, "thresholds": thresholds.source, "queue_size": queue_size,
+        "source_orientation": video.orientation,
     }, indent=2)
     return run
 
