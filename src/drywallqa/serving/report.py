@@ -67,7 +67,7 @@ tr.unchecked td:first-child { border-left: 4px solid var(--unchecked); }
 img.thumb { width: 220px; border-radius: 4px; display: block; cursor: zoom-in; outline: none; }
 img.thumb:focus { width: min(90vw, 480px); cursor: zoom-out; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600;
-         text-transform: uppercase; font-size: 12px; }
+         text-transform: uppercase; font-size: 12px; white-space: nowrap; }
 .badge.fail { background: var(--fail); } .badge.pass { background: var(--pass); }
 .badge.unchecked { background: var(--unchecked); } .badge.not-found { background: var(--not-found); }
 .reasons { margin: 6px 0 0; padding-left: 16px; color: var(--fail); }
