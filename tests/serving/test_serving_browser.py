@@ -16,6 +16,7 @@ from serving_helpers import DarkPixelPredictor, dark_line_image, running_server
 
 from drywallqa.data.synthetic import render_sample_image
 from drywallqa.files import write_image
+from drywallqa.qa import photo_verdict as photo_verdict_of
 from drywallqa.serving import predict_images, write_report
 from drywallqa.serving.render import FIGURE_SET_COLOURS
 
@@ -111,11 +112,21 @@ def test_batch_upload_table_slider_and_download(browser_context, server_url, tmp
     verdicts = page.eval_on_selector_all("#table tbody .badge", "badges => badges.map(b => b.textContent)")
     assert verdicts and set(verdicts) == {"fail"}
     page.select_option("#filter", "all")
+    # Each row shows its photo's verdict: fail where any prompt fails, else pass, else not found.
+    photo_verdicts = page.eval_on_selector_all(
+        "#table tbody tr", "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent, r.cells[3].textContent])")
+    by_photo: dict[str, tuple[set[str], list[str]]] = {}
+    for name, photo_verdict, verdict in photo_verdicts:
+        by_photo.setdefault(name, (set(), []))[0].add(photo_verdict)
+        by_photo[name][1].append(verdict)
+    for name, (shown, verdicts) in by_photo.items():
+        assert shown == ({""} if name.endswith("notes.jpg") else {photo_verdict_of(verdicts)}), name
+    assert page.inner_text("#summary").startswith("photos: ")
 
     # Sorting: severity descending puts the worst first; missing values (errors) stay last.
     page.click("th[data-sort=severity]")
     page.click("th[data-sort=severity]")
-    severities = page.eval_on_selector_all("#table tbody tr td:nth-child(4)", "cells => cells.map(c => c.textContent)")
+    severities = page.eval_on_selector_all("#table tbody tr td:nth-child(5)", "cells => cells.map(c => c.textContent)")
     numbers = [float(v) for v in severities if v != "–"]
     assert numbers == sorted(numbers, reverse=True) and severities[-2:] == ["–", "–"]
 
@@ -274,7 +285,7 @@ def test_live_camera_preview_draws_answers_and_stops(browser_context, server_url
     assert page.is_visible("#live-video") and page.is_visible("#live-stop") and not page.is_visible("#live-start")
     assert "error" not in page.get_attribute("#live-status", "class").split()
     assert page.inner_text("#live-status").startswith("Live:")
-    assert page.inner_text("#live-verdict").lower() in {"fail", "pass", "unchecked"}
+    assert page.inner_text("#live-verdict").lower() in {"fail", "pass", "not found", "unchecked"}
     prompts = page.eval_on_selector_all("#live-table tbody td:first-child", "cells => cells.map(c => c.textContent)")
     assert prompts == ["segment crack", "segment taping area"]
     assert page.inner_text("#live-longest-head") == "longest (mm)"

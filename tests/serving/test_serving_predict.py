@@ -192,7 +192,7 @@ def test_predict_cli(photo_folder, tmp_path, tiny_model_dir, capsys):
     ("missing input", r"^error: \S+missing\.jpg: no such file or folder$"),
     ("empty prompt", r"^error: prompt is empty"),
     ("output folder is the input folder", r"never overwritten$"),
-    ("missing thresholds file", r"^error: \S+nope\.yaml"),
+    ("missing QA rules file", r"^error: \S+nope\.yaml"),
 ])
 def test_predict_cli_refuses_a_typo_before_loading_the_model(photo_folder, tmp_path, monkeypatch, capsys, case, pattern):
     """Inputs, prompts, output folder and QA files are checked first: a typo costs no model load."""
@@ -212,7 +212,7 @@ def test_predict_cli_refuses_a_typo_before_loading_the_model(photo_folder, tmp_p
     elif case == "output folder is the input folder":
         argv["--out"] = str(photo_folder)
     else:
-        argv["--thresholds"] = str(tmp_path / "nope.yaml")
+        argv["--qa-rules"] = str(tmp_path / "nope.yaml")
     assert main(["predict", argv.pop("images"), *(x for kv in argv.items() for x in kv), "--no-progress"]) == 2
     assert re.search(pattern, capsys.readouterr().err.strip(), re.M)
     assert not (tmp_path / "out").exists() and not (photo_folder / "run.json").exists()

@@ -121,4 +121,4 @@ def test_a_verdict_is_right_when_it_is_the_true_masks_not_when_every_crack_photo
         assert "pass <b class=\"wrong\">(predicted fail: wrong)</b>" in render_report(records, folder)
     # The run's own rules judge the truth: with no crack rules at all, both are unchecked.
     no_rules = QARules.from_dict({"classes": {}})
-    assert attach_truth(tmp_path / "run", {key: hairline}, thresholds=no_rules).wrong == [("wall.png", "fail", "unchecked")]
+    assert attach_truth(tmp_path / "run", {key: hairline}, qa_rules=no_rules).wrong == [("wall.png", "fail", "unchecked")]

@@ -144,14 +144,14 @@ def measure_predict_stages(predictor, photos: Sequence[Path], workdir: Path, pro
         return result
 
     threshold = float(predictor.threshold_for(prompt))
-    thresholds, prompt_config = QARules.default(), PromptConfig.default()  # read once, as predict does
+    qa_rules, prompt_config = QARules.default(), PromptConfig.default()  # read once, as predict does
     for index, path in enumerate([photos[0], *photos]):  # the first photo again: a warm-up, not counted
         photo = step("decode", lambda: read_photo(path))
         model_input = step("resize to the model input", lambda: predictor.prepare(photo.pixels))
         logits, confidence = step("model", lambda: predictor.forward_batch(model_input[None], [prompt]))
         result = step("logits to mask", lambda: predictor.finish(logits[0], confidence[0], prompt, photo.pixels.shape))
         inspection = step("QA figures", lambda: inspect_mask(result.mask, prompt, confidence=result.confidence,
-                                                              scale=photo.scale, thresholds=thresholds,
+                                                              scale=photo.scale, qa_rules=qa_rules,
                                                               prompt_config=prompt_config))
         png = step("mask PNG", lambda: mask_png_bytes(result.mask))
         overlay = step("overlay (tint + JPEG)", lambda: jpeg_bytes(render_overlay(

@@ -1,8 +1,9 @@
-"""Arguments shared by the commands that load a model (evaluate, predict, serve)."""
+"""Arguments shared by the commands that load a model (evaluate, predict, serve, watch)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from drywallqa.inference import RUNTIME_CHOICES
 
@@ -32,6 +33,44 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         help="test-time flips: average the logits of the image and its horizontal (hflip, 2x the cost) or "
         "also vertical flips (hvflip, 4x) (default none)",
     )
+
+
+def add_qa_rules_args(parser: argparse.ArgumentParser) -> None:
+    """``--qa-rules FILE`` and ``--prompts YAML`` (``--thresholds FILE``: the old name of ``--qa-rules``, hidden)."""
+    parser.add_argument("--qa-rules", metavar="FILE",
+                        help="QA rules YAML: each class's figures, what nothing found means (defect, required) and the "
+                        "pass/fail rules (default: the built-in configs/qa-rules.yaml)")
+    parser.add_argument("--thresholds", dest="qa_rules", metavar="FILE", action=_RenamedOption,
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--prompts", metavar="YAML", help="prompt classes (default: the built-in prompts.yaml)")
+
+
+class _RenamedOption(argparse.Action):
+    """``--thresholds``, the old name of ``--qa-rules``: still works, with one warning line."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is now --qa-rules (the QA rules file; --threshold stays the mask "
+              "probability threshold)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def load_qa_rules(args: argparse.Namespace):
+    """The ``--qa-rules`` file and the ``--prompts`` classes, checked against each other.
+
+    Cheap: commands call it before loading a model, so a typo in either file fails at once.
+
+    Returns:
+        ``(QARules, PromptConfig or None)`` (None: the built-in prompt classes).
+
+    Raises:
+        ConfigError: Naming the file and field (an unknown key, ``required: "yes"``, a ``required``
+            class that is no prompt class, ...).
+    """
+    from drywallqa.data import PromptConfig
+    from drywallqa.qa import QARules
+
+    prompt_config = PromptConfig.from_yaml(args.prompts) if args.prompts else None
+    return QARules.load(args.qa_rules).check_classes(prompt_config), prompt_config
 
 
 def model_args(args: argparse.Namespace) -> dict:

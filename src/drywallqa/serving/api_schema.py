@@ -24,6 +24,8 @@ from drywallqa.inference import check_prompt
 from drywallqa.serving.render import mask_png_bytes
 
 MASK_FORMATS = ("rle", "png")
+#: What a verdict field may hold (:data:`drywallqa.qa.VERDICTS`, spelled out for the OpenAPI schema).
+VerdictText = Literal["fail", "pass", "not found", "unchecked"]
 MAX_PROMPT_LENGTH = 200
 
 
@@ -75,7 +77,9 @@ class SegmentResult(BaseModel):
                                "model was not trained for it (see 'warnings')")
     figure_set: str = Field(description="crack | joint | area")
     figures: dict[str, float | int | None] = Field(description="QA figures (see docs/serving.md)")
-    verdict: str = Field(description="fail | pass | unchecked")
+    verdict: VerdictText = Field(description="this prompt's verdict: fail, pass, 'not found' (nothing found for a "
+                                 "class that is neither a defect nor required: nothing to judge) or unchecked (a class "
+                                 "without QA rules); see docs/serving.md")
     reasons: list[str]
     severity: float
     checked: list[str]
@@ -84,6 +88,8 @@ class SegmentResult(BaseModel):
 
 
 class SegmentResponse(BaseModel):
+    photo_verdict: VerdictText = Field(description="the photo's verdict: fail if any prompt fails, else pass if any "
+                                       "passes, else 'not found' (unchecked when every prompt is)")
     model: str
     image: dict[str, Any] = Field(description="filename, width and height of the upload as a viewer shows it, "
                                   "decoded_width and decoded_height: the size masks and overlays are given at (a large "

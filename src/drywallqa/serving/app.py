@@ -72,7 +72,7 @@ from drywallqa.serving.page import DOCS_ASSETS, STATIC_FILES, static_response, s
 from drywallqa.qa.inspection import inspect_mask, prompt_class, unknown_prompt_message
 from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, render_overlay
 from drywallqa.serving.results import results_archive
-from drywallqa.qa.rules import QARules
+from drywallqa.qa.rules import QARules, photo_verdict
 
 # Form fields (prompts, flags) ride along with the image; allow them this much beyond the image limit.
 FORM_FIELDS_ALLOWANCE = 64 * 1024
@@ -94,7 +94,7 @@ def create_app(
     body_timeout_s: float = 60.0,
     max_export_mb: float = 200.0,
     strict_prompts: bool = False,
-    thresholds: QARules | None = None,
+    qa_rules: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     **predictor_kwargs: Any,
 ) -> FastAPI:
@@ -120,7 +120,7 @@ def create_app(
         strict_prompts: Answer 422 to a prompt that names no known class (by default it is
             answered, with ``prompt_known: false`` and a line in ``warnings``); a request's
             ``strict_prompts`` field overrides it.
-        thresholds: QA figure sets and rules; the built-in file by default.
+        qa_rules: QA figure sets and rules; the built-in file by default.
         prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
         **predictor_kwargs: For the lazy loader (``threshold``, ``device``, ...).
 
@@ -133,8 +133,8 @@ def create_app(
                           "max_concurrent_predictions and max_batch >= 1, max_queued and batch_wait_s >= 0")
     holder = ModelHolder(predictor, model_spec, **predictor_kwargs)
     batching = SharedBatcher(holder, max_batch, batch_wait_s, max_concurrent_predictions * max_prompts)
-    thresholds = thresholds or QARules.default()
     prompt_config = prompt_config or PromptConfig.default()
+    qa_rules = (qa_rules or QARules.default()).check_classes(prompt_config)
     upload_limit = int(max_upload_mb * 1e6)
     max_export_items = 4000
     work_queue = WorkQueue(max_concurrent_predictions, max_queued)
@@ -271,7 +271,7 @@ def create_app(
             out = []
             for prompt_text, result in zip(prompts, results):
                 inspection = inspect_mask(result.mask, prompt_text, confidence=result.confidence, mm_per_px=mm_per_px,
-                                          thresholds=thresholds, prompt_config=prompt_config, scale=photo.scale)
+                                          qa_rules=qa_rules, prompt_config=prompt_config, scale=photo.scale)
                 item = inspection.to_dict()
                 item["prompt_known"] = prompt_text not in unknown
                 item["mask"] = mask_payload(result.mask, mask_format)
@@ -295,6 +295,7 @@ def create_app(
         finished = time.perf_counter()
         decode_s = timing.get("decode", 0.0)
         return {
+            "photo_verdict": photo_verdict(item["verdict"] for item in results),
             "model": model_id,
             "image": {"filename": image.filename, "width": photo.width, "height": photo.height,
                       "decoded_width": int(photo.pixels.shape[1]), "decoded_height": int(photo.pixels.shape[0]),
@@ -335,7 +336,7 @@ def create_app(
         def build() -> bytes:
             masks = [decode_export_mask(data, index, entries[index]) for index, data in enumerate(mask_data)]
             return results_archive(entries, masks, overlay_data, model_id=model_id, threshold=threshold,
-                                   mm_per_px=mm_per_px, thresholds=thresholds, prompt_config=prompt_config)
+                                   mm_per_px=mm_per_px, qa_rules=qa_rules, prompt_config=prompt_config)
 
         try:
             archive = await asyncio.wait_for(work_queue.run(build), timeout=timeout_s)

@@ -5,10 +5,12 @@
     masks/<image>__<prompt>.png       0/255 single-channel mask at the image's size
     overlays/<image>__<prompt>.jpg    the mask tinted and outlined on the image
     records/<image>__<prompt>.json    one record: figures, verdict, paths, settings
-    results.jsonl                     every record of this run, one per line, in input order
+    results.jsonl                     every record of this run, one per line, in input order, each
+                                      with its photo's verdict (``photo_verdict``: every prompt's
+                                      verdict combined, :func:`~drywallqa.qa.photo_verdict`)
     results.csv                       the same, flattened (figures as columns)
     coco.json                         COCO instances, one RLE annotation per mask component
-    summary.json                      counts, settings and skipped files
+    summary.json                      counts (photos and masks per verdict), settings, skipped files
     run.json                          what made the masks: model, runtime, threshold, TTA, prompts
 
 The work runs as a bounded pipeline: worker threads decode the photos (at most ``workers`` in
@@ -19,7 +21,7 @@ on the next batch. Overlays and ``coco.json`` are optional (``overlays=False``, 
 Each file is written atomically and the record last, so an interrupted run leaves either a
 complete image/prompt output or none; a rerun skips image/prompt pairs whose record, mask and
 overlay exist and were made by the same model at the same threshold (the figures and verdict of a
-skipped pair are measured again from its saved mask, so a new ``--mm-per-px`` or thresholds file
+skipped pair are measured again from its saved mask, so a new ``--mm-per-px`` or QA rules file
 takes effect without predicting again). A rerun whose model, runtime, threshold, test-time flips
 or prompts differ from those in ``run.json`` is refused unless ``overwrite`` is given.
 
@@ -49,7 +51,9 @@ from drywallqa.serving.batching import MicroBatcher
 from drywallqa.serving.inputs import check_output_dir, collect_images, output_keys, prompt_slugs
 from drywallqa.qa.inspection import inspect_mask, prompt_class, unknown_prompt_message
 from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, mask_png_bytes, read_mask_png, render_overlay
-from drywallqa.serving.results import inspection_record, mask_annotations, write_tables
+from drywallqa.serving.results import (
+    inspection_record, mask_annotations, verdict_counts, with_photo_verdicts, write_tables,
+)
 from drywallqa.qa.rules import QARules
 
 OVERLAY_QUALITY = 90
@@ -87,16 +91,18 @@ class PredictionRun:
     model_calls: int = 0
 
     def verdict_counts(self) -> dict[str, int]:
-        """Records per verdict: ``{"fail": n, "pass": n, "unchecked": n}``."""
-        counts = {"fail": 0, "pass": 0, "unchecked": 0}
-        for record in self.records:
-            counts[record["verdict"]] = counts.get(record["verdict"], 0) + 1
-        return counts
+        """Records (image/prompt pairs) per verdict: ``{"fail": n, "pass": n, "not found": n, "unchecked": n}``."""
+        return verdict_counts(self.records)
+
+    def photo_verdict_counts(self) -> dict[str, int]:
+        """Photos per photo verdict (their prompts' verdicts combined), keyed as :meth:`verdict_counts`."""
+        return verdict_counts(self.records, per_photo=True)
 
     def __repr__(self) -> str:
         return (
             f"PredictionRun({str(self.out)!r}, images={self.images}, records={len(self.records)}, "
-            f"predicted={self.predicted}, resumed={self.resumed}, skipped={len(self.issues)}, {self.verdict_counts()})"
+            f"predicted={self.predicted}, resumed={self.resumed}, skipped={len(self.issues)}, "
+            f"photos {self.photo_verdict_counts()})"
         )
 
 
@@ -109,7 +115,7 @@ def predict_images(
     *,
     model_id: str = "default",
     mm_per_px: float | None = None,
-    thresholds: QARules | None = None,
+    qa_rules: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     progress: bool = False,
     overwrite: bool = False,
@@ -126,7 +132,7 @@ def predict_images(
         predictor: The model, e.g. from :func:`drywallqa.inference.load_predictor`.
         model_id: Name of the model recorded in each record and in ``run.json``.
         mm_per_px: Image scale in millimetres per pixel, for millimetre figures and rules.
-        thresholds: Figure sets and pass/fail rules; the built-in file by default.
+        qa_rules: Figure sets and pass/fail rules; the built-in ``qa-rules.yaml`` by default.
         prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
         progress: Show a progress bar on stderr.
         overwrite: Predict every pair again when ``out`` holds a run made with other settings
@@ -139,7 +145,7 @@ def predict_images(
             of a run.
 
     Returns:
-        The records and counts. Unreadable images, and images under
+        The records (each with its ``photo_verdict``) and counts. Unreadable images, and images under
         :data:`~drywallqa.files.MIN_IMAGE_SIDE` or over
         :data:`~drywallqa.files.MAX_DECODE_PIXELS`, are reported with one warning line each on
         stderr, counted in ``issues`` and left out; the others go on. Large photos are decoded
@@ -147,8 +153,8 @@ def predict_images(
         warning line (its masks are ``unchecked``).
 
     Raises:
-        ConfigError: For a bad prompt, scale or output folder, or a folder of a run with other
-            settings (without ``overwrite``).
+        ConfigError: For a bad prompt, scale or output folder, a ``required`` QA rule on a class
+            that is no prompt class, or a folder of a run with other settings (without ``overwrite``).
         DataError: If an input does not exist, or no image could be read.
         DrywallQAError: If the output folder cannot be written.
     """
@@ -159,8 +165,8 @@ def predict_images(
         raise ConfigError(f"--mm-per-px must be a positive number, got {mm_per_px}")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
-    thresholds = thresholds or QARules.default()
     prompt_config = prompt_config or PromptConfig.default()
+    qa_rules = (qa_rules or QARules.default()).check_classes(prompt_config)
     images = collect_images(inputs)
     out = check_output_dir(out, images, inputs)
     settings = run_settings(predictor, model_id, prompts)
@@ -173,7 +179,7 @@ def predict_images(
     run = PredictionRun(out, coco=coco)
     # Each prompt's threshold: its class's calibrated one, or the predictor's one for all.
     job = _PairJob(out, prompts, output_keys(images), prompt_slugs(prompts), model_id,
-                   {p: prompt_threshold(predictor, p) for p in prompts}, mm_per_px, thresholds, prompt_config, fresh,
+                   {p: prompt_threshold(predictor, p) for p in prompts}, mm_per_px, qa_rules, prompt_config, fresh,
                    overlays, coco)
 
     bar = progress_bar(len(images), "predict", enabled=progress)
@@ -211,8 +217,9 @@ def predict_images(
         run.images += 1
     if run.images == 0:
         raise DataError(f"none of the {len(images)} input image(s) could be read ({len(run.issues)} skipped)")
+    run.records = with_photo_verdicts(run.records)
     run.files = write_tables(run, image_root=_common_folder(images), settings={
-        **settings, "mm_per_px": mm_per_px, "thresholds": thresholds.source,
+        **settings, "mm_per_px": mm_per_px, "qa_rules": qa_rules.source,
         "unknown_prompts": [p for p in prompts if prompt_class(p, prompt_config) is None],
         "overlays": overlays, "coco": coco,
     })
@@ -230,7 +237,7 @@ class _PairJob:
     model_id: str
     threshold: dict[str, float]
     mm_per_px: float | None
-    thresholds: QARules
+    qa_rules: QARules
     prompt_config: PromptConfig
     fresh: bool
     overlays: bool
@@ -257,10 +264,10 @@ class _PairJob:
                 result = results[prompt]
                 record, mask = _write_prediction(
                     self.out, names[prompt], image_path, photo, prompt, result.mask, result.confidence, self.model_id,
-                    self.threshold[prompt], self.mm_per_px, self.thresholds, self.prompt_config, overlay=self.overlays)
+                    self.threshold[prompt], self.mm_per_px, self.qa_rules, self.prompt_config, overlay=self.overlays)
                 outcomes.append((record, mask_annotations(mask, record) if self.coco else None, True))
             else:
-                record, mask = _remeasure(self.out, saved[prompt], self.mm_per_px, self.thresholds, self.prompt_config)
+                record, mask = _remeasure(self.out, saved[prompt], self.mm_per_px, self.qa_rules, self.prompt_config)
                 outcomes.append((record, mask_annotations(mask, record) if self.coco else None, False))
         return outcomes
 
@@ -343,7 +350,7 @@ def _resumable(out: Path, name: str, image_path: Path, model_id: str, threshold:
 
 def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prompt: str, mask: np.ndarray,
                       confidence: float, model_id: str, threshold: float, mm_per_px: float | None,
-                      thresholds: QARules, prompt_config: PromptConfig, *, overlay: bool = True
+                      qa_rules: QARules, prompt_config: PromptConfig, *, overlay: bool = True
                       ) -> tuple[dict, np.ndarray]:
     """Write the mask, the overlay (when asked for) and the record of one image/prompt pair, the
     record last; returns the record and the mask.
@@ -352,7 +359,7 @@ def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prom
     file's pixels and the record gives the file's size.
     """
     mask_path, overlay_path, record_path = _paths(out, name)
-    inspection = inspect_mask(mask, prompt, confidence=confidence, mm_per_px=mm_per_px, thresholds=thresholds,
+    inspection = inspect_mask(mask, prompt, confidence=confidence, mm_per_px=mm_per_px, qa_rules=qa_rules,
                               prompt_config=prompt_config, scale=photo.scale)
     atomic_write_bytes(mask_path, mask_png_bytes(mask))
     if overlay:
@@ -364,13 +371,13 @@ def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prom
     return record, mask
 
 
-def _remeasure(out: Path, record: dict, mm_per_px: float | None, thresholds: QARules,
+def _remeasure(out: Path, record: dict, mm_per_px: float | None, qa_rules: QARules,
                prompt_config: PromptConfig) -> tuple[dict, np.ndarray]:
     """Figures and verdict of a resumed pair, measured again from its saved mask; returns the
     record and the mask."""
     mask = read_mask_png(out / record["mask"])
     inspection = inspect_mask(mask, record["prompt"], confidence=record["figures"].get("confidence"),
-                              mm_per_px=mm_per_px, thresholds=thresholds, prompt_config=prompt_config,
+                              mm_per_px=mm_per_px, qa_rules=qa_rules, prompt_config=prompt_config,
                               scale=record["image_width"] / mask.shape[1])
     name = Path(record["mask"]).stem
     overlay = record.get("overlay") if (out / str(record.get("overlay"))).is_file() else None

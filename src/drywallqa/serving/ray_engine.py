@@ -104,7 +104,7 @@ class PredictBatch:
         predictor_options: Keyword arguments of ``load_predictor`` (``device``, ``tta``,
             ``threshold``, ``model_args``...).
         predict_options: Keyword arguments of ``predict_images`` (``model_id``, ``mm_per_px``,
-            ``thresholds``, ``prompt_config``).
+            ``qa_rules``, ``prompt_config``).
         input_cache: Folder for local copies of remote photos.
         threads: Torch threads of this worker (its CPU share).
     """
@@ -208,7 +208,7 @@ def predict_on_ray(
     predictor_options: dict | None = None,
     model_id: str = "default",
     mm_per_px: float | None = None,
-    thresholds: QARules | None = None,
+    qa_rules: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     address: str | None = None,
     workers: int | None = None,
@@ -230,7 +230,7 @@ def predict_on_ray(
             ``threshold``, ``tta``, ``model_args``).
         model_id: Model name recorded (a rerun must use the same one to resume).
         mm_per_px: Image scale, for millimetre figures and rules.
-        thresholds: Figure sets and rules; the built-in file by default.
+        qa_rules: Figure sets and rules; the built-in file by default.
         prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
         address: A running cluster's head (``HOST:PORT`` or ``auto``); None starts a local Ray
             (or uses the one this process is already connected to).
@@ -257,7 +257,7 @@ def predict_on_ray(
         raise ConfigError("give at least one --prompt, e.g. --prompt 'segment crack'")
     if (workers is not None and workers < 1) or worker_cpus <= 0 or worker_gpus < 0 or batch_size < 1:
         raise ConfigError("--workers, --worker-cpus and --ray-batch-size must be positive (--worker-gpus may be 0)")
-    thresholds = thresholds or QARules.default()
+    qa_rules = (qa_rules or QARules.default()).check_classes(prompt_config)
     paths = list_inputs(inputs)
     local = [Path(p) for p in paths if not _is_url(p)]
     out = check_output_dir(out, local, [i for i in map(str, inputs) if not _is_url(i)])
@@ -286,7 +286,7 @@ def predict_on_ray(
             num_cpus=worker_cpus, num_gpus=worker_gpus,
             fn_constructor_kwargs={
                 "out": str(out), "prompts": prompts, "model": model, "predictor_options": predictor_options,
-                "predict_options": {"model_id": model_id, "mm_per_px": mm_per_px, "thresholds": thresholds,
+                "predict_options": {"model_id": model_id, "mm_per_px": mm_per_px, "qa_rules": qa_rules,
                                     "prompt_config": prompt_config, **predict_options},
                 "input_cache": str(cache), "threads": threads,
             },
@@ -301,7 +301,7 @@ def predict_on_ray(
     run.files = write_tables(run, image_root=image_root, settings={
         # None: the model's calibrated per-class thresholds (its calibration.json), else 0.5.
         "model": model_id, "threshold": predictor_options.get("threshold"), "mm_per_px": mm_per_px,
-        "prompts": prompts, "thresholds": thresholds.source, "engine": "ray", "workers": workers,
+        "prompts": prompts, "qa_rules": qa_rules.source, "engine": "ray", "workers": workers,
     })
     return run
 
