@@ -173,6 +173,26 @@ def test_output_names_are_unique(tmp_path):
     assert len(set(slugs.values())) == 3 and slugs["find tape"] == "find-tape"
 
 
+def test_a_photo_named_like_another_photos_hashed_key_keeps_its_own_outputs(tmp_path, dark_predictor):
+    from serving_helpers import dark_line_image
+
+    from drywallqa.files import write_image
+
+    a, b = tmp_path / "in" / "a" / "crack.png", tmp_path / "in" / "b" / "crack.png"
+    hashed = output_keys([a, b])[a]  # crack-<hash of a's path>
+    impostor = tmp_path / "in" / "c" / f"{hashed.upper()}.png"  # alike on a case-insensitive disk too
+    assert output_keys([a, b, tmp_path / "d.png"])[tmp_path / "d.png"] == "d"  # ordinary photos keep their stems
+    keys = output_keys([a, b, impostor])
+    assert len({k.lower() for k in keys.values()}) == 3 and keys[a] == hashed
+    for index, path in enumerate((a, b, impostor)):
+        write_image(path, dark_line_image(rows=slice(10 + 10 * index, 13 + 10 * index)))
+    run = predict_images([a.parent, b.parent, impostor.parent], ["segment crack"], tmp_path / "out", dark_predictor)
+    assert len(run.records) == 3 and len({r["mask"].lower() for r in run.records}) == 3
+    assert len(list((tmp_path / "out" / "records").glob("*.json"))) == 3
+    slugs = prompt_slugs(["segment crack", "Segment crack!"])
+    assert len(set(prompt_slugs([*slugs.values(), "segment crack", "Segment crack!"]).values())) == 4
+
+
 def test_predict_cli(photo_folder, tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "cli-out"
     argv = ["predict", str(photo_folder), "--prompt", "segment crack", "--model", str(tiny_model_dir),
