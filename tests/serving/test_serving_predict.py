@@ -193,6 +193,28 @@ def test_a_photo_named_like_another_photos_hashed_key_keeps_its_own_outputs(tmp_
     assert len(set(prompt_slugs([*slugs.values(), "segment crack", "Segment crack!"]).values())) == 4
 
 
+def test_coco_annotations_of_many_specks_never_hold_a_mask_per_speck():
+    import tracemalloc
+
+    from drywallqa.data.masks import rle_to_mask
+    from drywallqa.serving.results import mask_annotations
+
+    mask = np.zeros((1200, 1600), dtype=bool)
+    mask[5:205:2, 7:207:20] = True  # 1000 one-pixel specks and a crack
+    mask[600, 100:1500] = True
+    record = {"class": "crack", "prompt": "segment crack", "image_width": 1600, "image_height": 1200,
+              "figures": {"confidence": 0.5}, "verdict": "fail"}
+    tracemalloc.start()
+    try:
+        found = mask_annotations(mask, record, min_component_area_px=2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40e6  # one bool mask per speck would be 1.9 GB
+    ((annotation, extra),) = found  # the specks are under the area filter
+    assert extra["area"] == 1400 and np.array_equal(rle_to_mask(annotation.rle, 1200, 1600), mask & (np.arange(1200) == 600)[:, None])
+
+
 def test_predict_cli(photo_folder, tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "cli-out"
     argv = ["predict", str(photo_folder), "--prompt", "segment crack", "--model", str(tiny_model_dir),

@@ -154,7 +154,7 @@ def mask_annotations(mask: np.ndarray, record: dict, min_component_area_px: int 
     from scipy.ndimage import find_objects
 
     from drywallqa.data.core import Annotation
-    from drywallqa.data.masks import label_rles
+    from drywallqa.data.masks import component_rle
 
     category = record["class"] or re.sub(r"[^a-z0-9]+", "_", record["prompt"].lower()).strip("_")
     sx, sy = record["image_width"] / mask.shape[1], record["image_height"] / mask.shape[0]
@@ -164,7 +164,6 @@ def mask_annotations(mask: np.ndarray, record: dict, min_component_area_px: int 
     # Areas and boxes by bincount and find_objects: OpenCV's WithStats labelling costs ten times more.
     n, labels = cv2.connectedComponents(mask[y0 : y0 + h0, x0 : x0 + w0].astype(np.uint8), connectivity=8)
     areas, boxes = np.bincount(labels.ravel(), minlength=n), find_objects(labels)
-    rles = label_rles(labels, n - 1, mask.shape, (x0, y0)) if (sx, sy) == (1, 1) else None
     found = []
     for k in range(1, n):
         if areas[k] < min_component_area_px:
@@ -172,8 +171,9 @@ def mask_annotations(mask: np.ndarray, record: dict, min_component_area_px: int 
         rows, cols = boxes[k - 1]
         x, y, w, h = x0 + cols.start, y0 + rows.start, cols.stop - cols.start, rows.stop - rows.start
         box = (x * sx, y * sy, (x + w) * sx, (y + h) * sy)
-        if rles is not None:
-            annotation = Annotation(category, box, rle=rles[k - 1], category=category)
+        if (sx, sy) == (1, 1):  # encoded one kept component at a time: memory of its box, never H x W x components
+            annotation = Annotation(category, box, rle=component_rle(labels[rows, cols] == k, mask.shape, (x, y)),
+                                    category=category)
         else:
             contours = cv2.findContours((labels == k).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE,
                                         offset=(x0, y0))[0]
