@@ -455,3 +455,65 @@ def test_export_has_a_body_limit_of_its_own(dark_predictor):
     big = [("mask", ("m.png", b"\x89PNG" + bytes(60_000), "image/png"))]
     response = client.post("/v1/export", data={"items": items}, files=big)
     assert response.status_code == 413 and "the limit is 0.05 MB" in response.json()["error"]["message"]
+
+
+def test_several_images_or_repeated_fields_are_refused_never_dropped(client):
+    two = [("image", ("a.png", LINE_PNG, "image/png")), ("image", ("b.png", LINE_PNG, "image/png"))]
+    response = segment(client, files=two)
+    assert response.status_code == 422 and "image: got 2 files; send one photo per request" in response.json()["error"]["message"]
+    response = segment(client, {"mm_per_px": ["0.1", "0.5"]})
+    assert response.status_code == 422 and "mm_per_px: got 2 values" in response.json()["error"]["message"]
+    responses = client.get("/openapi.json").json()["paths"]["/v1/segment"]["post"]["responses"]
+    assert {"422", "500"} <= set(responses)
+
+
+def test_scale_far_from_photos_of_walls_is_warned_about_or_refused(client):
+    body = segment(client, {"mm_per_px": "0.0006"}).json()
+    assert body["results"][0]["figures"]["longest_mm"] == pytest.approx(0.048, abs=0.001)
+    (warning,) = body["warnings"]
+    assert "mm_per_px 0.0006 is outside the scale of photos of walls" in warning
+    response = segment(client, {"mm_per_px": "1e308"})
+    assert response.status_code == 422 and "no photo's scale" in response.json()["error"]["message"]
+    assert segment(client, {"mm_per_px": "0.5"}).json()["warnings"] == []
+
+
+def export_one(client, mask_png: bytes, item: dict | None = None):
+    import json
+
+    item = {"image": "a.jpg", "prompt": "segment crack", "width": 96, "height": 64, **(item or {})}
+    return client.post("/v1/export", data={"items": json.dumps([item])}, files=[("mask", ("m.png", mask_png, "image/png"))])
+
+
+def test_export_reads_a_zero_one_mask_as_mask(client):
+    import json
+    import zipfile
+
+    mask = np.zeros((64, 96), dtype=np.uint8)
+    mask[30:33, 10:90] = 1
+    response = export_one(client, png_bytes(mask))
+    assert response.status_code == 200, response.text
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        (record,) = [json.loads(line) for line in archive.read("results.jsonl").decode().splitlines()]
+    assert record["figures"]["area_px"] == 240 and record["verdict"] == "fail"
+
+
+def test_export_of_an_absurd_size_is_422_json(client):
+    response = client.post("/v1/export", files=[("mask", ("m.png", _png(np.zeros((64, 96), dtype=bool)), "image/png"))],
+                           data={"items": '[{"image": "a.jpg", "prompt": "segment crack", "width": 1' + "0" * 400
+                                          + ', "height": 64}]'})
+    assert response.status_code == 422 and "width x height" in response.json()["error"]["message"]
+
+
+class BrokenPredictor(DarkPixelPredictor):
+    """A model that fails with an error no check foresaw."""
+
+    def predict_batch(self, images, prompts, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def test_every_internal_error_is_the_json_envelope():
+    with TestClient(create_app(BrokenPredictor()), raise_server_exceptions=False) as client:
+        response = segment(client)
+    assert response.status_code == 500 and response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["code"] == "internal_error" and "RuntimeError" in error["message"] and "CUDA" not in error["message"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pycocotools.coco import COCO
+from serving_helpers import DarkPixelPredictor
 
 from drywallqa.cli import main
 from drywallqa.errors import ConfigError, DataError
@@ -215,6 +216,55 @@ def test_coco_annotations_of_many_specks_never_hold_a_mask_per_speck():
     assert extra["area"] == 1400 and np.array_equal(rle_to_mask(annotation.rle, 1200, 1600), mask & (np.arange(1200) == 600)[:, None])
 
 
+class NaNConfidencePredictor(DarkPixelPredictor):
+    """A model whose confidence went NaN (a broken export, say)."""
+
+    def predict_batch(self, images, prompts, *, return_probabilities=False):
+        results = super().predict_batch(images, prompts)
+        for result in results:
+            result.confidence = float("nan")
+        return results
+
+
+def strict_json(text: str):
+    """Parse standard JSON only: NaN and Infinity are refused."""
+    def refuse(constant):
+        raise ValueError(f"not standard JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_scale_far_from_photos_of_walls_is_warned_about_or_refused_and_results_are_standard_json(
+        photo_folder, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="no photo's scale"):
+        predict_images([photo_folder], PROMPTS, tmp_path / "huge", DarkPixelPredictor(), mm_per_px=1e308)
+    assert not (tmp_path / "huge").exists()
+    run = predict_images([photo_folder], PROMPTS, tmp_path / "tiny", NaNConfidencePredictor(), mm_per_px=0.0006)
+    assert "warning: --mm-per-px 0.0006 is outside the scale of photos of walls" in capsys.readouterr().err
+    out = run.out
+    for line in (out / "results.jsonl").read_text().splitlines():
+        assert strict_json(line)["figures"]["confidence"] is None
+    for name in ("summary.json", "coco.json", *(f"records/{p.name}" for p in (out / "records").iterdir())):
+        strict_json((out / name).read_text())
+    predict_images([photo_folder], PROMPTS, tmp_path / "usual", DarkPixelPredictor(), mm_per_px=0.5)
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_watch_checks_the_scale_before_opening_the_source_or_loading_the_model(tmp_path, monkeypatch, capsys):
+    import drywallqa.serving.video_source as video_source
+
+    def no_source(*args, **kwargs):
+        raise AssertionError("the source was opened before the scale was checked")
+
+    monkeypatch.setattr(video_source, "VideoSource", no_source)
+    argv = ["watch", str(tmp_path / "wall.mp4"), "--prompt", "segment crack", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--mm-per-px", "1e308"]) == 2
+    assert capsys.readouterr().err.startswith("error: --mm-per-px 1e+308 is no photo's scale")
+    with pytest.raises(AssertionError, match="source was opened"):
+        main([*argv, "--mm-per-px", "0.0006"])
+    assert "warning: --mm-per-px 0.0006 is outside the scale" in capsys.readouterr().err
+
+
 def test_predict_cli(photo_folder, tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "cli-out"
     argv = ["predict", str(photo_folder), "--prompt", "segment crack", "--model", str(tiny_model_dir),
@@ -235,6 +285,7 @@ def test_predict_cli(photo_folder, tmp_path, tiny_model_dir, capsys):
     ("empty prompt", r"^error: prompt is empty"),
     ("output folder is the input folder", r"never overwritten$"),
     ("missing thresholds file", r"^error: \S+nope\.yaml"),
+    ("absurd scale", r"^error: --mm-per-px 1e\+308 is no photo's scale"),
 ])
 def test_predict_cli_refuses_a_typo_before_loading_the_model(photo_folder, tmp_path, monkeypatch, capsys, case, pattern):
     """Inputs, prompts, output folder and QA files are checked first: a typo costs no model load."""
@@ -253,6 +304,8 @@ def test_predict_cli_refuses_a_typo_before_loading_the_model(photo_folder, tmp_p
         argv["--prompt"] = " "
     elif case == "output folder is the input folder":
         argv["--out"] = str(photo_folder)
+    elif case == "absurd scale":
+        argv["--mm-per-px"] = "1e308"
     else:
         argv["--thresholds"] = str(tmp_path / "nope.yaml")
     assert main(["predict", argv.pop("images"), *(x for kv in argv.items() for x in kv), "--no-progress"]) == 2

@@ -45,6 +45,7 @@ def add_commands(subparsers) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     from drywallqa.data import PromptConfig
     from drywallqa.inference import check_prompt
+    from drywallqa.qa.figures import check_mm_per_px
     from drywallqa.serving import QARules, predict_images
     from drywallqa.serving.inputs import check_output_dir, collect_images
 
@@ -53,6 +54,7 @@ def run_predict(args: argparse.Namespace) -> int:
     prompt_config = PromptConfig.from_yaml(args.prompts) if args.prompts else None
     for prompt in args.prompt:
         check_prompt(prompt)
+    check_mm_per_px(args.mm_per_px, "--mm-per-px")  # refused here; an unusual one is warned about by the run
     if args.engine == "local":  # Ray's inputs may be URIs its workers read
         check_output_dir(args.out, collect_images(args.images), args.images)
     predictor = load_model_predictor(args, threshold=args.threshold) if args.engine == "local" else None

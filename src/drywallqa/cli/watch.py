@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from drywallqa.cli.common import add_model_args
 
@@ -51,6 +52,11 @@ def run_watch(args: argparse.Namespace) -> int:
     from drywallqa.serving.video import watch
     from drywallqa.serving.video_source import VideoSource
 
+    from drywallqa.qa.figures import check_mm_per_px
+
+    scale_warning = check_mm_per_px(args.mm_per_px, "--mm-per-px")  # before the source opens or the model loads
+    if scale_warning:
+        print(f"warning: {scale_warning}", file=sys.stderr)
     # Open the source first: a wrong address fails before a model is loaded or exported.
     source = VideoSource(args.source, args.timeout)
     try:

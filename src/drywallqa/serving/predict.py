@@ -46,6 +46,7 @@ from drywallqa.inference import Predictor, check_prompt
 from drywallqa.processing import prompt_threshold
 from drywallqa.serving.batching import MicroBatcher
 from drywallqa.serving.inputs import check_output_dir, collect_images, output_keys, prompt_slugs
+from drywallqa.qa.figures import check_mm_per_px
 from drywallqa.qa.inspection import inspect_mask, prompt_class, unknown_prompt_message
 from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, mask_png_bytes, read_mask_png, render_overlay
 from drywallqa.serving.results import inspection_record, mask_annotations, write_tables
@@ -154,8 +155,7 @@ def predict_images(
     prompts = list(dict.fromkeys(check_prompt(p) for p in prompts))
     if not prompts:
         raise ConfigError("give at least one --prompt, e.g. --prompt 'segment crack'")
-    if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
-        raise ConfigError(f"--mm-per-px must be a positive number, got {mm_per_px}")
+    scale_warning = check_mm_per_px(mm_per_px, "--mm-per-px")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     thresholds = thresholds or QARules.default()
@@ -167,6 +167,8 @@ def predict_images(
     for prompt in prompts:
         if prompt_class(prompt, prompt_config) is None:
             print(f"warning: {unknown_prompt_message(prompt, prompt_config)}", file=sys.stderr)
+    if scale_warning:
+        print(f"warning: {scale_warning}", file=sys.stderr)
     batch_size = int(getattr(predictor, "batch_size", 8) or 8)
     workers = int(workers or max(8, 2 * batch_size))
     run = PredictionRun(out, coco=coco)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -40,12 +41,24 @@ CSV_TRAILING_COLUMNS = ("mask", "overlay", "image_width", "image_height", "model
 
 def inspection_record(inspection: MaskInspection, image_path: Path, width: int, height: int, name: str,
                        model_id: str, threshold: float, mm_per_px: float | None, overlay: str | None) -> dict:
-    return {
+    return json_ready({
         "image": str(image_path), **inspection.to_dict(),
         "mask": f"masks/{name}.png", "overlay": overlay,
         "image_width": width, "image_height": height,
         "model": model_id, "threshold": threshold, "mm_per_px": mm_per_px,
-    }
+    })
+
+
+def json_ready(value):
+    """``value`` with every NaN or infinite float replaced by None (JSON ``null``): results are
+    standard JSON, which every reader parses (``NaN`` and ``Infinity`` are not JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    return value
 
 
 # -- tables ---------------------------------------------------------------------------------------
@@ -68,7 +81,7 @@ def write_tables(run: PredictionRun, image_root: Path, settings: dict) -> dict[s
     }
     if run.coco:
         parts = run.coco_parts if len(run.coco_parts) == len(run.records) else None
-        files["coco"] = atomic_write_json(out / COCO_FILE, records_to_coco(run.records, out, image_root, parts=parts))
+        files["coco"] = atomic_write_json(out / COCO_FILE, json_ready(records_to_coco(run.records, out, image_root, parts=parts)))
     else:
         (out / COCO_FILE).unlink(missing_ok=True)  # one of an earlier run would describe other results
     summary = {
@@ -76,14 +89,14 @@ def write_tables(run: PredictionRun, image_root: Path, settings: dict) -> dict[s
         "resumed": run.resumed, "verdicts": run.verdict_counts(),
         "skipped_images": [{"file": i.file, "reason": i.reason, "detail": i.detail} for i in run.issues.issues],
     }
-    files["summary"] = atomic_write_json(out / SUMMARY_FILE, summary, indent=2)
+    files["summary"] = atomic_write_json(out / SUMMARY_FILE, json_ready(summary), indent=2)
     return files
 
 
 def json_line(record: dict) -> str:
     import json
 
-    return json.dumps(record, ensure_ascii=False) + "\n"
+    return json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"  # records are json_ready
 
 
 def records_to_csv(records: Sequence[dict]) -> str:
@@ -236,7 +249,8 @@ def results_archive(items: Sequence[dict], masks: Sequence[np.ndarray], overlays
         archive.writestr(RESULTS_CSV, records_to_csv(records))
         import json
 
-        archive.writestr(COCO_FILE, json.dumps(records_to_coco(records, Path("."), Path("."), parts=parts)))
+        archive.writestr(COCO_FILE, json.dumps(json_ready(records_to_coco(records, Path("."), Path("."), parts=parts)),
+                                               allow_nan=False))
     return buffer.getvalue()
 
 

@@ -50,6 +50,7 @@ from drywallqa.data.sample_video import VIDEO_FOURCC
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.files import atomic_write_json
 from drywallqa.inference import BatchedPredictor, SegmentationResult
+from drywallqa.qa.figures import check_mm_per_px
 from drywallqa.qa.inspection import inspect_mask
 from drywallqa.qa.rules import QARules
 from drywallqa.serving.video_frames import FailureEvents, TemporalSmoother, annotate_frame
@@ -192,8 +193,7 @@ def watch(
     """
     if queue_size < 1:
         raise ConfigError(f"queue_size must be at least 1, got {queue_size}")
-    if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
-        raise ConfigError(f"--mm-per-px must be a positive number, got {mm_per_px}")
+    check_mm_per_px(mm_per_px, "--mm-per-px")  # a warning about an unusual scale is the caller's to show
     smoother = TemporalSmoother(predictor, prompts, smoothing)
     events = FailureEvents(fail_frames)
     thresholds = thresholds or QARules.default()
