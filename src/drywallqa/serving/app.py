@@ -11,7 +11,9 @@ a request beyond that is answered at once with 503 and ``Retry-After``, so a bur
 memory or turns into a wall of 504s. The model itself runs in one thread of its own, a
 :class:`~drywallqa.serving.batching.MicroBatcher` that batches the images of the requests in
 flight (up to ``max_batch``), so concurrent requests share model calls. Large uploads are decoded
-reduced (:func:`drywallqa.files.read_photo`).
+reduced (:func:`drywallqa.files.read_photo`). A request's deadline (``timeout_s``) goes with its
+pairs: past it they are dropped unpredicted and its worker thread is freed. The app's lifespan
+stops the model thread and lets the worker threads go when the server stops.
 
 Every error is JSON ``{"error": {"status": 4xx or 5xx, "code": "...", "message": "..."}}``:
 
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from typing import Annotated, Any
 
@@ -73,7 +76,7 @@ from drywallqa.serving.api_schema import (
     error_response,
     mask_payload,
 )
-from drywallqa.serving.batching import QueueFull
+from drywallqa.serving.batching import DeadlineExceeded, QueueFull
 from drywallqa.serving.extra import serve_install_command
 from drywallqa.serving.page import DOCS_ASSETS, STATIC_FILES, static_response, swagger_ui_folder
 from drywallqa.qa.inspection import inspect_mask, prompt_class, unknown_prompt_message
@@ -148,6 +151,14 @@ def create_app(
 
     docs_assets = swagger_ui_folder()
     strict_default = strict_prompts
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # On the server's shutdown (uvicorn's lifespan, a TestClient used as a context manager):
+        # the model thread finishes what is queued and stops, and the worker threads are let go.
+        yield
+        await asyncio.to_thread(close_workers, batching, work_queue)
+
     app = FastAPI(
         title="drywallqa",
         version=__version__,
@@ -155,6 +166,7 @@ def create_app(
         "Errors are JSON `{\"error\": {status, code, message}}`.",
         docs_url=None,  # our own /docs below: Swagger UI from the package, never from a CDN
         redoc_url=None,  # /docs and /openapi.json cover the API
+        lifespan=lifespan,
     )
     app.state.model = holder
     app.state.model_id = model_id
@@ -274,6 +286,9 @@ def create_app(
         except DrywallQAError as exc:
             raise HTTPException(503, f"model {model_id!r} could not be loaded: {exc}") from exc
         loaded = time.perf_counter()
+        # The time-out's moment, for the model thread too: past it, this request's pairs are dropped
+        # unpredicted and its worker thread is freed instead of waiting for an answer nobody reads.
+        deadline = time.monotonic() + timeout_s
         timing: dict[str, float] = {}
 
         def decode_predict_and_inspect() -> tuple[Photo, list[dict]]:
@@ -282,7 +297,8 @@ def create_app(
             photo = decode_upload(data, image.filename or "upload")
             timing["decode"] = time.perf_counter() - started_work
             pixels = photo.pixels
-            results = batcher.predict([pixels] * len(prompts), prompts)  # batched with other requests' images
+            results = batcher.predict([pixels] * len(prompts), prompts,  # batched with other requests' images
+                                      deadline=deadline)
             out = []
             for prompt_text, result in zip(prompts, results):
                 inspection = inspect_mask(result.mask, prompt_text, confidence=result.confidence, mm_per_px=mm_per_px,
@@ -303,7 +319,7 @@ def create_app(
             raise HTTPException(503, f"the server is busy ({work_queue.slots} running, {work_queue.waiting} waiting); "
                                      f"retry after {full.retry_after_s} s",
                                 headers={"Retry-After": str(full.retry_after_s)}) from None
-        except asyncio.TimeoutError as exc:
+        except (asyncio.TimeoutError, DeadlineExceeded) as exc:  # the batcher's may come a moment before asyncio's
             raise HTTPException(504, f"prediction took longer than {timeout_s:g} s; try a smaller image or fewer prompts") from exc
         except DrywallQAError as exc:
             raise HTTPException(422, str(exc)) from exc
@@ -363,3 +379,9 @@ def create_app(
                         headers={"Content-Disposition": 'attachment; filename="drywallqa-results.zip"'})
 
     return app
+
+
+def close_workers(batching: SharedBatcher, work_queue: WorkQueue) -> None:
+    """Stop an app's model thread (after the pairs queued) and let its worker threads go."""
+    batching.close()
+    work_queue.close()
