@@ -17,7 +17,7 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="the HTTP service needs FastAPI (pip install 'drywallqa[serve]')")
 pytest.importorskip("multipart", reason="FastAPI forms need python-multipart (pip install 'drywallqa[serve]')")
 from fastapi.testclient import TestClient
-from serving_helpers import DarkPixelPredictor, dark_line_image
+from serving_helpers import DarkPixelPredictor, RampPredictor, dark_line_image, user_prompts
 
 from drywallqa.data.masks import rle_to_mask
 from drywallqa.errors import ConfigError, DrywallQAError
@@ -558,3 +558,12 @@ def test_a_timed_out_request_leaves_no_work_behind():
         batcher = app.state.batching.batcher
     batcher.close()  # once the model thread is done with what was queued:
     assert slow.calls == 1  # the queued request's pair was dropped, not predicted for nobody
+
+
+def test_the_servers_prompt_file_picks_the_class_threshold_of_its_prompts(open_client, tmp_path):
+    predictor = RampPredictor()
+    predictor.set_thresholds({"crack": 0.9})
+    client = open_client(create_app(predictor, prompt_config=user_prompts(tmp_path)))
+    alias, canonical = segment(client, {"prompt": ["mark the fissures", "segment crack"]}).json()["results"]
+    assert alias["class"] == "crack" and alias["prompt_known"] is True
+    assert alias["figures"]["area_px"] == canonical["figures"]["area_px"] < 96 * 64 * 0.15

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pycocotools.coco import COCO
-from serving_helpers import DarkPixelPredictor
+from serving_helpers import DarkPixelPredictor, RampPredictor, user_prompts
 
 from drywallqa.cli import main
 from drywallqa.errors import ConfigError, DataError
@@ -385,7 +385,7 @@ def test_overlays_and_coco_are_optional_and_resume_follows_what_was_asked(photo_
 
 
 def test_records_come_in_input_order_whatever_order_the_workers_finish(photo_folder, tmp_path):
-    from serving_helpers import DarkPixelPredictor
+    from serving_helpers import DarkPixelPredictor, RampPredictor, user_prompts
 
     class Jittery(DarkPixelPredictor):
         def predict_batch(self, images, prompts, **kwargs):
@@ -397,3 +397,14 @@ def test_records_come_in_input_order_whatever_order_the_workers_finish(photo_fol
     run = predict_images([photo_folder], PROMPTS, tmp_path / "out", Jittery(), workers=3)
     assert [(r["image"].rsplit("/", 1)[-1], r["prompt"]) for r in run.records] == [
         (f"wall-{i}.jpg", p) for i in range(4) for p in PROMPTS]
+
+
+def test_a_prompt_of_the_users_prompt_file_gets_its_classes_calibrated_threshold(photo_folder, tmp_path):
+    predictor = RampPredictor()
+    predictor.set_thresholds({"crack": 0.9})  # a calibrated crack threshold; 0.5 for the rest
+    run = predict_images([photo_folder / "wall-0.jpg"], ["mark the fissures", "segment crack"], tmp_path / "out",
+                         predictor, prompt_config=user_prompts(tmp_path))
+    alias, canonical = run.records
+    assert alias["class"] == canonical["class"] == "crack"
+    assert alias["threshold"] == canonical["threshold"] == 0.9
+    assert alias["figures"]["area_px"] == canonical["figures"]["area_px"] < 96 * 96 * 0.15  # cut at 0.9, not 0.5

@@ -32,11 +32,17 @@ class ModelHolder:
         spec: Model spec for ``loader`` (None: the shipped model).
         loader: ``loader(spec) -> Predictor``; :func:`drywallqa.inference.load_predictor` with
             ``predictor_kwargs`` by default.
+        prompt_config: The prompt classes the predictor looks its per-class thresholds up in
+            (:meth:`~drywallqa.inference.Predictor.set_prompt_config`); None leaves the predictor's.
         predictor_kwargs: Passed to the default loader (``threshold``, ``device``, ...).
     """
 
     def __init__(self, predictor: Predictor | None = None, spec: str | None = None,
-                 loader: Callable[[str | None], Predictor] | None = None, **predictor_kwargs: Any):
+                 loader: Callable[[str | None], Predictor] | None = None, *, prompt_config=None,
+                 **predictor_kwargs: Any):
+        self.prompt_config = prompt_config
+        if predictor is not None:
+            self._use_prompt_config(predictor)
         self._predictor = predictor
         self._given = predictor is not None
         self.spec = spec
@@ -67,8 +73,13 @@ class ModelHolder:
 
                         predictor = load_predictor(self.spec, **self._predictor_kwargs)
                     self.load_seconds = time.perf_counter() - started
+                    self._use_prompt_config(predictor)
                     self._predictor = predictor
         return self._predictor
+
+    def _use_prompt_config(self, predictor: Predictor) -> None:
+        if self.prompt_config is not None and isinstance(predictor, Predictor):
+            predictor.set_prompt_config(self.prompt_config)
 
     def describe(self, model_id: str) -> dict:
         """JSON description for ``GET /v1/models`` (does not load the model)."""

@@ -131,7 +131,8 @@ def create_app(
             answered, with ``prompt_known: false`` and a line in ``warnings``); a request's
             ``strict_prompts`` field overrides it.
         thresholds: QA figure sets and rules; the built-in file by default.
-        prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
+        prompt_config: Prompt classes (for the QA rules and the predictor's per-class thresholds);
+            the built-in ``prompts.yaml`` by default.
         **predictor_kwargs: For the lazy loader (``threshold``, ``device``, ...).
 
     Returns:
@@ -141,10 +142,10 @@ def create_app(
             or max_queued < 0 or (max_batch is not None and max_batch < 1) or batch_wait_s < 0 or max_export_mb <= 0:
         raise ConfigError("max_upload_mb, timeout_s and body_timeout_s must be positive, max_prompts, "
                           "max_concurrent_predictions and max_batch >= 1, max_queued and batch_wait_s >= 0")
-    holder = ModelHolder(predictor, model_spec, **predictor_kwargs)
-    batching = SharedBatcher(holder, max_batch, batch_wait_s, max_concurrent_predictions * max_prompts)
     thresholds = thresholds or QARules.default()
     prompt_config = prompt_config or PromptConfig.default()
+    holder = ModelHolder(predictor, model_spec, prompt_config=prompt_config, **predictor_kwargs)
+    batching = SharedBatcher(holder, max_batch, batch_wait_s, max_concurrent_predictions * max_prompts)
     upload_limit = int(max_upload_mb * 1e6)
     max_export_items = 4000
     work_queue = WorkQueue(max_concurrent_predictions, max_queued)

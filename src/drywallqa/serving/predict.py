@@ -127,7 +127,9 @@ def predict_images(
         model_id: Name of the model recorded in each record and in ``run.json``.
         mm_per_px: Image scale in millimetres per pixel, for millimetre figures and rules.
         thresholds: Figure sets and pass/fail rules; the built-in file by default.
-        prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
+        prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default. The predictor
+            looks a prompt's class up in it too (:meth:`~drywallqa.inference.Predictor.set_prompt_config`),
+            for its calibrated per-class thresholds.
         progress: Show a progress bar on stderr.
         overwrite: Predict every pair again when ``out`` holds a run made with other settings
             (model, runtime, threshold, test-time flips or prompts: see :data:`RUN_FILE`);
@@ -160,6 +162,8 @@ def predict_images(
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     thresholds = thresholds or QARules.default()
     prompt_config = prompt_config or PromptConfig.default()
+    if isinstance(predictor, Predictor):  # its calibrated per-class thresholds follow this run's classes
+        predictor.set_prompt_config(prompt_config)
     images = collect_images(inputs)
     out = check_output_dir(out, images, inputs)
     settings = run_settings(predictor, model_id, prompts)

@@ -194,6 +194,8 @@ def watch(
     if queue_size < 1:
         raise ConfigError(f"queue_size must be at least 1, got {queue_size}")
     check_mm_per_px(mm_per_px, "--mm-per-px")  # a warning about an unusual scale is the caller's to show
+    if prompt_config is not None:  # the predictor's per-class thresholds follow the run's classes
+        predictor.set_prompt_config(prompt_config)
     smoother = TemporalSmoother(predictor, prompts, smoothing)
     events = FailureEvents(fail_frames)
     thresholds = thresholds or QARules.default()
