@@ -67,7 +67,7 @@ def test_rerun_resumes_and_remeasures_with_a_new_scale(photo_folder, tmp_path, t
     written = mask_file.stat().st_mtime_ns
 
     class NoCalls:
-        name, threshold = tiny_predictor.name, tiny_predictor.threshold
+        name, threshold, weights_files = tiny_predictor.name, tiny_predictor.threshold, tiny_predictor.weights_files
 
         def predict_batch(self, images, prompts, **kwargs):
             raise AssertionError("a complete output must not be predicted again")
@@ -111,6 +111,49 @@ def test_rerun_with_other_settings_is_refused_or_overwritten(photo_folder, tiny_
     assert (run.predicted, run.resumed) == (4 * len(prompts), 0)
     assert read_json(out / "run.json")["prompts"] == prompts
     assert predict_images([photo_folder], prompts, out, predictor, model_id=model_id).resumed == 4 * len(prompts)
+
+
+def test_a_model_retrained_into_the_same_folder_is_not_taken_for_the_old_one(photo_folder, tiny_model_dir, tmp_path):
+    import shutil
+
+    import torch
+
+    from drywallqa.inference import load_model, load_predictor
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    out = tmp_path / "out"
+    predict_images([photo_folder], PROMPTS[:1], out, load_predictor(str(folder), device="cpu"), model_id=str(folder))
+    retrained = load_model(folder)
+    with torch.no_grad():
+        next(retrained.parameters()).add_(1.0)
+    retrained.save_pretrained(folder)  # same folder, same spec string, other weights
+    predictor = load_predictor(str(folder), device="cpu")
+    with pytest.raises(ConfigError, match=r"masks made with other settings \(weights '[0-9a-f]{16}' -> '[0-9a-f]{16}'"):
+        predict_images([photo_folder], PROMPTS[:1], out, predictor, model_id=str(folder))
+    run = predict_images([photo_folder], PROMPTS[:1], out, predictor, model_id=str(folder), overwrite=True)
+    assert run.predicted == 4 and read_json(out / "run.json")["weights"] == read_json(out / "summary.json")["weights"]
+    assert predict_images([photo_folder], PROMPTS[:1], out, predictor, model_id=str(folder)).resumed == 4
+
+
+def test_a_corrupt_run_file_is_refused_in_one_line(photo_folder, tmp_path, dark_predictor, capsys):
+    out = tmp_path / "out"
+    predict_images([photo_folder], PROMPTS[:1], out, dark_predictor)
+    for text in ('{"model": "default", "runt', '["not", "a", "run"]'):
+        (out / "run.json").write_text(text)
+        with pytest.raises(ConfigError, match=r"run\.json: not a run file of drywallqa predict .*--overwrite"):
+            predict_images([photo_folder], PROMPTS[:1], out, dark_predictor)
+    import drywallqa.cli.predict as cli_predict
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before run.json was checked")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli_predict, "load_model_predictor", no_model)
+        assert main(["predict", str(photo_folder), "--prompt", PROMPTS[0], "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a run file" in err and err.count("\n") == 1
+    assert predict_images([photo_folder], PROMPTS[:1], out, dark_predictor, overwrite=True).predicted == 4
 
 
 def test_run_file_without_masks_does_not_block_a_rerun(photo_folder, tmp_path, dark_predictor):

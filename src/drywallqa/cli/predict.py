@@ -14,7 +14,7 @@ def add_commands(subparsers) -> None:
         help="segment images with text prompts; write masks, overlays, QA figures (JSONL, CSV) and COCO",
         description="Segment every image with every prompt. Writes masks/, overlays/, records/, results.jsonl, "
         "results.csv, coco.json (RLE, for CVAT / Label Studio), summary.json and run.json into --out. A rerun with "
-        "the same model, runtime, threshold, --tta and prompts skips image/prompt pairs whose outputs exist; with "
+        "the same model (and weights), runtime, threshold, --tta and prompts skips image/prompt pairs whose outputs exist; with "
         "other ones it is refused unless --overwrite. Unreadable, too small or too large images are reported and "
         "skipped.",
     )
@@ -48,6 +48,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from drywallqa.qa.figures import check_mm_per_px
     from drywallqa.serving import QARules, predict_images
     from drywallqa.serving.inputs import check_output_dir, collect_images
+    from drywallqa.serving.predict import read_run_file
 
     # Everything a typo can break is checked before the model loads (seconds on a CPU).
     thresholds = QARules.load(args.thresholds)
@@ -57,6 +58,8 @@ def run_predict(args: argparse.Namespace) -> int:
     check_mm_per_px(args.mm_per_px, "--mm-per-px")  # refused here; an unusual one is warned about by the run
     if args.engine == "local":  # Ray's inputs may be URIs its workers read
         check_output_dir(args.out, collect_images(args.images), args.images)
+    if not args.overwrite:
+        read_run_file(args.out)  # a corrupt run.json is refused before the model loads
     predictor = load_model_predictor(args, threshold=args.threshold) if args.engine == "local" else None
     run = (predict_images if predictor else ray_engine(args))(
         args.images, args.prompt, args.out, predictor, model_id=args.model or "default", mm_per_px=args.mm_per_px,

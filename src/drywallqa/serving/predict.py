@@ -20,8 +20,9 @@ Each file is written atomically and the record last, so an interrupted run leave
 complete image/prompt output or none; a rerun skips image/prompt pairs whose record, mask and
 overlay exist and were made by the same model at the same threshold (the figures and verdict of a
 skipped pair are measured again from its saved mask, so a new ``--mm-per-px`` or thresholds file
-takes effect without predicting again). A rerun whose model, runtime, threshold, test-time flips
-or prompts differ from those in ``run.json`` is refused unless ``overwrite`` is given.
+takes effect without predicting again). A rerun whose model (its name, or the hash of its weight
+files), runtime, threshold, test-time flips or prompts differ from those in ``run.json`` is
+refused unless ``overwrite`` is given, and so is a ``run.json`` that is not one.
 
 The names of inputs and outputs come from :mod:`drywallqa.serving.inputs`; the records and
 tables from :mod:`drywallqa.serving.results`.
@@ -42,7 +43,7 @@ from drywallqa.console import progress_bar
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DataError, ImageSizeError, IssueLog
 from drywallqa.files import Photo, atomic_write_bytes, atomic_write_json, read_json, read_photo
-from drywallqa.inference import Predictor, check_prompt
+from drywallqa.inference import Predictor, check_prompt, weights_digest
 from drywallqa.processing import prompt_threshold
 from drywallqa.serving.batching import MicroBatcher
 from drywallqa.serving.inputs import check_output_dir, collect_images, output_keys, prompt_slugs
@@ -273,13 +274,16 @@ class _PairJob:
 #: The settings of the run that made an output folder's masks (written before the first mask).
 RUN_FILE = "run.json"
 # Settings a rerun must share to reuse the saved masks (scale and QA rules are measured again).
-_RUN_KEYS = ("model", "runtime", "threshold", "class_thresholds", "tta", "prompts")
+_RUN_KEYS = ("model", "weights", "runtime", "threshold", "class_thresholds", "tta", "prompts")
 
 
 def run_settings(predictor: Predictor, model_id: str, prompts: Sequence[str]) -> dict:
-    """What made the masks of a run: model, runtime, threshold (and calibrated per-class ones), test-time flips, prompts."""
+    """What made the masks of a run: model (its name and the hash of its weight files, so a model
+    retrained into the same folder is a new model), runtime, threshold (and calibrated per-class
+    ones), test-time flips, prompts."""
     return {
-        "model": model_id, "runtime": getattr(predictor, "name", type(predictor).__name__),
+        "model": model_id, "weights": weights_digest(getattr(predictor, "weights_files", ())),
+        "runtime": getattr(predictor, "name", type(predictor).__name__),
         "threshold": float(getattr(predictor, "threshold", 0.5)),
         "class_thresholds": dict(getattr(predictor, "thresholds", {}) or {}), "tta": getattr(predictor, "views", "none"),
         "prompts": list(prompts),
@@ -297,15 +301,15 @@ def _claim_output_dir(out: Path, settings: dict, overwrite: bool) -> bool:
         DrywallQAError: If ``out`` cannot be written (before any mask is computed).
     """
     path = out / RUN_FILE
-    previous = None
-    if path.is_file():
-        try:
-            previous = read_json(path)
-        except DataError:
-            previous = None
-    changed = []
+    try:
+        previous, changed = read_run_file(out), []
+    except ConfigError:
+        if not overwrite:
+            raise
+        previous, changed = None, [f"{RUN_FILE} unreadable"]
     if isinstance(previous, dict) and any((out / "records").glob("*.json")):  # no masks yet: nothing to protect
-        # A key a run.json does not have yet was its default then (class_thresholds: none).
+        # A key a run.json does not have yet was its default then (class_thresholds: none; weights:
+        # not recorded, so they cannot be shown to be the same).
         defaults = {"class_thresholds": {}}
         changed = [f"{key} {previous.get(key, defaults.get(key))!r} -> {settings[key]!r}" for key in _RUN_KEYS
                    if previous.get(key, defaults.get(key)) != settings[key]]
@@ -314,6 +318,26 @@ def _claim_output_dir(out: Path, settings: dict, overwrite: bool) -> bool:
                           "pass --overwrite to predict them again, or choose another --out")
     atomic_write_json(path, settings, indent=2)
     return bool(changed)
+
+
+def read_run_file(out: str | os.PathLike) -> dict | None:
+    """The :data:`RUN_FILE` of an output folder, or None when there is none.
+
+    Raises:
+        ConfigError: If it is not a run file (never guessed at: the masks beside it could be any
+            model's); ``--overwrite`` predicts every image again.
+    """
+    path = Path(out) / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        settings = read_json(path)
+        if not isinstance(settings, dict):
+            raise DataError(f"{path}: expected a JSON object, got {type(settings).__name__}")
+    except DataError as exc:
+        raise ConfigError(f"{path}: not a run file of drywallqa predict ({str(exc).split(': ', 1)[-1]}); "
+                          "pass --overwrite to predict every image again, or choose another --out") from exc
+    return settings
 
 
 def _skip_reason(exc: DataError) -> str:
