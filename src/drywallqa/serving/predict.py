@@ -74,6 +74,8 @@ class PredictionRun:
             reads the masks otherwise.
         coco: Whether :func:`~drywallqa.serving.results.write_tables` writes ``coco.json``.
         model_calls: Batched model calls made for the pairs predicted.
+        settings: What ``summary.json`` records about the run's settings (model, weights,
+            runtime, thresholds, test-time flips, prompts, scale, rules file).
     """
 
     out: Path
@@ -86,6 +88,7 @@ class PredictionRun:
     coco_parts: list = field(default_factory=list, repr=False)
     coco: bool = True
     model_calls: int = 0
+    settings: dict = field(default_factory=dict)
 
     def verdict_counts(self) -> dict[str, int]:
         """Records per verdict: ``{"fail": n, "pass": n, "unchecked": n}``."""
@@ -117,6 +120,7 @@ def predict_images(
     overlays: bool = True,
     coco: bool = True,
     workers: int | None = None,
+    part: RunPart | None = None,
 ) -> PredictionRun:
     """Segment every input image with every prompt and write masks, overlays, figures and tables.
 
@@ -140,6 +144,11 @@ def predict_images(
         workers: Photos in flight at once (decoded, waiting for the model, or being measured and
             written); twice the predictor's batch size, at least 8, by default. Bounds the memory
             of a run.
+        part: When these inputs are one part of a larger run (a Ray worker's batch), the whole
+            run's output names; the tables, ``summary.json`` and the run's warnings are then left
+            to the driver (``run.settings`` says what it records), and ``overwrite`` predicts every
+            pair of the part again (the driver cannot tell before its workers load the model
+            whether the settings changed).
 
     Returns:
         The records and counts. Unreadable images, and images under
@@ -168,17 +177,16 @@ def predict_images(
     images = collect_images(inputs)
     out = check_output_dir(out, images, inputs)
     settings = run_settings(predictor, model_id, prompts)
-    fresh = _claim_output_dir(out, settings, overwrite)
-    for prompt in prompts:
-        if prompt_class(prompt, prompt_config) is None:
-            print(f"warning: {unknown_prompt_message(prompt, prompt_config)}", file=sys.stderr)
-    if scale_warning:
-        print(f"warning: {scale_warning}", file=sys.stderr)
+    fresh = _claim_output_dir(out, settings, overwrite) or (part is not None and overwrite)
+    unknown = [unknown_prompt_message(p, prompt_config) for p in prompts if prompt_class(p, prompt_config) is None]
+    for warning in [] if part is not None else [*unknown, *([scale_warning] if scale_warning else [])]:
+        print(f"warning: {warning}", file=sys.stderr)
     batch_size = int(getattr(predictor, "batch_size", 8) or 8)
     workers = int(workers or max(8, 2 * batch_size))
     run = PredictionRun(out, coco=coco)
     # Each prompt's threshold: its class's calibrated one, or the predictor's one for all.
-    job = _PairJob(out, prompts, output_keys(images), prompt_slugs(prompts), model_id,
+    job = _PairJob(out, prompts, output_keys(images) if part is None else part.keys_of(images), prompt_slugs(prompts),
+                   model_id,
                    {p: prompt_threshold(predictor, p) for p in prompts}, mm_per_px, thresholds, prompt_config, fresh,
                    overlays, coco)
 
@@ -217,12 +225,33 @@ def predict_images(
         run.images += 1
     if run.images == 0:
         raise DataError(f"none of the {len(images)} input image(s) could be read ({len(run.issues)} skipped)")
-    run.files = write_tables(run, image_root=_common_folder(images), settings={
+    run.settings = {
         **settings, "mm_per_px": mm_per_px, "thresholds": thresholds.source,
         "unknown_prompts": [p for p in prompts if prompt_class(p, prompt_config) is None],
         "overlays": overlays, "coco": coco,
-    })
+    }
+    if part is None:
+        run.files = write_tables(run, image_root=_common_folder(images), settings=run.settings)
     return run
+
+
+@dataclass(frozen=True)
+class RunPart:
+    """What the parts of a run split among workers share: the output name of every image of the
+    whole run (:func:`~drywallqa.serving.inputs.output_keys` over all of them), so that names are
+    unique across the parts and the same as a local run's.
+
+    Args:
+        keys: Output name per resolved image path.
+    """
+
+    keys: dict[Path, str]
+
+    def keys_of(self, images: Sequence[Path]) -> dict[Path, str]:
+        missing = [str(image) for image in images if image not in self.keys]
+        if missing:
+            raise ConfigError(f"{missing[0]} is not an input of the run this part belongs to")
+        return {image: self.keys[image] for image in images}
 
 
 @dataclass
