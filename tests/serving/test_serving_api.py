@@ -471,7 +471,8 @@ def test_export_has_a_body_limit_of_its_own(open_client, dark_predictor):
 def test_several_images_or_repeated_fields_are_refused_never_dropped(client):
     two = [("image", ("a.png", LINE_PNG, "image/png")), ("image", ("b.png", LINE_PNG, "image/png"))]
     response = segment(client, files=two)
-    assert response.status_code == 422 and "image: got 2 files; send one photo per request" in response.json()["error"]["message"]
+    message = response.json()["error"]["message"]
+    assert response.status_code == 422 and "image: got 2 files; send one photo per request" in message
     response = segment(client, {"mm_per_px": ["0.1", "0.5"]})
     assert response.status_code == 422 and "mm_per_px: got 2 values" in response.json()["error"]["message"]
     responses = client.get("/openapi.json").json()["paths"]["/v1/segment"]["post"]["responses"]
@@ -492,7 +493,8 @@ def export_one(client, mask_png: bytes, item: dict | None = None):
     import json
 
     item = {"image": "a.jpg", "prompt": "segment crack", "width": 96, "height": 64, **(item or {})}
-    return client.post("/v1/export", data={"items": json.dumps([item])}, files=[("mask", ("m.png", mask_png, "image/png"))])
+    files = [("mask", ("m.png", mask_png, "image/png"))]
+    return client.post("/v1/export", data={"items": json.dumps([item])}, files=files)
 
 
 def test_export_reads_a_zero_one_mask_as_mask(client):

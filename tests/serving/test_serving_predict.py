@@ -256,7 +256,8 @@ def test_coco_annotations_of_many_specks_never_hold_a_mask_per_speck():
         tracemalloc.stop()
     assert peak < 40e6  # one bool mask per speck would be 1.9 GB
     ((annotation, extra),) = found  # the specks are under the area filter
-    assert extra["area"] == 1400 and np.array_equal(rle_to_mask(annotation.rle, 1200, 1600), mask & (np.arange(1200) == 600)[:, None])
+    crack = mask & (np.arange(1200) == 600)[:, None]
+    assert extra["area"] == 1400 and np.array_equal(rle_to_mask(annotation.rle, 1200, 1600), crack)
 
 
 class NaNConfidencePredictor(DarkPixelPredictor):
@@ -428,7 +429,7 @@ def test_overlays_and_coco_are_optional_and_resume_follows_what_was_asked(photo_
 
 
 def test_records_come_in_input_order_whatever_order_the_workers_finish(photo_folder, tmp_path):
-    from serving_helpers import DarkPixelPredictor, RampPredictor, user_prompts
+    from serving_helpers import DarkPixelPredictor
 
     class Jittery(DarkPixelPredictor):
         def predict_batch(self, images, prompts, **kwargs):

@@ -14,9 +14,9 @@ def add_commands(subparsers) -> None:
         help="segment images with text prompts; write masks, overlays, QA figures (JSONL, CSV) and COCO",
         description="Segment every image with every prompt. Writes masks/, overlays/, records/, results.jsonl, "
         "results.csv, coco.json (RLE, for CVAT / Label Studio), summary.json and run.json into --out. A rerun with "
-        "the same model (and weights), runtime, threshold, --tta and prompts skips image/prompt pairs whose outputs exist; with "
-        "other ones it is refused unless --overwrite. Unreadable, too small or too large images are reported and "
-        "skipped.",
+        "the same model (and weights), runtime, threshold, --tta and prompts skips image/prompt pairs whose outputs "
+        "exist; with other ones it is refused unless --overwrite. Unreadable, too small or too large images are "
+        "reported and skipped.",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders of images, or glob patterns")
     parser.add_argument("--prompt", action="append", required=True, metavar="TEXT",

@@ -48,11 +48,10 @@ def add_commands(subparsers) -> None:
 def run_watch(args: argparse.Namespace) -> int:
     from drywallqa.cli.common import load_model_predictor
     from drywallqa.data import PromptConfig
+    from drywallqa.qa.figures import check_mm_per_px
     from drywallqa.serving import QARules
     from drywallqa.serving.video import watch
     from drywallqa.serving.video_source import VideoSource
-
-    from drywallqa.qa.figures import check_mm_per_px
 
     scale_warning = check_mm_per_px(args.mm_per_px, "--mm-per-px")  # before the source opens or the model loads
     if scale_warning:

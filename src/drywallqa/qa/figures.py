@@ -64,8 +64,8 @@ def check_mm_per_px(value: float | None, field: str = "mm_per_px") -> str | None
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
         raise ConfigError(f"{field} must be a positive number, got {value!r}")
     if not low <= value <= high:
-        raise ConfigError(f"{field} {value:g} is no photo's scale (millimetres per pixel between {low:g} and {high:g}); "
-                          f"photos of walls have {PLAUSIBLE_MM_PER_PX[0]:g} to {PLAUSIBLE_MM_PER_PX[1]:g}")
+        raise ConfigError(f"{field} {value:g} is no photo's scale (millimetres per pixel between {low:g} and "
+                          f"{high:g}); photos of walls have {PLAUSIBLE_MM_PER_PX[0]:g} to {PLAUSIBLE_MM_PER_PX[1]:g}")
     plausible_low, plausible_high = PLAUSIBLE_MM_PER_PX
     if not plausible_low <= value <= plausible_high:
         return (f"{field} {value:g} is outside the scale of photos of walls ({plausible_low:g} to {plausible_high:g} "

@@ -121,8 +121,8 @@ def check_export_items(text: str, masks: int, max_items: int) -> list[dict]:
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
             raise HTTPException(422, f"{where}: width and height must be positive integers, got {width!r} x {height!r}")
         if width * height > MAX_DECODE_PIXELS:
-            raise HTTPException(422, f"{where}: width x height is over {MAX_DECODE_PIXELS // 10**6} megapixels, more than "
-                                     "any photo this package reads; give the photo file's size")
+            raise HTTPException(422, f"{where}: width x height is over {MAX_DECODE_PIXELS // 10**6} megapixels, "
+                                     "more than any photo this package reads; give the photo file's size")
         if confidence is not None and not (isinstance(confidence, (int, float)) and 0 <= confidence <= 1):
             raise HTTPException(422, f"{where}.confidence: expected a number in [0, 1] or null, got {confidence!r}")
         try:

@@ -255,7 +255,8 @@ def create_app(
     )
     async def segment(
         request: Request,
-        image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, BMP, TIFF)")],
+        image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, BMP, TIFF); one per request "
+                                                       "(several are refused with 422)")],
         prompt: Annotated[list[str], Form(description="one or more prompts, e.g. 'segment crack'")],
         mask_format: Annotated[str, Form(description="'rle' (COCO compressed RLE) or 'png' (base64 PNG)")] = "rle",
         mm_per_px: Annotated[float | None, Form(description="image scale in millimetres per pixel: adds mm figures")] = None,
@@ -273,7 +274,8 @@ def create_app(
             raise HTTPException(422, f"mask_format must be one of {', '.join(MASK_FORMATS)}, got {mask_format!r}")
         scale_warning = check_scale(mm_per_px)
         unknown = [p for p in prompts if prompt_class(p, prompt_config) is None]
-        warnings = [unknown_prompt_message(p, prompt_config) for p in unknown] + ([scale_warning] if scale_warning else [])
+        warnings = [unknown_prompt_message(p, prompt_config) for p in unknown]
+        warnings += [scale_warning] if scale_warning else []
         if unknown and (strict_prompts if strict_prompts is not None else strict_default):
             raise HTTPException(422, f"prompt: {warnings[0]} (strict_prompts is on)")
         data = await image.read()
@@ -349,7 +351,8 @@ def create_app(
         request: Request,
         items: Annotated[str, Form(description="JSON list, one per mask: {image, prompt, width, height, confidence}; "
                                    "image is the photo's file name or relative path, width and height its size")],
-        mask: Annotated[list[UploadFile], File(description="one PNG mask per item (0 background, any other value mask: 255 or 1), in order")],
+        mask: Annotated[list[UploadFile], File(description="one PNG mask per item, in order (0 background, any other "
+                                                     "value mask: 255 or 1)")],
         overlay: Annotated[list[UploadFile] | None, File(description="optional: one JPEG overlay per item")] = None,
         mm_per_px: Annotated[float | None, Form(description="image scale: adds mm figures and the mm rules")] = None,
     ):

@@ -40,7 +40,6 @@ import numpy as np
 
 from drywallqa.inference import BatchedPredictor, Predictor, SegmentationResult, check_image, check_prompt
 
-
 #: Failed pair-by-pair calls in a row after which a failed batch's other pairs get its error.
 SOLO_FAILURES_IN_A_ROW = 2
 
@@ -253,7 +252,7 @@ class MicroBatcher:
         started = time.perf_counter()
         try:
             outputs, error = self._model(live), None
-        except Exception as exc:  # noqa: BLE001 - one bad pair (say a prompt a runtime refuses) must not fail the others
+        except Exception as exc:  # noqa: BLE001 - one bad pair (a prompt a runtime refuses) must not fail the others
             outputs, error = None, exc
         self.stats.calls += 1
         self.stats.pairs += len(live)

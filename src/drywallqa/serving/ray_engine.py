@@ -38,10 +38,10 @@ from drywallqa.files import IMAGE_SUFFIXES, atomic_write
 from drywallqa.inference import check_prompt
 from drywallqa.qa.figures import check_mm_per_px
 from drywallqa.qa.inspection import prompt_class, unknown_prompt_message
+from drywallqa.qa.rules import QARules
 from drywallqa.serving.inputs import check_output_dir, collect_images, output_keys
 from drywallqa.serving.predict import PredictionRun, RunPart, predict_images
 from drywallqa.serving.results import write_tables
-from drywallqa.qa.rules import QARules
 
 
 def import_ray():

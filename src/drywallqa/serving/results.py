@@ -81,7 +81,8 @@ def write_tables(run: PredictionRun, image_root: Path, settings: dict) -> dict[s
     }
     if run.coco:
         parts = run.coco_parts if len(run.coco_parts) == len(run.records) else None
-        files["coco"] = atomic_write_json(out / COCO_FILE, json_ready(records_to_coco(run.records, out, image_root, parts=parts)))
+        coco = records_to_coco(run.records, out, image_root, parts=parts)
+        files["coco"] = atomic_write_json(out / COCO_FILE, json_ready(coco))
     else:
         (out / COCO_FILE).unlink(missing_ok=True)  # one of an earlier run would describe other results
     summary = {
