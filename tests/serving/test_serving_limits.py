@@ -100,3 +100,27 @@ def test_trickled_body_gets_408(server):
     reply = read_all(conn)
     assert reply.startswith(b"HTTP/1.1 408") and b"did not arrive within 0.5 s" in reply
     conn.close()
+
+
+class BrokenPredictor(DarkPixelPredictor):
+    def predict_batch(self, images, prompts, **kwargs):
+        raise RuntimeError("the device is gone")
+
+
+def test_internal_errors_are_json_and_stopping_the_server_stops_the_apps_threads():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.fromarray(np.full((64, 96, 3), 200, dtype=np.uint8)).save(png, format="PNG")
+    app = create_app(BrokenPredictor())
+    with running_server(app) as (port, _):
+        response = httpx.post(f"http://127.0.0.1:{port}/v1/segment", data={"prompt": "segment crack"},
+                              files={"image": ("wall.png", png.getvalue(), "image/png")}, timeout=10)
+        assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
+        assert healthy(port)
+        batcher = app.state.batching.batcher
+        assert batcher._thread.is_alive()
+    assert batcher._closed and not batcher._thread.is_alive() and app.state.work_queue.executor is None

@@ -14,9 +14,9 @@ def add_commands(subparsers) -> None:
         help="segment images with text prompts; write masks, overlays, QA figures (JSONL, CSV) and COCO",
         description="Segment every image with every prompt. Writes masks/, overlays/, records/, results.jsonl, "
         "results.csv, coco.json (RLE, for CVAT / Label Studio), summary.json and run.json into --out. A rerun with "
-        "the same model, runtime, threshold, --tta and prompts skips image/prompt pairs whose outputs exist; with "
-        "other ones it is refused unless --overwrite. Unreadable, too small or too large images are reported and "
-        "skipped.",
+        "the same model (and weights), runtime, threshold, --tta and prompts skips image/prompt pairs whose outputs "
+        "exist; with other ones it is refused unless --overwrite. Unreadable, too small or too large images are "
+        "reported and skipped.",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders of images, or glob patterns")
     parser.add_argument("--prompt", action="append", required=True, metavar="TEXT",
@@ -43,16 +43,21 @@ def add_commands(subparsers) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     from drywallqa.inference import check_prompt
+    from drywallqa.qa.figures import check_mm_per_px
     from drywallqa.serving import predict_images
     from drywallqa.serving.inputs import check_output_dir, collect_images
+    from drywallqa.serving.predict import read_run_file
     from drywallqa.serving.results import counts_line
 
     # Everything a typo can break is checked before the model loads (seconds on a CPU).
     qa_rules, prompt_config = load_qa_rules(args)
     for prompt in args.prompt:
         check_prompt(prompt)
+    check_mm_per_px(args.mm_per_px, "--mm-per-px")  # refused here; an unusual one is warned about by the run
     if args.engine == "local":  # Ray's inputs may be URIs its workers read
         check_output_dir(args.out, collect_images(args.images), args.images)
+    if not args.overwrite:
+        read_run_file(args.out)  # a corrupt run.json is refused before the model loads
     predictor = load_model_predictor(args, threshold=args.threshold) if args.engine == "local" else None
     run = (predict_images if predictor else ray_engine(args))(
         args.images, args.prompt, args.out, predictor, model_id=args.model or "default", mm_per_px=args.mm_per_px,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from drywallqa.cli.common import add_model_args, add_qa_rules_args
 
@@ -45,10 +46,14 @@ def add_commands(subparsers) -> None:
 
 def run_watch(args: argparse.Namespace) -> int:
     from drywallqa.cli.common import load_model_predictor, load_qa_rules
+    from drywallqa.qa.figures import check_mm_per_px
     from drywallqa.serving.video import watch
     from drywallqa.serving.video_source import VideoSource
 
     qa_rules, prompt_config = load_qa_rules(args)  # a typo in a rules file fails before anything opens
+    scale_warning = check_mm_per_px(args.mm_per_px, "--mm-per-px")  # before the source opens or the model loads
+    if scale_warning:
+        print(f"warning: {scale_warning}", file=sys.stderr)
     # Open the source first: a wrong address fails before a model is loaded or exported.
     source = VideoSource(args.source, args.timeout)
     try:

@@ -95,6 +95,8 @@ def evaluate(
     if threshold is not None:
         threshold = check_threshold(threshold)
     prompt_config = prompt_config or PromptConfig.default()
+    if hasattr(predictor, "set_prompt_config"):  # a Predictor's calibrated per-class thresholds follow these classes
+        predictor.set_prompt_config(prompt_config)
     split = canonical_split(split)
     name = str(getattr(predictor, "name", type(predictor).__name__))
 

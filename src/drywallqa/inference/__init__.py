@@ -42,6 +42,8 @@ from drywallqa.inference.load import (
     model_predictor,
     onnx_cache_dir,
     runtime_for_spec,
+    weight_files,
+    weights_digest,
 )
 from drywallqa.inference.onnx_runtime import OnnxPredictor, create_session
 from drywallqa.inference.prompt_store import PromptEmbeddings
@@ -89,5 +91,7 @@ __all__ = [
     "runtime_for_spec",
     "tensorrt_available",
     "trtexec_command",
+    "weight_files",
+    "weights_digest",
     "write_calibration",
 ]

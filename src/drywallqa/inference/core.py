@@ -86,18 +86,27 @@ class Predictor:
         threshold: Probability threshold of prompts whose class has none in :attr:`thresholds`.
         thresholds: Per prompt class (``{"crack": 0.45, ...}``): the calibrated thresholds a model
             folder's ``calibration.json`` gives (see :func:`drywallqa.evaluation.calibrate_thresholds`).
+        prompt_config: The prompt classes a prompt's class is looked up in for :attr:`thresholds`
+            (a :class:`~drywallqa.data.prompts.PromptConfig`); the built-in ``prompts.yaml`` when
+            None. The drivers set the run's own (``--prompts``) with :meth:`set_prompt_config`, so a
+            prompt the user's file gives a class gets that class's threshold.
     """
 
     name: str = "predictor"
     threshold: float = 0.5
     thresholds: dict[str, float] = {}
+    prompt_config = None
 
     def threshold_for(self, prompt: str) -> float:
         """The threshold of ``prompt``: its class's calibrated one, else :attr:`threshold`."""
         if not self.thresholds:
             return self.threshold
-        prompt_class = _default_prompts().class_of(prompt)
+        prompt_class = (self.prompt_config or _default_prompts()).class_of(prompt)
         return self.thresholds.get(prompt_class.name, self.threshold) if prompt_class else self.threshold
+
+    def set_prompt_config(self, prompt_config) -> None:
+        """Look prompt classes up in ``prompt_config`` (a run's ``--prompts``; None: the built-in ones)."""
+        self.prompt_config = prompt_config
 
     def set_thresholds(self, thresholds: dict[str, float]) -> None:
         """Use these per-class thresholds (each in ``(0, 1)``); an empty mapping clears them."""

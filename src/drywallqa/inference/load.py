@@ -85,6 +85,7 @@ def load_predictor(spec: str | None = None, device: str | None = None, model_arg
     if not explicit_threshold:
         # A model folder's calibrated per-class thresholds apply unless a threshold is given.
         predictor.set_thresholds(read_calibration(calibration_file(spec)).get("thresholds", {}))
+    predictor.weights_files = weight_files(spec)  # what `predict` resumes by (weights_digest, read lazily)
     return predictor
 
 
@@ -105,6 +106,48 @@ def calibration_file(spec: str | os.PathLike | None) -> Path | None:
     if path.suffix in ONNX_SUFFIXES + ENGINE_SUFFIXES:
         return path.with_suffix(".calibration.json")
     return path / CALIBRATION_FILE if (path / "config.json").is_file() else None
+
+
+#: Suffixes of the files in a model folder whose bytes make its masks (beside its ``config.json``).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", *ENGINE_SUFFIXES, ".yaml", ".yml")
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def weight_files(spec: str | os.PathLike | None) -> tuple[Path, ...]:
+    """The files whose bytes make a spec's masks: a model folder's ``config.json`` and weight files
+    (the shipped folder for None), an exported ``.onnx``/engine file or a YAML spec itself, the folder
+    of ``NAME:DIR``; ``()`` when the spec names no file (a hub name)."""
+    text = str(default_model_path()) if spec is None else str(spec)
+    candidates = [Path(text)] + ([Path(text.split(":", 1)[1])] if ":" in text else [])
+    for path in candidates:
+        if path.is_file():
+            return (path.resolve(),)
+        if path.is_dir():
+            return tuple(sorted(p.resolve() for p in path.iterdir()
+                                if p.is_file() and (p.name == "config.json" or p.suffix.lower() in WEIGHT_SUFFIXES)))
+    return ()
+
+
+def weights_digest(files: tuple[Path, ...] | list[Path]) -> str | None:
+    """SHA-256 (first 16 hex digits) of the names and bytes of a model's :func:`weight_files`, or None
+    for none. Each file's digest is kept per process by path, modification time and size, so a
+    driver that asks per batch (a Ray worker) reads the weights once."""
+    import hashlib
+
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        stat = Path(path).stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in _DIGESTS:
+            file_digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    file_digest.update(block)
+            _DIGESTS[key] = file_digest.hexdigest()
+        digest.update(f"{Path(path).name}\0{_DIGESTS[key]}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def model_predictor(model, **kwargs: Any) -> ModelPredictor:

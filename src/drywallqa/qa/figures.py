@@ -26,6 +26,7 @@ the component count, lengths and widths (the covered area still counts every mas
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,42 @@ from drywallqa.errors import ConfigError
 FIGURE_SETS = ("crack", "joint", "area")
 # Figures measured in pixels that get a millimetre twin when the image scale is known.
 LENGTH_FIGURES = ("length", "longest", "width_max", "width_mean")
+
+#: Millimetres per pixel of photos of walls, from a close-up of a hairline crack (0.01) to a whole
+#: wall in one frame (20): a scale outside it is warned about, as a likely typo or unit mix-up.
+PLAUSIBLE_MM_PER_PX = (0.01, 20.0)
+#: Scales refused outright: beyond them millimetre figures stop meaning anything (and, far enough,
+#: stop being finite numbers).
+MM_PER_PX_LIMITS = (1e-6, 1e6)
+
+
+def check_mm_per_px(value: float | None, field: str = "mm_per_px") -> str | None:
+    """The one check of an image scale, for every driver (flags, HTTP form fields, API arguments).
+
+    Args:
+        value: Millimetres per pixel, or None (scale unknown: figures in pixels only).
+        field: How the user gave it, for the messages (``"--mm-per-px"``, ``"mm_per_px"``).
+
+    Returns:
+        A warning line when the value lies outside :data:`PLAUSIBLE_MM_PER_PX`, else None.
+
+    Raises:
+        ConfigError: If the value is not a positive finite number within :data:`MM_PER_PX_LIMITS`.
+    """
+    if value is None:
+        return None
+    low, high = MM_PER_PX_LIMITS
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{field} must be a positive number, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{field} {value:g} is no photo's scale (millimetres per pixel between {low:g} and "
+                          f"{high:g}); photos of walls have {PLAUSIBLE_MM_PER_PX[0]:g} to {PLAUSIBLE_MM_PER_PX[1]:g}")
+    plausible_low, plausible_high = PLAUSIBLE_MM_PER_PX
+    if not plausible_low <= value <= plausible_high:
+        return (f"{field} {value:g} is outside the scale of photos of walls ({plausible_low:g} to {plausible_high:g} "
+                "millimetres per pixel): check its unit; the mm figures and mm rules use it as given")
+    return None
+
 
 
 @dataclass

@@ -18,9 +18,10 @@ from pydantic import BaseModel, Field
 
 from drywallqa.data.masks import mask_to_rle
 from drywallqa.errors import ConfigError, DataError, ImageSizeError
-from drywallqa.files import Photo, read_photo
+from drywallqa.files import MAX_DECODE_PIXELS, Photo, read_photo
 from drywallqa.image_codecs import HeifSupportMissing
 from drywallqa.inference import check_prompt
+from drywallqa.qa.figures import check_mm_per_px
 from drywallqa.serving.render import mask_png_bytes
 
 MASK_FORMATS = ("rle", "png")
@@ -97,7 +98,8 @@ class SegmentResponse(BaseModel):
                                   "EXIF orientation (1-8) applied to the file's pixels")
     mm_per_px: float | None
     results: list[SegmentResult]
-    warnings: list[str] = Field(description="one line per prompt that names no known class")
+    warnings: list[str] = Field(description="one line per prompt that names no known class, and one for a mm_per_px "
+                                "outside the scale of photos of walls")
     timing_ms: dict[str, float]
 
 
@@ -126,6 +128,9 @@ def check_export_items(text: str, masks: int, max_items: int) -> list[dict]:
             raise HTTPException(422, f"{where}.image: expected the photo's file name or relative path, got {image!r}")
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
             raise HTTPException(422, f"{where}: width and height must be positive integers, got {width!r} x {height!r}")
+        if width * height > MAX_DECODE_PIXELS:
+            raise HTTPException(422, f"{where}: width x height is over {MAX_DECODE_PIXELS // 10**6} megapixels, "
+                                     "more than any photo this package reads; give the photo file's size")
         if confidence is not None and not (isinstance(confidence, (int, float)) and 0 <= confidence <= 1):
             raise HTTPException(422, f"{where}.confidence: expected a number in [0, 1] or null, got {confidence!r}")
         try:
@@ -139,7 +144,8 @@ def check_export_items(text: str, masks: int, max_items: int) -> list[dict]:
 
 
 def decode_export_mask(data: bytes, index: int, item: dict) -> np.ndarray:
-    """An export's mask PNG as bool, no larger than its image."""
+    """An export's mask PNG as bool, no larger than its image: any non-zero pixel is mask (a 0/255
+    PNG, as ``/v1/segment`` sends them, and a 0/1 one alike)."""
     from drywallqa.files import open_image
 
     name = f"mask[{index}]"
@@ -151,7 +157,32 @@ def decode_export_mask(data: bytes, index: int, item: dict) -> np.ndarray:
     height, width = pixels.shape
     if width > item["width"] or height > item["height"]:
         raise HTTPException(422, f"{name}: {width}x{height} px is larger than its image, {item['width']}x{item['height']}")
-    return pixels > 127
+    return pixels > 0
+
+
+def check_scale(mm_per_px: float | None) -> str | None:
+    """The ``mm_per_px`` field checked (422 when refused); a warning line for an unusual scale."""
+    try:
+        return check_mm_per_px(mm_per_px, "mm_per_px")
+    except ConfigError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+#: Form fields of one value each: a second value would be dropped in silence (the last one wins),
+#: so a request with more is refused.
+SEGMENT_SINGLE_FIELDS = ("image", "mask_format", "mm_per_px", "overlay", "model", "strict_prompts")
+EXPORT_SINGLE_FIELDS = ("items", "mm_per_px")
+
+
+def check_single_fields(form, names: tuple[str, ...]) -> None:
+    """422 when a one-value field of ``form`` (a Starlette ``FormData``) comes more than once."""
+    for name in names:
+        count = len(form.getlist(name))
+        if count > 1:
+            if name == "image":
+                raise HTTPException(422, f"image: got {count} files; send one photo per request (concurrent requests "
+                                         "share the model's batches), or use drywallqa predict for a folder")
+            raise HTTPException(422, f"{name}: got {count} values; send it once")
 
 
 def check_model(name: str, model_id: str) -> None:

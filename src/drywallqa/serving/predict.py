@@ -22,8 +22,9 @@ Each file is written atomically and the record last, so an interrupted run leave
 complete image/prompt output or none; a rerun skips image/prompt pairs whose record, mask and
 overlay exist and were made by the same model at the same threshold (the figures and verdict of a
 skipped pair are measured again from its saved mask, so a new ``--mm-per-px`` or QA rules file
-takes effect without predicting again). A rerun whose model, runtime, threshold, test-time flips
-or prompts differ from those in ``run.json`` is refused unless ``overwrite`` is given.
+takes effect without predicting again). A rerun whose model (its name, or the hash of its weight
+files), runtime, threshold, test-time flips or prompts differ from those in ``run.json`` is
+refused unless ``overwrite`` is given, and so is a ``run.json`` that is not one.
 
 The names of inputs and outputs come from :mod:`drywallqa.serving.inputs`; the records and
 tables from :mod:`drywallqa.serving.results`.
@@ -45,10 +46,11 @@ from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DataError, ImageSizeError, IssueLog
 from drywallqa.files import Photo, atomic_write_bytes, atomic_write_json, read_json, read_photo
 from drywallqa.image_codecs import HeifSupportMissing
-from drywallqa.inference import Predictor, check_prompt
+from drywallqa.inference import Predictor, check_prompt, weights_digest
 from drywallqa.processing import prompt_threshold
 from drywallqa.serving.batching import MicroBatcher
 from drywallqa.serving.inputs import check_output_dir, collect_images, output_keys, prompt_slugs
+from drywallqa.qa.figures import check_mm_per_px
 from drywallqa.qa.inspection import inspect_mask, prompt_class, unknown_prompt_message
 from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, mask_png_bytes, read_mask_png, render_overlay
 from drywallqa.serving.results import (
@@ -77,6 +79,8 @@ class PredictionRun:
             reads the masks otherwise.
         coco: Whether :func:`~drywallqa.serving.results.write_tables` writes ``coco.json``.
         model_calls: Batched model calls made for the pairs predicted.
+        settings: What ``summary.json`` records about the run's settings (model, weights,
+            runtime, thresholds, test-time flips, prompts, scale, rules file).
     """
 
     out: Path
@@ -89,6 +93,7 @@ class PredictionRun:
     coco_parts: list = field(default_factory=list, repr=False)
     coco: bool = True
     model_calls: int = 0
+    settings: dict = field(default_factory=dict)
 
     def verdict_counts(self) -> dict[str, int]:
         """Records (image/prompt pairs) per verdict: ``{"fail": n, "pass": n, "not found": n, "unchecked": n}``."""
@@ -122,6 +127,7 @@ def predict_images(
     overlays: bool = True,
     coco: bool = True,
     workers: int | None = None,
+    part: RunPart | None = None,
 ) -> PredictionRun:
     """Segment every input image with every prompt and write masks, overlays, figures and tables.
 
@@ -133,7 +139,9 @@ def predict_images(
         model_id: Name of the model recorded in each record and in ``run.json``.
         mm_per_px: Image scale in millimetres per pixel, for millimetre figures and rules.
         qa_rules: Figure sets and pass/fail rules; the built-in ``qa-rules.yaml`` by default.
-        prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
+        prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default. The predictor
+            looks a prompt's class up in it too (:meth:`~drywallqa.inference.Predictor.set_prompt_config`),
+            for its calibrated per-class thresholds.
         progress: Show a progress bar on stderr.
         overwrite: Predict every pair again when ``out`` holds a run made with other settings
             (model, runtime, threshold, test-time flips or prompts: see :data:`RUN_FILE`);
@@ -143,6 +151,11 @@ def predict_images(
         workers: Photos in flight at once (decoded, waiting for the model, or being measured and
             written); twice the predictor's batch size, at least 8, by default. Bounds the memory
             of a run.
+        part: When these inputs are one part of a larger run (a Ray worker's batch), the whole
+            run's output names; the tables, ``summary.json`` and the run's warnings are then left
+            to the driver (``run.settings`` says what it records), and ``overwrite`` predicts every
+            pair of the part again (the driver cannot tell before its workers load the model
+            whether the settings changed).
 
     Returns:
         The records (each with its ``photo_verdict``) and counts. Unreadable images, and images under
@@ -161,24 +174,26 @@ def predict_images(
     prompts = list(dict.fromkeys(check_prompt(p) for p in prompts))
     if not prompts:
         raise ConfigError("give at least one --prompt, e.g. --prompt 'segment crack'")
-    if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
-        raise ConfigError(f"--mm-per-px must be a positive number, got {mm_per_px}")
+    scale_warning = check_mm_per_px(mm_per_px, "--mm-per-px")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     prompt_config = prompt_config or PromptConfig.default()
     qa_rules = (qa_rules or QARules.default()).check_classes(prompt_config)
+    if isinstance(predictor, Predictor):  # its calibrated per-class thresholds follow this run's classes
+        predictor.set_prompt_config(prompt_config)
     images = collect_images(inputs)
     out = check_output_dir(out, images, inputs)
     settings = run_settings(predictor, model_id, prompts)
-    fresh = _claim_output_dir(out, settings, overwrite)
-    for prompt in prompts:
-        if prompt_class(prompt, prompt_config) is None:
-            print(f"warning: {unknown_prompt_message(prompt, prompt_config)}", file=sys.stderr)
+    fresh = _claim_output_dir(out, settings, overwrite) or (part is not None and overwrite)
+    unknown = [unknown_prompt_message(p, prompt_config) for p in prompts if prompt_class(p, prompt_config) is None]
+    for warning in [] if part is not None else [*unknown, *([scale_warning] if scale_warning else [])]:
+        print(f"warning: {warning}", file=sys.stderr)
     batch_size = int(getattr(predictor, "batch_size", 8) or 8)
     workers = int(workers or max(8, 2 * batch_size))
     run = PredictionRun(out, coco=coco)
     # Each prompt's threshold: its class's calibrated one, or the predictor's one for all.
-    job = _PairJob(out, prompts, output_keys(images), prompt_slugs(prompts), model_id,
+    job = _PairJob(out, prompts, output_keys(images) if part is None else part.keys_of(images), prompt_slugs(prompts),
+                   model_id,
                    {p: prompt_threshold(predictor, p) for p in prompts}, mm_per_px, qa_rules, prompt_config, fresh,
                    overlays, coco)
 
@@ -218,12 +233,33 @@ def predict_images(
     if run.images == 0:
         raise DataError(f"none of the {len(images)} input image(s) could be read ({len(run.issues)} skipped)")
     run.records = with_photo_verdicts(run.records)
-    run.files = write_tables(run, image_root=_common_folder(images), settings={
+    run.settings = {
         **settings, "mm_per_px": mm_per_px, "qa_rules": qa_rules.source,
         "unknown_prompts": [p for p in prompts if prompt_class(p, prompt_config) is None],
         "overlays": overlays, "coco": coco,
-    })
+    }
+    if part is None:
+        run.files = write_tables(run, image_root=_common_folder(images), settings=run.settings)
     return run
+
+
+@dataclass(frozen=True)
+class RunPart:
+    """What the parts of a run split among workers share: the output name of every image of the
+    whole run (:func:`~drywallqa.serving.inputs.output_keys` over all of them), so that names are
+    unique across the parts and the same as a local run's.
+
+    Args:
+        keys: Output name per resolved image path.
+    """
+
+    keys: dict[Path, str]
+
+    def keys_of(self, images: Sequence[Path]) -> dict[Path, str]:
+        missing = [str(image) for image in images if image not in self.keys]
+        if missing:
+            raise ConfigError(f"{missing[0]} is not an input of the run this part belongs to")
+        return {image: self.keys[image] for image in images}
 
 
 @dataclass
@@ -275,13 +311,16 @@ class _PairJob:
 #: The settings of the run that made an output folder's masks (written before the first mask).
 RUN_FILE = "run.json"
 # Settings a rerun must share to reuse the saved masks (scale and QA rules are measured again).
-_RUN_KEYS = ("model", "runtime", "threshold", "class_thresholds", "tta", "prompts")
+_RUN_KEYS = ("model", "weights", "runtime", "threshold", "class_thresholds", "tta", "prompts")
 
 
 def run_settings(predictor: Predictor, model_id: str, prompts: Sequence[str]) -> dict:
-    """What made the masks of a run: model, runtime, threshold (and calibrated per-class ones), test-time flips, prompts."""
+    """What made the masks of a run: model (its name and the hash of its weight files, so a model
+    retrained into the same folder is a new model), runtime, threshold (and calibrated per-class
+    ones), test-time flips, prompts."""
     return {
-        "model": model_id, "runtime": getattr(predictor, "name", type(predictor).__name__),
+        "model": model_id, "weights": weights_digest(getattr(predictor, "weights_files", ())),
+        "runtime": getattr(predictor, "name", type(predictor).__name__),
         "threshold": float(getattr(predictor, "threshold", 0.5)),
         "class_thresholds": dict(getattr(predictor, "thresholds", {}) or {}), "tta": getattr(predictor, "views", "none"),
         "prompts": list(prompts),
@@ -299,15 +338,15 @@ def _claim_output_dir(out: Path, settings: dict, overwrite: bool) -> bool:
         DrywallQAError: If ``out`` cannot be written (before any mask is computed).
     """
     path = out / RUN_FILE
-    previous = None
-    if path.is_file():
-        try:
-            previous = read_json(path)
-        except DataError:
-            previous = None
-    changed = []
+    try:
+        previous, changed = read_run_file(out), []
+    except ConfigError:
+        if not overwrite:
+            raise
+        previous, changed = None, [f"{RUN_FILE} unreadable"]
     if isinstance(previous, dict) and any((out / "records").glob("*.json")):  # no masks yet: nothing to protect
-        # A key a run.json does not have yet was its default then (class_thresholds: none).
+        # A key a run.json does not have yet was its default then (class_thresholds: none; weights:
+        # not recorded, so they cannot be shown to be the same).
         defaults = {"class_thresholds": {}}
         changed = [f"{key} {previous.get(key, defaults.get(key))!r} -> {settings[key]!r}" for key in _RUN_KEYS
                    if previous.get(key, defaults.get(key)) != settings[key]]
@@ -316,6 +355,26 @@ def _claim_output_dir(out: Path, settings: dict, overwrite: bool) -> bool:
                           "pass --overwrite to predict them again, or choose another --out")
     atomic_write_json(path, settings, indent=2)
     return bool(changed)
+
+
+def read_run_file(out: str | os.PathLike) -> dict | None:
+    """The :data:`RUN_FILE` of an output folder, or None when there is none.
+
+    Raises:
+        ConfigError: If it is not a run file (never guessed at: the masks beside it could be any
+            model's); ``--overwrite`` predicts every image again.
+    """
+    path = Path(out) / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        settings = read_json(path)
+        if not isinstance(settings, dict):
+            raise DataError(f"{path}: expected a JSON object, got {type(settings).__name__}")
+    except DataError as exc:
+        raise ConfigError(f"{path}: not a run file of drywallqa predict ({str(exc).split(': ', 1)[-1]}); "
+                          "pass --overwrite to predict every image again, or choose another --out") from exc
+    return settings
 
 
 def _skip_reason(exc: DataError) -> str:

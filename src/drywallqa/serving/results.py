@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -45,12 +46,24 @@ def inspection_record(inspection: MaskInspection, image_path: Path, width: int, 
                        orientation: int | None = None) -> dict:
     """One mask's record; ``width``, ``height`` and mask are the photo as shown, turned by the EXIF
     ``orientation`` given (None: not known, e.g. results made elsewhere)."""
-    return {
+    return json_ready({
         "image": str(image_path), **inspection.to_dict(),
         "mask": f"masks/{name}.png", "overlay": overlay,
         "image_width": width, "image_height": height, "image_orientation": orientation,
         "model": model_id, "threshold": threshold, "mm_per_px": mm_per_px,
-    }
+    })
+
+
+def json_ready(value):
+    """``value`` with every NaN or infinite float replaced by None (JSON ``null``): results are
+    standard JSON, which every reader parses (``NaN`` and ``Infinity`` are not JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    return value
 
 
 # -- verdicts -------------------------------------------------------------------------------------
@@ -102,7 +115,8 @@ def write_tables(run: PredictionRun, image_root: Path, settings: dict) -> dict[s
     }
     if run.coco:
         parts = run.coco_parts if len(run.coco_parts) == len(run.records) else None
-        files["coco"] = atomic_write_json(out / COCO_FILE, records_to_coco(run.records, out, image_root, parts=parts))
+        coco = records_to_coco(run.records, out, image_root, parts=parts)
+        files["coco"] = atomic_write_json(out / COCO_FILE, json_ready(coco))
     else:
         (out / COCO_FILE).unlink(missing_ok=True)  # one of an earlier run would describe other results
     summary = {
@@ -110,14 +124,14 @@ def write_tables(run: PredictionRun, image_root: Path, settings: dict) -> dict[s
         "predicted": run.predicted, "resumed": run.resumed, "verdicts": run.verdict_counts(),
         "skipped_images": [{"file": i.file, "reason": i.reason, "detail": i.detail} for i in run.issues.issues],
     }
-    files["summary"] = atomic_write_json(out / SUMMARY_FILE, summary, indent=2)
+    files["summary"] = atomic_write_json(out / SUMMARY_FILE, json_ready(summary), indent=2)
     return files
 
 
 def json_line(record: dict) -> str:
     import json
 
-    return json.dumps(record, ensure_ascii=False) + "\n"
+    return json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"  # records are json_ready
 
 
 def records_to_csv(records: Sequence[dict]) -> str:
@@ -193,7 +207,7 @@ def mask_annotations(mask: np.ndarray, record: dict, min_component_area_px: int 
     from scipy.ndimage import find_objects
 
     from drywallqa.data.core import Annotation
-    from drywallqa.data.masks import label_rles
+    from drywallqa.data.masks import component_rle
 
     category = record["class"] or re.sub(r"[^a-z0-9]+", "_", record["prompt"].lower()).strip("_")
     sx, sy = record["image_width"] / mask.shape[1], record["image_height"] / mask.shape[0]
@@ -203,7 +217,6 @@ def mask_annotations(mask: np.ndarray, record: dict, min_component_area_px: int 
     # Areas and boxes by bincount and find_objects: OpenCV's WithStats labelling costs ten times more.
     n, labels = cv2.connectedComponents(mask[y0 : y0 + h0, x0 : x0 + w0].astype(np.uint8), connectivity=8)
     areas, boxes = np.bincount(labels.ravel(), minlength=n), find_objects(labels)
-    rles = label_rles(labels, n - 1, mask.shape, (x0, y0)) if (sx, sy) == (1, 1) else None
     found = []
     for k in range(1, n):
         if areas[k] < min_component_area_px:
@@ -211,8 +224,9 @@ def mask_annotations(mask: np.ndarray, record: dict, min_component_area_px: int 
         rows, cols = boxes[k - 1]
         x, y, w, h = x0 + cols.start, y0 + rows.start, cols.stop - cols.start, rows.stop - rows.start
         box = (x * sx, y * sy, (x + w) * sx, (y + h) * sy)
-        if rles is not None:
-            annotation = Annotation(category, box, rle=rles[k - 1], category=category)
+        if (sx, sy) == (1, 1):  # encoded one kept component at a time: memory of its box, never H x W x components
+            annotation = Annotation(category, box, rle=component_rle(labels[rows, cols] == k, mask.shape, (x, y)),
+                                    category=category)
         else:
             contours = cv2.findContours((labels == k).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE,
                                         offset=(x0, y0))[0]
@@ -276,7 +290,8 @@ def results_archive(items: Sequence[dict], masks: Sequence[np.ndarray], overlays
         archive.writestr(RESULTS_CSV, records_to_csv(records))
         import json
 
-        archive.writestr(COCO_FILE, json.dumps(records_to_coco(records, Path("."), Path("."), parts=parts)))
+        archive.writestr(COCO_FILE, json.dumps(json_ready(records_to_coco(records, Path("."), Path("."), parts=parts)),
+                                               allow_nan=False))
     return buffer.getvalue()
 
 

@@ -51,6 +51,7 @@ from drywallqa.data.sample_video import VIDEO_FOURCC
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.files import atomic_write_json
 from drywallqa.inference import BatchedPredictor, SegmentationResult
+from drywallqa.qa.figures import check_mm_per_px
 from drywallqa.qa.inspection import inspect_mask
 from drywallqa.qa.rules import QARules, photo_verdict
 from drywallqa.serving.video_frames import FailureEvents, TemporalSmoother, annotate_frame
@@ -193,8 +194,9 @@ def watch(
     """
     if queue_size < 1:
         raise ConfigError(f"queue_size must be at least 1, got {queue_size}")
-    if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
-        raise ConfigError(f"--mm-per-px must be a positive number, got {mm_per_px}")
+    check_mm_per_px(mm_per_px, "--mm-per-px")  # a warning about an unusual scale is the caller's to show
+    if prompt_config is not None:  # the predictor's per-class thresholds follow the run's classes
+        predictor.set_prompt_config(prompt_config)
     smoother = TemporalSmoother(predictor, prompts, smoothing)
     events = FailureEvents(fail_frames)
     qa_rules = (qa_rules or QARules.default()).check_classes(prompt_config)
