@@ -270,7 +270,7 @@ def create_app(
             results = batcher.predict([pixels] * len(prompts), prompts)  # batched with other requests' images
             out = []
             for prompt_text, result in zip(prompts, results):
-                inspection = inspect_mask(result.mask, prompt_text, confidence=result.confidence, mm_per_px=mm_per_px,
+                inspection = inspect_mask(result.mask, prompt_text, image=pixels, confidence=result.confidence, mm_per_px=mm_per_px,
                                           thresholds=thresholds, prompt_config=prompt_config, scale=photo.scale)
                 item = inspection.to_dict()
                 item["prompt_known"] = prompt_text not in unknown

@@ -374,7 +374,7 @@ class _Writer:
             if self._last_frame is None:  # nothing annotated yet: a black frame keeps the timing
                 self._last_frame = np.zeros((self.video.height, self.video.width, 3), np.uint8)
             return {**record, "dropped": True}, []
-        inspections = [inspect_mask(r.mask, r.prompt, confidence=r.confidence, mm_per_px=self.mm_per_px,
+        inspections = [inspect_mask(r.mask, r.prompt, image=frame.pixels, confidence=r.confidence, mm_per_px=self.mm_per_px,
                                     thresholds=self.thresholds, prompt_config=self.prompt_config) for r in frame_results]
         verdicts = [i.verdict.verdict for i in inspections]
         overall = "fail" if "fail" in verdicts else "pass" if "pass" in verdicts else "unchecked"
