@@ -44,8 +44,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Distance between samples along a profile, in photo pixels.
+#: Finest distance between samples along a profile, in photo pixels.
 PROFILE_STEP_PX = 0.25
+#: Coarsest step, for the wide bands of large photos (the step is a 16th of the band's half-width).
+MAX_PROFILE_STEP_PX = 1.0
 #: Offsets along the crack of the parallel lines averaged into one profile, in photo pixels.
 PARALLEL_OFFSETS_PX = (-1.0, -0.5, 0.0, 0.5, 1.0)
 #: How far beyond the mask's band the dip is searched for, on each side.
@@ -59,7 +61,7 @@ MIN_WALL_SAMPLES = 4
 #: Gaussian smoothing across the crack before the dip's bottom is read (sigma, photo pixels).
 SMOOTHING_PX = 0.35
 #: At most this many profiles per mask, evenly spread over the skeleton.
-MAX_PROFILES = 4000
+MAX_PROFILES = 2000
 #: A profile's dip must be this many times the noise of its wall samples.
 MIN_DEPTH_NOISE_RATIO = 4.0
 #: And at least this share of the wall's brightness.
@@ -176,23 +178,26 @@ def measure_photo_widths(
     if len(ys) == 0:
         return PhotoWidths(np.zeros(0), np.zeros(0, dtype=np.int32), 0)
     components = labels[ys, xs]
-    normals = _skeleton_normals(xs, ys, components)
-    keep = _away_from_junctions(skeleton, xs, ys, distance)
-    if keep.any():
-        xs, ys, components, normals = xs[keep], ys[keep], components[keep], normals[keep]
-    pick = np.arange(len(ys)) if len(ys) <= MAX_PROFILES else np.linspace(0, len(ys) - 1, MAX_PROFILES).astype(int)
-    xs, ys, components, normals = xs[pick], ys[pick], components[pick], normals[pick]
+    candidates = np.flatnonzero(_away_from_junctions(skeleton, xs, ys, distance))
+    if len(candidates) == 0:  # a tangle of junctions: measure it all rather than nothing
+        candidates = np.arange(len(ys))
+    if len(candidates) > MAX_PROFILES:
+        candidates = candidates[np.linspace(0, len(candidates) - 1, MAX_PROFILES).astype(int)]
+    normals = _skeleton_normals(xs, ys, components, candidates)
+    xs, ys, components = xs[candidates], ys[candidates], components[candidates]
     band_half = np.maximum(distance[ys, xs].astype(np.float64) - 0.5, 0.5)
     search = band_half + SEARCH_MARGIN_PX
+    # Finer steps than a 16th of the band buy no precision on the wide line of a large photo.
+    step = float(np.clip(np.median(band_half) / 16, PROFILE_STEP_PX, MAX_PROFILE_STEP_PX))
     reach = float(search.max() + FLANK_GAP_PX + WALL_SPAN_PX)
-    offsets = np.arange(-math.ceil(reach / PROFILE_STEP_PX), math.ceil(reach / PROFILE_STEP_PX) + 1) * PROFILE_STEP_PX
+    offsets = np.arange(-math.ceil(reach / step), math.ceil(reach / step) + 1) * step
     centres = np.stack([xs + origin[0], ys + origin[1]], axis=1).astype(np.float64)
     profiles = _sample_profiles(image, centres, normals, offsets)
     dips = _read_dips(profiles, offsets, search)
     widths = _widths(dips, components)
     ok = dips["ok"]
     if not ok.any():
-        return PhotoWidths(np.zeros(0), np.zeros(0, dtype=np.int32), len(pick))
+        return PhotoWidths(np.zeros(0), np.zeros(0, dtype=np.int32), len(candidates))
     measured = widths[ok]
     _, width_max = summarise_widths(measured)
     index = int(np.flatnonzero(ok)[np.argmin(np.abs(measured - width_max))])
@@ -202,12 +207,14 @@ def measure_photo_widths(
         depth=float(dips["depth"][index]), edges_px=(float(dips["left"][index]), float(dips["right"][index])),
         width_px=float(widths[index]), method="darkness" if dips["by_darkness"][index] else "half-depth",
     )
-    return PhotoWidths(measured, components[ok], len(pick), example)
+    return PhotoWidths(measured, components[ok], len(candidates), example)
 
 
 # -- geometry -------------------------------------------------------------------------------------
-def _skeleton_normals(xs: np.ndarray, ys: np.ndarray, components: np.ndarray, neighbours: int = 9) -> np.ndarray:
-    """Unit normals ``(N, 2)`` (x, y) to the local skeleton direction at each skeleton pixel.
+def _skeleton_normals(xs: np.ndarray, ys: np.ndarray, components: np.ndarray, at: np.ndarray,
+                      neighbours: int = 9) -> np.ndarray:
+    """Unit normals ``(len(at), 2)`` (x, y) to the local skeleton direction at skeleton pixels ``at``
+    (indices into ``xs``, ``ys``).
 
     The direction is the principal axis of the ``neighbours`` nearest skeleton pixels of the same
     component (within 6 px): about ±4 px of skeleton, enough to smooth the pixel steps of a
@@ -217,14 +224,14 @@ def _skeleton_normals(xs: np.ndarray, ys: np.ndarray, components: np.ndarray, ne
 
     points = np.stack([xs, ys], axis=1).astype(np.float64)
     k = min(neighbours, len(points))
-    distances, index = cKDTree(points).query(points, k=k, distance_upper_bound=6.0)
-    distances, index = np.atleast_2d(distances.T).T, np.atleast_2d(index.T).T
+    distances, index = cKDTree(points).query(points[at], k=k, distance_upper_bound=6.0)
+    distances, index = distances.reshape(len(at), k), index.reshape(len(at), k)
     valid = np.isfinite(distances)
     index = np.where(valid, index, 0)
-    valid &= components[index] == components[:, None]
+    valid &= components[index] == components[at][:, None]
     weight = valid.astype(np.float64)
     count = np.maximum(weight.sum(axis=1), 1.0)
-    offsets = points[index] - points[:, None, :]
+    offsets = points[index] - points[at][:, None, :]
     mean = (offsets * weight[..., None]).sum(axis=1) / count[:, None]
     centred = (offsets - mean[:, None, :]) * weight[..., None]
     cxx = (centred[..., 0] ** 2).sum(axis=1)
@@ -235,18 +242,18 @@ def _skeleton_normals(xs: np.ndarray, ys: np.ndarray, components: np.ndarray, ne
 
 
 def _away_from_junctions(skeleton: np.ndarray, xs: np.ndarray, ys: np.ndarray, distance: np.ndarray) -> np.ndarray:
-    """Skeleton pixels farther from every junction than the junction's band half-width plus
-    :data:`SEARCH_MARGIN_PX`: across a junction the dark region is the meeting of two cracks,
-    not one crack's width."""
-    import cv2
+    """Which skeleton pixels lie farther from every junction (a pixel with 3 or more skeleton
+    neighbours) than the junction's band half-width plus :data:`SEARCH_MARGIN_PX`: across a
+    junction the dark region is the meeting of two cracks, not one crack's width."""
     from scipy.spatial import cKDTree
 
-    kernel = np.ones((3, 3), dtype=np.float32)
-    kernel[1, 1] = 0
-    neighbours = cv2.filter2D(skeleton.astype(np.float32), -1, kernel, borderType=cv2.BORDER_CONSTANT)
-    jy, jx = np.nonzero(skeleton & (neighbours >= 2.5))
-    if len(jy) == 0:
+    padded = np.pad(skeleton, 1)
+    neighbours = sum(padded[1 + dy + ys, 1 + dx + xs].astype(np.int8)
+                     for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+    junctions = np.flatnonzero(neighbours >= 3)
+    if len(junctions) == 0:
         return np.ones(len(xs), dtype=bool)
+    jx, jy = xs[junctions], ys[junctions]
     reach = distance[jy, jx].astype(np.float64) + SEARCH_MARGIN_PX
     nearest_distance, nearest = cKDTree(np.stack([jx, jy], axis=1)).query(np.stack([xs, ys], axis=1), k=1)
     return nearest_distance > reach[nearest]
@@ -303,45 +310,53 @@ def _read_dips(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray) ->
     to find the dip; the second takes it just beyond the dip's half-depth crossings, so a shallow
     shoulder beside the crack (a cast shadow, a soiled edge) counts as wall, not as crack.
     """
-    outer = (-(search + WALL_SPAN_PX), -search, search, search + WALL_SPAN_PX)
-    first = _read_dip(profiles, offsets, search, outer)
-    left, right = first["left"], first["right"]
-    local = (left - FLANK_GAP_PX - WALL_SPAN_PX, left - FLANK_GAP_PX, right + FLANK_GAP_PX, right + FLANK_GAP_PX + WALL_SPAN_PX)
-    second = _read_dip(profiles, offsets, search, local)
+    first = _read_dip(profiles, offsets, search, (-search, search))
+    second = _read_dip(profiles, offsets, search, (first["left"] - FLANK_GAP_PX, first["right"] + FLANK_GAP_PX))
     second["ok"] &= first["ok"]
     return second
 
 
-def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, flanks: tuple) -> dict:
-    """One pass of :func:`_read_dips` with the wall read between ``flanks`` = ``(N,)`` arrays
-    ``(left start, left end, right start, right end)`` of offsets."""
+def _flank(values: np.ndarray, first: np.ndarray, count: int) -> np.ndarray:
+    """``(N, count)`` samples of each row from index ``first`` on; NaN beyond the row's ends."""
+    index = first[:, None] + np.arange(count)[None, :]
+    inside = (index >= 0) & (index < values.shape[1])
+    gathered = np.take_along_axis(values, np.clip(index, 0, values.shape[1] - 1), axis=1)
+    return np.where(inside, gathered, np.nan)
+
+
+def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inner: tuple) -> dict:
+    """One pass of :func:`_read_dips`: the wall is read on :data:`WALL_SPAN_PX` of profile on each
+    side beyond ``inner`` = ``(left end, right start)``, ``(N,)`` offsets each."""
     n, t_count = profiles.shape
     rows = np.arange(n)
-    step = PROFILE_STEP_PX
+    step = float(offsets[1] - offsets[0])
     at = offsets[None, :]
-    left_flank = (at >= flanks[0][:, None]) & (at < flanks[1][:, None])
-    right_flank = (at > flanks[2][:, None]) & (at <= flanks[3][:, None])
+    count = max(MIN_WALL_SAMPLES, int(round(WALL_SPAN_PX / step)))
+    left_first = np.floor((inner[0] - offsets[0]) / step).astype(int) - count + 1
+    right_first = np.ceil((inner[1] - offsets[0]) / step).astype(int)
+    left_values, right_values = _flank(profiles, left_first, count), _flank(profiles, right_first, count)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a flank off the photo: NaN, not measured
-        wall_left = np.nanmedian(np.where(left_flank, profiles, np.nan), axis=1)
-        wall_right = np.nanmedian(np.where(right_flank, profiles, np.nan), axis=1)
-    left_at, right_at = (flanks[0] + flanks[1]) / 2, (flanks[2] + flanks[3]) / 2
+        wall_left = np.nanmedian(left_values, axis=1)
+        wall_right = np.nanmedian(right_values, axis=1)
+    left_at = offsets[0] + (left_first + (count - 1) / 2) * step
+    right_at = offsets[0] + (right_first + (count - 1) / 2) * step
     slope = (wall_right - wall_left) / (right_at - left_at)
     wall = wall_left[:, None] + slope[:, None] * (at - left_at[:, None])
     darkness = wall - profiles                                        # (N, T), positive in the dip
+    flank_darkness = np.concatenate([_flank(darkness, left_first, count), _flank(darkness, right_first, count)], axis=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        noise = 1.4826 * np.nanmedian(np.abs(np.where(left_flank | right_flank, darkness, np.nan)), axis=1)
+        noise = 1.4826 * np.nanmedian(np.abs(flank_darkness), axis=1)
+    wall_samples = np.minimum(np.isfinite(left_values).sum(axis=1), np.isfinite(right_values).sum(axis=1))
+    # Near the photo's edge a profile may run off it: measured if its dip and some wall on each side are on it.
+    window = (at > inner[0][:, None]) & (at < inner[1][:, None])
     smooth = _smooth(np.nan_to_num(darkness, nan=0.0), SMOOTHING_PX / step)
     centre = np.argmax(np.where(np.abs(at) <= search[:, None], smooth, -np.inf), axis=1)
     depth = smooth[rows, centre]
     wall_centre = wall[rows, centre]
-    # Near the photo's edge a profile may run off it: measured if its dip and some wall on each side are on it.
-    window = (at >= flanks[1][:, None]) & (at <= flanks[2][:, None])
-    on_photo = np.isfinite(profiles)
-    wall_samples = np.minimum((left_flank & on_photo).sum(axis=1), (right_flank & on_photo).sum(axis=1))
-    finite = ((on_photo | ~window).all(axis=1) & (wall_samples >= MIN_WALL_SAMPLES) & np.isfinite(wall_centre)
-              & np.isfinite(noise))
+    finite = ((np.isfinite(profiles) | ~window).all(axis=1) & (wall_samples >= MIN_WALL_SAMPLES)
+              & np.isfinite(wall_centre) & np.isfinite(noise))
 
     # Half-depth crossings: the last sample below half depth left of the centre, the first right of it.
     half = depth / 2
