@@ -88,7 +88,8 @@ class WidthProfile:
         y_px: The same, vertical.
         offsets_px: ``(T,)`` positions of the samples across the crack, pixels.
         samples: ``(T,)`` brightness of the photo there (0-255 grey).
-        wall: Wall brightness at the first and last offset (linear between them).
+        wall: Wall brightness at the first and last offset (linear between them): the dip is
+            measured against it.
         depth: Wall minus dip bottom, grey levels.
         edges_px: Offsets of the two half-depth crossings.
         width_px: The width this profile gave.
@@ -201,13 +202,22 @@ def measure_photo_widths(
     measured = widths[ok]
     _, width_max = summarise_widths(measured)
     index = int(np.flatnonzero(ok)[np.argmin(np.abs(measured - width_max))])
-    example = WidthProfile(
-        x_px=float(centres[index, 0]), y_px=float(centres[index, 1]), offsets_px=offsets,
-        samples=profiles[index], wall=(float(dips["wall_ends"][0][index]), float(dips["wall_ends"][1][index])),
-        depth=float(dips["depth"][index]), edges_px=(float(dips["left"][index]), float(dips["right"][index])),
+    return PhotoWidths(measured, components[ok], len(candidates), _example(index, centres, offsets, profiles, dips, widths))
+
+
+def _example(index: int, centres: np.ndarray, offsets: np.ndarray, profiles: np.ndarray, dips: dict,
+             widths: np.ndarray) -> WidthProfile:
+    """Profile ``index`` as a :class:`WidthProfile`: the dip and the wall samples on either side."""
+    left, right = float(dips["left"][index]), float(dips["right"][index])
+    reach = FLANK_GAP_PX + WALL_SPAN_PX + 1.0
+    keep = (offsets >= left - reach) & (offsets <= right + reach) & np.isfinite(profiles[index])
+    kept = offsets[keep]
+    wall = dips["wall_left"][index] + dips["wall_slope"][index] * (kept[[0, -1]] - dips["wall_left_at"][index])
+    return WidthProfile(
+        x_px=float(centres[index, 0]), y_px=float(centres[index, 1]), offsets_px=kept, samples=profiles[index][keep],
+        wall=(float(wall[0]), float(wall[1])), depth=float(dips["depth"][index]), edges_px=(left, right),
         width_px=float(widths[index]), method="darkness" if dips["by_darkness"][index] else "half-depth",
     )
-    return PhotoWidths(measured, components[ok], len(candidates), example)
 
 
 # -- geometry -------------------------------------------------------------------------------------
@@ -382,7 +392,7 @@ def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inn
           & (relative_area > 0) & (half_depth_width > 0))
     return {"ok": ok, "depth": depth, "relative_depth": relative_depth, "relative_area": relative_area,
             "half_depth_width": half_depth_width, "left": left, "right": right,
-            "wall_ends": (wall_left + slope * (offsets[0] - left_at), wall_left + slope * (offsets[-1] - left_at)),
+            "wall_left": wall_left, "wall_slope": slope, "wall_left_at": left_at,
             "by_darkness": np.zeros(n, dtype=bool)}
 
 
@@ -398,10 +408,9 @@ def _widths(dips: dict, components: np.ndarray) -> np.ndarray:
         if resolved.sum() >= max(MIN_RESOLVED_PROFILES, MIN_RESOLVED_SHARE * own.sum()):
             full = float(np.median(relative_depth[resolved]))
         else:
-            full = max(float(np.percentile(relative_depth[own], 90)), TYPICAL_DEPTH)
-        reaches = own & (relative_depth >= full)
-        widths[reaches] = half_depth_width[reaches]
-        thin = own & ~reaches
+            full, resolved = max(float(np.percentile(relative_depth[own], 90)), TYPICAL_DEPTH), own & False
+        widths[resolved] = half_depth_width[resolved]
+        thin = own & ~resolved
         widths[thin] = dips["relative_area"][thin] / full
         by_darkness[thin] = True
     return widths

@@ -22,6 +22,7 @@ from drywallqa.errors import DataError
 from drywallqa.files import atomic_write_text, read_image, read_json
 from drywallqa.serving.results import SUMMARY_FILE, read_results
 from drywallqa.serving.render import jpeg_bytes
+from drywallqa.serving.width_profile import width_profile_svg
 
 THUMBNAIL_SIDE = 480
 THUMBNAIL_QUALITY = 80
@@ -61,6 +62,7 @@ tr.unchecked td:first-child { border-left: 4px solid var(--unchecked); }
 .pair figcaption b.wrong { color: var(--fail); }
 img.thumb { width: 220px; border-radius: 4px; display: block; cursor: zoom-in; outline: none; }
 img.thumb:focus { width: min(90vw, 480px); cursor: zoom-out; }
+svg.profile { display: block; margin-top: 6px; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600;
          text-transform: uppercase; font-size: 12px; }
 .badge.fail { background: var(--fail); } .badge.pass { background: var(--pass); }
@@ -81,8 +83,11 @@ _DEFINITIONS = (
                         "to the mask's edge")),
     ("length (taping)", "covered length: each band's area divided by its median width along the skeleton, summed"),
     ("longest", "length of the longest component"),
-    ("width max / mean", ("local width 2·d − 1 on the skeleton (d: distance to the nearest background pixel); crack mean "
-                          "over skeleton pixels, taping mean of the bands' median widths weighted by area")),
+    ("width max / mean (crack)", ("measured on the photo across the dark line (the profile under the overlay): 95th "
+                                  "percentile and 10 % trimmed mean of the widths along the crack; mask_width_* in "
+                                  "results.csv keep the mask's band width")),
+    ("width max / mean (taping)", ("local width 2·d − 1 on the skeleton (d: distance to the nearest background pixel); "
+                                   "max over the skeleton, mean of the bands' median widths weighted by area")),
     ("confidence", "the model's own estimate of the mask's IoU"),
     ("severity", "largest ratio of a figure to its bound over the checked rules; above 1 means fail"),
 )
@@ -199,7 +204,8 @@ def _row(number: int, record: dict, folder: Path, unit: str) -> str:
     reasons_html = f'<ul class="reasons">{"".join(f"<li>{_e(r)}</li>" for r in reasons)}</ul>' if reasons else ""
     severity = record.get("severity")
     return (
-        f'<tr class="{_e(verdict)}"><td class="num">{number}</td><td>{_thumbnail(record, folder)}</td>'
+        f'<tr class="{_e(verdict)}"><td class="num">{number}</td>'
+        f'<td>{_thumbnail(record, folder)}{width_profile_svg(record.get("width_profile"))}</td>'
         f'<td class="name"><div class="file">{_e(Path(record["image"]).name)}</div><div>{_e(record["prompt"])}</div>'
         f'<div class="muted">{_e(record.get("class") or "unknown class")} · {_e(record.get("figure_set", ""))}</div></td>'
         f'<td class="verdict"><span class="badge {_e(verdict)}">{_e(verdict)}</span>'
