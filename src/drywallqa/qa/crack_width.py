@@ -320,7 +320,7 @@ def _read_dips(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray) ->
     to find the dip; the second takes it just beyond the dip's half-depth crossings, so a shallow
     shoulder beside the crack (a cast shadow, a soiled edge) counts as wall, not as crack.
     """
-    first = _read_dip(profiles, offsets, search, (-search, search))
+    first = _read_dip(profiles, offsets, search, (-search, search), slide=True)
     second = _read_dip(profiles, offsets, search, (first["left"] - FLANK_GAP_PX, first["right"] + FLANK_GAP_PX))
     second["ok"] &= first["ok"]
     return second
@@ -334,9 +334,11 @@ def _flank(values: np.ndarray, first: np.ndarray, count: int) -> np.ndarray:
     return np.where(inside, gathered, np.nan)
 
 
-def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inner: tuple) -> dict:
+def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inner: tuple,
+              slide: bool = False) -> dict:
     """One pass of :func:`_read_dips`: the wall is read on :data:`WALL_SPAN_PX` of profile on each
-    side beyond ``inner`` = ``(left end, right start)``, ``(N,)`` offsets each."""
+    side beyond ``inner`` = ``(left end, right start)``, ``(N,)`` offsets each. With ``slide``, a
+    side that runs off the photo (a band along the photo's edge) is read on its last samples on it."""
     n, t_count = profiles.shape
     rows = np.arange(n)
     step = float(offsets[1] - offsets[0])
@@ -344,6 +346,12 @@ def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inn
     count = max(MIN_WALL_SAMPLES, int(round(WALL_SPAN_PX / step)))
     left_first = np.floor((inner[0] - offsets[0]) / step).astype(int) - count + 1
     right_first = np.ceil((inner[1] - offsets[0]) / step).astype(int)
+    if slide:
+        on_photo = np.isfinite(profiles)
+        first_on = np.argmax(on_photo, axis=1)
+        last_on = t_count - 1 - np.argmax(on_photo[:, ::-1], axis=1)
+        left_first = np.maximum(left_first, first_on)
+        right_first = np.minimum(right_first, last_on - count + 1)
     left_values, right_values = _flank(profiles, left_first, count), _flank(profiles, right_first, count)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a flank off the photo: NaN, not measured
@@ -351,7 +359,8 @@ def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inn
         wall_right = np.nanmedian(right_values, axis=1)
     left_at = offsets[0] + (left_first + (count - 1) / 2) * step
     right_at = offsets[0] + (right_first + (count - 1) / 2) * step
-    slope = (wall_right - wall_left) / (right_at - left_at)
+    with np.errstate(all="ignore"):  # both flanks in one place (a profile mostly off the photo): NaN, not measured
+        slope = (wall_right - wall_left) / (right_at - left_at)
     wall = wall_left[:, None] + slope[:, None] * (at - left_at[:, None])
     darkness = wall - profiles                                        # (N, T), positive in the dip
     flank_darkness = np.concatenate([_flank(darkness, left_first, count), _flank(darkness, right_first, count)], axis=1)
@@ -360,7 +369,8 @@ def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inn
         noise = 1.4826 * np.nanmedian(np.abs(flank_darkness), axis=1)
     wall_samples = np.minimum(np.isfinite(left_values).sum(axis=1), np.isfinite(right_values).sum(axis=1))
     # Near the photo's edge a profile may run off it: measured if its dip and some wall on each side are on it.
-    window = (at > inner[0][:, None]) & (at < inner[1][:, None])
+    index = np.arange(t_count)[None, :]
+    window = (index >= (left_first + count)[:, None]) & (index < right_first[:, None])
     smooth = _smooth(np.nan_to_num(darkness, nan=0.0), SMOOTHING_PX / step)
     centre = np.argmax(np.where(np.abs(at) <= search[:, None], smooth, -np.inf), axis=1)
     depth = smooth[rows, centre]
@@ -370,7 +380,6 @@ def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inn
 
     # Half-depth crossings: the last sample below half depth left of the centre, the first right of it.
     half = depth / 2
-    index = np.arange(t_count)[None, :]
     below = smooth <= half[:, None]
     left_i = np.max(np.where(below & (index < centre[:, None]), index, -1), axis=1)
     right_i = np.min(np.where(below & (index > centre[:, None]), index, t_count), axis=1)
