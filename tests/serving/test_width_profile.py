@@ -39,3 +39,19 @@ def test_report_shows_the_profile_of_a_crack_measured_on_the_photo(tmp_path):
     assert record["figures"]["width_source"] == "photo" and record["width_profile"]["width_px"] == pytest.approx(3, abs=0.1)
     text = write_report(out, tmp_path / "report.html").read_text(encoding="utf-8")
     assert text.count('<svg class="profile"') == 1 and "width 3" in text
+
+
+def test_resumed_pair_reads_the_photo_again_or_says_the_width_is_the_masks(tmp_path):
+    photos = tmp_path / "photos"
+    write_image(photos / "line.png", dark_line_image())
+    out = tmp_path / "out"
+    predict_images([photos], ["segment crack"], out, DarkPixelPredictor())
+    (first,) = read_results(out)[0]
+    predict_images([photos], ["segment crack"], out, DarkPixelPredictor())        # resumed: measured again
+    (again,) = read_results(out)[0]
+    assert again == first
+    (photos / "line.png").write_bytes(b"gone")                                       # the photo can no longer be read
+    predict_images([photos / "line.png"], ["segment crack"], out, DarkPixelPredictor())
+    (later,) = read_results(out)[0]
+    assert later["figures"]["width_source"] == "mask" and "width_profile" not in later
+    assert later["figures"]["width_max_px"] == later["figures"]["mask_width_max_px"]
