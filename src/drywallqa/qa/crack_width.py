@@ -5,30 +5,35 @@ wider than the crack itself, so the mask's width says more about the labelling t
 wall. Here the width is read from the photo instead, where the crack is a dark line on the wall:
 
 1. **Profiles across the crack.** At points along each crack component's skeleton (all of them,
-   or an even subset of :data:`MAX_PROFILES`), the photo's brightness is sampled along the normal
-   to the local skeleton direction (the principal axis of the nearest skeleton pixels of the same
-   component), every :data:`PROFILE_STEP_PX` pixels with bilinear interpolation
-   (:func:`cv2.remap`), at the decoded photo's resolution. Five parallel lines ±1 px along the
-   crack are averaged, which halves noise and wall grain without widening the line.
+   or an even subset of :data:`MAX_PROFILES`; points closer to a junction than its band's
+   half-width are left out, since across a junction the dark region is two cracks meeting), the
+   photo's brightness is sampled along the normal to the local skeleton direction (the principal
+   axis of the nearest skeleton pixels of the same component), with bilinear interpolation
+   (:func:`cv2.remap`) at the decoded photo's resolution, every :data:`PROFILE_STEP_PX` pixels (a
+   16th of the band's half-width on the wide bands of large photos, at most
+   :data:`MAX_PROFILE_STEP_PX`). Five parallel lines ±1 px along the crack are averaged, which
+   halves noise and wall grain without widening the line.
 2. **The dip.** The darkest point within the mask's band plus :data:`SEARCH_MARGIN_PX` on either
-   side is the crack's centre; the wall's brightness is the median of
-   :data:`WALL_SPAN_PX` pixels of profile on each side just beyond that search window,
-   interpolated linearly across it (uneven light); the depth is the wall's brightness minus the
-   dip's (after a light smoothing across, :data:`SMOOTHING_PX`). A profile whose dip is not clearly
-   deeper than the noise of its wall samples, or that runs off the photo, is not measured.
+   side is the crack's centre, after a light smoothing across (:data:`SMOOTHING_PX`). The wall's
+   brightness is the median of :data:`WALL_SPAN_PX` pixels of profile on each side, interpolated
+   linearly across (uneven light): first just beyond the search window, to find the dip, then
+   again :data:`FLANK_GAP_PX` beyond the dip's half-depth crossings, so a shallow shoulder beside
+   the crack (a cast shadow) counts as wall. The depth is the wall's brightness minus the dip's.
+   A profile whose dip is not clearly deeper than the noise of its wall samples, or without wall
+   on the photo on both sides, is not measured.
 3. **Its width.** The *half-depth width* is the distance between the two points where the
    profile crosses halfway from the wall to the dip's bottom (linear interpolation between
    samples: sub-pixel). It is the line's width when the line is wide enough for the dip to reach
    its full darkness, but blur makes lines under about twice the blur's width look as wide as the
    blur (and less dark). Their width comes from the *integrated darkness*: the area of the dip
    below the wall level (its darkness times its width, which blur does not change) divided by the
-   full darkness of the crack's inside. That darkness is the component's median relative depth over
-   its profiles wide enough to reach it (half-depth width of at least :data:`RESOLVED_WIDTH_PX`);
-   a component without enough of them takes the larger of its own deepest dips (90th percentile)
-   and :data:`TYPICAL_DEPTH` (a crack's inside is typically that much darker than the wall), the
-   one assumption of the method, which matters only for lines under ~2 px.
-   Each profile's width is the darkness width, or the half-depth width where that profile's dip
-   reaches the full darkness.
+   full darkness of the crack's inside. A component with enough profiles of a half-depth width of
+   at least :data:`RESOLVED_WIDTH_PX` (wide enough to reach the full darkness under ordinary
+   blur) takes those profiles' half-depth widths, and their median relative depth as its full
+   darkness for its thinner profiles. A component without them uses the darkness width
+   throughout, with the larger of its own deepest dips (90th percentile) and
+   :data:`TYPICAL_DEPTH` (a crack's inside is typically that much darker than the wall) as full
+   darkness: the one assumption of the method, which matters only for lines under ~3 px.
 
 The photo widths of a mask are then summarised by :func:`summarise_widths`: the mean is a 10 %
 trimmed mean over the measured profiles, the max their 95th percentile (a single profile

@@ -101,7 +101,7 @@ def render_width_target(
 
     Example:
         >>> target = render_width_target(3.0, seed=1)
-        >>> target.image.shape, target.exact_mask.sum() > 0
+        >>> target.image.shape, bool(target.exact_mask.any())
         ((192, 192, 3), True)
     """
     if not (math.isfinite(width_px) and width_px > 0):
