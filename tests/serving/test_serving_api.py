@@ -66,8 +66,10 @@ def test_segment_returns_figures_verdict_and_rle_mask(client):
     assert (result["prompt"], result["class"], result["figure_set"]) == ("segment crack", "crack", "crack")
     figures = result["figures"]
     assert figures["components"] == 1 and figures["area_px"] == 240 and figures["confidence"] == 0.75
-    assert figures["longest_px"] == pytest.approx(80, abs=1) and figures["width_max_px"] == pytest.approx(3)
-    assert figures["longest_mm"] == pytest.approx(8, abs=0.1) and figures["width_max_mm"] == pytest.approx(0.3)
+    # The width is read across the dark line on the photo (width_source "photo"), to sub-pixel precision.
+    assert figures["longest_px"] == pytest.approx(80, abs=1) and figures["width_max_px"] == pytest.approx(3, abs=0.05)
+    assert figures["longest_mm"] == pytest.approx(8, abs=0.1) and figures["width_max_mm"] == pytest.approx(0.3, abs=0.005)
+    assert figures["width_source"] == "photo" and figures["mask_width_max_px"] == pytest.approx(3)
     assert result["verdict"] == "pass" and result["reasons"] == [] and 0 < result["severity"] < 1
     mask = rle_to_mask({"size": result["mask"]["size"], "counts": result["mask"]["counts"]}, 64, 96)
     assert np.array_equal(mask, LINE_IMAGE.mean(axis=2) < 100)

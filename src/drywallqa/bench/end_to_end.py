@@ -150,7 +150,8 @@ def measure_predict_stages(predictor, photos: Sequence[Path], workdir: Path, pro
         model_input = step("resize to the model input", lambda: predictor.prepare(photo.pixels))
         logits, confidence = step("model", lambda: predictor.forward_batch(model_input[None], [prompt]))
         result = step("logits to mask", lambda: predictor.finish(logits[0], confidence[0], prompt, photo.pixels.shape))
-        inspection = step("QA figures", lambda: inspect_mask(result.mask, prompt, confidence=result.confidence,
+        inspection = step("QA figures", lambda: inspect_mask(result.mask, prompt, image=photo.pixels,
+                                                              confidence=result.confidence,
                                                               scale=photo.scale, qa_rules=qa_rules,
                                                               prompt_config=prompt_config))
         png = step("mask PNG", lambda: mask_png_bytes(result.mask))

@@ -1,7 +1,8 @@
 """The QA domain: figures measured on a mask, the rules that judge them, and verdicts.
 
 - :func:`measure_mask` measures a mask's figures for its figure set (crack length and width,
-  taping coverage and band width, ...), :mod:`drywallqa.qa.figures`.
+  taping coverage and band width, ...), :mod:`drywallqa.qa.figures`; given the photo, a crack's
+  width is measured across its dark line on it, :mod:`drywallqa.qa.crack_width`.
 - :class:`QARules` holds each prompt class's figure set, what nothing found means for it, and
   its pass/fail rules (``configs/qa-rules.yaml``); :func:`photo_verdict` combines a photo's
   prompts' verdicts, :mod:`drywallqa.qa.rules`.

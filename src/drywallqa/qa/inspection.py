@@ -57,10 +57,12 @@ class MaskInspection:
     verdict: Verdict
 
     def to_dict(self) -> dict:
-        """JSON-ready: ``prompt``, ``class``, ``figure_set``, ``figures``, ``verdict``, ``reasons``, ``severity``."""
+        """JSON-ready: ``prompt``, ``class``, ``figure_set``, ``figures``, ``verdict``, ``reasons``, ``severity``,
+        and ``width_profile`` when the width was measured on the photo."""
+        profile = {"width_profile": self.figures.width_profile} if self.figures.width_profile else {}
         return {
             "prompt": self.prompt, "class": self.class_name, "figure_set": self.figures.figure_set,
-            "figures": self.figures.to_dict(), **self.verdict.to_dict(),
+            "figures": self.figures.to_dict(), **self.verdict.to_dict(), **profile,
         }
 
     def __repr__(self) -> str:
@@ -74,6 +76,7 @@ def inspect_mask(
     mask: np.ndarray,
     prompt: str,
     *,
+    image: np.ndarray | None = None,
     confidence: float | None = None,
     mm_per_px: float | None = None,
     qa_rules: QARules | None = None,
@@ -85,6 +88,8 @@ def inspect_mask(
     Args:
         mask: ``(H, W)`` bool mask at the image's size.
         prompt: The prompt the mask answers.
+        image: The photo, RGB ``uint8`` at the mask's size: crack widths are then measured on it
+            (see :func:`~drywallqa.qa.figures.measure_mask`).
         confidence: The model's confidence for the mask.
         mm_per_px: Image scale; adds millimetre figures and selects the ``fail_if_mm`` rules.
         qa_rules: Figure sets and rules; the built-in ``qa-rules.yaml`` by default.
@@ -100,7 +105,7 @@ def inspect_mask(
     qa_rules = qa_rules or QARules.default()
     class_name = prompt_class(prompt, prompt_config)
     figures = measure_mask(
-        mask, qa_rules.figure_set(class_name), mm_per_px=mm_per_px, confidence=confidence,
+        mask, qa_rules.figure_set(class_name), image=image, mm_per_px=mm_per_px, confidence=confidence,
         min_component_area_px=qa_rules.min_component_area_px, scale=scale,
     )
     return MaskInspection(prompt, class_name, figures, qa_rules.judge(class_name, figures))

@@ -77,7 +77,8 @@ class SegmentResult(BaseModel):
     prompt_known: bool = Field(description="false when the prompt names no known class: no QA rules apply and the "
                                "model was not trained for it (see 'warnings')")
     figure_set: str = Field(description="crack | joint | area")
-    figures: dict[str, float | int | None] = Field(description="QA figures (see docs/serving.md)")
+    figures: dict[str, float | int | str | None] = Field(description="QA figures (see docs/serving.md); width_source "
+                                                           "is 'photo' or 'mask'")
     verdict: VerdictText = Field(description="this prompt's verdict: fail, pass, 'not found' (nothing found for a "
                                  "class that is neither a defect nor required: nothing to judge) or unchecked (a class "
                                  "without QA rules); see docs/serving.md")

@@ -304,8 +304,9 @@ def create_app(
                                       deadline=deadline)
             out = []
             for prompt_text, result in zip(prompts, results):
-                inspection = inspect_mask(result.mask, prompt_text, confidence=result.confidence, mm_per_px=mm_per_px,
-                                          qa_rules=qa_rules, prompt_config=prompt_config, scale=photo.scale)
+                inspection = inspect_mask(result.mask, prompt_text, image=pixels, confidence=result.confidence,
+                                          mm_per_px=mm_per_px, qa_rules=qa_rules, prompt_config=prompt_config,
+                                          scale=photo.scale)
                 item = json_ready(inspection.to_dict())
                 item["prompt_known"] = prompt_text not in unknown
                 item["mask"] = mask_payload(result.mask, mask_format)

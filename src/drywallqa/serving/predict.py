@@ -303,7 +303,9 @@ class _PairJob:
                     self.threshold[prompt], self.mm_per_px, self.qa_rules, self.prompt_config, overlay=self.overlays)
                 outcomes.append((record, mask_annotations(mask, record) if self.coco else None, True))
             else:
-                record, mask = _remeasure(self.out, saved[prompt], self.mm_per_px, self.qa_rules, self.prompt_config)
+                photo = photo or _photo_or_none(image_path)
+                record, mask = _remeasure(self.out, saved[prompt], self.mm_per_px, self.qa_rules, self.prompt_config,
+                                          photo)
                 outcomes.append((record, mask_annotations(mask, record) if self.coco else None, False))
         return outcomes
 
@@ -418,7 +420,8 @@ def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prom
     file's pixels and the record gives the file's size.
     """
     mask_path, overlay_path, record_path = _paths(out, name)
-    inspection = inspect_mask(mask, prompt, confidence=confidence, mm_per_px=mm_per_px, qa_rules=qa_rules,
+    inspection = inspect_mask(mask, prompt, image=photo.pixels, confidence=confidence, mm_per_px=mm_per_px,
+                              qa_rules=qa_rules,
                               prompt_config=prompt_config, scale=photo.scale)
     atomic_write_bytes(mask_path, mask_png_bytes(mask))
     if overlay:
@@ -430,12 +433,22 @@ def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prom
     return record, mask
 
 
+def _photo_or_none(image_path: Path) -> Photo | None:
+    """The photo of a resumed pair, for its crack widths; None when it can no longer be read (its
+    widths are then the saved mask's, and its record says ``width_source: mask``)."""
+    try:
+        return read_photo(image_path)
+    except DataError:
+        return None
+
+
 def _remeasure(out: Path, record: dict, mm_per_px: float | None, qa_rules: QARules,
-               prompt_config: PromptConfig) -> tuple[dict, np.ndarray]:
-    """Figures and verdict of a resumed pair, measured again from its saved mask; returns the
-    record and the mask."""
+               prompt_config: PromptConfig, photo: Photo | None = None) -> tuple[dict, np.ndarray]:
+    """Figures and verdict of a resumed pair, measured again from its saved mask (and the photo,
+    when given and of the mask's size); returns the record and the mask."""
     mask = read_mask_png(out / record["mask"])
-    inspection = inspect_mask(mask, record["prompt"], confidence=record["figures"].get("confidence"),
+    image = photo.pixels if photo is not None and photo.pixels.shape[:2] == mask.shape else None
+    inspection = inspect_mask(mask, record["prompt"], image=image, confidence=record["figures"].get("confidence"),
                               mm_per_px=mm_per_px, qa_rules=qa_rules, prompt_config=prompt_config,
                               scale=record["image_width"] / mask.shape[1])
     name = Path(record["mask"]).stem

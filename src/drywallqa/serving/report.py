@@ -25,6 +25,7 @@ from drywallqa.files import atomic_write_text, read_image, read_json
 from drywallqa.qa.rules import VERDICTS
 from drywallqa.serving.results import SUMMARY_FILE, photo_verdicts, read_results, verdict_counts
 from drywallqa.serving.render import jpeg_bytes
+from drywallqa.serving.width_profile import width_profile_svg
 
 THUMBNAIL_SIDE = 480
 THUMBNAIL_QUALITY = 80
@@ -66,6 +67,7 @@ tr.unchecked td:first-child { border-left: 4px solid var(--unchecked); }
 .pair figcaption b.wrong { color: var(--fail); }
 img.thumb { width: 220px; border-radius: 4px; display: block; cursor: zoom-in; outline: none; }
 img.thumb:focus { width: min(90vw, 480px); cursor: zoom-out; }
+svg.profile { display: block; margin-top: 6px; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600;
          text-transform: uppercase; font-size: 12px; white-space: nowrap; }
 .badge.fail { background: var(--fail); } .badge.pass { background: var(--pass); }
@@ -86,8 +88,11 @@ _DEFINITIONS = (
                         "to the mask's edge")),
     ("length (taping)", "covered length: each band's area divided by its median width along the skeleton, summed"),
     ("longest", "length of the longest component"),
-    ("width max / mean", ("local width 2·d − 1 on the skeleton (d: distance to the nearest background pixel); crack mean "
-                          "over skeleton pixels, taping mean of the bands' median widths weighted by area")),
+    ("width max / mean (crack)", ("measured on the photo across the dark line (the profile under the overlay): 95th "
+                                  "percentile and 10 % trimmed mean of the widths along the crack; mask_width_* in "
+                                  "results.csv keep the mask's band width")),
+    ("width max / mean (taping)", ("local width 2·d − 1 on the skeleton (d: distance to the nearest background pixel); "
+                                   "max over the skeleton, mean of the bands' median widths weighted by area")),
     ("confidence", "the model's own estimate of the mask's IoU"),
     ("severity", "largest ratio of a figure to its bound over the checked rules; above 1 means fail"),
     ("not found", ("nothing found (no part, or less area than the class's min_area_percent) for a class that is neither "
@@ -209,7 +214,8 @@ def _row(number: int, record: dict, folder: Path, unit: str, photo_verdict: str)
     reasons_html = f'<ul class="reasons">{"".join(f"<li>{_e(r)}</li>" for r in reasons)}</ul>' if reasons else ""
     severity = record.get("severity")
     return (
-        f'<tr class="{_slug(verdict)}"><td class="num">{number}</td><td>{_thumbnail(record, folder)}</td>'
+        f'<tr class="{_slug(verdict)}"><td class="num">{number}</td>'
+        f'<td>{_thumbnail(record, folder)}{width_profile_svg(record.get("width_profile"))}</td>'
         f'<td class="name"><div class="file">{_e(Path(record["image"]).name)}</div><div>{_e(record["prompt"])}</div>'
         f'<div class="muted">{_e(record.get("class") or "unknown class")} · {_e(record.get("figure_set", ""))}</div>'
         f'<div class="muted">photo: {_e(photo_verdict)}</div></td>'

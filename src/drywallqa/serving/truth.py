@@ -86,9 +86,10 @@ def attach_truth(
         predicted = read_mask_png(folder / record["mask"])
         iou = iou_score(*get_stats(predicted, truth))
         name = Path(record["mask"]).stem
-        overlay = render_overlay(orient(read_image(record["image"]), orientation), truth, TRUTH_COLOUR)
+        photo = orient(read_image(record["image"]), orientation)
+        overlay = render_overlay(photo, truth, TRUTH_COLOUR)
         atomic_write_bytes(folder / TRUTH_DIR / f"{name}.jpg", jpeg_bytes(overlay, quality=85))
-        true_verdict = inspect_mask(truth, record["prompt"], mm_per_px=record.get("mm_per_px"),
+        true_verdict = inspect_mask(truth, record["prompt"], image=photo, mm_per_px=record.get("mm_per_px"),
                                     qa_rules=qa_rules).verdict.verdict
         record["truth"] = {"iou": iou, "truth_pixels": int(truth.sum()), "verdict": true_verdict,
                            "overlay": f"{TRUTH_DIR}/{name}.jpg"}

@@ -378,8 +378,9 @@ class _Writer:
             if self._last_frame is None:  # nothing annotated yet: a black frame keeps the timing
                 self._last_frame = np.zeros((self.video.height, self.video.width, 3), np.uint8)
             return {**record, "dropped": True}, []
-        inspections = [inspect_mask(r.mask, r.prompt, confidence=r.confidence, mm_per_px=self.mm_per_px,
-                                    qa_rules=self.qa_rules, prompt_config=self.prompt_config) for r in frame_results]
+        inspections = [inspect_mask(r.mask, r.prompt, image=frame.pixels, confidence=r.confidence,
+                                    mm_per_px=self.mm_per_px, qa_rules=self.qa_rules, prompt_config=self.prompt_config)
+                       for r in frame_results]
         overall = photo_verdict(i.verdict.verdict for i in inspections)
         self._last_frame = annotate_frame(frame.pixels, frame_results, inspections, frame.index,
                                           self.run.frames_dropped)
