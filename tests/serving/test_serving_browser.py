@@ -189,7 +189,9 @@ def test_report_opens_offline(browser_context, tmp_path):
     write_image(photos / "long-crack.png", dark_line_image(cols=slice(5, 95)))
     write_image(photos / "short-crack.png", dark_line_image(cols=slice(45, 55), rows=slice(30, 31)))
     out = tmp_path / "out"
-    predict_images([photos], ["segment crack"], out, DarkPixelPredictor(level=130), mm_per_px=0.5)
+    # 0.3 mm/px: the long crack is 27 mm long (fails), the short one 3 mm long and its 1 px line,
+    # measured on the photo, well under 0.5 mm wide (passes).
+    predict_images([photos], ["segment crack"], out, DarkPixelPredictor(level=130), mm_per_px=0.3)
     report = write_report(out, tmp_path / "report.html")
 
     page = browser_context.new_page()

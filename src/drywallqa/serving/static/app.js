@@ -35,6 +35,7 @@ function setStatus(text, isError = false) {
 
 function formatNumber(value) {
   if (value === null || value === undefined) return "–";
+  if (typeof value !== "number") return String(value);  // e.g. width_source: "photo" or "mask"
   if (Number.isInteger(value)) return String(value);
   return Math.abs(value) >= 100 ? value.toFixed(0) : value.toPrecision(3);
 }
