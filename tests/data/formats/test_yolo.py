@@ -192,15 +192,27 @@ BAD_LINES = [
 
 
 @pytest.mark.parametrize(("line", "reason"), BAD_LINES, ids=[r for _, r in BAD_LINES])
-def test_bad_line_is_skipped_and_counted(tmp_path, line, reason):
-    root = one_image_dataset(tmp_path / "ds", f"0 0.5 0.5 0.2 0.2\n{line}\n\n0 0.5 0.5 0.4 0.4\n")
+def test_bad_line_is_skipped_and_counted_with_its_image(tmp_path, line, reason):
+    root = roboflow_dataset(tmp_path / "ds", {"train": {"img": f"0 0.5 0.5 0.2 0.2\n{line}\n\n0 0.5 0.5 0.4 0.4\n",
+                                                        "other": "0 0.5 0.5 0.2 0.2\n"}})
 
     ds = load_yolo(root, quiet=True)
 
-    assert ds.issues.counts() == {reason: 1}
-    (issue,) = ds.issues.issues
-    assert (Path(issue.file).name, issue.entry) == ("img.txt", "line 2")
-    assert [a.source_id for a in ds[0].annotations] == ["1", "4"]
+    assert ds.issues.counts() == {reason: 1, "image with a skipped annotation": 1}
+    line_issue, image_issue = ds.issues.issues
+    assert (Path(line_issue.file).name, line_issue.entry) == ("img.txt", "line 2")
+    # The image that lost a line is left out whole, never kept with one object fewer.
+    assert Path(image_issue.file).name == "img.png"
+    assert [s.image_path.stem for s in ds] == ["other"]
+
+
+def test_an_image_whose_only_polygon_has_a_nan_vertex_is_skipped_not_made_background(tmp_path):
+    root = roboflow_dataset(tmp_path / "ds", {"train": {"img": "0 0.1 0.1 nan 0.1 0.5 0.5\n", "other": None}})
+
+    ds = load_yolo(root, quiet=True)
+
+    assert [s.image_path.stem for s in ds] == ["other"]
+    assert ds.issues.counts() == {"not a number": 1, "image with a skipped annotation": 1}
 
 
 @pytest.mark.parametrize(("line", "reason"), BAD_LINES, ids=[r for _, r in BAD_LINES])
@@ -248,7 +260,7 @@ def test_skips_print_one_warning_each_unless_quiet(tmp_path, capsys):
     root = one_image_dataset(tmp_path / "ds", "9 0.5 0.5 0.2 0.2\nx\n")
 
     load_yolo(root)
-    assert capsys.readouterr().err.count("warning: skipped") == 2
+    assert capsys.readouterr().err.count("warning: skipped") == 3  # two lines, then their image
     load_yolo(root, quiet=True)
     assert capsys.readouterr().err == ""
 
