@@ -102,6 +102,13 @@ class IssueLog:
         if not self.quiet and seen <= SHOWN_PER_REASON:
             print(f"warning: skipped {issue}", file=sys.stderr)
 
+    def skip_many(self, file: object, reason: str, count: int) -> None:
+        """Count ``count`` more skipped entries of one reason without a line or an entry each
+        (:meth:`report_hidden` sums them up); for a file of millions of identical bad entries."""
+        if count > 0:
+            self._counts[reason] += count
+            self._file_counts[(str(file), reason)] += count
+
     def _count(self, issue: InputIssue) -> int:
         self._counts[issue.reason] += 1
         self._file_counts[(issue.file, issue.reason)] += 1

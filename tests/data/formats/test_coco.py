@@ -282,3 +282,20 @@ def test_missing_path_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="unknown dataset layout"):
         AnnotatedDataset.load(tmp_path / "empty")
+
+
+def test_a_flood_of_bad_entries_prints_twenty_warnings_and_a_count(tmp_path, capsys):
+    # Before: a 200 MB {"images": [0, 0, ...]} printed a warning per entry (5 GB) and kept each one (10 GB).
+    root = _dataset(tmp_path, [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [1, 1, 5, 5], "segmentation": []}],
+                    [_image(7)])
+    _edit = json.loads((root / "train" / "_annotations.coco.json").read_text())
+    _edit["images"] = [0] * 5000 + _edit["images"] + [{"id": 8}] * 30
+    (root / "train" / "_annotations.coco.json").write_text(json.dumps(_edit))
+    ds = load_coco(root)
+    assert len(ds) == 1 and len(ds[0].annotations) == 1
+    assert ds.issues.counts() == {"images entry is not an object": 5000, "image entry without id or file_name": 30}
+    assert len(ds.issues) == 5030 and len(ds.issues.issues) <= 1000 + 30
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 20 + 20 + 2
+    assert "skipped 4980 more: images entry is not an object" in "\n".join(lines)
+    assert "images[0]" in lines[0]

@@ -12,8 +12,9 @@ the project (supercategory ``"none"``) that no annotation uses; it is ignored.
 A ``file_name`` is a relative path inside the annotation file's folder (:mod:`drywallqa.paths`):
 an absolute one, one with a drive letter, a backslash or a ``..`` part is skipped with a warning.
 The one exception is a pseudo-mask folder written by ``drywallqa masks``, whose file names lead
-back to the images of the dataset its :data:`PSEUDO_MANIFEST` names; they must lie in that
-dataset's folder. An image whose annotation is skipped is left out whole (and counted), never
+back to the images of its source dataset: they may climb out only into the dataset its
+:data:`PSEUDO_MANIFEST` names, or into the folders the caller names (``image_roots``: a training
+set built with pseudo-masks names its datasets). An image whose annotation is skipped is left out whole (and counted), never
 kept with fewer objects than it has.
 """
 
@@ -23,7 +24,7 @@ import math
 import os
 import reprlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ from drywallqa.data.core import AnnotatedDataset, Annotation, Sample, canonical_
 from drywallqa.data.groups import source_group
 from drywallqa.data.masks import mask_to_box, mask_to_rle, rle_to_mask
 from drywallqa.data.prompts import PromptConfig
-from drywallqa.errors import DataError, IssueLog
+from drywallqa.errors import SHOWN_PER_REASON, DataError, IssueLog
 from drywallqa.files import atomic_write_json, image_size, read_json
 from drywallqa.paths import UnsafePathError, check_data_path, is_inside
 
@@ -77,6 +78,7 @@ def load_coco(
     quiet: bool = False,
     verify_images: bool = True,
     issues: IssueLog | None = None,
+    image_roots: Sequence[str | os.PathLike] = (),
 ) -> AnnotatedDataset:
     """Load a COCO / Roboflow export into an :class:`AnnotatedDataset`.
 
@@ -89,6 +91,9 @@ def load_coco(
         quiet: Do not print a warning line per skipped entry (they are still counted).
         verify_images: Decode every image to catch unreadable and truncated files.
         issues: Log to add skipped entries to (a new one by default).
+        image_roots: Folders besides the annotation file's own that ``file_name`` entries may
+            lead into with ``..`` (the images of a pseudo-mask dataset's source); see the module
+            docstring.
 
     Returns:
         The dataset. Skipped entries are in ``dataset.issues``.
@@ -106,6 +111,7 @@ def load_coco(
     prompt_config = prompt_config or PromptConfig.default()
     log = issues if issues is not None else IssueLog(strict=strict, quiet=quiet)
     source = pseudo_mask_source(root)
+    roots = [Path(r) for r in image_roots] + ([source] if source is not None else [])
     samples: list[Sample] = []
     class_names: set[str] = set()
     for file in files:
@@ -113,7 +119,7 @@ def load_coco(
         # A broken annotation file would drop its whole split (a training run without its train
         # split still "succeeds"): that is an error, never a skip.
         data = read_coco_file(file)
-        file_samples, file_classes = _parse_coco(data, file, split, name, prompt_config, log, verify_images, source)
+        file_samples, file_classes = _parse_coco(data, file, split, name, prompt_config, log, verify_images, roots)
         if data["images"] and not file_samples:
             raise DataError(
                 f"{file}: none of its {len(data['images'])} image(s) could be used, so split {split or file.parent.name!r} "
@@ -156,19 +162,20 @@ def pseudo_mask_source(root: Path) -> Path | None:
     return Path(dataset)
 
 
-def image_file(name: object, folder: Path, source: Path | None = None) -> Path:
-    """The image a ``file_name`` names: inside ``folder``, or for a pseudo-mask folder inside
-    its ``source`` dataset (see :func:`pseudo_mask_source`).
+def image_file(name: object, folder: Path, roots: Sequence[Path] = ()) -> Path:
+    """The image a ``file_name`` names: inside ``folder``, or one climbing out with ``..`` inside
+    one of ``roots`` (a pseudo-mask folder's source datasets, see :func:`pseudo_mask_source`).
 
     Raises:
         UnsafePathError: If the name breaks the rule of :mod:`drywallqa.paths`.
     """
-    if source is None or not (isinstance(name, str) and ".." in name.split("/")):
+    if not roots or not (isinstance(name, str) and ".." in name.split("/")):
         return folder / check_data_path(name)
     check_data_path(name.replace("..", "_"))  # every other part of the rule still holds
     path = folder / name
-    if not is_inside(path, source):
-        raise UnsafePathError(f"{name!r:.80} leads out of the dataset {str(source)!r} its pseudo-masks were made from")
+    if not any(is_inside(path, root) for root in roots):
+        shown = ", ".join(repr(str(root)) for root in roots)
+        raise UnsafePathError(f"{name!r:.80} leads out of its folder, and not into the source dataset ({shown})")
     return path
 
 
@@ -192,9 +199,9 @@ def category_classes(
     gets no class.
     """
     categories = {}
-    for cat in data["categories"]:
-        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
-            log.skip(file, f"category {_BRIEF.repr(cat)}", "category without id or name")
+    for index, cat in _objects(data, "categories", file, log):
+        if "id" not in cat or not isinstance(cat.get("name"), str):
+            log.skip(file, f"categories[{index}] {_BRIEF.repr(cat)}", "category without id or name")
             continue
         categories[str(cat["id"])] = cat
     roots = _roboflow_root_categories(categories.values())
@@ -222,17 +229,17 @@ def _parse_coco(
     prompt_config: PromptConfig,
     log: IssueLog,
     verify_images: bool,
-    source: Path | None = None,
+    roots: Sequence[Path] = (),
 ) -> tuple[list[Sample], set[str]]:
     folder = file.parent
     categories, class_of = category_classes(data, file, prompt_config, log)
 
     images: dict[str, dict] = {}
     id_counts = Counter(str(e.get("id")) for e in data["images"] if isinstance(e, dict) and "id" in e)
-    for entry in data["images"]:
-        image_id = str(entry.get("id")) if isinstance(entry, dict) and "id" in entry else None
+    for index, entry in _objects(data, "images", file, log):
+        image_id = str(entry.get("id")) if "id" in entry else None
         if image_id is None or "file_name" not in entry:
-            log.skip(file, f"image {_BRIEF.repr(entry)}", "image entry without id or file_name")
+            log.skip(file, f"images[{index}] {_BRIEF.repr(entry)}", "image entry without id or file_name")
             continue
         shown = entry["file_name"] if isinstance(entry["file_name"], str) and entry["file_name"].isprintable() \
             and len(entry["file_name"]) <= 200 else _BRIEF.repr(entry["file_name"])
@@ -246,7 +253,7 @@ def _parse_coco(
             log.skip(file, where, "invalid image size", f"width={declared[0]!r}, height={declared[1]!r}; expected positive integers")
             continue
         try:
-            image_path = image_file(entry["file_name"], folder, source)
+            image_path = image_file(entry["file_name"], folder, roots)
         except UnsafePathError as exc:
             log.skip(file, f"image id={image_id} file_name", "unsafe file name", str(exc))
             continue
@@ -263,12 +270,9 @@ def _parse_coco(
                             "lost": 0}
 
     listed = {str(e.get("id")) for e in data["images"] if isinstance(e, dict)}
-    for entry in data["annotations"]:
-        ann_id = str(entry.get("id")) if isinstance(entry, dict) else "?"
-        where = f"annotation id={ann_id}"
-        if not isinstance(entry, dict):
-            log.skip(file, where, "annotation is not an object")
-            continue
+    for _, entry in _objects(data, "annotations", file, log):
+        ann_id = entry.get("id")
+        where = f"annotation id={ann_id if isinstance(ann_id, (int, str)) and len(str(ann_id)) <= 40 else _BRIEF.repr(ann_id)}"
         image = images.get(str(entry.get("image_id")))
         if image is None:
             if str(entry.get("image_id")) not in listed:  # else: an annotation of a skipped image
@@ -299,6 +303,24 @@ def _parse_coco(
         for image_id, img in images.items()
     ]
     return samples, set(class_of.values())
+
+
+def _objects(data: dict, key: str, file: Path, log: IssueLog) -> Iterator[tuple[int, dict]]:
+    """``(position, entry)`` of the entries of ``data[key]`` that are JSON objects.
+
+    The others are skipped: the first few each with a warning, the rest counted at once, so a
+    list of a hundred million zeros costs seconds and a few lines, not gigabytes of warnings.
+    """
+    others = 0
+    for index, entry in enumerate(data[key]):
+        if type(entry) is dict:
+            yield index, entry
+            continue
+        others += 1
+        if others <= SHOWN_PER_REASON or log.strict:
+            log.skip(file, f"{key}[{index}]", f"{key} entry is not an object", f"got {_BRIEF.repr(entry)}")
+    if others > SHOWN_PER_REASON:
+        log.skip_many(file, f"{key} entry is not an object", others - SHOWN_PER_REASON)
 
 
 def _roboflow_root_categories(categories: Iterable[dict]) -> set[str]:
