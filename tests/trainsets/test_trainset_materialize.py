@@ -111,15 +111,24 @@ def test_two_photos_of_one_name_in_two_splits_stay_two_files(tmp_path):
         assert (out / row["image"]).read_bytes() == Path(row["source_image"]).read_bytes()
 
 
-@pytest.mark.parametrize("category", ["../../../../tmp/x/pwned", "..\\..\\evil", "C:/evil", "a\x00b", "x" * 400, ".", "NUL"],
+# Enough "../" to reach the root from any output folder, then a folder of /tmp (the "../../../../tmp/x/pwned").
+ESCAPE = "../" * 40 + "tmp/drywallqapwned{token}/pwned"
+
+
+@pytest.mark.parametrize("category", [ESCAPE, "..\\..\\evil", "C:/evil", "a\x00b", "x" * 400, ".", "NUL"],
                          ids=["dot-dot", "backslash", "drive letter", "NUL", "over-long", "dot", "windows device"])
 def test_a_class_name_never_leads_a_mask_out_of_the_folder(tmp_path, category):
+    import uuid
+
+    token = uuid.uuid4().hex
+    category = category.format(token=token)
+    escaped = Path(f"/tmp/drywallqapwned{token}")
     data = small_coco(tmp_path / "data" / "ds", {"train": [("a.jpg", 1)], "valid": [("b.jpg", 2)]}, category)
     trainset = build_trainset(TrainSetConfig(datasets=[str(data)], image_size=32, balance_ratio=None, negative_rate=0.0))
     out = tmp_path / "data" / "out"
     rows = read_manifest(materialize(trainset, out).manifest)
     written = sorted(p for p in tmp_path.rglob("*") if p.is_file() and out not in p.parents and data not in p.parents)
-    assert written == []  # nothing outside the output folder (nor in the dataset)
+    assert written == [] and not escaped.exists()  # nothing outside the output folder (nor in the dataset)
     for row in rows:
         mask = (out / row["mask"])
         assert mask.is_file() and out.resolve() in mask.resolve().parents
