@@ -8,7 +8,13 @@ import pytest
 
 from drywallqa.errors import IssueLog
 from drywallqa.paths import (
-    MAX_COMPONENT_BYTES, UnsafePathError, check_data_path, data_file, is_inside, safe_component, safe_relative_path,
+    MAX_COMPONENT_BYTES,
+    UnsafePathError,
+    check_data_path,
+    data_file,
+    is_inside,
+    safe_component,
+    safe_relative_path,
 )
 
 HOSTILE_NAMES = {

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-
 from testdata import write_coco, write_jpeg
+
 from drywallqa.data import AnnotatedDataset
 from drywallqa.data.formats.coco import PSEUDO_MANIFEST, PSEUDO_TOOL, load_coco, samples_to_coco
 from drywallqa.data.formats.coco import write_coco as write_coco_json
