@@ -415,3 +415,18 @@ def test_paths_named_by_data_stay_inside_their_folders(entry, kind, tmp_path, ca
     assert all(evil != data for folder in ("run", "strict") for data in _files(tmp_path / folder).values())
     if isinstance(out, Path) and out.is_dir():
         assert all(out.resolve() in p.resolve().parents for p in out.rglob("*"))
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_a_report_shows_no_image_a_record_names_outside_its_run(kind, tmp_path, capsys, serving_helpers_on_path):
+    # Before: "overlay": "../../photo.jpg" (or an absolute path) was read and embedded in report.html.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "evil.jpg").write_bytes(encoded(noise(seed=99), "JPEG"))
+    _, run, records = _predicted(tmp_path / "run")
+    records[0]["overlay"] = hostile_name(kind, outside)
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(["report", str(run), "--out", str(tmp_path / "run" / "report.html")]) == 0
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert html.count("overlay missing") == 1 and html.count('<img class="thumb"') == len(records) - 1
+    assert "Traceback" not in capsys.readouterr().err
