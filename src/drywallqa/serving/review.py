@@ -201,40 +201,30 @@ def export_review(predictions: str | os.PathLike, out: str | os.PathLike, count:
 
 
 def _records_inside(records: list[dict], folder: Path, photos: Path, log: IssueLog) -> list[dict]:
-    """The records whose photo lies in ``photos`` or ``folder`` and whose mask lies in ``folder``,
-    their ``image`` made absolute. A photo with one bad record loses them all (one warning)."""
-    file = folder / RESULTS_JSONL
+    """The records whose photo lies in ``photos`` (a relative ``image`` is taken from there) or in
+    ``folder`` and whose mask lies in ``folder``, their ``image`` made absolute. A photo with one
+    bad record loses them all (one warning)."""
     checked: list[tuple[str, dict]] = []
     bad: set[str] = set()
     for number, record in enumerate(records, start=1):
-        image = record.get("image")
+        image, field = record.get("image"), "image"
         try:
-            path = _photo_path(image, folder, photos)
-        except UnsafePathError as exc:
-            log.skip(file, f"record {number} image", "photo outside the run's folders", str(exc))
-            bad.add(str(image))
-            continue
-        try:
+            if not isinstance(image, str) or "\x00" in image:
+                raise UnsafePathError(f"{image!r:.80} is not a file name")
+            path = Path(image) if Path(image).is_absolute() else photos / check_data_path(image)
+            if not (is_inside(path, photos) or is_inside(path, folder)):
+                raise UnsafePathError(f"{image!r:.120} lies outside the photos' folder {photos} and the run's folder; "
+                                      "give --photos, the folder the photos were predicted from")
+            field = "mask"
             data_file(record.get("mask"), folder)
         except UnsafePathError as exc:
-            log.skip(file, f"record {number} mask", "mask outside the run's folder", str(exc))
+            reason = "photo outside the run's folders" if field == "image" else "mask outside the run's folder"
+            log.skip(folder / RESULTS_JSONL, f"record {number} {field}", reason, str(exc))
             bad.add(str(image))
             continue
         checked.append((str(image), {**record, "image": str(path)}))
     log.report_hidden()
     return [record for image, record in checked if image not in bad]
-
-
-def _photo_path(image: object, folder: Path, photos: Path) -> Path:
-    """The photo a record names: a relative name is taken from ``photos``; either way it must lie
-    in ``photos`` or in the run's ``folder``."""
-    if not isinstance(image, str) or "\x00" in image:
-        raise UnsafePathError(f"{image!r:.80} is not a file name")
-    path = Path(image) if Path(image).is_absolute() else photos / check_data_path(image)
-    if not (is_inside(path, photos) or is_inside(path, folder)):
-        raise UnsafePathError(f"{image!r:.120} lies outside the photos' folder {photos} and the run's folder; "
-                              "give --photos, the folder the photos were predicted from")
-    return path
 
 
 def _label(record: dict) -> str:
