@@ -21,6 +21,10 @@ def add_commands(subparsers) -> None:
     export.add_argument("--image-url-prefix", default=None, metavar="URL",
                         help="prefix of images/<name> in the tasks' image URLs (default: Label Studio local files, "
                         "/data/local-files/?d=, with the review folder as document root)")
+    export.add_argument("--photos", metavar="DIR", default=None,
+                        help="the folder the run read its photos from: only photos in it (or in the run's folder) are "
+                        "copied, and relative record paths are taken from it (default: the current folder)")
+    export.add_argument("--strict", action="store_true", help="fail at a record naming a file outside those folders")
     export.set_defaults(handler=run_review_export)
     load = commands.add_parser("import", help="a Label Studio JSON or CVAT COCO export -> a COCO dataset")
     load.add_argument("export", metavar="EXPORT", help="Label Studio JSON export, or CVAT 'COCO 1.0' export (zip, folder or json)")
@@ -33,7 +37,8 @@ def add_commands(subparsers) -> None:
 def run_review_export(args: argparse.Namespace) -> int:
     from drywallqa.serving.review import LOCAL_FILES_PREFIX, export_review
 
-    export = export_review(args.predictions, args.out, args.count, image_url_prefix=args.image_url_prefix or LOCAL_FILES_PREFIX)
+    export = export_review(args.predictions, args.out, args.count, image_url_prefix=args.image_url_prefix or LOCAL_FILES_PREFIX,
+                           photos=args.photos, strict=args.strict)
     if export.ranking:
         print(f"{len(export.ranking)} of {export.photos} photo(s), least certain first: confidence "
               f"{export.ranking[0]['confidence']:.3f} to {export.ranking[-1]['confidence']:.3f}")

@@ -21,6 +21,7 @@ from drywallqa.errors import ConfigError, DataError, ImageSizeError
 from drywallqa.files import MAX_DECODE_PIXELS, Photo, read_photo
 from drywallqa.image_codecs import HeifSupportMissing
 from drywallqa.inference import check_prompt
+from drywallqa.paths import UnsafePathError, check_data_path
 from drywallqa.qa.figures import check_mm_per_px
 from drywallqa.serving.render import mask_png_bytes
 
@@ -125,8 +126,10 @@ def check_export_items(text: str, masks: int, max_items: int) -> list[dict]:
         if not isinstance(item, dict):
             raise HTTPException(422, f"{where}: expected an object with image, prompt, width, height, confidence")
         image, width, height, confidence = item.get("image"), item.get("width"), item.get("height"), item.get("confidence")
-        if not isinstance(image, str) or not image.strip() or image.startswith(("/", "\\")) or ".." in image.split("/"):
-            raise HTTPException(422, f"{where}.image: expected the photo's file name or relative path, got {image!r}")
+        try:  # it goes into results.jsonl and coco.json, where readers take it as a path (drywallqa.paths)
+            check_data_path(image.strip() if isinstance(image, str) else image)
+        except UnsafePathError as exc:
+            raise HTTPException(422, f"{where}.image: expected the photo's file name or relative path: {exc}") from None
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
             raise HTTPException(422, f"{where}: width and height must be positive integers, got {width!r} x {height!r}")
         if width * height > MAX_DECODE_PIXELS:

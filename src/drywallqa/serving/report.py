@@ -22,6 +22,7 @@ import numpy as np
 from drywallqa import __version__
 from drywallqa.errors import DataError
 from drywallqa.files import atomic_write_text, read_image, read_json
+from drywallqa.paths import data_file
 from drywallqa.qa.rules import VERDICTS
 from drywallqa.serving.results import SUMMARY_FILE, photo_verdicts, read_results, verdict_counts
 from drywallqa.serving.render import jpeg_bytes
@@ -226,13 +227,13 @@ def _row(number: int, record: dict, folder: Path, unit: str, photo_verdict: str)
 
 
 def _thumbnail(record: dict, folder: Path) -> str:
-    html_ = _image(folder / str(record.get("overlay", "")), f"overlay of {Path(record['image']).name} for {record['prompt']}")
+    html_ = _image(folder, record.get("overlay"), f"overlay of {Path(record['image']).name} for {record['prompt']}")
     truth = record.get("truth")
     if truth:
         # Where the true mask is known (the quickstart's sample data): the truth beside the prediction.
         alt = f"true mask of {Path(record['image']).name}"
         html_ = (f'<div class="pair"><figure>{html_}<figcaption>prediction</figcaption></figure>'
-                 f'<figure>{_image(folder / truth["overlay"], alt)}<figcaption>truth · IoU {truth["iou"]:.2f}'
+                 f'<figure>{_image(folder, truth.get("overlay"), alt)}<figcaption>truth · IoU {truth["iou"]:.2f}'
                  + _truth_verdict(truth.get("verdict"), record["verdict"]) + "</figcaption></figure></div>")
     return html_
 
@@ -246,9 +247,9 @@ def _truth_verdict(truth_verdict: str | None, verdict: str) -> str:
     return f' · {_e(truth_verdict)} <b class="wrong">(predicted {_e(verdict)}: wrong)</b>'
 
 
-def _image(path: Path, alt: str) -> str:
+def _image(folder: Path, name: object, alt: str) -> str:
     try:
-        image = read_image(path)
+        image = read_image(data_file(name, folder))  # a record names files in its run's folder only
     except DataError:
         return '<span class="muted">overlay missing</span>'
     data = base64.b64encode(jpeg_bytes(image, quality=THUMBNAIL_QUALITY, max_side=THUMBNAIL_SIDE)).decode("ascii")
