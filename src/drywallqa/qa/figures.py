@@ -16,6 +16,8 @@ thresholds file (see :mod:`drywallqa.qa.rules`):
   local widths along its skeleton (spurs are a minority of skeleton pixels, so the median ignores
   them), and its covered length is its area divided by that width: the length of a straight band,
   and the summed arm lengths of a T or cross of bands. Width max is the widest local width.
+  Given the photo, these are measured on the band refined from it inside the mask
+  (:mod:`drywallqa.qa.taping_band`), and the mask's own widths are kept as ``mask_width_*``.
 - ``"area"``: any other class: covered area, component count and confidence only.
 
 Outside the image counts as background, so a crack leaving the frame ends at the frame.
@@ -35,6 +37,7 @@ from drywallqa.errors import ConfigError
 FIGURE_SETS = ("crack", "joint", "area")
 # Figures measured in pixels that get a millimetre twin when the image scale is known.
 LENGTH_FIGURES = ("length", "longest", "width_max", "width_mean")
+MASK_WIDTH_FIGURES = ("mask_width_max", "mask_width_mean")  # only when the widths come from the photo
 
 
 @dataclass
@@ -55,6 +58,8 @@ class QAFigures:
             of the components' band widths. None when there is no component.
         mm_per_px: Image scale in millimetres per pixel, or None when unknown.
         component_lengths_px: Length of each component, longest first.
+        mask_width_max_px: The mask's own width max when the widths above come from the photo.
+        mask_width_mean_px: The mask's own width mean, likewise.
     """
 
     figure_set: str
@@ -68,6 +73,8 @@ class QAFigures:
     width_mean_px: float | None = None
     mm_per_px: float | None = None
     component_lengths_px: tuple[float, ...] = field(default=(), repr=False)
+    mask_width_max_px: float | None = None
+    mask_width_mean_px: float | None = None
 
     def __post_init__(self) -> None:
         if self.figure_set not in FIGURE_SETS:
@@ -89,8 +96,10 @@ class QAFigures:
         }
         if self.figure_set == "area":
             return out
-        for name in LENGTH_FIGURES:
+        for name in LENGTH_FIGURES + MASK_WIDTH_FIGURES:
             value = getattr(self, f"{name}_px")
+            if value is None and name in MASK_WIDTH_FIGURES:
+                continue
             out[f"{name}_px"] = None if value is None else round(value, 2)
             if self.mm_per_px is not None:
                 out[f"{name}_mm"] = None if value is None else round(value * self.mm_per_px, 3)
@@ -105,6 +114,7 @@ def measure_mask(
     confidence: float | None = None,
     min_component_area_px: int = 10,
     scale: float = 1.0,
+    image: np.ndarray | None = None,
 ) -> QAFigures:
     """Measure the QA figures of one binary mask.
 
@@ -118,6 +128,9 @@ def measure_mask(
             (:attr:`drywallqa.files.Photo.scale`): lengths and widths are multiplied by it and
             areas by its square, so pixel figures, pixel rules and ``mm_per_px`` all refer to the
             file's pixels.
+        image: The photo, RGB ``uint8`` at the mask's size: a ``"joint"`` mask's widths and
+            lengths are then measured on the band refined from it (the mask's own widths kept
+            as ``mask_width_*``).
 
     Returns:
         The figures.
@@ -155,6 +168,11 @@ def measure_mask(
     figures.longest_px = float(lengths.max())
     figures.width_max_px = float(width_max)
     figures.width_mean_px = float(width_mean)
+    if image is not None and figure_set == "joint":
+        # A lazy import: taping_band imports this module.
+        from drywallqa.qa.taping_band import measure_on_band
+
+        measure_on_band(figures, mask, image, scale=scale, min_component_area_px=min_component_area_px)
     return figures
 
 

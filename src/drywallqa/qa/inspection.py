@@ -79,6 +79,7 @@ def inspect_mask(
     thresholds: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     scale: float = 1.0,
+    image: np.ndarray | None = None,
 ) -> MaskInspection:
     """Measure a mask's QA figures for its prompt's class and judge them.
 
@@ -91,6 +92,8 @@ def inspect_mask(
         prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
         scale: Image-file pixels per mask pixel, for the mask of a photo decoded reduced (see
             :func:`~drywallqa.qa.figures.measure_mask`).
+        image: The photo, RGB ``uint8`` at the mask's size; taping figures are then measured on
+            the band refined from it (see :func:`~drywallqa.qa.figures.measure_mask`).
 
     Example:
         >>> mask = np.zeros((100, 200), dtype=bool); mask[50:53, 20:120] = True   # 100 × 3 px
@@ -101,6 +104,6 @@ def inspect_mask(
     class_name = prompt_class(prompt, prompt_config)
     figures = measure_mask(
         mask, thresholds.figure_set(class_name), mm_per_px=mm_per_px, confidence=confidence,
-        min_component_area_px=thresholds.min_component_area_px, scale=scale,
+        min_component_area_px=thresholds.min_component_area_px, scale=scale, image=image,
     )
     return MaskInspection(prompt, class_name, figures, thresholds.judge(class_name, figures))
