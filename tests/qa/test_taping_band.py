@@ -145,6 +145,17 @@ def test_the_edge_of_a_board_against_a_dark_background_is_no_seam():
     assert all(line.kind != "seam" for line in band.lines)
 
 
+def test_a_mask_inside_a_wider_bright_area_finds_no_band_of_its_own():
+    # A brighter patch of wall (light, a fresh coat) wider than the predicted box: no edge of it
+    # lies in the box, so the box holds no joint's band; the mask stands.
+    shape = (240, 320)
+    gray = wall(*shape)
+    add_compound(gray, across(shape, (160, 0), 90.0), width=200.0)
+    mask = box(shape, 20, 220, 110, 210)
+    band = refine_taping_band(rgb(gray), mask)
+    assert band.lines == () and (band.mask == mask).all()
+
+
 def test_empty_mask():
     shape = (80, 80)
     image, mask = rgb(wall(*shape)), np.zeros(shape, dtype=bool)

@@ -21,13 +21,14 @@ For each component of at least ``min_component_area_px`` pixels:
 4. The profile across the line: the median, along the line's length inside the component, of the
    photo sampled on the line's normals. A *seam* is darker than both of its shoulders; a
    *compound band* rises above the wall on both sides, and its edges are the steepest points of
-   the descent on each side (the wall level, lighting and tape marks do not move them; a band
-   that runs out of the frame ends there). Contrast is the smaller of the two sides, so the edge
-   of a board against a dark background (one side only) is not a joint.
+   the descent on each side (the wall level, lighting and tape marks do not move them). Contrast
+   is the smaller of the two sides, so neither the edge of a board against a dark background nor
+   a band whose far side is out of frame counts as a joint (one side only: the mask stands).
 5. The kind with the larger contrast wins when it reaches ``min_contrast``. A bare seam shows
    only its gap; its taping area is the band the tape will cover, centred on it: ``tape_width_mm``
    wide when the scale is known, otherwise ``seam_band_share`` of the photo's short side. A
-   compound band is as wide as its measured edges.
+   compound band is as wide as its measured edges, and is no band of the component's own when
+   that is wider than the box across it.
 6. More lines of the same kind (a T or a cross of joints in one component) while their contrast
    reaches ``next_line_share`` of the first's, each searched outside the bands already drawn.
 
@@ -62,8 +63,8 @@ from drywallqa.qa.joint_lines import (
 #: Paper joint tape is 52 mm (2 1/16 in) wide: the taping area of a bare seam.
 TAPE_WIDTH_MM = 52.0
 #: Without a scale, a seam's band is this share of the photo's short side: the middle of the 4-7 %
-#: that 52 mm tape covers in a photo of a board (the sample-data generator draws it so; the real
-#: export's boxes around straight joints have a median short side of 7 %).
+#: that 52 mm tape covers in a photo of a board, as the sample-data generator draws it (the real
+#: export's boxes around straight joints: docs/qa-validation-taping.md).
 SEAM_BAND_SHARE = 0.055
 
 
@@ -328,10 +329,13 @@ def _component_lines(
             if along.size == 0 or along.size < needed:
                 continue
             normal = np.array([-direction[1], direction[0]])
-            reach = float(np.abs((box_x - point[0]) * normal[0] + (box_y - point[1]) * normal[1]).max())
+            box_across = (box_x - point[0]) * normal[0] + (box_y - point[1]) * normal[1]
+            reach = float(np.abs(box_across).max())
             contrast, offsets = _measure_across(
                 kind, gray, point + origin, direction, along, reach, seam_share_half, seam_half, params
             )
+            if kind == "compound" and offsets[1] - offsets[0] > box_across.max() - box_across.min():
+                continue  # edges beyond the box on both sides: no band of this component's own
             candidates.append((contrast, kind, point, direction, along.size, offsets))
         candidates = [c for c in candidates if c[0] >= params.min_contrast]
         if not candidates:
