@@ -19,7 +19,9 @@ thresholds file (see :mod:`drywallqa.qa.rules`):
   local widths along its skeleton (spurs are a minority of skeleton pixels, so the median ignores
   them), and its covered length is its area divided by that width: the length of a straight band,
   and the summed arm lengths of a T or cross of bands. Width max is the widest local width.
-  Its ``width_*`` are the mask's (``width_source`` ``"mask"``), as are its ``mask_width_*``.
+  Given the photo, they are measured on the band refined from it inside the mask
+  (:mod:`drywallqa.qa.taping_band`, ``width_source`` ``"photo"``) where a band is found, and the
+  mask's own widths are kept as ``mask_width_*``; otherwise they are the mask's.
 - ``"area"``: any other class: covered area, component count and confidence only.
 
 Outside the image counts as background, so a crack leaving the frame ends at the frame.
@@ -175,7 +177,9 @@ def measure_mask(
         image: The photo the mask was predicted on, RGB ``uint8`` ``(H, W, 3)`` at the mask's size
             (as decoded, possibly reduced: see ``scale``). With it, crack widths are measured
             across the dark line on the photo (``width_source`` ``"photo"``); without it, they are
-            the mask's band widths (``"mask"``). The other figure sets do not use it (yet).
+            the mask's band widths (``"mask"``). A ``"joint"`` mask's widths and lengths are
+            measured on the band refined from it where one is found (the mask's own widths kept
+            as ``mask_width_*``). The ``"area"`` set does not use it.
         mm_per_px: Millimetres per pixel of the image file; adds ``*_mm`` figures.
         confidence: The model's confidence, carried into the figures.
         min_component_area_px: Smaller components are noise and are not measured.
@@ -246,6 +250,11 @@ def measure_mask(
         figures.width_profile = None if measured.example is None else measured.example.to_dict(scale)
     else:
         figures.width_max_px, figures.width_mean_px = figures.mask_width_max_px, figures.mask_width_mean_px
+    if image is not None and figure_set == "joint":
+        # A lazy import: taping_band imports this module.
+        from drywallqa.qa.taping_band import measure_on_band
+
+        measure_on_band(figures, mask, image, scale=scale, min_component_area_px=min_component_area_px)
     return figures
 
 

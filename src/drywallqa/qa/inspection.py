@@ -88,8 +88,8 @@ def inspect_mask(
     Args:
         mask: ``(H, W)`` bool mask at the image's size.
         prompt: The prompt the mask answers.
-        image: The photo, RGB ``uint8`` at the mask's size: crack widths are then measured on it
-            (see :func:`~drywallqa.qa.figures.measure_mask`).
+        image: The photo, RGB ``uint8`` at the mask's size: crack widths, and taping figures on the
+            band refined from it, are then measured on it (see :func:`~drywallqa.qa.figures.measure_mask`).
         confidence: The model's confidence for the mask.
         mm_per_px: Image scale; adds millimetre figures and selects the ``fail_if_mm`` rules.
         qa_rules: Figure sets and rules; the built-in ``qa-rules.yaml`` by default.
