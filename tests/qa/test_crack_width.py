@@ -118,7 +118,10 @@ def test_mask_over_a_plain_wall_has_no_photo_width():
 def test_area_and_joint_sets_keep_their_figures():
     assert "width_source" not in measure_mask(band(), "area", image=line_photo()).to_dict()
     joint = measure_mask(band(), "joint", image=line_photo())
-    assert joint.width_source == "mask" and joint.width_mean_px == joint.mask_width_mean_px
+    without_photo = measure_mask(band(), "joint")
+    # A joint's widths come from the taping band refined on the photo (drywallqa.qa.taping_band),
+    # never from the crack profiles; the mask's own widths stay as mask_width_*.
+    assert joint.mask_width_mean_px == without_photo.width_mean_px and joint.width_profile is None
 
 
 @pytest.mark.parametrize("image", [np.zeros((60, 200), np.uint8), np.zeros((30, 200, 3), np.uint8),

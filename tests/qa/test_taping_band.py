@@ -113,7 +113,7 @@ def test_a_band_whose_far_side_is_out_of_frame_keeps_the_predicted_mask():
 def test_without_the_photo_the_figures_are_the_masks():
     mask = box((100, 200), 20, 70, 10, 190)
     figures = measure_mask(mask, "joint")
-    assert figures.mask_width_mean_px is None and "mask_width_mean_px" not in figures.to_dict()
+    assert figures.width_source == "mask" and figures.mask_width_mean_px == figures.width_mean_px
     assert figures.width_mean_px == pytest.approx(50.0, abs=1.0)
 
 
