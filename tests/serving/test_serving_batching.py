@@ -65,17 +65,35 @@ def test_a_refused_pair_fails_alone():
     assert outcomes["crack"].mask.all() and "refused" in str(outcomes["refused"])
 
 
+class Blocking(Recording):
+    """A model whose calls wait until the test releases them (or 30 s): no race with a busy machine."""
+
+    def __init__(self):
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def predict_batch(self, images, prompts, **kwargs):
+        self.entered.set()
+        self.release.wait(30)
+        return super().predict_batch(images, prompts, **kwargs)
+
+
 def test_full_queue_raises_for_callers_that_must_not_wait_and_close_finishes_the_queue():
-    predictor = Recording(delay_s=0.3)
+    predictor = Blocking()
     batcher = MicroBatcher(predictor, max_batch=1, max_queued=2)
     results = []
     threads = [threading.Thread(target=lambda: results.append(batcher.predict([image()], ["crack"]))) for _ in range(3)]
-    for thread in threads:
+    threads[0].start()
+    assert predictor.entered.wait(30)  # the first is in the model...
+    for thread in threads[1:]:
         thread.start()
-        time.sleep(0.05)  # the first goes into the model, the next two fill the queue
+    give_up = time.monotonic() + 30
+    while batcher.queued < 2 and time.monotonic() < give_up:  # ...and the next two fill the queue
+        time.sleep(0.01)
     with pytest.raises(QueueFull) as full:
         batcher.predict([image()], ["crack"], block=False)
     assert full.value.retry_after_s >= 1
+    predictor.release.set()
     batcher.close()
     for thread in threads:
         thread.join()

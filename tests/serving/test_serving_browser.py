@@ -20,6 +20,8 @@ from drywallqa.qa import photo_verdict as photo_verdict_of
 from drywallqa.serving import predict_images, write_report
 from drywallqa.serving.render import FIGURE_SET_COLOURS
 
+pytestmark = pytest.mark.integration  # Chromium driven by Playwright
+
 CHROMIUM = os.environ.get("DRYWALLQA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("DRYWALLQA_TEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "artifacts" / "serving")
 # Headless, sandbox-free (containers run as root), and nothing reaching out to the network.

@@ -37,7 +37,7 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_ray_engine_writes_the_local_outputs_and_resumes(local_ray, photo_folder, tiny_model_dir, tmp_path, capsys):
     (photo_folder / "broken.jpg").write_bytes(b"not a jpeg")
     model = ["--model", str(tiny_model_dir), "--no-progress"]

@@ -49,6 +49,7 @@ def _no_weights_packages(monkeypatch):
     monkeypatch.setattr(text, "minilm_model_dir", missing)
 
 
+@pytest.mark.integration  # a training run
 def test_training_from_a_pack_needs_no_weights_package(pack, tmp_path, monkeypatch, capsys):
     _no_weights_packages(monkeypatch)
     out = tmp_path / "run"
@@ -110,6 +111,7 @@ def _gpu_machine_imports(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.integration  # two training runs, two benches and after.sh: minutes
 def test_the_gpu_call_rehearsed_on_the_cpu_brings_back_everything_within_the_limits(pack, sample_root, tmp_path):
     """scripts/device/run.sh with a 20-second budget, with only what the GPU machine has importable:
     every file that should come back, within the limits."""
@@ -133,13 +135,19 @@ def test_the_gpu_call_rehearsed_on_the_cpu_brings_back_everything_within_the_lim
             assert {"model/model.safetensors", "model/config.json", "model/training.json", "training_curves.png",
                     "metrics.csv", "train.log"} <= members
             record = json.loads(tar.extractfile("model/training.json").read())
-            assert record["budget"]["minutes"] < 1.0 and record["pack"]["path"] == str(pack)
+            # The time budget ended the run, not the recipe's 2000 epochs (no wall-time bound: busy machines vary).
+            assert 0 < record["budget"]["minutes"] and record["budget"]["epochs"] < 2000
+            assert record["pack"]["path"] == str(pack)
     log = (out / "run.log").read_text()
     assert "no GPU: this is a CPU rehearsal" in log and "done in" in log
     bench = json.loads((out / "bench.json").read_text())
     assert bench["results"] and bench["settings"]["max_seconds"] == 20
-    e2e = json.loads((out / "bench-e2e.json").read_text())["end_to_end"]
-    assert e2e["predict"]["ratio"] > 0 and "serve_skipped" in e2e
+    e2e_report = json.loads((out / "bench-e2e.json").read_text())
+    if "end_to_end" in e2e_report:
+        e2e = e2e_report["end_to_end"]
+        assert e2e["predict"]["ratio"] > 0 and "serve_skipped" in e2e
+    else:  # a busy machine spent the 20 s before it: the bench says so instead of overrunning its budget
+        assert [s["runtime"] for s in e2e_report["skipped"] if "time budget" in s["reason"]] == ["end-to-end"]
     check = subprocess.run([sys.executable, str(REPO / "scripts/device/collect.py"), "--check", str(out)],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
@@ -154,7 +162,9 @@ def test_the_gpu_call_rehearsed_on_the_cpu_brings_back_everything_within_the_lim
     table = after.stdout.split("carved validation groups")[1]
     assert all(name in table for name in ("shipped", "device ", "device-finetune"))
     assert (tmp_path / "docs" / "performance-gpu.md").is_file() and (tmp_path / "docs/results/gpu-bench.json").is_file()
-    assert "End to end" in (tmp_path / "docs" / "performance-gpu-e2e.md").read_text()
+    e2e_page = (tmp_path / "docs" / "performance-gpu-e2e.md").read_text().splitlines()
+    if "end_to_end" in e2e_report:  # its section, whatever its wording
+        assert any(line.startswith("## End to end") for line in e2e_page)
     unpacked = next((tmp_path / "runs").glob("device-*"))
     assert (unpacked / "device-finetune" / "model" / "model.safetensors").is_file()
 

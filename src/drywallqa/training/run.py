@@ -15,11 +15,11 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from drywallqa.errors import ConfigError
 from drywallqa.files import atomic_write_json, atomic_write_text
+from drywallqa.hardware import auto_precision
 from drywallqa.training.config import MONITOR_MODES, TrainConfig
 
 if TYPE_CHECKING:
@@ -76,6 +76,16 @@ def _auto_flag(name: str, value: object, auto: bool) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be true, false or null (auto), got {value!r}")
     return value
+
+
+def training_precision(precision: str, on_gpu: bool) -> tuple[str, str]:
+    """The Lightning precision of a run and why: ``trainer.precision`` as given, or for ``auto``
+    the rule of :func:`drywallqa.hardware.auto_precision` (bf16 on a CPU only with AMX-BF16 or
+    AVX512-BF16, whose absence makes it several times slower than fp32)."""
+    if precision != "auto":
+        return precision, "trainer.precision"
+    choice = auto_precision("cuda" if on_gpu else "cpu")
+    return choice.lightning, f"auto: {choice.reason}"
 
 
 def trainset_config(config: TrainConfig):
@@ -191,7 +201,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     cfg_t = config.trainer
     on_gpu = torch.cuda.is_available() and cfg_t.accelerator in {"auto", "gpu", "cuda"}
     cache_images = _auto_flag("trainer.cache_images", cfg_t.cache_images, on_gpu)
-    channels_last = _auto_flag("trainer.channels_last", cfg_t.channels_last, on_gpu)
+    # Channels-last suits both tensor cores and oneDNN's CPU convolutions (fp32 and bf16).
+    channels_last = _auto_flag("trainer.channels_last", cfg_t.channels_last, True)
+    precision, precision_reason = training_precision(cfg_t.precision, on_gpu)
+    say(f"precision {precision} ({precision_reason}){', channels-last' if channels_last else ''}")
     L.seed_everything(cfg_t.seed, workers=True, verbose=False)
 
     # Fail on a bad data or model section, a wrong --init-from or --pack (or an unreadable record)
@@ -255,9 +268,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
     except ImportError:
         pass
-    precision = cfg_t.precision
-    if precision == "auto":
-        precision = "bf16-mixed" if on_gpu else "32-true"
     trainer = L.Trainer(
         max_epochs=cfg_t.max_epochs, max_steps=cfg_t.max_steps,
         max_time={"minutes": cfg_t.max_minutes} if cfg_t.max_minutes else None,
@@ -304,6 +314,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         atomic_write_json(result.model_dir / "training.json", {
             "budget": {"hardware": result.hardware, "minutes": result.minutes, "epochs": result.epochs,
                        "steps": trainer.global_step, "precision": precision,
+                       "precision_reason": precision_reason, "channels_last": channels_last,
                        "train_images_per_s": throughput.images_per_s()},
             "best_val_iou": result.best_val_iou, "best_checkpoint": str(best), "kept": kept,
             **({"monitor": {"metric": monitor, "best": float(best_score)}} if monitor != "val/iou" and best_score is not None else {}),
