@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from labelling_helpers import DarkBars, bar_photo
 
 from drywallqa.files import write_image
-from labelling_helpers import DarkBars, bar_photo
 
 
 def pytest_configure(config):

@@ -7,13 +7,13 @@ import logging
 
 import numpy as np
 import pytest
+from labelling_helpers import bar_photo
 
 from drywallqa.cli import main
 from drywallqa.data import AnnotatedDataset
 from drywallqa.errors import ConfigError
 from drywallqa.integrations.label_studio import LabelStudioBackend, brush_targets
 from drywallqa.integrations.task_images import TaskImageReader
-from labelling_helpers import bar_photo
 
 pytest.importorskip("label_studio_converter", reason='needs the review codec: pip install "drywallqa[label-studio]"')
 pytest.importorskip("fastapi", reason='needs FastAPI: pip install "drywallqa[label-studio]"')
@@ -201,3 +201,49 @@ def test_serve_label_studio_refuses_bad_options_before_loading_the_model(args, m
     monkeypatch.delenv("LABEL_STUDIO_BASE_DATA_DIR", raising=False)
     assert main(["review", "serve-label-studio", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_annotation_whose_photo_is_refused_is_not_kept(client, photo_tree, caplog):
+    caplog.set_level(logging.WARNING, logger="drywallqa.label_studio")
+    kept = webhook_body("ANNOTATION_CREATED", 51, "/data/upload/3/1a2b3c4d-wall.png", [])
+    assert client.post("/webhook", json=kept).json()["result"] == {"stored": 1}
+    refused = webhook_body("ANNOTATION_UPDATED", 51, "/data/upload/../../../secret.png", [])
+    assert client.post("/webhook", json=refused).json()["result"] == {"stored": 1}  # the earlier one stays
+    assert "task 51: annotation not kept" in caplog.text
+
+
+def test_the_command_serves_the_backend(photo_tree, tmp_path):
+    """`drywallqa review serve-label-studio` with the shipped model answers Label Studio's calls."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "drywallqa.cli", "review", "serve-label-studio", "--port", str(port), "--runtime",
+               "torch", "--label-studio-data", str(photo_tree / "ls-data"), "--log-level", "warning"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with open(tmp_path / "backend.log", "wb") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "backend.log").read_text()
+            time.sleep(0.5)
+        body = predict_body(task(61, "/data/upload/3/1a2b3c4d-wall.png"))
+        results = httpx.post(f"http://127.0.0.1:{port}/predict", json=body, timeout=60).json()["results"]
+        assert len(results) == 1 and results[0]["model_version"].startswith("drywallqa-")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert "photos from uploads" in (tmp_path / "backend.log").read_text()

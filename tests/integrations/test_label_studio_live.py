@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from testdata import SHARED_DATA
 
 from drywallqa.files import list_images, read_photo
-from testdata import SHARED_DATA
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ def photos(tmp_path_factory) -> list[Path]:
         return [list_images(SHARED_DATA / name / "train")[0] for name in ("cracks", "drywall-join")]
     from drywallqa.data import generate_sample_data
 
-    sample = generate_sample_data(tmp_path_factory.mktemp("sample") / "data", images=4, size=256)
+    sample = generate_sample_data(tmp_path_factory.mktemp("sample") / "data", images=8, size=256)
     return [list_images(root / "train")[0] for root in sample.dataset_roots]
 
 

@@ -7,8 +7,8 @@ import threading
 
 import numpy as np
 import pytest
-
 from labelling_helpers import bar_photo
+
 from drywallqa.errors import ConfigError
 from drywallqa.integrations.task_images import TaskImageError, TaskImageReader, inside, is_loopback
 

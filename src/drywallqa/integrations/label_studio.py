@@ -248,8 +248,10 @@ class LabelStudioBackend:
         task = data.get("task") if isinstance(data.get("task"), dict) else {}
         annotation = data.get("annotation") if isinstance(data.get("annotation"), dict) else {}
         if event == "START_TRAINING":
-            where = f"--data from `drywallqa review import {self.corrections / CORRECTIONS_FILE}`" if self.corrections else "--data DIR"
-            logger.info("training is not run inside the backend: run `drywallqa train --init-from default %s`", where)
+            data_from = (f"`drywallqa review import {self.corrections / CORRECTIONS_FILE} --images "
+                         f"{self.corrections / CORRECTIONS_IMAGES} --out DATA`, then " if self.corrections else "")
+            logger.info("training is not run inside the backend: %s`drywallqa train --init-from default --data DATA`",
+                        data_from)
             return {"logged": event}
         if self.corrections is None or event not in (*ANNOTATION_EVENTS, "ANNOTATION_DELETED"):
             logger.info("%s for task %s (not kept: start the backend with --corrections DIR to keep corrections for "
@@ -264,7 +266,8 @@ class LabelStudioBackend:
         stored = read_json(file) if file.is_file() else []
         if not isinstance(stored, list):
             raise DrywallQAError(f"{file}: not a Label Studio JSON export (a list of tasks); move it away")
-        stored = [entry for entry in stored if entry.get("id") != task.get("id")]
+        before = len(stored)
+        stored = [entry for entry in stored if not isinstance(entry, dict) or entry.get("id") != task.get("id")]
         if event in ANNOTATION_EVENTS and not annotation.get("was_cancelled"):
             data = dict(task.get("data") or {})
             url = data.get("image") or next((v for v in data.values() if isinstance(v, str) and _looks_like_image(v)), None)
@@ -272,7 +275,7 @@ class LabelStudioBackend:
                 photo = self.images.read(url, max_side=None)
             except TaskImageError as exc:
                 logger.warning("task %s: annotation not kept: %s", task.get("id", "?"), exc)
-                return len(stored)
+                return before
             name = _photo_name(task.get("id"), url)
             write_image(self.corrections / CORRECTIONS_IMAGES / name, photo.pixels)
             stored.append({"id": task.get("id"), "data": {**data, "drywallqa_image": name}, "annotations": [annotation]})
@@ -290,7 +293,7 @@ def _photo_name(task_id: object, url: str) -> str:
     parts = urlsplit(url)
     source = (parse_qs(parts.query).get("d") or [parts.path])[0]
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", unquote(source).rsplit("/", 1)[-1]).strip("._")[-120:] or "photo"
-    stem, dot, suffix = base.rpartition(".")
+    _, dot, suffix = base.rpartition(".")
     if not dot or f".{suffix.lower()}" not in _WRITABLE_SUFFIXES:
         base = f"{base}.png"
     safe_id = re.sub(r"[^0-9A-Za-z]+", "", str(task_id))[:20] or "x"

@@ -52,7 +52,7 @@ def require_label_studio_extra() -> None:
 
 def create_label_studio_app(backend: LabelStudioBackend):
     """The FastAPI app serving ``backend`` with the ML backend protocol (see the module docstring)."""
-    from fastapi import Body, FastAPI
+    from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
     app = FastAPI(title="drywallqa Label Studio ML backend", docs_url=None, redoc_url=None, openapi_url=None)
@@ -70,14 +70,14 @@ def create_label_studio_app(backend: LabelStudioBackend):
         return {}
 
     @app.post("/setup")
-    def setup(body: dict = Body(...)):
+    def setup(body: dict):
         try:
             return {"model_version": backend.setup(str(body.get("schema") or ""))}
         except DrywallQAError as exc:
             return refused(exc)
 
     @app.post("/predict")
-    def predict(body: dict = Body(...)):
+    def predict(body: dict):
         tasks = body.get("tasks")
         if not isinstance(tasks, list):
             return refused(DrywallQAError("the body has no 'tasks' list"))
@@ -88,7 +88,7 @@ def create_label_studio_app(backend: LabelStudioBackend):
         return {"results": results, "model_version": backend.model_version}
 
     @app.post("/webhook")
-    def webhook(body: dict = Body(...)):
+    def webhook(body: dict):
         event = body.pop("action", None)
         if event not in WEBHOOK_EVENTS:
             return JSONResponse({"status": "Unknown event"}, status_code=200)
