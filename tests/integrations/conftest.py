@@ -8,11 +8,6 @@ from labelling_helpers import DarkBars, bar_photo
 from drywallqa.files import write_image
 
 
-def pytest_configure(config):
-    # Registered here too, so the marker is known whichever conftest or pyproject declares it first.
-    config.addinivalue_line("markers", "integration: runs a real third-party server (deselect with -m 'not integration')")
-
-
 @pytest.fixture
 def dark_bars() -> DarkBars:
     return DarkBars()

@@ -60,8 +60,9 @@ def is_loopback(host: str | None) -> bool:
 def inside(path: Path, root: Path) -> bool:
     """True when ``path`` lies in ``root`` once links and ``..`` are resolved.
 
-    Kept minimal here: the project's one rule for paths named by data is being added as
-    ``drywallqa.paths`` (``is_inside``); this check is the same test and can defer to it.
+    Stricter than :func:`drywallqa.paths.is_inside`, the rule for a dataset's own files (where a
+    linked file was made by whoever made the folder): a task's photo name comes from the labelling
+    server, so a link that leads out of the allowed root is refused too.
     """
     if "\x00" in str(path):
         return False
