@@ -66,7 +66,7 @@ def test_rerun_resumes_and_remeasures_with_a_new_scale(photo_folder, tmp_path, t
     written = mask_file.stat().st_mtime_ns
 
     class NoCalls:
-        name, threshold = tiny_predictor.name, tiny_predictor.threshold
+        name, threshold, tile = tiny_predictor.name, tiny_predictor.threshold, tiny_predictor.tile
 
         def predict_batch(self, images, prompts, **kwargs):
             raise AssertionError("a complete output must not be predicted again")
@@ -86,6 +86,7 @@ SETTING_CHANGES = {
     "threshold": lambda p: setattr(p, "threshold", 0.9),
     "tta": lambda p: setattr(p, "views", "hflip"),
     "runtime": lambda p: setattr(p, "name", "promptunet/onnxruntime-cpu"),
+    "tile": lambda p: p.set_tile(320),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from drywallqa.cli.common import add_model_args
+from drywallqa.cli.common import add_model_args, add_tile_arg
 
 
 def add_commands(subparsers) -> None:
@@ -32,6 +32,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--fail-frames", type=int, default=5, metavar="N",
                         help="consecutive failing frames that make an event (default 5)")
     parser.add_argument("--mm-per-px", type=float, metavar="F", help="image scale in millimetres per pixel")
+    add_tile_arg(parser)
     parser.add_argument("--thresholds", metavar="FILE", help="QA thresholds YAML (default: the built-in one)")
     parser.add_argument("--prompts", metavar="YAML", help="prompt classes (default: the built-in prompts.yaml)")
     parser.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,

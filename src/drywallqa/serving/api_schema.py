@@ -86,7 +86,7 @@ class SegmentResponse(BaseModel):
     model: str
     image: dict[str, Any] = Field(description="filename, width and height of the upload, and decoded_width and "
                                   "decoded_height: the size masks and overlays are given at (a large photo is decoded "
-                                  "reduced; figures stay in the upload's pixels)")
+                                  "reduced; figures stay in the upload's pixels), and tiling: the tiles the photo was judged in")
     mm_per_px: float | None
     results: list[SegmentResult]
     warnings: list[str] = Field(description="one line per prompt that names no known class")

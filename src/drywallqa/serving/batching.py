@@ -9,14 +9,15 @@ makes one model call for them. A busy model thus batches more, an idle one answe
 at once.
 
 The model thread does nothing but model calls. For a
-:class:`~drywallqa.inference.BatchedPredictor` the callers resize their images to the model's
-input (:meth:`~drywallqa.inference.BatchedPredictor.prepare`) before queueing them and turn the
+:class:`~drywallqa.inference.BatchedPredictor` the callers cut their images into the model's
+inputs (:meth:`~drywallqa.inference.BatchedPredictor.prepare`: one per tile, see
+:mod:`~drywallqa.inference.tiling`) before queueing them, one pair per tile, and blend the
 logits into masks at their images' size (:meth:`~drywallqa.inference.BatchedPredictor.finish`)
 when they come back, each in its own thread: done in the model thread, that work, waiting for the
 interpreter among a dozen busy callers, took a fifth of its time. Any other predictor gets whole
 images through ``predict_batch``.
 
-The queue is bounded (``max_queued`` pairs): a reader blocks when it is full (back-pressure); a
+The queue is bounded (``max_queued`` pairs, a pair per tile): a reader blocks when it is full (back-pressure); a
 caller that must not wait gets :class:`QueueFull`.
 """
 
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from drywallqa.inference import BatchedPredictor, Predictor, SegmentationResult, check_image, check_prompt
+from drywallqa.inference import BatchedPredictor, PhotoInputs, Predictor, SegmentationResult, check_image, check_prompt
 
 
 class QueueFull(Exception):
@@ -106,16 +107,21 @@ class MicroBatcher:
         """Pairs waiting for the model now."""
         return self._queue.qsize()
 
-    def predict(self, images: Sequence[np.ndarray], prompts: Sequence[str], *, block: bool = True
-                ) -> list[SegmentationResult]:
+    def predict(self, images: Sequence[np.ndarray], prompts: Sequence[str], *, block: bool = True,
+                mm_per_px: float | None = None, tile: str | int | None = None) -> list[SegmentationResult]:
         """Segment ``images[i]`` with ``prompts[i]`` in the model thread, batched with other callers' pairs.
 
         Safe to call from many threads at once; a drop-in for ``predict_batch``.
 
         Args:
-            images: RGB ``uint8`` ``(H, W, 3)`` arrays.
+            images: RGB ``uint8`` ``(H, W, 3)`` arrays; the same array given for several prompts
+                is tiled once.
             prompts: One prompt per image.
-            block: Wait for room when the queue is full (a reader); else raise :class:`QueueFull`.
+            block: Wait for room when the queue is full (a reader); else raise :class:`QueueFull`
+                (only when not even the first pair finds room: the other tiles of a photo let in
+                wait for theirs).
+            mm_per_px: Millimetres per pixel of the images, for the tile scale (batched predictors).
+            tile: Tile setting of this call; the predictor's when None (batched predictors).
 
         Raises:
             QueueFull: Without ``block``, when ``max_queued`` pairs are waiting.
@@ -124,24 +130,32 @@ class MicroBatcher:
         """
         if self._closed:
             raise RuntimeError("the micro-batcher is closed")
-        images = [check_image(image) for image in images]
         if self.batched:
             prompts = [check_prompt(prompt) for prompt in prompts]
-            pairs = [_Pair(self.predictor.prepare(image), prompt) for image, prompt in zip(images, prompts)]
+            prepared: dict[int, PhotoInputs] = {}
+            for image in images:  # one plan and one set of tiles per photo, whatever its prompts
+                if id(image) not in prepared:
+                    prepared[id(image)] = self.predictor.prepare(image, mm_per_px=mm_per_px, tile=tile)
+            photos = [prepared[id(image)] for image in images]
+            pairs = [_Pair(tile_pixels, prompt) for photo, prompt in zip(photos, prompts) for tile_pixels in photo.pixels]
         else:
-            pairs = [_Pair(image, prompt) for image, prompt in zip(images, prompts)]
-        for pair in pairs:
+            pairs = [_Pair(check_image(image), prompt) for image, prompt in zip(images, prompts)]
+        for index, pair in enumerate(pairs):
             try:
-                self._queue.put(pair, block=block)
+                self._queue.put(pair, block=block or index > 0)
             except queue.Full:
-                for queued in pairs:
-                    queued.future.cancel()
+                pair.future.cancel()
                 raise QueueFull(self.retry_after()) from None
         outputs = [pair.future.result() for pair in pairs]
         if not self.batched:
             return outputs
-        return [self.predictor.finish(logits, confidence, pair.prompt, image.shape)
-                for (logits, confidence), pair, image in zip(outputs, pairs, images)]
+        results, start = [], 0
+        for photo, prompt in zip(photos, prompts):
+            tiles = outputs[start : start + len(photo)]
+            start += len(photo)
+            results.append(self.predictor.finish(photo.plan, np.stack([logits for logits, _ in tiles]),
+                                                 np.array([confidence for _, confidence in tiles]), prompt))
+        return results
 
     def retry_after(self) -> int:
         """Seconds until the queued pairs have likely gone through the model."""

@@ -249,14 +249,17 @@ class _PairJob:
                 photo = read_photo(image_path)
             except DataError as exc:
                 return exc
-            results = dict(zip(todo, batcher.predict([photo.pixels] * len(todo), todo)))
+            # The tile scale follows the decoded pixels: a photo decoded reduced has coarser ones.
+            scale = self.mm_per_px * photo.scale if self.mm_per_px else None
+            results = dict(zip(todo, batcher.predict([photo.pixels] * len(todo), todo, mm_per_px=scale)))
         outcomes = []
         for prompt in self.prompts:
             if prompt in results:
                 result = results[prompt]
                 record, mask = _write_prediction(
                     self.out, names[prompt], image_path, photo, prompt, result.mask, result.confidence, self.model_id,
-                    self.threshold[prompt], self.mm_per_px, self.thresholds, self.prompt_config, overlay=self.overlays)
+                    self.threshold[prompt], self.mm_per_px, self.thresholds, self.prompt_config, overlay=self.overlays,
+                    tiling=result.extra.get("tiling"))
                 outcomes.append((record, mask_annotations(mask, record) if self.coco else None, True))
             else:
                 record, mask = _remeasure(self.out, saved[prompt], self.mm_per_px, self.thresholds, self.prompt_config)
@@ -267,16 +270,17 @@ class _PairJob:
 #: The settings of the run that made an output folder's masks (written before the first mask).
 RUN_FILE = "run.json"
 # Settings a rerun must share to reuse the saved masks (scale and QA rules are measured again).
-_RUN_KEYS = ("model", "runtime", "threshold", "class_thresholds", "tta", "prompts")
+_RUN_KEYS = ("model", "runtime", "threshold", "class_thresholds", "tta", "tile", "prompts")
 
 
 def run_settings(predictor: Predictor, model_id: str, prompts: Sequence[str]) -> dict:
-    """What made the masks of a run: model, runtime, threshold (and calibrated per-class ones), test-time flips, prompts."""
+    """What made the masks of a run: model, runtime, threshold (and calibrated per-class ones), test-time flips,
+    tile setting (each record says the tiles its photo took), prompts."""
     return {
         "model": model_id, "runtime": getattr(predictor, "name", type(predictor).__name__),
         "threshold": float(getattr(predictor, "threshold", 0.5)),
         "class_thresholds": dict(getattr(predictor, "thresholds", {}) or {}), "tta": getattr(predictor, "views", "none"),
-        "prompts": list(prompts),
+        "tile": getattr(predictor, "tile", "off"), "prompts": list(prompts),
     }
 
 
@@ -299,8 +303,8 @@ def _claim_output_dir(out: Path, settings: dict, overwrite: bool) -> bool:
             previous = None
     changed = []
     if isinstance(previous, dict) and any((out / "records").glob("*.json")):  # no masks yet: nothing to protect
-        # A key a run.json does not have yet was its default then (class_thresholds: none).
-        defaults = {"class_thresholds": {}}
+        # A key a run.json does not have yet was its default then (class_thresholds: none; no tiles).
+        defaults = {"class_thresholds": {}, "tile": "off"}
         changed = [f"{key} {previous.get(key, defaults.get(key))!r} -> {settings[key]!r}" for key in _RUN_KEYS
                    if previous.get(key, defaults.get(key)) != settings[key]]
     if changed and not overwrite:
@@ -340,10 +344,10 @@ def _resumable(out: Path, name: str, image_path: Path, model_id: str, threshold:
 
 def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prompt: str, mask: np.ndarray,
                       confidence: float, model_id: str, threshold: float, mm_per_px: float | None,
-                      thresholds: QARules, prompt_config: PromptConfig, *, overlay: bool = True
-                      ) -> tuple[dict, np.ndarray]:
+                      thresholds: QARules, prompt_config: PromptConfig, *, overlay: bool = True,
+                      tiling: dict | None = None) -> tuple[dict, np.ndarray]:
     """Write the mask, the overlay (when asked for) and the record of one image/prompt pair, the
-    record last; returns the record and the mask.
+    record last (with ``tiling``, the tiles the predictor used); returns the record and the mask.
 
     A photo decoded reduced keeps its mask and overlay at the decoded size; its figures are in the
     file's pixels and the record gives the file's size.
@@ -357,6 +361,8 @@ def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prom
         atomic_write_bytes(overlay_path, jpeg_bytes(tinted, quality=OVERLAY_QUALITY))
     record = inspection_record(inspection, image_path, photo.width, photo.height, name, model_id, threshold, mm_per_px,
                                 f"overlays/{name}.jpg" if overlay else None)
+    if tiling is not None:
+        record["tiling"] = tiling
     atomic_write_json(record_path, record, indent=1)
     return record, mask
 
@@ -373,6 +379,8 @@ def _remeasure(out: Path, record: dict, mm_per_px: float | None, thresholds: QAR
     overlay = record.get("overlay") if (out / str(record.get("overlay"))).is_file() else None
     updated = inspection_record(inspection, Path(record["image"]), record["image_width"], record["image_height"],
                                  name, record["model"], record["threshold"], mm_per_px, overlay)
+    if "tiling" in record:
+        updated["tiling"] = record["tiling"]
     if updated != record:
         atomic_write_json(out / "records" / f"{name}.json", updated, indent=1)
     return updated, mask

@@ -151,6 +151,7 @@ def watch(
     smoothing: float = 0.5,
     fail_frames: int = 5,
     mm_per_px: float | None = None,
+    tile: str | int | None = None,
     thresholds: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     live: bool | None = None,
@@ -170,7 +171,9 @@ def watch(
         smoothing: Weight of the newest frame in the logits' moving average, in ``(0, 1]``
             (see :class:`TemporalSmoother`).
         fail_frames: Consecutive failing frames that make an event (see :class:`FailureEvents`).
-        mm_per_px: Image scale, for millimetre figures and rules.
+        mm_per_px: Image scale, for millimetre figures and rules (and the tile scale).
+        tile: Tile setting (:mod:`~drywallqa.inference.tiling`); the predictor's when None. The
+            plan is made from the first frame and recorded in ``watch.json``.
         thresholds: Figure sets and rules; the built-in file by default.
         prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
         live: Drop frames when the model falls behind instead of waiting; by default True for
@@ -194,7 +197,7 @@ def watch(
         raise ConfigError(f"queue_size must be at least 1, got {queue_size}")
     if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
         raise ConfigError(f"--mm-per-px must be a positive number, got {mm_per_px}")
-    smoother = TemporalSmoother(predictor, prompts, smoothing)
+    smoother = TemporalSmoother(predictor, prompts, smoothing, mm_per_px=mm_per_px, tile=tile)
     events = FailureEvents(fail_frames)
     thresholds = thresholds or QARules.default()
     video = source if isinstance(source, VideoSource) else VideoSource(source, timeout_s)
@@ -232,6 +235,7 @@ def watch(
     run.files["summary"] = atomic_write_json(out / SUMMARY_FILE, {
         **run.to_dict(), "prompts": smoother.prompts, "smoothing": smoother.smoothing, "fail_frames": events.min_frames,
         "mm_per_px": mm_per_px, "thresholds": thresholds.source, "queue_size": queue_size,
+        "tiling": smoother.plan.to_dict() if smoother.plan is not None else {"tile": smoother.tile},
     }, indent=2)
     return run
 
