@@ -67,7 +67,8 @@ def test_rerun_resumes_and_remeasures_with_a_new_scale(photo_folder, tmp_path, t
     written = mask_file.stat().st_mtime_ns
 
     class NoCalls:
-        name, threshold, weights_files = tiny_predictor.name, tiny_predictor.threshold, tiny_predictor.weights_files
+        name, threshold, tile = tiny_predictor.name, tiny_predictor.threshold, tiny_predictor.tile
+        weights_files = tiny_predictor.weights_files
 
         def predict_batch(self, images, prompts, **kwargs):
             raise AssertionError("a complete output must not be predicted again")
@@ -87,6 +88,7 @@ SETTING_CHANGES = {
     "threshold": lambda p: setattr(p, "threshold", 0.9),
     "tta": lambda p: setattr(p, "views", "hflip"),
     "runtime": lambda p: setattr(p, "name", "promptunet/onnxruntime-cpu"),
+    "tile": lambda p: p.set_tile(320),
 }
 
 

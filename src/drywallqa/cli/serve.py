@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from drywallqa.cli.common import add_model_args, add_qa_rules_args, load_model_predictor, load_qa_rules
+from drywallqa.cli.common import add_model_args, add_qa_rules_args, add_tile_arg, load_model_predictor, load_qa_rules
 
 
 def add_commands(subparsers) -> None:
@@ -22,6 +22,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--ssl-keyfile", metavar="FILE", help="PEM private key of --ssl-certfile")
     add_model_args(parser)
     parser.add_argument("--model-id", default="default", help="name clients use in the 'model' field (default 'default')")
+    add_tile_arg(parser)
     parser.add_argument("--threshold", type=float, metavar="T",
                         help="mask probability threshold for every prompt (default: the model's calibrated per-class thresholds, else 0.5)")
     parser.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body in MB (default 10)")

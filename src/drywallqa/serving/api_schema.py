@@ -96,8 +96,9 @@ class SegmentResponse(BaseModel):
     model: str
     image: dict[str, Any] = Field(description="filename, width and height of the upload as a viewer shows it, "
                                   "decoded_width and decoded_height: the size masks and overlays are given at (a large "
-                                  "photo is decoded reduced; figures stay in the upload's pixels), and orientation: the "
-                                  "EXIF orientation (1-8) applied to the file's pixels")
+                                  "photo is decoded reduced; figures stay in the upload's pixels), orientation: the "
+                                  "EXIF orientation (1-8) applied to the file's pixels, and tiling: the tiles the "
+                                  "photo was judged in")
     mm_per_px: float | None
     results: list[SegmentResult]
     warnings: list[str] = Field(description="one line per prompt that names no known class, and one for a mm_per_px "

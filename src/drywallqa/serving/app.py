@@ -57,7 +57,7 @@ from drywallqa import __version__
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.files import Photo
-from drywallqa.inference import Predictor
+from drywallqa.inference import Predictor, check_tile
 from drywallqa.serving.admission import BodyLimits, ModelHolder, SharedBatcher, WorkQueue
 from drywallqa.serving.api_schema import (
     EXPORT_SINGLE_FIELDS,
@@ -261,6 +261,8 @@ def create_app(
         mask_format: Annotated[str, Form(description="'rle' (COCO compressed RLE) or 'png' (base64 PNG)")] = "rle",
         mm_per_px: Annotated[float | None, Form(description="image scale in millimetres per pixel: adds mm figures")] = None,
         overlay: Annotated[bool, Form(description="also return the overlay as a base64 JPEG")] = False,
+        tile: Annotated[str | None, Form(description="auto, off or a tile side in pixels (>= 64): how a large or "
+                                         "elongated photo is tiled (default: the server's --tile)")] = None,
         model: Annotated[str | None, Form(description="model id; the served one by default (see /v1/models)")] = None,
         strict_prompts: Annotated[bool | None, Form(description="answer 422 to a prompt that names no known class "
                                                      "(default: the server's --strict-prompts)")] = None,
@@ -273,6 +275,10 @@ def create_app(
         if mask_format not in MASK_FORMATS:
             raise HTTPException(422, f"mask_format must be one of {', '.join(MASK_FORMATS)}, got {mask_format!r}")
         scale_warning = check_scale(mm_per_px)
+        try:
+            tile = check_tile(tile) if tile is not None else None
+        except ConfigError as exc:
+            raise HTTPException(422, str(exc)) from None
         unknown = [p for p in prompts if prompt_class(p, prompt_config) is None]
         warnings = [unknown_prompt_message(p, prompt_config) for p in unknown]
         warnings += [scale_warning] if scale_warning else []
@@ -293,6 +299,7 @@ def create_app(
         # unpredicted and its worker thread is freed instead of waiting for an answer nobody reads.
         deadline = time.monotonic() + timeout_s
         timing: dict[str, float] = {}
+        tiling: dict = {}  # the tiles the photo took (the same for every prompt)
 
         def decode_predict_and_inspect() -> tuple[Photo, list[dict]]:
             # Decoding a large photo is heavy work too: inside the queue, off the event loop.
@@ -300,8 +307,11 @@ def create_app(
             photo = decode_upload(data, image.filename or "upload")
             timing["decode"] = time.perf_counter() - started_work
             pixels = photo.pixels
-            results = batcher.predict([pixels] * len(prompts), prompts,  # batched with other requests' images
-                                      deadline=deadline)
+            # Batched with other requests' images; the tile scale follows the decoded pixels.
+            results = batcher.predict([pixels] * len(prompts), prompts, deadline=deadline, tile=tile,
+                                      mm_per_px=mm_per_px * photo.scale if mm_per_px else None)
+            if results:
+                tiling.update(results[0].extra.get("tiling") or {})
             out = []
             for prompt_text, result in zip(prompts, results):
                 inspection = inspect_mask(result.mask, prompt_text, image=pixels, confidence=result.confidence,
@@ -334,7 +344,8 @@ def create_app(
             "model": model_id,
             "image": {"filename": image.filename, "width": photo.width, "height": photo.height,
                       "decoded_width": int(photo.pixels.shape[1]), "decoded_height": int(photo.pixels.shape[0]),
-                      "orientation": photo.orientation},
+                      "orientation": photo.orientation,
+                      **({"tiling": tiling} if tiling else {})},
             "mm_per_px": mm_per_px,
             "results": results,
             "warnings": warnings,

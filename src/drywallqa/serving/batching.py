@@ -9,17 +9,18 @@ makes one model call for them. A busy model thus batches more, an idle one answe
 at once.
 
 The model thread does nothing but model calls. For a
-:class:`~drywallqa.inference.BatchedPredictor` the callers resize their images to the model's
-input (:meth:`~drywallqa.inference.BatchedPredictor.prepare`) before queueing them and turn the
+:class:`~drywallqa.inference.BatchedPredictor` the callers cut their images into the model's
+inputs (:meth:`~drywallqa.inference.BatchedPredictor.prepare`: one per tile, see
+:mod:`~drywallqa.inference.tiling`) before queueing them, one pair per tile, and blend the
 logits into masks at their images' size (:meth:`~drywallqa.inference.BatchedPredictor.finish`)
 when they come back, each in its own thread: done in the model thread, that work, waiting for the
 interpreter among a dozen busy callers, took a fifth of its time. Any other predictor gets whole
 images through ``predict_batch``.
 
-The queue is bounded (``max_queued`` pairs): a reader blocks when it is full (back-pressure); a
-caller that must not wait gets :class:`QueueFull`. A caller with a deadline (an HTTP request's
-time-out) waits no longer than it: it gets :class:`DeadlineExceeded`, its pairs still queued are
-dropped, and the model thread never runs a pair whose deadline has passed.
+The queue is bounded (``max_queued`` pairs, a pair per tile): a reader blocks when it is full
+(back-pressure); a caller that must not wait gets :class:`QueueFull`. A caller with a deadline (an
+HTTP request's time-out) waits no longer than it: it gets :class:`DeadlineExceeded`, its pairs
+still queued are dropped, and the model thread never runs a pair whose deadline has passed.
 
 A model call that fails is tried again pair by pair, so that one pair the runtime refuses fails
 alone; after :data:`SOLO_FAILURES_IN_A_ROW` of those calls fail in a row the model itself is taken
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from drywallqa.inference import BatchedPredictor, Predictor, SegmentationResult, check_image, check_prompt
+from drywallqa.inference import BatchedPredictor, PhotoInputs, Predictor, SegmentationResult, check_image, check_prompt
 
 #: Failed pair-by-pair calls in a row after which a failed batch's other pairs get its error.
 SOLO_FAILURES_IN_A_ROW = 2
@@ -125,16 +126,22 @@ class MicroBatcher:
         return self._queue.qsize()
 
     def predict(self, images: Sequence[np.ndarray], prompts: Sequence[str], *, block: bool = True,
-                deadline: float | None = None) -> list[SegmentationResult]:
+                deadline: float | None = None, mm_per_px: float | None = None,
+                tile: str | int | None = None) -> list[SegmentationResult]:
         """Segment ``images[i]`` with ``prompts[i]`` in the model thread, batched with other callers' pairs.
 
         Safe to call from many threads at once; a drop-in for ``predict_batch``.
 
         Args:
-            images: RGB ``uint8`` ``(H, W, 3)`` arrays.
+            images: RGB ``uint8`` ``(H, W, 3)`` arrays; the same array given for several prompts
+                is tiled once.
             prompts: One prompt per image.
-            block: Wait for room when the queue is full (a reader); else raise :class:`QueueFull`.
+            block: Wait for room when the queue is full (a reader); else raise :class:`QueueFull`
+                (only when not even the first pair finds room: the other tiles of a photo let in
+                wait for theirs).
             deadline: A :func:`time.monotonic` time to wait no longer than (None: as long as it takes).
+            mm_per_px: Millimetres per pixel of the images, for the tile scale (batched predictors).
+            tile: Tile setting of this call; the predictor's when None (batched predictors).
 
         Raises:
             QueueFull: Without ``block``, when ``max_queued`` pairs are waiting.
@@ -144,17 +151,22 @@ class MicroBatcher:
         """
         if self._closed:
             raise RuntimeError("the micro-batcher is closed")
-        images = [check_image(image) for image in images]
         if self.batched:
             prompts = [check_prompt(prompt) for prompt in prompts]
-            pairs = [_Pair(self.predictor.prepare(image), prompt, deadline) for image, prompt in zip(images, prompts)]
+            prepared: dict[int, PhotoInputs] = {}
+            for image in images:  # one plan and one set of tiles per photo, whatever its prompts
+                if id(image) not in prepared:
+                    prepared[id(image)] = self.predictor.prepare(image, mm_per_px=mm_per_px, tile=tile)
+            photos = [prepared[id(image)] for image in images]
+            pairs = [_Pair(tile_pixels, prompt, deadline)
+                     for photo, prompt in zip(photos, prompts) for tile_pixels in photo.pixels]
         else:
-            pairs = [_Pair(image, prompt, deadline) for image, prompt in zip(images, prompts)]
+            pairs = [_Pair(check_image(image), prompt, deadline) for image, prompt in zip(images, prompts)]
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceeded("the deadline passed before the pairs reached the model's queue")
         try:
-            for pair in pairs:
-                self._put(pair, block, deadline)
+            for index, pair in enumerate(pairs):
+                self._put(pair, block or index > 0, deadline)  # a photo's other tiles wait for their room
             outputs = [self._wait(pair, deadline) for pair in pairs]
         except BaseException:
             for pair in pairs:
@@ -162,8 +174,13 @@ class MicroBatcher:
             raise
         if not self.batched:
             return outputs
-        return [self.predictor.finish(logits, confidence, pair.prompt, image.shape)
-                for (logits, confidence), pair, image in zip(outputs, pairs, images)]
+        results, start = [], 0
+        for photo, prompt in zip(photos, prompts):
+            tiles = outputs[start : start + len(photo)]
+            start += len(photo)
+            results.append(self.predictor.finish(photo.plan, np.stack([logits for logits, _ in tiles]),
+                                                 np.array([confidence for _, confidence in tiles]), prompt))
+        return results
 
     def _put(self, pair: _Pair, block: bool, deadline: float | None) -> None:
         try:

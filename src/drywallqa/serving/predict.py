@@ -293,14 +293,17 @@ class _PairJob:
                 photo = read_photo(image_path)
             except DataError as exc:
                 return exc
-            results = dict(zip(todo, batcher.predict([photo.pixels] * len(todo), todo)))
+            # The tile scale follows the decoded pixels: a photo decoded reduced has coarser ones.
+            scale = self.mm_per_px * photo.scale if self.mm_per_px else None
+            results = dict(zip(todo, batcher.predict([photo.pixels] * len(todo), todo, mm_per_px=scale)))
         outcomes = []
         for prompt in self.prompts:
             if prompt in results:
                 result = results[prompt]
                 record, mask = _write_prediction(
                     self.out, names[prompt], image_path, photo, prompt, result.mask, result.confidence, self.model_id,
-                    self.threshold[prompt], self.mm_per_px, self.qa_rules, self.prompt_config, overlay=self.overlays)
+                    self.threshold[prompt], self.mm_per_px, self.qa_rules, self.prompt_config, overlay=self.overlays,
+                    tiling=result.extra.get("tiling"))
                 outcomes.append((record, mask_annotations(mask, record) if self.coco else None, True))
             else:
                 photo = photo or _photo_or_none(image_path)
@@ -313,19 +316,19 @@ class _PairJob:
 #: The settings of the run that made an output folder's masks (written before the first mask).
 RUN_FILE = "run.json"
 # Settings a rerun must share to reuse the saved masks (scale and QA rules are measured again).
-_RUN_KEYS = ("model", "weights", "runtime", "threshold", "class_thresholds", "tta", "prompts")
+_RUN_KEYS = ("model", "weights", "runtime", "threshold", "class_thresholds", "tta", "tile", "prompts")
 
 
 def run_settings(predictor: Predictor, model_id: str, prompts: Sequence[str]) -> dict:
     """What made the masks of a run: model (its name and the hash of its weight files, so a model
     retrained into the same folder is a new model), runtime, threshold (and calibrated per-class
-    ones), test-time flips, prompts."""
+    ones), test-time flips, tile setting (each record says the tiles its photo took), prompts."""
     return {
         "model": model_id, "weights": weights_digest(getattr(predictor, "weights_files", ())),
         "runtime": getattr(predictor, "name", type(predictor).__name__),
         "threshold": float(getattr(predictor, "threshold", 0.5)),
         "class_thresholds": dict(getattr(predictor, "thresholds", {}) or {}), "tta": getattr(predictor, "views", "none"),
-        "prompts": list(prompts),
+        "tile": getattr(predictor, "tile", "off"), "prompts": list(prompts),
     }
 
 
@@ -347,9 +350,9 @@ def _claim_output_dir(out: Path, settings: dict, overwrite: bool) -> bool:
             raise
         previous, changed = None, [f"{RUN_FILE} unreadable"]
     if isinstance(previous, dict) and any((out / "records").glob("*.json")):  # no masks yet: nothing to protect
-        # A key a run.json does not have yet was its default then (class_thresholds: none; weights:
-        # not recorded, so they cannot be shown to be the same).
-        defaults = {"class_thresholds": {}}
+        # A key a run.json does not have yet was its default then (class_thresholds: none; no tiles;
+        # weights: not recorded, so they cannot be shown to be the same).
+        defaults = {"class_thresholds": {}, "tile": "off"}
         changed = [f"{key} {previous.get(key, defaults.get(key))!r} -> {settings[key]!r}" for key in _RUN_KEYS
                    if previous.get(key, defaults.get(key)) != settings[key]]
     if changed and not overwrite:
@@ -411,10 +414,10 @@ def _resumable(out: Path, name: str, image_path: Path, model_id: str, threshold:
 
 def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prompt: str, mask: np.ndarray,
                       confidence: float, model_id: str, threshold: float, mm_per_px: float | None,
-                      qa_rules: QARules, prompt_config: PromptConfig, *, overlay: bool = True
-                      ) -> tuple[dict, np.ndarray]:
+                      qa_rules: QARules, prompt_config: PromptConfig, *, overlay: bool = True,
+                      tiling: dict | None = None) -> tuple[dict, np.ndarray]:
     """Write the mask, the overlay (when asked for) and the record of one image/prompt pair, the
-    record last; returns the record and the mask.
+    record last (with ``tiling``, the tiles the predictor used); returns the record and the mask.
 
     A photo decoded reduced keeps its mask and overlay at the decoded size; its figures are in the
     file's pixels and the record gives the file's size.
@@ -429,6 +432,8 @@ def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prom
         atomic_write_bytes(overlay_path, jpeg_bytes(tinted, quality=OVERLAY_QUALITY))
     record = inspection_record(inspection, image_path, photo.width, photo.height, name, model_id, threshold, mm_per_px,
                                 f"overlays/{name}.jpg" if overlay else None, photo.orientation)
+    if tiling is not None:
+        record["tiling"] = tiling
     atomic_write_json(record_path, record, indent=1)
     return record, mask
 
@@ -456,6 +461,8 @@ def _remeasure(out: Path, record: dict, mm_per_px: float | None, qa_rules: QARul
     updated = inspection_record(inspection, Path(record["image"]), record["image_width"], record["image_height"],
                                  name, record["model"], record["threshold"], mm_per_px, overlay,
                                  record.get("image_orientation"))
+    if "tiling" in record:
+        updated["tiling"] = record["tiling"]
     if updated != record:
         atomic_write_json(out / "records" / f"{name}.json", updated, indent=1)
     return updated, mask

@@ -153,6 +153,7 @@ def watch(
     smoothing: float = 0.5,
     fail_frames: int = 5,
     mm_per_px: float | None = None,
+    tile: str | int | None = None,
     qa_rules: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     live: bool | None = None,
@@ -172,7 +173,9 @@ def watch(
         smoothing: Weight of the newest frame in the logits' moving average, in ``(0, 1]``
             (see :class:`TemporalSmoother`).
         fail_frames: Consecutive failing frames that make an event (see :class:`FailureEvents`).
-        mm_per_px: Image scale, for millimetre figures and rules.
+        mm_per_px: Image scale, for millimetre figures and rules (and the tile scale).
+        tile: Tile setting (:mod:`~drywallqa.inference.tiling`); the predictor's when None. The
+            plan is made from the first frame and recorded in ``watch.json``.
         qa_rules: Figure sets and rules; the built-in file by default.
         prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
         live: Drop frames when the model falls behind instead of waiting; by default True for
@@ -197,7 +200,7 @@ def watch(
     check_mm_per_px(mm_per_px, "--mm-per-px")  # a warning about an unusual scale is the caller's to show
     if prompt_config is not None:  # the predictor's per-class thresholds follow the run's classes
         predictor.set_prompt_config(prompt_config)
-    smoother = TemporalSmoother(predictor, prompts, smoothing)
+    smoother = TemporalSmoother(predictor, prompts, smoothing, mm_per_px=mm_per_px, tile=tile)
     events = FailureEvents(fail_frames)
     qa_rules = (qa_rules or QARules.default()).check_classes(prompt_config)
     video = source if isinstance(source, VideoSource) else VideoSource(source, timeout_s)
@@ -236,6 +239,7 @@ def watch(
         **run.to_dict(), "prompts": smoother.prompts, "smoothing": smoother.smoothing, "fail_frames": events.min_frames,
         "mm_per_px": mm_per_px, "qa_rules": qa_rules.source, "queue_size": queue_size,
         "source_orientation": video.orientation,
+        "tiling": smoother.plan.to_dict() if smoother.plan is not None else {"tile": smoother.tile},
     }, indent=2)
     return run
 
