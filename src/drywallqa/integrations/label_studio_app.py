@@ -21,7 +21,6 @@ route               what Label Studio sends -> what it gets back
 
 from __future__ import annotations
 
-import importlib
 
 from drywallqa.errors import DrywallQAError
 from drywallqa.integrations.label_studio import ANNOTATION_EVENTS, LabelStudioBackend
@@ -39,15 +38,9 @@ def require_label_studio_extra() -> None:
     Raises:
         DrywallQAError: Naming the missing packages and the one ``pip install`` command.
     """
-    missing = []
-    for distribution, module in LABEL_STUDIO_MODULES.items():
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            missing.append(distribution)
-    if missing:
-        raise DrywallQAError(f"the Label Studio backend needs {', '.join(missing)}, which the base install leaves out; "
-                             f"add them with: {INSTALL_COMMAND}")
+    from drywallqa.serving.extra import require_modules
+
+    require_modules(LABEL_STUDIO_MODULES, "the Label Studio backend", INSTALL_COMMAND)
 
 
 def create_label_studio_app(backend: LabelStudioBackend):
