@@ -66,7 +66,7 @@ def leakage_line(report: dict) -> str:
     leakage = report.get("leakage")
     if leakage is None:
         return ("Source groups shared with the training images: not in this report (written before `drywallqa "
-                "evaluate` reported them; the next `bash scripts/evaluate_shipped.sh` run fills it).")
+                "evaluate` reported them; rerunning the command that wrote it fills it in).")
     if not leakage["known"]:
         return f"Source groups shared with the training images: **unknown** ({leakage['source']})."
     shared = leakage["shared_groups"]
@@ -79,7 +79,7 @@ def leakage_line(report: dict) -> str:
         + ") have variants the model was trained on"
         + (f", and {selection} other group(s) are among the validation groups that chose its checkpoint and "
            "thresholds" if selection else "")
-        + f" (training set: {leakage['source']})."
+        + f". Training set read from {leakage['source']}."
     )
 
 
