@@ -123,9 +123,9 @@ def training_overlap(samples: Iterable[Sample], training: TrainingGroups | None)
     training = training or TrainingGroups.unknown("no training record given to evaluate()")
     images = {str(s.image_path): (s.dataset, s.group) for s in samples}
     groups = set(images.values())
-    if not training.known:
+    if training.train is None:
         return TrainingOverlap(False, training.source, len(groups), len(images))
-    shared = sorted(groups & training.train)
+    shared = sorted(groups.intersection(training.train))
     shared_set = set(shared)
     return TrainingOverlap(
         known=True,
@@ -136,5 +136,7 @@ def training_overlap(samples: Iterable[Sample], training: TrainingGroups | None)
         images_in_shared_groups=sum(key in shared_set for key in images.values()),
         by_dataset=dict(sorted(Counter(dataset for dataset, _ in shared).items())),
         examples=[f"{dataset}/{group}" for dataset, group in shared[:EXAMPLES]],
-        selection_shared_groups=None if training.selection is None else len((groups - shared_set) & training.selection),
+        selection_shared_groups=(
+            None if training.selection is None else len((groups - shared_set).intersection(training.selection))
+        ),
     )
