@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,36 @@ def parse_override(item: str, example: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def apply_overrides(
+    data: dict[str, Any], overrides: Mapping[str, Any] | Iterable[str], example: str = "section.field=value"
+) -> dict[str, Any]:
+    """Set dotted fields of nested mappings, in place: ``{"a.b": 1}`` or ``["a.b=1"]`` (``--set``
+    items, values parsed as YAML by :func:`parse_override`).
+
+    A missing (or empty, ``None``) section on the way is created; the config's schema then refuses
+    a field it does not know, naming it.
+
+    Returns:
+        ``data``, for chaining.
+
+    Raises:
+        ConfigError: For an item without ``=`` (showing ``example``), or a path through a value
+            that is not a section (``seed.x=1``).
+    """
+    items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o, example) for o in overrides)
+    for key, value in items:
+        node = data
+        *sections, leaf = key.split(".")
+        for part in sections:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r}: {part} is not a section")
+        node[leaf] = value
+    return data
+
+
 def parse_yaml(text: str, source: str | os.PathLike, error: type[DrywallQAError] = ConfigError) -> Any:
     """Parse YAML text read from ``source``; :func:`read_yaml` without the reading."""
     import yaml
@@ -69,7 +100,7 @@ def packaged_yaml(name: str) -> Any:
     return copy.deepcopy(_packaged_yaml(name))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _packaged_yaml(name: str) -> Any:
     text = resources.files("drywallqa").joinpath(name).read_text(encoding="utf-8")
     return parse_yaml(text, f"built-in {name}")

@@ -64,7 +64,7 @@ def test_config_overrides_and_errors(tmp_path):
     assert cfg.optim.lr == 0.01 and cfg.model.args == {"encoder": "lite1"} and cfg.data["negative_rate"] == 0.3
     with pytest.raises(ConfigError, match="optim.lrr"):
         TrainConfig.from_yaml(None, ["optim.lrr=1"])
-    with pytest.raises(ConfigError, match="optim.lr must be float"):
+    with pytest.raises(ConfigError, match=r"^defaults: optim\.lr: must be a number, got 'fast'$"):
         TrainConfig.from_yaml(None, ["optim.lr=fast"])
     with pytest.raises(ConfigError, match="not found"):
         TrainConfig.from_yaml(tmp_path / "missing.yaml")

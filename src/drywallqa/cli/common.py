@@ -88,12 +88,9 @@ def tile_option(args: argparse.Namespace) -> str | int:
 
 def model_args(args: argparse.Namespace) -> dict:
     """The ``--model-arg`` values as a dict."""
-    from drywallqa.training.config import set_dotted
+    from drywallqa.yamlio import apply_overrides
 
-    values: dict = {}
-    for item in args.model_arg:
-        set_dotted(values, item)
-    return values
+    return apply_overrides({}, args.model_arg, "boxes=annotations:DIR")
 
 
 def load_model_predictor(args: argparse.Namespace, **kwargs):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
+from pydantic import AfterValidator, BeforeValidator
 
-from drywallqa.errors import ConfigError
+from drywallqa.config_schema import DEFAULT_IF_EMPTY, Text, config_dataclass, validate
 from drywallqa.yamlio import packaged_yaml, read_yaml
-
 
 # Leading words of a free-text prompt that say what to do rather than what to find.
 _INSTRUCTION_WORDS = r"(segment|find|highlight|detect|show|mark|locate|outline|all|any|the|a|an|me)"
@@ -36,6 +37,33 @@ class PromptClass:
         return (self.prompt, *self.paraphrases)
 
 
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError(f"must not be blank, got {text!r}")
+    return text
+
+
+Phrase = Annotated[Text, AfterValidator(_not_blank)]
+"""A prompt, alias or paraphrase: text that is not blank."""
+Phrases = Annotated[tuple[Phrase, ...], BeforeValidator(lambda value: () if value is None else value)]
+"""A list of phrases (left empty in YAML: none)."""
+
+
+@config_dataclass(frozen=True)
+class _ClassEntry:
+    """One class of a prompt config file (``configs/prompts.yaml``)."""
+
+    prompt: Phrase | None = None
+    aliases: Phrases = ()
+    paraphrases: Phrases = ()
+    heldout: Phrases = ()
+
+
+@config_dataclass(frozen=True)
+class _PromptFile:
+    classes: dict[Text, Annotated[_ClassEntry, DEFAULT_IF_EMPTY]]
+
+
 @dataclass
 class PromptConfig:
     """The set of prompt classes, loaded from YAML (see ``configs/prompts.yaml``).
@@ -58,28 +86,21 @@ class PromptConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> PromptConfig:
         """Load a prompt config file; raises :class:`ConfigError` naming the file on problems."""
-        path = Path(path)
-        data = read_yaml(path)
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_yaml(path), source=str(path))
 
     @classmethod
     def from_dict(cls, data: object, source: str = "<dict>") -> PromptConfig:
-        if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):
-            raise ConfigError(f"{source}: expected a mapping with a 'classes' mapping")
-        classes = {}
-        for name, spec in data["classes"].items():
-            spec = spec or {}
-            if not isinstance(spec, dict):
-                raise ConfigError(f"{source}: classes.{name}: expected a mapping, got {type(spec).__name__}")
-            lists = {}
-            for key in ("aliases", "paraphrases", "heldout"):
-                value = spec.get(key) or []
-                if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-                    raise ConfigError(f"{source}: classes.{name}.{key}: expected a list of non-empty strings")
-                lists[key] = tuple(value)
-            prompt = spec.get("prompt") or f"segment {normalise_name(str(name))}"
-            classes[str(name)] = PromptClass(name=str(name), prompt=str(prompt), **lists)
-        return cls(classes)
+        """Build from the parsed YAML; a class without a ``prompt`` gets ``"segment <name>"``.
+
+        Raises:
+            ConfigError: One line naming ``source`` and the key (``classes.crack.aliases[0]``).
+        """
+        prompt_file: _PromptFile = validate(_PromptFile, data, source)
+        return cls({
+            name: PromptClass(name=name, prompt=entry.prompt or f"segment {normalise_name(name)}",
+                              aliases=entry.aliases, paraphrases=entry.paraphrases, heldout=entry.heldout)
+            for name, entry in prompt_file.classes.items()
+        })
 
     def resolve(self, category: str, supercategory: str | None = None) -> PromptClass:
         """The prompt class for a dataset category, matched by name, then by supercategory.

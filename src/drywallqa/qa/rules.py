@@ -25,31 +25,42 @@ A photo's verdict combines its prompts' (:func:`photo_verdict`).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Annotated
 
+from pydantic import AfterValidator, Field
+
+from drywallqa.config_schema import (
+    DEFAULT_IF_EMPTY,
+    Bool,
+    FiniteFloat,
+    NonNegativeInt,
+    Text,
+    config_dataclass,
+    one_of,
+    validate,
+)
 from drywallqa.data.prompts import PromptConfig
-from drywallqa.yamlio import packaged_yaml, read_yaml
 from drywallqa.errors import ConfigError
 from drywallqa.qa.figures import FIGURE_SETS, LENGTH_FIGURES, QAFigures
+from drywallqa.yamlio import packaged_yaml, read_yaml
 
 #: The verdicts of one (photo, prompt), and of a photo; in the order :func:`photo_verdict` ranks them.
 VERDICTS = ("fail", "pass", "not found", "unchecked")
 NOT_FOUND = "not found"
-_TOP_KEYS = ("measurement", "classes")
-_MEASUREMENT_KEYS = ("min_component_area_px",)
-_CLASS_KEYS = ("figures", "defect", "required", "min_area_percent", "fail_if", "fail_if_mm", "fail_if_px")
 # Severity of a rule whose ratio is unbounded (a figure of 0 under a `below` rule, or any
 # positive figure above a limit of 0): large but finite, so it stays valid JSON.
 MAX_SEVERITY = 100.0
 _UNITLESS_FIGURES = ("area_percent", "area_px", "components", "confidence")
 _KNOWN_FIGURES = (*_UNITLESS_FIGURES, *(f"{name}_{unit}" for name in LENGTH_FIGURES for unit in ("px", "mm")))
+FigureName = Annotated[str, AfterValidator(one_of(_KNOWN_FIGURES, "figure"))]
+FigureSet = Annotated[str, AfterValidator(one_of(FIGURE_SETS, "figure set"))]
+AreaPercent = Annotated[float, Field(strict=True, ge=0, le=100)]
 
 
-@dataclass(frozen=True)
+@config_dataclass(where="rule", frozen=True)
 class Rule:
     """One bound on one figure.
 
@@ -59,9 +70,9 @@ class Rule:
         below: Fail when the figure is smaller than this.
     """
 
-    figure: str
-    above: float | None = None
-    below: float | None = None
+    figure: FigureName
+    above: FiniteFloat | None = None
+    below: FiniteFloat | None = None
 
     def check(self, value: float) -> tuple[bool, float, str]:
         """Check one figure value.
@@ -83,7 +94,7 @@ class Rule:
         return failed, min(severity, MAX_SEVERITY), reason
 
 
-@dataclass(frozen=True)
+@config_dataclass(where="class rules", frozen=True)
 class ClassRules:
     """The figure set and rules of one prompt class.
 
@@ -98,21 +109,14 @@ class ClassRules:
         min_area_percent: A mask covering less of the photo counts as nothing found.
     """
 
-    class_name: str
-    figure_set: str
+    class_name: Text
+    figure_set: FigureSet
     rules: tuple[Rule, ...] = ()
     rules_mm: tuple[Rule, ...] = ()
     rules_px: tuple[Rule, ...] = ()
-    defect: bool = False
-    required: bool = False
-    min_area_percent: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.defect, bool) and isinstance(self.required, bool)):
-            raise ConfigError(f"classes.{self.class_name}: defect and required must be true or false")
-        if not (_is_number(self.min_area_percent) and 0 <= self.min_area_percent <= 100):
-            raise ConfigError(f"classes.{self.class_name}.min_area_percent: expected a number from 0 to 100, "
-                              f"got {self.min_area_percent!r}")
+    defect: Bool = False
+    required: Bool = False
+    min_area_percent: AreaPercent = 0.0
 
     def rules_for(self, scale_known: bool) -> tuple[Rule, ...]:
         """The rules to check for an image with or without a known scale."""
@@ -190,46 +194,25 @@ class QARules:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> QARules:
         """Load a rules file; raises :class:`ConfigError` naming the file and key on problems."""
-        path = Path(path)
-        data = read_yaml(path)
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_yaml(path), source=str(path))
 
     @classmethod
     def from_dict(cls, data: object, source: str = "<dict>") -> QARules:
-        """Build from the parsed YAML (see ``configs/qa-rules.yaml`` for the layout)."""
-        if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):
-            raise ConfigError(f"{source}: expected a mapping with a 'classes' mapping (see configs/qa-rules.yaml)")
-        _check_keys(data, _TOP_KEYS, source)
-        measurement = data.get("measurement") or {}
-        if not isinstance(measurement, dict):
-            raise ConfigError(f"{source}: measurement: expected a mapping")
-        _check_keys(measurement, _MEASUREMENT_KEYS, f"{source}: measurement")
-        min_area = measurement.get("min_component_area_px", 10)
-        if not isinstance(min_area, int) or isinstance(min_area, bool) or min_area < 0:
-            raise ConfigError(f"{source}: measurement.min_component_area_px: expected an integer >= 0, got {min_area!r}")
-        classes = {}
-        for name, spec in data["classes"].items():
-            where = f"{source}: classes.{name}"
-            spec = spec or {}
-            if not isinstance(spec, dict):
-                raise ConfigError(f"{where}: expected a mapping, got {type(spec).__name__}")
-            _check_keys(spec, _CLASS_KEYS, where)
-            figure_set = spec.get("figures", "area")
-            if figure_set not in FIGURE_SETS:
-                raise ConfigError(f"{where}.figures: expected one of {', '.join(FIGURE_SETS)}, got {figure_set!r}")
-            for key in ("defect", "required"):
-                if not isinstance(spec.get(key, False), bool):
-                    raise ConfigError(f"{where}.{key}: expected true or false, got {spec[key]!r}")
-            min_area_percent = spec.get("min_area_percent", 0.0)
-            if not (_is_number(min_area_percent) and 0 <= min_area_percent <= 100):
-                raise ConfigError(f"{where}.min_area_percent: expected a number from 0 to 100, got {min_area_percent!r}")
-            classes[str(name)] = ClassRules(
-                class_name=str(name), figure_set=figure_set, defect=spec.get("defect", False),
-                required=spec.get("required", False), min_area_percent=float(min_area_percent),
-                **{attr: _parse_rules(spec.get(key), f"{where}.{key}")
-                   for attr, key in (("rules", "fail_if"), ("rules_mm", "fail_if_mm"), ("rules_px", "fail_if_px"))},
+        """Build from the parsed YAML (see ``configs/qa-rules.yaml`` for the layout).
+
+        Raises:
+            ConfigError: One line naming ``source`` and the key (``classes.crack.figures``).
+        """
+        rules_file: _RulesFile = validate(_RulesFile, data, source)
+        classes = {
+            name: ClassRules(
+                class_name=name, figure_set=entry.figures, defect=entry.defect, required=entry.required,
+                min_area_percent=entry.min_area_percent,
+                rules=_rules(entry.fail_if), rules_mm=_rules(entry.fail_if_mm), rules_px=_rules(entry.fail_if_px),
             )
-        return cls(classes, min_area, source)
+            for name, entry in rules_file.classes.items()
+        }
+        return cls(classes, rules_file.measurement.min_component_area_px, source)
 
     def check_classes(self, prompt_config: PromptConfig | None = None) -> QARules:
         """Refuse a ``required`` class that no prompt can ask for, which could never be checked.
@@ -300,38 +283,54 @@ def photo_verdict(verdicts: Iterable[str]) -> str:
     return next((verdict for verdict in VERDICTS if verdict in given), "unchecked")
 
 
-def _check_keys(spec: dict, known: tuple[str, ...], where: str) -> None:
-    unknown = sorted(str(key) for key in set(spec) - set(known))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; expected {', '.join(known)}")
+# -- the rules file's schema (configs/qa-rules.yaml) ----------------------------------------------
+@config_dataclass(frozen=True)
+class _Bound:
+    """``{above: X}``, ``{below: X}``, both, or ``{outside: [LOW, HIGH]}``: the bound of one rule."""
+
+    above: FiniteFloat | None = None
+    below: FiniteFloat | None = None
+    outside: tuple[FiniteFloat, FiniteFloat] | None = None
+
+    def __post_init__(self) -> None:
+        given = [key for key in ("above", "below", "outside") if getattr(self, key) is not None]
+        if not given or ("outside" in given and len(given) > 1):
+            raise ValueError(f"expected {{above: X}}, {{below: X}} or {{outside: [LOW, HIGH]}}, got {given or 'nothing'}")
+        if self.outside is not None and self.outside[0] > self.outside[1]:
+            raise ValueError(f"outside: expected [LOW, HIGH] with LOW <= HIGH, got {list(self.outside)}")
+
+    def rule(self, figure: str) -> Rule:
+        if self.outside is not None:
+            return Rule(figure, above=self.outside[1], below=self.outside[0])
+        return Rule(figure, above=self.above, below=self.below)
 
 
-def _parse_rules(spec: object, where: str) -> tuple[Rule, ...]:
-    if spec is None:
-        return ()
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected a mapping of figure: {{above|below|outside: ...}}")
-    rules = []
-    for figure, bound in spec.items():
-        if figure not in _KNOWN_FIGURES:
-            raise ConfigError(f"{where}.{figure}: unknown figure; expected one of {', '.join(_KNOWN_FIGURES)}")
-        if not isinstance(bound, dict) or not bound or set(bound) - {"above", "below", "outside"}:
-            raise ConfigError(f"{where}.{figure}: expected {{above: X}}, {{below: X}} or {{outside: [LOW, HIGH]}}, got {bound!r}")
-        above, below = bound.get("above"), bound.get("below")
-        if "outside" in bound:
-            pair = bound["outside"]
-            if not (isinstance(pair, list) and len(pair) == 2 and all(_is_number(v) for v in pair) and pair[0] <= pair[1]):
-                raise ConfigError(f"{where}.{figure}.outside: expected [LOW, HIGH] with LOW <= HIGH, got {pair!r}")
-            below, above = pair
-        for key, value in (("above", above), ("below", below)):
-            if value is not None and not _is_number(value):
-                raise ConfigError(f"{where}.{figure}.{key}: expected a number, got {value!r}")
-        rules.append(Rule(str(figure), None if above is None else float(above), None if below is None else float(below)))
-    return tuple(rules)
+@config_dataclass(frozen=True)
+class _ClassEntry:
+    """One class of the rules file: its figure set, presence keys and rules."""
+
+    figures: FigureSet = "area"
+    defect: Bool = False
+    required: Bool = False
+    min_area_percent: AreaPercent = 0.0
+    fail_if: dict[FigureName, _Bound] | None = None
+    fail_if_mm: dict[FigureName, _Bound] | None = None
+    fail_if_px: dict[FigureName, _Bound] | None = None
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+@config_dataclass(frozen=True)
+class _Measurement:
+    min_component_area_px: NonNegativeInt = 10
+
+
+@config_dataclass(frozen=True)
+class _RulesFile:
+    classes: dict[Text, Annotated[_ClassEntry, DEFAULT_IF_EMPTY]]
+    measurement: Annotated[_Measurement, DEFAULT_IF_EMPTY] = field(default_factory=_Measurement)
+
+
+def _rules(bounds: dict[str, _Bound] | None) -> tuple[Rule, ...]:
+    return tuple(bound.rule(figure) for figure, bound in (bounds or {}).items())
 
 
 def _fmt(value: float) -> str:

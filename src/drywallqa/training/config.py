@@ -1,21 +1,44 @@
-"""Training configuration: dataclasses loaded from YAML, every field overridable as ``section.field=value``."""
+"""Training configuration: config dataclasses loaded from YAML, every field overridable as ``section.field=value``.
+
+Validation is :mod:`drywallqa.config_schema`'s: a bad value fails on loading with one line naming
+the file and the field (``configs/x.yaml: trainer.batch_size: must be >= 1, got 0``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import AfterValidator, BeforeValidator, Field, Strict
+
+from drywallqa.config_schema import (
+    DEFAULT_IF_EMPTY,
+    Bool,
+    Int,
+    NonEmptyText,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    Probability,
+    Text,
+    config_dataclass,
+    one_of,
+    validate,
+)
 from drywallqa.errors import ConfigError
 from drywallqa.training.losses import LossConfig
-from drywallqa.yamlio import parse_override, read_yaml
+from drywallqa.yamlio import apply_overrides, read_yaml
 
 #: Validation metrics a run may select checkpoints by, and whether higher or lower is better.
 MONITOR_MODES = {"val/iou": "max", "val/confidence_mse": "min"}
 
+# YAML reads ``precision: 16`` as a number; Lightning takes it as the text "16".
+_NUMBER_AS_TEXT = BeforeValidator(lambda value: str(value) if type(value) is int else value)
 
-@dataclass
+
+@config_dataclass(where="model")
 class ModelSection:
     """Which registered model to build, and its config fields (see ``drywallqa.models``).
 
@@ -28,12 +51,12 @@ class ModelSection:
             the input size follows ``data.image_size``.
     """
 
-    name: str = "promptunet"
-    args: dict[str, Any] = field(default_factory=dict)
-    init_from: str | None = None
+    name: NonEmptyText = "promptunet"
+    args: Annotated[dict[Text, Any], DEFAULT_IF_EMPTY] = field(default_factory=dict)
+    init_from: NonEmptyText | None = None
 
 
-@dataclass
+@config_dataclass(where="optim")
 class OptimConfig:
     """AdamW with linear warm-up then cosine decay; the encoder gets its own learning rate.
 
@@ -49,20 +72,16 @@ class OptimConfig:
             of the starting model (``model.init_from``) while the listed parts learn.
     """
 
-    lr: float = 2e-3
-    encoder_lr: float = 5e-4
-    weight_decay: float = 1e-4
-    warmup_fraction: float = 0.05
-    min_lr_ratio: float = 0.02
-    freeze_encoder: bool = False
-    train_only: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.train_only, list) or not all(isinstance(n, str) and n for n in self.train_only):
-            raise ConfigError(f"optim.train_only must be a list of submodule names (e.g. [confidence_head]), got {self.train_only!r}")
+    lr: NonNegativeFloat = 2e-3
+    encoder_lr: NonNegativeFloat = 5e-4
+    weight_decay: NonNegativeFloat = 1e-4
+    warmup_fraction: Probability = 0.05
+    min_lr_ratio: Probability = 0.02
+    freeze_encoder: Bool = False
+    train_only: list[NonEmptyText] = field(default_factory=list)
 
 
-@dataclass
+@config_dataclass(where="trainer")
 class TrainerConfig:
     """Lightning trainer settings.
 
@@ -97,33 +116,29 @@ class TrainerConfig:
             ``optim.train_only: [confidence_head]``, where the masks do not change).
     """
 
-    max_epochs: int = 30
-    max_steps: int = -1
-    max_minutes: float | None = None
-    batch_size: int = 16
-    num_workers: int = 2
-    accumulate_grad_batches: int = 1
-    precision: str = "auto"
-    accelerator: str = "auto"
+    max_epochs: PositiveInt = 30
+    max_steps: Annotated[int, Strict(), Field(ge=-1)] = -1
+    max_minutes: Annotated[float, Strict(), Field(gt=0)] | None = None
+    batch_size: PositiveInt = 16
+    num_workers: NonNegativeInt = 2
+    accumulate_grad_batches: PositiveInt = 1
+    precision: Annotated[NonEmptyText, _NUMBER_AS_TEXT] = "auto"
+    accelerator: NonEmptyText = "auto"
     devices: Any = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"
-    early_stopping_patience: int = 8
-    check_val_every_n_epoch: int = 1
+    num_nodes: PositiveInt = 1
+    strategy: NonEmptyText = "auto"
+    early_stopping_patience: NonNegativeInt = 8
+    check_val_every_n_epoch: PositiveInt = 1
     limit_train_batches: Any = None
     limit_val_batches: Any = None
-    seed: int = 0
-    log_every_n_steps: int = 10
-    cache_images: bool | None = None
-    channels_last: bool | None = None
-    monitor: str = "val/iou"
-
-    def __post_init__(self) -> None:
-        if self.monitor not in MONITOR_MODES:
-            raise ConfigError(f"trainer.monitor must be one of {', '.join(MONITOR_MODES)}, got {self.monitor!r}")
+    seed: Int = 0
+    log_every_n_steps: PositiveInt = 10
+    cache_images: Bool | None = None
+    channels_last: Bool | None = None
+    monitor: Annotated[Text, AfterValidator(one_of(tuple(MONITOR_MODES), "metric"))] = "val/iou"
 
 
-@dataclass
+@config_dataclass(where="training config")
 class TrainConfig:
     """Everything one training run needs.
 
@@ -138,31 +153,28 @@ class TrainConfig:
             folders of ``data.datasets``; the other data settings must carve it as it was built.
     """
 
-    model: ModelSection = field(default_factory=ModelSection)
-    data: dict[str, Any] = field(default_factory=dict)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    out: str = "runs/promptunet"
-    pack: str | None = None
+    model: Annotated[ModelSection, DEFAULT_IF_EMPTY] = field(default_factory=ModelSection)
+    data: Annotated[dict[Text, Any], DEFAULT_IF_EMPTY] = field(default_factory=dict)
+    loss: Annotated[LossConfig, DEFAULT_IF_EMPTY] = field(default_factory=LossConfig)
+    optim: Annotated[OptimConfig, DEFAULT_IF_EMPTY] = field(default_factory=OptimConfig)
+    trainer: Annotated[TrainerConfig, DEFAULT_IF_EMPTY] = field(default_factory=TrainerConfig)
+    out: NonEmptyText = "runs/promptunet"
+    pack: NonEmptyText | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
         """Load a YAML config (defaults if ``path`` is None) and apply ``section.field=value`` overrides."""
-        data: dict[str, Any] = {}
-        if path is not None:
-            path = Path(path)
-            data = read_yaml(path) or {}
-            if not isinstance(data, dict):
-                raise ConfigError(f"{path}: expected a mapping at the top level")
-        for item in overrides or []:
-            set_dotted(data, item)
+        data: Any = {} if path is None else read_yaml(path)
+        if data is None:
+            data = {}
+        if overrides and isinstance(data, dict):
+            apply_overrides(data, overrides, "optim.lr=0.001")
         return cls.from_dict(data, source=str(path or "defaults"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
         """Build and :meth:`check` a config, raising :class:`ConfigError` naming ``source`` and the field."""
-        config = _build(cls, data, source, "")
+        config: TrainConfig = validate(cls, data, source)
         try:
             config.check()
         except ConfigError as exc:
@@ -181,12 +193,8 @@ class TrainConfig:
         from drywallqa.models.base import check_image_size
         from drywallqa.trainsets import TrainSetConfig
 
-        if not isinstance(self.data, dict):
-            raise ConfigError(f"data must be a mapping of training-set fields, got {self.data!r}")
-        image_size = TrainSetConfig.from_dict(self.data).image_size
+        image_size = validate(TrainSetConfig, self.data, "", ("data",)).image_size
         check_image_size(image_size, "data.image_size")
-        if not isinstance(self.model.args, dict):
-            raise ConfigError(f"model.args must be a mapping of {self.model.name} config fields, got {self.model.args!r}")
         try:
             model_config(self.model.name, **{**self.model.args, "image_size": image_size})
         except ConfigError as exc:
@@ -194,57 +202,3 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def set_dotted(data: dict[str, Any], item: str) -> None:
-    """Apply one ``a.b.c=value`` override to a nested dict; the value is parsed as YAML."""
-    key, value = parse_override(item, "optim.lr=0.001")
-    node = data
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {item!r}: {part} is not a section")
-    node[parts[-1]] = value
-
-
-def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{source}: unknown field {prefix}{unknown[0]}; expected one of: {', '.join(fields)}")
-    kwargs = {}
-    for name, value in data.items():
-        f = fields[name]
-        sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
-        if dataclasses.is_dataclass(sub):
-            kwargs[name] = _build(sub, value or {}, source, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _check_type(f, value, source, prefix)
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'}: {exc}") from exc
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from exc
-
-
-def _check_type(f: dataclasses.Field, value: Any, source: str, prefix: str) -> Any:
-    """Reject values whose type cannot be the field's (e.g. ``optim.lr=fast``), naming the field."""
-    default = f.default
-    if default is dataclasses.MISSING or default is None or value is None:
-        return value
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, (int, float)):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok and isinstance(default, float) else value
-    elif isinstance(default, str):
-        ok = isinstance(value, (str, int)) and not isinstance(value, bool)
-    else:
-        ok = True
-    if not ok:
-        raise ConfigError(f"{source}: {prefix}{f.name} must be {type(default).__name__}, got {value!r}")
-    return value

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from drywallqa.errors import ConfigError
+from drywallqa.config_schema import NonNegativeFloat, config_dataclass
 
 
-@dataclass
+@config_dataclass(where="loss")
 class LossConfig:
     """Loss weights.
 
@@ -23,18 +21,15 @@ class LossConfig:
         confidence: Weight of the confidence head's MSE against the true IoU of the predicted mask.
     """
 
-    bce: float = 1.0
-    dice: float = 1.0
-    focal: float = 0.5
-    focal_gamma: float = 2.0
-    confidence: float = 0.1
+    bce: NonNegativeFloat = 1.0
+    dice: NonNegativeFloat = 1.0
+    focal: NonNegativeFloat = 0.5
+    focal_gamma: NonNegativeFloat = 2.0
+    confidence: NonNegativeFloat = 0.1
 
     def __post_init__(self) -> None:
-        for name in ("bce", "dice", "focal", "focal_gamma", "confidence"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
         if self.bce + self.dice + self.focal == 0:
-            raise ConfigError("loss: at least one of bce, dice, focal must be positive")
+            raise ValueError("at least one of bce, dice, focal must be positive")
 
 
 class SegmentationLoss(nn.Module):
