@@ -26,7 +26,7 @@ from drywallqa.inference import (
     TensorRTPredictor,
     TensorRTUnavailable,
     build_tensorrt_engine,
-    load_runtime_predictor,
+    load_predictor,
     tensorrt_available,
 )
 
@@ -110,41 +110,43 @@ def test_onnx_predictor_needs_its_prompt_file(exported, tmp_path) -> None:
         OnnxPredictor(lonely, prompts=tmp_path / "missing.prompts.json")
 
 
-def test_load_runtime_predictor_picks_the_runtime_from_the_spec(exported, model_dir) -> None:
-    assert isinstance(load_runtime_predictor(str(exported.onnx_path)), OnnxPredictor)
-    assert isinstance(load_runtime_predictor(exported.int8_path), OnnxPredictor)
-    torch_predictor = load_runtime_predictor(model_dir, device="cpu", precision="bf16")
+def test_load_predictor_picks_the_runtime_from_the_spec(exported, model_dir) -> None:
+    assert isinstance(load_predictor(str(exported.onnx_path), say=None), OnnxPredictor)
+    assert isinstance(load_predictor(exported.int8_path, say=None), OnnxPredictor)
+    torch_predictor = load_predictor(model_dir, device="cpu", precision="bf16", say=None)
     assert isinstance(torch_predictor, ModelPredictor) and torch_predictor.precision == "bf16"
 
 
 @pytest.mark.parametrize(
     "spec, runtime, options, message",
     [
-        ("model_dir", "onnx", {}, "needs an .onnx file.*drywallqa export"),
+        ("engine", "onnx", {}, "needs an .onnx file.*drywallqa export"),
+        ("plain_dir", "onnx", {}, "--runtime onnx cannot run this model: .* is not a model folder of save_pretrained"),
         ("onnx", "torch", {}, "needs a model folder"),
-        ("onnx", "openvino", {}, "unknown runtime 'openvino'; expected one of: torch, onnx, tensorrt"),
-        ("onnx", None, {"precision": "bf16"}, "does not take option.*precision.*it takes: prompts, threshold"),
+        ("onnx", "openvino", {}, "unknown runtime 'openvino'; expected one of: auto, torch, onnx, tensorrt"),
+        ("onnx", "auto", {"precision": "bf16"}, "does not take option.*precision.*it takes: prompts, threshold"),
+        ("model_dir", "onnx", {"precision": "bf16"}, "runtime 'onnx' does not take option.*precision"),
+        ("model_dir", "torch", {"providers": ["CPUExecutionProvider"]}, "runtime 'torch' does not take option.*providers"),
         ("model_dir", "torch", {"device": "cpu", "precision": "fp16"}, "fp16 autocast needs a CUDA device"),
         ("model_dir", "torch", {"device": "cpu", "cuda_graphs": True}, "cuda_graphs needs a CUDA device"),
         ("model_dir", "torch", {"device": "cpu", "precision": "int4"}, "precision must be one of"),
-        ("onnx", None, {"threshold": 1.0}, "strictly between 0 and 1"),
-        ("onnx", None, {"device": "tpu"}, "device must be 'cpu' or 'cuda' for ONNX Runtime"),
+        ("onnx", "auto", {"threshold": 1.0}, "strictly between 0 and 1"),
+        ("onnx", "auto", {"device": "tpu"}, "device must be 'cpu' or 'cuda' for ONNX Runtime"),
     ],
 )
-
-def test_load_runtime_predictor_errors(spec, runtime, options, message, exported, model_dir) -> None:
-    path = {"model_dir": model_dir, "onnx": exported.onnx_path}[spec]
+def test_load_predictor_errors(spec, runtime, options, message, exported, model_dir, tmp_path) -> None:
+    path = {"model_dir": model_dir, "onnx": exported.onnx_path, "engine": tmp_path / "model.plan", "plain_dir": tmp_path}[spec]
     with pytest.raises(ConfigError, match=message):
-        load_runtime_predictor(path, runtime, **options)
+        load_predictor(path, runtime=runtime, say=None, cache_dir=tmp_path / "cache", **options)
 
 
 def test_onnx_predictor_device_picks_providers(exported) -> None:
     assert OnnxPredictor(exported.onnx_path, device="cpu").providers == ["CPUExecutionProvider"]
 
 
-def test_load_runtime_predictor_reports_a_missing_model_folder(tmp_path) -> None:
+def test_load_predictor_reports_a_missing_model_folder(tmp_path) -> None:
     with pytest.raises(Exception, match="no such model folder"):
-        load_runtime_predictor(tmp_path / "nope", "torch")
+        load_predictor(tmp_path / "nope", runtime="torch", say=None)
 
 
 def test_mismatched_images_and_prompts(exported, photos) -> None:
@@ -157,7 +159,7 @@ def test_tensorrt_absent_gives_install_hint_and_trtexec_command(exported) -> Non
     for attempt in (
         lambda: build_tensorrt_engine(exported.onnx_path),
         lambda: TensorRTPredictor(exported.onnx_path),
-        lambda: load_runtime_predictor(exported.onnx_path, "tensorrt"),
+        lambda: load_predictor(exported.onnx_path, runtime="tensorrt", say=None),
     ):
         with pytest.raises(TensorRTUnavailable) as error:
             attempt()

@@ -175,12 +175,12 @@ def test_bench_reports_watch_frames_per_second():
     assert "## Video: `drywallqa watch` frames/s" in report.markdown()
 
 
-def test_best_available_refuses_a_gpu_it_does_not_have(tiny_model_dir):
+def test_the_default_runtime_refuses_a_gpu_it_does_not_have(tiny_model_dir):
     import torch
 
-    from drywallqa.inference import best_available
+    from drywallqa.inference import load_predictor
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     with pytest.raises(ConfigError, match="no CUDA GPU"):
-        best_available(str(tiny_model_dir), device="cuda", say=lambda line: None)
+        load_predictor(str(tiny_model_dir), device="cuda", say=None)

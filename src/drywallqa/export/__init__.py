@@ -12,10 +12,10 @@ This package only writes files; what runs them (ONNX Runtime, TensorRT, PyTorch)
 
 Example:
     >>> from drywallqa.export import export_onnx                         # doctest: +SKIP
-    >>> from drywallqa.inference import load_model, load_runtime_predictor
+    >>> from drywallqa.inference import load_model, load_predictor
     >>> result = export_onnx(load_model("runs/x/model"), "promptunet.onnx", int8=True)
     >>> print(result.summary())
-    >>> predictor = load_runtime_predictor("promptunet.onnx")          # OnnxPredictor
+    >>> predictor = load_predictor("promptunet.onnx")                  # OnnxPredictor
     >>> predictor.predict(image, "segment crack")
 """
 

@@ -7,8 +7,8 @@
   :class:`OnnxPredictor` (:mod:`~drywallqa.inference.onnx_runtime`), :class:`TensorRTPredictor`
   (:mod:`~drywallqa.inference.tensorrt_runtime`), and :class:`FlipTTAPredictor` over any of them;
 - what the exported runtimes read: :class:`PromptEmbeddings` and :mod:`~drywallqa.inference.graph_io`;
-- :mod:`~drywallqa.inference.load`: :func:`load_predictor`, the one loader, with
-  :func:`best_available` and the runtime factory :func:`load_runtime_predictor`;
+- :mod:`~drywallqa.inference.load`: :func:`load_predictor`, the one loader (a model spec and a
+  runtime in, the predictor out; ``runtime="auto"`` picks the fastest one here);
 - :mod:`~drywallqa.inference.calibration`: a model's calibrated per-class thresholds;
 - :mod:`~drywallqa.inference.tiling`: large and elongated photos judged in tiles at the scale the
   model learned (:class:`TilePlan`, :func:`plan_tiles`, ``tile="auto"|"off"|PX``).
@@ -35,13 +35,10 @@ from drywallqa.inference.graph_io import read_metadata
 from drywallqa.inference.load import (
     RUNTIME_CHOICES,
     RUNTIMES,
-    best_available,
     calibration_file,
     default_model_path,
     load_model,
     load_predictor,
-    load_runtime,
-    load_runtime_predictor,
     model_predictor,
     onnx_cache_dir,
     runtime_for_spec,
@@ -79,7 +76,6 @@ __all__ = [
     "TensorRTPredictor",
     "TensorRTUnavailable",
     "TilePlan",
-    "best_available",
     "build_tensorrt_engine",
     "calibration_file",
     "check_image",
@@ -89,8 +85,6 @@ __all__ = [
     "default_model_path",
     "load_model",
     "load_predictor",
-    "load_runtime",
-    "load_runtime_predictor",
     "logits_to_result",
     "model_predictor",
     "onnx_cache_dir",

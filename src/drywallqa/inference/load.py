@@ -1,25 +1,30 @@
 """The one loader: a model spec and a runtime in, a :class:`~drywallqa.inference.Predictor` out.
 
 :func:`load_predictor` is the entry point of every driver (``evaluate``, ``predict``, ``serve``,
-``watch``); :func:`load_runtime_predictor` is the factory of every runtime:
+``watch``) and of notebooks. One private resolver (:func:`_resolve`) picks the runtime predictor:
 
 =============  =====================================================  ===============================
 runtime        spec                                                   predictor
 =============  =====================================================  ===============================
-``torch``      model folder (``save_pretrained``) or None (shipped)   :class:`ModelPredictor`
-``onnx``       ``.onnx`` file from ``drywallqa export``               :class:`OnnxPredictor`
-``tensorrt``   ``.onnx`` file (engine built once) or ``.plan`` file   :class:`TensorRTPredictor`
+``torch``      model folder (``save_pretrained``), ``NAME[:WEIGHTS]``,  :class:`ModelPredictor`
+               a YAML spec, or None (the shipped model)
+``onnx``       ``.onnx`` file from ``drywallqa export``, or a model     :class:`OnnxPredictor`
+               folder (exported once into a cache)
+``tensorrt``   ``.onnx`` file (engine built once), ``.plan`` file, or   :class:`TensorRTPredictor`
+               a model folder (exported once into a cache)
+``auto``       the fastest runtime this machine offers that gives the   (one of the above)
+               model's own masks (:func:`_best_available`)
 =============  =====================================================  ===============================
 
-Without ``runtime`` the spec decides: ``.onnx`` -> ONNX Runtime, ``.plan``/``.engine`` ->
-TensorRT, anything else -> PyTorch. :func:`best_available` picks the fastest runtime this machine
-offers for a model and says which; :func:`load_runtime` runs a model folder on a runtime named by
-the user (``--runtime``), exporting it once into a cache when that runtime needs a file.
+An exported file runs on the runtime its suffix names (``.onnx`` -> ONNX Runtime,
+``.plan``/``.engine`` -> TensorRT) unless another is asked for. Each runtime takes the options
+:data:`RUNTIME_OPTIONS` lists; any other option is refused before the model loads.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +36,18 @@ from drywallqa.inference.torch_runtime import ModelPredictor
 from drywallqa.inference.tta import TTA_VIEWS, FlipTTAPredictor
 
 RUNTIMES = ("torch", "onnx", "tensorrt")
-#: What ``--runtime`` accepts: a runtime of :data:`RUNTIMES`, or ``auto`` for :func:`best_available`.
+#: What ``--runtime`` accepts: a runtime of :data:`RUNTIMES`, or ``auto`` for the fastest one here.
 RUNTIME_CHOICES = ("auto", *RUNTIMES)
 #: Options every runtime takes; any other option (``precision``, ``compile``...) is PyTorch's own.
 COMMON_OPTIONS = ("threshold", "batch_size", "image_size")
+#: The keyword options of each runtime's predictor (:class:`ModelPredictor`, :class:`OnnxPredictor`,
+#: :class:`TensorRTPredictor`) besides ``device``: what ``load_predictor(..., **options)`` passes on.
+RUNTIME_OPTIONS: dict[str, tuple[str, ...]] = {
+    "torch": ("image_size", "threshold", "batch_size", "precision", "channels_last", "compile", "cuda_graphs"),
+    "onnx": ("prompts", "threshold", "batch_size", "image_size", "providers", "intra_op_threads", "allow_spinning",
+             "embed_unknown_prompts"),
+    "tensorrt": ("prompts", "threshold", "batch_size", "image_size"),
+}
 #: Images per ONNX Runtime call on a CPU when none is asked for. ``drywallqa bench`` measures the
 #: most images per second of the fp32 graph at batch 1: the activations of larger batches outgrow
 #: the caches (batch 8 costs half as much CPU time again per image).
@@ -42,50 +55,57 @@ CPU_BATCH_SIZE = 1
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".plan", ".engine")
 
+Say = Callable[[str], object]
 
-def load_predictor(spec: str | None = None, device: str | None = None, model_args: dict | None = None,
-                   tta: str = "none", *, runtime: str = "auto", tile: str | int = "auto", say=print,
-                   **kwargs) -> Predictor:
+
+def load_predictor(spec: str | os.PathLike | None = None, device: str | None = None,
+                   model_args: dict[str, Any] | None = None, tta: str = "none", *, runtime: str = "auto",
+                   tile: str | int = "auto", say: Say | None = print, cache_dir: str | os.PathLike | None = None,
+                   **options: Any) -> Predictor:
     """Build a :class:`Predictor` from a model spec, on the fastest runtime that gives its own masks.
 
     Args:
         spec: ``None`` for the shipped default model; a folder written by ``save_pretrained``
             (``config.json`` + ``model.safetensors``); ``NAME[:WEIGHTS]`` for a registered
             architecture built from hub weights (``clipseg:DIR``, ``sam3:DIR``, ``two-stage:DIR``);
-            a transformers folder; a YAML spec; or an ``.onnx`` file (ONNX Runtime).
+            a transformers folder; a YAML spec; or an ``.onnx``/``.plan`` file (ONNX Runtime,
+            TensorRT).
         device: Torch device; CUDA when available by default.
         model_args: Extra model config fields (e.g. ``{"boxes": "annotations:DIR"}``); PyTorch only.
         tta: Test-time augmentation, a key of :data:`TTA_VIEWS` (see :class:`FlipTTAPredictor`).
-        runtime: ``"auto"``: :func:`best_available` (ONNX Runtime on a CPU,
-            from an export of the model folder made once and cached by weight hash, when it passes
-            the parity check; PyTorch on CUDA); or ``"torch"``, ``"onnx"``, ``"tensorrt"``.
+        runtime: ``"auto"``: the fastest runtime here that gives the model's own masks (ONNX
+            Runtime on a CPU, from an export of the model folder made once and cached by weight
+            hash, when it passes the parity check; PyTorch on CUDA); or ``"torch"``, ``"onnx"``,
+            ``"tensorrt"`` (a model folder is exported once into the cache for the last two).
         tile: How photos are tiled (:mod:`~drywallqa.inference.tiling`): ``"auto"`` (photos
             larger or more elongated than a tile are judged in overlapping tiles at the scale
             the model learned), ``"off"`` (every photo stretched to the model's square) or a
             tile side in pixels (>= 64). ``predict(..., tile=...)`` overrides it per call.
-        say: Called with one line naming the runtime used (None: silent).
-        **kwargs: Passed to the runtime (``threshold``, ``batch_size``, ``image_size``; PyTorch's
-            :class:`ModelPredictor` options such as ``precision`` select PyTorch).
+        say: Called with one line naming the runtime used and why (None: silent).
+        cache_dir: Folder of cached ONNX exports of model folders (default :func:`onnx_cache_dir`).
+        **options: Passed to the runtime (:data:`RUNTIME_OPTIONS`: ``threshold``, ``batch_size``,
+            ``image_size`` for every runtime; PyTorch's ``precision``, ``compile``... select PyTorch
+            under ``"auto"``; ONNX Runtime's ``intra_op_threads``... are dropped when it is not used).
 
     Raises:
-        ConfigError: For an unknown runtime, TTA or tile setting, or model arguments on another
-            runtime (all checked before the model loads).
+        ConfigError: For an unknown runtime, TTA or tile setting, an option the runtime does not
+            take, or model arguments on another runtime (all checked before the model loads).
         DrywallQAError: If the model cannot be found or loaded, with what to do about it.
+
+    Example:
+        >>> predictor = load_predictor()                                         # doctest: +SKIP
+        >>> predictor = load_predictor("promptunet.onnx")                        # doctest: +SKIP
+        >>> predictor = load_predictor("runs/x/model", runtime="torch", precision="bf16")  # doctest: +SKIP
     """
     if tta not in TTA_VIEWS:
         raise ConfigError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
     tile = check_tile(tile)
-    explicit_threshold = kwargs.get("threshold") is not None
+    explicit_threshold = options.get("threshold") is not None
     if not explicit_threshold:
-        kwargs.pop("threshold", None)
-    if (runtime == "torch" and runtime_for_spec(spec) == "torch") or (runtime == "auto" and model_args):
-        predictor = _spec_predictor(spec, device, model_args, **kwargs)
-        if say is not None:
-            say(f"runtime: {predictor.name} ({'--runtime torch' if runtime == 'torch' else 'model arguments need PyTorch'})")
-    elif model_args:
-        raise ConfigError(f"model arguments ({', '.join(model_args)}) need --runtime torch, not {runtime}")
-    else:
-        predictor = load_runtime(spec, runtime, device=device, say=say or (lambda line: None), **kwargs)
+        options.pop("threshold", None)
+    quiet: Say = say or (lambda line: None)
+    predictor, why = _resolve(spec, runtime, device, model_args or {}, cache_dir, options, quiet)
+    quiet(f"runtime: {predictor.name} ({why})")
     if tta != "none":
         if not isinstance(predictor, BatchedPredictor):
             raise ConfigError(f"test-time flips need a batched runtime; {predictor.name} is not one")
@@ -99,6 +119,136 @@ def load_predictor(spec: str | None = None, device: str | None = None, model_arg
         predictor.set_thresholds(read_calibration(calibration_file(spec)).get("thresholds", {}))
     predictor.weights_files = weight_files(spec)  # what `predict` resumes by (weights_digest, read lazily)
     return predictor
+
+
+def _resolve(spec: str | os.PathLike | None, runtime: str, device: str | None, model_args: dict[str, Any],
+             cache_dir: str | os.PathLike | None, options: dict[str, Any], say: Say) -> tuple[Predictor, str]:
+    """The runtime predictor of a spec, and why it runs there (printed after its name).
+
+    Every path ends in one of three builders: :func:`_model_predictor` (PyTorch),
+    :func:`_file_predictor` (an exported file) or :func:`_onnx_predictor` (a model folder's cached
+    export); the choice of ``"auto"`` is :func:`_best_available`'s.
+    """
+    if runtime not in RUNTIME_CHOICES:
+        raise ConfigError(f"unknown runtime {runtime!r}; expected one of: {', '.join(RUNTIME_CHOICES)}")
+    implied = runtime_for_spec(spec)
+    if runtime == "auto" and model_args:
+        return _spec_predictor(spec, device, model_args, options), "model arguments need PyTorch"
+    if model_args and not (runtime == "torch" and implied == "torch"):
+        raise ConfigError(f"model arguments ({', '.join(model_args)}) need --runtime torch, not {runtime}")
+    if implied != "torch":  # an exported file: the runtime it names, or the one asked for
+        if runtime == "auto":
+            _check_cuda(device)
+            return _file_predictor(spec, implied, device, options), "the model file's own"
+        return _file_predictor(spec, runtime, device, options), f"--runtime {runtime}"
+    if runtime == "torch":
+        return _spec_predictor(spec, device, model_args, options), "--runtime torch"
+    if runtime == "auto":
+        return _best_available(spec, device, cache_dir, options, say)
+    why = _onnx_unavailable(spec)
+    if why is not None:
+        raise ConfigError(f"--runtime {runtime} cannot run this model: {why}; use --runtime torch")
+    if runtime == "onnx":
+        return _onnx_predictor(spec, cache_dir, say, device, options), "--runtime onnx"
+    path = _cached_onnx_export(spec, cache_dir, options.get("image_size"), say)
+    return _file_predictor(path, "tensorrt", device, options), "--runtime tensorrt"
+
+
+def _best_available(spec: str | os.PathLike | None, device: str | None, cache_dir: str | os.PathLike | None,
+                    options: dict[str, Any], say: Say) -> tuple[Predictor, str]:
+    """The fastest runtime this machine offers for a model (not an exported file), and why.
+
+    =============================  =========================================================
+    machine                        runtime
+    =============================  =========================================================
+    CUDA GPU                       PyTorch fp32, channels-last, CUDA graphs
+    CPU                            ONNX Runtime fp32 on an export cached by weight hash
+                                   (needs the ``export`` extra), else PyTorch fp32
+                                   channels-last
+    other specs                    PyTorch (``clipseg:DIR``... have no export)
+    =============================  =========================================================
+
+    Only runtimes that give the model's own masks are chosen: the ONNX export passes the parity
+    rule of :func:`~drywallqa.export.export_onnx` (mask IoU >= 0.999 and logits within 1e-3
+    of PyTorch's) or is not used, and on a GPU the model stays in fp32 (fp16 and int8 change
+    masks, so they are never chosen for you). The export is made once per weights file and input
+    size into ``cache_dir`` (default :func:`onnx_cache_dir`), atomically, so concurrent first runs
+    are safe. A PyTorch option (``precision``...) selects PyTorch; ONNX Runtime's own options are
+    dropped when PyTorch runs.
+    """
+    import torch
+
+    _check_cuda(device)
+    onnx_only = set(RUNTIME_OPTIONS["onnx"]) - set(COMMON_OPTIONS)
+    torch_only = sorted(set(options) - set(COMMON_OPTIONS) - onnx_only)
+    torch_options = {k: v for k, v in options.items() if k not in onnx_only}
+    cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
+    if cuda and not torch_only:
+        predictor = _spec_predictor(spec, device, {}, {**torch_options, "channels_last": True, "cuda_graphs": True})
+        return predictor, "fastest on a GPU with the model's own fp32 masks"
+    why = f"PyTorch option(s) {', '.join(torch_only)} given" if torch_only else _onnx_unavailable(spec)
+    if why is None and device is not None and not str(device).startswith("cpu"):
+        why = f"device {device!r}"
+    if why is None:
+        try:
+            onnx = _onnx_predictor(spec, cache_dir, say, device or "cpu", options)
+            return onnx, f"fastest on a CPU with the model's own masks; export {getattr(onnx, 'path', '')}"
+        except DrywallQAError as exc:
+            why = str(exc)
+    predictor = _spec_predictor(spec, device or "cpu", {}, {"channels_last": True, **torch_options})
+    return predictor, f"ONNX Runtime not used: {why}"
+
+
+def _check_cuda(device: str | None) -> None:
+    import torch
+
+    if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA GPU here (torch.cuda.is_available() is False); drop --device")
+
+
+def _check_options(runtime: str, options: Mapping[str, Any]) -> None:
+    accepted = RUNTIME_OPTIONS[runtime]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"runtime {runtime!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(accepted)}"
+        )
+
+
+def _spec_predictor(spec: str | os.PathLike | None, device: str | None, model_args: dict[str, Any],
+                    options: dict[str, Any]) -> Predictor:
+    """PyTorch on the model a spec names (a registered architecture, a model folder, a YAML spec,
+    or None: the shipped model), or the runtime an exported file's suffix names."""
+    from drywallqa.models import build_from_spec
+
+    if runtime_for_spec(spec) != "torch":
+        return _file_predictor(spec, runtime_for_spec(spec), device, options)
+    _check_options("torch", options)
+    model = build_from_spec(spec, model_args) if spec is not None else None
+    if model is not None:
+        return model_predictor(model, device=device, **options)
+    return ModelPredictor(load_model(spec), device=device, **options)
+
+
+def _file_predictor(spec: str | os.PathLike | None, runtime: str, device: str | None,
+                    options: dict[str, Any]) -> Predictor:
+    """ONNX Runtime or TensorRT on an exported file, refusing a file the runtime cannot run."""
+    from drywallqa.inference.onnx_runtime import OnnxPredictor
+    from drywallqa.inference.tensorrt_runtime import TensorRTPredictor
+
+    implied = runtime_for_spec(spec)
+    if runtime == "torch":
+        raise ConfigError(f"runtime 'torch' needs a model folder, got {spec!r}; use runtime={implied!r} for it")
+    if runtime == "onnx" and implied != "onnx":
+        raise ConfigError(
+            f"runtime 'onnx' needs an .onnx file, got {spec!r}; "
+            f"export one first: drywallqa export --model {spec or 'M'} --format onnx --out model.onnx"
+        )
+    _check_options(runtime, options)
+    assert spec is not None  # an exported file's suffix named its runtime
+    if runtime == "onnx":
+        return OnnxPredictor(spec, device=device, **options)
+    return TensorRTPredictor(spec, device=device, **options)
 
 
 def default_model_path():
@@ -213,218 +363,19 @@ def runtime_for_spec(spec: str | os.PathLike | None) -> str:
     return "torch"
 
 
-def load_runtime_predictor(
-    spec: str | os.PathLike | None = None, runtime: str | None = None, **options
-) -> Predictor:
-    """Build a :class:`~drywallqa.inference.Predictor` for a model spec on a chosen runtime.
-
-    Args:
-        spec: Model folder or None (shipped model) for ``"torch"``; ``.onnx`` file for
-            ``"onnx"``; ``.onnx`` or engine file for ``"tensorrt"``.
-        runtime: ``"torch"``, ``"onnx"`` or ``"tensorrt"``; implied by ``spec`` when None.
-        **options: Keyword arguments of the runtime's predictor, e.g. ``threshold``,
-            ``batch_size``, ``device``, ``precision``, ``channels_last``, ``compile``,
-            ``cuda_graphs`` (torch); ``providers``, ``intra_op_threads``,
-            ``embed_unknown_prompts`` (onnx).
-
-    Raises:
-        ConfigError: For an unknown runtime, a spec that does not fit it, or an option the
-            runtime does not take (listing the ones it does).
-        DrywallQAError: If the model cannot be loaded (TensorRT: when it is not installed, with
-            the ``trtexec`` command to use instead).
-
-    Example:
-        >>> predictor = load_runtime_predictor("promptunet.onnx")                   # doctest: +SKIP
-        >>> predictor = load_runtime_predictor("runs/x/model", "torch", precision="bf16")  # doctest: +SKIP
-    """
-    from drywallqa.inference.onnx_runtime import OnnxPredictor
-    from drywallqa.inference.tensorrt_runtime import TensorRTPredictor
-
-    runtime = runtime or runtime_for_spec(spec)
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"unknown runtime {runtime!r}; expected one of: {', '.join(RUNTIMES)}")
-    implied = runtime_for_spec(spec)
-    if runtime == "onnx" and implied != "onnx":
-        raise ConfigError(
-            f"runtime 'onnx' needs an .onnx file, got {spec!r}; "
-            f"export one first: drywallqa export --model {spec or 'M'} --format onnx --out model.onnx"
-        )
-    if runtime == "tensorrt" and implied == "torch":
-        raise ConfigError(
-            f"runtime 'tensorrt' needs an .onnx or engine file, got {spec!r}; "
-            f"export one first: drywallqa export --model {spec or 'M'} --format onnx --out model.onnx"
-        )
-    if runtime == "torch" and implied != "torch":
-        raise ConfigError(f"runtime 'torch' needs a model folder, got {spec!r}; use runtime={implied!r} for it")
-
-    predictor_class = {"torch": ModelPredictor, "onnx": OnnxPredictor, "tensorrt": TensorRTPredictor}[runtime]
-    accepted = _runtime_options(runtime)
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ConfigError(
-            f"runtime {runtime!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(accepted)}"
-        )
-    if runtime == "torch":
-        return ModelPredictor(load_model(spec), **options)
-    return predictor_class(spec, **options)
-
-
-def best_available(
-    spec: str | os.PathLike | None = None,
-    *,
-    device: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    say=print,
-    **options,
-) -> Predictor:
-    """The fastest runtime this machine offers for a model, chosen and printed (``say``).
-
-    =============================  =========================================================
-    model / machine                runtime
-    =============================  =========================================================
-    ``.onnx`` or engine file       ONNX Runtime or TensorRT, as the file says
-    model folder, CUDA GPU         PyTorch fp32, channels-last, CUDA graphs
-    model folder, CPU              ONNX Runtime fp32 on an export cached by weight hash
-                                   (needs the ``export`` extra), else PyTorch fp32
-                                   channels-last
-    other specs                    PyTorch (``clipseg:DIR``... have no export)
-    =============================  =========================================================
-
-    Only runtimes that give the model's own masks are chosen: the ONNX export passes the parity
-    rule of :func:`~drywallqa.export.export_onnx` (mask IoU >= 0.999 and logits within 1e-3
-    of PyTorch's) or is not used, and on a GPU the model stays in fp32 (fp16 and int8 change
-    masks, so they are never chosen for you). The export is made once per weights file and input
-    size into ``cache_dir`` (default :func:`onnx_cache_dir`), atomically, so concurrent first runs
-    are safe.
-
-    Args:
-        spec: Model folder, None for the shipped model, or an ``.onnx``/engine file.
-        device: ``"cpu"``, ``"cuda"``... (default: CUDA when available).
-        cache_dir: Folder of cached ONNX exports.
-        say: Called with one line naming the choice and why.
-        **options: ``threshold``, ``batch_size`` and ``image_size`` for every runtime; any other
-            option (``precision``, ``compile``...) is PyTorch's, which it then selects.
-
-    Returns:
-        A :class:`~drywallqa.inference.BatchedPredictor`.
-    """
-    import torch
-
-    if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: no CUDA GPU here (torch.cuda.is_available() is False); drop --device")
-    if runtime_for_spec(spec) != "torch":
-        predictor = load_runtime_predictor(spec, device=device, **options)
-        say(f"runtime: {predictor.name} (the model file's own)")
-        return predictor
-    onnx_only = set(_runtime_options("onnx")) - set(COMMON_OPTIONS)
-    torch_only = sorted(set(options) - set(COMMON_OPTIONS) - onnx_only)
-    torch_options = {k: v for k, v in options.items() if k not in onnx_only}
-    cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
-    if cuda and not torch_only:
-        predictor = load_predictor(spec, device=device, runtime="torch", say=None, tile="off", channels_last=True,
-                                   cuda_graphs=True, **torch_options)
-        say(f"runtime: {predictor.name} (fastest on a GPU with the model's own fp32 masks)")
-        return predictor
-    why = f"PyTorch option(s) {', '.join(torch_only)} given" if torch_only else _onnx_unavailable(spec)
-    if why is None and device is not None and not str(device).startswith("cpu"):
-        why = f"device {device!r}"
-    if why is None:
-        try:
-            predictor = _onnx_predictor(spec, cache_dir, say, **options)
-            say(f"runtime: {predictor.name} (fastest on a CPU with the model's own masks; export {predictor.path})")
-            return predictor
-        except DrywallQAError as exc:
-            why = str(exc)
-    torch_options.setdefault("channels_last", True)
-    predictor = load_predictor(spec, device=device or "cpu", runtime="torch", say=None, tile="off", **torch_options)
-    say(f"runtime: {predictor.name} (ONNX Runtime not used: {why})")
-    return predictor
-
-
-def load_runtime(
-    spec: str | os.PathLike | None = None,
-    runtime: str = "auto",
-    *,
-    device: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    say=print,
-    **options,
-) -> Predictor:
-    """A model on the runtime a user named (``--runtime``), or on :func:`best_available`'s choice.
-
-    Unlike :func:`load_runtime_predictor`, ``"onnx"`` and ``"tensorrt"`` also take a model folder
-    (or None, the shipped model): it is exported once into the cache, as :func:`best_available` does.
-
-    Args:
-        spec: Model folder, None (shipped model), or an ``.onnx``/engine file.
-        runtime: A key of :data:`RUNTIME_CHOICES`.
-        device: Torch-style device.
-        cache_dir: Folder of cached ONNX exports.
-        say: Called with one line naming the runtime.
-        **options: The runtime's options (see :func:`load_runtime_predictor`).
-
-    Raises:
-        ConfigError: For an unknown runtime, or a spec or option the runtime does not take.
-        DrywallQAError: If the model cannot be loaded or exported.
-    """
-    if runtime not in RUNTIME_CHOICES:
-        raise ConfigError(f"unknown runtime {runtime!r}; expected one of: {', '.join(RUNTIME_CHOICES)}")
-    if runtime == "auto":
-        return best_available(spec, device=device, cache_dir=cache_dir, say=say, **options)
-    if runtime == "torch" or runtime_for_spec(spec) != "torch":
-        predictor = (load_predictor(spec, device=device, runtime="torch", say=None, tile="off", **options)
-                     if runtime_for_spec(spec) == "torch"
-                     else load_runtime_predictor(spec, runtime, device=device, **options))
-    else:
-        why = _onnx_unavailable(spec)
-        if why is not None:
-            raise ConfigError(f"--runtime {runtime} cannot run this model: {why}; use --runtime torch")
-        if runtime == "onnx":
-            predictor = _onnx_predictor(spec, cache_dir, say, device=device, **options)
-        else:
-            path = _cached_onnx_export(spec, cache_dir, options.get("image_size"), say)
-            predictor = load_runtime_predictor(path, "tensorrt", device=device, **options)
-    say(f"runtime: {predictor.name} (--runtime {runtime})")
-    return predictor
-
-
-def _spec_predictor(spec: str | None, device: str | None, model_args: dict | None, **kwargs) -> Predictor:
-    """The predictor a spec names by itself: PyTorch for a registered architecture, a model folder
-    or None (the shipped model), or the runtime an exported file's suffix names."""
-    from drywallqa.models import build_from_spec
-
-    if runtime_for_spec(spec) != "torch":
-        return load_runtime_predictor(spec, device=device, **kwargs)  # ONNX Runtime or TensorRT by suffix
-    if spec is not None:
-        model = build_from_spec(spec, model_args)
-        if model is not None:
-            return model_predictor(model, device=device, **kwargs)
-    return ModelPredictor(load_model(spec), device=device, **kwargs)
-
-
-def _onnx_predictor(spec, cache_dir, say, **options) -> Predictor:
+def _onnx_predictor(spec: str | os.PathLike | None, cache_dir: str | os.PathLike | None, say: Say,
+                    device: str | None, options: dict[str, Any]) -> Predictor:
     """ONNX Runtime on the cached export of a model folder; prompts outside the export are embedded."""
     from drywallqa.inference.onnx_runtime import OnnxPredictor
 
+    _check_options("onnx", options)
     path = _cached_onnx_export(spec, cache_dir, options.get("image_size"), say)
-    options.setdefault("device", "cpu")
-    if str(options["device"]).startswith("cpu"):
-        options.setdefault("batch_size", CPU_BATCH_SIZE)
     # The drivers decode, measure and write in threads beside the model: an idle ONNX Runtime thread
     # spinning for work would take the core they need (see create_session).
-    options.setdefault("allow_spinning", False)
-    return OnnxPredictor(path, embed_unknown_prompts=True, **{k: v for k, v in options.items() if v is not None})
-
-
-def _runtime_options(runtime: str) -> list[str]:
-    """The keyword options a runtime's predictor takes."""
-    import inspect
-
-    from drywallqa.inference.onnx_runtime import OnnxPredictor
-    from drywallqa.inference.tensorrt_runtime import TensorRTPredictor
-
-    predictor_class = {"torch": ModelPredictor, "onnx": OnnxPredictor, "tensorrt": TensorRTPredictor}[runtime]
-    return [name for name in inspect.signature(predictor_class).parameters if name not in ("model", "path")]
+    options = {"allow_spinning": False, "embed_unknown_prompts": True, "device": device, **options}
+    if device is not None and device.startswith("cpu"):
+        options.setdefault("batch_size", CPU_BATCH_SIZE)
+    return OnnxPredictor(path, **{k: v for k, v in options.items() if v is not None})
 
 
 def _onnx_unavailable(spec: str | os.PathLike | None) -> str | None:

@@ -169,7 +169,7 @@ def watch(
         source: File path, camera index (``"0"``), stream URL, or an open :class:`VideoSource`.
         prompts: Prompts applied to every frame.
         out: Output folder (created).
-        predictor: A batched runtime, e.g. from :func:`drywallqa.inference.best_available`.
+        predictor: A batched runtime, e.g. from :func:`drywallqa.inference.load_predictor`.
         smoothing: Weight of the newest frame in the logits' moving average, in ``(0, 1]``
             (see :class:`TemporalSmoother`).
         fail_frames: Consecutive failing frames that make an event (see :class:`FailureEvents`).
