@@ -43,5 +43,5 @@ def progress_bar(total: int, desc: str, *, unit: str = "image", enabled: bool = 
 
     bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
     write = bar.write
-    bar.write = lambda message: write(message, file=sys.stderr)  # type: ignore[method-assign]
+    bar.write = lambda message: write(message, file=sys.stderr)
     return bar

@@ -38,7 +38,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 PHOTO_SUFFIXES = IMAGE_SUFFIXES + HEIF_SUFFIXES
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)`` and rename the result to ``path`` only if it succeeded.
 
     Args:
@@ -232,7 +232,8 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with _open_unchecked(io.BytesIO(source) if is_bytes else Path(source), name) as img:
+            opened = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source)
+            with _open_unchecked(opened, name) as img:
                 yield img
     except FileNotFoundError as exc:
         raise DataError(f"{name}: image file not found") from exc
@@ -335,7 +336,7 @@ def read_photo(source: str | os.PathLike | bytes, *, name: str | None = None,
     """
     is_bytes = isinstance(source, (bytes, bytearray, memoryview))
     name = name or ("<upload>" if is_bytes else str(source))
-    if not is_bytes and _is_jpeg_file(source):
+    if not isinstance(source, (bytes, bytearray, memoryview)) and _is_jpeg_file(source):
         source = Path(source).read_bytes()
     return _decode(source, name, max_side=max_side, min_side=min_side, turned=True)
 

@@ -236,7 +236,7 @@ class AnnotatedDataset:
         """Images per split, in first-seen order."""
         return dict(Counter(s.split for s in self.samples))
 
-    def split(self, name: str | Sequence[str]) -> AnnotatedDataset:
+    def split(self, name: str | Iterable[str]) -> AnnotatedDataset:
         """A view with only the samples of the given split(s)."""
         names = {canonical_split(name)} if isinstance(name, str) else {canonical_split(n) for n in name}
         missing = names - set(self.splits)

@@ -11,6 +11,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ def parse_fractions(text: str | Sequence[float] | Mapping[str, float]) -> dict[s
     if isinstance(text, Mapping):
         fractions = {str(k): float(v) for k, v in text.items()}
     else:
-        parts = text.split(",") if isinstance(text, str) else list(text)
+        parts: list[Any] = text.split(",") if isinstance(text, str) else list(text)
         fractions = {}
         for i, part in enumerate(parts):
             if isinstance(part, str) and "=" in part:

@@ -67,7 +67,8 @@ def write_sample_video(path: str | os.PathLike, frames: int = 24, *, size: int =
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), float(fps), (size, size))
+    fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)  # type: ignore[attr-defined]  # missing from OpenCV's stubs
+    writer = cv2.VideoWriter(str(tmp), fourcc, float(fps), (size, size))
     if not writer.isOpened():
         raise DrywallQAError(f"could not write {path}: OpenCV has no {VIDEO_FOURCC} encoder for this container")
     try:

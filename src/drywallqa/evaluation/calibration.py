@@ -72,7 +72,8 @@ def _best_threshold(candidates: np.ndarray, objective: np.ndarray) -> float:
     to the threshold closest to 0.5, then the lower."""
     best = np.nanmax(objective)
     tied = [float(t) for t, v in zip(candidates, objective) if v >= best - 1e-12]
-    return round(min(tied, key=lambda t: (abs(t - 0.5), t)), 6)
+    closest: float = min(tied, key=lambda t: (abs(t - 0.5), t))
+    return round(closest, 6)
 
 
 def calibrate_thresholds(

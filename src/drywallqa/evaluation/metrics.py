@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -55,10 +55,10 @@ class PixelStats(NamedTuple):
     Unpacks like smp's ``get_stats`` tuple: ``tp, fp, fn, tn = get_stats(...)``.
     """
 
-    tp: object
-    fp: object
-    fn: object
-    tn: object
+    tp: Any
+    fp: Any
+    fn: Any
+    tn: Any
 
 
 def _is_torch(x: object) -> bool:

@@ -189,7 +189,8 @@ def _examples_plot(report, name: str, sets: dict, path: Path) -> Path:
             if c == 0:
                 ax.set_ylabel(label, fontsize=11)
     fig.legend(
-        handles=[Patch(color=np.array(col) / 255, label=text) for col, text in (
+        # matplotlib takes an RGB array as a colour; its ColorType stub does not say so.
+        handles=[Patch(color=np.array(col) / 255, label=text) for col, text in (  # type: ignore[arg-type]
             (TRUTH_COLOUR, "truth only (missed)"), (PREDICTION_COLOUR, "prediction only (false positive)"),
             (OVERLAP_COLOUR, "both (hit)"))],
         loc="outside lower center", ncol=3, fontsize=8, frameon=False,

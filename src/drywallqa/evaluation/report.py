@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -407,7 +408,7 @@ class EvalReport:
         for note in self.notes:
             console.print(f"note: {note}", highlight=False)
 
-    def to_markdown(self, plots: list[str | os.PathLike] | None = None) -> str:
+    def to_markdown(self, plots: Sequence[str | os.PathLike] | None = None) -> str:
         """The report as Markdown: metadata, tables, notes, definitions and optional plot links.
 
         Args:
@@ -441,7 +442,7 @@ class EvalReport:
 
         return write_plots(self, out_dir)
 
-    def write(self, out_dir: str | os.PathLike) -> dict[str, Path]:
+    def write(self, out_dir: str | os.PathLike) -> dict[str, Path | list[Path]]:
         """Write ``report.json``, the plots and ``report.md`` (linking them) into ``out_dir``.
 
         Returns:

@@ -165,7 +165,7 @@ def export_onnx(
         images, prompts = synthetic_images(check_images, size=max(size, 64)) if check or int8 else ([], [])
         reference = run_torch_reference(export_model, images, prompts, store) if check else None
         parity = None
-        if check:
+        if check and reference is not None:
             parity = compare_outputs(reference, run_onnx_file(tmp_onnx, images, prompts, store, size), "onnxruntime fp32")
             if not parity.passed:
                 raise ExportError(f"{parity.summary()}; nothing was written to {path}")
@@ -188,7 +188,7 @@ def export_onnx(
                     int8_label = f"onnxruntime int8 on {len(int8_images)} calibration photo(s)"
             quantize_onnx_int8(tmp_onnx, tmp_int8, calibration_feeds(int8_images, int8_prompts, store, size))
             _write_metadata(tmp_int8, {**metadata, "precision": "int8"})
-            if check:
+            if check and int8_reference is not None:
                 int8_parity = compare_outputs(
                     int8_reference, run_onnx_file(tmp_int8, int8_images, int8_prompts, store, size), int8_label,
                     max_logit_diff=None,

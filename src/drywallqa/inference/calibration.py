@@ -6,12 +6,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
+
 from drywallqa.errors import ConfigError
 
 CALIBRATION_FILE = "calibration.json"
 
 
-def write_calibration(path, sweep, command: str = "") -> None:
+def write_calibration(path: str | os.PathLike, sweep: Any, command: str = "") -> None:
     """Write a model's ``calibration.json`` from a per-class threshold sweep
     (:func:`drywallqa.evaluation.calibrate_thresholds`), atomically."""
     from datetime import datetime, timezone
@@ -27,7 +31,7 @@ def write_calibration(path, sweep, command: str = "") -> None:
     }, indent=1)
 
 
-def read_calibration(path) -> dict:
+def read_calibration(path: Path | None) -> dict[str, Any]:
     """A calibration file (see :func:`~drywallqa.inference.calibration_file`): per-class thresholds and how they were
     chosen; ``{}`` when ``path`` is None or missing.
 
@@ -44,5 +48,6 @@ def read_calibration(path) -> dict:
         isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1 for v in thresholds.values()
     ):
         raise ConfigError(f"{path}: expected {{\"thresholds\": {{class: probability in (0, 1)}}}}")
-    return data
+    calibration: dict[str, Any] = data
+    return calibration
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,6 +96,10 @@ class Predictor:
     threshold: float = 0.5
     thresholds: dict[str, float] = {}
     prompt_config = None
+    # Set by load_predictor: the files whose bytes make the masks (a run resumes by their digest),
+    # and what the model says of itself (model_predictor; an ONNX graph's own metadata).
+    weights_files: tuple[Path, ...]
+    metadata: dict[str, Any]
 
     def threshold_for(self, prompt: str) -> float:
         """The threshold of ``prompt``: its class's calibrated one, else :attr:`threshold`."""

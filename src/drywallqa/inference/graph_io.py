@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,7 +37,7 @@ DYNAMIC_AXES = {
 METADATA_PREFIX = "drywallqa."
 
 
-def import_onnx():
+def import_onnx() -> ModuleType:
     """Import the ``onnx`` package or fail with the install command."""
     try:
         import onnx

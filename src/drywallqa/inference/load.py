@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.inference.calibration import CALIBRATION_FILE, read_calibration
@@ -34,6 +34,9 @@ from drywallqa.inference.core import BatchedPredictor, Predictor
 from drywallqa.inference.tiling import check_tile
 from drywallqa.inference.torch_runtime import ModelPredictor
 from drywallqa.inference.tta import TTA_VIEWS, FlipTTAPredictor
+
+if TYPE_CHECKING:
+    from drywallqa.models import PromptSegmentationModel
 
 RUNTIMES = ("torch", "onnx", "tensorrt")
 #: What ``--runtime`` accepts: a runtime of :data:`RUNTIMES`, or ``auto`` for the fastest one here.
@@ -248,14 +251,14 @@ def _file_predictor(spec: str | os.PathLike | None, runtime: str, device: str | 
     assert spec is not None  # an exported file's suffix named its runtime
     if runtime == "onnx":
         return OnnxPredictor(spec, device=device, **options)
-    return TensorRTPredictor(spec, device=device, **options)
+    return TensorRTPredictor(spec, **options) if device is None else TensorRTPredictor(spec, device=device, **options)
 
 
-def default_model_path():
+def default_model_path() -> Path:
     """Folder of the model shipped inside the package (``drywallqa/weights/promptunet``)."""
     from importlib import resources
 
-    return resources.files("drywallqa").joinpath("weights/promptunet")
+    return Path(str(resources.files("drywallqa").joinpath("weights/promptunet")))
 
 
 def calibration_file(spec: str | os.PathLike | None) -> Path | None:
@@ -312,7 +315,7 @@ def weights_digest(files: tuple[Path, ...] | list[Path]) -> str | None:
     return digest.hexdigest()[:16]
 
 
-def model_predictor(model, **kwargs: Any) -> ModelPredictor:
+def model_predictor(model: PromptSegmentationModel, **kwargs: Any) -> ModelPredictor:
     """A :class:`~drywallqa.inference.ModelPredictor` named after the model's :attr:`display_name`.
 
     The evaluation report records the predictor's name, so e.g. ``textsam+boxes:annotations``
@@ -330,7 +333,7 @@ def model_predictor(model, **kwargs: Any) -> ModelPredictor:
     return predictor
 
 
-def load_model(spec: str | os.PathLike | None = None):
+def load_model(spec: str | os.PathLike | None = None) -> PromptSegmentationModel:
     """Load a model folder, or the shipped default model for ``None`` (``load_predictor`` semantics).
 
     Returns:
@@ -405,7 +408,8 @@ def onnx_cache_dir() -> Path:
     return user_cache_dir("onnx")
 
 
-def _cached_onnx_export(spec, cache_dir, image_size: int | None, say=print) -> Path:
+def _cached_onnx_export(spec: str | os.PathLike | None, cache_dir: str | os.PathLike | None,
+                        image_size: int | None, say: Say = print) -> Path:
     """The ONNX export of a model folder at an input size, made once (keyed by a hash of its files).
 
     :func:`~drywallqa.export.export_onnx` writes the graph last and atomically, after its

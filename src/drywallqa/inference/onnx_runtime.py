@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -199,7 +200,7 @@ class OnnxPredictor(BatchedPredictor):
         self.batch_size = int(batch_size)
         self.prompt_embeddings = self._load_prompts(prompts)
         self.embed_unknown_prompts = bool(embed_unknown_prompts)
-        self._text_encoder = None
+        self._text_encoder: Any = None  # the models' text encoder, built on the first unknown prompt
         self._input_buffer: np.ndarray | None = None
         self.providers = self.session.get_providers()
         runtime = "onnxruntime-cuda" if self.providers[0] in GPU_PROVIDERS else "onnxruntime"

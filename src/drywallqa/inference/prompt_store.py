@@ -20,12 +20,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from drywallqa.errors import ConfigError, DataError
 from drywallqa.files import atomic_write_json, read_json
+
+if TYPE_CHECKING:
+    from drywallqa.data.prompts import PromptConfig
+    from drywallqa.models import PromptSegmentationModel
 
 PROMPT_STORE_FORMAT = "drywallqa-prompt-embeddings"
 PROMPT_STORE_VERSION = 1
@@ -176,7 +180,8 @@ class PromptEmbeddings:
             raise DataError(f"{path}: malformed prompt-embeddings file ({exc})") from exc
 
     @classmethod
-    def from_model(cls, model, prompt_config=None, extra_prompts: Sequence[str] = ()) -> PromptEmbeddings:
+    def from_model(cls, model: PromptSegmentationModel, prompt_config: PromptConfig | None = None,
+                   extra_prompts: Sequence[str] = ()) -> PromptEmbeddings:
         """Embed every prompt of a prompt config with the model's own text encoder.
 
         Args:

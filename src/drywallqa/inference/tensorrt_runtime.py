@@ -20,6 +20,7 @@ import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,12 +78,12 @@ def _shape_args(onnx_path: Path, image_size: int | None = None) -> dict[str, int
     """Input size and embedding size of an exported graph, from its metadata when the file exists."""
     metadata = read_metadata(onnx_path) if onnx_path.is_file() else {}
     return {
-        "image_size": int(image_size or metadata.get("image_size", 448)),
+        "image_size": int(image_size) if image_size else int(metadata.get("image_size", 448)),
         "embed_dim": int(metadata.get("embed_dim", 384)),
     }
 
 
-def import_tensorrt(onnx_path: str | os.PathLike = "model.onnx", **command_args):
+def import_tensorrt(onnx_path: str | os.PathLike = "model.onnx", **command_args: Any) -> Any:
     """Import ``tensorrt`` on a CUDA machine, or raise :class:`TensorRTUnavailable` saying what to do."""
     import torch
 

@@ -82,7 +82,7 @@ DETAIL_FACTORS = (1.0, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
 DETAIL_RATIO = 0.6
 
 
-def check_tile(value, name: str = "tile") -> str | int:
+def check_tile(value: object, name: str = "tile") -> str | int:
     """The one check of a tile setting: ``"auto"``, ``"off"`` or a tile side in pixels >= 64.
 
     Args:
@@ -166,7 +166,7 @@ class TilePlan:
 def one_tile_plan(image_shape: tuple[int, ...], size: int, tile: str | int = "off", scale_from: str = "off",
                   detail: float | None = None) -> TilePlan:
     """The plan of a photo stretched whole to the model's square."""
-    return TilePlan(tuple(image_shape[:2]), (size, size), size, ((0, 0),), tile, None, scale_from, detail)
+    return TilePlan((image_shape[0], image_shape[1]), (size, size), size, ((0, 0),), tile, None, scale_from, detail)
 
 
 def plan_tiles(image: np.ndarray, size: int, tile: str | int = "auto", *, mm_per_px: float | None = None,

@@ -15,7 +15,7 @@ import dataclasses
 import math
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -47,8 +47,8 @@ def check_image_size(image_size: object, field: str = "image_size") -> None:
     if (
         isinstance(image_size, bool)
         or not isinstance(image_size, numbers.Integral)
-        or not IMAGE_SIZE_DIVISOR <= image_size <= MAX_IMAGE_SIZE
-        or image_size % IMAGE_SIZE_DIVISOR
+        or not IMAGE_SIZE_DIVISOR <= int(image_size) <= MAX_IMAGE_SIZE
+        or int(image_size) % IMAGE_SIZE_DIVISOR
     ):
         raise ConfigError(
             f"{field} must be a positive multiple of {IMAGE_SIZE_DIVISOR} up to {MAX_IMAGE_SIZE}, got {image_size!r}"
@@ -103,7 +103,13 @@ class PromptModelConfig:
             raise ConfigError(
                 f"unknown {cls.__name__} field(s) {', '.join(unknown)}; expected some of: {', '.join(valid)}"
             )
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**fields)
+
+
+#: How a registered architecture is built: ``cls(config, *, load_pretrained=True)`` (the base
+#: class's own ``__init__`` takes the normalisation constants instead).
+ModelFactory = Callable[..., "PromptSegmentationModel"]
 
 
 class PromptSegmentationModel(nn.Module):
@@ -240,7 +246,8 @@ class PromptSegmentationModel(nn.Module):
             prompts = list(prompts) * batch
         if len(prompts) != batch:
             raise ValueError(f"expected {batch} prompts (one per image) or 1, got {len(prompts)}")
-        return self(images, self.embed_prompts(prompts))
+        output: ModelOutput = self(images, self.embed_prompts(prompts))
+        return output
 
     def pretrained_state(self) -> dict[str, Tensor]:
         """The weights of the pretrained parts (keys under :attr:`pretrained_prefixes`), on CPU."""
@@ -342,7 +349,8 @@ class PromptSegmentationModel(nn.Module):
                 f"{config_path} holds a {meta['model']!r} model, not {cls.name!r}; "
                 "load it with PromptSegmentationModel.from_pretrained"
             )
-        model = model_cls(model_cls.config_class.from_dict(meta["config"]), load_pretrained=False)
+        build: ModelFactory = model_cls
+        model = build(model_cls.config_class.from_dict(meta["config"]), load_pretrained=False)
         safetensors_torch = _import_safetensors()
         from safetensors import SafetensorError
 
@@ -357,12 +365,13 @@ class PromptSegmentationModel(nn.Module):
             raise ConfigError(
                 f"{weights_path}: weights do not match the config in {CONFIG_FILE} ({first_problem})"
             ) from exc
-        return model.to(map_location).eval()
+        loaded: PromptSegmentationModel = model.to(map_location).eval()
+        return loaded
 
 
 def _is_exporting() -> bool:
     """True while tracing, scripting, compiling or exporting, where Python checks must not run."""
-    return (
+    return bool(
         torch.jit.is_tracing()
         or torch.jit.is_scripting()
         or torch.compiler.is_compiling()

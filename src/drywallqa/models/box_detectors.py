@@ -136,7 +136,7 @@ class ModelMaskBoxes(BoxSource):
             return out
         size = self.model.default_image_size
         resized = resize_pixels(images[rows].float(), size)
-        prompts = [self.prompt_config.classes[classes[i]].prompt for i in rows]
+        prompts = [self.prompt_config.classes[str(classes[i])].prompt for i in rows]  # rows have a class
         probabilities = torch.sigmoid(self.model.segment(resized, prompts).mask_logits.float())[:, 0].cpu().numpy()
         for row, probability in zip(rows, probabilities, strict=True):
             count, labels, stats, _ = cv2.connectedComponentsWithStats(

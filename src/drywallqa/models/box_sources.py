@@ -22,7 +22,7 @@ the model-driven ones (``detector``, ``model``) in :mod:`drywallqa.models.box_de
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -121,7 +121,7 @@ class BoxSource:
         exportable: :meth:`boxes_tensor` is made of tensor operations only.
     """
 
-    uses_ground_truth: ClassVar[bool] = False
+    uses_ground_truth: bool = False
     exportable: ClassVar[bool] = False
 
     def __init__(self, spec: str, score_threshold: float = 0.3, max_boxes: int = 8):
@@ -190,10 +190,11 @@ def build_box_source(config: BoxSourceConfig, prompt_config: PromptConfig) -> Bo
     if config.boxes is None:
         return None
     kind, _, value = config.boxes.partition(":")
-    common = {"score_threshold": config.box_score_threshold, "max_boxes": config.max_boxes}
+    common: dict[str, Any] = {"score_threshold": config.box_score_threshold, "max_boxes": config.max_boxes}
     if kind == "full-image":
         return FullImageBoxes(config.boxes, **common)
     if kind == "coco":
+        assert config.box_images is not None  # BoxSourceConfig requires it for coco
         return coco_results_boxes(value, config.box_images, prompt_config, **common)
     if kind == "yolo":
         return yolo_boxes(value, config.box_images, tuple(config.box_classes), prompt_config, **common)

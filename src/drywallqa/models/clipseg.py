@@ -71,7 +71,7 @@ class ClipSegTextEncoder(TextEncoder):
         self.tokenizer_source = tokenizer_source
         self.dim = int(clip.config.projection_dim)
         self.max_length = int(clip.config.text_config.max_position_embeddings)
-        self._tokenizer = None
+        self._tokenizer: Any = None  # loaded on first use
 
     def _encode_uncached(self, prompts: list[str]) -> Tensor:
         if self._tokenizer is None:
@@ -172,6 +172,7 @@ class ClipSeg(TransformersPromptModel):
     """
 
     config_class = ClipSegConfig
+    config: ClipSegConfig
     zero_shot = True
 
     def __init__(self, config: ClipSegConfig | None = None, *, load_pretrained: bool = True):

@@ -6,6 +6,7 @@ not re-run a ViT on images it has seen (see :class:`EmbeddingCache`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import warnings
@@ -90,18 +91,22 @@ class EmbeddingCache:
                     warnings.warn(f"{path}: unreadable embedding cache entry, recomputing ({exc})", stacklevel=2)
             found.append(entry)
         missing = [i for i, entry in enumerate(found) if entry is None]
+
+        def write(tensors: dict[str, Tensor], tmp: Path) -> None:
+            save_file(tensors, str(tmp))
+
         if missing:
             computed = encode(pixels[missing])
             for row, index in enumerate(missing):
-                entry = {
+                new: dict[str, Tensor] = {
                     name: value[row].detach().to("cpu", torch.float32).contiguous() for name, value in computed.items()
                 }
-                atomic_write(self.path(encoder_key, keys[index]), lambda tmp, e=entry: save_file(e, str(tmp)))
-                found[index] = entry
+                atomic_write(self.path(encoder_key, keys[index]), functools.partial(write, new))
+                found[index] = new
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
-        names = found[0].keys()
-        return {name: torch.stack([entry[name] for entry in found]).to(pixels.device) for name in names}
+        entries = [entry for entry in found if entry is not None]  # every one, found or computed
+        return {name: torch.stack([entry[name] for entry in entries]).to(pixels.device) for name in entries[0]}
 
     def __repr__(self) -> str:
         return f"EmbeddingCache({str(self.directory)!r}, hits={self.hits}, misses={self.misses})"

@@ -221,6 +221,7 @@ class PromptUNet(PromptSegmentationModel):
     """
 
     config_class = PromptUNetConfig
+    config: PromptUNetConfig
     pretrained_prefixes = ("encoder.",)
 
     def __init__(self, config: PromptUNetConfig | None = None, *, load_pretrained: bool = True):
@@ -241,7 +242,7 @@ class PromptUNet(PromptSegmentationModel):
         self.output_upscale = 2 ** (5 - len(config.decoder_channels))
         self.mask_head = nn.Conv2d(in_channels, 1, 1)
 
-        film_channels = (encoder.out_channels[-1],) if config.film_bottleneck else ()
+        film_channels: tuple[int, ...] = (encoder.out_channels[-1],) if config.film_bottleneck else ()
         film_channels += tuple(config.decoder_channels) if config.film else ()
         self.film = PromptFiLM(self.embed_dim, film_channels, config.film_hidden) if film_channels else None
         self.confidence_head = ConfidenceHead(

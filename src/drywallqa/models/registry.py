@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from drywallqa.errors import ConfigError
 
 if TYPE_CHECKING:
-    from drywallqa.models.base import PromptModelConfig, PromptSegmentationModel
+    from drywallqa.models.base import ModelFactory, PromptModelConfig, PromptSegmentationModel
 
 ModelClass = TypeVar("ModelClass", bound="type[PromptSegmentationModel]")
 
@@ -77,7 +77,8 @@ def build_model(name: str, *, load_pretrained: bool = True, **overrides: Any) ->
         >>> model.name
         'promptunet'
     """
-    return get_model_class(name)(model_config(name, **overrides), load_pretrained=load_pretrained)
+    build: ModelFactory = get_model_class(name)
+    return build(model_config(name, **overrides), load_pretrained=load_pretrained)
 
 
 def model_config(name: str, **overrides: Any) -> PromptModelConfig:

@@ -97,11 +97,13 @@ class Sam3TextEncoder(TextEncoder):
         hidden: int,
     ):
         super().__init__()
-        self.text_model, self.text_projection = text_model, text_projection
+        # The text tower: given, or read with the tokenizer on first use.
+        self.text_model: Any = text_model
+        self.text_projection: Any = text_projection
         self.weights = weights
         self.length, self.hidden = length, hidden
         self.dim = length * (hidden + 1)
-        self._tokenizer = None
+        self._tokenizer: Any = None  # loaded on first use
 
     def _load(self) -> None:
         if self.weights is None:
@@ -181,6 +183,8 @@ class Sam3Segmenter(TransformersPromptModel):
     """
 
     config_class = Sam3SegmenterConfig
+    config: Sam3SegmenterConfig
+    text_encoder: Sam3TextEncoder
     trainable = False
     zero_shot = True
 

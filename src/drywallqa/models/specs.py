@@ -17,7 +17,7 @@ from typing import Any
 from drywallqa.errors import ConfigError
 from drywallqa.files import read_json
 from drywallqa.yamlio import read_yaml
-from drywallqa.models.base import CONFIG_FILE, PromptSegmentationModel
+from drywallqa.models.base import CONFIG_FILE, ModelFactory, PromptSegmentationModel
 from drywallqa.models.registry import available_models, build_model, get_model_class
 
 #: transformers ``model_type`` of a bare checkpoint folder -> the drywallqa model that runs it zero-shot.
@@ -127,6 +127,7 @@ def _load_with_overrides(directory: Path, overrides: dict[str, Any]) -> PromptSe
         raise ConfigError(
             f"unknown {cls.name} config field(s) {', '.join(unknown)}; expected some of: {', '.join(sorted(valid))}"
         )
-    rebuilt = cls(dataclasses.replace(model.config, **overrides), load_pretrained=False)
+    build: ModelFactory = cls
+    rebuilt = build(dataclasses.replace(model.config, **overrides), load_pretrained=False)
     rebuilt.load_state_dict(model.state_dict(), strict=True)
     return rebuilt.eval()

@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -156,8 +157,8 @@ class MiniLMTextEncoder(TextEncoder):
         self.dim = EMBED_DIM
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.max_length = max_length
-        self._tokenizer = None
-        self._model = None
+        self._tokenizer: Any = None  # transformers' tokenizer and model, loaded on first use
+        self._model: Any = None
 
     def _load(self) -> None:
         model_dir = self.model_dir or minilm_model_dir()

@@ -85,8 +85,8 @@ class ClipTextEncoder(TextEncoder):
         )
         self.dim = int(config.projection_dim)
         self.max_length = int(config.max_position_embeddings)
-        self._model = None
-        self._tokenizer = None
+        self._model: Any = None  # transformers' CLIP text model and tokenizer, loaded on first use
+        self._tokenizer: Any = None
 
     def _load(self) -> None:
         from transformers import CLIPTextModelWithProjection
@@ -178,12 +178,13 @@ class TextSam(TransformersPromptModel):
     """
 
     config_class = TextSamConfig
+    config: TextSamConfig
 
     def __init__(self, config: TextSamConfig | None = None, *, load_pretrained: bool = True):
         config = config if config is not None else TextSamConfig()
         text_encoder = (
             ClipTextEncoder(config.text_weights)
-            if config.text_encoder == "clip"
+            if config.text_encoder == "clip" and config.text_weights  # TextSamConfig: clip needs text_weights
             else build_text_encoder(config.text_encoder)
         )
         sam, config.architecture = load_sam_model(
@@ -304,6 +305,7 @@ class TextSam(TransformersPromptModel):
         text_confidence: Tensor,
     ) -> tuple[Tensor, Tensor]:
         """Decode text tokens with each box; images without boxes keep the text-only result."""
+        assert self.prompt_classes is not None and self.box_source is not None  # only called with a box source
         images = pixels * self.pixel_std + self.pixel_mean
         classes = self.prompt_classes.classes_from_onehot(prompt_embeddings[:, self.text_dim :])
         boxes, _scores, valid = self.box_source.boxes_tensor(images, classes)

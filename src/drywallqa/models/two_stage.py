@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.models.base import ModelOutput, PromptModelConfig, _is_exporting, check_image_size
-from drywallqa.models.box_sources import BoxSourceConfig, build_box_source
+from drywallqa.models.box_sources import BoxSource, BoxSourceConfig, build_box_source
 from drywallqa.models.registry import register_model
 from drywallqa.models.sam_parts import (
     DEFAULT_SAM_WEIGHTS,
@@ -146,6 +146,9 @@ class TwoStage(TransformersPromptModel):
     """
 
     config_class = TwoStageConfig
+    config: TwoStageConfig
+    text_encoder: PromptClassEncoder
+    box_source: BoxSource
     trainable = False
     zero_shot = True
 
@@ -160,7 +163,9 @@ class TwoStage(TransformersPromptModel):
         )
         super().__init__(config, SAM_PIXEL_MEAN, SAM_PIXEL_STD, PromptClassEncoder(prompt_config))
         self.sam = sam
-        self.box_source = build_box_source(config, prompt_config)
+        box_source = build_box_source(config, prompt_config)
+        assert box_source is not None  # TwoStageConfig requires boxes
+        self.box_source = box_source
         self.freeze()
 
     def frozen_modules(self) -> list[nn.Module]:
@@ -190,7 +195,8 @@ class TwoStage(TransformersPromptModel):
                 "export the detector and SAM separately, or use boxes=full-image"
             )
         images = pixels * self.pixel_std + self.pixel_mean
-        classes = None if self.box_source.exportable else self.text_encoder.classes_from_onehot(prompt_embeddings)
+        # An exportable source (full-image) needs no classes: no Python runs inside the graph.
+        classes = [] if self.box_source.exportable else self.text_encoder.classes_from_onehot(prompt_embeddings)
         boxes, _scores, valid = self.box_source.boxes_tensor(images, classes)
         if boxes.shape[1] == 0:
             empty = pixels.new_full((pixels.shape[0], 1, *size), EMPTY_LOGIT)

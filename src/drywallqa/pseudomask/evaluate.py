@@ -112,7 +112,7 @@ def _pair_truth(sample: Sample, paired: Sample | None) -> Iterable[Annotation | 
         {a.source_id for a in sample.annotations} & set(by_id)
     )
     for k, ann in enumerate(sample.annotations):
-        truth = ann if ann.has_mask else paired.annotations[k] if by_order else by_id.get(ann.source_id)
+        truth = ann if ann.has_mask else paired.annotations[k] if by_order and paired else by_id.get(ann.source_id)
         yield truth if truth is not None and truth.has_mask else None
 
 
@@ -298,7 +298,7 @@ class PseudoMaskReport:
         """The method with the highest mean per-annotation IoU (None without truth)."""
         rows = [s for s in self.scores if s.iou is not None and dataset in (None, s.dataset)
                 and class_name in (None, s.class_name)]
-        return max(rows, key=lambda s: s.iou).method if rows else None
+        return max(rows, key=lambda s: s.iou or 0.0).method if rows else None  # rows have an IoU
 
     def score(self, method: str, class_name: str | None = None, dataset: str | None = None) -> MethodScore:
         """The row of ``method`` (and class / dataset when several)."""
@@ -407,7 +407,7 @@ def evaluate_pseudo_masks(
         if isinstance(m, str) else m
         for m in names
     ]
-    sources = dataset if isinstance(dataset, (list, tuple)) else [dataset]
+    sources: Sequence[str | os.PathLike | AnnotatedDataset] = dataset if isinstance(dataset, (list, tuple)) else [dataset]
     items: list[EvalItem] = []
     for source in sources:
         data = source if isinstance(source, AnnotatedDataset) else AnnotatedDataset.load(source)

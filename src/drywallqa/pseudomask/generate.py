@@ -191,11 +191,11 @@ def make_pseudo_masks(
     run = PseudoMaskRun(out=out, method=name, images=len(samples), config=config)
     todo: list[int] = []
     for i, (sample, path) in enumerate(zip(samples, paths)):
-        record = _read_record(path, sample, name) if resume and path.is_file() else None
-        if record is None:
+        resumed = _read_record(path, sample, name) if resume and path.is_file() else None
+        if resumed is None:
             todo.append(i)
             continue
-        records[i], from_pixels = record
+        records[i], from_pixels = resumed
         run.resumed += 1
         run.recovered += int(from_pixels)
 

@@ -271,7 +271,8 @@ def _away_from_junctions(skeleton: np.ndarray, xs: np.ndarray, ys: np.ndarray, d
     jx, jy = xs[junctions], ys[junctions]
     reach = distance[jy, jx].astype(np.float64) + SEARCH_MARGIN_PX
     nearest_distance, nearest = cKDTree(np.stack([jx, jy], axis=1)).query(np.stack([xs, ys], axis=1), k=1)
-    return nearest_distance > reach[nearest]
+    beyond: np.ndarray = nearest_distance > reach[nearest]
+    return beyond
 
 
 def _sample_profiles(image: np.ndarray, centres: np.ndarray, normals: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -305,8 +306,8 @@ def _sample_profiles(image: np.ndarray, centres: np.ndarray, normals: np.ndarray
     sampled = cv2.remap(grey, map_x.reshape(rows, columns), map_y.reshape(rows, columns), cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
     inside = (px >= 0) & (py >= 0) & (px <= grey.shape[1] - 1) & (py <= grey.shape[0] - 1)
-    values = np.where(inside, sampled.ravel()[:total].reshape(shape), np.nan)
-    return values.mean(axis=1)
+    means: np.ndarray = np.where(inside, sampled.ravel()[:total].reshape(shape), np.nan).mean(axis=1)
+    return means
 
 
 # -- reading the dips -----------------------------------------------------------------------------
@@ -315,7 +316,8 @@ def _smooth(profiles: np.ndarray, sigma_samples: float) -> np.ndarray:
 
     radius = max(1, int(math.ceil(3 * sigma_samples)))
     kernel = cv2.getGaussianKernel(2 * radius + 1, sigma_samples).astype(np.float32)
-    return cv2.filter2D(profiles.astype(np.float32), -1, kernel.T, borderType=cv2.BORDER_REPLICATE)
+    smoothed: np.ndarray = cv2.filter2D(profiles.astype(np.float32), -1, kernel.T, borderType=cv2.BORDER_REPLICATE)
+    return smoothed
 
 
 def _read_dips(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray) -> dict:

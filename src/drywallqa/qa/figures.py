@@ -240,7 +240,7 @@ def measure_mask(
     figures.longest_px = float(lengths.max())
     figures.mask_width_max_px = float(width_max * scale)
     figures.mask_width_mean_px = float(width_mean * scale)
-    if photo_widths:
+    if photo_widths and image is not None:
         from drywallqa.qa.crack_width import measure_photo_widths, summarise_widths
 
         measured = measure_photo_widths(image, labels, skeleton, distance, origin)
@@ -333,7 +333,8 @@ def _skeleton_neighbours(skeleton: np.ndarray) -> np.ndarray:
 
     kernel = np.ones((3, 3), dtype=np.float32)
     kernel[1, 1] = 0
-    return cv2.filter2D(skeleton.astype(np.float32), -1, kernel, borderType=cv2.BORDER_CONSTANT).round().astype(int)
+    counts: np.ndarray = cv2.filter2D(skeleton.astype(np.float32), -1, kernel, borderType=cv2.BORDER_CONSTANT).round()
+    return counts.astype(int)
 
 
 def _measure_cracks(labels: np.ndarray, n_components: int, skeleton: np.ndarray,

@@ -133,7 +133,8 @@ def compound_edges(profile: np.ndarray, valid: np.ndarray, smooth_px: float, cen
     weight = valid.astype(np.float32)
 
     def blur(values: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(values[None, :], (0, 0), smooth_px)[0]
+        blurred: np.ndarray = cv2.GaussianBlur(values[None, :], (0, 0), smooth_px)[0]
+        return blurred
 
     smooth = blur(profile * weight) / np.maximum(blur(weight), 1e-6)
     # Not next to an invalid sample: the smoothing mixes padding zeros in there.

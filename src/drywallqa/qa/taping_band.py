@@ -318,7 +318,8 @@ def _component_lines(
     }
     box_y, box_x = np.nonzero(in_box)
     origin = np.array([x0, y0], dtype=np.float64)
-    lines, first_length = [], None
+    lines: list[JointLine] = []
+    first_length = None
     while len(lines) < params.max_lines and remaining.sum() >= 0.1 * total > 0:
         candidates = []
         for kind, response in responses.items():

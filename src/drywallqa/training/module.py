@@ -43,7 +43,7 @@ class SegmentationModule(L.LightningModule):
         self.model = model
         self.loss = SegmentationLoss(loss)
         self.optim = optim
-        self._val = defaultdict(list)
+        self._val: defaultdict[str, list[Tensor]] = defaultdict(list)
         # Optimiser step of the last validation, so training can tell whether the final weights were validated.
         self.validated_at_step: int | None = None
         self.minutes_before_resume = 0.0
@@ -207,7 +207,7 @@ class EpochSetter(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         loader = trainer.train_dataloader
         dataset = getattr(loader, "dataset", None)
-        if hasattr(dataset, "set_epoch"):
+        if dataset is not None and hasattr(dataset, "set_epoch"):
             dataset.set_epoch(trainer.current_epoch)
 
 

@@ -98,6 +98,8 @@ def apply_pack(model: PromptSegmentationModel, pack: TrainingPack, config: Train
         ConfigError: If the pack holds pretrained weights of another model or encoder.
     """
     model.text_encoder.add_cached(pack.embeddings(model.config.text_encoder))
-    if config.model.init_from is None and getattr(model.config, "pretrained", False) and pack.has_pretrained:
+    wanted = config.model.init_from is None and getattr(model.config, "pretrained", False) and pack.has_pretrained
+    pretrained = pack.pretrained() if wanted else None
+    if pretrained is not None:
         recorded = (pack.manifest.get("model") or {}).get("args", {})
-        model.load_pretrained_state(pack.pretrained(), source=f"{pack.path} (pretrained weights of {recorded})")
+        model.load_pretrained_state(pretrained, source=f"{pack.path} (pretrained weights of {recorded})")

@@ -21,7 +21,7 @@ assumption: set ``negative_rate: 0`` for datasets where it does not.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +58,7 @@ def build_trainset(
     config = config or TrainSetConfig()
     prompt_config = PromptConfig.from_yaml(config.prompt_config) if config.prompt_config else PromptConfig.default()
     if datasets is None:
-        datasets = load_datasets(config.datasets, prompt_config, config.verify_images)
+        datasets = load_datasets(list(config.datasets), prompt_config, config.verify_images)
     synthetic = synthetic_datasets(config.synthetic, prompt_config, config.verify_images)
     datasets = list(datasets) + synthetic
     train_only = set(config.train_only) | {ds.name for ds in synthetic}
@@ -98,7 +98,7 @@ def _group_key(sample: Sample) -> str:
 
 def _assign_splits(
     samples: list[tuple[Sample, AnnotatedDataset]], published_leaks: dict[str, list[str]], config: TrainSetConfig,
-    train_only: set[str] = frozenset(),
+    train_only: Set[str] = frozenset(),
 ) -> tuple[list[str | None], list[str], int]:
     """The split of every sample (None: dropped), the dropped groups and the dropped image count.
 
@@ -154,7 +154,7 @@ def _carve(
 class _RecordBuilder:
     """Accumulates records; one instance per build."""
 
-    def __init__(self, config: TrainSetConfig, prompt_config: PromptConfig, train_only: set[str] = frozenset(),
+    def __init__(self, config: TrainSetConfig, prompt_config: PromptConfig, train_only: Set[str] = frozenset(),
                  dataset_roots: list[Path] | None = None):
         self.config = config
         self.prompt_config = prompt_config
@@ -244,7 +244,7 @@ class _RecordBuilder:
         """Add ``negative_rate`` cross-prompt negatives to each split of ``negative_splits``."""
         rate = self.config.negative_rate
         all_classes = sorted({r.class_name for r in self.records})
-        notes = []
+        notes: list[str] = []
         if rate <= 0:
             return notes
         for split in self.config.negative_splits:

@@ -143,7 +143,7 @@ def materialize(trainset: TrainSet, out: str | os.PathLike, progress: bool = Fal
                     counter["skipped"] += 1
                 else:
                     _write_mask(out / mask_rel, trainset.load_target(record), counter)
-            original = trainset.records[record.augmented_from] if record.is_copy else None
+            original = trainset.records[record.augmented_from] if record.augmented_from is not None else None
             rows.append({
                 "image": image_rel.as_posix(), "mask": mask_rel.as_posix(),
                 "prompts": PROMPT_SEPARATOR.join(record.prompts), "class": record.class_name, "group": record.group,
@@ -177,7 +177,7 @@ class ItemPaths:
         self.base = {dataset: os.path.commonpath(parents) for dataset, parents in folders.items()}
 
     def __call__(self, record: TrainRecord) -> tuple[Path, Path]:
-        shown = self.trainset.records[record.negative_of] if record.is_negative else record
+        shown = self.trainset.records[record.negative_of] if record.is_negative and record.negative_of is not None else record
         below = safe_relative_path(os.path.relpath(os.path.abspath(shown.image), self.base[shown.dataset]))
         folder = Path(safe_component(shown.split)) / safe_component(shown.dataset)
         if shown.is_copy:

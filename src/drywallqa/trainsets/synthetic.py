@@ -10,6 +10,7 @@ their images in ``train``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from drywallqa.data.core import AnnotatedDataset
 from drywallqa.data.prompts import PromptConfig
@@ -49,7 +50,8 @@ def synthetic_datasets(
     if not config.images:
         return []
     folder = synthetic_folder(config)
-    wanted = {"images": config.images, "seed": config.seed, "size": config.size, "crack_fraction": config.crack_fraction}
+    wanted: dict[str, Any] = {"images": config.images, "seed": config.seed, "size": config.size,
+                              "crack_fraction": config.crack_fraction}
     try:
         manifest = read_manifest(folder)
     except DrywallQAError:

@@ -26,6 +26,7 @@ import reprlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -263,7 +264,7 @@ def _parse_coco(
             reason = "missing image" if "not found" in str(exc) else "unreadable image"
             log.skip(file, where, reason, str(exc).split(": ", 1)[-1])
             continue
-        if None not in declared and (int(declared[0]), int(declared[1])) != (width, height):
+        if declared[0] is not None and declared[1] is not None and (int(declared[0]), int(declared[1])) != (width, height):
             log.skip(file, where, "image size mismatch", f"json says {declared[0]}x{declared[1]}, file is {width}x{height}")
             continue
         images[image_id] = {"path": image_path, "width": width, "height": height, "annotations": [], "where": where,
@@ -381,7 +382,7 @@ def _parse_annotation(
         box = (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()) + 1, float(pts[:, 1].max()) + 1)
     if box is None and rle is not None:
         tight = mask_to_box(rle_to_mask(rle, height, width))
-        box = None if tight is None else tuple(float(v) for v in tight)
+        box = None if tight is None else (float(tight[0]), float(tight[1]), float(tight[2]), float(tight[3]))
     if box is None:
         log.skip(file, where, "invalid box", f"bbox={entry.get('bbox')!r}, expected [x, y, width, height]")
         return None
@@ -399,7 +400,7 @@ def _parse_annotation(
     )
 
 
-def _is_numbers(value: object) -> bool:
+def _is_numbers(value: object) -> TypeGuard[list[float]]:
     return isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
 
 
@@ -451,7 +452,8 @@ def samples_to_coco(
     """
     names = list(class_names or sorted({c for s in samples for c in s.classes}))
     cat_id = {n: i + 1 for i, n in enumerate(names)}
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for idx, sample in enumerate(samples):
         rel = os.path.relpath(sample.image_path, image_root)
         images.append({"id": idx, "file_name": rel, "width": sample.width, "height": sample.height})

@@ -319,7 +319,9 @@ def _read_pair(
     parts = {}
     for value in present:
         class_mask = values == value
-        parts[value] = (mask_to_rle(class_mask), tuple(float(v) for v in mask_to_box(class_mask)))
+        box = mask_to_box(class_mask)
+        assert box is not None  # the value is present
+        parts[value] = (mask_to_rle(class_mask), (float(box[0]), float(box[1]), float(box[2]), float(box[3])))
     return _MaskRecord(
         image_path=image_path, mask_path=mask_path, image_id=relative_id(image_path, root), split=split,
         width=width, height=height, parts=parts,

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path, PurePath
+from typing import Any
 
 import numpy as np
 
@@ -211,7 +212,7 @@ def _resolve_split_folders(data: dict, file: Path, log: IssueLog) -> list[tuple[
     """
     bases = _base_folders(data, file)
     root = file.parent
-    entries = []
+    entries: list[tuple[str, str]] = []  # (split key, folder as written)
     for key in SPLIT_KEYS:
         value = data.get(key)
         if value in (None, "", []):
@@ -352,7 +353,7 @@ def _load_split(
         samples.append(
             Sample(
                 image_path=image_path, width=width, height=height, split=split, dataset=dataset,
-                group=source_group(image_path.name), annotations=tuple(annotations),
+                group=source_group(image_path.name), annotations=tuple(a for a in annotations if a is not None),
                 image_id=relative_id(image_path, root),
             )
         )
@@ -423,7 +424,7 @@ def _parse_label_line(
     if len(coords) % 2:
         log.skip(file, where, "odd number of coordinates", f"{len(coords)} value(s) after the class id")
         return None
-    common = {"class_name": class_of[cid], "category": names[cid], "source_id": str(line_no)}
+    common: dict[str, Any] = {"class_name": class_of[cid], "category": names[cid], "source_id": str(line_no)}
     if len(coords) == 4:
         box = _box_to_pixels(coords, width, height, file, where, log)
         return None if box is None else Annotation(box=box, **common)

@@ -364,7 +364,7 @@ def _paint_cracks(rng: np.random.Generator, image: np.ndarray, darkness: np.ndar
     strength = rng.uniform(0.45, 0.75)
     core = np.maximum(darkness, cv2.GaussianBlur(darkness, (0, 0), 0.7))
     light = rng.uniform(0, 2 * math.pi)
-    shift = np.float32([[1, 0, 1.5 * math.cos(light)], [0, 1, 1.5 * math.sin(light)]])
+    shift = np.array([[1, 0, 1.5 * math.cos(light)], [0, 1, 1.5 * math.sin(light)]], dtype=np.float32)
     shadow = cv2.GaussianBlur(cv2.warpAffine(darkness, shift, darkness.shape[::-1]), (0, 0), 1.3)
     factor = 1.0 - strength * core - 0.25 * strength * shadow * (darkness == 0)
     tint = np.array([1.0, 0.97, 0.92], dtype=np.float32)  # crack interiors look slightly brown
@@ -380,7 +380,7 @@ def _light_and_expose(rng: np.random.Generator, image: np.ndarray) -> np.ndarray
     radius2 = ((xs - size / 2) ** 2 + (ys - size / 2) ** 2) / (size / 2) ** 2
     light = (1.0 + rng.uniform(0.05, 0.3) * ramp) * (1.0 - rng.uniform(0.03, 0.22) * radius2)
     # Indoor light is mostly warm; a small random cast on top.
-    white_balance = (np.float32([1.015, 1.0, 0.975]) + rng.normal(0.0, 0.012, 3)).astype(np.float32)
+    white_balance = (np.array([1.015, 1.0, 0.975], dtype=np.float32) + rng.normal(0.0, 0.012, 3)).astype(np.float32)
     image *= light[..., None] * white_balance * rng.uniform(0.78, 1.08)
     image += 1.5 * rng.standard_normal(image.shape, dtype=np.float32)
     return image

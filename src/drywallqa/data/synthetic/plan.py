@@ -33,6 +33,8 @@ class Transform:
 
     def window(self, size: int) -> tuple[int, int, int]:
         """The crop window ``(x0, y0, side)`` in pixels of a ``size``-pixel source."""
+        if self.crop is None:
+            raise ValueError(f"a {self.kind!r} plan has no crop window")
         side = int(round(self.crop[2] * size))
         x0, y0 = (min(int(round(f * size)), size - side) for f in self.crop[:2])
         return x0, y0, side

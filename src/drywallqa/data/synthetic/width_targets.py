@@ -109,7 +109,7 @@ def render_width_target(
     if size < 32:
         raise ConfigError(f"size must be >= 32 pixels, got {size!r}")
     rng = np.random.default_rng([3, int(seed), int(round(width_px * 1000))])
-    drawn = {name: (rng.uniform(*bounds) if name != "jpeg_quality" else int(rng.integers(bounds[0], bounds[1] + 1)))
+    drawn = {name: (rng.uniform(*bounds) if name != "jpeg_quality" else int(rng.integers(int(bounds[0]), int(bounds[1]) + 1)))
              for name, bounds in CONDITION_RANGES.items()}
     given = {"blur_sigma": blur_sigma, "noise_sigma": noise_sigma, "jpeg_quality": jpeg_quality,
              "contrast": contrast, "light_gradient": light_gradient}
@@ -135,7 +135,9 @@ def render_width_target(
     pixels = np.clip(image + 0.5, 0, 255).astype(np.uint8)
     if conditions["jpeg_quality"]:
         ok, data = cv2.imencode(".jpg", pixels[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(conditions["jpeg_quality"])])
-        pixels = np.ascontiguousarray(cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1])
+        decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        assert decoded is not None  # the JPEG encoded just above
+        pixels = np.ascontiguousarray(decoded[..., ::-1])
     return WidthTarget(pixels, float(width_px), centre_distance, band_distance, float(band_offset_px), conditions)
 
 
