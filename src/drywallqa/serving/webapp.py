@@ -143,7 +143,7 @@ def build_webapp(out: str | os.PathLike, *, model: str | None = None, prompt_con
         files = _hashes(staging)
         lazy = sorted(f"ort/{name}" for backend in LAZY_BACKENDS if backend in backends for name in ORT_WEB_FILES[backend])
         version = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
-        precache = ["./", *sorted(name for name in files if name not in lazy)]
+        precache = ["./", "app.json", *sorted(name for name in files if name not in lazy)]
         _write(staging / "sw.js", _service_worker(version, precache, lazy))
         files = _hashes(staging)
         app = {"format": APP_FORMAT, "version": APP_VERSION, "drywallqa": __version__, "build": version,
