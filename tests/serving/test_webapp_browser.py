@@ -202,6 +202,32 @@ def test_on_device_masks_figures_and_verdicts_match_onnx_runtime_in_python(page,
     assert page.errors == []
 
 
+@pytest.mark.slow
+def test_webgpu_when_the_browser_has_an_adapter(playwright, static_url, tmp_path):
+    """SwiftShader's software WebGPU adapter stands in for a GPU: the page picks WebGPU, and its mask
+    is ONNX Runtime's in Python (one photo, one prompt: software WebGPU takes tens of seconds a run)."""
+    from drywallqa.files import read_photo
+    from drywallqa.inference import load_predictor
+
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=[*CHROMIUM_FLAGS, "--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader"])
+    try:
+        page = browser.new_context().new_page()
+        page.goto(static_url)
+        page.wait_for_selector(READY, timeout=600_000)
+        if not page.evaluate("navigator.gpu ? navigator.gpu.requestAdapter().then(Boolean) : false"):
+            pytest.skip("this Chromium offers no software WebGPU adapter")
+        assert page.inner_text("#device-status").startswith("On this device: WebGPU.")
+        photo = sample_photos(tmp_path)[0]
+        inspect_on_device(page, [photo], prompts=("segment crack",))
+        row = page_results(page)[0]
+    finally:
+        browser.close()
+    mask = np.frombuffer(base64.b64decode(row["mask"]), np.uint8).reshape(row["size"]).astype(bool)
+    expected = load_predictor(None, device="cpu", runtime="onnx", say=None).predict(read_photo(photo).pixels, "segment crack")
+    assert np.logical_and(mask, expected.mask).sum() / max(np.logical_or(mask, expected.mask).sum(), 1) >= MIN_IOU
+
+
 def test_live_camera_runs_on_the_device(page, static_url):
     """Chromium's fake camera: frames go to the model in the page, frames/s and ms per frame shown."""
     open_app(page, static_url)

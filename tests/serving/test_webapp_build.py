@@ -62,7 +62,8 @@ def test_build_writes_page_model_prompts_runtime_manifest_and_service_worker(bui
 
     app = json.loads((built_app / "app.json").read_text())
     files = sorted(app["files"])
-    for name in ("index.html", "favicon.ico", "static/app.js", "static/live.js", "static/qa.js", "static/ondevice.js",
+    for name in ("index.html", "favicon.ico", "static/app.js", "static/live.js", "static/modes.js", "static/processing.js",
+                 "static/qa.js", "static/ondevice.js",
                  "static/style.css", "model/model.onnx", "model/model.json", "sw.js", "manifest.webmanifest",
                  "icons/icon-192.png", "icons/icon-512.png", "ort/ort.wasm.min.mjs", "ort/ort-wasm-simd-threaded.wasm",
                  "ort/ort.webgpu.min.mjs", "ort/ort-wasm-simd-threaded.asyncify.wasm"):

@@ -1,8 +1,8 @@
-"""The on-device page's JS port of the processing and QA domain (static/qa.js) against the Python it
-ports, run in Node: resizing to the model input, logits to a mask, the skeleton, the distance
-transform, the figures, the rules' verdicts and reasons.
+"""The on-device page's JS ports of the processing and the QA domain (static/processing.js,
+static/qa.js) against the Python they port, run in Node: resizing to the model input, logits to a
+mask, the skeleton, the distance transform, the figures, the rules' verdicts and reasons.
 
-Node runs the very file the browser loads; skips without ``node`` on PATH.
+Node runs the very files the browser loads; skips without ``node`` on PATH.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from drywallqa.qa.rules import Rule, _fmt
 NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="Node.js is not installed (the JS port runs in node here)")
 
-QA_JS = resources.files("drywallqa.serving").joinpath("static", "qa.js")
+STATIC = resources.files("drywallqa.serving").joinpath("static")
 # Reads one JSON job from stdin, runs qa.js's functions on it, prints JSON; arrays travel as base64.
 HARNESS = r"""
-const QA = require(process.argv[1]);
+const P = require(`${process.argv[1]}/processing.js`), QA = require(`${process.argv[1]}/qa.js`);
 const bytes = (b64) => new Uint8Array(Buffer.from(b64, "base64"));
 const floats = (b64) => { const b = Buffer.from(b64, "base64"); return new Float32Array(b.buffer, b.byteOffset, b.length / 4); };
 const out = (a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
@@ -37,8 +37,8 @@ process.stdin.on("data", (c) => { input += c; });
 process.stdin.on("end", () => {
   const results = JSON.parse(input).map((job) => {
     switch (job.fn) {
-      case "modelInput": return out(QA.modelInput(bytes(job.rgba), job.width, job.height, job.size));
-      case "maskFromLogits": return out(QA.maskFromLogits(floats(job.logits), job.size, job.width, job.height, job.threshold));
+      case "modelInput": return out(P.modelInput(bytes(job.rgba), job.width, job.height, job.size));
+      case "maskFromLogits": return out(P.maskFromLogits(floats(job.logits), job.size, job.width, job.height, job.threshold));
       case "skeletonize": return out(QA.skeletonize(bytes(job.mask), job.width, job.height));
       case "distanceTransform": return out(QA.distanceTransform(bytes(job.mask), job.width, job.height));
       case "measure": {
@@ -55,7 +55,7 @@ process.stdin.on("end", () => {
 
 
 def run_js(jobs: list[dict]) -> list:
-    with resources.as_file(QA_JS) as path:
+    with resources.as_file(STATIC) as path:
         proc = subprocess.run([NODE, "-e", HARNESS, str(path)], input=json.dumps(jobs), capture_output=True,
                               text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

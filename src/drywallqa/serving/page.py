@@ -20,7 +20,8 @@ from fastapi.responses import FileResponse, Response
 DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8",
                "favicon.png": "image/png"}
 STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
-                "live.js": "text/javascript; charset=utf-8", "qa.js": "text/javascript; charset=utf-8",
+                "live.js": "text/javascript; charset=utf-8", "modes.js": "text/javascript; charset=utf-8",
+                "processing.js": "text/javascript; charset=utf-8", "qa.js": "text/javascript; charset=utf-8",
                 "ondevice.js": "text/javascript; charset=utf-8",
                 "style.css": "text/css; charset=utf-8", "favicon.ico": "image/x-icon"}
 # The page loads nothing from elsewhere: scripts, styles and images come from this server or

@@ -1,7 +1,7 @@
 // The page's on-device mode: the model of an app built by `drywallqa app build` runs in this browser
 // with onnxruntime-web (ort/), on WebGPU when the browser offers an adapter, else on WebAssembly
 // (SIMD; several threads when the page is cross-origin isolated). A photo goes the way it goes in
-// Python (drywallqa.inference.Predictor, drywallqa.qa.inspect_mask), with DrywallQA of qa.js:
+// Python (drywallqa.inference.Predictor, drywallqa.qa.inspect_mask), with processing.js and qa.js:
 // decoded as a viewer shows it (EXIF orientation applied, colour profile ignored), stretched to the
 // model's input, logits resized back and cut at the prompt's calibrated threshold, figures measured
 // and judged by the app's QA rules. The answer has the shape of the server's POST /v1/segment, its
@@ -11,7 +11,7 @@
 "use strict";
 
 const onDevice = (() => {
-  const QA = DrywallQA;
+  const P = DrywallProcessing, QA = DrywallQA;
   const MODEL_FORMAT = "drywallqa-webapp-model";
   const state = { manifest: null, prompts: new Map(), session: null, ort: null, backend: "", note: "", loading: null };
   const asked = new URLSearchParams(location.search);
@@ -38,7 +38,7 @@ const onDevice = (() => {
 
   // One line for prompts the on-device model has no embedding for, or "" when it knows them all.
   function unknownPromptsMessage(prompts) {
-    const unknown = prompts.filter((prompt) => !state.prompts.has(QA.promptKey(prompt)));
+    const unknown = prompts.filter((prompt) => !state.prompts.has(P.promptKey(prompt)));
     if (!unknown.length) return "";
     return `The on-device model does not know ${unknown.map((p) => `"${p}"`).join(", ")}: it runs only the prompts whose ` +
       `embeddings came with it (there is no text encoder in the browser), e.g. ${knownPrompts().join(", ")} and their ` +
@@ -68,7 +68,8 @@ const onDevice = (() => {
     ort.env.wasm.wasmPaths = new URL("ort/", document.baseURI).href;
     ort.env.wasm.numThreads = wasmThreads();
     ort.env.logLevel = "error";
-    const session = await ort.InferenceSession.create(model, { executionProviders: providers, graphOptimizationLevel: "all" });
+    const session = await ort.InferenceSession.create(model, { executionProviders: providers, graphOptimizationLevel: "all",
+                                                               logSeverityLevel: 3 });
     return [ort, session];
   }
 
@@ -94,6 +95,13 @@ const onDevice = (() => {
           const threads = state.ort.env.wasm.numThreads;
           state.backend = `WebAssembly (SIMD, ${threads} thread${threads === 1 ? "" : "s"})`;
         }
+        // One run on a blank input: the first run of a session prepares its kernels and memory (several
+        // times a run's time), which would otherwise land on the first photo's time.
+        const size = state.manifest.model.image_size, first = state.manifest.prompts[0].embedding;
+        await state.session.run({
+          images: new state.ort.Tensor("float32", new Float32Array(3 * size * size), [1, 3, size, size]),
+          prompt_embeddings: new state.ort.Tensor("float32", Float32Array.from(first), [1, first.length]),
+        });
         const seconds = ((performance.now() - started) / 1000).toFixed(1);
         state.note = `On this device: ${state.backend}` + (why ? `; ${why}, so it runs on WebAssembly` : "") +
           `. Model ${state.manifest.model.name} ${state.manifest.model.precision}, loaded in ${seconds} s.`;
@@ -128,7 +136,7 @@ const onDevice = (() => {
     if (Math.max(width, height) > maxSide) {
       const factor = Math.max(width, height) / maxSide;
       [w, h] = [Math.max(1, Math.round(width / factor)), Math.max(1, Math.round(height / factor))];
-      rgba = QA.reduceRGBA(rgba, width, height, w, h);
+      rgba = P.reduceRGBA(rgba, width, height, w, h);
     }
     return { rgba, width: w, height: h, fullWidth: width, fullHeight: height };
   }
@@ -146,11 +154,11 @@ const onDevice = (() => {
     const fullWidth = image.fullWidth || width, fullHeight = image.fullHeight || height;
     const size = manifest.model.image_size, rules = manifest.qa_rules;
     const started = performance.now();
-    const images = new ort.Tensor("float32", QA.modelInput(rgba, width, height, size), [1, 3, size, size]);
+    const images = new ort.Tensor("float32", P.modelInput(rgba, width, height, size), [1, 3, size, size]);
     const timing = { resize: performance.now() - started, model: 0, figures: 0 };
     const results = [];
     for (const prompt of prompts) {
-      const entry = state.prompts.get(QA.promptKey(prompt));
+      const entry = state.prompts.get(P.promptKey(prompt));
       if (!entry) throw new Error(unknownPromptsMessage([prompt]));
       const embedding = new ort.Tensor("float32", Float32Array.from(entry.embedding), [1, entry.embedding.length]);
       let clock = performance.now();
@@ -158,9 +166,9 @@ const onDevice = (() => {
       const logits = await output.mask_logits.getData(), confidence = (await output.confidence_logits.getData())[0];
       timing.model += performance.now() - clock;
       clock = performance.now();
-      const mask = QA.maskFromLogits(logits, size, width, height, entry.threshold);
+      const mask = P.maskFromLogits(logits, size, width, height, entry.threshold);
       const figures = QA.measureMask(mask, width, height, entry.figure_set, {
-        mmPerPx, confidence: QA.sigmoid(confidence), minComponentAreaPx: rules.min_component_area_px, scale: fullWidth / width,
+        mmPerPx, confidence: P.sigmoid(confidence), minComponentAreaPx: rules.min_component_area_px, scale: fullWidth / width,
       });
       results.push({ prompt, class: entry.class, figure_set: entry.figure_set, figures: QA.figuresDict(figures),
                      ...QA.judge(rules, entry.class, figures), prompt_known: true, mask: { size: [height, width], bits: mask } });
