@@ -125,12 +125,15 @@ def inspect_on_device(page, paths, prompts=PROMPTS) -> str:
 
 
 def page_results(page) -> list[dict]:
-    """Every row's photo, prompt, verdicts, figures and mask (base64 of its 0/1 bytes) from the page."""
-    return page.evaluate("""() => rows.filter((row) => row.result).map((row) => ({
-        name: row.photo.name, prompt: row.prompt, photo_verdict: row.photo.body.photo_verdict,
-        verdict: row.result.verdict, reasons: row.result.reasons, figures: row.result.figures,
-        size: row.result.mask.size, timing: row.photo.body.timing_ms,
-        mask: btoa(Array.from(row.result.mask.bits, (b) => String.fromCharCode(b)).join("")),
+    """Every row's photo, prompt, verdicts, figures and mask (base64 of its 0/1 bytes, read back from
+    the PNG the page keeps) from the page."""
+    return page.evaluate("""() => Promise.all(rows.filter((row) => row.result).map(async (row) => {
+        const bits = await maskInside(row.result);
+        let text = "";
+        for (let i = 0; i < bits.length; i += 8192) text += String.fromCharCode(...bits.subarray(i, i + 8192));
+        return { name: row.photo.name, prompt: row.prompt, photo_verdict: row.photo.body.photo_verdict,
+                 verdict: row.result.verdict, reasons: row.result.reasons, figures: row.result.figures,
+                 size: row.result.mask.size, timing: row.photo.body.timing_ms, mask: btoa(text) };
     }))""")
 
 
@@ -200,6 +203,24 @@ def test_on_device_masks_figures_and_verdicts_match_onnx_runtime_in_python(page,
         assert got[(path.name, PROMPTS[0])]["photo_verdict"] == photo_verdict(verdicts)
     assert min(ious) >= MIN_IOU, sorted(worst)[:3]
     assert page.errors == []
+
+
+def test_photos_are_turned_as_python_turns_them(page, static_url, tmp_path):
+    """A phone photo held upright (EXIF orientation 6): the page judges it turned, as read_photo does."""
+    from oriented_photos import with_orientation
+
+    from drywallqa.files import read_photo
+    from drywallqa.inference import load_predictor
+
+    scene = render_sample_image("cracks", 5, size=640).image[:480]  # 640 x 480: a turn shows in the shape
+    photo = with_orientation(tmp_path / "upright.jpg", 6, scene)
+    open_app(page, static_url)
+    inspect_on_device(page, [photo], prompts=("segment crack",))
+    row = page_results(page)[0]
+    expected = load_predictor(None, device="cpu", runtime="onnx", say=None).predict(read_photo(photo).pixels, "segment crack")
+    assert row["size"] == list(expected.mask.shape) == [640, 480]
+    mask = np.frombuffer(base64.b64decode(row["mask"]), np.uint8).reshape(row["size"]).astype(bool)
+    assert np.logical_and(mask, expected.mask).sum() / np.logical_or(mask, expected.mask).sum() >= MIN_IOU
 
 
 @pytest.mark.slow

@@ -129,6 +129,13 @@ def test_build_refuses_an_existing_folder_unless_overwrite(tmp_path, tiny_model_
     assert "python -m http.server" in capsys.readouterr().out
 
 
+def test_build_refuses_a_model_it_cannot_run_in_one_line(tmp_path, capsys):
+    assert main(["app", "build", str(tmp_path / "app"), "--model", str(tmp_path)]) == 2
+    assert "save_pretrained" in capsys.readouterr().err and not (tmp_path / "app").exists()
+    assert main(["app", "build", str(tmp_path / "app"), "--model", str(tmp_path / "missing.onnx")]) == 2
+    assert "no such ONNX file" in capsys.readouterr().err
+
+
 def test_build_without_the_runtime_and_without_npm_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(ort_web, "vendor_folder", lambda: tmp_path / "ort_web_dist")
     monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))

@@ -116,6 +116,7 @@ def build_webapp(out: str | os.PathLike, *, model: str | None = None, prompt_con
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is a file; give a folder for the app")
+    _check_model(model)  # before fetching anything
     backends = check_backends(BACKENDS if webgpu else ("wasm",))
     runtime_files = ensure_ort_web(backends, say=say)  # first: a missing npm fails before the export
     prompt_config = prompt_config or PromptConfig.default()
@@ -156,6 +157,18 @@ def build_webapp(out: str | os.PathLike, *, model: str | None = None, prompt_con
         shutil.rmtree(staging, ignore_errors=True)
     return WebAppBuild(out, f"{model_doc['model']['name']} {model_doc['model']['precision']}",
                        [p["text"] for p in model_doc["prompts"]], backends, sizes)
+
+
+def _check_model(model: str | None) -> None:
+    if model is None:
+        return
+    path = Path(model)
+    if path.suffix.lower() == ".onnx":
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such ONNX file (write one with `drywallqa export --format onnx`)")
+    elif not (path / "model.safetensors").is_file():
+        raise ConfigError(f"--model {model}: the app runs a model folder of `drywallqa train` (save_pretrained) or an "
+                          ".onnx file of `drywallqa export`; other architectures have no ONNX export")
 
 
 def model_json(predictor, prompt_config, qa_rules: QARules) -> dict:

@@ -196,7 +196,13 @@ async function inspectOnDevice(photo, prompts, mm) {
   photo.status = "running";
   renderTable();
   try {
-    answered(photo, await onDevice.inspectFile(photo.file, photo.name, prompts, mm ? Number(mm) : null));
+    const body = await onDevice.inspectFile(photo.file, photo.name, prompts, mm ? Number(mm) : null);
+    // Masks kept as PNGs, not as arrays of a byte per pixel: a batch of hundreds of photos stays small.
+    for (const result of body.results) {
+      result.mask.png = await maskPng(result);
+      delete result.mask.bits;
+    }
+    answered(photo, body);
   } catch (error) {
     photo.status = "error";
     photo.error = error.message;
@@ -329,7 +335,8 @@ const loadImage = (src) => new Promise((resolve, reject) => {
 async function maskInside(result) {
   if (result.mask.bits) return result.mask.bits;
   const [height, width] = result.mask.size;
-  const image = await loadImage(`data:image/png;base64,${result.mask.base64}`);
+  const url = result.mask.png ? URL.createObjectURL(result.mask.png) : `data:image/png;base64,${result.mask.base64}`;
+  const image = await loadImage(url).finally(() => { if (result.mask.png) URL.revokeObjectURL(url); });
   const context = Object.assign(document.createElement("canvas"), { width, height }).getContext("2d");
   context.drawImage(image, 0, 0, width, height);
   const data = context.getImageData(0, 0, width, height).data;
@@ -338,13 +345,15 @@ async function maskInside(result) {
   return inside;
 }
 
-// A mask as a PNG blob (255 on 0), for the downloads: the server's, or one drawn from the device's array.
+// A mask as a PNG blob (255 on 0): the server's, the device's stored one, or one drawn from its array.
 async function maskPng(result) {
   if (result.mask.base64) return base64Blob(result.mask.base64, "image/png");
+  if (result.mask.png) return result.mask.png;
   const [height, width] = result.mask.size;
   const canvas = Object.assign(document.createElement("canvas"), { width, height });
   const image = new ImageData(width, height);
-  result.mask.bits.forEach((bit, i) => { image.data.fill(bit ? 255 : 0, 4 * i, 4 * i + 3); image.data[4 * i + 3] = 255; });
+  const pixels = new Uint32Array(image.data.buffer);  // RGBA bytes as one little-endian word each
+  result.mask.bits.forEach((bit, i) => { pixels[i] = bit ? 0xffffffff : 0xff000000; });
   canvas.getContext("2d").putImageData(image, 0, 0);
   return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
 }
