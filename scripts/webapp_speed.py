@@ -106,10 +106,10 @@ def cpu_name() -> str:
 
 def markdown(rows: list[dict], machine: str, loads: tuple, chromium: str, ort_web: str) -> str:
     lines = [
-        f"Measured on {time.strftime('%Y-%m-%d')}: one 640x640 JPEG, prompt \"{PROMPT}\", WebAssembly (SIMD), headless Chromium {chromium}, onnxruntime-web "
-        f"{ort_web}, on {machine}; {rows[0]['runs']} timed runs per row after a warm-up. Wall ms: the page's own "
-        "timing of the whole photo (decode to verdict); CPU ms: the renderer process's CPU time per photo, all threads. "
-        f"Goal: <= {GOAL_MS:.0f} ms wall.",
+        (f"Measured on {time.strftime('%Y-%m-%d')}: one 640x640 JPEG, prompt \"{PROMPT}\", WebAssembly (SIMD), headless "
+         f"Chromium {chromium}, onnxruntime-web {ort_web}, on {machine}; {rows[0]['runs']} timed runs per row after a "
+         "warm-up. Wall ms: the page's own timing of the whole photo (decode to verdict); CPU ms: the renderer "
+         f"process's CPU time per photo, all threads. Goal: <= {GOAL_MS:.0f} ms wall."),
         "",
         "| threads | wall p50 ms | wall p95 ms | decode | resize | model | mask + figures + verdict | CPU ms | goal |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -225,7 +225,7 @@ def test_a_built_wheel_ships_the_browser_runtime(tmp_path):
         pytest.skip(f"onnxruntime-web cannot be fetched here: {exc}")
     repo = Path(__file__).resolve().parents[2]
     proc = subprocess.run(["python", "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
-                           str(repo)], capture_output=True, text=True, timeout=900)
+                           str(repo)], capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     import zipfile
 
