@@ -11,12 +11,6 @@ from drywallqa.data.synthetic import render_sample_image
 from drywallqa.files import write_image
 
 
-def pytest_configure(config):
-    # The end-to-end tests of the on-device app (tests/serving/test_webapp_*.py) are marked
-    # `integration`; registered here in case pyproject.toml does not list the marker (twice is harmless).
-    config.addinivalue_line("markers", "integration: slow end-to-end tests (a browser, a real model, a wheel build)")
-
-
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A random promptunet (no pretrained weights, hashing text encoder, 64 px input), saved."""

@@ -223,7 +223,6 @@ def test_photos_are_turned_as_python_turns_them(page, static_url, tmp_path):
     assert np.logical_and(mask, expected.mask).sum() / np.logical_or(mask, expected.mask).sum() >= MIN_IOU
 
 
-@pytest.mark.slow
 def test_webgpu_when_the_browser_has_an_adapter(playwright, static_url, tmp_path):
     """SwiftShader's software WebGPU adapter stands in for a GPU: the page picks WebGPU, and its mask
     is ONNX Runtime's in Python (one photo, one prompt: software WebGPU takes tens of seconds a run)."""
