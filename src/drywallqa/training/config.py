@@ -93,6 +93,12 @@ class TrainerConfig:
             (mean mask IoU over classes, higher is better) or ``val/confidence_mse`` (squared error
             of the confidence against the true IoU of the mask, lower is better; for
             ``optim.train_only: [confidence_head]``, where the masks do not change).
+        data_on_device: Decode every training and validation photo once into ``uint8`` tensors on
+            the accelerator and augment whole batches there (:mod:`drywallqa.training.device_data`):
+            no loader workers, no host sync per step. None: when training on one GPU.
+        compile: ``torch.compile`` the training forward: false, true (the default mode) or a mode
+            such as ``max-autotune-no-cudagraphs``. A compilation that fails on the first step is
+            reported and the run trains eagerly.
     """
 
     max_epochs: int = 30
@@ -115,8 +121,12 @@ class TrainerConfig:
     cache_images: bool | None = None
     channels_last: bool | None = None
     monitor: str = "val/iou"
+    data_on_device: bool | None = None
+    compile: Any = False
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.compile, bool) or (isinstance(self.compile, str) and self.compile)):
+            raise ConfigError(f"trainer.compile must be true, false or a torch.compile mode, got {self.compile!r}")
         if self.monitor not in MONITOR_MODES:
             raise ConfigError(f"trainer.monitor must be one of {', '.join(MONITOR_MODES)}, got {self.monitor!r}")
 

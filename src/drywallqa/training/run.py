@@ -11,6 +11,7 @@ A run folder holds::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -76,6 +77,30 @@ def _auto_flag(name: str, value: object, auto: bool) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be true, false or null (auto), got {value!r}")
     return value
+
+
+def _one_process(trainer) -> bool:
+    """True when a run trains in one process on one device (no DDP)."""
+    import torch
+
+    devices = trainer.devices
+    one = devices == 1 or (isinstance(devices, (list, tuple)) and len(devices) == 1)
+    if devices == "auto":
+        one = trainer.accelerator == "cpu" or torch.cuda.device_count() <= 1
+    return one and trainer.num_nodes == 1 and trainer.strategy == "auto"
+
+
+def device_data_splits(trainset, model, image_size: int, batch_size: int) -> dict:
+    """The train and valid splits decoded for ``trainer.data_on_device`` (:class:`DeviceSplit`)."""
+    from drywallqa.training.device_data import DeviceSplit, prompt_embeddings
+
+    embeddings = prompt_embeddings(model, trainset)
+    return {
+        "train": DeviceSplit(trainset, "train", image_size=image_size, embeddings=embeddings, batch_size=batch_size,
+                             augmentation=trainset.config.augmentation, shuffle=True, drop_last=True,
+                             sample_prompts=True),
+        "valid": DeviceSplit(trainset, "valid", image_size=image_size, embeddings=embeddings, batch_size=batch_size),
+    }
 
 
 def trainset_config(config: TrainConfig):
@@ -192,6 +217,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     on_gpu = torch.cuda.is_available() and cfg_t.accelerator in {"auto", "gpu", "cuda"}
     cache_images = _auto_flag("trainer.cache_images", cfg_t.cache_images, on_gpu)
     channels_last = _auto_flag("trainer.channels_last", cfg_t.channels_last, on_gpu)
+    data_on_device = _auto_flag("trainer.data_on_device", cfg_t.data_on_device, on_gpu and _one_process(cfg_t))
+    if data_on_device and not _one_process(cfg_t):
+        raise ConfigError("trainer.data_on_device trains in one process on one device; set it false for "
+                          "several devices, nodes or a strategy other than auto")
+    if on_gpu:  # static shapes (drop_last): let cuDNN time its algorithms once per shape
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
     L.seed_everything(cfg_t.seed, workers=True, verbose=False)
 
     # Fail on a bad data or model section, a wrong --init-from or --pack (or an unreadable record)
@@ -208,30 +240,42 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     for split in ("train", "valid"):
         if split not in trainset.splits:
             raise ConfigError(f"the training set has no {split!r} split; check data.fractions")
-    if cache_images:
+    if cache_images and not data_on_device:
         started = time.perf_counter()
         count = trainset.cache_images(("train", "valid"))
         say(f"decoded {count} images into memory in {time.perf_counter() - started:.1f} s")
     image_size = trainset.config.image_size
     model = initial_model(config, image_size, source, pack)
-    train_data = trainset.torch_dataset("train", uint8=True)
-    valid_data = trainset.torch_dataset("valid", uint8=True)
-    loader_args = {
-        "batch_size": cfg_t.batch_size, "num_workers": cfg_t.num_workers, "pin_memory": torch.cuda.is_available(),
-        # Workers outlive the epoch: on a GPU an epoch takes seconds, and starting them costs about as much.
-        "persistent_workers": cfg_t.num_workers > 0,
-    }
-    train_loader = DataLoader(train_data, shuffle=True, drop_last=len(train_data) > cfg_t.batch_size, **loader_args)
-    valid_loader = DataLoader(valid_data, shuffle=False, **loader_args)
+    device_splits = {}
+    if data_on_device:
+        started = time.perf_counter()
+        device_splits = device_data_splits(trainset, model, image_size, cfg_t.batch_size)
+        say(f"decoded {sum(s.images.shape[0] for s in device_splits.values())} images for the device in "
+            f"{time.perf_counter() - started:.1f} s ({sum(s.nbytes for s in device_splits.values()) / 2**20:.0f} MiB)")
+        train_loader, valid_loader = (DataLoader(device_splits[s], batch_size=None) for s in ("train", "valid"))
+    else:
+        train_data = trainset.torch_dataset("train", uint8=True)
+        valid_data = trainset.torch_dataset("valid", uint8=True)
+        loader_args = {
+            "batch_size": cfg_t.batch_size, "num_workers": cfg_t.num_workers, "pin_memory": torch.cuda.is_available(),
+            # Workers outlive the epoch: on a GPU an epoch takes seconds, and starting them costs about as much.
+            "persistent_workers": cfg_t.num_workers > 0,
+        }
+        train_loader = DataLoader(train_data, shuffle=True, drop_last=len(train_data) > cfg_t.batch_size, **loader_args)
+        valid_loader = DataLoader(valid_data, shuffle=False, **loader_args)
 
     module = SegmentationModule(
         model, config.loss, config.optim, time_budget_minutes=cfg_t.max_minutes, class_names=trainset.class_names,
-        channels_last=channels_last,
+        channels_last=channels_last, compile=cfg_t.compile,
     )
+    module.device_splits = device_splits
     module.run_metadata = {
         "train_config": config.to_dict(),
         "trainset_config": trainset.config.to_dict(),
-        "augmentation": augmentation_to_dict(trainset.augmentation()),
+        # On the device the batch augmenter draws from the same config (no albumentations there).
+        "augmentation": ({"on_device": "drywallqa.trainsets.device_augment.BatchAugmenter",
+                          **dataclasses.asdict(trainset.config.augmentation)} if data_on_device
+                         else augmentation_to_dict(trainset.augmentation())),
         **({"pack": pack.describe()} if pack else {}),
     }
     monitor, mode = cfg_t.monitor, MONITOR_MODES[cfg_t.monitor]
@@ -304,7 +348,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         atomic_write_json(result.model_dir / "training.json", {
             "budget": {"hardware": result.hardware, "minutes": result.minutes, "epochs": result.epochs,
                        "steps": trainer.global_step, "precision": precision,
-                       "train_images_per_s": throughput.images_per_s()},
+                       "train_images_per_s": throughput.images_per_s(), "data_on_device": data_on_device,
+                       "compiled": module.compile_mode is not None and module._compiled is not None},
             "best_val_iou": result.best_val_iou, "best_checkpoint": str(best), "kept": kept,
             **({"monitor": {"metric": monitor, "best": float(best_score)}} if monitor != "val/iou" and best_score is not None else {}),
             "trainset_check": trainset.check_line(), "trainset_counts": trainset.counts(),
