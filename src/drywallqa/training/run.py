@@ -235,6 +235,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     trainset = build_trainset(pack.trainset_config(config.data) if pack else trainset_config(config))
     if pack:
         pack.check_split(trainset)
+        pack.check_image_size(trainset.config.image_size)
         say(f"training from {pack!r}")
     say(trainset.check_line())
     for split in ("train", "valid"):
