@@ -27,11 +27,15 @@ class ModelSection:
             ``save_pretrained``, or ``default`` for the model shipped in the package. Fine-tuning
             on your own photos starts here; its architecture wins over ``name``/``args``, only
             the input size follows ``data.image_size``.
+        init_matching: With ``init_from``: build the architecture of ``name``/``args`` instead and
+            start every tensor whose name and shape match the saved model's from it (e.g. a wider
+            decoder on the saved model's encoder); the others start fresh.
     """
 
     name: str = "promptunet"
     args: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None
+    init_matching: bool = False
 
 
 @dataclass

@@ -147,6 +147,13 @@ def initial_model(config: TrainConfig, image_size: int, source: Path | None, pac
     if source is None:
         from_pack = pack is not None and pack.has_pretrained
         model = build_model(config.model.name, load_pretrained=not from_pack, **{**config.model.args, "image_size": image_size})
+    elif config.model.init_matching:
+        model = build_model(config.model.name, load_pretrained=False, **{**config.model.args, "image_size": image_size})
+        saved = PromptSegmentationModel.from_pretrained(source).state_dict()
+        own = model.state_dict()
+        matching = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(matching, strict=False)
+        say(f"starting {len(matching)} of {len(own)} tensors of {model.name} from {source}; the others are new")
     else:
         model = PromptSegmentationModel.from_pretrained(source)
         # The weights are size-agnostic (fully convolutional); only the recorded input size changes.
