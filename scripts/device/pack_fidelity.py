@@ -91,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pack", default=".device/pack")
     parser.add_argument("--data", default="../shared/data", help="the root holding cracks/ and drywall-join/")
     parser.add_argument("--model", default="src/drywallqa/weights/promptunet")
+    parser.add_argument("--split", default="valid", help="the carved split to score (valid: the goal's; train: "
+                        "what the training photos' re-encoding moves)")
+    parser.add_argument("--max-images", type=int, help="score at most this many photos per class")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -99,23 +102,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     datasets = resplit_like_training(datasets, args.model)
     predictor = load_predictor(args.model, threshold=0.5, say=None)
     scores = {}
-    for label, scorer in (("folders", predictor), ("pack", PackPixels(predictor, pack_copies(pack, datasets, "valid")))):
-        report = evaluate(scorer, datasets, split="valid", threshold=0.5, progress=False)
+    copies = pack_copies(pack, datasets, args.split)
+    for label, scorer in (("folders", predictor), ("pack", PackPixels(predictor, copies))):
+        report = evaluate(scorer, datasets, split=args.split, threshold=0.5, max_images=args.max_images, progress=False)
         scores[label] = {name: {"images": c.images, "iou": c.iou.mean} for name, c in report.classes.items()}
     images = pack.manifest["images"]
     how = "original files" if images.get("quality") is None else f"WebP q{images['quality']}, {images['psnr_db']} dB PSNR"
+    for name, group in (images.get("split_quality") or {}).items():
+        how += f"; {name} photos WebP q{group['quality']}, {group['psnr_db']} dB PSNR"
     if images.get("size"):
         how += f", at {images['size']}x{images['size']} (the training resolution)"
     elif images.get("quality") is not None and images.get("originals"):
         how += f" ({', '.join(images['originals'])} as original files)"
-    print(f"carved validation groups, model {args.model}, threshold 0.5; pack images: {how}")
+    print(f"carved {args.split} groups, model {args.model}, threshold 0.5; pack images: {how}")
     print("| class | images | IoU from folders | IoU from the pack | difference |")
     print("|---|---|---|---|---|")
     for name in sorted(scores["folders"]):
         a, b = scores["folders"][name]["iou"], scores["pack"][name]["iou"]
         print(f"| {name} | {scores['folders'][name]['images']} | {a:.4f} | {b:.4f} | {b - a:+.4f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"pack": images, "model": args.model, "scores": scores}, indent=2))
+        Path(args.json).write_text(json.dumps({"pack": images, "model": args.model, "split": args.split,
+                                               "scores": scores}, indent=2))
     return 0
 
 

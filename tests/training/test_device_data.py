@@ -116,3 +116,27 @@ def test_data_on_device_is_refused_for_several_processes(sample_data, tmp_path, 
 def test_device_split_needs_every_prompt_embedded(trainset):
     with pytest.raises(KeyError, match="no embedding"):
         DeviceSplit(trainset, "valid", image_size=64, embeddings={}, batch_size=4)
+
+
+def test_a_compilation_that_fails_on_the_first_step_trains_eagerly(sample_data, tmp_path, monkeypatch):
+    def broken_compile(model, **kwargs):
+        def compiled(*args):
+            raise RuntimeError("no backend here (simulated)")
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    out = tmp_path / "run"
+    args = ["train", "--data", str(sample_data), "--out", str(out), "--epochs", "1", "--no-progress", *TINY,
+            "--set", "trainer.data_on_device=true", "--set", "trainer.limit_train_batches=2", "--set", "trainer.compile=true"]
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        assert main(args) == 0
+    assert json.loads((out / "model" / "training.json").read_text())["budget"]["compiled"] is False
+
+
+@pytest.mark.slow  # inductor compiles the forward and backward: minutes on a busy 2-core CPU
+def test_a_compiled_training_run(sample_data, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(sample_data), "--out", str(out), "--epochs", "1", "--no-progress", *TINY,
+            "--set", "trainer.data_on_device=true", "--set", "trainer.limit_train_batches=2", "--set", "trainer.compile=true"]
+    assert main(args) == 0
+    assert json.loads((out / "model" / "training.json").read_text())["budget"]["compiled"] is True

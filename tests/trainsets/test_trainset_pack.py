@@ -72,6 +72,19 @@ def test_a_pack_at_the_training_resolution_keeps_the_pixels_and_targets_training
         write_pack(source, tmp_path / "other", image_size=32, originals=["cracks"])
 
 
+def test_some_splits_get_their_own_quality_and_the_rest_what_fits(carved, tmp_path):
+    source = build_trainset(carved)
+    summary = write_pack(source, tmp_path / "pack", image_size=32, split_quality={"valid": 95, "test": 20})
+    manifest = json.loads((tmp_path / "pack" / PACK_FILE).read_text())["images"]
+    assert set(manifest["split_quality"]) == {"valid", "test"} and manifest["split_quality"]["valid"]["quality"] == 95
+    assert manifest["split_quality"]["valid"]["psnr_db"] > manifest["split_quality"]["test"]["psnr_db"]
+    counted = {name: group["images"] for name, group in manifest["split_quality"].items()}
+    assert counted == {"valid": summary.splits["valid"], "test": summary.splits["test"]}
+    assert "valid at q95" in str(summary) and "valid at q95" in repr(TrainingPack.open(tmp_path / "pack"))
+    with pytest.raises(ConfigError, match="no photo of the pack is in that split"):
+        write_pack(source, tmp_path / "other", image_size=32, split_quality={"holdout": 90})
+
+
 def test_pretrained_weights_of_other_encoders_travel_beside_the_recipes_own(carved, tmp_path):
     source = build_trainset(carved)
     own, other = {"encoder.a": torch.randn(3)}, {"encoder.b": torch.randn(5)}

@@ -35,6 +35,7 @@ def build_pack(
     say: Callable[[str], None] | None = None,
     image_size: int | None = None,
     pretrained_for: tuple[TrainConfig, ...] = (),
+    split_quality: dict[str, int] | None = None,
 ) -> PackSummary:
     """Pack the training set of ``config`` (its ``data`` section) with the model's prompt
     embeddings and pretrained encoder weights, for ``drywallqa train --pack``.
@@ -42,7 +43,7 @@ def build_pack(
     Args:
         config: The training config the pack is for (``data.datasets`` set to source folders).
         out: The pack folder.
-        image_format, quality, originals, max_mib, overwrite, image_size: See
+        image_format, quality, originals, max_mib, overwrite, image_size, split_quality: See
             :func:`drywallqa.trainsets.pack.write_pack`.
         say: Called with a line per step.
         pretrained_for: Other recipes trained from the same pack whose models start from
@@ -77,7 +78,7 @@ def build_pack(
         pretrained=pretrained,
         model={"name": model.name, "args": model.config.to_dict()} if pretrained else None,
         image_format=image_format, quality=quality, originals=originals, max_mib=max_mib, overwrite=overwrite, say=say,
-        image_size=image_size, more_pretrained=more or None,
+        image_size=image_size, more_pretrained=more or None, split_quality=split_quality,
     )
 
 

@@ -111,7 +111,7 @@ class BatchAugmenter:
 
         centre = _translation(torch.full((batch,), (width - 1) / 2, device=device),
                               torch.full((batch,), (height - 1) / 2, device=device))
-        to_origin = torch.linalg.inv(centre)
+        to_origin = _affine_inverse(centre)
         rotation = _rotation(torch.deg2rad(rotate))
         scale = _matrix(scale_x, zero, zero, zero, scale_y, zero)
         shear = _matrix(one, torch.tan(torch.deg2rad(shear_x)), zero, torch.tan(torch.deg2rad(shear_y)), one, zero)
@@ -193,6 +193,16 @@ def _rotation(radians: Tensor) -> Tensor:
     return _matrix(cos, sin, zero, -sin, cos, zero)
 
 
+def _affine_inverse(matrices: Tensor) -> Tensor:
+    """Inverse of ``(B, 3, 3)`` affine matrices in closed form (``torch.linalg.inv`` checks for
+    singular input, which waits for the device)."""
+    a, b, c = matrices[:, 0, 0], matrices[:, 0, 1], matrices[:, 0, 2]
+    d, e, f = matrices[:, 1, 0], matrices[:, 1, 1], matrices[:, 1, 2]
+    det = a * e - b * d
+    ia, ib, id_, ie = e / det, -b / det, -d / det, a / det
+    return _matrix(ia, ib, -(ia * c + ib * f), id_, ie, -(id_ * c + ie * f))
+
+
 def _warp(x: Tensor, m: Tensor, forward: Tensor) -> tuple[Tensor, Tensor]:
     """Resample images (bilinear) and masks (nearest) under the forward maps, reflecting at the
     border; items whose map is the identity are returned exactly as they were."""
@@ -201,7 +211,7 @@ def _warp(x: Tensor, m: Tensor, forward: Tensor) -> tuple[Tensor, Tensor]:
     to_grid = torch.tensor([[2.0 / width, 0.0, 1.0 / width - 1.0], [0.0, 2.0 / height, 1.0 / height - 1.0],
                             [0.0, 0.0, 1.0]], device=x.device)
     # The grid maps each output location to the input location it reads, so the inverse map.
-    theta = (to_grid @ torch.linalg.inv(forward) @ torch.linalg.inv(to_grid))[:, :2]
+    theta = (to_grid @ _affine_inverse(forward) @ _affine_inverse(to_grid[None]))[:, :2]
     grid = F.affine_grid(theta, [batch, 1, height, width], align_corners=False)
     warped_x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     warped_m = F.grid_sample(m, grid, mode="nearest", padding_mode="reflection", align_corners=False)

@@ -170,6 +170,8 @@ class TrainingPack:
     def __repr__(self) -> str:
         images = self.manifest.get("images", {})
         how = "original files" if images.get("quality") is None else f"WebP q{images.get('quality')}"
+        for split, group in (images.get("split_quality") or {}).items():
+            how += f", {split} at q{group['quality']}"
         if images.get("size"):
             how += f" at {images['size']} px"
         if images.get("quality") is not None and images.get("originals"):

@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,8 @@ class PackSummary:
         originals: Datasets copied as original files (every one for a pack of originals).
         image_size: Side the images were resized to (a pack at the training resolution), or None
             for native resolution.
+        split_quality: ``{split: {"quality", "psnr_db", "images"}}`` of the splits given their own
+            quality (``quality`` and ``psnr_db`` above are the other photos').
     """
 
     path: Path
@@ -85,9 +87,12 @@ class PackSummary:
     seconds: float
     originals: tuple[str, ...] = ()
     image_size: int | None = None
+    split_quality: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __str__(self) -> str:
         how = "original files" if self.quality is None else f"WebP q{self.quality} ({self.psnr_db:.1f} dB PSNR)"
+        for split, group in self.split_quality.items():
+            how += f", {split} at q{group['quality']} ({group['psnr_db']:.1f} dB)"
         if self.image_size:
             how += f" at {self.image_size}x{self.image_size}"
         if self.quality is not None and self.originals:
@@ -133,6 +138,7 @@ def write_pack(
     say: Callable[[str], None] | None = None,
     image_size: int | None = None,
     more_pretrained: dict[str, dict[str, Any]] | None = None,
+    split_quality: dict[str, int] | None = None,
 ) -> PackSummary:
     """Write the images, annotations and training assets of ``trainset`` into a pack folder.
 
@@ -166,6 +172,10 @@ def write_pack(
             exactly the targets it gets from the folders; the rebuild check proves it.
         more_pretrained: Pretrained weights of other encoders, for other recipes trained from the
             same pack: ``{encoder: {"state": state dict, "model": {"name", "args"}}}``.
+        split_quality: WebP quality of the re-encoded photos of some carved splits, e.g.
+            ``{"valid": 95, "test": 50}``: the validation photos near-lossless (training picks its
+            checkpoint on them), the test photos, which no training reads, small; the photos of
+            the other splits then get the highest quality of the ladder that fits what is left.
 
     Returns:
         A :class:`PackSummary`.
@@ -226,6 +236,18 @@ def write_pack(
         fixed += sum(file_bytes[str(s.image_path)] for s in copied)
         chosen: int | None = None
         psnr: float | None = None
+        split_qualities: dict[str, dict[str, float]] = {}
+        if encoded and split_quality:
+            carved = {str(r.image): r.split for r in trainset.records if not r.is_copy and not r.is_negative}
+            for split, fixed_quality in sorted(split_quality.items()):
+                group = [s for s in encoded if carved.get(str(s.image_path)) == split]
+                if not group:
+                    raise ConfigError(f"trainset pack: --split-quality {split}: no photo of the pack is in that split")
+                say(f"{split}: {len(group)} photos at WebP q{fixed_quality}")
+                _, group_psnr = _encode_within(tmp, group, names, (int(fixed_quality),), budget, workers, say, image_size)
+                split_qualities[split] = {"quality": int(fixed_quality), "psnr_db": group_psnr, "images": len(group)}
+                fixed += sum((split_folder(tmp, s) / names[str(s.image_path)]).stat().st_size for s in group)
+                encoded = [s for s in encoded if s not in group]
         if encoded:
             ladder = (int(quality),) if quality is not None else QUALITY_LADDER
             chosen, psnr = _encode_within(tmp, encoded, names, ladder, budget - fixed, workers, say, image_size)
@@ -248,7 +270,8 @@ def write_pack(
             "trainset_config": trainset.config.to_dict(),
             "images": {"count": len(samples), "format": "original" if chosen is None else "webp", "quality": chosen,
                        "psnr_db": psnr, "original_bytes": original_bytes,
-                       "originals": sorted(kept), "size": image_size},
+                       "originals": sorted(kept), "size": image_size,
+                       **({"split_quality": split_qualities} if split_qualities else {})},
             "splits": dict(sorted(counts.items())),
             "split_of_images": split_of,
             "text_encoder": text_encoder if embeddings else None,
@@ -274,7 +297,7 @@ def write_pack(
     return PackSummary(
         path=out, images=len(samples), image_format=manifest["images"]["format"], quality=chosen, psnr_db=psnr,
         bytes=total + (out / PACK_FILE).stat().st_size, splits=manifest["splits"], seconds=time.perf_counter() - started,
-        originals=tuple(sorted(kept)), image_size=image_size,
+        originals=tuple(sorted(kept)), image_size=image_size, split_quality=split_qualities,
     )
 
 
