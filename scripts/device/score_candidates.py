@@ -58,6 +58,11 @@ def cpu_costs(models: dict[str, str], threads: int, runs: int) -> dict[str, floa
     return {label: round(float(np.median(values)), 2) for label, values in times.items()}
 
 
+def _cell(scores: dict[str, float], name: str) -> str:
+    """A class's IoU, or a dash where the split has no image of the class."""
+    return f"{scores[name]:.4f}" if name in scores else "-"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", metavar="LABEL=MODEL_DIR", help="the shipped model first")
@@ -82,7 +87,7 @@ def main(argv=None) -> int:
         rows[label]["cpu_ms"] = ms
 
     shipped = rows[shipped_label]
-    classes = list(shipped["valid"])
+    classes = sorted({c for row in rows.values() for split in ("valid", "test") for c in row[split]})
     print(f"carved source groups of {models[shipped_label]}'s training record; threshold 0.5; mean IoU per class. "
           f"Validation chooses, test is reported only. CPU: ONNX Runtime fp32, batch 1, {args.threads} threads, "
           f"median of {args.runs}.")
@@ -94,13 +99,13 @@ def main(argv=None) -> int:
     for label, row in sorted(rows.items(), key=lambda kv: -np.mean(list(kv[1]["valid"].values()))):
         row["valid_mean"] = round(float(np.mean(list(row["valid"].values()))), 4)
         row["cost_ratio"] = round(row["cpu_ms"] / shipped["cpu_ms"], 2)
-        beats = label != shipped_label and all(row["valid"][c] > shipped["valid"][c] for c in classes)
+        beats = label != shipped_label and all(row["valid"][c] > shipped["valid"][c] for c in shipped["valid"])
         row["shippable"] = beats and row["cost_ratio"] <= args.max_cost
         if row["shippable"]:
             shippable.append(label)
         budget = row["budget"]
-        cells = [label, *(f"{row['valid'][c]:.4f}" for c in classes), f"{row['valid_mean']:.4f}",
-                 *(f"{row['test'][c]:.4f}" for c in classes), f"{row['cpu_ms']:.1f}", f"{row['cost_ratio']:.2f}",
+        cells = [label, *(_cell(row["valid"], c) for c in classes), f"{row['valid_mean']:.4f}",
+                 *(_cell(row["test"], c) for c in classes), f"{row['cpu_ms']:.1f}", f"{row['cost_ratio']:.2f}",
                  str(budget.get("hardware", "?")), str(budget.get("minutes", "?")), str(budget.get("train_images_per_s", "?"))]
         print("| " + " | ".join(cells) + " |")
     if args.json:

@@ -116,6 +116,11 @@ def apply_pack(model: PromptSegmentationModel, pack: TrainingPack, config: Train
     model.text_encoder.add_cached(pack.embeddings(model.config.text_encoder))
     if config.model.init_from is None and getattr(model.config, "pretrained", False) and pack.has_pretrained:
         encoder = getattr(model.config, "encoder", None)
+        state = pack.pretrained(encoder)
+        if state is None:
+            carried = ", ".join(str(e) for e in pack.pretrained_encoders().values())
+            raise ConfigError(f"{pack.path}: the pack carries the pretrained weights of {carried}, none for encoder "
+                              f"{encoder}; rebuild it with --pretrained-for this recipe")
         extra = (pack.manifest.get("pretrained") or {}).get(encoder or "")
         recorded = ((extra or {}).get("model") or pack.manifest.get("model") or {}).get("args", {})
-        model.load_pretrained_state(pack.pretrained(encoder), source=f"{pack.path} (pretrained weights of {recorded})")
+        model.load_pretrained_state(state, source=f"{pack.path} (pretrained weights of {recorded})")

@@ -208,8 +208,10 @@ def _warp(x: Tensor, m: Tensor, forward: Tensor) -> tuple[Tensor, Tensor]:
     border; items whose map is the identity are returned exactly as they were."""
     batch, _, height, width = x.shape
     # Pixel-centre coordinates -> grid_sample's [-1, 1] (align_corners=False puts -1 at the left edge).
-    to_grid = torch.tensor([[2.0 / width, 0.0, 1.0 / width - 1.0], [0.0, 2.0 / height, 1.0 / height - 1.0],
-                            [0.0, 0.0, 1.0]], device=x.device)
+    # Filled on the device: a tensor made from a Python list would be copied from the host.
+    to_grid = torch.eye(3, device=x.device)
+    to_grid[0, 0], to_grid[0, 2] = 2.0 / width, 1.0 / width - 1.0
+    to_grid[1, 1], to_grid[1, 2] = 2.0 / height, 1.0 / height - 1.0
     # The grid maps each output location to the input location it reads, so the inverse map.
     theta = (to_grid @ _affine_inverse(forward) @ _affine_inverse(to_grid[None]))[:, :2]
     grid = F.affine_grid(theta, [batch, 1, height, width], align_corners=False)

@@ -155,10 +155,21 @@ class TrainingPack:
                 the pack has them (``more_pretrained``), else those of the pack's own recipe.
         """
         extra = (self.manifest.get("pretrained") or {}).get(encoder or "")
+        if extra is None and encoder is not None and self.pretrained_encoders().get(PRETRAINED_FILE) not in (None, encoder):
+            return None  # the recipe's own weights are another encoder's
         file = self.path / (extra["file"] if extra else PRETRAINED_FILE)
         if not file.is_file():
             return None
         return {k: v.float() if v.is_floating_point() else v for k, v in load_safetensors().load_file(str(file)).items()}
+
+    def pretrained_encoders(self) -> dict[str, str | None]:
+        """``{file: encoder}`` of the pretrained weights the pack carries (None where unrecorded)."""
+        out: dict[str, str | None] = {}
+        if PRETRAINED_FILE in self.manifest["files"]:
+            out[PRETRAINED_FILE] = ((self.manifest.get("model") or {}).get("args") or {}).get("encoder")
+        for encoder, extra in (self.manifest.get("pretrained") or {}).items():
+            out[extra["file"]] = encoder
+        return out
 
     def describe(self) -> dict[str, Any]:
         """What a training record keeps about the pack it trained from."""
