@@ -12,7 +12,7 @@ depend on them), each step inside the time budget and skipping what no longer fi
    the device recipes' batch (32) and size: images/s and its top kernels;
 3. the same training step through ``torch.compile``: compile seconds and images/s.
 
-Prints the tables into the call's log and writes ``--json``: the figures, and
+Prints the tables into the call's log and writes ``--json`` after every step: the figures, and
 ``compile_training`` (true when the compiled step is enough faster to repay its compilation
 within a training budget of ``--train-seconds``), which run.sh passes to the recipe of the same
 architecture (``trainer.compile``). ``--quick`` shrinks every size for the CPU rehearsal.
@@ -80,7 +80,12 @@ def main(argv=None) -> int:
         torch.backends.cudnn.benchmark = True
     half = torch.float16 if device.type == "cuda" else torch.bfloat16
     result: dict = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu", "image_size": size,
-                    "inference_batch": infer_batch, "train_batch": train_batch}
+                    "inference_batch": infer_batch, "train_batch": train_batch, "compile_training": False}
+
+    def save() -> None:  # after every step: a profile stopped from outside keeps what it measured
+        if args.json:
+            result["seconds"] = round(time.perf_counter() - started, 1)
+            args.json.write_text(json.dumps(result, indent=2))
     model = PromptSegmentationModel.from_pretrained(Path(str(default_model_path())))
     dim = model.embed_dim
 
@@ -98,6 +103,7 @@ def main(argv=None) -> int:
     print(f"inference, {count} BatchNorms folded, channels-last, {half}, batch {infer_batch} at {size}: "
           f"{result['inference']['images_per_s']:,.0f} images/s")
     print(_top_kernels(infer, device, 15))
+    save()
 
     # 2. Training step, eager.
     trained = PromptSegmentationModel.from_pretrained(Path(str(default_model_path()))).to(device)
@@ -123,10 +129,10 @@ def main(argv=None) -> int:
     print(f"\ntraining step, bf16 autocast, channels-last, batch {train_batch} at {size}: "
           f"{result['training']['eager_images_per_s']:,.0f} images/s (eager)")
     print(_top_kernels(eager, device, 15))
+    save()
 
     # 3. Training step, compiled (the first call compiles; only when enough of the budget is left).
-    result["compile_training"] = False
-    if left() > args.seconds / 3 and not args.quick:
+    if left() > 20 and not args.quick:
         try:
             compiled = train_step(torch.compile(trained, dynamic=False))
             t0 = time.perf_counter()
@@ -145,9 +151,7 @@ def main(argv=None) -> int:
             print(f"\ntraining step compiled: failed ({result['training']['compile_error']})")
     else:
         print("\ntraining step compiled: skipped (" + ("--quick" if args.quick else f"{left():.0f} s left") + ")")
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    save()
     return 0
 
 
