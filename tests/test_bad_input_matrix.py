@@ -6,12 +6,20 @@ output folder, ...) and an entry point (``predict``, ``evaluate``, ``data inspec
 status) and the one line that names the file or field. After every run, no temporary file is
 left behind; a refused run leaves its output folder empty; a run that went on wrote complete
 outputs for every image it kept.
+
+The second matrix (:data:`PATH_MATRIX`) gives every reader and writer of paths that data names
+every hostile name (absolute, ``..``, backslash, drive letter, NUL, over-long): each is skipped
+with one warning naming the file and field, or refused with one error line, and nothing is read
+from or written to a folder the data does not belong to (:mod:`drywallqa.paths`).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import re
+import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -118,8 +126,6 @@ def make_dataset(root: Path, kind: str) -> Path:
 def make_model(folder: Path, tiny_model: Path, kind: str) -> Path:
     if kind != "truncated model.safetensors":
         return tiny_model
-    import shutil
-
     shutil.copytree(tiny_model, folder)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
@@ -202,3 +208,225 @@ def test_bad_input(kind, entry, expected, message, tmp_path, tiny_model, limits,
         records = (out / "results.jsonl").read_text().splitlines()
         assert len(records) == (2 if kind == "16-bit PNG" else 1)  # the bad image is skipped or read
         assert len(list((out / "masks").iterdir())) == len(list((out / "overlays").iterdir())) == len(records)
+
+
+# -- paths named by data: every reader and writer x every hostile name ------------------------------
+HOSTILE = ("absolute", "dot-dot", "backslash", "drive letter", "NUL", "over-long")
+
+
+def hostile_name(kind: str, outside: Path, leaf: str = "evil.jpg") -> str:
+    """A name of ``kind`` that, followed as written, leads to ``outside/leaf`` (a real photo) where it can."""
+    below = str(outside).lstrip("/") + (f"/{leaf}" if leaf else "")
+    return {
+        "absolute": f"/{below}",
+        "dot-dot": "../" * 20 + below,  # past the root from any folder, then down to the photo
+        "backslash": "..\\" * 20 + below.replace("/", "\\"),
+        "drive letter": f"C:/{below}",
+        "NUL": f"{leaf or 'images'}\x00",
+        "over-long": "x" * 300 + (".jpg" if leaf else ""),
+    }[kind]
+
+
+def _coco_inspect(base: Path, name: str, strict: bool) -> tuple[int, Path]:
+    root = base / "data" / "ds"
+    (root / "train").mkdir(parents=True)
+    (root / "train" / "good.jpg").write_bytes(encoded(noise(seed=1), "JPEG"))
+    images = [{"id": 0, "file_name": "good.jpg", "width": 64, "height": 64},
+              {"id": 1, "file_name": name, "width": 64, "height": 64}]
+    write_coco(root / "train", images, [])
+    return main(["data", "inspect", str(root), "--json", str(base / "data" / "out" / "inspect.json")]
+                + (["--strict"] if strict else [])), base / "data" / "out"
+
+
+def _yolo(key: str):
+    def run(base: Path, name: str, strict: bool) -> tuple[int, Path]:
+        import yaml
+
+        root = base / "data" / "ds"
+        (root / "train" / "images").mkdir(parents=True)
+        (root / "train" / "images" / "good.jpg").write_bytes(encoded(noise(seed=1), "JPEG"))
+        spec = {"train": "train/images", "names": ["crack"]}
+        spec[key] = name
+        (root / "data.yaml").write_text(yaml.safe_dump(spec))
+        return main(["data", "inspect", str(root), "--json", str(base / "data" / "out" / "inspect.json")]
+                    + (["--strict"] if strict else [])), base / "data" / "out"
+    return run
+
+
+def _materialize_class(layout: str):
+    def run(base: Path, name: str, strict: bool) -> tuple[int, Path]:
+        root = base / "data" / "ds"
+        class_name = name.replace("evil.jpg", "evil")
+        if layout == "coco":
+            for split in ("train", "valid"):
+                (root / split).mkdir(parents=True)
+                (root / split / f"{split}.jpg").write_bytes(encoded(noise(seed=len(split)), "JPEG"))
+                write_coco(root / split, [{"id": 0, "file_name": f"{split}.jpg", "width": 64, "height": 64}],
+                           [{"id": 0, "image_id": 0, "category_id": 1, "bbox": [4, 4, 20, 6], "segmentation": []}],
+                           [{"id": 1, "name": class_name, "supercategory": "none"}])
+        else:
+            for split in ("train", "valid"):
+                (root / split / "images").mkdir(parents=True)
+                (root / split / "masks").mkdir(parents=True)
+                (root / split / "images" / f"{split}.jpg").write_bytes(encoded(noise(seed=len(split)), "JPEG"))
+                mask = np.zeros((64, 64), np.uint8)
+                mask[10:20, 10:40] = 255
+                (root / split / "masks" / f"{split}.png").write_bytes(encoded(mask, "PNG"))
+            (root / "classes.txt").write_text(f"background\n{class_name}\n")
+        out = base / "data" / "out"
+        return main(["trainset", "build", "--data", str(root), "--materialize", str(out)]), out
+    return run
+
+
+def _predicted(base: Path) -> tuple[Path, Path, list[dict]]:
+    from serving_helpers import DarkPixelPredictor
+
+    from drywallqa.serving import predict_images
+
+    photos = base / "data" / "photos"
+    photos.mkdir(parents=True)
+    for index in range(2):
+        (photos / f"wall-{index}.jpg").write_bytes(encoded(noise(seed=index), "JPEG"))
+    run = predict_images([photos], [PROMPT], base / "data" / "pred", DarkPixelPredictor()).out
+    records = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    return photos, run, records
+
+
+def _review_export(field: str):
+    def run(base: Path, name: str, strict: bool) -> tuple[int, Path]:
+        pytest.importorskip("label_studio_converter", reason="the review extra is not installed")
+        photos, pred, records = _predicted(base)
+        hostile = {**records[0], "image": str(photos / "wall-0.jpg"), field: name if field == "image" else
+                   name.replace("evil.jpg", "evil.png")}
+        (pred / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*records[1:], hostile]))
+        out = base / "data" / "review"
+        return main(["review", "export", str(pred), "--out", str(out), "--photos", str(photos)]
+                    + (["--strict"] if strict else [])), out
+    return run
+
+
+def _review_import(base: Path, name: str, strict: bool) -> tuple[int, Path]:
+    pytest.importorskip("label_studio_converter", reason="the review extra is not installed")
+    images = base / "data" / "review" / "images"
+    images.mkdir(parents=True)
+    (images / "good.jpg").write_bytes(encoded(noise(seed=1), "JPEG"))
+    tasks = [{"id": 1, "data": {"image": "/data/local-files/?d=images/good.jpg"}, "annotations": [{"result": []}]},
+             {"id": 2, "data": {"image": name}, "annotations": [{"result": []}]}]
+    export = base / "data" / "export.json"
+    export.write_text(json.dumps(tasks))
+    out = base / "data" / "out"
+    return main(["review", "import", str(export), "--images", str(images), "--out", str(out)]
+                + (["--strict"] if strict else [])), out
+
+
+def _http_export(base: Path, name: str, strict: bool) -> tuple[int, str]:
+    pytest.importorskip("multipart", reason="FastAPI forms need python-multipart (pip install 'drywallqa[serve]')")
+    from fastapi.testclient import TestClient
+    from serving_helpers import DarkPixelPredictor
+
+    from drywallqa.serving import create_app
+
+    items = [{"image": name, "prompt": PROMPT, "width": 64, "height": 64, "confidence": 0.5}]
+    mask = encoded(np.zeros((64, 64), np.uint8), "PNG")
+    response = TestClient(create_app(DarkPixelPredictor())).post(
+        "/v1/export", data={"items": json.dumps(items)}, files=[("mask", ("m.png", mask, "image/png"))])
+    return response.status_code, response.json()["error"]["message"] if response.status_code >= 400 else ""
+
+
+#: (reader or writer, what it must answer: exit code or HTTP status, pattern of the line naming the file and field)
+#: per hostile kind; "strict": the code under --strict (None: no --strict run).
+COCO_LINE = r"warning: skipped \S+_annotations\.coco\.json: image id=1 file_name: unsafe file name"
+PATH_MATRIX = {
+    "COCO file_name": (_coco_inspect, {k: (0, COCO_LINE) for k in HOSTILE}, 2),
+    "YOLO split entry": (_yolo("val"), {
+        "absolute": (0, r"data\.yaml: key 'val': split folder outside the dataset"),
+        "dot-dot": (0, r"data\.yaml: key 'val': split folder outside the dataset"),
+        "backslash": (0, r"data\.yaml: key 'val': missing split folder"),
+        "drive letter": (0, r"data\.yaml: key 'val': missing split folder"),
+        "NUL": (2, r"^error: \S+data\.yaml: key 'val': .* holds a NUL or control character"),
+        "over-long": (0, r"data\.yaml: key 'val': missing split folder"),
+    }, 2),
+    "YOLO path": (_yolo("path"), {
+        "absolute": (2, r"^error: \S+data\.yaml: key 'path': .* is outside the dataset folder"),
+        "dot-dot": (2, r"^error: \S+data\.yaml: key 'path': .* is outside the dataset folder"),
+        "backslash": (0, None),  # a folder of the exporting machine, not here: ignored, as before
+        "drive letter": (0, None),
+        "NUL": (2, r"^error: \S+data\.yaml: key 'path': .* holds a NUL or control character"),
+        "over-long": (0, None),
+    }, None),
+    "COCO category -> materialized mask": (_materialize_class("coco"), {k: (0, None) for k in HOSTILE}, None),
+    "mask-folder class -> materialized mask": (_materialize_class("mask-folder"), {k: (0, None) for k in HOSTILE}, None),
+    "review export: record image": (_review_export("image"), {
+        k: (0, r"warning: skipped \S+results\.jsonl: record 2 image: photo outside the run's folders") for k in HOSTILE}, 2),
+    "review export: record mask": (_review_export("mask"), {
+        k: (0, r"warning: skipped \S+results\.jsonl: record 2 mask: mask outside the run's folder") for k in HOSTILE}, 2),
+    "review import: Label Studio image": (_review_import, {
+        **{k: (0, r"warning: skipped \S+export\.json: task 2: missing image") for k in HOSTILE},
+        **{k: (0, r"warning: skipped \S+export\.json: task 2 data\.image: unsafe file name") for k in ("NUL", "over-long")},
+    }, 2),
+    "HTTP /v1/export image": (_http_export, {k: (422, r"^items\[0\]\.image: expected the photo's file name or relative path")
+                                            for k in HOSTILE}, None),
+}
+#: What the hostile names lead to: a photo, or for these a folder (holding the photo).
+NAMES_A_FOLDER = {"YOLO split entry", "YOLO path"}
+#: Names that become class names, which are lower-cased with "-" and "_" made one: they lead to a
+#: folder of /tmp whose name survives that, and which must not exist afterwards.
+CLASS_NAMES = {"COCO category -> materialized mask", "mask-folder class -> materialized mask"}
+PATH_CASES = [(entry, kind) for entry in PATH_MATRIX for kind in HOSTILE]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(("entry", "kind"), PATH_CASES, ids=[f"{e}-{k}" for e, k in PATH_CASES])
+def test_paths_named_by_data_stay_inside_their_folders(entry, kind, tmp_path, capsys, serving_helpers_on_path):
+    run, expected, strict_code = PATH_MATRIX[entry]
+    code_expected, pattern = expected[kind]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    evil = encoded(noise(seed=99), "JPEG")
+    (outside / "evil.jpg").write_bytes(evil)
+    (outside / "evil.png").write_bytes(encoded(np.full((64, 64), 255, np.uint8), "PNG"))
+    before = _files(outside)
+    escape = Path(f"/tmp/drywallqapwned{uuid.uuid4().hex}")
+    name = hostile_name(kind, escape if entry in CLASS_NAMES else outside, "" if entry in NAMES_A_FOLDER else "evil.jpg")
+    try:
+        code, out = run(tmp_path / "run", name, False)
+    finally:
+        escaped = escape.exists()
+        shutil.rmtree(escape, ignore_errors=True)
+    assert not escaped
+    captured = capsys.readouterr()
+    said = out if isinstance(out, str) else captured.err
+    assert code == code_expected, said
+    assert "Traceback" not in captured.err
+    if pattern:
+        assert re.search(pattern, said, flags=re.MULTILINE), said
+    if code == 2:
+        assert len([line for line in captured.err.splitlines() if line.startswith("error:")]) == 1
+    if strict_code is not None and code == 0:  # --strict turns the warning into the one error line
+        code, _ = run(tmp_path / "strict", name, True)
+        err = capsys.readouterr().err
+        assert code == strict_code and "Traceback" not in err
+        assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+    # Nothing written outside the data's own folders, nothing changed outside, the photo outside never copied in.
+    assert _files(outside) == before and {p.name for p in tmp_path.iterdir()} <= {"run", "strict", "outside"}
+    assert all(evil != data for folder in ("run", "strict") for data in _files(tmp_path / folder).values())
+    if isinstance(out, Path) and out.is_dir():
+        assert all(out.resolve() in p.resolve().parents for p in out.rglob("*"))
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_a_report_shows_no_image_a_record_names_outside_its_run(kind, tmp_path, capsys, serving_helpers_on_path):
+    # Before: "overlay": "../../photo.jpg" (or an absolute path) was read and embedded in report.html.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "evil.jpg").write_bytes(encoded(noise(seed=99), "JPEG"))
+    _, run, records = _predicted(tmp_path / "run")
+    records[0]["overlay"] = hostile_name(kind, outside)
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(["report", str(run), "--out", str(tmp_path / "run" / "report.html")]) == 0
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert html.count("overlay missing") == 1 and html.count('<img class="thumb"') == len(records) - 1
+    assert "Traceback" not in capsys.readouterr().err

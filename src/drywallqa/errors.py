@@ -56,13 +56,23 @@ class InputIssue:
         return f"{where}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
 
 
+#: Warning lines printed per reason; the rest are counted and summed up in one line
+#: (:meth:`IssueLog.report_hidden`), so a file of a million bad entries prints 21 lines, not gigabytes.
+SHOWN_PER_REASON = 20
+#: Skipped entries kept per reason in :attr:`IssueLog.issues` (all of them are counted), so the
+#: log's memory stays bounded whatever the input.
+KEPT_PER_REASON = 1000
+
+
 @dataclass
 class IssueLog:
     """Collects skipped entries while loading; in strict mode the first one raises.
 
     Loaders call :meth:`skip` for each bad entry. By default it prints one warning line to stderr
     and keeps going; with ``strict=True`` it raises :class:`DataError` instead, which the CLI turns
-    into exit code 2.
+    into exit code 2. Only the first :data:`SHOWN_PER_REASON` warnings of each reason are printed
+    and the first :data:`KEPT_PER_REASON` kept in :attr:`issues`; every one is counted, and
+    :meth:`report_hidden` prints one line per reason for those not shown.
 
     Example:
         >>> log = IssueLog(quiet=True)
@@ -74,18 +84,60 @@ class IssueLog:
     strict: bool = False
     quiet: bool = False
     issues: list[InputIssue] = field(default_factory=list)
+    _counts: Counter = field(default_factory=Counter, repr=False)
+    _file_counts: Counter = field(default_factory=Counter, repr=False)
+    _reported: Counter = field(default_factory=Counter, repr=False)
+
+    def __post_init__(self) -> None:
+        for issue in self.issues:
+            self._count(issue)
 
     def skip(self, file: object, entry: str, reason: str, detail: str = "") -> None:
         issue = InputIssue(str(file), entry, reason, detail)
         if self.strict:
             raise DataError(f"{issue} (strict mode: fix or remove this entry, or run without --strict)")
-        self.issues.append(issue)
-        if not self.quiet:
+        seen = self._count(issue)
+        if seen <= KEPT_PER_REASON:
+            self.issues.append(issue)
+        if not self.quiet and seen <= SHOWN_PER_REASON:
             print(f"warning: skipped {issue}", file=sys.stderr)
 
-    def counts(self) -> dict[str, int]:
-        """Number of skipped entries per reason."""
-        return dict(Counter(issue.reason for issue in self.issues))
+    def skip_many(self, file: object, reason: str, count: int) -> None:
+        """Count ``count`` more skipped entries of one reason without a line or an entry each
+        (:meth:`report_hidden` sums them up); for a file of millions of identical bad entries."""
+        if count > 0:
+            self._counts[reason] += count
+            self._file_counts[(str(file), reason)] += count
+
+    def _count(self, issue: InputIssue) -> int:
+        self._counts[issue.reason] += 1
+        self._file_counts[(issue.file, issue.reason)] += 1
+        return self._counts[issue.reason]
+
+    def extend(self, other: IssueLog) -> None:
+        """Add the entries and counts of another log (nothing is printed)."""
+        kept = Counter(issue.reason for issue in self.issues)
+        for issue in other.issues:
+            if kept[issue.reason] < KEPT_PER_REASON:
+                self.issues.append(issue)
+                kept[issue.reason] += 1
+        self._counts.update(other._counts)
+        self._file_counts.update(other._file_counts)
+
+    def report_hidden(self) -> None:
+        """Print one line per reason whose warnings were not all shown (once per hidden entry)."""
+        for reason, total in self._counts.items():
+            hidden = total - min(total, SHOWN_PER_REASON) - self._reported[reason]
+            if hidden > 0 and not self.quiet:
+                print(f"warning: skipped {hidden} more: {reason} (only the first {SHOWN_PER_REASON} are shown)",
+                      file=sys.stderr)
+            self._reported[reason] += max(hidden, 0)
+
+    def counts(self, file: object = None) -> dict[str, int]:
+        """Number of skipped entries per reason, of every file or of one."""
+        if file is None:
+            return dict(self._counts)
+        return {reason: n for (name, reason), n in self._file_counts.items() if name == str(file)}
 
     def __len__(self) -> int:
-        return len(self.issues)
+        return sum(self._counts.values())

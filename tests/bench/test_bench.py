@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
-
+import re
 import time
 
 import numpy as np
 import pytest
 
+from drywallqa.bench import BenchSettings, PeakMemory
 from drywallqa.cli import main
 from drywallqa.errors import ConfigError
-from drywallqa.bench import BenchSettings, PeakMemory
 from drywallqa.inference import tensorrt_available
 
 for _module in ("onnx", "onnxruntime"):
     pytest.importorskip(_module, reason='needs the export extra: pip install "drywallqa[export]"')
 
 
+@pytest.mark.integration  # PromptUNet, CLIPSeg and SAM on two runtimes, end to end
 def test_quick_bench_writes_json_and_markdown(tmp_path, capsys) -> None:
     json_path, markdown_path = tmp_path / "bench.json", tmp_path / "performance.md"
     code = main([
@@ -58,18 +59,22 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, capsys) -> None:
     assert predict["steps"]["photos"] == 8 and {"decode", "model", "QA figures", "overlay (tint + JPEG)",
                                                  "COCO annotations", "writes (mask, overlay, record)"} <= set(steps)
     assert steps["model"]["cpu_ms_median"] > 0
+    large = report["end_to_end"]["large_photo"]  # a large photo's seconds per prompt, tiled and not
+    assert large["auto"]["tiles"] > 1 and large["off"]["tiles"] == 1 and large["cores"] >= 1
+    assert large["auto"]["seconds_per_prompt"] > 0 and large["off"]["seconds_per_prompt"] > 0
     assert report["end_to_end"]["serve_skipped"].startswith("not asked for")
     assert report["onnxruntime_profile"]["by_op_type"][0]["share"] > 0
 
+    # The Markdown's structure and figures, not its sentences: its sections, and a table row per goal.
     markdown = markdown_path.read_text()
-    assert markdown.startswith("# Performance")
-    assert "Quick run" in markdown and "## Goals (CPU)" in markdown and "## End to end" in markdown
-    assert "`drywallqa predict` over a folder" in markdown and "End to end is " in markdown
-    assert "Where a photo's CPU time goes" in markdown and "of a photo's CPU time here" in markdown
-    assert "drywallqa bench --quick" in markdown
-    if not report["machine"]["gpu"]:
-        assert "Not measured here: no GPU in this session" in markdown
-    assert "wrote" in capsys.readouterr().out
+    headings = [line for line in markdown.splitlines() if line.startswith("#")]
+    assert headings[0] == "# Performance" and "## Goals (CPU)" in headings
+    assert sum(heading.startswith("## End to end") for heading in headings) >= 1
+    rows = [line for line in markdown.splitlines() if line.startswith("| ")]
+    for goal in report["goals"]:
+        assert any(row.startswith(f"| {goal['goal']} ({goal['runtime']}) | {goal['target']} ") for row in rows), goal
+    assert "drywallqa bench --quick" in markdown  # the command that makes it
+    assert str(json_path) in capsys.readouterr().out
 
     rendered = tmp_path / "again.md"
     assert main(["bench", "--from-json", str(json_path), "--markdown", str(rendered)]) == 0
@@ -132,7 +137,7 @@ def test_serve_section_of_the_report() -> None:
 
     text = "\n".join(_end_to_end_section(report))
     assert "git revision abc1234" in text and "| current | this checkout | 30.00 | 400 | 800 | 60.0 | 6.00 |" in text
-    assert "5.00x the photos/s" in text
+    assert "5.00x" in text  # the ratio of the two runs' photos/s
 
 
 def test_thread_cpu_counts_each_role_and_threads_that_end_inside_the_block() -> None:
@@ -189,8 +194,10 @@ def test_end_to_end_section_splits_the_cpu_by_thread() -> None:
     text = "\n".join(_end_to_end_section({"end_to_end": {"predict": predict}}))
     assert "| pipeline workers (decode, resize, QA figures, encoders, writes) | 16.00 |" in text
     assert "| all | 48.00 |" in text
-    assert "took 32.0 ms of CPU a photo in the run against 31.0 ms model-only: about the same" in text
-    assert "workers took 16.0 ms a photo against 12.0 ms for the same steps" in text and "more than alone" in text
+    # The figures the text derives: the model's CPU in the run (model thread + the runtime's own
+    # threads) beside model-only, and the workers' CPU beside the same steps measured alone.
+    assert re.search(r"\b32\.0 ms\b", text) and re.search(r"\b31\.0 ms\b", text)
+    assert re.search(r"\b16\.0 ms\b", text) and re.search(r"\b12\.0 ms\b", text)
 
 
 def test_bench_refuses_a_missing_photo_folder_or_revision_at_once(tmp_path, capsys) -> None:

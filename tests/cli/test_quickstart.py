@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 from drywallqa.cli import main
 from drywallqa.models import build_model
 
@@ -20,6 +22,8 @@ def test_quickstart_writes_data_predictions_and_reports(tmp_path, capsys):
         records = [json.loads(line) for line in (out / "predictions" / name / "results.jsonl").read_text().splitlines()]
         assert records and all(0.0 <= r["truth"]["iou"] <= 1.0 for r in records)
         assert all((out / "predictions" / name / r["truth"]["overlay"]).is_file() for r in records)
-        assert "mean IoU vs truth" in (out / f"report-{name}.html").read_text()
+        html = (out / f"report-{name}.html").read_text()
+        assert html.count('<div class="pair">') == len(records)  # each prediction beside its true mask
+        assert f"<b>{np.mean([r['truth']['iou'] for r in records]):.2f}</b>" in html  # their mean IoU
     # A rerun resumes: nothing is predicted again.
     assert main(["quickstart", str(out), "--images", "24", "--model", str(model_dir)]) == 0

@@ -52,3 +52,16 @@ def test_boxes_and_tight_box():
     assert mask.sum() == 9 and mask[2:5, 1:4].all()
     assert mask_to_box(mask).tolist() == [1, 2, 4, 5]
     assert mask_to_box(np.zeros((3, 3), bool)) is None
+
+
+def test_component_rle_is_the_rle_of_the_crop_placed_in_the_full_mask():
+    from drywallqa.data.masks import component_rle
+
+    rng = np.random.default_rng(0)
+    for height, width, x, y, h, w in [(40, 30, 0, 0, 40, 30), (40, 30, 5, 7, 9, 11), (40, 30, 29, 39, 1, 1),
+                                      (8, 8, 0, 0, 8, 8)]:
+        for density in (0.0, 0.3, 1.0):
+            crop = rng.random((h, w)) < density
+            full = np.zeros((height, width), dtype=bool)
+            full[y : y + h, x : x + w] = crop
+            assert component_rle(crop, (height, width), (x, y)) == mask_to_rle(full)

@@ -29,7 +29,8 @@ def report(synthetic) -> EvalReport:
 
 def test_json_has_every_field(report, tmp_path):
     data = json.loads(report.to_json(tmp_path / "r.json").read_text())
-    assert set(data) == {"metadata", "definitions", "classes", "sweep", "notes", "images"}
+    assert set(data) == {"metadata", "definitions", "classes", "sweep", "notes", "leakage", "images"}
+    assert data["leakage"]["known"] is False and data["leakage"]["shared_groups"] is None  # no training record given
     assert set(data["metadata"]) == METADATA_FIELDS
     assert data["metadata"]["threshold_source"] == "sweep" and data["metadata"]["threshold_split"] == "train"
     for name, scores in data["classes"].items():
@@ -49,10 +50,19 @@ def test_short_repr_names_the_reductions(report):
 
 
 def test_markdown_and_rich_table_say_which_reduction(report):
+    # Structure and values, not sentences: a column per reduction, every definition from the report's
+    # one source, a row per class, the chosen threshold, the plot link.
     markdown = report.to_markdown(["scores.png"])
-    for needle in ("per-image: mean ± std over images", "pooled: over all pixels", "IoU per-image", "IoU pooled", "Prompt fidelity", "Paraphrase robustness",
-                   "chosen on split 'train'", "![scores](scores.png)", "| crack |"):
-        assert needle in markdown
+    lines = markdown.splitlines()
+    headers = [[cell.strip() for cell in line.strip("|").split("|")] for line, below in zip(lines, lines[1:])
+               if line.startswith("| ") and below.startswith("|---")]
+    assert any({"IoU per-image", "IoU pooled", "Dice per-image", "Dice pooled"} <= set(header) for header in headers)
+    assert len(headers) == 4  # segmentation, boxes and confidence, prompt fidelity, paraphrases
+    for key, definition in report.to_dict()["definitions"].items():
+        assert f"- **{key}**: {definition}" in lines
+    assert {"| crack |", "| taping_area |"} <= {line[:line.index("|", 2) + 1] for line in lines if line.startswith("| ")}
+    assert f"{report.sweep.chosen:g}" in markdown and f"`{report.sweep.split}`" in markdown
+    assert "![scores](scores.png)" in lines
     out = io.StringIO()
     report.render(Console(file=out, width=200))
     text = out.getvalue()

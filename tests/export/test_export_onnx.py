@@ -70,9 +70,14 @@ def test_int8_iou_cost_is_measured(exported) -> None:
     assert exported.int8_path.is_file()
     assert exported.int8_path.stat().st_size < exported.onnx_path.stat().st_size / 2
     # Random weights give logits within ~1e-3 of each other, so int8 noise flips many pixels of
-    # the median split; a trained model's logits spread far wider. The bound only catches breakage.
-    assert parity.max_logit_diff is None
-    assert parity.median_split_iou >= 0.8
+    # the median split; a trained model's logits spread far wider.
+    # The cost is measured and reported, never gated: int8 kernels differ between CPUs (0.73 on an
+    # AVX2-only AMD EPYC, 0.93 with AVX-512 VNNI). Unrelated median splits agree at IoU ~1/3 and a
+    # sign flip at ~0, so 0.5 tells a working int8 graph from a broken one on any x86-64 CPU.
+    assert parity.max_logit_diff is None and parity.candidate == "onnxruntime int8" and parity.images == 4
+    assert 0.5 <= parity.median_split_iou <= 1 and 0 <= parity.mask_iou <= 1
+    assert exported.to_dict()["int8_parity"]["median_split_iou"] == parity.median_split_iou
+    assert f"median-split IoU {parity.median_split_iou:.5f}" in exported.summary()
 
 
 def test_failed_parity_writes_nothing(tiny_model, tmp_path, monkeypatch) -> None:

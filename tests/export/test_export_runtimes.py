@@ -4,9 +4,12 @@ Tolerances (masks compared with pooled IoU at a threshold splitting the referenc
 
 - fp32 runtimes (PyTorch NCHW and channels_last, ONNX Runtime): IoU >= 0.999 and probabilities
   within 1e-5 of :class:`~drywallqa.inference.ModelPredictor`;
-- bf16 autocast and int8: IoU >= 0.8 and probabilities within 2e-3. The random weights keep all
-  logits within ~1e-3 of each other, so their rounding noise flips many pixels of a median split;
-  the bound catches a broken runtime, not a quality loss of a trained model.
+- bf16 autocast and int8: IoU >= 0.5 and probabilities within 2e-3. The random weights keep all
+  logits within ~1e-3 of each other, so their rounding noise flips many pixels of a median split,
+  and how many depends on the CPU's kernels (int8 with or without VNNI, bf16 native or emulated):
+  int8 median splits measured 0.73 on an AVX2-only AMD EPYC and 0.93 with AVX-512 VNNI. Two
+  unrelated median splits agree at IoU ~1/3 and a sign flip at ~0, so 0.5 catches a broken
+  runtime on any x86-64 CPU; it is not a quality measure of a trained model.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ for _module in ("onnx", "onnxruntime"):
     pytest.importorskip(_module, reason='needs the export extra: pip install "drywallqa[export]"')
 
 EXACT = {"min_iou": 0.999, "max_probability_diff": 1e-5}
-ROUNDED = {"min_iou": 0.8, "max_probability_diff": 2e-3}
+ROUNDED = {"min_iou": 0.5, "max_probability_diff": 2e-3}
 
 
 def median_threshold(results: list[SegmentationResult]) -> float:

@@ -59,8 +59,8 @@ def test_box_only_dataset_without_truth_reports_fill_only(sample_data, tmp_path)
     single = tmp_path / "joints" / "train"
     single.mkdir(parents=True)
     data = json.loads(box_file.read_text())
-    for image in data["images"]:
-        image["file_name"] = str((box_file.parent / image["file_name"]).resolve())
+    for image in data["images"]:  # linked beside the json: data may not name files outside its folder
+        (single / image["file_name"]).symlink_to((box_file.parent / image["file_name"]).resolve())
     (single / "_annotations.coco.json").write_text(json.dumps(data))
     report = evaluate_pseudo_masks(tmp_path / "joints", "box,ridge", workers=1, progress=False,
                                    preview=tmp_path / "grid.png", preview_images=2)

@@ -18,7 +18,8 @@ from drywallqa.pseudomask import (
     parse_methods,
 )
 from drywallqa.pseudomask.evaluate import confusion, iou_dice
-from drywallqa.pseudomask.ridge import RidgeMethod, minimal_path, ridge_response, void_mask
+from drywallqa.pseudomask.ridge import RidgeMethod, minimal_path
+from drywallqa.ridges import ridge_response, void_mask
 
 OFFLINE = [name for name, spec in PSEUDO_MASK_METHODS.items() if spec.offline]
 

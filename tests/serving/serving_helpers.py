@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from drywallqa.inference import Predictor, SegmentationResult
+from drywallqa.inference import BatchedPredictor, Predictor, SegmentationResult
 
 
 class DarkPixelPredictor(Predictor):
@@ -33,6 +33,28 @@ class DarkPixelPredictor(Predictor):
             time.sleep(self.delay_s)
         return [SegmentationResult(prompt=p, mask=im.mean(axis=2) < self.level, confidence=0.75)
                 for im, p in zip(images, prompts)]
+
+
+class RampPredictor(BatchedPredictor):
+    """Mask probabilities rising from 0.02 (left) to 0.98 (right), whatever the image: the mask's
+    area tells the threshold it was cut at."""
+
+    name, image_size, batch_size = "ramp", 32, 8
+
+    def forward_batch(self, images, prompts):
+        probabilities = np.linspace(0.02, 0.98, 32, dtype=np.float32)
+        logits = np.log(probabilities / (1 - probabilities))
+        return np.broadcast_to(logits, (len(images), 32, 32)).copy(), np.zeros(len(images), dtype=np.float32)
+
+
+def user_prompts(tmp_path):
+    """A user's prompts YAML whose crack class knows the prompt 'mark the fissures' (the built-in one does not)."""
+    from drywallqa.data import PromptConfig
+
+    path = tmp_path / "prompts.yaml"
+    path.write_text("classes:\n  crack:\n    prompt: segment crack\n    paraphrases: [mark the fissures]\n"
+                    "  taping_area:\n    prompt: segment taping area\n")
+    return PromptConfig.from_yaml(path)
 
 
 def dark_line_image(height: int = 64, width: int = 96, rows: slice = slice(30, 33), cols: slice = slice(10, 90)) -> np.ndarray:

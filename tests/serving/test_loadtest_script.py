@@ -17,6 +17,8 @@ if importlib.util.find_spec("locust") is None:
     pytest.skip("the load test needs locust (pip install 'drywallqa[test]')", allow_module_level=True)
 pytest.importorskip("uvicorn", reason="the HTTP service needs uvicorn (pip install 'drywallqa[serve]')")
 
+pytestmark = pytest.mark.integration  # a server under locust for seconds, twice
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "loadtest.py"
 
 

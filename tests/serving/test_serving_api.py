@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import re
 import sys
@@ -16,7 +17,7 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="the HTTP service needs FastAPI (pip install 'drywallqa[serve]')")
 pytest.importorskip("multipart", reason="FastAPI forms need python-multipart (pip install 'drywallqa[serve]')")
 from fastapi.testclient import TestClient
-from serving_helpers import DarkPixelPredictor, dark_line_image
+from serving_helpers import DarkPixelPredictor, RampPredictor, dark_line_image, user_prompts
 
 from drywallqa.data.masks import rle_to_mask
 from drywallqa.errors import ConfigError, DrywallQAError
@@ -41,7 +42,17 @@ def segment(client, data=None, files="default", **kwargs):
 
 @pytest.fixture
 def client(dark_predictor):
-    return TestClient(create_app(dark_predictor, timeout_s=10))
+    # As a server runs it: the app's lifespan too, so its model and worker threads stop after the test.
+    with TestClient(create_app(dark_predictor, timeout_s=10)) as client:
+        yield client
+
+
+@pytest.fixture
+def open_client():
+    """``open_client(app, **kwargs)``: a TestClient running ``app`` as a server does (its lifespan
+    included), shut down after the test."""
+    with contextlib.ExitStack() as stack:
+        yield lambda app, **kwargs: stack.enter_context(TestClient(app, **kwargs))
 
 
 def test_segment_returns_figures_verdict_and_rle_mask(client):
@@ -55,8 +66,10 @@ def test_segment_returns_figures_verdict_and_rle_mask(client):
     assert (result["prompt"], result["class"], result["figure_set"]) == ("segment crack", "crack", "crack")
     figures = result["figures"]
     assert figures["components"] == 1 and figures["area_px"] == 240 and figures["confidence"] == 0.75
-    assert figures["longest_px"] == pytest.approx(80, abs=1) and figures["width_max_px"] == pytest.approx(3)
-    assert figures["longest_mm"] == pytest.approx(8, abs=0.1) and figures["width_max_mm"] == pytest.approx(0.3)
+    # The width is read across the dark line on the photo (width_source "photo"), to sub-pixel precision.
+    assert figures["longest_px"] == pytest.approx(80, abs=1) and figures["width_max_px"] == pytest.approx(3, abs=0.05)
+    assert figures["longest_mm"] == pytest.approx(8, abs=0.1) and figures["width_max_mm"] == pytest.approx(0.3, abs=0.005)
+    assert figures["width_source"] == "photo" and figures["mask_width_max_px"] == pytest.approx(3)
     assert result["verdict"] == "pass" and result["reasons"] == [] and 0 < result["severity"] < 1
     mask = rle_to_mask({"size": result["mask"]["size"], "counts": result["mask"]["counts"]}, 64, 96)
     assert np.array_equal(mask, LINE_IMAGE.mean(axis=2) < 100)
@@ -130,8 +143,8 @@ def test_unknown_paths_and_models_are_404_json(client):
     assert response.status_code == 404 and "no such path" in response.json()["error"]["message"]
 
 
-def test_upload_size_limit(dark_predictor):
-    client = TestClient(create_app(dark_predictor, max_upload_mb=0.1))
+def test_upload_size_limit(open_client, dark_predictor):
+    client = open_client(create_app(dark_predictor, max_upload_mb=0.1))
     noise = np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8)
     big = png_bytes(noise)                                                     # ~480 kB
     response = segment(client, files={"image": ("big.png", big, "image/png")})
@@ -149,27 +162,41 @@ def test_upload_size_limit(dark_predictor):
     assert segment(client).status_code == 200                                   # small uploads still pass
 
 
-def test_image_pixel_limit(dark_predictor):
-    client = TestClient(create_app(dark_predictor, max_image_pixels=1000))
+def test_image_pixel_limit(open_client, dark_predictor):
+    client = open_client(create_app(dark_predictor, max_image_pixels=1000))
     response = segment(client)
     assert response.status_code == 413 and "megapixels" in response.json()["error"]["message"]
 
 
+class BlockedPredictor(DarkPixelPredictor):
+    """A prediction that lasts until the test releases it (or 30 s), so that the 504 is seen to come
+    while the model is still busy, however slow the machine, without timing anything."""
+
+    def __init__(self):
+        super().__init__()
+        self.release, self.finished = threading.Event(), threading.Event()
+
+    def predict_batch(self, images, prompts, *, return_probabilities=False):
+        self.release.wait(30)
+        self.finished.set()
+        return super().predict_batch(images, prompts, return_probabilities=return_probabilities)
+
+
 def test_slow_prediction_times_out_with_504():
-    slow = DarkPixelPredictor(delay_s=1.0)
+    blocked = BlockedPredictor()
     # One event loop for the whole block, as in a real server: the abandoned worker thread does not
     # hold the response back (a client per request would wait for it when closing its loop).
-    with TestClient(create_app(slow, timeout_s=0.2)) as client:
-        started = time.perf_counter()
+    with TestClient(create_app(blocked, timeout_s=0.2)) as client:
         response = segment(client)
         assert response.status_code == 504 and "longer than 0.2 s" in response.json()["error"]["message"]
-        assert time.perf_counter() - started < 0.9
+        assert not blocked.finished.is_set()  # the answer did not wait for the model
         assert client.get("/healthz").status_code == 200
+        blocked.release.set()
 
 
-def test_model_is_loaded_lazily_once_and_shared(tiny_model_dir):
+def test_model_is_loaded_lazily_once_and_shared(open_client, tiny_model_dir):
     app = create_app(model_spec=str(tiny_model_dir), model_id="tiny")
-    client = TestClient(app)
+    client = open_client(app)
     assert client.get("/healthz").json()["model_loaded"] is False
     described = client.get("/v1/models").json()["models"][0]
     assert {k: described[k] for k in ("id", "spec", "loaded")} == {"id": "tiny", "spec": str(tiny_model_dir), "loaded": False}
@@ -204,8 +231,8 @@ def test_model_holder_loads_once_under_concurrency():
     assert loads == ["m"] and len({id(p) for p in got}) == 1
 
 
-def test_model_that_cannot_load_is_503(tmp_path):
-    client = TestClient(create_app(model_spec=str(tmp_path / "no-model")))
+def test_model_that_cannot_load_is_503(open_client, tmp_path):
+    client = open_client(create_app(model_spec=str(tmp_path / "no-model")))
     response = segment(client)
     assert response.status_code == 503 and "no such model folder" in response.json()["error"]["message"]
 
@@ -228,7 +255,7 @@ def test_create_app_rejects_bad_limits(dark_predictor):
         create_app(dark_predictor, max_upload_mb=0)
 
 
-def test_serve_cli_wires_the_options_and_fails_fast_on_a_bad_model(tiny_model_dir, monkeypatch, capsys):
+def test_serve_cli_wires_the_options_and_fails_fast_on_a_bad_model(open_client, tiny_model_dir, monkeypatch, capsys):
     import uvicorn
 
     from drywallqa.cli import main
@@ -240,7 +267,7 @@ def test_serve_cli_wires_the_options_and_fails_fast_on_a_bad_model(tiny_model_di
     config = started["config"]
     assert (config.host, config.port) == ("127.0.0.1", 8123)
     assert (config.http.header_timeout_s, config.http.max_connections) == (3.0, 40)
-    client = TestClient(config.app)
+    client = open_client(config.app)
     assert client.get("/healthz").json()["model_loaded"] is True
     assert client.get("/v1/models/tiny").json()["threshold"] == 0.7
     assert "serving" in capsys.readouterr().out
@@ -293,8 +320,8 @@ def test_page_assets_and_favicon(client):
     assert "[hidden] { display: none !important; }" in css  # .result's display:flex must not show it
 
 
-def test_unknown_prompt_is_flagged_and_refused_in_strict_mode(dark_predictor):
-    client = TestClient(create_app(dark_predictor))
+def test_unknown_prompt_is_flagged_and_refused_in_strict_mode(open_client, dark_predictor):
+    client = open_client(create_app(dark_predictor))
     body = segment(client, {"prompt": ["segment mold", "segment crack"]}).json()
     mold, crack = body["results"]
     assert (mold["prompt_known"], mold["class"], mold["verdict"]) == (False, None, "unchecked")
@@ -303,7 +330,7 @@ def test_unknown_prompt_is_flagged_and_refused_in_strict_mode(dark_predictor):
     assert "'segment mold' matches no known class (known: crack, taping_area)" in warning and "prompts.yaml" in warning
     response = segment(client, {"prompt": "segment mold", "strict_prompts": "true"})
     assert response.status_code == 422 and "matches no known class" in response.json()["error"]["message"]
-    strict = TestClient(create_app(dark_predictor, strict_prompts=True))
+    strict = open_client(create_app(dark_predictor, strict_prompts=True))
     assert segment(strict, {"prompt": "segment mold"}).status_code == 422
     assert segment(strict, {"prompt": "segment mold", "strict_prompts": "false"}).status_code == 200
     assert segment(strict).status_code == 200
@@ -313,8 +340,8 @@ def upload(name: str, data: bytes, kind: str = "image/png"):
     return {"image": (name, data, kind)}
 
 
-def test_uploads_of_every_bit_depth_and_size(dark_predictor):
-    client = TestClient(create_app(dark_predictor))
+def test_uploads_of_every_bit_depth_and_size(open_client, dark_predictor):
+    client = open_client(create_app(dark_predictor))
     grey16 = io.BytesIO()
     Image.fromarray(LINE_IMAGE[:, :, 0].astype(np.uint16) * 257).save(grey16, format="PNG")
     result = segment(client, files=upload("grey16.png", grey16.getvalue())).json()["results"][0]
@@ -331,12 +358,12 @@ def test_uploads_of_every_bit_depth_and_size(dark_predictor):
     assert corrupt.status_code == 415 and "corrupt or truncated JPEG data" in corrupt.json()["error"]["message"]
 
 
-def test_large_upload_is_decoded_reduced(dark_predictor):
+def test_large_upload_is_decoded_reduced(open_client, dark_predictor):
     from drywallqa.files import PHOTO_MAX_SIDE
 
     wide = np.full((64, 2 * PHOTO_MAX_SIDE + 8, 3), 200, dtype=np.uint8)
     wide[20:36, 100:8100] = 20                                                     # 8000 x 16 px bar
-    body = segment(TestClient(create_app(dark_predictor)), files=upload("wide.png", png_bytes(wide))).json()
+    body = segment(open_client(create_app(dark_predictor)), files=upload("wide.png", png_bytes(wide))).json()
     assert (body["image"]["width"], body["image"]["height"]) == (wide.shape[1], 64)
     assert body["image"]["decoded_width"] <= PHOTO_MAX_SIDE
     (result,) = body["results"]
@@ -448,11 +475,114 @@ def test_export_refuses_what_it_cannot_package(client, case, items, masks, messa
     assert not_png.status_code == 422 and "mask[0]: not a PNG" in not_png.json()["error"]["message"]
 
 
-def test_export_has_a_body_limit_of_its_own(dark_predictor):
-    client = TestClient(create_app(dark_predictor, max_upload_mb=0.001, max_export_mb=0.05))
+def test_export_has_a_body_limit_of_its_own(open_client, dark_predictor):
+    client = open_client(create_app(dark_predictor, max_upload_mb=0.001, max_export_mb=0.05))
     small = [("mask", ("m.png", _png(np.zeros((64, 96), dtype=bool)), "image/png"))]
     items = '[{"image": "a.jpg", "prompt": "segment crack", "width": 96, "height": 64}]'
     assert client.post("/v1/export", data={"items": items}, files=small).status_code == 200  # over the upload limit
     big = [("mask", ("m.png", b"\x89PNG" + bytes(60_000), "image/png"))]
     response = client.post("/v1/export", data={"items": items}, files=big)
     assert response.status_code == 413 and "the limit is 0.05 MB" in response.json()["error"]["message"]
+
+
+def test_several_images_or_repeated_fields_are_refused_never_dropped(client):
+    two = [("image", ("a.png", LINE_PNG, "image/png")), ("image", ("b.png", LINE_PNG, "image/png"))]
+    response = segment(client, files=two)
+    message = response.json()["error"]["message"]
+    assert response.status_code == 422 and "image: got 2 files; send one photo per request" in message
+    response = segment(client, {"mm_per_px": ["0.1", "0.5"]})
+    assert response.status_code == 422 and "mm_per_px: got 2 values" in response.json()["error"]["message"]
+    responses = client.get("/openapi.json").json()["paths"]["/v1/segment"]["post"]["responses"]
+    assert {"422", "500"} <= set(responses)
+
+
+def test_scale_far_from_photos_of_walls_is_warned_about_or_refused(client):
+    body = segment(client, {"mm_per_px": "0.0006"}).json()
+    assert body["results"][0]["figures"]["longest_mm"] == pytest.approx(0.048, abs=0.001)
+    (warning,) = body["warnings"]
+    assert "mm_per_px 0.0006 is outside the scale of photos of walls" in warning
+    response = segment(client, {"mm_per_px": "1e308"})
+    assert response.status_code == 422 and "no photo's scale" in response.json()["error"]["message"]
+    assert segment(client, {"mm_per_px": "0.5"}).json()["warnings"] == []
+
+
+def export_one(client, mask_png: bytes, item: dict | None = None):
+    import json
+
+    item = {"image": "a.jpg", "prompt": "segment crack", "width": 96, "height": 64, **(item or {})}
+    files = [("mask", ("m.png", mask_png, "image/png"))]
+    return client.post("/v1/export", data={"items": json.dumps([item])}, files=files)
+
+
+def test_export_reads_a_zero_one_mask_as_mask(client):
+    import json
+    import zipfile
+
+    mask = np.zeros((64, 96), dtype=np.uint8)
+    mask[30:33, 10:90] = 1
+    response = export_one(client, png_bytes(mask))
+    assert response.status_code == 200, response.text
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        (record,) = [json.loads(line) for line in archive.read("results.jsonl").decode().splitlines()]
+    assert record["figures"]["area_px"] == 240 and record["verdict"] == "fail"
+
+
+def test_export_of_an_absurd_size_is_422_json(client):
+    response = client.post("/v1/export", files=[("mask", ("m.png", _png(np.zeros((64, 96), dtype=bool)), "image/png"))],
+                           data={"items": '[{"image": "a.jpg", "prompt": "segment crack", "width": 1' + "0" * 400
+                                          + ', "height": 64}]'})
+    assert response.status_code == 422 and "width x height" in response.json()["error"]["message"]
+
+
+class BrokenPredictor(DarkPixelPredictor):
+    """A model that fails with an error no check foresaw."""
+
+    def predict_batch(self, images, prompts, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def test_every_internal_error_is_the_json_envelope():
+    with TestClient(create_app(BrokenPredictor()), raise_server_exceptions=False) as client:
+        response = segment(client)
+    assert response.status_code == 500 and response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["code"] == "internal_error" and "RuntimeError" in error["message"] and "CUDA" not in error["message"]
+
+
+def model_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "drywallqa-model"]
+
+
+def test_shutdown_stops_the_model_thread_and_the_worker_threads(dark_predictor):
+    before = set(model_threads())
+    app = create_app(dark_predictor)
+    with TestClient(app) as client:
+        assert segment(client).status_code == 200
+        batcher, executor = app.state.batching.batcher, app.state.work_queue.executor
+        assert batcher is not None and executor is not None and set(model_threads()) - before
+    assert app.state.batching.batcher is None and app.state.work_queue.executor is None
+    assert batcher._closed and not batcher._thread.is_alive() and executor._shutdown
+    assert set(model_threads()) <= before
+    with TestClient(app) as client:  # the app can be started again: new threads, stopped again
+        assert segment(client).status_code == 200
+    assert set(model_threads()) <= before
+
+
+def test_a_timed_out_request_leaves_no_work_behind():
+    slow = DarkPixelPredictor(delay_s=1.0)
+    app = create_app(slow, timeout_s=0.3, max_batch=1)
+    with TestClient(app) as client:
+        responses = segment_at_once(client, 2)  # one in the model for 1 s, one queued behind it
+        assert [r.status_code for r in responses] == [504, 504]
+        batcher = app.state.batching.batcher
+    batcher.close()  # once the model thread is done with what was queued:
+    assert slow.calls == 1  # the queued request's pair was dropped, not predicted for nobody
+
+
+def test_the_servers_prompt_file_picks_the_class_threshold_of_its_prompts(open_client, tmp_path):
+    predictor = RampPredictor()
+    predictor.set_thresholds({"crack": 0.9})
+    client = open_client(create_app(predictor, prompt_config=user_prompts(tmp_path)))
+    alias, canonical = segment(client, {"prompt": ["mark the fissures", "segment crack"]}).json()["results"]
+    assert alias["class"] == "crack" and alias["prompt_known"] is True
+    assert alias["figures"]["area_px"] == canonical["figures"]["area_px"] < 96 * 64 * 0.15

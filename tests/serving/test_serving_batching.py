@@ -10,7 +10,7 @@ import pytest
 from serving_helpers import DarkPixelPredictor
 
 from drywallqa.errors import ConfigError
-from drywallqa.serving.batching import MicroBatcher, QueueFull
+from drywallqa.serving.batching import DeadlineExceeded, MicroBatcher, QueueFull
 
 
 class Recording(DarkPixelPredictor):
@@ -65,17 +65,35 @@ def test_a_refused_pair_fails_alone():
     assert outcomes["crack"].mask.all() and "refused" in str(outcomes["refused"])
 
 
+class Blocking(Recording):
+    """A model whose calls wait until the test releases them (or 30 s): no race with a busy machine."""
+
+    def __init__(self):
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def predict_batch(self, images, prompts, **kwargs):
+        self.entered.set()
+        self.release.wait(30)
+        return super().predict_batch(images, prompts, **kwargs)
+
+
 def test_full_queue_raises_for_callers_that_must_not_wait_and_close_finishes_the_queue():
-    predictor = Recording(delay_s=0.3)
+    predictor = Blocking()
     batcher = MicroBatcher(predictor, max_batch=1, max_queued=2)
     results = []
     threads = [threading.Thread(target=lambda: results.append(batcher.predict([image()], ["crack"]))) for _ in range(3)]
-    for thread in threads:
+    threads[0].start()
+    assert predictor.entered.wait(30)  # the first is in the model...
+    for thread in threads[1:]:
         thread.start()
-        time.sleep(0.05)  # the first goes into the model, the next two fill the queue
+    give_up = time.monotonic() + 30
+    while batcher.queued < 2 and time.monotonic() < give_up:  # ...and the next two fill the queue
+        time.sleep(0.01)
     with pytest.raises(QueueFull) as full:
         batcher.predict([image()], ["crack"], block=False)
     assert full.value.retry_after_s >= 1
+    predictor.release.set()
     batcher.close()
     for thread in threads:
         thread.join()
@@ -105,3 +123,43 @@ def test_batched_runtimes_get_model_inputs_and_callers_get_masks_at_their_size(t
     for ours, theirs in zip(got, expected):
         assert ours.mask.shape == theirs.mask.shape and (ours.mask == theirs.mask).all()
         assert ours.confidence == pytest.approx(theirs.confidence) and ours.threshold == theirs.threshold
+
+
+def test_a_caller_past_its_deadline_gets_an_error_and_its_pairs_never_reach_the_model():
+    predictor = Recording(delay_s=0.5)
+    with MicroBatcher(predictor, max_batch=1) as batcher:
+        busy = threading.Thread(target=lambda: batcher.predict([image()], ["first"]))
+        busy.start()
+        time.sleep(0.1)  # "first" is in the model
+        with pytest.raises(DeadlineExceeded):
+            batcher.predict([image(), image()], ["late", "late"], deadline=time.monotonic() + 0.1)
+        with pytest.raises(DeadlineExceeded):  # a deadline already passed: nothing is queued
+            batcher.predict([image()], ["later"], deadline=time.monotonic() - 1)
+        busy.join()
+        assert batcher.predict([image()], ["next"], deadline=time.monotonic() + 30)[0].prompt == "next"
+    assert predictor.sizes == [1, 1]  # "first" and "next": the late pairs were dropped, not predicted
+    assert batcher.queued == 0
+
+
+def test_the_model_thread_drops_pairs_whose_deadline_passed_in_the_queue():
+    from drywallqa.serving.batching import _Pair
+
+    predictor = Recording()
+    with MicroBatcher(predictor) as batcher:
+        expired, live = _Pair(image(), "crack", deadline=time.monotonic() - 1), _Pair(image(), "crack")
+        batcher._call([expired, live])
+    assert isinstance(expired.future.exception(), DeadlineExceeded) and live.future.result().prompt == "crack"
+    assert predictor.sizes == [1]
+
+
+def test_a_failing_model_is_not_called_again_for_every_pair_of_a_failed_batch():
+    class Broken(Recording):
+        def predict_batch(self, images, prompts, **kwargs):
+            self.sizes.append(len(images))
+            raise RuntimeError("the device is gone")
+
+    predictor = Broken()
+    with MicroBatcher(predictor, max_batch=8, max_wait_s=0.5) as batcher:
+        with pytest.raises(RuntimeError, match="the device is gone"):
+            batcher.predict([image()] * 8, ["crack"] * 8)
+    assert predictor.sizes == [8, 1, 1]  # the batch, then pair by pair until two failed in a row

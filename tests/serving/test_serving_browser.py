@@ -16,8 +16,11 @@ from serving_helpers import DarkPixelPredictor, dark_line_image, running_server
 
 from drywallqa.data.synthetic import render_sample_image
 from drywallqa.files import write_image
+from drywallqa.qa import photo_verdict as photo_verdict_of
 from drywallqa.serving import predict_images, write_report
 from drywallqa.serving.render import FIGURE_SET_COLOURS
+
+pytestmark = pytest.mark.integration  # Chromium driven by Playwright
 
 CHROMIUM = os.environ.get("DRYWALLQA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("DRYWALLQA_TEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "artifacts" / "serving")
@@ -111,11 +114,21 @@ def test_batch_upload_table_slider_and_download(browser_context, server_url, tmp
     verdicts = page.eval_on_selector_all("#table tbody .badge", "badges => badges.map(b => b.textContent)")
     assert verdicts and set(verdicts) == {"fail"}
     page.select_option("#filter", "all")
+    # Each row shows its photo's verdict: fail where any prompt fails, else pass, else not found.
+    photo_verdicts = page.eval_on_selector_all(
+        "#table tbody tr", "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent, r.cells[3].textContent])")
+    by_photo: dict[str, tuple[set[str], list[str]]] = {}
+    for name, photo_verdict, verdict in photo_verdicts:
+        by_photo.setdefault(name, (set(), []))[0].add(photo_verdict)
+        by_photo[name][1].append(verdict)
+    for name, (shown, verdicts) in by_photo.items():
+        assert shown == ({""} if name.endswith("notes.jpg") else {photo_verdict_of(verdicts)}), name
+    assert page.inner_text("#summary").startswith("photos: ")
 
     # Sorting: severity descending puts the worst first; missing values (errors) stay last.
     page.click("th[data-sort=severity]")
     page.click("th[data-sort=severity]")
-    severities = page.eval_on_selector_all("#table tbody tr td:nth-child(4)", "cells => cells.map(c => c.textContent)")
+    severities = page.eval_on_selector_all("#table tbody tr td:nth-child(5)", "cells => cells.map(c => c.textContent)")
     numbers = [float(v) for v in severities if v != "–"]
     assert numbers == sorted(numbers, reverse=True) and severities[-2:] == ["–", "–"]
 
@@ -178,7 +191,9 @@ def test_report_opens_offline(browser_context, tmp_path):
     write_image(photos / "long-crack.png", dark_line_image(cols=slice(5, 95)))
     write_image(photos / "short-crack.png", dark_line_image(cols=slice(45, 55), rows=slice(30, 31)))
     out = tmp_path / "out"
-    predict_images([photos], ["segment crack"], out, DarkPixelPredictor(level=130), mm_per_px=0.5)
+    # 0.3 mm/px: the long crack is 27 mm long (fails), the short one 3 mm long and its 1 px line,
+    # measured on the photo, well under 0.5 mm wide (passes).
+    predict_images([photos], ["segment crack"], out, DarkPixelPredictor(level=130), mm_per_px=0.3)
     report = write_report(out, tmp_path / "report.html")
 
     page = browser_context.new_page()
@@ -274,7 +289,7 @@ def test_live_camera_preview_draws_answers_and_stops(browser_context, server_url
     assert page.is_visible("#live-video") and page.is_visible("#live-stop") and not page.is_visible("#live-start")
     assert "error" not in page.get_attribute("#live-status", "class").split()
     assert page.inner_text("#live-status").startswith("Live:")
-    assert page.inner_text("#live-verdict").lower() in {"fail", "pass", "unchecked"}
+    assert page.inner_text("#live-verdict").lower() in {"fail", "pass", "not found", "unchecked"}
     prompts = page.eval_on_selector_all("#live-table tbody td:first-child", "cells => cells.map(c => c.textContent)")
     assert prompts == ["segment crack", "segment taping area"]
     assert page.inner_text("#live-longest-head") == "longest (mm)"

@@ -149,7 +149,7 @@ def test_crack_verdicts_with_the_default_thresholds(length, width, mm_per_px, ve
     (61, 2.0, "pass"),      # 122 mm wide band
     (15, 2.0, "fail"),      # 30 mm: narrower than the tape
     (61, 10.0, "fail"),     # 610 mm: over-mudded
-    (61, None, "pass"),     # no scale: only the coverage rule applies
+    (61, None, "pass"),     # no scale: found, and no rule applies
 ])
 def test_taping_verdicts_with_the_default_thresholds(band_px, mm_per_px, verdict):
     mask = bar(300, 600, slice(100, 100 + band_px), slice(0, 600))
@@ -158,11 +158,11 @@ def test_taping_verdicts_with_the_default_thresholds(band_px, mm_per_px, verdict
     assert inspection.verdict.verdict == verdict, inspection.verdict
 
 
-def test_missing_taping_fails_on_coverage_and_skips_the_width_rule():
+def test_missing_taping_is_not_found_and_skips_the_width_rule():
     inspection = inspect_mask(np.zeros((100, 100), dtype=bool), "segment joint tape", mm_per_px=1.0)
-    assert inspection.verdict.verdict == "fail"
-    assert inspection.verdict.checked == ("area_percent",)
-    assert inspection.verdict.severity == 100.0
+    assert inspection.verdict.verdict == "not found"
+    assert inspection.verdict.checked == ("components", "area_percent")
+    assert inspection.verdict.severity == 0.0 and inspection.verdict.reasons == ()
 
 
 def test_prompt_without_thresholds_is_unchecked():
@@ -181,11 +181,11 @@ def test_user_thresholds_file_overrides_the_defaults(tmp_path):
         "    figures: crack\n"
         "    fail_if: {components: {above: 0}, confidence: {below: 0.9}}\n"
     )
-    thresholds = QARules.from_yaml(path)
-    inspection = inspect_mask(bar(20, 20, slice(5, 6), slice(5, 8)), "segment crack", confidence=0.5, thresholds=thresholds)
+    qa_rules = QARules.from_yaml(path)
+    inspection = inspect_mask(bar(20, 20, slice(5, 6), slice(5, 8)), "segment crack", confidence=0.5, qa_rules=qa_rules)
     assert inspection.verdict.verdict == "fail"
     assert inspection.verdict.reasons == ("components 1 > 0", "confidence 0.5 < 0.9")
-    assert inspect_mask(bar(20, 20, slice(5, 6), slice(5, 8)), "segment taping area", thresholds=thresholds).verdict.verdict == "unchecked"
+    assert inspect_mask(bar(20, 20, slice(5, 6), slice(5, 8)), "segment taping area", qa_rules=qa_rules).verdict.verdict == "unchecked"
 
 
 @pytest.mark.parametrize(("text", "message"), [

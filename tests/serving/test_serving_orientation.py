@@ -191,7 +191,7 @@ def test_review_export_writes_turned_photos_beside_their_masks(oriented_folder, 
     from drywallqa.serving.review import export_review
 
     predict_images([oriented_folder], [PROMPT], tmp_path / "out", dark_predictor)
-    export_review(tmp_path / "out", tmp_path / "review", count=8)
+    export_review(tmp_path / "out", tmp_path / "review", count=8, photos=oriented_folder)
     tasks = json.loads((tmp_path / "review" / "label-studio" / "tasks.json").read_text())
     assert len(tasks) == 8
     for task in tasks:

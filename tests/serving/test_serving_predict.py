@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pycocotools.coco import COCO
+from serving_helpers import DarkPixelPredictor, RampPredictor, user_prompts
 
 from drywallqa.cli import main
 from drywallqa.errors import ConfigError, DataError
@@ -66,7 +67,8 @@ def test_rerun_resumes_and_remeasures_with_a_new_scale(photo_folder, tmp_path, t
     written = mask_file.stat().st_mtime_ns
 
     class NoCalls:
-        name, threshold = tiny_predictor.name, tiny_predictor.threshold
+        name, threshold, tile = tiny_predictor.name, tiny_predictor.threshold, tiny_predictor.tile
+        weights_files = tiny_predictor.weights_files
 
         def predict_batch(self, images, prompts, **kwargs):
             raise AssertionError("a complete output must not be predicted again")
@@ -86,6 +88,7 @@ SETTING_CHANGES = {
     "threshold": lambda p: setattr(p, "threshold", 0.9),
     "tta": lambda p: setattr(p, "views", "hflip"),
     "runtime": lambda p: setattr(p, "name", "promptunet/onnxruntime-cpu"),
+    "tile": lambda p: p.set_tile(320),
 }
 
 
@@ -110,6 +113,49 @@ def test_rerun_with_other_settings_is_refused_or_overwritten(photo_folder, tiny_
     assert (run.predicted, run.resumed) == (4 * len(prompts), 0)
     assert read_json(out / "run.json")["prompts"] == prompts
     assert predict_images([photo_folder], prompts, out, predictor, model_id=model_id).resumed == 4 * len(prompts)
+
+
+def test_a_model_retrained_into_the_same_folder_is_not_taken_for_the_old_one(photo_folder, tiny_model_dir, tmp_path):
+    import shutil
+
+    import torch
+
+    from drywallqa.inference import load_model, load_predictor
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    out = tmp_path / "out"
+    predict_images([photo_folder], PROMPTS[:1], out, load_predictor(str(folder), device="cpu"), model_id=str(folder))
+    retrained = load_model(folder)
+    with torch.no_grad():
+        next(retrained.parameters()).add_(1.0)
+    retrained.save_pretrained(folder)  # same folder, same spec string, other weights
+    predictor = load_predictor(str(folder), device="cpu")
+    with pytest.raises(ConfigError, match=r"masks made with other settings \(weights '[0-9a-f]{16}' -> '[0-9a-f]{16}'"):
+        predict_images([photo_folder], PROMPTS[:1], out, predictor, model_id=str(folder))
+    run = predict_images([photo_folder], PROMPTS[:1], out, predictor, model_id=str(folder), overwrite=True)
+    assert run.predicted == 4 and read_json(out / "run.json")["weights"] == read_json(out / "summary.json")["weights"]
+    assert predict_images([photo_folder], PROMPTS[:1], out, predictor, model_id=str(folder)).resumed == 4
+
+
+def test_a_corrupt_run_file_is_refused_in_one_line(photo_folder, tmp_path, dark_predictor, capsys):
+    out = tmp_path / "out"
+    predict_images([photo_folder], PROMPTS[:1], out, dark_predictor)
+    for text in ('{"model": "default", "runt', '["not", "a", "run"]'):
+        (out / "run.json").write_text(text)
+        with pytest.raises(ConfigError, match=r"run\.json: not a run file of drywallqa predict .*--overwrite"):
+            predict_images([photo_folder], PROMPTS[:1], out, dark_predictor)
+    import drywallqa.cli.predict as cli_predict
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before run.json was checked")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli_predict, "load_model_predictor", no_model)
+        assert main(["predict", str(photo_folder), "--prompt", PROMPTS[0], "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a run file" in err and err.count("\n") == 1
+    assert predict_images([photo_folder], PROMPTS[:1], out, dark_predictor, overwrite=True).predicted == 4
 
 
 def test_run_file_without_masks_does_not_block_a_rerun(photo_folder, tmp_path, dark_predictor):
@@ -173,6 +219,98 @@ def test_output_names_are_unique(tmp_path):
     assert len(set(slugs.values())) == 3 and slugs["find tape"] == "find-tape"
 
 
+def test_a_photo_named_like_another_photos_hashed_key_keeps_its_own_outputs(tmp_path, dark_predictor):
+    from serving_helpers import dark_line_image
+
+    from drywallqa.files import write_image
+
+    a, b = tmp_path / "in" / "a" / "crack.png", tmp_path / "in" / "b" / "crack.png"
+    hashed = output_keys([a, b])[a]  # crack-<hash of a's path>
+    impostor = tmp_path / "in" / "c" / f"{hashed.upper()}.png"  # alike on a case-insensitive disk too
+    assert output_keys([a, b, tmp_path / "d.png"])[tmp_path / "d.png"] == "d"  # ordinary photos keep their stems
+    keys = output_keys([a, b, impostor])
+    assert len({k.lower() for k in keys.values()}) == 3 and keys[a] == hashed
+    for index, path in enumerate((a, b, impostor)):
+        write_image(path, dark_line_image(rows=slice(10 + 10 * index, 13 + 10 * index)))
+    run = predict_images([a.parent, b.parent, impostor.parent], ["segment crack"], tmp_path / "out", dark_predictor)
+    assert len(run.records) == 3 and len({r["mask"].lower() for r in run.records}) == 3
+    assert len(list((tmp_path / "out" / "records").glob("*.json"))) == 3
+    slugs = prompt_slugs(["segment crack", "Segment crack!"])
+    assert len(set(prompt_slugs([*slugs.values(), "segment crack", "Segment crack!"]).values())) == 4
+
+
+def test_coco_annotations_of_many_specks_never_hold_a_mask_per_speck():
+    import tracemalloc
+
+    from drywallqa.data.masks import rle_to_mask
+    from drywallqa.serving.results import mask_annotations
+
+    mask = np.zeros((1200, 1600), dtype=bool)
+    mask[5:205:2, 7:207:20] = True  # 1000 one-pixel specks and a crack
+    mask[600, 100:1500] = True
+    record = {"class": "crack", "prompt": "segment crack", "image_width": 1600, "image_height": 1200,
+              "figures": {"confidence": 0.5}, "verdict": "fail"}
+    tracemalloc.start()
+    try:
+        found = mask_annotations(mask, record, min_component_area_px=2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40e6  # one bool mask per speck would be 1.9 GB
+    ((annotation, extra),) = found  # the specks are under the area filter
+    crack = mask & (np.arange(1200) == 600)[:, None]
+    assert extra["area"] == 1400 and np.array_equal(rle_to_mask(annotation.rle, 1200, 1600), crack)
+
+
+class NaNConfidencePredictor(DarkPixelPredictor):
+    """A model whose confidence went NaN (a broken export, say)."""
+
+    def predict_batch(self, images, prompts, *, return_probabilities=False):
+        results = super().predict_batch(images, prompts)
+        for result in results:
+            result.confidence = float("nan")
+        return results
+
+
+def strict_json(text: str):
+    """Parse standard JSON only: NaN and Infinity are refused."""
+    def refuse(constant):
+        raise ValueError(f"not standard JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_scale_far_from_photos_of_walls_is_warned_about_or_refused_and_results_are_standard_json(
+        photo_folder, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="no photo's scale"):
+        predict_images([photo_folder], PROMPTS, tmp_path / "huge", DarkPixelPredictor(), mm_per_px=1e308)
+    assert not (tmp_path / "huge").exists()
+    run = predict_images([photo_folder], PROMPTS, tmp_path / "tiny", NaNConfidencePredictor(), mm_per_px=0.0006)
+    assert "warning: --mm-per-px 0.0006 is outside the scale of photos of walls" in capsys.readouterr().err
+    out = run.out
+    for line in (out / "results.jsonl").read_text().splitlines():
+        assert strict_json(line)["figures"]["confidence"] is None
+    for name in ("summary.json", "coco.json", *(f"records/{p.name}" for p in (out / "records").iterdir())):
+        strict_json((out / name).read_text())
+    predict_images([photo_folder], PROMPTS, tmp_path / "usual", DarkPixelPredictor(), mm_per_px=0.5)
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_watch_checks_the_scale_before_opening_the_source_or_loading_the_model(tmp_path, monkeypatch, capsys):
+    import drywallqa.serving.video_source as video_source
+
+    def no_source(*args, **kwargs):
+        raise AssertionError("the source was opened before the scale was checked")
+
+    monkeypatch.setattr(video_source, "VideoSource", no_source)
+    argv = ["watch", str(tmp_path / "wall.mp4"), "--prompt", "segment crack", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--mm-per-px", "1e308"]) == 2
+    assert capsys.readouterr().err.startswith("error: --mm-per-px 1e+308 is no photo's scale")
+    with pytest.raises(AssertionError, match="source was opened"):
+        main([*argv, "--mm-per-px", "0.0006"])
+    assert "warning: --mm-per-px 0.0006 is outside the scale" in capsys.readouterr().err
+
+
 def test_predict_cli(photo_folder, tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "cli-out"
     argv = ["predict", str(photo_folder), "--prompt", "segment crack", "--model", str(tiny_model_dir),
@@ -192,7 +330,8 @@ def test_predict_cli(photo_folder, tmp_path, tiny_model_dir, capsys):
     ("missing input", r"^error: \S+missing\.jpg: no such file or folder$"),
     ("empty prompt", r"^error: prompt is empty"),
     ("output folder is the input folder", r"never overwritten$"),
-    ("missing thresholds file", r"^error: \S+nope\.yaml"),
+    ("missing QA rules file", r"^error: \S+nope\.yaml"),
+    ("absurd scale", r"^error: --mm-per-px 1e\+308 is no photo's scale"),
 ])
 def test_predict_cli_refuses_a_typo_before_loading_the_model(photo_folder, tmp_path, monkeypatch, capsys, case, pattern):
     """Inputs, prompts, output folder and QA files are checked first: a typo costs no model load."""
@@ -211,8 +350,10 @@ def test_predict_cli_refuses_a_typo_before_loading_the_model(photo_folder, tmp_p
         argv["--prompt"] = " "
     elif case == "output folder is the input folder":
         argv["--out"] = str(photo_folder)
+    elif case == "absurd scale":
+        argv["--mm-per-px"] = "1e308"
     else:
-        argv["--thresholds"] = str(tmp_path / "nope.yaml")
+        argv["--qa-rules"] = str(tmp_path / "nope.yaml")
     assert main(["predict", argv.pop("images"), *(x for kv in argv.items() for x in kv), "--no-progress"]) == 2
     assert re.search(pattern, capsys.readouterr().err.strip(), re.M)
     assert not (tmp_path / "out").exists() and not (photo_folder / "run.json").exists()
@@ -302,3 +443,14 @@ def test_records_come_in_input_order_whatever_order_the_workers_finish(photo_fol
     run = predict_images([photo_folder], PROMPTS, tmp_path / "out", Jittery(), workers=3)
     assert [(r["image"].rsplit("/", 1)[-1], r["prompt"]) for r in run.records] == [
         (f"wall-{i}.jpg", p) for i in range(4) for p in PROMPTS]
+
+
+def test_a_prompt_of_the_users_prompt_file_gets_its_classes_calibrated_threshold(photo_folder, tmp_path):
+    predictor = RampPredictor()
+    predictor.set_thresholds({"crack": 0.9})  # a calibrated crack threshold; 0.5 for the rest
+    run = predict_images([photo_folder / "wall-0.jpg"], ["mark the fissures", "segment crack"], tmp_path / "out",
+                         predictor, prompt_config=user_prompts(tmp_path))
+    alias, canonical = run.records
+    assert alias["class"] == canonical["class"] == "crack"
+    assert alias["threshold"] == canonical["threshold"] == 0.9
+    assert alias["figures"]["area_px"] == canonical["figures"]["area_px"] < 96 * 96 * 0.15  # cut at 0.9, not 0.5

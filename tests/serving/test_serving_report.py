@@ -97,14 +97,16 @@ def test_a_record_scored_against_truth_shows_the_truth_beside_the_prediction(tmp
     assert records[0]["verdict"] == records[0]["truth"]["verdict"] == "fail"
     assert scores.verdicts_right == scores.scored == {"crack": 1} and scores.wrong == []
     html = render_report(records, folder)
-    assert "truth · IoU 0.5" in html and "mean IoU vs truth" in html and "1 of 1</b>verdicts as the truth" in html
+    # The truth beside the prediction, with its IoU, and the right verdicts counted (values, not sentences).
+    assert html.count('<div class="pair">') == 1 and f"IoU {records[0]['truth']['iou']:.2f}" in html
+    assert "<b>1 of 1</b>" in html and 'class="wrong"' not in html
 
 
 def test_a_verdict_is_right_when_it_is_the_true_masks_not_when_every_crack_photo_fails(tmp_path):
     """A crack photo whose true mask holds no crack, or one too short for the rules, should pass:
     a predicted crack there is a wrong verdict, named with both verdicts; judged by the run's rules."""
-    from drywallqa.serving.results import read_results
     from drywallqa.qa.rules import QARules
+    from drywallqa.serving.results import read_results
     from drywallqa.serving.truth import attach_truth
 
     image_path = write_image(tmp_path / "wall.png", dark_line_image())
@@ -118,7 +120,8 @@ def test_a_verdict_is_right_when_it_is_the_true_masks_not_when_every_crack_photo
         assert scores.wrong == [("wall.png", "fail", "pass")]
         assert "verdicts as the exact masks' 0 of 1" in scores.describe("crack")
         records, folder = read_results(tmp_path / "run")
-        assert "pass <b class=\"wrong\">(predicted fail: wrong)</b>" in render_report(records, folder)
+        html = render_report(records, folder)
+        assert html.count('class="wrong"') == 1 and html.count('<span class="badge fail">fail</span>') == 1
     # The run's own rules judge the truth: with no crack rules at all, both are unchecked.
     no_rules = QARules.from_dict({"classes": {}})
-    assert attach_truth(tmp_path / "run", {key: hairline}, thresholds=no_rules).wrong == [("wall.png", "fail", "unchecked")]
+    assert attach_truth(tmp_path / "run", {key: hairline}, qa_rules=no_rules).wrong == [("wall.png", "fail", "unchecked")]

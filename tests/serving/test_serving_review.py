@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,7 +47,8 @@ class DarkPixels(Predictor):
 def review(walls, tmp_path):
     photos, _ = walls
     predict_images([photos], PROMPTS, tmp_path / "pred", DarkPixels(), model_id="dark-pixels")
-    assert main(["review", "export", str(tmp_path / "pred"), "--out", str(tmp_path / "review"), "-n", "6"]) == 0
+    assert main(["review", "export", str(tmp_path / "pred"), "--out", str(tmp_path / "review"), "-n", "6",
+                 "--photos", str(photos)]) == 0
     return tmp_path / "review"
 
 
@@ -161,7 +163,9 @@ def test_a_broken_region_is_skipped_with_a_warning_or_fails_in_strict_mode(revie
     args = ["review", "import", str(export), "--images", str(review / "images")]
     assert main([*args, "--out", str(tmp_path / "c")]) == 0
     captured = capsys.readouterr()
-    assert "invalid brush RLE" in captured.err and "1 skipped" in captured.out
+    # The photo that lost its region is left out whole, never imported as "nothing to segment".
+    assert "invalid brush RLE" in captured.err and "photo with a skipped region" in captured.err
+    assert "2 skipped" in captured.out and len(AnnotatedDataset.load(tmp_path / "c")) == 1
     assert main([*args, "--out", str(tmp_path / "strict"), "--strict"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "invalid brush RLE" in err and err.count("\n") == 1
@@ -173,3 +177,93 @@ def test_missing_review_extra_names_the_pip_command(review, tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "label_studio_converter", None)
     assert main(["review", "export", str(tmp_path / "pred"), "--out", str(tmp_path / "r2")]) == 2
     assert 'pip install "drywallqa[review]"' in capsys.readouterr().err
+
+
+# -- paths named by data stay inside their folders ---------------------------------------------------
+HOSTILE_RECORDS = {
+    "absolute photo": ({"image": "/etc/passwd"}, "record 9 image"),
+    "photo climbing out": ({"image": "../../../../etc/passwd"}, "record 9 image"),
+    "photo with a backslash": ({"image": "..\\..\\evil.jpg"}, "record 9 image"),
+    "photo with a drive letter": ({"image": "C:/evil.jpg"}, "record 9 image"),
+    "photo with a NUL": ({"image": "wall-0.jpg\x00"}, "record 9 image"),
+    "over-long photo name": ({"image": "x" * 300 + ".jpg"}, "record 9 image"),
+    "mask climbing out": ({"mask": "../../../../etc/x.png"}, "record 9 mask"),
+    "absolute mask": ({"mask": "/etc/x.png"}, "record 9 mask"),
+}
+
+
+@pytest.mark.parametrize("change, entry", HOSTILE_RECORDS.values(), ids=HOSTILE_RECORDS)
+def test_review_export_copies_no_file_a_record_names_outside_the_run(walls, tmp_path, capsys, change, entry):
+    # Before: "image": "/etc/passwd" landed in REVIEW/images/passwd.
+    photos, _ = walls
+    predict_images([photos], PROMPTS[:1], tmp_path / "pred", DarkPixels(), model_id="dark-pixels")
+    results = tmp_path / "pred" / "results.jsonl"
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    hostile = {**records[0], **change, "figures": {**records[0]["figures"], "confidence": 0.0}}
+    results.write_text("".join(json.dumps(r) + "\n" for r in [*records, hostile]))
+    out = tmp_path / "review"
+    assert main(["review", "export", str(tmp_path / "pred"), "--out", str(out), "-n", "20", "--photos", str(photos)]) == 0
+    err = capsys.readouterr().err
+    assert f"results.jsonl: {entry}" in err and err.count("warning:") == 1
+    copied = sorted(p.name for p in (out / "images").iterdir())
+    # Every other photo is copied, none from outside; a photo whose record names a mask outside is left out.
+    assert copied == sorted({Path(r["image"]).name for r in records if r["image"] != hostile["image"]})
+    assert main(["review", "export", str(tmp_path / "pred"), "--out", str(tmp_path / "strict"), "--photos", str(photos),
+                 "--strict"]) == 2
+
+
+def test_review_export_takes_photos_only_from_the_photos_folder(walls, tmp_path, capsys, monkeypatch):
+    photos, _ = walls
+    predict_images([photos], PROMPTS[:1], tmp_path / "pred", DarkPixels(), model_id="dark-pixels")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the default photos' folder: the photos are not in it
+    assert main(["review", "export", str(tmp_path / "pred"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("error:") and "give --photos" in err.splitlines()[-1]
+    monkeypatch.chdir(tmp_path)  # photos/ lies in it
+    assert main(["review", "export", str(tmp_path / "pred"), "--out", str(tmp_path / "r")]) == 0
+
+
+@pytest.mark.parametrize("label", ["../" * 40 + "tmp/drywallqapwned{token}/pwned", "..\\..\\evil", "C:/evil", "a\x00b",
+                                   "x" * 300])
+def test_a_reviewer_label_never_leads_a_training_file_out_of_its_folder(review, walls, tmp_path, label):
+    # Before: a brush label holding ../ became a category, and `trainset build --materialize` wrote masks outside OUT.
+    import uuid
+
+    token = uuid.uuid4().hex
+    label = label.format(token=token)
+    _, truth = walls
+    tasks = json.loads((review / "label-studio" / "tasks.json").read_text())[:4]
+    for task in tasks:
+        rendered = truth[task["data"]["drywallqa_image"]]
+        task["annotations"] = [{"result": [brush_region(rendered.mask, label)]}]
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks))
+    corrected = tmp_path / "work" / "corrected"
+    assert main(["review", "import", str(export), "--images", str(review / "images"), "--out", str(corrected)]) == 0
+    out = tmp_path / "work" / "set"
+    assert main(["trainset", "build", "--data", str(corrected), "--materialize", str(out)]) == 0
+    stray = [p for p in (tmp_path / "work").rglob("*") if p.is_file() and out not in p.parents and corrected not in p.parents]
+    assert stray == [] and not Path(f"/tmp/drywallqapwned{token}").exists()
+    assert all(out.resolve() in p.resolve().parents for p in out.rglob("*.png"))
+
+
+@pytest.mark.parametrize("name, imported", [
+    ("/data/upload/1/{name}", True),          # Label Studio's own upload path: found by its last part
+    ("C:\\Users\\me\\photos\\{name}", True),  # a Windows path: the same
+    ("../../../../etc/passwd", False),
+    ("{name}\x00.png", False),
+    ("x" * 300 + ".jpg", False),
+    ("..", False),
+])
+def test_label_studio_photo_names_are_looked_up_in_the_photos_folder_only(review, tmp_path, capsys, name, imported):
+    tasks = json.loads((review / "label-studio" / "tasks.json").read_text())[:2]
+    for task in tasks:
+        task["annotations"] = [{"result": []}]
+    tasks[0]["data"] = {"image": name.format(name=tasks[0]["data"]["drywallqa_image"])}
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks))
+    assert main(["review", "import", str(export), "--images", str(review / "images"), "--out", str(tmp_path / "c")]) == 0
+    assert len(AnnotatedDataset.load(tmp_path / "c")) == (2 if imported else 1)
+    assert "Traceback" not in capsys.readouterr().err

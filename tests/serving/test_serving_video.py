@@ -164,6 +164,7 @@ def test_unreachable_or_unreadable_source_is_one_line_exit_2(source, message, tm
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.integration  # a bench run
 def test_bench_reports_watch_frames_per_second():
     from drywallqa.bench import BenchSettings, run_benchmark
 

@@ -59,7 +59,7 @@ def test_watch_captures_each_padded_shape_once_before_the_first_frame(model, tmp
     assert sorted(captures) == batch_buckets(8)  # 60 frames later: not one more
 
 
-@pytest.mark.slow  # torch.compile traces the model once per shape: half a minute on a busy 2-core CPU
+@pytest.mark.integration  # torch.compile traces the model once per shape: half a minute on a busy 2-core CPU
 def test_watch_compiles_each_padded_shape_once(model, tmp_path):
     from torch._dynamo.testing import CompileCounter
 

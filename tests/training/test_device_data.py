@@ -95,12 +95,12 @@ def test_validation_on_the_device_gives_the_loader_paths_metrics(trainset, model
         assert np.isclose(metrics["device"][key], value, atol=1e-5), key
 
 
-def test_a_training_run_with_the_data_on_the_device(sample_data, tmp_path, capsys):
+@pytest.mark.integration  # a training run
+def test_a_training_run_with_the_data_on_the_device(sample_data, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--data", str(sample_data), "--out", str(out), "--epochs", "1", "--no-progress", *TINY,
             "--set", "trainer.data_on_device=true", "--set", "trainer.limit_train_batches=2"]
     assert main(args) == 0
-    assert "images for the device" in capsys.readouterr().out
     record = json.loads((out / "model" / "training.json").read_text())
     assert record["budget"]["data_on_device"] is True and record["best_val_iou"] is not None
     assert record["augmentation"]["on_device"].endswith("BatchAugmenter")
@@ -118,6 +118,7 @@ def test_device_split_needs_every_prompt_embedded(trainset):
         DeviceSplit(trainset, "valid", image_size=64, embeddings={}, batch_size=4)
 
 
+@pytest.mark.integration  # a training run
 def test_a_compilation_that_fails_on_the_first_step_trains_eagerly(sample_data, tmp_path, monkeypatch):
     def broken_compile(model, **kwargs):
         def compiled(*args):
@@ -133,7 +134,7 @@ def test_a_compilation_that_fails_on_the_first_step_trains_eagerly(sample_data, 
     assert json.loads((out / "model" / "training.json").read_text())["budget"]["compiled"] is False
 
 
-@pytest.mark.slow  # inductor compiles the forward and backward: minutes on a busy 2-core CPU
+@pytest.mark.integration  # inductor compiles the forward and backward: minutes on a busy 2-core CPU
 def test_a_compiled_training_run(sample_data, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--data", str(sample_data), "--out", str(out), "--epochs", "1", "--no-progress", *TINY,

@@ -10,6 +10,7 @@ import torch
 
 from drywallqa.cli import main
 from drywallqa.errors import ConfigError
+from drywallqa.hardware import auto_precision
 from drywallqa.models import PromptSegmentationModel, build_model
 from drywallqa.training.config import TrainConfig
 from drywallqa.training.losses import LossConfig, SegmentationLoss
@@ -81,6 +82,10 @@ def test_cli_training_run_writes_model_logs_and_curves_then_resumes(sample_data,
         assert (out / name).is_file(), name
     record = json.loads((out / "model" / "training.json").read_text())
     assert record["budget"]["epochs"] == 1 and "augmentation" in record and record["trainset_check"].startswith("check: OK")
+    # precision auto: the record says what this machine's CPU got and why (bf16 only with bf16 instructions)
+    assert record["budget"]["precision"] == auto_precision("cpu").lightning
+    assert record["budget"]["precision_reason"] == f"auto: {auto_precision('cpu').reason}"
+    assert record["budget"]["channels_last"] is True
     model = PromptSegmentationModel.from_pretrained(out / "model")
     assert model.default_image_size == 64
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
@@ -94,6 +99,7 @@ def test_cli_training_run_writes_model_logs_and_curves_then_resumes(sample_data,
     assert (out / "logs" / "version_0" / "metrics.csv").is_file() and (out / "logs" / "version_1" / "metrics.csv").is_file()
 
 
+@pytest.mark.integration  # three training runs
 def test_init_from_fine_tunes_a_saved_model_at_a_new_size(sample_data, tmp_path, capsys):
     torch.manual_seed(0)
     start = build_model("promptunet", pretrained=False, text_encoder="hashing", image_size=96)
@@ -135,7 +141,7 @@ def test_bad_training_config_is_one_line_exit_2(sample_data, tmp_path, capsys):
     assert err.startswith("error:") and "optim.lr" in err and err.count("\n") == 1
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_ddp_smoke_two_cpu_processes_on_gloo(sample_data, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "drywallqa.cli", "train", "--data", str(sample_data), "--out", str(out), "--epochs", "1",
@@ -236,7 +242,8 @@ def test_a_config_is_checked_when_loaded_not_when_training_starts():
     assert TrainConfig.from_yaml(None, ["data.image_size=448"]).data["image_size"] == 448
 
 
-def test_init_matching_starts_a_wider_decoder_on_a_saved_models_encoder(sample_data, tmp_path, capsys):
+@pytest.mark.integration  # a training run
+def test_init_matching_starts_a_wider_decoder_on_a_saved_models_encoder(sample_data, tmp_path):
     torch.manual_seed(0)
     start = build_model("promptunet", pretrained=False, text_encoder="hashing", image_size=64)
     start.save_pretrained(tmp_path / "start")
@@ -246,7 +253,6 @@ def test_init_matching_starts_a_wider_decoder_on_a_saved_models_encoder(sample_d
             "--set", "model.args.decoder_channels=[48, 40, 32, 24]", "--set", "optim.lr=0", "--set", "optim.encoder_lr=0",
             "--set", "trainer.limit_train_batches=1"]
     assert main(args) == 0
-    assert "the others are new" in capsys.readouterr().out
     wide = PromptSegmentationModel.from_pretrained(out / "model")
     assert wide.config.decoder_channels == (48, 40, 32, 24)
     saved, after = start.state_dict(), wide.state_dict()

@@ -64,6 +64,7 @@ def runtime_unavailable(runtime: str, settings: BenchSettings) -> str:
     """Why ``runtime`` cannot run here, or ``""``."""
     import torch
 
+    from drywallqa.hardware import auto_precision
     from drywallqa.inference.onnx_runtime import default_providers
     from drywallqa.inference.tensorrt_runtime import tensorrt_available
 
@@ -74,6 +75,8 @@ def runtime_unavailable(runtime: str, settings: BenchSettings) -> str:
         return "TensorRT not installed or no GPU (see `drywallqa export --format tensorrt` for the trtexec command)"
     if ("cuda-graphs" in runtime or "fp16" in runtime and runtime.startswith("torch")) and not cuda:
         return "GPU only"
+    if "bf16" in runtime and not cuda and (choice := auto_precision("cpu")).precision != "bf16":
+        return f"bf16 would be emulated here: {choice.reason}"
     if runtime.endswith("-1-thread") and settings.threads == 1:
         return "the same as the runtime without -1-thread (threads is 1)"
     if runtime.endswith("-1-thread") and cuda:

@@ -3,8 +3,9 @@
 Renders the sample data, inspects it, segments its validation images with the shipped model
 (cracks with "segment crack", joints with "segment taping area"), and writes masks, overlays, QA
 figures and an HTML report. Each prediction is scored against the generator's exact mask: its
-IoU, and whether its verdict is the one the same QA rules give the exact mask (the wrong ones are
-listed). Everything goes into one output folder; rerunning resumes.
+IoU, and whether its verdict (pass, fail, not found, unchecked: see ``drywallqa.qa.rules``) is the
+one the same QA rules give the exact mask (the wrong ones are listed). Everything goes into one
+output folder; rerunning resumes.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
     from drywallqa.data.synthetic import generate_sample_data
     from drywallqa.inference import load_predictor
     from drywallqa.serving import predict_images, write_report
+    from drywallqa.serving.results import counts_line
     from drywallqa.serving.truth import attach_truth, sample_data_truths
 
     out = Path(args.out)
@@ -49,7 +51,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
         prompt = prompts.resolve(class_name).prompt
         images = [str(s.image_path) for s in ds.split("valid")]
         run = predict_images(images, [prompt], out / "predictions" / ds.name, predictor, model_id=args.model or "shipped")
-        counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(run.verdict_counts().items()))
+        counts = counts_line(run.photo_verdict_counts())  # one prompt a photo: the photos' verdicts are the masks'
         scores = attach_truth(out / "predictions" / ds.name, truths)
         scored = "".join(f"; {scores.describe(name)}" for name in scores.scored)
         print(f"  {ds.name}: {len(run.records)} images with {prompt!r}: {counts}{scored}")

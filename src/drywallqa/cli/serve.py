@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from drywallqa.cli.common import add_model_args, load_model_predictor
+from drywallqa.cli.common import add_model_args, add_qa_rules_args, add_tile_arg, load_model_predictor, load_qa_rules
 
 
 def add_commands(subparsers) -> None:
@@ -22,9 +22,9 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--ssl-keyfile", metavar="FILE", help="PEM private key of --ssl-certfile")
     add_model_args(parser)
     parser.add_argument("--model-id", default="default", help="name clients use in the 'model' field (default 'default')")
+    add_tile_arg(parser)
     parser.add_argument("--threshold", type=float, metavar="T",
                         help="mask probability threshold for every prompt (default: the model's calibrated per-class thresholds, else 0.5)")
-    parser.add_argument("--thresholds", metavar="FILE", help="QA thresholds YAML (default: the built-in one)")
     parser.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body in MB (default 10)")
     parser.add_argument("--max-export-mb", type=float, default=200.0,
                         help="largest body of POST /v1/export, the web page's zip of a batch (default 200)")
@@ -45,7 +45,7 @@ def add_commands(subparsers) -> None:
                         help="open connections beyond which new ones get 503 and are closed (default 512)")
     parser.add_argument("--strict-prompts", action="store_true",
                         help="answer 422 to a prompt that names no known class (default: answer with a warning)")
-    parser.add_argument("--prompts", metavar="YAML", help="prompt classes (default: the built-in prompts.yaml)")
+    add_qa_rules_args(parser)
     parser.add_argument("--torch-threads", type=int, metavar="N", help="CPU threads per prediction (default: torch's choice)")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     parser.set_defaults(handler=run_serve)
@@ -58,10 +58,10 @@ def run_serve(args: argparse.Namespace) -> int:
     from drywallqa.serving.server import check_tls_files
 
     check_tls_files(args.ssl_certfile, args.ssl_keyfile)  # before loading the model too
+    qa_rules, prompt_config = load_qa_rules(args)  # and the rules files
     import uvicorn
 
-    from drywallqa.data import PromptConfig
-    from drywallqa.serving import QARules, create_app
+    from drywallqa.serving import create_app
     from drywallqa.serving.server import server_config
 
     if args.torch_threads:
@@ -74,8 +74,7 @@ def run_serve(args: argparse.Namespace) -> int:
         predictor, args.model or "shipped default", model_id=args.model_id, max_upload_mb=args.max_upload_mb, timeout_s=args.timeout,
         max_concurrent_predictions=args.concurrency, max_queued=args.max_queued, max_batch=args.max_batch,
         batch_wait_s=args.batch_wait_ms / 1000, body_timeout_s=args.body_timeout, max_export_mb=args.max_export_mb,
-        strict_prompts=args.strict_prompts, thresholds=QARules.load(args.thresholds),
-        prompt_config=PromptConfig.from_yaml(args.prompts) if args.prompts else None,
+        strict_prompts=args.strict_prompts, qa_rules=qa_rules, prompt_config=prompt_config,
     )
     config = server_config(app, args.host, args.port, header_timeout_s=args.header_timeout,
                            max_connections=args.max_connections, log_level=args.log_level,

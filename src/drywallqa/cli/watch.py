@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from drywallqa.cli.common import add_model_args
+from drywallqa.cli.common import add_model_args, add_qa_rules_args, add_tile_arg
 
 
 def add_commands(subparsers) -> None:
@@ -32,8 +33,8 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--fail-frames", type=int, default=5, metavar="N",
                         help="consecutive failing frames that make an event (default 5)")
     parser.add_argument("--mm-per-px", type=float, metavar="F", help="image scale in millimetres per pixel")
-    parser.add_argument("--thresholds", metavar="FILE", help="QA thresholds YAML (default: the built-in one)")
-    parser.add_argument("--prompts", metavar="YAML", help="prompt classes (default: the built-in prompts.yaml)")
+    add_tile_arg(parser)
+    add_qa_rules_args(parser)
     parser.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                         help="drop frames the model cannot take instead of waiting (default: on for cameras and "
                         "streams, off for files; --live replays a file at its frame rate, as a camera would)")
@@ -45,12 +46,15 @@ def add_commands(subparsers) -> None:
 
 
 def run_watch(args: argparse.Namespace) -> int:
-    from drywallqa.cli.common import load_model_predictor
-    from drywallqa.data import PromptConfig
-    from drywallqa.serving import QARules
+    from drywallqa.cli.common import load_model_predictor, load_qa_rules
+    from drywallqa.qa.figures import check_mm_per_px
     from drywallqa.serving.video import watch
     from drywallqa.serving.video_source import VideoSource
 
+    qa_rules, prompt_config = load_qa_rules(args)  # a typo in a rules file fails before anything opens
+    scale_warning = check_mm_per_px(args.mm_per_px, "--mm-per-px")  # before the source opens or the model loads
+    if scale_warning:
+        print(f"warning: {scale_warning}", file=sys.stderr)
     # Open the source first: a wrong address fails before a model is loaded or exported.
     source = VideoSource(args.source, args.timeout)
     try:
@@ -60,8 +64,7 @@ def run_watch(args: argparse.Namespace) -> int:
         print(f"watching {source!r} with {predictor.name}")
         run = watch(
             source, args.prompt, args.out, predictor, smoothing=args.smoothing, fail_frames=args.fail_frames,
-            mm_per_px=args.mm_per_px, thresholds=QARules.load(args.thresholds),
-            prompt_config=PromptConfig.from_yaml(args.prompts) if args.prompts else None, live=args.live,
+            mm_per_px=args.mm_per_px, qa_rules=qa_rules, prompt_config=prompt_config, live=args.live,
             queue_size=args.queue, max_frames=args.max_frames, max_seconds=args.duration, timeout_s=args.timeout,
             say=print,
         )

@@ -258,7 +258,7 @@ class AnnotatedDataset:
         datasets = list(datasets)
         issues = IssueLog(quiet=True)
         for ds in datasets:
-            issues.issues.extend(ds.issues.issues)
+            issues.extend(ds.issues)
         classes = tuple(sorted({c for ds in datasets for c in ds.class_names}))
         return AnnotatedDataset(name, [s for ds in datasets for s in ds.samples], classes, None, issues, "merged")
 

@@ -54,26 +54,34 @@ def mask_to_rle(mask: np.ndarray) -> dict:
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
-def label_rles(labels: np.ndarray, count: int, shape: tuple[int, int], offset: tuple[int, int] = (0, 0)) -> list[dict]:
-    """:func:`mask_to_rle` of each label ``1..count`` of a labelled crop placed in a larger mask.
+def component_rle(component: np.ndarray, shape: tuple[int, int], offset: tuple[int, int] = (0, 0)) -> dict:
+    """:func:`mask_to_rle` of a mask that is empty outside a crop: ``component`` placed at ``offset``.
 
-    One call encodes every component (a column-major stack of the component masks), and only the
-    crop is compared against the labels, so a few small cracks in a large photo cost little.
+    Only the crop's foreground pixels are read (their column-major runs are the RLE), so encoding
+    one speck of a 12-megapixel photo costs what the speck costs, never a full-size mask.
 
     Args:
-        labels: Integer ``(h, w)`` labels, 0 for background.
-        count: Encode labels ``1..count``.
+        component: Bool ``(h, w)`` crop, e.g. one labelled component inside its bounding box.
         shape: ``(H, W)`` of the full mask.
         offset: ``(x, y)`` of the crop's top-left corner in the full mask.
     """
-    if count == 0:
-        return []
+    height, width = shape
     x, y = offset
-    h, w = labels.shape
-    stack = np.zeros((*shape, count), dtype=bool, order="F")
-    np.equal(labels[:, :, None], np.arange(1, count + 1, dtype=labels.dtype), out=stack[y : y + h, x : x + w])
-    return [{"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")}
-            for r in mask_utils.encode(stack.view(np.uint8))]
+    cols, rows = np.divmod(np.flatnonzero(np.asarray(component, dtype=bool).T), component.shape[0])
+    index = (x + cols).astype(np.int64) * height + (y + rows)  # column-major order: already sorted
+    if index.size == 0:
+        counts = [height * width]
+    else:
+        breaks = np.flatnonzero(np.diff(index) != 1) + 1
+        starts = index[np.r_[0, breaks]]
+        ends = index[np.r_[breaks - 1, index.size - 1]] + 1
+        runs = np.empty(2 * len(starts) + 1, dtype=np.int64)
+        runs[0:-1:2] = starts - np.r_[0, ends[:-1]]  # background before each run (0 before a run at the start)
+        runs[1::2] = ends - starts
+        runs[-1] = height * width - ends[-1]
+        counts = runs[:-1].tolist() if runs[-1] == 0 else runs.tolist()
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+    return {"size": [int(height), int(width)], "counts": rle["counts"].decode("ascii")}
 
 
 def boxes_to_mask(boxes: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -9,7 +9,9 @@
 - what the exported runtimes read: :class:`PromptEmbeddings` and :mod:`~drywallqa.inference.graph_io`;
 - :mod:`~drywallqa.inference.load`: :func:`load_predictor`, the one loader, with
   :func:`best_available` and the runtime factory :func:`load_runtime_predictor`;
-- :mod:`~drywallqa.inference.calibration`: a model's calibrated per-class thresholds.
+- :mod:`~drywallqa.inference.calibration`: a model's calibrated per-class thresholds;
+- :mod:`~drywallqa.inference.tiling`: large and elongated photos judged in tiles at the scale the
+  model learned (:class:`TilePlan`, :func:`plan_tiles`, ``tile="auto"|"off"|PX``).
 
 Importing this package is cheap: torch, onnxruntime and tensorrt are imported on first use.
 
@@ -22,6 +24,7 @@ Example:
 from drywallqa.inference.calibration import CALIBRATION_FILE, read_calibration, write_calibration
 from drywallqa.inference.core import (
     BatchedPredictor,
+    PhotoInputs,
     Predictor,
     SegmentationResult,
     check_image,
@@ -42,6 +45,8 @@ from drywallqa.inference.load import (
     model_predictor,
     onnx_cache_dir,
     runtime_for_spec,
+    weight_files,
+    weights_digest,
 )
 from drywallqa.inference.onnx_runtime import OnnxPredictor, create_session
 from drywallqa.inference.prompt_store import PromptEmbeddings
@@ -52,6 +57,7 @@ from drywallqa.inference.tensorrt_runtime import (
     tensorrt_available,
     trtexec_command,
 )
+from drywallqa.inference.tiling import TILE_MODES, TilePlan, check_tile, plan_tiles
 from drywallqa.inference.torch_runtime import PRECISIONS, ModelPredictor
 from drywallqa.inference.tta import TTA_VIEWS, FlipTTAPredictor
 
@@ -60,21 +66,25 @@ __all__ = [
     "PRECISIONS",
     "RUNTIMES",
     "RUNTIME_CHOICES",
+    "TILE_MODES",
     "TTA_VIEWS",
     "BatchedPredictor",
     "FlipTTAPredictor",
     "ModelPredictor",
     "OnnxPredictor",
+    "PhotoInputs",
     "Predictor",
     "PromptEmbeddings",
     "SegmentationResult",
     "TensorRTPredictor",
     "TensorRTUnavailable",
+    "TilePlan",
     "best_available",
     "build_tensorrt_engine",
     "calibration_file",
     "check_image",
     "check_prompt",
+    "check_tile",
     "create_session",
     "default_model_path",
     "load_model",
@@ -84,10 +94,13 @@ __all__ = [
     "logits_to_result",
     "model_predictor",
     "onnx_cache_dir",
+    "plan_tiles",
     "read_calibration",
     "read_metadata",
     "runtime_for_spec",
     "tensorrt_available",
     "trtexec_command",
+    "weight_files",
+    "weights_digest",
     "write_calibration",
 ]

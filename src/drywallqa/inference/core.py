@@ -5,9 +5,11 @@ batched base class of every runtime (:class:`BatchedPredictor`), the input check
 from logits to a result (:func:`logits_to_result`).
 
 A :class:`Predictor` takes RGB ``uint8`` images of any size and a text prompt and returns a
-:class:`SegmentationResult` at the image's own size. It owns resizing, normalisation (inside the
-model), upsampling and thresholding, so evaluation, prediction and serving never special-case an
-architecture or a runtime (PyTorch, ONNX Runtime, ...).
+:class:`SegmentationResult` at the image's own size. It owns resizing, tiling (a large or
+elongated photo is judged in tiles at the scale the model learned, see
+:mod:`~drywallqa.inference.tiling`), normalisation (inside the model), upsampling and
+thresholding, so evaluation, prediction and serving never special-case an architecture or a
+runtime (PyTorch, ONNX Runtime, ...).
 """
 
 from __future__ import annotations
@@ -19,14 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from drywallqa.errors import ConfigError
-from drywallqa.processing import (
-    check_threshold,
-    logit_threshold,
-    resize_to_model_input,
-    sigmoid,
-    stack_model_inputs,
-    upsample_logits,
-)
+from drywallqa.inference.tiling import TilePlan, blend_tiles, check_tile, cut_tiles, plan_tiles
+from drywallqa.processing import check_threshold, logit_threshold, sigmoid, upsample_logits
 
 
 @dataclass
@@ -39,6 +35,8 @@ class SegmentationResult:
         confidence: The model's own estimate of the mask's IoU, in ``[0, 1]``.
         probabilities: ``(H, W)`` float32 foreground probabilities, when asked for.
         threshold: Probability threshold that produced ``mask``.
+        extra: What else the predictor says; batched runtimes give ``extra["tiling"]``, the
+            tiles used (:meth:`~drywallqa.inference.tiling.TilePlan.to_dict`).
     """
 
     prompt: str
@@ -86,18 +84,27 @@ class Predictor:
         threshold: Probability threshold of prompts whose class has none in :attr:`thresholds`.
         thresholds: Per prompt class (``{"crack": 0.45, ...}``): the calibrated thresholds a model
             folder's ``calibration.json`` gives (see :func:`drywallqa.evaluation.calibrate_thresholds`).
+        prompt_config: The prompt classes a prompt's class is looked up in for :attr:`thresholds`
+            (a :class:`~drywallqa.data.prompts.PromptConfig`); the built-in ``prompts.yaml`` when
+            None. The drivers set the run's own (``--prompts``) with :meth:`set_prompt_config`, so a
+            prompt the user's file gives a class gets that class's threshold.
     """
 
     name: str = "predictor"
     threshold: float = 0.5
     thresholds: dict[str, float] = {}
+    prompt_config = None
 
     def threshold_for(self, prompt: str) -> float:
         """The threshold of ``prompt``: its class's calibrated one, else :attr:`threshold`."""
         if not self.thresholds:
             return self.threshold
-        prompt_class = _default_prompts().class_of(prompt)
+        prompt_class = (self.prompt_config or _default_prompts()).class_of(prompt)
         return self.thresholds.get(prompt_class.name, self.threshold) if prompt_class else self.threshold
+
+    def set_prompt_config(self, prompt_config) -> None:
+        """Look prompt classes up in ``prompt_config`` (a run's ``--prompts``; None: the built-in ones)."""
+        self.prompt_config = prompt_config
 
     def set_thresholds(self, thresholds: dict[str, float]) -> None:
         """Use these per-class thresholds (each in ``(0, 1)``); an empty mapping clears them."""
@@ -117,9 +124,18 @@ class Predictor:
         """
         raise NotImplementedError
 
-    def predict(self, image: np.ndarray, prompt: str, *, return_probabilities: bool = False) -> SegmentationResult:
-        """Segment one RGB ``uint8`` ``(H, W, 3)`` image with one prompt."""
-        return self.predict_batch([image], [prompt], return_probabilities=return_probabilities)[0]
+    def predict(self, image: np.ndarray, prompt: str, *, return_probabilities: bool = False,
+                **options) -> SegmentationResult:
+        """Segment one RGB ``uint8`` ``(H, W, 3)`` image with one prompt.
+
+        Args:
+            image: The image.
+            prompt: The prompt.
+            return_probabilities: Also return the per-pixel probabilities.
+            **options: What :meth:`predict_batch` takes besides; batched runtimes take
+                ``mm_per_px`` and ``tile`` (see :meth:`BatchedPredictor.predict_batch`).
+        """
+        return self.predict_batch([image], [prompt], return_probabilities=return_probabilities, **options)[0]
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
@@ -173,23 +189,45 @@ def logits_to_result(
     )
 
 
+@dataclass
+class PhotoInputs:
+    """One photo as a batched runtime takes it: its tile plan and one model input per tile.
+
+    Attributes:
+        plan: How the photo is tiled (one stretched tile for a photo that fits one).
+        pixels: ``uint8`` ``(n, S, S, 3)``, one model input per tile of ``plan``.
+    """
+
+    plan: TilePlan
+    pixels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+
 class BatchedPredictor(Predictor):
     """A :class:`Predictor` whose runtime only maps a uint8 batch to logits.
 
-    :meth:`predict_batch` validates the inputs, resizes them with :func:`resize_to_model_input`,
-    runs :meth:`forward_batch` in chunks of :attr:`batch_size` and post-processes each image with
-    :func:`logits_to_result`. Subclasses set :attr:`image_size`, :attr:`threshold`,
-    :attr:`batch_size` and :attr:`name`, and implement :meth:`forward_batch`.
+    :meth:`predict_batch` validates the inputs, cuts each photo into its tiles (:meth:`prepare`:
+    one stretched input for a photo that fits one tile, see :mod:`~drywallqa.inference.tiling`),
+    runs :meth:`forward_batch` on the tiles of all photos in chunks of :attr:`batch_size` and
+    blends and post-processes each photo's tiles (:meth:`finish`). Subclasses set
+    :attr:`image_size`, :attr:`threshold`, :attr:`batch_size` and :attr:`name`, and implement
+    :meth:`forward_batch`.
 
     Attributes:
         name: Short label of the model and runtime, e.g. ``"promptunet/onnxruntime"``.
         image_size: Side of the square model input.
         threshold: Probability threshold of the mask, in ``(0, 1)``.
-        batch_size: Images per :meth:`forward_batch` call.
+        batch_size: Model inputs (tiles) per :meth:`forward_batch` call.
+        tile: ``"auto"``, ``"off"`` (a runtime's own default: every photo stretched to the model's
+            square) or a tile side in pixels; :func:`~drywallqa.inference.load_predictor` sets
+            ``"auto"``.
     """
 
     image_size: int = 448
     batch_size: int = 8
+    tile: str | int = "off"
 
     def forward_batch(self, images: np.ndarray, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Run the model on a batch already at the model's input size (the batched array path).
@@ -203,47 +241,88 @@ class BatchedPredictor(Predictor):
         """
         raise NotImplementedError
 
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        """One image as :meth:`forward_batch` takes it: checked and stretched to :attr:`image_size`.
+    def set_tile(self, tile: str | int) -> None:
+        """Use this tile setting from now on (see :func:`~drywallqa.inference.tiling.check_tile`)."""
+        self.tile = check_tile(tile)
+
+    def prepare(self, image: np.ndarray, *, mm_per_px: float | None = None,
+                tile: str | int | None = None) -> PhotoInputs:
+        """One photo as :meth:`forward_batch` takes it: checked, planned and cut into tiles.
 
         With :meth:`finish`, the halves of :meth:`predict_batch` around the model call, for drivers
-        that resize and post-process in their own threads while one thread runs the model
+        that cut and post-process in their own threads while one thread runs the model
         (:class:`drywallqa.serving.batching.MicroBatcher`).
-        """
-        return resize_to_model_input(check_image(image), self.image_size)
 
-    def finish(self, mask_logits: np.ndarray, confidence_logit: float, prompt: str, image_shape: tuple[int, ...],
+        Args:
+            image: RGB ``uint8`` ``(H, W, 3)``.
+            mm_per_px: Millimetres per pixel of ``image`` (sets the tile scale in ``auto`` mode).
+            tile: This photo's tile setting; :attr:`tile` when None.
+        """
+        image = check_image(image)
+        plan = plan_tiles(image, self.image_size, self.tile if tile is None else tile, mm_per_px=mm_per_px)
+        return PhotoInputs(plan, cut_tiles(image, plan))
+
+    def finish(self, plan: TilePlan, mask_logits: np.ndarray, confidence_logits: np.ndarray, prompt: str,
                return_probabilities: bool = False) -> SegmentationResult:
-        """One image's model output as its :class:`SegmentationResult` at the image's size."""
-        return logits_to_result(mask_logits, confidence_logit, prompt, image_shape, self.threshold_for(prompt),
-                                return_probabilities)
+        """One photo's tile outputs as its :class:`SegmentationResult` at the photo's size.
+
+        Args:
+            plan: The photo's plan (:attr:`PhotoInputs.plan`).
+            mask_logits: float ``(n, S, S)``, one per tile.
+            confidence_logits: ``(n,)``.
+            prompt: The prompt the tiles answer.
+            return_probabilities: Also return per-pixel probabilities.
+        """
+        logits, confidence = blend_tiles(plan, mask_logits, confidence_logits)
+        result = logits_to_result(logits, confidence, prompt, plan.image_shape, self.threshold_for(prompt),
+                                  return_probabilities)
+        result.extra["tiling"] = plan.to_dict()
+        return result
 
     def predict_batch(
-        self, images: Sequence[np.ndarray], prompts: Sequence[str], *, return_probabilities: bool = False
+        self, images: Sequence[np.ndarray], prompts: Sequence[str], *, return_probabilities: bool = False,
+        mm_per_px: float | None = None, tile: str | int | None = None,
     ) -> list[SegmentationResult]:
         """Segment ``images[i]`` with ``prompts[i]``.
 
         Args:
-            images: RGB ``uint8`` ``(H, W, 3)`` arrays; sizes may differ.
+            images: RGB ``uint8`` ``(H, W, 3)`` arrays; sizes may differ. The same array given
+                for several prompts is planned and cut once.
             prompts: One prompt per image.
             return_probabilities: Also return per-pixel probabilities.
+            mm_per_px: Millimetres per pixel of the images (sets the tile scale in ``auto`` mode).
+            tile: Tile setting of this call; :attr:`tile` when None.
 
         Returns:
             One :class:`SegmentationResult` per image, at that image's size.
 
         Raises:
-            ConfigError: If the counts differ, an image is not RGB uint8 or a prompt is empty.
+            ConfigError: If the counts differ, an image is not RGB uint8, a prompt is empty or the
+                tile setting is bad.
         """
         if len(images) != len(prompts):
             raise ConfigError(f"got {len(images)} images but {len(prompts)} prompts; give one prompt per image")
         prompts = [check_prompt(p) for p in prompts]
-        images = [check_image(image) for image in images]
+        prepared: dict[int, PhotoInputs] = {}
+        for image in images:
+            if id(image) not in prepared:
+                prepared[id(image)] = self.prepare(image, mm_per_px=mm_per_px, tile=tile)
+        photos = [prepared[id(image)] for image in images]
+        # Every tile of every (photo, prompt) pair, in order, through the model in chunks.
+        owners = [(index, k) for index, photo in enumerate(photos) for k in range(len(photo))]
+        mask_logits: list[np.ndarray] = []
+        confidence_logits: list[np.ndarray] = []
+        for start in range(0, len(owners), self.batch_size):
+            chunk = owners[start : start + self.batch_size]
+            logits, confidence = self.forward_batch(
+                np.ascontiguousarray(np.stack([photos[i].pixels[k] for i, k in chunk])), [prompts[i] for i, _ in chunk])
+            mask_logits.extend(logits)
+            confidence_logits.extend(confidence)
         results: list[SegmentationResult] = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            chunk_prompts = prompts[start : start + len(chunk)]
-            mask_logits, confidence_logits = self.forward_batch(stack_model_inputs(chunk, self.image_size), chunk_prompts)
-            for image, prompt, logits, confidence in zip(chunk, chunk_prompts, mask_logits, confidence_logits):
-                results.append(self.finish(logits, confidence, prompt, image.shape, return_probabilities))
+        start = 0
+        for photo, prompt in zip(photos, prompts):
+            stop = start + len(photo)
+            results.append(self.finish(photo.plan, np.stack(mask_logits[start:stop]),
+                                       np.asarray(confidence_logits[start:stop]), prompt, return_probabilities))
+            start = stop
         return results
-

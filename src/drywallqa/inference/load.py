@@ -26,6 +26,7 @@ from typing import Any
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.inference.calibration import CALIBRATION_FILE, read_calibration
 from drywallqa.inference.core import BatchedPredictor, Predictor
+from drywallqa.inference.tiling import check_tile
 from drywallqa.inference.torch_runtime import ModelPredictor
 from drywallqa.inference.tta import TTA_VIEWS, FlipTTAPredictor
 
@@ -43,7 +44,8 @@ ENGINE_SUFFIXES = (".plan", ".engine")
 
 
 def load_predictor(spec: str | None = None, device: str | None = None, model_args: dict | None = None,
-                   tta: str = "none", *, runtime: str = "auto", say=print, **kwargs) -> Predictor:
+                   tta: str = "none", *, runtime: str = "auto", tile: str | int = "auto", say=print,
+                   **kwargs) -> Predictor:
     """Build a :class:`Predictor` from a model spec, on the fastest runtime that gives its own masks.
 
     Args:
@@ -57,16 +59,22 @@ def load_predictor(spec: str | None = None, device: str | None = None, model_arg
         runtime: ``"auto"``: :func:`best_available` (ONNX Runtime on a CPU,
             from an export of the model folder made once and cached by weight hash, when it passes
             the parity check; PyTorch on CUDA); or ``"torch"``, ``"onnx"``, ``"tensorrt"``.
+        tile: How photos are tiled (:mod:`~drywallqa.inference.tiling`): ``"auto"`` (photos
+            larger or more elongated than a tile are judged in overlapping tiles at the scale
+            the model learned), ``"off"`` (every photo stretched to the model's square) or a
+            tile side in pixels (>= 64). ``predict(..., tile=...)`` overrides it per call.
         say: Called with one line naming the runtime used (None: silent).
         **kwargs: Passed to the runtime (``threshold``, ``batch_size``, ``image_size``; PyTorch's
             :class:`ModelPredictor` options such as ``precision`` select PyTorch).
 
     Raises:
-        ConfigError: For an unknown runtime or TTA, or model arguments on another runtime.
+        ConfigError: For an unknown runtime, TTA or tile setting, or model arguments on another
+            runtime (all checked before the model loads).
         DrywallQAError: If the model cannot be found or loaded, with what to do about it.
     """
     if tta not in TTA_VIEWS:
         raise ConfigError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
+    tile = check_tile(tile)
     explicit_threshold = kwargs.get("threshold") is not None
     if not explicit_threshold:
         kwargs.pop("threshold", None)
@@ -82,9 +90,14 @@ def load_predictor(spec: str | None = None, device: str | None = None, model_arg
         if not isinstance(predictor, BatchedPredictor):
             raise ConfigError(f"test-time flips need a batched runtime; {predictor.name} is not one")
         predictor = FlipTTAPredictor(predictor, tta)
+    if isinstance(predictor, BatchedPredictor):
+        predictor.set_tile(tile)
+    elif tile != "off":
+        raise ConfigError(f"tiling needs a batched runtime; {predictor.name} is not one (use tile='off')")
     if not explicit_threshold:
         # A model folder's calibrated per-class thresholds apply unless a threshold is given.
         predictor.set_thresholds(read_calibration(calibration_file(spec)).get("thresholds", {}))
+    predictor.weights_files = weight_files(spec)  # what `predict` resumes by (weights_digest, read lazily)
     return predictor
 
 
@@ -105,6 +118,48 @@ def calibration_file(spec: str | os.PathLike | None) -> Path | None:
     if path.suffix in ONNX_SUFFIXES + ENGINE_SUFFIXES:
         return path.with_suffix(".calibration.json")
     return path / CALIBRATION_FILE if (path / "config.json").is_file() else None
+
+
+#: Suffixes of the files in a model folder whose bytes make its masks (beside its ``config.json``).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", *ENGINE_SUFFIXES, ".yaml", ".yml")
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def weight_files(spec: str | os.PathLike | None) -> tuple[Path, ...]:
+    """The files whose bytes make a spec's masks: a model folder's ``config.json`` and weight files
+    (the shipped folder for None), an exported ``.onnx``/engine file or a YAML spec itself, the folder
+    of ``NAME:DIR``; ``()`` when the spec names no file (a hub name)."""
+    text = str(default_model_path()) if spec is None else str(spec)
+    candidates = [Path(text)] + ([Path(text.split(":", 1)[1])] if ":" in text else [])
+    for path in candidates:
+        if path.is_file():
+            return (path.resolve(),)
+        if path.is_dir():
+            return tuple(sorted(p.resolve() for p in path.iterdir()
+                                if p.is_file() and (p.name == "config.json" or p.suffix.lower() in WEIGHT_SUFFIXES)))
+    return ()
+
+
+def weights_digest(files: tuple[Path, ...] | list[Path]) -> str | None:
+    """SHA-256 (first 16 hex digits) of the names and bytes of a model's :func:`weight_files`, or None
+    for none. Each file's digest is kept per process by path, modification time and size, so a
+    driver that asks per batch (a Ray worker) reads the weights once."""
+    import hashlib
+
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        stat = Path(path).stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in _DIGESTS:
+            file_digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    file_digest.update(block)
+            _DIGESTS[key] = file_digest.hexdigest()
+        digest.update(f"{Path(path).name}\0{_DIGESTS[key]}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def model_predictor(model, **kwargs: Any) -> ModelPredictor:
@@ -266,8 +321,8 @@ def best_available(
     torch_options = {k: v for k, v in options.items() if k not in onnx_only}
     cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
     if cuda and not torch_only:
-        predictor = load_predictor(spec, device=device, runtime="torch", say=None, channels_last=True, cuda_graphs=True,
-                                   **torch_options)
+        predictor = load_predictor(spec, device=device, runtime="torch", say=None, tile="off", channels_last=True,
+                                   cuda_graphs=True, **torch_options)
         say(f"runtime: {predictor.name} (fastest on a GPU with the model's own fp32 masks)")
         return predictor
     why = f"PyTorch option(s) {', '.join(torch_only)} given" if torch_only else _onnx_unavailable(spec)
@@ -281,7 +336,7 @@ def best_available(
         except DrywallQAError as exc:
             why = str(exc)
     torch_options.setdefault("channels_last", True)
-    predictor = load_predictor(spec, device=device or "cpu", runtime="torch", say=None, **torch_options)
+    predictor = load_predictor(spec, device=device or "cpu", runtime="torch", say=None, tile="off", **torch_options)
     say(f"runtime: {predictor.name} (ONNX Runtime not used: {why})")
     return predictor
 
@@ -317,7 +372,7 @@ def load_runtime(
     if runtime == "auto":
         return best_available(spec, device=device, cache_dir=cache_dir, say=say, **options)
     if runtime == "torch" or runtime_for_spec(spec) != "torch":
-        predictor = (load_predictor(spec, device=device, runtime="torch", say=None, **options)
+        predictor = (load_predictor(spec, device=device, runtime="torch", say=None, tile="off", **options)
                      if runtime_for_spec(spec) == "torch"
                      else load_runtime_predictor(spec, runtime, device=device, **options))
     else:

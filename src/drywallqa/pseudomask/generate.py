@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from drywallqa.data.core import AnnotatedDataset, Annotation, Sample
-from drywallqa.data.formats.coco import ANNOTATION_FILE, samples_to_coco, write_coco
+from drywallqa.data.formats.coco import ANNOTATION_FILE, PSEUDO_MANIFEST, PSEUDO_TOOL, samples_to_coco, write_coco
 from drywallqa.data.masks import mask_to_rle
 from drywallqa.errors import ConfigError, DataError
 from drywallqa.files import atomic_write, atomic_write_json, read_json
@@ -42,11 +42,11 @@ from drywallqa.console import progress_bar
 from drywallqa.pseudomask.base import PseudoMaskMethod, box_window, imap_in_workers, predict_annotations
 from drywallqa.pseudomask.registry import create_method
 
-MANIFEST_FILE = "pseudomasks.json"
+MANIFEST_FILE = PSEUDO_MANIFEST  # its "dataset" lets the COCO reader follow the file names back
 MASKS_FOLDER = "masks"
 PNG_CHUNK = "drywallqa-pseudomask"
 RECORD_VERSION = 1
-TOOL = "drywallqa pseudomask"
+TOOL = PSEUDO_TOOL
 
 
 @dataclass
@@ -178,7 +178,7 @@ def make_pseudo_masks(
     config = _jsonable(instance.config())
     _check_manifest(out, name, config, data, resume)
     atomic_write_json(out / MANIFEST_FILE, {
-        "tool": TOOL, "method": name, "config": config, "dataset": str(data.root or data.name), "complete": False,
+        "tool": TOOL, "method": name, "config": config, "dataset": str(data.root.resolve() if data.root else data.name), "complete": False,
     }, indent=1)
 
     samples = list(data.samples)
@@ -232,7 +232,7 @@ def make_pseudo_masks(
         run.splits[split or "(none)"] = len(indices)
     run.seconds = time.perf_counter() - start
     atomic_write_json(out / MANIFEST_FILE, {
-        "tool": TOOL, "method": name, "config": config, "dataset": str(data.root or data.name), "complete": True,
+        "tool": TOOL, "method": name, "config": config, "dataset": str(data.root.resolve() if data.root else data.name), "complete": True,
         "summary": run.to_dict(),
     }, indent=1)
     return run

@@ -36,7 +36,7 @@ def unknown_prompt_message(prompt: str, prompt_config: PromptConfig | None = Non
         f"prompt {prompt!r} matches no known class (known: {', '.join(config.classes) or 'none'}), so its mask gets no "
         f"QA rules (verdict 'unchecked') and the model was not trained for it; to add a class, copy {builtin}, add it "
         "under 'classes:' with its prompt and aliases, pass the copy with --prompts, and give it rules in a "
-        "qa-rules.yaml (--thresholds)"
+        "qa-rules.yaml (--qa-rules)"
     )
 
 
@@ -48,7 +48,7 @@ class MaskInspection:
         prompt: The prompt text.
         class_name: Its prompt class, or None when the prompt names no known class.
         figures: The measured figures.
-        verdict: Pass/fail/unchecked with reasons and severity.
+        verdict: Pass, fail, not found or unchecked, with reasons and severity.
     """
 
     prompt: str
@@ -57,10 +57,12 @@ class MaskInspection:
     verdict: Verdict
 
     def to_dict(self) -> dict:
-        """JSON-ready: ``prompt``, ``class``, ``figure_set``, ``figures``, ``verdict``, ``reasons``, ``severity``."""
+        """JSON-ready: ``prompt``, ``class``, ``figure_set``, ``figures``, ``verdict``, ``reasons``, ``severity``,
+        and ``width_profile`` when the width was measured on the photo."""
+        profile = {"width_profile": self.figures.width_profile} if self.figures.width_profile else {}
         return {
             "prompt": self.prompt, "class": self.class_name, "figure_set": self.figures.figure_set,
-            "figures": self.figures.to_dict(), **self.verdict.to_dict(),
+            "figures": self.figures.to_dict(), **self.verdict.to_dict(), **profile,
         }
 
     def __repr__(self) -> str:
@@ -74,9 +76,10 @@ def inspect_mask(
     mask: np.ndarray,
     prompt: str,
     *,
+    image: np.ndarray | None = None,
     confidence: float | None = None,
     mm_per_px: float | None = None,
-    thresholds: QARules | None = None,
+    qa_rules: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     scale: float = 1.0,
 ) -> MaskInspection:
@@ -85,9 +88,11 @@ def inspect_mask(
     Args:
         mask: ``(H, W)`` bool mask at the image's size.
         prompt: The prompt the mask answers.
+        image: The photo, RGB ``uint8`` at the mask's size: crack widths, and taping figures on the
+            band refined from it, are then measured on it (see :func:`~drywallqa.qa.figures.measure_mask`).
         confidence: The model's confidence for the mask.
         mm_per_px: Image scale; adds millimetre figures and selects the ``fail_if_mm`` rules.
-        thresholds: Figure sets and rules; the built-in ``qa-rules.yaml`` by default.
+        qa_rules: Figure sets and rules; the built-in ``qa-rules.yaml`` by default.
         prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
         scale: Image-file pixels per mask pixel, for the mask of a photo decoded reduced (see
             :func:`~drywallqa.qa.figures.measure_mask`).
@@ -97,10 +102,10 @@ def inspect_mask(
         >>> inspect_mask(mask, "segment crack", mm_per_px=0.1).verdict.verdict    # 10 mm × 0.3 mm
         'pass'
     """
-    thresholds = thresholds or QARules.default()
+    qa_rules = qa_rules or QARules.default()
     class_name = prompt_class(prompt, prompt_config)
     figures = measure_mask(
-        mask, thresholds.figure_set(class_name), mm_per_px=mm_per_px, confidence=confidence,
-        min_component_area_px=thresholds.min_component_area_px, scale=scale,
+        mask, qa_rules.figure_set(class_name), image=image, mm_per_px=mm_per_px, confidence=confidence,
+        min_component_area_px=qa_rules.min_component_area_px, scale=scale,
     )
-    return MaskInspection(prompt, class_name, figures, thresholds.judge(class_name, figures))
+    return MaskInspection(prompt, class_name, figures, qa_rules.judge(class_name, figures))

@@ -32,11 +32,17 @@ class ModelHolder:
         spec: Model spec for ``loader`` (None: the shipped model).
         loader: ``loader(spec) -> Predictor``; :func:`drywallqa.inference.load_predictor` with
             ``predictor_kwargs`` by default.
+        prompt_config: The prompt classes the predictor looks its per-class thresholds up in
+            (:meth:`~drywallqa.inference.Predictor.set_prompt_config`); None leaves the predictor's.
         predictor_kwargs: Passed to the default loader (``threshold``, ``device``, ...).
     """
 
     def __init__(self, predictor: Predictor | None = None, spec: str | None = None,
-                 loader: Callable[[str | None], Predictor] | None = None, **predictor_kwargs: Any):
+                 loader: Callable[[str | None], Predictor] | None = None, *, prompt_config=None,
+                 **predictor_kwargs: Any):
+        self.prompt_config = prompt_config
+        if predictor is not None:
+            self._use_prompt_config(predictor)
         self._predictor = predictor
         self._given = predictor is not None
         self.spec = spec
@@ -67,8 +73,13 @@ class ModelHolder:
 
                         predictor = load_predictor(self.spec, **self._predictor_kwargs)
                     self.load_seconds = time.perf_counter() - started
+                    self._use_prompt_config(predictor)
                     self._predictor = predictor
         return self._predictor
+
+    def _use_prompt_config(self, predictor: Predictor) -> None:
+        if self.prompt_config is not None and isinstance(predictor, Predictor):
+            predictor.set_prompt_config(self.prompt_config)
 
     def describe(self, model_id: str) -> dict:
         """JSON description for ``GET /v1/models`` (does not load the model)."""
@@ -143,7 +154,8 @@ class WorkQueue:
     A caller waiting for a slot holds no thread and no decoded image, so a request that times out
     while queued costs nothing. A function already running cannot be stopped: on time-out its
     caller gets the error at once, the thread finishes in the background and frees its slot then.
-    (One semaphore per loop because an asyncio semaphore belongs to the loop it was first used in,
+    :meth:`close` lets the threads go (the app's shutdown calls it); a later :meth:`run` starts new
+    ones. (One semaphore per loop because an asyncio semaphore belongs to the loop it was first used in,
     and test clients run each client in a loop of its own.)
     """
 
@@ -151,9 +163,7 @@ class WorkQueue:
         self.slots = slots
         self.max_waiting = max_waiting
         self.waiting = 0
-        # Threads of their own: asyncio's default pool has min(32, cores + 4) threads, fewer than
-        # the requests that may be in flight, each waiting for its batched model call.
-        self.executor = ThreadPoolExecutor(slots, thread_name_prefix="drywallqa-request")
+        self.executor: ThreadPoolExecutor | None = None  # made on first use, let go by close()
         self.mean_seconds = 1.0  # moving average of a function's run time, for Retry-After
         self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self._lock = threading.Lock()
@@ -164,6 +174,21 @@ class WorkQueue:
             for stale in [other for other in self._semaphores if other.is_closed()]:
                 del self._semaphores[stale]
             return self._semaphores.setdefault(loop, asyncio.Semaphore(self.slots))
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self.executor is None:
+                # Threads of their own: asyncio's default pool has min(32, cores + 4) threads, fewer
+                # than the requests that may be in flight, each waiting for its batched model call.
+                self.executor = ThreadPoolExecutor(self.slots, thread_name_prefix="drywallqa-request")
+            return self.executor
+
+    def close(self) -> None:
+        """Let the worker threads go once their functions return (they end by their deadlines)."""
+        with self._lock:
+            executor, self.executor = self.executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def retry_after(self) -> int:
         """Seconds until the queue has likely drained by one caller."""
@@ -181,7 +206,7 @@ class WorkQueue:
             with self._lock:
                 self.waiting -= 1
         started = time.perf_counter()
-        work = asyncio.get_running_loop().run_in_executor(self.executor, function)
+        work = asyncio.get_running_loop().run_in_executor(self._executor(), function)
 
         def finished(future: asyncio.Future) -> None:
             semaphore.release()
@@ -210,6 +235,14 @@ class SharedBatcher:
                     self.batcher = MicroBatcher(predictor, max_batch=self.max_batch, max_wait_s=self.max_wait_s,
                                                 max_queued=self.max_pairs)
         return self.batcher
+
+    def close(self) -> None:
+        """Finish the queued pairs and stop the model thread (the app's shutdown); a later
+        :meth:`get` starts a new one."""
+        with self._lock:
+            batcher, self.batcher = self.batcher, None
+        if batcher is not None:
+            batcher.close()
 
     def describe(self) -> dict:
         """Batch settings and what the model thread has done, for ``GET /v1/models``."""

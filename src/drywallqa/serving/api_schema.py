@@ -18,12 +18,16 @@ from pydantic import BaseModel, Field
 
 from drywallqa.data.masks import mask_to_rle
 from drywallqa.errors import ConfigError, DataError, ImageSizeError
-from drywallqa.files import Photo, read_photo
+from drywallqa.files import MAX_DECODE_PIXELS, Photo, read_photo
 from drywallqa.image_codecs import HeifSupportMissing
 from drywallqa.inference import check_prompt
+from drywallqa.paths import UnsafePathError, check_data_path
+from drywallqa.qa.figures import check_mm_per_px
 from drywallqa.serving.render import mask_png_bytes
 
 MASK_FORMATS = ("rle", "png")
+#: What a verdict field may hold (:data:`drywallqa.qa.VERDICTS`, spelled out for the OpenAPI schema).
+VerdictText = Literal["fail", "pass", "not found", "unchecked"]
 MAX_PROMPT_LENGTH = 200
 
 
@@ -74,8 +78,11 @@ class SegmentResult(BaseModel):
     prompt_known: bool = Field(description="false when the prompt names no known class: no QA rules apply and the "
                                "model was not trained for it (see 'warnings')")
     figure_set: str = Field(description="crack | joint | area")
-    figures: dict[str, float | int | None] = Field(description="QA figures (see docs/serving.md)")
-    verdict: str = Field(description="fail | pass | unchecked")
+    figures: dict[str, float | int | str | None] = Field(description="QA figures (see docs/serving.md); width_source "
+                                                           "is 'photo' or 'mask'")
+    verdict: VerdictText = Field(description="this prompt's verdict: fail, pass, 'not found' (nothing found for a "
+                                 "class that is neither a defect nor required: nothing to judge) or unchecked (a class "
+                                 "without QA rules); see docs/serving.md")
     reasons: list[str]
     severity: float
     checked: list[str]
@@ -84,14 +91,18 @@ class SegmentResult(BaseModel):
 
 
 class SegmentResponse(BaseModel):
+    photo_verdict: VerdictText = Field(description="the photo's verdict: fail if any prompt fails, else pass if any "
+                                       "passes, else 'not found' (unchecked when every prompt is)")
     model: str
     image: dict[str, Any] = Field(description="filename, width and height of the upload as a viewer shows it, "
                                   "decoded_width and decoded_height: the size masks and overlays are given at (a large "
-                                  "photo is decoded reduced; figures stay in the upload's pixels), and orientation: the "
-                                  "EXIF orientation (1-8) applied to the file's pixels")
+                                  "photo is decoded reduced; figures stay in the upload's pixels), orientation: the "
+                                  "EXIF orientation (1-8) applied to the file's pixels, and tiling: the tiles the "
+                                  "photo was judged in")
     mm_per_px: float | None
     results: list[SegmentResult]
-    warnings: list[str] = Field(description="one line per prompt that names no known class")
+    warnings: list[str] = Field(description="one line per prompt that names no known class, and one for a mm_per_px "
+                                "outside the scale of photos of walls")
     timing_ms: dict[str, float]
 
 
@@ -116,10 +127,15 @@ def check_export_items(text: str, masks: int, max_items: int) -> list[dict]:
         if not isinstance(item, dict):
             raise HTTPException(422, f"{where}: expected an object with image, prompt, width, height, confidence")
         image, width, height, confidence = item.get("image"), item.get("width"), item.get("height"), item.get("confidence")
-        if not isinstance(image, str) or not image.strip() or image.startswith(("/", "\\")) or ".." in image.split("/"):
-            raise HTTPException(422, f"{where}.image: expected the photo's file name or relative path, got {image!r}")
+        try:  # it goes into results.jsonl and coco.json, where readers take it as a path (drywallqa.paths)
+            check_data_path(image.strip() if isinstance(image, str) else image)
+        except UnsafePathError as exc:
+            raise HTTPException(422, f"{where}.image: expected the photo's file name or relative path: {exc}") from None
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
             raise HTTPException(422, f"{where}: width and height must be positive integers, got {width!r} x {height!r}")
+        if width * height > MAX_DECODE_PIXELS:
+            raise HTTPException(422, f"{where}: width x height is over {MAX_DECODE_PIXELS // 10**6} megapixels, "
+                                     "more than any photo this package reads; give the photo file's size")
         if confidence is not None and not (isinstance(confidence, (int, float)) and 0 <= confidence <= 1):
             raise HTTPException(422, f"{where}.confidence: expected a number in [0, 1] or null, got {confidence!r}")
         try:
@@ -133,7 +149,8 @@ def check_export_items(text: str, masks: int, max_items: int) -> list[dict]:
 
 
 def decode_export_mask(data: bytes, index: int, item: dict) -> np.ndarray:
-    """An export's mask PNG as bool, no larger than its image."""
+    """An export's mask PNG as bool, no larger than its image: any non-zero pixel is mask (a 0/255
+    PNG, as ``/v1/segment`` sends them, and a 0/1 one alike)."""
     from drywallqa.files import open_image
 
     name = f"mask[{index}]"
@@ -145,7 +162,32 @@ def decode_export_mask(data: bytes, index: int, item: dict) -> np.ndarray:
     height, width = pixels.shape
     if width > item["width"] or height > item["height"]:
         raise HTTPException(422, f"{name}: {width}x{height} px is larger than its image, {item['width']}x{item['height']}")
-    return pixels > 127
+    return pixels > 0
+
+
+def check_scale(mm_per_px: float | None) -> str | None:
+    """The ``mm_per_px`` field checked (422 when refused); a warning line for an unusual scale."""
+    try:
+        return check_mm_per_px(mm_per_px, "mm_per_px")
+    except ConfigError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+#: Form fields of one value each: a second value would be dropped in silence (the last one wins),
+#: so a request with more is refused.
+SEGMENT_SINGLE_FIELDS = ("image", "mask_format", "mm_per_px", "overlay", "model", "strict_prompts")
+EXPORT_SINGLE_FIELDS = ("items", "mm_per_px")
+
+
+def check_single_fields(form, names: tuple[str, ...]) -> None:
+    """422 when a one-value field of ``form`` (a Starlette ``FormData``) comes more than once."""
+    for name in names:
+        count = len(form.getlist(name))
+        if count > 1:
+            if name == "image":
+                raise HTTPException(422, f"image: got {count} files; send one photo per request (concurrent requests "
+                                         "share the model's batches), or use drywallqa predict for a folder")
+            raise HTTPException(422, f"{name}: got {count} values; send it once")
 
 
 def check_model(name: str, model_id: str) -> None:

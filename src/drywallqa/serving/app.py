@@ -11,19 +11,25 @@ a request beyond that is answered at once with 503 and ``Retry-After``, so a bur
 memory or turns into a wall of 504s. The model itself runs in one thread of its own, a
 :class:`~drywallqa.serving.batching.MicroBatcher` that batches the images of the requests in
 flight (up to ``max_batch``), so concurrent requests share model calls. Large uploads are decoded
-reduced (:func:`drywallqa.files.read_photo`).
+reduced (:func:`drywallqa.files.read_photo`). A request's deadline (``timeout_s``) goes with its
+pairs: past it they are dropped unpredicted and its worker thread is freed. The app's lifespan
+stops the model thread and lets the worker threads go when the server stops.
 
-Every error is JSON ``{"error": {"status": 4xx, "code": "...", "message": "..."}}``:
+Every error is JSON ``{"error": {"status": 4xx or 5xx, "code": "...", "message": "..."}}``:
 
 =====  ===================================================================================
 400    the body is not valid multipart/form-data
 408    the request body did not arrive within ``body_timeout_s``
 413    request body over ``max_upload_mb``, or an image over ``max_image_pixels``
 415    the ``image`` upload is not a readable image (or a corrupt JPEG)
-422    missing ``image``/``prompt``; empty, overlong or too many prompts; bad ``mask_format``
-       or ``mm_per_px``; an image under :data:`~drywallqa.files.MIN_IMAGE_SIDE`; with
-       ``strict_prompts``, a prompt that names no known class
+422    missing ``image``/``prompt``; several ``image`` files (or values of another one-value
+       field: send one photo per request, the server batches concurrent requests); empty,
+       overlong or too many prompts; bad ``mask_format`` or ``mm_per_px``; an image under
+       :data:`~drywallqa.files.MIN_IMAGE_SIDE`; with ``strict_prompts``, a prompt that names no
+       known class
 404    unknown ``model`` (or path)
+500    anything else that went wrong (a bug, a broken model): still this envelope, code
+       ``internal_error``; the details go to the server's log
 503    the model could not be loaded, or the work queue is full (with ``Retry-After``)
 504    the prediction took longer than ``timeout_s``
 =====  ===================================================================================
@@ -37,10 +43,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -51,28 +57,32 @@ from drywallqa import __version__
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.files import Photo
-from drywallqa.inference import Predictor
+from drywallqa.inference import Predictor, check_tile
 from drywallqa.serving.admission import BodyLimits, ModelHolder, SharedBatcher, WorkQueue
 from drywallqa.serving.api_schema import (
+    EXPORT_SINGLE_FIELDS,
     MASK_FORMATS,
+    SEGMENT_SINGLE_FIELDS,
     ErrorBody,
     SegmentResponse,
     check_export_items,
     check_model,
     check_prompts,
+    check_scale,
+    check_single_fields,
     check_upload_header,
     decode_export_mask,
     decode_upload,
     error_response,
     mask_payload,
 )
-from drywallqa.serving.batching import QueueFull
+from drywallqa.serving.batching import DeadlineExceeded, QueueFull
 from drywallqa.serving.extra import serve_install_command
 from drywallqa.serving.page import DOCS_ASSETS, STATIC_FILES, static_response, swagger_ui_folder
 from drywallqa.qa.inspection import inspect_mask, prompt_class, unknown_prompt_message
 from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, render_overlay
-from drywallqa.serving.results import results_archive
-from drywallqa.qa.rules import QARules
+from drywallqa.serving.results import json_ready, results_archive
+from drywallqa.qa.rules import QARules, photo_verdict
 
 # Form fields (prompts, flags) ride along with the image; allow them this much beyond the image limit.
 FORM_FIELDS_ALLOWANCE = 64 * 1024
@@ -94,7 +104,7 @@ def create_app(
     body_timeout_s: float = 60.0,
     max_export_mb: float = 200.0,
     strict_prompts: bool = False,
-    thresholds: QARules | None = None,
+    qa_rules: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     **predictor_kwargs: Any,
 ) -> FastAPI:
@@ -120,8 +130,9 @@ def create_app(
         strict_prompts: Answer 422 to a prompt that names no known class (by default it is
             answered, with ``prompt_known: false`` and a line in ``warnings``); a request's
             ``strict_prompts`` field overrides it.
-        thresholds: QA figure sets and rules; the built-in file by default.
-        prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
+        qa_rules: QA figure sets and rules; the built-in file by default.
+        prompt_config: Prompt classes (for the QA rules and the predictor's per-class thresholds);
+            the built-in ``prompts.yaml`` by default.
         **predictor_kwargs: For the lazy loader (``threshold``, ``device``, ...).
 
     Returns:
@@ -131,16 +142,24 @@ def create_app(
             or max_queued < 0 or (max_batch is not None and max_batch < 1) or batch_wait_s < 0 or max_export_mb <= 0:
         raise ConfigError("max_upload_mb, timeout_s and body_timeout_s must be positive, max_prompts, "
                           "max_concurrent_predictions and max_batch >= 1, max_queued and batch_wait_s >= 0")
-    holder = ModelHolder(predictor, model_spec, **predictor_kwargs)
-    batching = SharedBatcher(holder, max_batch, batch_wait_s, max_concurrent_predictions * max_prompts)
-    thresholds = thresholds or QARules.default()
     prompt_config = prompt_config or PromptConfig.default()
+    qa_rules = (qa_rules or QARules.default()).check_classes(prompt_config)
+    holder = ModelHolder(predictor, model_spec, prompt_config=prompt_config, **predictor_kwargs)
+    batching = SharedBatcher(holder, max_batch, batch_wait_s, max_concurrent_predictions * max_prompts)
     upload_limit = int(max_upload_mb * 1e6)
     max_export_items = 4000
     work_queue = WorkQueue(max_concurrent_predictions, max_queued)
 
     docs_assets = swagger_ui_folder()
     strict_default = strict_prompts
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # On the server's shutdown (uvicorn's lifespan, a TestClient used as a context manager):
+        # the model thread finishes what is queued and stops, and the worker threads are let go.
+        yield
+        await asyncio.to_thread(close_workers, batching, work_queue)
+
     app = FastAPI(
         title="drywallqa",
         version=__version__,
@@ -148,6 +167,7 @@ def create_app(
         "Errors are JSON `{\"error\": {status, code, message}}`.",
         docs_url=None,  # our own /docs below: Swagger UI from the package, never from a CDN
         redoc_url=None,  # /docs and /openapi.json cover the API
+        lifespan=lifespan,
     )
     app.state.model = holder
     app.state.model_id = model_id
@@ -162,6 +182,13 @@ def create_app(
         if exc.status_code == 404 and message == "Not Found":
             message = f"no such path {request.url.path}; see /docs or /openapi.json"
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception):
+        # Whatever escaped the checks (a bug, a broken model) is still answered in the envelope;
+        # the traceback goes to the server's log (Starlette re-raises it there after this answer).
+        return error_response(500, f"internal error ({type(exc).__name__}) while answering {request.url.path}; "
+                                   "the server's log has the details")
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
@@ -224,28 +251,37 @@ def create_app(
         summary="Segment an image with text prompts; QA figures, verdicts and masks",
         response_model=SegmentResponse,
         response_model_by_alias=True,
-        responses={status: {"model": ErrorBody} for status in (400, 404, 408, 413, 415, 422, 503, 504)},
+        responses={status: {"model": ErrorBody} for status in (400, 404, 408, 413, 415, 422, 500, 503, 504)},
     )
     async def segment(
-        image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, BMP, TIFF)")],
+        request: Request,
+        image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, BMP, TIFF); one per request "
+                                                       "(several are refused with 422)")],
         prompt: Annotated[list[str], Form(description="one or more prompts, e.g. 'segment crack'")],
         mask_format: Annotated[str, Form(description="'rle' (COCO compressed RLE) or 'png' (base64 PNG)")] = "rle",
         mm_per_px: Annotated[float | None, Form(description="image scale in millimetres per pixel: adds mm figures")] = None,
         overlay: Annotated[bool, Form(description="also return the overlay as a base64 JPEG")] = False,
+        tile: Annotated[str | None, Form(description="auto, off or a tile side in pixels (>= 64): how a large or "
+                                         "elongated photo is tiled (default: the server's --tile)")] = None,
         model: Annotated[str | None, Form(description="model id; the served one by default (see /v1/models)")] = None,
         strict_prompts: Annotated[bool | None, Form(description="answer 422 to a prompt that names no known class "
                                                      "(default: the server's --strict-prompts)")] = None,
     ):
         started = time.perf_counter()
+        check_single_fields(await request.form(), SEGMENT_SINGLE_FIELDS)
         if model:
             check_model(model, model_id)
         prompts = check_prompts(prompt, max_prompts)
         if mask_format not in MASK_FORMATS:
             raise HTTPException(422, f"mask_format must be one of {', '.join(MASK_FORMATS)}, got {mask_format!r}")
-        if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
-            raise HTTPException(422, f"mm_per_px must be a positive number, got {mm_per_px}")
+        scale_warning = check_scale(mm_per_px)
+        try:
+            tile = check_tile(tile) if tile is not None else None
+        except ConfigError as exc:
+            raise HTTPException(422, str(exc)) from None
         unknown = [p for p in prompts if prompt_class(p, prompt_config) is None]
         warnings = [unknown_prompt_message(p, prompt_config) for p in unknown]
+        warnings += [scale_warning] if scale_warning else []
         if unknown and (strict_prompts if strict_prompts is not None else strict_default):
             raise HTTPException(422, f"prompt: {warnings[0]} (strict_prompts is on)")
         data = await image.read()
@@ -259,7 +295,11 @@ def create_app(
         except DrywallQAError as exc:
             raise HTTPException(503, f"model {model_id!r} could not be loaded: {exc}") from exc
         loaded = time.perf_counter()
+        # The time-out's moment, for the model thread too: past it, this request's pairs are dropped
+        # unpredicted and its worker thread is freed instead of waiting for an answer nobody reads.
+        deadline = time.monotonic() + timeout_s
         timing: dict[str, float] = {}
+        tiling: dict = {}  # the tiles the photo took (the same for every prompt)
 
         def decode_predict_and_inspect() -> tuple[Photo, list[dict]]:
             # Decoding a large photo is heavy work too: inside the queue, off the event loop.
@@ -267,12 +307,17 @@ def create_app(
             photo = decode_upload(data, image.filename or "upload")
             timing["decode"] = time.perf_counter() - started_work
             pixels = photo.pixels
-            results = batcher.predict([pixels] * len(prompts), prompts)  # batched with other requests' images
+            # Batched with other requests' images; the tile scale follows the decoded pixels.
+            results = batcher.predict([pixels] * len(prompts), prompts, deadline=deadline, tile=tile,
+                                      mm_per_px=mm_per_px * photo.scale if mm_per_px else None)
+            if results:
+                tiling.update(results[0].extra.get("tiling") or {})
             out = []
             for prompt_text, result in zip(prompts, results):
-                inspection = inspect_mask(result.mask, prompt_text, confidence=result.confidence, mm_per_px=mm_per_px,
-                                          thresholds=thresholds, prompt_config=prompt_config, scale=photo.scale)
-                item = inspection.to_dict()
+                inspection = inspect_mask(result.mask, prompt_text, image=pixels, confidence=result.confidence,
+                                          mm_per_px=mm_per_px, qa_rules=qa_rules, prompt_config=prompt_config,
+                                          scale=photo.scale)
+                item = json_ready(inspection.to_dict())
                 item["prompt_known"] = prompt_text not in unknown
                 item["mask"] = mask_payload(result.mask, mask_format)
                 if overlay:
@@ -288,17 +333,19 @@ def create_app(
             raise HTTPException(503, f"the server is busy ({work_queue.slots} running, {work_queue.waiting} waiting); "
                                      f"retry after {full.retry_after_s} s",
                                 headers={"Retry-After": str(full.retry_after_s)}) from None
-        except asyncio.TimeoutError as exc:
+        except (asyncio.TimeoutError, DeadlineExceeded) as exc:  # the batcher's may come a moment before asyncio's
             raise HTTPException(504, f"prediction took longer than {timeout_s:g} s; try a smaller image or fewer prompts") from exc
         except DrywallQAError as exc:
             raise HTTPException(422, str(exc)) from exc
         finished = time.perf_counter()
         decode_s = timing.get("decode", 0.0)
         return {
+            "photo_verdict": photo_verdict(item["verdict"] for item in results),
             "model": model_id,
             "image": {"filename": image.filename, "width": photo.width, "height": photo.height,
                       "decoded_width": int(photo.pixels.shape[1]), "decoded_height": int(photo.pixels.shape[0]),
-                      "orientation": photo.orientation},
+                      "orientation": photo.orientation,
+                      **({"tiling": tiling} if tiling else {})},
             "mm_per_px": mm_per_px,
             "results": results,
             "warnings": warnings,
@@ -312,20 +359,22 @@ def create_app(
         summary="Zip results made one upload at a time: masks, overlays, results.jsonl, results.csv, coco.json",
         response_class=Response,
         responses={200: {"content": {"application/zip": {}}, "description": "the zip, laid out like a predict folder"},
-                   **{status: {"model": ErrorBody} for status in (400, 408, 413, 422, 503, 504)}},
+                   **{status: {"model": ErrorBody} for status in (400, 408, 413, 422, 500, 503, 504)}},
     )
     async def export(
+        request: Request,
         items: Annotated[str, Form(description="JSON list, one per mask: {image, prompt, width, height, confidence}; "
                                    "image is the photo's file name or relative path, width and height its size")],
-        mask: Annotated[list[UploadFile], File(description="one PNG mask per item (0 background, 255 mask), in order")],
+        mask: Annotated[list[UploadFile], File(description="one PNG mask per item, in order (0 background, any other "
+                                                     "value mask: 255 or 1)")],
         overlay: Annotated[list[UploadFile] | None, File(description="optional: one JPEG overlay per item")] = None,
         mm_per_px: Annotated[float | None, Form(description="image scale: adds mm figures and the mm rules")] = None,
     ):
+        check_single_fields(await request.form(), EXPORT_SINGLE_FIELDS)
         entries = check_export_items(items, len(mask), max_export_items)
         if overlay and len(overlay) != len(entries):
             raise HTTPException(422, f"overlay: got {len(overlay)} overlays for {len(entries)} items; send one per item or none")
-        if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
-            raise HTTPException(422, f"mm_per_px must be a positive number, got {mm_per_px}")
+        check_scale(mm_per_px)
         mask_data = [await upload.read() for upload in mask]
         overlay_data = [await upload.read() for upload in overlay] if overlay else None
         if overlay_data and not all(data[:3] == b"\xff\xd8\xff" for data in overlay_data):
@@ -335,7 +384,7 @@ def create_app(
         def build() -> bytes:
             masks = [decode_export_mask(data, index, entries[index]) for index, data in enumerate(mask_data)]
             return results_archive(entries, masks, overlay_data, model_id=model_id, threshold=threshold,
-                                   mm_per_px=mm_per_px, thresholds=thresholds, prompt_config=prompt_config)
+                                   mm_per_px=mm_per_px, qa_rules=qa_rules, prompt_config=prompt_config)
 
         try:
             archive = await asyncio.wait_for(work_queue.run(build), timeout=timeout_s)
@@ -348,3 +397,9 @@ def create_app(
                         headers={"Content-Disposition": 'attachment; filename="drywallqa-results.zip"'})
 
     return app
+
+
+def close_workers(batching: SharedBatcher, work_queue: WorkQueue) -> None:
+    """Stop an app's model thread (after the pairs queued) and let its worker threads go."""
+    batching.close()
+    work_queue.close()

@@ -9,15 +9,22 @@ makes one model call for them. A busy model thus batches more, an idle one answe
 at once.
 
 The model thread does nothing but model calls. For a
-:class:`~drywallqa.inference.BatchedPredictor` the callers resize their images to the model's
-input (:meth:`~drywallqa.inference.BatchedPredictor.prepare`) before queueing them and turn the
+:class:`~drywallqa.inference.BatchedPredictor` the callers cut their images into the model's
+inputs (:meth:`~drywallqa.inference.BatchedPredictor.prepare`: one per tile, see
+:mod:`~drywallqa.inference.tiling`) before queueing them, one pair per tile, and blend the
 logits into masks at their images' size (:meth:`~drywallqa.inference.BatchedPredictor.finish`)
 when they come back, each in its own thread: done in the model thread, that work, waiting for the
 interpreter among a dozen busy callers, took a fifth of its time. Any other predictor gets whole
 images through ``predict_batch``.
 
-The queue is bounded (``max_queued`` pairs): a reader blocks when it is full (back-pressure); a
-caller that must not wait gets :class:`QueueFull`.
+The queue is bounded (``max_queued`` pairs, a pair per tile): a reader blocks when it is full
+(back-pressure); a caller that must not wait gets :class:`QueueFull`. A caller with a deadline (an
+HTTP request's time-out) waits no longer than it: it gets :class:`DeadlineExceeded`, its pairs
+still queued are dropped, and the model thread never runs a pair whose deadline has passed.
+
+A model call that fails is tried again pair by pair, so that one pair the runtime refuses fails
+alone; after :data:`SOLO_FAILURES_IN_A_ROW` of those calls fail in a row the model itself is taken
+to be failing, and the batch's other pairs get its error without more calls.
 """
 
 from __future__ import annotations
@@ -27,11 +34,19 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from drywallqa.inference import BatchedPredictor, Predictor, SegmentationResult, check_image, check_prompt
+from drywallqa.inference import BatchedPredictor, PhotoInputs, Predictor, SegmentationResult, check_image, check_prompt
+
+#: Failed pair-by-pair calls in a row after which a failed batch's other pairs get its error.
+SOLO_FAILURES_IN_A_ROW = 2
+
+
+class DeadlineExceeded(TimeoutError):
+    """A caller's deadline passed before the model answered its pairs."""
 
 
 class QueueFull(Exception):
@@ -46,7 +61,11 @@ class QueueFull(Exception):
 class _Pair:
     image: np.ndarray  # the model's input (batched predictors) or the whole image
     prompt: str
+    deadline: float | None = None  # time.monotonic() after which nobody waits for the answer
     future: Future = field(default_factory=Future)
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now > self.deadline
 
 
 _STOP = object()
@@ -106,42 +125,83 @@ class MicroBatcher:
         """Pairs waiting for the model now."""
         return self._queue.qsize()
 
-    def predict(self, images: Sequence[np.ndarray], prompts: Sequence[str], *, block: bool = True
-                ) -> list[SegmentationResult]:
+    def predict(self, images: Sequence[np.ndarray], prompts: Sequence[str], *, block: bool = True,
+                deadline: float | None = None, mm_per_px: float | None = None,
+                tile: str | int | None = None) -> list[SegmentationResult]:
         """Segment ``images[i]`` with ``prompts[i]`` in the model thread, batched with other callers' pairs.
 
         Safe to call from many threads at once; a drop-in for ``predict_batch``.
 
         Args:
-            images: RGB ``uint8`` ``(H, W, 3)`` arrays.
+            images: RGB ``uint8`` ``(H, W, 3)`` arrays; the same array given for several prompts
+                is tiled once.
             prompts: One prompt per image.
-            block: Wait for room when the queue is full (a reader); else raise :class:`QueueFull`.
+            block: Wait for room when the queue is full (a reader); else raise :class:`QueueFull`
+                (only when not even the first pair finds room: the other tiles of a photo let in
+                wait for theirs).
+            deadline: A :func:`time.monotonic` time to wait no longer than (None: as long as it takes).
+            mm_per_px: Millimetres per pixel of the images, for the tile scale (batched predictors).
+            tile: Tile setting of this call; the predictor's when None (batched predictors).
 
         Raises:
             QueueFull: Without ``block``, when ``max_queued`` pairs are waiting.
+            DeadlineExceeded: When ``deadline`` passes first; the pairs not yet in the model are dropped.
             ConfigError: For a bad image or prompt (that pair's error: the others are unaffected).
             RuntimeError: After :meth:`close`.
         """
         if self._closed:
             raise RuntimeError("the micro-batcher is closed")
-        images = [check_image(image) for image in images]
         if self.batched:
             prompts = [check_prompt(prompt) for prompt in prompts]
-            pairs = [_Pair(self.predictor.prepare(image), prompt) for image, prompt in zip(images, prompts)]
+            prepared: dict[int, PhotoInputs] = {}
+            for image in images:  # one plan and one set of tiles per photo, whatever its prompts
+                if id(image) not in prepared:
+                    prepared[id(image)] = self.predictor.prepare(image, mm_per_px=mm_per_px, tile=tile)
+            photos = [prepared[id(image)] for image in images]
+            pairs = [_Pair(tile_pixels, prompt, deadline)
+                     for photo, prompt in zip(photos, prompts) for tile_pixels in photo.pixels]
         else:
-            pairs = [_Pair(image, prompt) for image, prompt in zip(images, prompts)]
-        for pair in pairs:
-            try:
-                self._queue.put(pair, block=block)
-            except queue.Full:
-                for queued in pairs:
-                    queued.future.cancel()
-                raise QueueFull(self.retry_after()) from None
-        outputs = [pair.future.result() for pair in pairs]
+            pairs = [_Pair(check_image(image), prompt, deadline) for image, prompt in zip(images, prompts)]
+        if deadline is not None and time.monotonic() > deadline:
+            raise DeadlineExceeded("the deadline passed before the pairs reached the model's queue")
+        try:
+            for index, pair in enumerate(pairs):
+                self._put(pair, block or index > 0, deadline)  # a photo's other tiles wait for their room
+            outputs = [self._wait(pair, deadline) for pair in pairs]
+        except BaseException:
+            for pair in pairs:
+                pair.future.cancel()  # the model thread skips a cancelled pair; one in the model finishes unread
+            raise
         if not self.batched:
             return outputs
-        return [self.predictor.finish(logits, confidence, pair.prompt, image.shape)
-                for (logits, confidence), pair, image in zip(outputs, pairs, images)]
+        results, start = [], 0
+        for photo, prompt in zip(photos, prompts):
+            tiles = outputs[start : start + len(photo)]
+            start += len(photo)
+            results.append(self.predictor.finish(photo.plan, np.stack([logits for logits, _ in tiles]),
+                                                 np.array([confidence for _, confidence in tiles]), prompt))
+        return results
+
+    def _put(self, pair: _Pair, block: bool, deadline: float | None) -> None:
+        try:
+            self._queue.put(pair, block=block, timeout=self._remaining(deadline) if block else None)
+        except queue.Full:
+            if block:
+                raise DeadlineExceeded("the deadline passed while waiting for room in the model's queue") from None
+            raise QueueFull(self.retry_after()) from None
+
+    def _wait(self, pair: _Pair, deadline: float | None):
+        try:
+            return pair.future.result(timeout=self._remaining(deadline))
+        except FutureTimeout:
+            if pair.future.done():  # the pair's own error (a deadline the model thread found passed, say)
+                raise
+            raise DeadlineExceeded("the deadline passed before the model answered") from None
+
+    @staticmethod
+    def _remaining(deadline: float | None) -> float | None:
+        """Seconds left until ``deadline`` (0 once it has passed), or None for no deadline."""
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def retry_after(self) -> int:
         """Seconds until the queued pairs have likely gone through the model."""
@@ -195,14 +255,22 @@ class MicroBatcher:
         return list(zip(mask_logits, confidence_logits))
 
     def _call(self, batch: list[_Pair]) -> None:
-        live = [pair for pair in batch if pair.future.set_running_or_notify_cancel()]
+        now = time.monotonic()
+        live = []
+        for pair in batch:
+            if not pair.future.set_running_or_notify_cancel():
+                continue  # its caller gave up
+            if pair.expired(now):  # nobody waits for it any more: no model time for it
+                pair.future.set_exception(DeadlineExceeded("the deadline passed while the pair waited for the model"))
+            else:
+                live.append(pair)
         if not live:
             return
         started = time.perf_counter()
         try:
-            outputs = self._model(live)
-        except Exception:  # noqa: BLE001 - one bad pair (say a prompt a runtime refuses) must not fail the others
-            outputs = None
+            outputs, error = self._model(live), None
+        except Exception as exc:  # noqa: BLE001 - one bad pair (a prompt a runtime refuses) must not fail the others
+            outputs, error = None, exc
         self.stats.calls += 1
         self.stats.pairs += len(live)
         self.stats.model_seconds += time.perf_counter() - started
@@ -210,8 +278,20 @@ class MicroBatcher:
             for pair, output in zip(live, outputs):
                 pair.future.set_result(output)
             return
-        for pair in live:  # again one by one: each caller gets its own pair's error
-            try:
-                pair.future.set_result(self._model([pair])[0])
-            except Exception as exc:  # noqa: BLE001 - handed to the caller that asked
-                pair.future.set_exception(exc)
+        if len(live) == 1:
+            live[0].future.set_exception(error)
+            return
+        failures_in_a_row = 0
+        for pair in live:  # again one by one, so each caller gets its own pair's error
+            if failures_in_a_row >= SOLO_FAILURES_IN_A_ROW:
+                pair.future.set_exception(error)  # the model fails whatever it gets: no more calls
+            elif pair.expired(time.monotonic()):
+                pair.future.set_exception(DeadlineExceeded("the deadline passed while the pair waited for the model"))
+            else:
+                self.stats.calls += 1
+                try:
+                    pair.future.set_result(self._model([pair])[0])
+                    failures_in_a_row = 0
+                except Exception as exc:  # noqa: BLE001 - handed to the caller that asked
+                    pair.future.set_exception(exc)
+                    failures_in_a_row += 1

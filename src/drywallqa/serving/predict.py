@@ -5,10 +5,12 @@
     masks/<image>__<prompt>.png       0/255 single-channel mask at the image's size
     overlays/<image>__<prompt>.jpg    the mask tinted and outlined on the image
     records/<image>__<prompt>.json    one record: figures, verdict, paths, settings
-    results.jsonl                     every record of this run, one per line, in input order
+    results.jsonl                     every record of this run, one per line, in input order, each
+                                      with its photo's verdict (``photo_verdict``: every prompt's
+                                      verdict combined, :func:`~drywallqa.qa.photo_verdict`)
     results.csv                       the same, flattened (figures as columns)
     coco.json                         COCO instances, one RLE annotation per mask component
-    summary.json                      counts, settings and skipped files
+    summary.json                      counts (photos and masks per verdict), settings, skipped files
     run.json                          what made the masks: model, runtime, threshold, TTA, prompts
 
 The work runs as a bounded pipeline: worker threads decode the photos (at most ``workers`` in
@@ -19,9 +21,10 @@ on the next batch. Overlays and ``coco.json`` are optional (``overlays=False``, 
 Each file is written atomically and the record last, so an interrupted run leaves either a
 complete image/prompt output or none; a rerun skips image/prompt pairs whose record, mask and
 overlay exist and were made by the same model at the same threshold (the figures and verdict of a
-skipped pair are measured again from its saved mask, so a new ``--mm-per-px`` or thresholds file
-takes effect without predicting again). A rerun whose model, runtime, threshold, test-time flips
-or prompts differ from those in ``run.json`` is refused unless ``overwrite`` is given.
+skipped pair are measured again from its saved mask, so a new ``--mm-per-px`` or QA rules file
+takes effect without predicting again). A rerun whose model (its name, or the hash of its weight
+files), runtime, threshold, test-time flips or prompts differ from those in ``run.json`` is
+refused unless ``overwrite`` is given, and so is a ``run.json`` that is not one.
 
 The names of inputs and outputs come from :mod:`drywallqa.serving.inputs`; the records and
 tables from :mod:`drywallqa.serving.results`.
@@ -43,13 +46,16 @@ from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DataError, ImageSizeError, IssueLog
 from drywallqa.files import Photo, atomic_write_bytes, atomic_write_json, read_json, read_photo
 from drywallqa.image_codecs import HeifSupportMissing
-from drywallqa.inference import Predictor, check_prompt
+from drywallqa.inference import Predictor, check_prompt, weights_digest
 from drywallqa.processing import prompt_threshold
 from drywallqa.serving.batching import MicroBatcher
 from drywallqa.serving.inputs import check_output_dir, collect_images, output_keys, prompt_slugs
+from drywallqa.qa.figures import check_mm_per_px
 from drywallqa.qa.inspection import inspect_mask, prompt_class, unknown_prompt_message
 from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, mask_png_bytes, read_mask_png, render_overlay
-from drywallqa.serving.results import inspection_record, mask_annotations, write_tables
+from drywallqa.serving.results import (
+    inspection_record, mask_annotations, verdict_counts, with_photo_verdicts, write_tables,
+)
 from drywallqa.qa.rules import QARules
 
 OVERLAY_QUALITY = 90
@@ -73,6 +79,8 @@ class PredictionRun:
             reads the masks otherwise.
         coco: Whether :func:`~drywallqa.serving.results.write_tables` writes ``coco.json``.
         model_calls: Batched model calls made for the pairs predicted.
+        settings: What ``summary.json`` records about the run's settings (model, weights,
+            runtime, thresholds, test-time flips, prompts, scale, rules file).
     """
 
     out: Path
@@ -85,18 +93,21 @@ class PredictionRun:
     coco_parts: list = field(default_factory=list, repr=False)
     coco: bool = True
     model_calls: int = 0
+    settings: dict = field(default_factory=dict)
 
     def verdict_counts(self) -> dict[str, int]:
-        """Records per verdict: ``{"fail": n, "pass": n, "unchecked": n}``."""
-        counts = {"fail": 0, "pass": 0, "unchecked": 0}
-        for record in self.records:
-            counts[record["verdict"]] = counts.get(record["verdict"], 0) + 1
-        return counts
+        """Records (image/prompt pairs) per verdict: ``{"fail": n, "pass": n, "not found": n, "unchecked": n}``."""
+        return verdict_counts(self.records)
+
+    def photo_verdict_counts(self) -> dict[str, int]:
+        """Photos per photo verdict (their prompts' verdicts combined), keyed as :meth:`verdict_counts`."""
+        return verdict_counts(self.records, per_photo=True)
 
     def __repr__(self) -> str:
         return (
             f"PredictionRun({str(self.out)!r}, images={self.images}, records={len(self.records)}, "
-            f"predicted={self.predicted}, resumed={self.resumed}, skipped={len(self.issues)}, {self.verdict_counts()})"
+            f"predicted={self.predicted}, resumed={self.resumed}, skipped={len(self.issues)}, "
+            f"photos {self.photo_verdict_counts()})"
         )
 
 
@@ -109,13 +120,14 @@ def predict_images(
     *,
     model_id: str = "default",
     mm_per_px: float | None = None,
-    thresholds: QARules | None = None,
+    qa_rules: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     progress: bool = False,
     overwrite: bool = False,
     overlays: bool = True,
     coco: bool = True,
     workers: int | None = None,
+    part: RunPart | None = None,
 ) -> PredictionRun:
     """Segment every input image with every prompt and write masks, overlays, figures and tables.
 
@@ -126,8 +138,10 @@ def predict_images(
         predictor: The model, e.g. from :func:`drywallqa.inference.load_predictor`.
         model_id: Name of the model recorded in each record and in ``run.json``.
         mm_per_px: Image scale in millimetres per pixel, for millimetre figures and rules.
-        thresholds: Figure sets and pass/fail rules; the built-in file by default.
-        prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
+        qa_rules: Figure sets and pass/fail rules; the built-in ``qa-rules.yaml`` by default.
+        prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default. The predictor
+            looks a prompt's class up in it too (:meth:`~drywallqa.inference.Predictor.set_prompt_config`),
+            for its calibrated per-class thresholds.
         progress: Show a progress bar on stderr.
         overwrite: Predict every pair again when ``out`` holds a run made with other settings
             (model, runtime, threshold, test-time flips or prompts: see :data:`RUN_FILE`);
@@ -137,9 +151,14 @@ def predict_images(
         workers: Photos in flight at once (decoded, waiting for the model, or being measured and
             written); twice the predictor's batch size, at least 8, by default. Bounds the memory
             of a run.
+        part: When these inputs are one part of a larger run (a Ray worker's batch), the whole
+            run's output names; the tables, ``summary.json`` and the run's warnings are then left
+            to the driver (``run.settings`` says what it records), and ``overwrite`` predicts every
+            pair of the part again (the driver cannot tell before its workers load the model
+            whether the settings changed).
 
     Returns:
-        The records and counts. Unreadable images, and images under
+        The records (each with its ``photo_verdict``) and counts. Unreadable images, and images under
         :data:`~drywallqa.files.MIN_IMAGE_SIDE` or over
         :data:`~drywallqa.files.MAX_DECODE_PIXELS`, are reported with one warning line each on
         stderr, counted in ``issues`` and left out; the others go on. Large photos are decoded
@@ -147,33 +166,35 @@ def predict_images(
         warning line (its masks are ``unchecked``).
 
     Raises:
-        ConfigError: For a bad prompt, scale or output folder, or a folder of a run with other
-            settings (without ``overwrite``).
+        ConfigError: For a bad prompt, scale or output folder, a ``required`` QA rule on a class
+            that is no prompt class, or a folder of a run with other settings (without ``overwrite``).
         DataError: If an input does not exist, or no image could be read.
         DrywallQAError: If the output folder cannot be written.
     """
     prompts = list(dict.fromkeys(check_prompt(p) for p in prompts))
     if not prompts:
         raise ConfigError("give at least one --prompt, e.g. --prompt 'segment crack'")
-    if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
-        raise ConfigError(f"--mm-per-px must be a positive number, got {mm_per_px}")
+    scale_warning = check_mm_per_px(mm_per_px, "--mm-per-px")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
-    thresholds = thresholds or QARules.default()
     prompt_config = prompt_config or PromptConfig.default()
+    qa_rules = (qa_rules or QARules.default()).check_classes(prompt_config)
+    if isinstance(predictor, Predictor):  # its calibrated per-class thresholds follow this run's classes
+        predictor.set_prompt_config(prompt_config)
     images = collect_images(inputs)
     out = check_output_dir(out, images, inputs)
     settings = run_settings(predictor, model_id, prompts)
-    fresh = _claim_output_dir(out, settings, overwrite)
-    for prompt in prompts:
-        if prompt_class(prompt, prompt_config) is None:
-            print(f"warning: {unknown_prompt_message(prompt, prompt_config)}", file=sys.stderr)
+    fresh = _claim_output_dir(out, settings, overwrite) or (part is not None and overwrite)
+    unknown = [unknown_prompt_message(p, prompt_config) for p in prompts if prompt_class(p, prompt_config) is None]
+    for warning in [] if part is not None else [*unknown, *([scale_warning] if scale_warning else [])]:
+        print(f"warning: {warning}", file=sys.stderr)
     batch_size = int(getattr(predictor, "batch_size", 8) or 8)
     workers = int(workers or max(8, 2 * batch_size))
     run = PredictionRun(out, coco=coco)
     # Each prompt's threshold: its class's calibrated one, or the predictor's one for all.
-    job = _PairJob(out, prompts, output_keys(images), prompt_slugs(prompts), model_id,
-                   {p: prompt_threshold(predictor, p) for p in prompts}, mm_per_px, thresholds, prompt_config, fresh,
+    job = _PairJob(out, prompts, output_keys(images) if part is None else part.keys_of(images), prompt_slugs(prompts),
+                   model_id,
+                   {p: prompt_threshold(predictor, p) for p in prompts}, mm_per_px, qa_rules, prompt_config, fresh,
                    overlays, coco)
 
     bar = progress_bar(len(images), "predict", enabled=progress)
@@ -211,12 +232,34 @@ def predict_images(
         run.images += 1
     if run.images == 0:
         raise DataError(f"none of the {len(images)} input image(s) could be read ({len(run.issues)} skipped)")
-    run.files = write_tables(run, image_root=_common_folder(images), settings={
-        **settings, "mm_per_px": mm_per_px, "thresholds": thresholds.source,
+    run.records = with_photo_verdicts(run.records)
+    run.settings = {
+        **settings, "mm_per_px": mm_per_px, "qa_rules": qa_rules.source,
         "unknown_prompts": [p for p in prompts if prompt_class(p, prompt_config) is None],
         "overlays": overlays, "coco": coco,
-    })
+    }
+    if part is None:
+        run.files = write_tables(run, image_root=_common_folder(images), settings=run.settings)
     return run
+
+
+@dataclass(frozen=True)
+class RunPart:
+    """What the parts of a run split among workers share: the output name of every image of the
+    whole run (:func:`~drywallqa.serving.inputs.output_keys` over all of them), so that names are
+    unique across the parts and the same as a local run's.
+
+    Args:
+        keys: Output name per resolved image path.
+    """
+
+    keys: dict[Path, str]
+
+    def keys_of(self, images: Sequence[Path]) -> dict[Path, str]:
+        missing = [str(image) for image in images if image not in self.keys]
+        if missing:
+            raise ConfigError(f"{missing[0]} is not an input of the run this part belongs to")
+        return {image: self.keys[image] for image in images}
 
 
 @dataclass
@@ -230,7 +273,7 @@ class _PairJob:
     model_id: str
     threshold: dict[str, float]
     mm_per_px: float | None
-    thresholds: QARules
+    qa_rules: QARules
     prompt_config: PromptConfig
     fresh: bool
     overlays: bool
@@ -250,17 +293,22 @@ class _PairJob:
                 photo = read_photo(image_path)
             except DataError as exc:
                 return exc
-            results = dict(zip(todo, batcher.predict([photo.pixels] * len(todo), todo)))
+            # The tile scale follows the decoded pixels: a photo decoded reduced has coarser ones.
+            scale = self.mm_per_px * photo.scale if self.mm_per_px else None
+            results = dict(zip(todo, batcher.predict([photo.pixels] * len(todo), todo, mm_per_px=scale)))
         outcomes = []
         for prompt in self.prompts:
             if prompt in results:
                 result = results[prompt]
                 record, mask = _write_prediction(
                     self.out, names[prompt], image_path, photo, prompt, result.mask, result.confidence, self.model_id,
-                    self.threshold[prompt], self.mm_per_px, self.thresholds, self.prompt_config, overlay=self.overlays)
+                    self.threshold[prompt], self.mm_per_px, self.qa_rules, self.prompt_config, overlay=self.overlays,
+                    tiling=result.extra.get("tiling"))
                 outcomes.append((record, mask_annotations(mask, record) if self.coco else None, True))
             else:
-                record, mask = _remeasure(self.out, saved[prompt], self.mm_per_px, self.thresholds, self.prompt_config)
+                photo = photo or _photo_or_none(image_path)
+                record, mask = _remeasure(self.out, saved[prompt], self.mm_per_px, self.qa_rules, self.prompt_config,
+                                          photo)
                 outcomes.append((record, mask_annotations(mask, record) if self.coco else None, False))
         return outcomes
 
@@ -268,16 +316,19 @@ class _PairJob:
 #: The settings of the run that made an output folder's masks (written before the first mask).
 RUN_FILE = "run.json"
 # Settings a rerun must share to reuse the saved masks (scale and QA rules are measured again).
-_RUN_KEYS = ("model", "runtime", "threshold", "class_thresholds", "tta", "prompts")
+_RUN_KEYS = ("model", "weights", "runtime", "threshold", "class_thresholds", "tta", "tile", "prompts")
 
 
 def run_settings(predictor: Predictor, model_id: str, prompts: Sequence[str]) -> dict:
-    """What made the masks of a run: model, runtime, threshold (and calibrated per-class ones), test-time flips, prompts."""
+    """What made the masks of a run: model (its name and the hash of its weight files, so a model
+    retrained into the same folder is a new model), runtime, threshold (and calibrated per-class
+    ones), test-time flips, tile setting (each record says the tiles its photo took), prompts."""
     return {
-        "model": model_id, "runtime": getattr(predictor, "name", type(predictor).__name__),
+        "model": model_id, "weights": weights_digest(getattr(predictor, "weights_files", ())),
+        "runtime": getattr(predictor, "name", type(predictor).__name__),
         "threshold": float(getattr(predictor, "threshold", 0.5)),
         "class_thresholds": dict(getattr(predictor, "thresholds", {}) or {}), "tta": getattr(predictor, "views", "none"),
-        "prompts": list(prompts),
+        "tile": getattr(predictor, "tile", "off"), "prompts": list(prompts),
     }
 
 
@@ -292,16 +343,16 @@ def _claim_output_dir(out: Path, settings: dict, overwrite: bool) -> bool:
         DrywallQAError: If ``out`` cannot be written (before any mask is computed).
     """
     path = out / RUN_FILE
-    previous = None
-    if path.is_file():
-        try:
-            previous = read_json(path)
-        except DataError:
-            previous = None
-    changed = []
+    try:
+        previous, changed = read_run_file(out), []
+    except ConfigError:
+        if not overwrite:
+            raise
+        previous, changed = None, [f"{RUN_FILE} unreadable"]
     if isinstance(previous, dict) and any((out / "records").glob("*.json")):  # no masks yet: nothing to protect
-        # A key a run.json does not have yet was its default then (class_thresholds: none).
-        defaults = {"class_thresholds": {}}
+        # A key a run.json does not have yet was its default then (class_thresholds: none; no tiles;
+        # weights: not recorded, so they cannot be shown to be the same).
+        defaults = {"class_thresholds": {}, "tile": "off"}
         changed = [f"{key} {previous.get(key, defaults.get(key))!r} -> {settings[key]!r}" for key in _RUN_KEYS
                    if previous.get(key, defaults.get(key)) != settings[key]]
     if changed and not overwrite:
@@ -309,6 +360,26 @@ def _claim_output_dir(out: Path, settings: dict, overwrite: bool) -> bool:
                           "pass --overwrite to predict them again, or choose another --out")
     atomic_write_json(path, settings, indent=2)
     return bool(changed)
+
+
+def read_run_file(out: str | os.PathLike) -> dict | None:
+    """The :data:`RUN_FILE` of an output folder, or None when there is none.
+
+    Raises:
+        ConfigError: If it is not a run file (never guessed at: the masks beside it could be any
+            model's); ``--overwrite`` predicts every image again.
+    """
+    path = Path(out) / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        settings = read_json(path)
+        if not isinstance(settings, dict):
+            raise DataError(f"{path}: expected a JSON object, got {type(settings).__name__}")
+    except DataError as exc:
+        raise ConfigError(f"{path}: not a run file of drywallqa predict ({str(exc).split(': ', 1)[-1]}); "
+                          "pass --overwrite to predict every image again, or choose another --out") from exc
+    return settings
 
 
 def _skip_reason(exc: DataError) -> str:
@@ -343,16 +414,17 @@ def _resumable(out: Path, name: str, image_path: Path, model_id: str, threshold:
 
 def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prompt: str, mask: np.ndarray,
                       confidence: float, model_id: str, threshold: float, mm_per_px: float | None,
-                      thresholds: QARules, prompt_config: PromptConfig, *, overlay: bool = True
-                      ) -> tuple[dict, np.ndarray]:
+                      qa_rules: QARules, prompt_config: PromptConfig, *, overlay: bool = True,
+                      tiling: dict | None = None) -> tuple[dict, np.ndarray]:
     """Write the mask, the overlay (when asked for) and the record of one image/prompt pair, the
-    record last; returns the record and the mask.
+    record last (with ``tiling``, the tiles the predictor used); returns the record and the mask.
 
     A photo decoded reduced keeps its mask and overlay at the decoded size; its figures are in the
     file's pixels and the record gives the file's size.
     """
     mask_path, overlay_path, record_path = _paths(out, name)
-    inspection = inspect_mask(mask, prompt, confidence=confidence, mm_per_px=mm_per_px, thresholds=thresholds,
+    inspection = inspect_mask(mask, prompt, image=photo.pixels, confidence=confidence, mm_per_px=mm_per_px,
+                              qa_rules=qa_rules,
                               prompt_config=prompt_config, scale=photo.scale)
     atomic_write_bytes(mask_path, mask_png_bytes(mask))
     if overlay:
@@ -360,23 +432,37 @@ def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prom
         atomic_write_bytes(overlay_path, jpeg_bytes(tinted, quality=OVERLAY_QUALITY))
     record = inspection_record(inspection, image_path, photo.width, photo.height, name, model_id, threshold, mm_per_px,
                                 f"overlays/{name}.jpg" if overlay else None, photo.orientation)
+    if tiling is not None:
+        record["tiling"] = tiling
     atomic_write_json(record_path, record, indent=1)
     return record, mask
 
 
-def _remeasure(out: Path, record: dict, mm_per_px: float | None, thresholds: QARules,
-               prompt_config: PromptConfig) -> tuple[dict, np.ndarray]:
-    """Figures and verdict of a resumed pair, measured again from its saved mask; returns the
-    record and the mask."""
+def _photo_or_none(image_path: Path) -> Photo | None:
+    """The photo of a resumed pair, for its crack widths; None when it can no longer be read (its
+    widths are then the saved mask's, and its record says ``width_source: mask``)."""
+    try:
+        return read_photo(image_path)
+    except DataError:
+        return None
+
+
+def _remeasure(out: Path, record: dict, mm_per_px: float | None, qa_rules: QARules,
+               prompt_config: PromptConfig, photo: Photo | None = None) -> tuple[dict, np.ndarray]:
+    """Figures and verdict of a resumed pair, measured again from its saved mask (and the photo,
+    when given and of the mask's size); returns the record and the mask."""
     mask = read_mask_png(out / record["mask"])
-    inspection = inspect_mask(mask, record["prompt"], confidence=record["figures"].get("confidence"),
-                              mm_per_px=mm_per_px, thresholds=thresholds, prompt_config=prompt_config,
+    image = photo.pixels if photo is not None and photo.pixels.shape[:2] == mask.shape else None
+    inspection = inspect_mask(mask, record["prompt"], image=image, confidence=record["figures"].get("confidence"),
+                              mm_per_px=mm_per_px, qa_rules=qa_rules, prompt_config=prompt_config,
                               scale=record["image_width"] / mask.shape[1])
     name = Path(record["mask"]).stem
     overlay = record.get("overlay") if (out / str(record.get("overlay"))).is_file() else None
     updated = inspection_record(inspection, Path(record["image"]), record["image_width"], record["image_height"],
                                  name, record["model"], record["threshold"], mm_per_px, overlay,
                                  record.get("image_orientation"))
+    if "tiling" in record:
+        updated["tiling"] = record["tiling"]
     if updated != record:
         atomic_write_json(out / "records" / f"{name}.json", updated, indent=1)
     return updated, mask

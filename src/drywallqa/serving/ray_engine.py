@@ -6,9 +6,11 @@ Data's callable-class idiom (:class:`PredictBatch` loads the predictor once per 
 writes its masks, overlays and records into the output folder exactly as a local run does, so a
 rerun resumes the same way (pairs already done are measured again from their masks, not
 predicted), and a local ``drywallqa predict`` can resume a Ray run and the reverse. The driver
-then writes ``results.jsonl``, ``results.csv``, ``coco.json`` and ``summary.json`` for the whole
-run, in input order. (Each batch also leaves the tables of its own photos there in passing; the
-driver's, written last, replace them.)
+names every photo's outputs once, over the whole run (as a local run names them), and writes
+``results.jsonl``, ``results.csv``, ``coco.json`` and ``summary.json`` once, in input order, with
+the settings its workers ran with (model, weights, runtime, thresholds, test-time flips) as a local
+run records them. With ``overwrite`` every pair is predicted again (the driver cannot tell before
+its workers load the model whether the settings changed).
 
 Inputs are files, folders and glob patterns as for a local run, or fsspec URLs (``file://``,
 ``s3://bucket/photos/``, ``gs://...`` with s3fs or gcsfs installed on the workers). A remote photo
@@ -24,6 +26,7 @@ import json
 import logging
 import os
 import socket
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,10 +36,12 @@ from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DataError, DrywallQAError
 from drywallqa.files import PHOTO_SUFFIXES, atomic_write
 from drywallqa.inference import check_prompt
-from drywallqa.serving.inputs import check_output_dir, collect_images
-from drywallqa.serving.predict import PredictionRun, predict_images
-from drywallqa.serving.results import write_tables
+from drywallqa.qa.figures import check_mm_per_px
+from drywallqa.qa.inspection import prompt_class, unknown_prompt_message
 from drywallqa.qa.rules import QARules
+from drywallqa.serving.inputs import check_output_dir, collect_images, output_keys
+from drywallqa.serving.predict import PredictionRun, RunPart, predict_images
+from drywallqa.serving.results import write_tables
 
 
 def import_ray():
@@ -104,13 +109,15 @@ class PredictBatch:
         predictor_options: Keyword arguments of ``load_predictor`` (``device``, ``tta``,
             ``threshold``, ``model_args``...).
         predict_options: Keyword arguments of ``predict_images`` (``model_id``, ``mm_per_px``,
-            ``thresholds``, ``prompt_config``).
+            ``qa_rules``, ``prompt_config``).
         input_cache: Folder for local copies of remote photos.
         threads: Torch threads of this worker (its CPU share).
+        keys: The whole run's output name per local photo path (:class:`~drywallqa.serving.predict.RunPart`).
     """
 
     def __init__(self, out: str, prompts: list[str], model: str | None = None, predictor_options: dict | None = None,
-                 predict_options: dict | None = None, input_cache: str | None = None, threads: int | None = None):
+                 predict_options: dict | None = None, input_cache: str | None = None, threads: int | None = None,
+                 keys: dict[str, str] | None = None):
         import torch
 
         from drywallqa.inference import load_predictor
@@ -118,7 +125,8 @@ class PredictBatch:
         if threads:
             torch.set_num_threads(threads)
         self.out, self.prompts = Path(out), prompts
-        self.predict_options = predict_options or {}
+        self.predict_options = {**(predict_options or {}),
+                                "part": RunPart({Path(path): key for path, key in (keys or {}).items()})}
         self.input_cache = Path(input_cache) if input_cache else None
         self.predictor = load_predictor(model, **(predictor_options or {}))
 
@@ -130,7 +138,8 @@ class PredictBatch:
 
         Returns:
             Rows of ``{"index", "kind", "data"}``: ``kind`` is ``"record"`` (``data``: the record
-            as JSON), ``"issue"`` (a skipped photo) or ``"counts"`` (predicted and resumed pairs).
+            as JSON), ``"issue"`` (a skipped photo) or ``"counts"`` (predicted and resumed pairs,
+            and the run's settings).
         """
         rows: dict[str, list] = {"index": [], "kind": [], "data": []}
 
@@ -163,7 +172,8 @@ class PredictBatch:
             for issue in run.issues.issues:
                 add(order.get(str(Path(issue.file).resolve()), -1), "issue",
                     {"file": issue.file, "reason": issue.reason, "detail": issue.detail})
-            add(-1, "counts", {"images": run.images, "predicted": run.predicted, "resumed": run.resumed})
+            add(-1, "counts", {"images": run.images, "predicted": run.predicted, "resumed": run.resumed,
+                               "settings": run.settings})
         return rows
 
     def _local(self, path: str) -> Path:
@@ -208,7 +218,7 @@ def predict_on_ray(
     predictor_options: dict | None = None,
     model_id: str = "default",
     mm_per_px: float | None = None,
-    thresholds: QARules | None = None,
+    qa_rules: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     address: str | None = None,
     workers: int | None = None,
@@ -230,7 +240,7 @@ def predict_on_ray(
             ``threshold``, ``tta``, ``model_args``).
         model_id: Model name recorded (a rerun must use the same one to resume).
         mm_per_px: Image scale, for millimetre figures and rules.
-        thresholds: Figure sets and rules; the built-in file by default.
+        qa_rules: Figure sets and rules; the built-in file by default.
         prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
         address: A running cluster's head (``HOST:PORT`` or ``auto``); None starts a local Ray
             (or uses the one this process is already connected to).
@@ -257,11 +267,21 @@ def predict_on_ray(
         raise ConfigError("give at least one --prompt, e.g. --prompt 'segment crack'")
     if (workers is not None and workers < 1) or worker_cpus <= 0 or worker_gpus < 0 or batch_size < 1:
         raise ConfigError("--workers, --worker-cpus and --ray-batch-size must be positive (--worker-gpus may be 0)")
-    thresholds = thresholds or QARules.default()
+    qa_rules = (qa_rules or QARules.default()).check_classes(prompt_config)
+    scale_warning = check_mm_per_px(mm_per_px, "--mm-per-px")
     paths = list_inputs(inputs)
     local = [Path(p) for p in paths if not _is_url(p)]
     out = check_output_dir(out, local, [i for i in map(str, inputs) if not _is_url(i)])
     cache = Path(input_cache).resolve() if input_cache else out.with_name(out.name + "-inputs")
+    # The run's warnings once, here (the workers' parts leave them to the driver).
+    config = prompt_config or PromptConfig.default()
+    for warning in [unknown_prompt_message(p, config) for p in prompts if prompt_class(p, config) is None] + \
+            ([scale_warning] if scale_warning else []):
+        print(f"warning: {warning}", file=sys.stderr)
+    # Output names over the whole run, as a local run gives them: a batch alone could not tell
+    # that two photos of different batches share a stem.
+    located = [Path(p).resolve() if not _is_url(p) else cached_path(p, cache).resolve() for p in paths]
+    keys = {str(path): key for path, key in output_keys(list(dict.fromkeys(located))).items()}
     predictor_options = {"device": "cpu" if not worker_gpus else None, **(predictor_options or {})}
     model = str(Path(model).resolve()) if model and Path(model).exists() else model
     started_here = not ray.is_initialized()
@@ -286,23 +306,22 @@ def predict_on_ray(
             num_cpus=worker_cpus, num_gpus=worker_gpus,
             fn_constructor_kwargs={
                 "out": str(out), "prompts": prompts, "model": model, "predictor_options": predictor_options,
-                "predict_options": {"model_id": model_id, "mm_per_px": mm_per_px, "thresholds": thresholds,
+                "predict_options": {"model_id": model_id, "mm_per_px": mm_per_px, "qa_rules": qa_rules,
                                     "prompt_config": prompt_config, **predict_options},
-                "input_cache": str(cache), "threads": threads,
+                "input_cache": str(cache), "threads": threads, "keys": keys,
             },
         )
         run = _collect(out, dataset)
+        run.coco = predict_options.get("coco", True)
     finally:
         if started_here:
             ray.shutdown()
     if run.images == 0:
         raise DataError(f"none of the {len(paths)} input image(s) could be read ({len(run.issues)} skipped)")
     image_root = Path(os.path.commonpath([str(Path(r["image"]).parent) for r in run.records]))
-    run.files = write_tables(run, image_root=image_root, settings={
-        # None: the model's calibrated per-class thresholds (its calibration.json), else 0.5.
-        "model": model_id, "threshold": predictor_options.get("threshold"), "mm_per_px": mm_per_px,
-        "prompts": prompts, "thresholds": thresholds.source, "engine": "ray", "workers": workers,
-    })
+    # What the workers ran with (model, weights, runtime, thresholds, flips...), as a local run records it.
+    run.settings = {**run.settings, "engine": "ray", "workers": workers}
+    run.files = write_tables(run, image_root=image_root, settings=run.settings)
     return run
 
 
@@ -325,5 +344,6 @@ def _collect(out: Path, dataset) -> PredictionRun:
                 run.images += payload["images"]
                 run.predicted += payload["predicted"]
                 run.resumed += payload["resumed"]
+                run.settings = run.settings or payload.get("settings") or {}
     run.records = [record for _, _, record in sorted(records, key=lambda item: item[:2])]
     return run

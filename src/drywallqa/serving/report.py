@@ -1,9 +1,11 @@
 """One self-contained HTML inspection report from a ``predict`` run.
 
 The file holds everything it shows: overlays as base64 JPEG thumbnails, CSS inline, no script and
-no external URL, so it opens offline, can be mailed, and shows the same anywhere. Rows go
-worst-first: failed masks first, then by severity (how far the worst figure is past, or how close
-it is to, its bound), so the masks to look at are on top.
+no external URL, so it opens offline, can be mailed, and shows the same anywhere. The photos'
+verdicts (:func:`~drywallqa.qa.photo_verdict`) are counted first. Rows go worst-first: failed masks
+first, then by severity (how far the worst figure is past, or how close it is to, its bound), so
+the masks to look at are on top; a photo with no joint shows its taping as ``not found``, never
+among the fails.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ import numpy as np
 from drywallqa import __version__
 from drywallqa.errors import DataError
 from drywallqa.files import atomic_write_text, read_image, read_json
-from drywallqa.serving.results import SUMMARY_FILE, read_results
+from drywallqa.paths import data_file
+from drywallqa.qa.rules import VERDICTS
+from drywallqa.serving.results import SUMMARY_FILE, photo_verdicts, read_results, verdict_counts
 from drywallqa.serving.render import jpeg_bytes
+from drywallqa.serving.width_profile import width_profile_svg
 
 THUMBNAIL_SIDE = 480
 THUMBNAIL_QUALITY = 80
@@ -37,7 +42,7 @@ TABLE_FIGURES = (
 )
 
 _CSS = """
-:root { --fail: #c62828; --pass: #2e7d32; --unchecked: #6d6d6d; --line: #d9dde3; }
+:root { --fail: #c62828; --pass: #2e7d32; --not-found: #8a6d1f; --unchecked: #6d6d6d; --line: #d9dde3; }
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 0;
        color: #1d232b; background: #f4f6f8; }
@@ -48,7 +53,8 @@ main { padding: 18px 28px 40px; }
 .cards { display: flex; gap: 12px; flex-wrap: wrap; margin-bottom: 16px; }
 .card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 10px 16px; min-width: 120px; }
 .card b { display: block; font-size: 24px; }
-.card.fail b { color: var(--fail); } .card.pass b { color: var(--pass); }
+.card.fail b { color: var(--fail); } .card.pass b { color: var(--pass); } .card.not-found b { color: var(--not-found); }
+.card.photo { border-width: 2px; }
 .settings { color: #4a5562; margin: 0 0 16px; }
 table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid var(--line); }
 th, td { padding: 8px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
@@ -56,15 +62,17 @@ th { background: #eef1f4; font-weight: 600; position: sticky; top: 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.fail td:first-child { border-left: 4px solid var(--fail); }
 tr.pass td:first-child { border-left: 4px solid var(--pass); }
+tr.not-found td:first-child { border-left: 4px solid var(--not-found); }
 tr.unchecked td:first-child { border-left: 4px solid var(--unchecked); }
 .pair { display: flex; gap: 6px; } .pair figure { margin: 0; } .pair figcaption { color: #4a5562; font-size: 12px; }
 .pair figcaption b.wrong { color: var(--fail); }
 img.thumb { width: 220px; border-radius: 4px; display: block; cursor: zoom-in; outline: none; }
 img.thumb:focus { width: min(90vw, 480px); cursor: zoom-out; }
+svg.profile { display: block; margin-top: 6px; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600;
-         text-transform: uppercase; font-size: 12px; }
+         text-transform: uppercase; font-size: 12px; white-space: nowrap; }
 .badge.fail { background: var(--fail); } .badge.pass { background: var(--pass); }
-.badge.unchecked { background: var(--unchecked); }
+.badge.unchecked { background: var(--unchecked); } .badge.not-found { background: var(--not-found); }
 .reasons { margin: 6px 0 0; padding-left: 16px; color: var(--fail); }
 .file { font-weight: 600; overflow-wrap: anywhere; }
 td.name { min-width: 160px; } td.verdict { min-width: 190px; }
@@ -76,15 +84,21 @@ dd { margin-left: 18px; color: #3b4550; }
 
 _DEFINITIONS = (
     ("area %", "mask pixels as a percentage of the image's pixels"),
-    ("parts", "8-connected mask components of at least the thresholds file's min_component_area_px pixels"),
+    ("parts", "8-connected mask components of at least the QA rules file's min_component_area_px pixels"),
     ("length (crack)", ("summed skeleton length of the cracks: orthogonal steps 1 px, diagonal steps √2 px, ends extended "
                         "to the mask's edge")),
     ("length (taping)", "covered length: each band's area divided by its median width along the skeleton, summed"),
     ("longest", "length of the longest component"),
-    ("width max / mean", ("local width 2·d − 1 on the skeleton (d: distance to the nearest background pixel); crack mean "
-                          "over skeleton pixels, taping mean of the bands' median widths weighted by area")),
+    ("width max / mean (crack)", ("measured on the photo across the dark line (the profile under the overlay): 95th "
+                                  "percentile and 10 % trimmed mean of the widths along the crack; mask_width_* in "
+                                  "results.csv keep the mask's band width")),
+    ("width max / mean (taping)", ("local width 2·d − 1 on the skeleton (d: distance to the nearest background pixel); "
+                                   "max over the skeleton, mean of the bands' median widths weighted by area")),
     ("confidence", "the model's own estimate of the mask's IoU"),
     ("severity", "largest ratio of a figure to its bound over the checked rules; above 1 means fail"),
+    ("not found", ("nothing found (no part, or less area than the class's min_area_percent) for a class that is neither "
+                   "a defect (no crack passes) nor required by the QA rules (then it fails): nothing to judge")),
+    ("photo verdict", "fail if any of the photo's prompts fails, else pass if any passes, else not found"),
 )
 
 
@@ -110,12 +124,14 @@ def render_report(records: Sequence[dict], folder: str | os.PathLike, *, summary
     folder = Path(folder)
     summary = summary or {}
     ordered = sort_worst_first(records)
-    counts = {v: sum(r["verdict"] == v for r in records) for v in ("fail", "pass", "unchecked")}
-    images = len({r["image"] for r in records})
+    counts, photo_counts = verdict_counts(records), verdict_counts(records, per_photo=True)
+    by_photo = photo_verdicts(records)
     scale_known = any(r.get("mm_per_px") for r in records)
     unit = "mm" if scale_known else "px"
-    cards = [("images", images, ""), ("masks", len(records), ""), ("fail", counts["fail"], "fail"),
-             ("pass", counts["pass"], "pass"), ("unchecked", counts["unchecked"], "")]
+    cards = [("photos", len(by_photo), "photo"),
+             *((f"photos {v}", photo_counts[v], f"photo {_slug(v)}") for v in VERDICTS if photo_counts[v] or v != "unchecked"),
+             ("masks", len(records), ""),
+             *((f"masks {v}", counts[v], _slug(v)) for v in VERDICTS if counts[v] or v != "unchecked")]
     skipped = summary.get("skipped_images") or []
     if skipped:
         cards.append(("unreadable", len(skipped), ""))
@@ -131,12 +147,12 @@ def render_report(records: Sequence[dict], folder: str | os.PathLike, *, summary
         (f"thresholds {_e(', '.join(f'{k} {v:g}' for k, v in sorted(summary['class_thresholds'].items())))} (calibrated)"
          if summary.get("class_thresholds") else f"threshold {_e(summary.get('threshold', _first(records, 'threshold')))}"),
         f"scale {_e(_first(records, 'mm_per_px'))} mm/px" if scale_known else "scale unknown (figures in pixels)",
-        f"thresholds {_e(summary.get('thresholds', 'built-in'))}",
+        f"QA rules {_e(summary.get('qa_rules', summary.get('thresholds', 'built-in')))}",  # "thresholds": older runs
     ]
     header_cells = "".join(
         f"<th>{_e(label)}{f' ({unit})' if has_unit else ''}</th>" for _, label, has_unit in TABLE_FIGURES
     )
-    rows = "\n".join(_row(i + 1, record, folder, unit) for i, record in enumerate(ordered))
+    rows = "\n".join(_row(i + 1, record, folder, unit, by_photo[str(record["image"])]) for i, record in enumerate(ordered))
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     skipped_html = ""
     if skipped:
@@ -188,7 +204,7 @@ def write_report(results: str | os.PathLike, out: str | os.PathLike, *, title: s
     return atomic_write_text(out, render_report(records, folder, summary=summary, title=title))
 
 
-def _row(number: int, record: dict, folder: Path, unit: str) -> str:
+def _row(number: int, record: dict, folder: Path, unit: str, photo_verdict: str) -> str:
     verdict = record["verdict"]
     figures = record["figures"]
     cells = []
@@ -199,23 +215,25 @@ def _row(number: int, record: dict, folder: Path, unit: str) -> str:
     reasons_html = f'<ul class="reasons">{"".join(f"<li>{_e(r)}</li>" for r in reasons)}</ul>' if reasons else ""
     severity = record.get("severity")
     return (
-        f'<tr class="{_e(verdict)}"><td class="num">{number}</td><td>{_thumbnail(record, folder)}</td>'
+        f'<tr class="{_slug(verdict)}"><td class="num">{number}</td>'
+        f'<td>{_thumbnail(record, folder)}{width_profile_svg(record.get("width_profile"))}</td>'
         f'<td class="name"><div class="file">{_e(Path(record["image"]).name)}</div><div>{_e(record["prompt"])}</div>'
-        f'<div class="muted">{_e(record.get("class") or "unknown class")} · {_e(record.get("figure_set", ""))}</div></td>'
-        f'<td class="verdict"><span class="badge {_e(verdict)}">{_e(verdict)}</span>'
+        f'<div class="muted">{_e(record.get("class") or "unknown class")} · {_e(record.get("figure_set", ""))}</div>'
+        f'<div class="muted">photo: {_e(photo_verdict)}</div></td>'
+        f'<td class="verdict"><span class="badge {_slug(verdict)}">{_e(verdict)}</span>'
         f'<div class="muted">severity {_e(_number(severity)) if severity is not None else "–"}</div>{reasons_html}</td>'
         + "".join(cells) + "</tr>"
     )
 
 
 def _thumbnail(record: dict, folder: Path) -> str:
-    html_ = _image(folder / str(record.get("overlay", "")), f"overlay of {Path(record['image']).name} for {record['prompt']}")
+    html_ = _image(folder, record.get("overlay"), f"overlay of {Path(record['image']).name} for {record['prompt']}")
     truth = record.get("truth")
     if truth:
         # Where the true mask is known (the quickstart's sample data): the truth beside the prediction.
         alt = f"true mask of {Path(record['image']).name}"
         html_ = (f'<div class="pair"><figure>{html_}<figcaption>prediction</figcaption></figure>'
-                 f'<figure>{_image(folder / truth["overlay"], alt)}<figcaption>truth · IoU {truth["iou"]:.2f}'
+                 f'<figure>{_image(folder, truth.get("overlay"), alt)}<figcaption>truth · IoU {truth["iou"]:.2f}'
                  + _truth_verdict(truth.get("verdict"), record["verdict"]) + "</figcaption></figure></div>")
     return html_
 
@@ -229,9 +247,9 @@ def _truth_verdict(truth_verdict: str | None, verdict: str) -> str:
     return f' · {_e(truth_verdict)} <b class="wrong">(predicted {_e(verdict)}: wrong)</b>'
 
 
-def _image(path: Path, alt: str) -> str:
+def _image(folder: Path, name: object, alt: str) -> str:
     try:
-        image = read_image(path)
+        image = read_image(data_file(name, folder))  # a record names files in its run's folder only
     except DataError:
         return '<span class="muted">overlay missing</span>'
     data = base64.b64encode(jpeg_bytes(image, quality=THUMBNAIL_QUALITY, max_side=THUMBNAIL_SIDE)).decode("ascii")
@@ -247,6 +265,11 @@ def _number(value) -> str:
         return str(int(value))
     value = float(value)
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def _slug(verdict: str) -> str:
+    """A verdict as a CSS class name (``"not found"`` -> ``not-found``)."""
+    return _e(str(verdict).replace(" ", "-"))
 
 
 def _e(value) -> str:

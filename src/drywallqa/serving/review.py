@@ -12,12 +12,18 @@
 Label Studio brush masks use its own RLE, encoded and decoded with the ``label-studio-converter``
 package (``brush.mask2rle`` / ``brush.decode_rle``): nothing here re-implements that format.
 
+The export copies only photos that lie in the folder the run read them from (``photos``, the
+current folder by default) or in the run's own folder, and reads masks only from the run's folder
+(:mod:`drywallqa.paths`): a record naming ``/etc/passwd`` is skipped with a warning, never copied.
+
 :func:`import_review` reads what the reviewers exported, a Label Studio JSON export (brush,
 polygon and rectangle labels) or a CVAT "COCO 1.0" export (its zip, folder or json), and writes a
 Roboflow-layout COCO dataset (``<out>/train/_annotations.coco.json`` beside the images) that
 :meth:`~drywallqa.data.AnnotatedDataset.load` reads and ``drywallqa train --init-from default
 --data <out>`` fine-tunes on. A photo whose reviewer removed every region is kept as a negative
-(no annotation): the correction "there is no crack here" is worth learning.
+(no annotation): the correction "there is no crack here" is worth learning. A photo one of whose
+regions cannot be read is left out whole (and counted), never kept as a photo with fewer regions.
+Photos are found by the last part of the name a task or image entry gives, in the photos' folder.
 """
 
 from __future__ import annotations
@@ -37,18 +43,11 @@ from drywallqa.data.formats.coco import ANNOTATION_FILE, samples_to_coco, write_
 from drywallqa.data.groups import source_group
 from drywallqa.data.masks import mask_to_box, mask_to_rle
 from drywallqa.errors import ConfigError, DataError, DrywallQAError, IssueLog
-from drywallqa.files import (
-    atomic_write,
-    atomic_write_json,
-    atomic_write_text,
-    image_size,
-    read_json,
-    read_photo,
-    write_image,
-)
+from drywallqa.files import atomic_write, atomic_write_json, atomic_write_text, image_size, read_json, read_photo, write_image
+from drywallqa.paths import UnsafePathError, check_data_path, data_file, is_inside, safe_component
 from drywallqa.serving.inputs import output_keys
 from drywallqa.serving.render import FIGURE_SET_COLOURS, read_mask_png
-from drywallqa.serving.results import read_results, records_to_coco
+from drywallqa.serving.results import RESULTS_JSONL, read_results, records_to_coco
 
 REVIEW_MANIFEST = "review.json"
 LABEL_STUDIO_TASKS = "label-studio/tasks.json"
@@ -116,7 +115,8 @@ def rank_by_confidence(records: list[dict]) -> list[tuple[str, float, list[dict]
 
 
 def export_review(predictions: str | os.PathLike, out: str | os.PathLike, count: int = 20, *,
-                  image_url_prefix: str = LOCAL_FILES_PREFIX) -> ReviewExport:
+                  image_url_prefix: str = LOCAL_FILES_PREFIX, photos: str | os.PathLike | None = None,
+                  strict: bool = False, quiet: bool = False) -> ReviewExport:
     """Export the ``count`` least certain photos of a prediction run for correction.
 
     Args:
@@ -126,12 +126,19 @@ def export_review(predictions: str | os.PathLike, out: str | os.PathLike, count:
         image_url_prefix: Prepended to ``images/<name>`` in each task's image URL; the default
             suits Label Studio serving the review folder as local files; an ``http://`` prefix
             suits any web server of the folder.
+        photos: The folder the run read its photos from: a record's photo must lie in it (or in
+            the run's folder), and a relative ``image`` is taken from it. The current folder by
+            default.
+        strict: Raise at the first record naming a photo or mask outside those folders, instead
+            of skipping its photo.
+        quiet: No warning line per skipped photo.
 
     Returns:
         The ranking and the files written.
 
     Raises:
-        DataError: If the run's records or masks cannot be read.
+        DataError: If the run's records or masks cannot be read, no photo lies in the photos'
+            folder, or (strict) a record names a file outside it.
         ConfigError: If ``count`` is below 1 or ``out`` is the prediction folder.
     """
     brush = import_brush()
@@ -141,6 +148,12 @@ def export_review(predictions: str | os.PathLike, out: str | os.PathLike, count:
     out = Path(out)
     if out.resolve() == folder.resolve():
         raise ConfigError(f"--out {out} is the prediction folder; choose a folder of its own")
+    photo_folder = Path(photos) if photos is not None else Path.cwd()
+    log = IssueLog(strict=strict, quiet=quiet)
+    records = _records_inside(records, folder, photo_folder, log)
+    if not records:
+        raise DataError(f"{folder}: none of its photos lies in {photo_folder} ({len(log)} skipped); give --photos, "
+                        "the folder the photos were predicted from")
     ranked = rank_by_confidence(records)
     chosen = ranked[:count]
     names = output_keys([Path(image) for image, _, _ in chosen])
@@ -148,7 +161,7 @@ def export_review(predictions: str | os.PathLike, out: str | os.PathLike, count:
     tasks, coco_records, labels = [], [], {}
     for rank, (image, score, image_records) in enumerate(chosen, start=1):
         source = Path(image)
-        name = names[source] + source.suffix.lower()
+        name = safe_component(names[source] + source.suffix.lower())
         if not source.is_file():
             raise DataError(f"{source}: the photo of {Path(image_records[0]['mask']).name} is gone; "
                             "run the review export where the predicted photos are")
@@ -160,7 +173,7 @@ def export_review(predictions: str | os.PathLike, out: str | os.PathLike, count:
         for record in image_records:
             label = _label(record)
             labels[label] = FIGURE_SET_COLOURS.get(record.get("figure_set"), FIGURE_SET_COLOURS["area"])
-            mask = read_mask_png(folder / record["mask"])
+            mask = read_mask_png(data_file(record["mask"], folder))
             if mask.any():
                 results.append({
                     "id": f"{rank}-{len(results)}", "type": "brushlabels", "from_name": FROM_NAME, "to_name": TO_NAME,
@@ -188,6 +201,33 @@ def export_review(predictions: str | os.PathLike, out: str | os.PathLike, count:
         }, indent=1),
     }
     return export
+
+
+def _records_inside(records: list[dict], folder: Path, photos: Path, log: IssueLog) -> list[dict]:
+    """The records whose photo lies in ``photos`` (a relative ``image`` is taken from there) or in
+    ``folder`` and whose mask lies in ``folder``, their ``image`` made absolute. A photo with one
+    bad record loses them all (one warning)."""
+    checked: list[tuple[str, dict]] = []
+    bad: set[str] = set()
+    for number, record in enumerate(records, start=1):
+        image, field = record.get("image"), "image"
+        try:
+            if not isinstance(image, str) or "\x00" in image:
+                raise UnsafePathError(f"{image!r:.80} is not a file name")
+            path = Path(image) if Path(image).is_absolute() else photos / check_data_path(image)
+            if not (is_inside(path, photos) or is_inside(path, folder)):
+                raise UnsafePathError(f"{image!r:.120} lies outside the photos' folder {photos} and the run's folder; "
+                                      "give --photos, the folder the photos were predicted from")
+            field = "mask"
+            data_file(record.get("mask"), folder)
+        except UnsafePathError as exc:
+            reason = "photo outside the run's folders" if field == "image" else "mask outside the run's folder"
+            log.skip(folder / RESULTS_JSONL, f"record {number} {field}", reason, str(exc))
+            bad.add(str(image))
+            continue
+        checked.append((str(image), {**record, "image": str(path)}))
+    log.report_hidden()
+    return [record for image, record in checked if image not in bad]
 
 
 def _label(record: dict) -> str:
@@ -292,6 +332,7 @@ def import_review(export: str | os.PathLike, out: str | os.PathLike, *, images: 
         if not samples:
             raise DataError(f"{export}: no reviewed photo in it ({not_reviewed} without a submitted annotation, "
                             f"{len(log)} skipped); submit the corrected tasks before exporting")
+        log.report_hidden()
         _write_dataset(samples, Path(out) / split)
     dataset = AnnotatedDataset.load(out, strict=True, quiet=True)
     return ReviewImport(Path(out), dataset, kind, not_reviewed, log)
@@ -307,8 +348,14 @@ def _coco_in_folder(folder: Path, export: Path) -> tuple[Path, Path | None]:
 
 
 def _find_image(image_dir: Path, name: str) -> Path | None:
-    """The photo ``name`` in ``image_dir``; Label Studio prefixes uploaded files with ``<8 hex>-``."""
-    base = Path(name).name
+    """The photo ``name`` in ``image_dir``, by the last part of the name (``/`` or ``\\``); Label
+    Studio prefixes uploaded files with ``<8 hex>-``.
+
+    Raises:
+        UnsafePathError: If that last part is no file name (empty, ``..``, NUL, over-long).
+    """
+    base = re.split(r"[\\/]", name)[-1]
+    check_data_path(base)
     for candidate in (base, re.sub(r"^[0-9a-f]{8}-", "", base)):
         if (image_dir / candidate).is_file():
             return image_dir / candidate
@@ -329,16 +376,27 @@ def _label_studio_samples(tasks: list, file: Path, image_dir: Path, log: IssueLo
         if not annotations:
             not_reviewed += 1
             continue
-        path = _find_image(image_dir, name)
+        try:
+            path = _find_image(image_dir, name)
+        except UnsafePathError as exc:
+            log.skip(file, f"{where} data.{TO_NAME}", "unsafe file name", str(exc))
+            continue
         if path is None:
-            log.skip(file, where, "missing image", f"{name!r} is not in {image_dir}")
+            log.skip(file, where, "missing image", f"{name!r:.120} is not in {image_dir}")
             continue
         width, height = image_size(path)
-        shapes = []
+        shapes, lost = [], 0
         for result in annotations[-1].get("result") or []:
-            shape = _region(result, width, height, brush, file, f"{where} region {result.get('id', '?')}", log)
-            if shape is not None:
-                shapes.append(shape)
+            region = result.get("id", "?") if isinstance(result, dict) else "?"
+            shape = _region(result, width, height, brush, file, f"{where} region {region}", log) \
+                if isinstance(result, dict) else log.skip(file, f"{where} region ?", "region is not an object")
+            shapes.append(shape)
+            lost += shape is None
+        if lost:
+            # Kept with fewer regions, the photo would teach the lost ones as "nothing here".
+            log.skip(file, where, "photo with a skipped region",
+                     f"{lost} of its regions could not be used; the photo is left out, not kept without them")
+            continue
         samples.append(Sample(path, width, height, "", "", source_group(path.name), tuple(shapes)))
     return samples, not_reviewed
 
@@ -372,15 +430,25 @@ def _region(result: dict, width: int, height: int, brush, file: Path, where: str
             return None
         return Annotation(label, tuple(float(v) for v in box), rle=mask_to_rle(mask), category=label)
     if kind == "polygonlabels":
-        points = np.asarray(value.get("points") or [], dtype=np.float64).reshape(-1, 2) * [width / 100, height / 100]
+        try:
+            points = np.asarray(value.get("points") or [], dtype=np.float64).reshape(-1, 2) * [width / 100, height / 100]
+        except (TypeError, ValueError):
+            points = np.full((1, 2), np.nan)
+        if not np.isfinite(points).all():
+            log.skip(file, where, "invalid polygon", "expected [[x, y], ...] in percent of the image")
+            return None
         if len(points) < 3:
             log.skip(file, where, "polygon with fewer than 3 points")
             return None
         box = (points[:, 0].min(), points[:, 1].min(), points[:, 0].max() + 1, points[:, 1].max() + 1)
         return Annotation(label, tuple(float(v) for v in box), polygons=(points.astype(np.float32),), category=label)
     if kind == "rectanglelabels":
-        x, y = value.get("x", 0) * width / 100, value.get("y", 0) * height / 100
-        w, h = value.get("width", 0) * width / 100, value.get("height", 0) * height / 100
+        numbers = [value.get(k, 0) for k in ("x", "y", "width", "height")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in numbers):
+            log.skip(file, where, "invalid box", f"x, y, width, height must be numbers, got {numbers!r:.80}")
+            return None
+        x, y = numbers[0] * width / 100, numbers[1] * height / 100
+        w, h = numbers[2] * width / 100, numbers[3] * height / 100
         if w <= 0 or h <= 0:
             log.skip(file, where, "zero-area box")
             return None
@@ -398,7 +466,11 @@ def _coco_samples(data: dict, file: Path, image_dir: Path, log: IssueLog) -> tup
         originals: dict[str, Path] = {}
         located = []
         for entry in data["images"]:
-            path = _find_image(image_dir, str(entry.get("file_name", ""))) if isinstance(entry, dict) else None
+            try:
+                path = _find_image(image_dir, str(entry.get("file_name", ""))) if isinstance(entry, dict) else None
+            except UnsafePathError as exc:
+                log.skip(file, f"image id={entry.get('id')!r:.40} file_name", "unsafe file name", str(exc))
+                continue
             if path is None:
                 log.skip(file, f"image {entry.get('file_name') if isinstance(entry, dict) else entry!r}", "missing image",
                          f"not in {image_dir}")

@@ -121,6 +121,7 @@ def server_config(app, host: str = "127.0.0.1", port: int = 8000, *, header_time
 
     return uvicorn.Config(
         app, host=host, port=port, log_level=log_level, http=guarded_protocol(header_timeout_s, max_connections),
-        timeout_keep_alive=5, h11_max_incomplete_event_size=64 * 1024, lifespan="off",
+        timeout_keep_alive=5, h11_max_incomplete_event_size=64 * 1024,
+        lifespan="on",  # the app's shutdown stops its model thread and worker threads
         ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
     )

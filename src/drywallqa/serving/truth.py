@@ -4,10 +4,12 @@
 class a ``truth`` entry, ``{"iou", "truth_pixels", "verdict", "overlay"}``, and writes the truth
 overlay beside the prediction's, so the HTML report shows prediction and truth side by side.
 
-The truth's ``verdict`` is what the same QA rules say of the true mask. A prediction's verdict is
-right when it is the truth's: a photo whose crack the generator drew too short to matter passes,
-and so does a crack photo with no crack; a joint photo whose joint lies out of frame fails. Counting
-"every crack photo fails" instead would call those right answers wrong.
+The truth's ``verdict`` is what the same QA rules say of the true mask, with the same states
+(:data:`~drywallqa.qa.VERDICTS`): a true mask with nothing in it is judged like a predicted one,
+so a crack photo with no crack passes, and a joint photo whose joint lies out of frame is ``not
+found`` (``fail`` under rules that make the joint ``required``). A prediction's verdict is right
+when it is the truth's: a photo whose crack the generator drew too short to matter passes too.
+Counting "every crack photo fails" instead would call those right answers wrong.
 """
 
 from __future__ import annotations
@@ -54,14 +56,14 @@ class TruthScores:
 
 
 def attach_truth(
-    results: str | os.PathLike, truths: dict[tuple[str, str], np.ndarray], thresholds: QARules | None = None
+    results: str | os.PathLike, truths: dict[tuple[str, str], np.ndarray], qa_rules: QARules | None = None
 ) -> TruthScores:
     """Score the records of a ``predict`` run against true masks, in place.
 
     Args:
         results: The run's output folder.
         truths: ``{(resolved image path, class name): (H, W) bool}``; images without one are left alone.
-        thresholds: The QA rules the run judged its masks by (the built-in ones by default); the
+        qa_rules: The QA rules the run judged its masks by (the built-in ones by default); the
             true masks, at the image file's size, are judged by the same rules with the record's
             ``mm_per_px``.
 
@@ -69,7 +71,7 @@ def attach_truth(
         IoU and verdict agreement per class, and the records whose verdict differs from the truth's.
     """
     records, folder = read_results(results)
-    thresholds = thresholds or QARules.default()
+    qa_rules = qa_rules or QARules.default()
     scores: dict[str, list[float]] = defaultdict(list)
     right: dict[str, int] = defaultdict(int)
     wrong: list[tuple[str, str, str]] = []
@@ -84,10 +86,11 @@ def attach_truth(
         predicted = read_mask_png(folder / record["mask"])
         iou = iou_score(*get_stats(predicted, truth))
         name = Path(record["mask"]).stem
-        overlay = render_overlay(orient(read_image(record["image"]), orientation), truth, TRUTH_COLOUR)
+        photo = orient(read_image(record["image"]), orientation)
+        overlay = render_overlay(photo, truth, TRUTH_COLOUR)
         atomic_write_bytes(folder / TRUTH_DIR / f"{name}.jpg", jpeg_bytes(overlay, quality=85))
-        true_verdict = inspect_mask(truth, record["prompt"], mm_per_px=record.get("mm_per_px"),
-                                    thresholds=thresholds).verdict.verdict
+        true_verdict = inspect_mask(truth, record["prompt"], image=photo, mm_per_px=record.get("mm_per_px"),
+                                    qa_rules=qa_rules).verdict.verdict
         record["truth"] = {"iou": iou, "truth_pixels": int(truth.sum()), "verdict": true_verdict,
                            "overlay": f"{TRUTH_DIR}/{name}.jpg"}
         atomic_write_json(folder / "records" / f"{name}.json", record, indent=1)

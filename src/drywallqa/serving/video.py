@@ -19,7 +19,8 @@ Outputs in ``out``::
 
     annotated.mp4     every frame read, masks tinted and outlined, a banner with the verdicts;
                       a dropped frame repeats the last annotated one (so the video keeps its timing)
-    frames.jsonl      one line per frame read: index, time, overall verdict and, per prompt, the
+    frames.jsonl      one line per frame read: index, time, the frame's verdict (its prompts' combined
+                      as a photo's, :func:`~drywallqa.qa.photo_verdict`) and, per prompt, the
                       figures, verdict and confidence; a dropped frame is a line with "dropped": true
     events.jsonl      a QA rule failing for N consecutive frames: "fail" when it starts (with the
                       reasons), "clear" when it ends
@@ -50,8 +51,9 @@ from drywallqa.data.sample_video import VIDEO_FOURCC
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.files import atomic_write_json
 from drywallqa.inference import BatchedPredictor, SegmentationResult
+from drywallqa.qa.figures import check_mm_per_px
 from drywallqa.qa.inspection import inspect_mask
-from drywallqa.qa.rules import QARules
+from drywallqa.qa.rules import QARules, photo_verdict
 from drywallqa.serving.video_frames import FailureEvents, TemporalSmoother, annotate_frame
 from drywallqa.serving.video_source import VideoSource
 
@@ -151,7 +153,8 @@ def watch(
     smoothing: float = 0.5,
     fail_frames: int = 5,
     mm_per_px: float | None = None,
-    thresholds: QARules | None = None,
+    tile: str | int | None = None,
+    qa_rules: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     live: bool | None = None,
     queue_size: int = 8,
@@ -170,8 +173,10 @@ def watch(
         smoothing: Weight of the newest frame in the logits' moving average, in ``(0, 1]``
             (see :class:`TemporalSmoother`).
         fail_frames: Consecutive failing frames that make an event (see :class:`FailureEvents`).
-        mm_per_px: Image scale, for millimetre figures and rules.
-        thresholds: Figure sets and rules; the built-in file by default.
+        mm_per_px: Image scale, for millimetre figures and rules (and the tile scale).
+        tile: Tile setting (:mod:`~drywallqa.inference.tiling`); the predictor's when None. The
+            plan is made from the first frame and recorded in ``watch.json``.
+        qa_rules: Figure sets and rules; the built-in file by default.
         prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
         live: Drop frames when the model falls behind instead of waiting; by default True for
             cameras and streams, False for files. ``True`` on a file replays it at its frame rate.
@@ -192,11 +197,12 @@ def watch(
     """
     if queue_size < 1:
         raise ConfigError(f"queue_size must be at least 1, got {queue_size}")
-    if mm_per_px is not None and not (np.isfinite(mm_per_px) and mm_per_px > 0):
-        raise ConfigError(f"--mm-per-px must be a positive number, got {mm_per_px}")
-    smoother = TemporalSmoother(predictor, prompts, smoothing)
+    check_mm_per_px(mm_per_px, "--mm-per-px")  # a warning about an unusual scale is the caller's to show
+    if prompt_config is not None:  # the predictor's per-class thresholds follow the run's classes
+        predictor.set_prompt_config(prompt_config)
+    smoother = TemporalSmoother(predictor, prompts, smoothing, mm_per_px=mm_per_px, tile=tile)
     events = FailureEvents(fail_frames)
-    thresholds = thresholds or QARules.default()
+    qa_rules = (qa_rules or QARules.default()).check_classes(prompt_config)
     video = source if isinstance(source, VideoSource) else VideoSource(source, timeout_s)
     out = Path(out)
     try:
@@ -209,7 +215,7 @@ def watch(
     frames: queue.Queue = queue.Queue(maxsize=queue_size)
     results: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
-    writer = _Writer(run, video, smoother.prompts, events, thresholds, prompt_config, mm_per_px, say or (lambda line: None))
+    writer = _Writer(run, video, smoother.prompts, events, qa_rules, prompt_config, mm_per_px, say or (lambda line: None))
     reader = threading.Thread(target=_read, args=(video, run, frames, stop, max_frames, max_seconds), daemon=True,
                               name="drywallqa-watch-reader")
     writing = threading.Thread(target=writer.write_all, args=(results, stop), daemon=True, name="drywallqa-watch-writer")
@@ -234,8 +240,9 @@ def watch(
         raise writer.error
     run.files["summary"] = atomic_write_json(out / SUMMARY_FILE, {
         **run.to_dict(), "prompts": smoother.prompts, "smoothing": smoother.smoothing, "fail_frames": events.min_frames,
-        "mm_per_px": mm_per_px, "thresholds": thresholds.source, "queue_size": queue_size,
+        "mm_per_px": mm_per_px, "qa_rules": qa_rules.source, "queue_size": queue_size,
         "source_orientation": video.orientation,
+        "tiling": smoother.plan.to_dict() if smoother.plan is not None else {"tile": smoother.tile},
     }, indent=2)
     return run
 
@@ -319,9 +326,9 @@ class _Writer:
     """Writer stage: QA figures, events, the annotated frame and the JSONL lines, in frame order."""
 
     def __init__(self, run: WatchRun, video: VideoSource, prompts: list[str], events: FailureEvents,
-                 thresholds: QARules, prompt_config: PromptConfig | None, mm_per_px: float | None, say):
+                 qa_rules: QARules, prompt_config: PromptConfig | None, mm_per_px: float | None, say):
         self.run, self.video, self.prompts, self.events = run, video, prompts, events
-        self.thresholds, self.prompt_config, self.mm_per_px, self.say = thresholds, prompt_config, mm_per_px, say
+        self.qa_rules, self.prompt_config, self.mm_per_px, self.say = qa_rules, prompt_config, mm_per_px, say
         self.error: BaseException | None = None
         self._last_frame: np.ndarray | None = None
         self._last_time = 0.0
@@ -378,10 +385,10 @@ class _Writer:
             if self._last_frame is None:  # nothing annotated yet: a black frame keeps the timing
                 self._last_frame = np.zeros((self.video.height, self.video.width, 3), np.uint8)
             return {**record, "dropped": True}, []
-        inspections = [inspect_mask(r.mask, r.prompt, confidence=r.confidence, mm_per_px=self.mm_per_px,
-                                    thresholds=self.thresholds, prompt_config=self.prompt_config) for r in frame_results]
-        verdicts = [i.verdict.verdict for i in inspections]
-        overall = "fail" if "fail" in verdicts else "pass" if "pass" in verdicts else "unchecked"
+        inspections = [inspect_mask(r.mask, r.prompt, image=frame.pixels, confidence=r.confidence,
+                                    mm_per_px=self.mm_per_px, qa_rules=self.qa_rules, prompt_config=self.prompt_config)
+                       for r in frame_results]
+        overall = photo_verdict(i.verdict.verdict for i in inspections)
         self._last_frame = annotate_frame(frame.pixels, frame_results, inspections, frame.index,
                                           self.run.frames_dropped)
         return {**record, "verdict": overall, "masks": [i.to_dict() for i in inspections]}, \

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from drywallqa.errors import ConfigError
-from drywallqa.inference import BatchedPredictor, SegmentationResult, check_prompt, logits_to_result
-from drywallqa.processing import prompt_threshold, stack_model_inputs
+from drywallqa.inference import BatchedPredictor, SegmentationResult, check_image, check_prompt, logits_to_result
+from drywallqa.inference.tiling import TilePlan, blend_tiles, check_tile, cut_tiles
+from drywallqa.processing import prompt_threshold
 from drywallqa.qa.inspection import MaskInspection
 from drywallqa.serving.render import FIGURE_SET_COLOURS, render_overlay
 
@@ -21,10 +22,11 @@ from drywallqa.serving.render import FIGURE_SET_COLOURS, render_overlay
 class TemporalSmoother:
     """Segment frames with several prompts, smoothing each prompt's logits over time.
 
-    For each prompt, the mask logits ``x_t`` at the model's input resolution (and the confidence
-    logit) are averaged exponentially: ``s_t = a * x_t + (1 - a) * s_(t-1)``, ``s_0 = x_0``;
-    ``s_t`` is then upsampled to the frame and thresholded as the predictor does
-    (:func:`~drywallqa.inference.logits_to_result`). ``a = 1`` turns smoothing off; ``a = 0.5``
+    For each prompt, the mask logits ``x_t`` at the model's scale (a large frame's tiles blended,
+    see :mod:`~drywallqa.inference.tiling`; the tile plan is made once, from the first frame, so
+    every frame is cut alike) and the confidence logit are averaged exponentially:
+    ``s_t = a * x_t + (1 - a) * s_(t-1)``, ``s_0 = x_0``; ``s_t`` is then upsampled to the frame
+    and thresholded as the predictor does (:func:`~drywallqa.inference.logits_to_result`). ``a = 1`` turns smoothing off; ``a = 0.5``
     (the default) gives the newest frame half the weight, so a mask settles within a few
     frames and one-frame flicker (motion blur, a passing shadow) is damped. Dropped frames are
     simply not in the average.
@@ -33,12 +35,19 @@ class TemporalSmoother:
         predictor: Any batched runtime (PyTorch, ONNX Runtime, TensorRT, with or without flips).
         prompts: Prompts applied to every frame.
         smoothing: ``a`` in ``(0, 1]``.
+        mm_per_px: Millimetres per pixel of the frames, for the tile scale.
+        tile: Tile setting; the predictor's when None.
+
+    Attributes:
+        plan: The frames' tile plan, once the first frame is in.
 
     Raises:
-        ConfigError: For a predictor without a batched path, no prompt, or ``a`` out of range.
+        ConfigError: For a predictor without a batched path, no prompt, ``a`` out of range, or a
+            bad tile setting.
     """
 
-    def __init__(self, predictor: BatchedPredictor, prompts: Sequence[str], smoothing: float = 0.5):
+    def __init__(self, predictor: BatchedPredictor, prompts: Sequence[str], smoothing: float = 0.5, *,
+                 mm_per_px: float | None = None, tile: str | int | None = None):
         if not isinstance(predictor, BatchedPredictor):
             raise ConfigError(f"video needs a batched runtime; {getattr(predictor, 'name', predictor)} is not one")
         if not 0 < smoothing <= 1:
@@ -47,6 +56,8 @@ class TemporalSmoother:
         if not self.prompts:
             raise ConfigError("give at least one prompt, e.g. --prompt 'segment crack'")
         self.predictor, self.smoothing = predictor, float(smoothing)
+        self.mm_per_px, self.tile = mm_per_px, check_tile(tile) if tile is not None else predictor.tile
+        self.plan: TilePlan | None = None
         self._state: list[tuple[np.ndarray, float]] | None = None
 
     def __call__(self, frames: Sequence[np.ndarray]) -> list[list[SegmentationResult]]:
@@ -60,25 +71,39 @@ class TemporalSmoother:
             the frame's size).
         """
         predictor, count = self.predictor, len(self.prompts)
-        inputs = np.repeat(stack_model_inputs(frames, predictor.image_size), count, axis=0)
-        prompts = self.prompts * len(frames)
+        frames = [check_image(frame) for frame in frames]
+        if self.plan is None or self.plan.image_shape != frames[0].shape[:2]:
+            self.plan = predictor.prepare(frames[0], mm_per_px=self.mm_per_px, tile=self.tile).plan
+            self._state = None  # logits of another plan do not average with these
+        plan, tiles = self.plan, len(self.plan)
+        # Model inputs in (frame, prompt, tile) order: each frame's tiles once per prompt.
+        inputs = np.concatenate([np.tile(cut_tiles(frame, plan), (count, 1, 1, 1)) for frame in frames])
+        prompts = [prompt for _ in frames for prompt in self.prompts for _ in range(tiles)]
         mask_logits, confidence_logits = [], []
         for start in range(0, len(inputs), predictor.batch_size):
-            logits, confidence = predictor.forward_batch(inputs[start:start + predictor.batch_size],
+            logits, confidence = predictor.forward_batch(np.ascontiguousarray(inputs[start:start + predictor.batch_size]),
                                                          prompts[start:start + predictor.batch_size])
             mask_logits.append(logits)
             confidence_logits.append(confidence)
         mask_logits, confidence_logits = np.concatenate(mask_logits), np.concatenate(confidence_logits)
         results = []
         for index, frame in enumerate(frames):
-            new = [(mask_logits[index * count + k], float(confidence_logits[index * count + k])) for k in range(count)]
+            new = []
+            for k in range(count):
+                first = (index * count + k) * tiles
+                logits, confidence = blend_tiles(plan, mask_logits[first:first + tiles],
+                                                 confidence_logits[first:first + tiles])
+                new.append((logits, float(confidence)))
             a = self.smoothing
             self._state = new if self._state is None else [
                 (a * logits + (1 - a) * old_logits, a * confidence + (1 - a) * old_confidence)
                 for (logits, confidence), (old_logits, old_confidence) in zip(new, self._state)
             ]
-            results.append([logits_to_result(logits, confidence, prompt, frame.shape, prompt_threshold(predictor, prompt))
-                            for (logits, confidence), prompt in zip(self._state, self.prompts)])
+            segmented = [logits_to_result(logits, confidence, prompt, frame.shape, prompt_threshold(predictor, prompt))
+                         for (logits, confidence), prompt in zip(self._state, self.prompts)]
+            for result in segmented:
+                result.extra["tiling"] = plan.to_dict()
+            results.append(segmented)
         return results
 
 

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from drywallqa.errors import ConfigError
-from drywallqa.yamlio import parse_override, read_yaml
 from drywallqa.training.losses import LossConfig
-
+from drywallqa.yamlio import parse_override, read_yaml
 
 #: Validation metrics a run may select checkpoints by, and whether higher or lower is better.
 MONITOR_MODES = {"val/iou": "max", "val/confidence_mse": "min"}
@@ -78,7 +77,10 @@ class TrainerConfig:
         batch_size: Images per device and step.
         num_workers: Data-loading processes per device.
         accumulate_grad_batches: Batches per optimiser step.
-        precision: ``auto`` (bf16-mixed on GPU, 32-true on CPU) or any Lightning precision.
+        precision: ``auto`` or any Lightning precision. ``auto`` is bf16-mixed on a GPU with
+            bf16 (else 16-mixed), and on a CPU bf16-mixed only with AMX-BF16 or AVX512-BF16,
+            else 32-true (:func:`drywallqa.hardware.auto_precision`); the run's ``training.json``
+            records the choice and why.
         accelerator: ``auto``, ``cpu``, ``gpu``.
         devices: ``auto``, a count, or a list of device ids.
         num_nodes: Machines for DDP.
@@ -92,7 +94,7 @@ class TrainerConfig:
         cache_images: Decode every image once and keep it in memory, so loader workers only
             augment (1.2 MB per 640 px photo); None: when training on a GPU.
         channels_last: Train in channels-last memory format (faster convolutions on tensor
-            cores); None: when training on a GPU.
+            cores and in oneDNN on a CPU); None: on.
         monitor: The validation metric that picks the kept checkpoint and stops early: ``val/iou``
             (mean mask IoU over classes, higher is better) or ``val/confidence_mse`` (squared error
             of the confidence against the true IoU of the mask, lower is better; for

@@ -16,11 +16,11 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from drywallqa.errors import ConfigError
 from drywallqa.files import atomic_write_json, atomic_write_text
+from drywallqa.hardware import auto_precision
 from drywallqa.training.config import MONITOR_MODES, TrainConfig
 
 if TYPE_CHECKING:
@@ -101,6 +101,16 @@ def device_data_splits(trainset, model, image_size: int, batch_size: int) -> dic
                              sample_prompts=True),
         "valid": DeviceSplit(trainset, "valid", image_size=image_size, embeddings=embeddings, batch_size=batch_size),
     }
+
+
+def training_precision(precision: str, on_gpu: bool) -> tuple[str, str]:
+    """The Lightning precision of a run and why: ``trainer.precision`` as given, or for ``auto``
+    the rule of :func:`drywallqa.hardware.auto_precision` (bf16 on a CPU only with AMX-BF16 or
+    AVX512-BF16, whose absence makes it several times slower than fp32)."""
+    if precision != "auto":
+        return precision, "trainer.precision"
+    choice = auto_precision("cuda" if on_gpu else "cpu")
+    return choice.lightning, f"auto: {choice.reason}"
 
 
 def trainset_config(config: TrainConfig):
@@ -223,7 +233,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     cfg_t = config.trainer
     on_gpu = torch.cuda.is_available() and cfg_t.accelerator in {"auto", "gpu", "cuda"}
     cache_images = _auto_flag("trainer.cache_images", cfg_t.cache_images, on_gpu)
-    channels_last = _auto_flag("trainer.channels_last", cfg_t.channels_last, on_gpu)
+    # Channels-last suits both tensor cores and oneDNN's CPU convolutions (fp32 and bf16).
+    channels_last = _auto_flag("trainer.channels_last", cfg_t.channels_last, True)
+    precision, precision_reason = training_precision(cfg_t.precision, on_gpu)
+    say(f"precision {precision} ({precision_reason}){', channels-last' if channels_last else ''}")
     data_on_device = _auto_flag("trainer.data_on_device", cfg_t.data_on_device, on_gpu and _one_process(cfg_t))
     if data_on_device and not _one_process(cfg_t):
         raise ConfigError("trainer.data_on_device trains in one process on one device; set it false for "
@@ -307,9 +320,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
     except ImportError:
         pass
-    precision = cfg_t.precision
-    if precision == "auto":
-        precision = "bf16-mixed" if on_gpu else "32-true"
     trainer = L.Trainer(
         max_epochs=cfg_t.max_epochs, max_steps=cfg_t.max_steps,
         max_time={"minutes": cfg_t.max_minutes} if cfg_t.max_minutes else None,
@@ -356,6 +366,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         atomic_write_json(result.model_dir / "training.json", {
             "budget": {"hardware": result.hardware, "minutes": result.minutes, "epochs": result.epochs,
                        "steps": trainer.global_step, "precision": precision,
+                       "precision_reason": precision_reason, "channels_last": channels_last,
                        "train_images_per_s": throughput.images_per_s(), "data_on_device": data_on_device,
                        "compiled": module.compile_mode is not None and module._compiled is not None},
             "best_val_iou": result.best_val_iou, "best_checkpoint": str(best), "kept": kept,

@@ -79,7 +79,7 @@ def build_trainset(
     published_leaks = shared_groups(by_published)
 
     assigned, dropped_groups, dropped_images = _assign_splits(samples, published_leaks, config, train_only)
-    builder = _RecordBuilder(config, prompt_config, train_only)
+    builder = _RecordBuilder(config, prompt_config, train_only, [ds.root for ds in datasets if ds.root is not None])
     for (sample, ds), split in zip(samples, assigned):
         if split is not None:
             builder.add_sample(sample, ds, split)
@@ -154,14 +154,15 @@ def _carve(
 class _RecordBuilder:
     """Accumulates records; one instance per build."""
 
-    def __init__(self, config: TrainSetConfig, prompt_config: PromptConfig, train_only: set[str] = frozenset()):
+    def __init__(self, config: TrainSetConfig, prompt_config: PromptConfig, train_only: set[str] = frozenset(),
+                 dataset_roots: list[Path] | None = None):
         self.config = config
         self.prompt_config = prompt_config
         self.train_only = train_only
         self.records: list[TrainRecord] = []
         self.rng = np.random.default_rng(config.seed)
         self.pseudo: dict[str, dict[str, Sample]] = {
-            name: load_pseudo_masks(source, prompt_config)
+            name: load_pseudo_masks(source, prompt_config, dataset_roots)
             for name, source in config.mask_sources.items()
             if source != BOX_TARGET
         }

@@ -6,9 +6,17 @@ Layout of the output folder::
     OUT/trainset.yaml                       the config it was built from
     OUT/augmentation.json                   the augmentation pipeline (A.to_dict)
     OUT/build.json                          fingerprint of config + records, and counts
-    OUT/images/<split>/<dataset>/<file>     originals, copied byte for byte
-    OUT/images/train/<dataset>/<stem>.aug<k>.jpg         augmented copies, rendered (JPEG q95)
-    OUT/masks/<split>/<dataset>/<stem>[.aug<k>]__<class>.png   targets, 0/255 PNG, image size
+    OUT/images/<split>/<dataset>/<path>                  originals, copied byte for byte
+    OUT/augmented/train/<dataset>/<path>.aug<k>.jpg      augmented copies, rendered (JPEG q95)
+    OUT/masks/<class>/<image>.png                        targets, 0/255 PNG, image size
+
+``<path>`` is the source image's path below the folder holding all of its dataset's images in
+the set (``train/a.jpg`` when a dataset's splits are folders), so two different photos of one
+name (in two splits, or two folders of a source) never meet in one file: names are unique by
+construction, never by luck. ``<image>`` is the item's image path above (``images/...`` or
+``augmented/...``): one mask per image and class. Every part made from data (dataset, split,
+class, file names) is one safe path component (:func:`drywallqa.paths.safe_component`), so a
+class named ``../../x`` stays a file inside ``OUT``.
 
 Originals are written as they are (their on-the-fly training augmentation is not rendered);
 augmented copies are rendered with the deterministic seed of epoch 0. Images keep their own
@@ -36,6 +44,7 @@ import numpy as np
 from drywallqa.console import progress_bar
 from drywallqa.errors import ConfigError
 from drywallqa.files import atomic_write, atomic_write_json, atomic_write_text, read_json
+from drywallqa.paths import safe_component, safe_relative_path
 from drywallqa.trainsets.augment import augmentation_to_dict
 from drywallqa.trainsets.core import TrainRecord, TrainSet
 from drywallqa.trainsets.items import item_seeds, render_record
@@ -116,9 +125,10 @@ def materialize(trainset: TrainSet, out: str | os.PathLike, progress: bool = Fal
     pipeline = trainset.augmentation()
     counter = {"written": 0, "skipped": 0}
     rows = []
+    item_paths = ItemPaths(trainset)
     with progress_bar(len(trainset.records), "materialize", unit="item", enabled=progress) as bar:
         for record in trainset.records:
-            image_rel, mask_rel = item_paths(trainset, record)
+            image_rel, mask_rel = item_paths(record)
             if record.is_copy:
                 seed = item_seeds(trainset.config.seed, 0, record.index)[0]
                 if not ((out / image_rel).exists() and (out / mask_rel).exists()):
@@ -138,7 +148,7 @@ def materialize(trainset: TrainSet, out: str | os.PathLike, progress: bool = Fal
                 "image": image_rel.as_posix(), "mask": mask_rel.as_posix(),
                 "prompts": PROMPT_SEPARATOR.join(record.prompts), "class": record.class_name, "group": record.group,
                 "dataset": record.dataset, "split": record.split,
-                "augmented_from": item_paths(trainset, original)[0].as_posix() if original else "",
+                "augmented_from": item_paths(original)[0].as_posix() if original else "",
                 "kind": record.kind, "copy_index": record.copy_index, "mask_source": record.mask_source,
                 "source_image": str(record.image), "published_split": record.published_split,
             })
@@ -151,16 +161,30 @@ def materialize(trainset: TrainSet, out: str | os.PathLike, progress: bool = Fal
     return MaterializeResult(out, manifest, len(rows), counter["written"], counter["skipped"])
 
 
-def item_paths(trainset: TrainSet, record: TrainRecord) -> tuple[Path, Path]:
-    """``(image, mask)`` paths of a record relative to the output folder.
+class ItemPaths:
+    """``(image, mask)`` paths of each record relative to the output folder (layout in the module
+    docstring), unique by construction.
 
     A negative shows the image of the record it was made from, so it shares that image file.
     """
-    shown = trainset.records[record.negative_of] if record.is_negative else record
-    folder = Path(shown.split) / shown.dataset
-    stem = Path(shown.image).stem + (f".aug{shown.copy_index}" if shown.is_copy else "")
-    image_name = f"{stem}.jpg" if shown.is_copy else Path(shown.image).name
-    return Path("images") / folder / image_name, Path("masks") / folder / f"{stem}__{record.class_name}.png"
+
+    def __init__(self, trainset: TrainSet):
+        self.trainset = trainset
+        folders: dict[str, list[str]] = {}
+        for record in trainset.records:
+            folders.setdefault(record.dataset, []).append(os.path.dirname(os.path.abspath(record.image)))
+        # Each dataset's images, by their path below the folder holding them all.
+        self.base = {dataset: os.path.commonpath(parents) for dataset, parents in folders.items()}
+
+    def __call__(self, record: TrainRecord) -> tuple[Path, Path]:
+        shown = self.trainset.records[record.negative_of] if record.is_negative else record
+        below = safe_relative_path(os.path.relpath(os.path.abspath(shown.image), self.base[shown.dataset]))
+        folder = Path(safe_component(shown.split)) / safe_component(shown.dataset)
+        if shown.is_copy:
+            image = Path("augmented") / folder / below.parent / f"{below.name}.aug{shown.copy_index}.jpg"
+        else:
+            image = Path("images") / folder / below
+        return image, Path("masks") / safe_component(record.class_name) / f"{image.as_posix()}.png"
 
 
 def _copy_file(source: Path, dest: Path, counter: dict) -> None:

@@ -72,11 +72,15 @@ def image_key(path: str | os.PathLike) -> str:
     return os.path.normcase(str(Path(path).resolve()))
 
 
-def load_pseudo_masks(path: str | os.PathLike, prompt_config: PromptConfig) -> dict[str, Sample]:
+def load_pseudo_masks(
+    path: str | os.PathLike, prompt_config: PromptConfig, image_roots: list[Path] | None = None
+) -> dict[str, Sample]:
     """Index a pseudo-mask dataset (written by ``drywallqa masks``) by image file.
 
     Its ``file_name`` entries point back at the original images, so a sample of the original
-    dataset finds its pseudo-masks under ``image_key(sample.image_path)``.
+    dataset finds its pseudo-masks under ``image_key(sample.image_path)``. They may lead only
+    into ``image_roots`` (the folders of the datasets the set is built from) or the source
+    dataset its manifest names (:func:`drywallqa.data.formats.coco.load_coco`).
 
     Returns:
         ``{image_key: pseudo-mask sample}``.
@@ -85,5 +89,8 @@ def load_pseudo_masks(path: str | os.PathLike, prompt_config: PromptConfig) -> d
     if not path.exists():
         raise ConfigError(f"trainset config: mask_sources: {path}: no such pseudo-mask dataset (or use 'box')")
     # The images are the originals, already decoded when those were loaded.
-    pseudo = AnnotatedDataset.load(path, prompt_config=prompt_config, verify_images=False, quiet=True)
+    from drywallqa.data.formats import detect_format
+
+    roots = {"image_roots": image_roots} if image_roots and detect_format(path) == "coco" else {}
+    pseudo = AnnotatedDataset.load(path, prompt_config=prompt_config, verify_images=False, quiet=True, **roots)
     return {image_key(s.image_path): s for s in pseudo}

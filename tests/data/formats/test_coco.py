@@ -4,10 +4,11 @@ import json
 
 import numpy as np
 import pytest
-
 from testdata import write_coco, write_jpeg
+
 from drywallqa.data import AnnotatedDataset
-from drywallqa.data.formats.coco import load_coco, samples_to_coco, write_coco as write_coco_json
+from drywallqa.data.formats.coco import PSEUDO_MANIFEST, PSEUDO_TOOL, load_coco, samples_to_coco
+from drywallqa.data.formats.coco import write_coco as write_coco_json
 from drywallqa.data.masks import mask_to_rle
 from drywallqa.errors import DataError
 
@@ -87,9 +88,9 @@ def test_background_images_and_writer_round_trip(tmp_path):
     anns = [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [2, 2, 4, 4], "segmentation": [[2, 2, 6, 2, 6, 6, 2, 6]]}]
     ds = AnnotatedDataset.load(_dataset(tmp_path, anns, images))
     assert [len(s.annotations) for s in ds] == [1, 0]
-    out = tmp_path / "copy" / "train" / "_annotations.coco.json"
+    out = tmp_path / "ds" / "train" / "copy.coco.json"
     write_coco_json(out, samples_to_coco(ds.samples, out.parent))
-    again = AnnotatedDataset.load(tmp_path / "copy")
+    again = AnnotatedDataset.load(out)
     assert [s.image_path.resolve() for s in again] == [s.image_path.resolve() for s in ds]
     assert (again[0].mask() == ds[0].mask()).all()
 
@@ -104,8 +105,26 @@ def test_writer_stores_replacement_masks_inside_boxes(tmp_path):
     assert isinstance(seg["counts"], str) and coco["annotations"][0]["area"] == 20
     out = tmp_path / "pseudo" / "train" / "_annotations.coco.json"
     write_coco_json(out, samples_to_coco(ds.samples, out.parent, masks={0: {"crack": pseudo}}, pseudo_method="ridge"))
+    # Its file names lead back to the dataset the pseudo-masks were made from, which its manifest names.
+    (tmp_path / "pseudo" / PSEUDO_MANIFEST).write_text(json.dumps({"tool": PSEUDO_TOOL, "dataset": str(tmp_path / "ds")}))
     (ann,) = AnnotatedDataset.load(tmp_path / "pseudo")[0].annotations
     assert ann.is_pseudo and ann.has_mask and ann.to_mask(24, 32).sum() == 20
+
+
+@pytest.mark.parametrize("manifest", [None, {"tool": PSEUDO_TOOL, "dataset": "/"}, {"tool": "other", "dataset": "DS"},
+                                      {"tool": PSEUDO_TOOL, "dataset": "OTHER"}],
+                         ids=["no manifest", "manifest naming /", "another tool's manifest", "another dataset"])
+def test_file_names_leading_out_are_refused_without_the_manifest_of_their_dataset(tmp_path, manifest):
+    anns = [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [0, 0, 10, 10], "segmentation": []}]
+    ds = AnnotatedDataset.load(_dataset(tmp_path, anns))
+    _dataset(tmp_path / "other", anns)
+    out = tmp_path / "pseudo" / "train" / "_annotations.coco.json"
+    write_coco_json(out, samples_to_coco(ds.samples, out.parent))
+    if manifest:
+        dataset = {"DS": str(tmp_path / "ds"), "OTHER": str(tmp_path / "other" / "ds")}.get(manifest["dataset"], manifest["dataset"])
+        (tmp_path / "pseudo" / PSEUDO_MANIFEST).write_text(json.dumps({**manifest, "dataset": dataset}))
+    with pytest.raises(DataError, match=r"none of its 1 image\(s\) could be used.*\(1 unsafe file name\)"):
+        load_coco(tmp_path / "pseudo")
 
 
 # -- bad input: each case is skipped with one counted reason, or fails in strict mode ------------
@@ -123,20 +142,38 @@ BAD_ANNOTATIONS = [
 
 
 @pytest.mark.parametrize("bad, reason", BAD_ANNOTATIONS, ids=[r for _, r in BAD_ANNOTATIONS])
-def test_bad_annotation_is_skipped_and_counted(tmp_path, capsys, bad, reason):
+def test_bad_annotation_is_skipped_and_counted_with_its_image(tmp_path, capsys, bad, reason):
     good = {"id": 1, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5], "segmentation": []}
-    root = _dataset(tmp_path, [good, bad])
+    other = {"id": 2, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "segmentation": []}
+    root = _dataset(tmp_path, [good, bad, other], [_image(0), _image(1, "other.jpg")])
     ds = load_coco(root)
-    assert len(ds[0].annotations) == 1 and ds.issues.counts() == {reason: 1}
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "annotation id=9" in err[0] and "_annotations.coco.json" in err[0]
+    assert "annotation id=9" in err[0] and "_annotations.coco.json" in err[0]
+    if reason == "unknown image id":  # it belongs to no image: nothing else is lost
+        assert [len(s.annotations) for s in ds] == [1, 1] and ds.issues.counts() == {reason: 1} and len(err) == 1
+    else:
+        # The image that lost an annotation is left out whole, never kept with one object fewer.
+        assert [s.image_id for s in ds] == ["1"]
+        assert ds.issues.counts() == {reason: 1, "image with a skipped annotation": 1} and len(err) == 2
+        assert "image id=0 (" in err[1]
     with pytest.raises(DataError, match=reason):
         load_coco(root, strict=True)
 
 
+def test_an_image_whose_only_polygon_has_a_nan_vertex_is_skipped_not_made_background(tmp_path):
+    # Before: the polygon was skipped and the photo became a crack-free background example.
+    nan_polygon = {"id": 1, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5],
+                   "segmentation": [[1, 1, float("nan"), 1, 6, 6, 1, 6]]}
+    root = _dataset(tmp_path, [nan_polygon], [_image(0), _image(1, "background.jpg")])
+    ds = load_coco(root, quiet=True)
+    assert [s.image_path.name for s in ds] == ["background.jpg"]
+    assert ds.issues.counts() == {"invalid polygon": 1, "image with a skipped annotation": 1}
+
+
 def test_rle_with_wrong_total_is_skipped(tmp_path):
     ann = {"id": 9, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5], "segmentation": {"size": [24, 32], "counts": [5, 3]}}
-    assert load_coco(_dataset(tmp_path, [ann])).issues.counts() == {"invalid RLE": 1}
+    root = _dataset(tmp_path, [ann], [_image(0), _image(1, "other.jpg")])
+    assert load_coco(root).issues.counts() == {"invalid RLE": 1, "image with a skipped annotation": 1}
 
 
 def test_partially_outside_box_is_clipped(tmp_path):
@@ -245,3 +282,20 @@ def test_missing_path_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="unknown dataset layout"):
         AnnotatedDataset.load(tmp_path / "empty")
+
+
+def test_a_flood_of_bad_entries_prints_twenty_warnings_and_a_count(tmp_path, capsys):
+    # Before: a 200 MB {"images": [0, 0, ...]} printed a warning per entry (5 GB) and kept each one (10 GB).
+    root = _dataset(tmp_path, [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [1, 1, 5, 5], "segmentation": []}],
+                    [_image(7)])
+    _edit = json.loads((root / "train" / "_annotations.coco.json").read_text())
+    _edit["images"] = [0] * 5000 + _edit["images"] + [{"id": 8}] * 30
+    (root / "train" / "_annotations.coco.json").write_text(json.dumps(_edit))
+    ds = load_coco(root)
+    assert len(ds) == 1 and len(ds[0].annotations) == 1
+    assert ds.issues.counts() == {"images entry is not an object": 5000, "image entry without id or file_name": 30}
+    assert len(ds.issues) == 5030 and len(ds.issues.issues) <= 1000 + 30
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 20 + 20 + 2
+    assert "skipped 4980 more: images entry is not an object" in "\n".join(lines)
+    assert "images[0]" in lines[0]

@@ -192,15 +192,27 @@ BAD_LINES = [
 
 
 @pytest.mark.parametrize(("line", "reason"), BAD_LINES, ids=[r for _, r in BAD_LINES])
-def test_bad_line_is_skipped_and_counted(tmp_path, line, reason):
-    root = one_image_dataset(tmp_path / "ds", f"0 0.5 0.5 0.2 0.2\n{line}\n\n0 0.5 0.5 0.4 0.4\n")
+def test_bad_line_is_skipped_and_counted_with_its_image(tmp_path, line, reason):
+    root = roboflow_dataset(tmp_path / "ds", {"train": {"img": f"0 0.5 0.5 0.2 0.2\n{line}\n\n0 0.5 0.5 0.4 0.4\n",
+                                                        "other": "0 0.5 0.5 0.2 0.2\n"}})
 
     ds = load_yolo(root, quiet=True)
 
-    assert ds.issues.counts() == {reason: 1}
-    (issue,) = ds.issues.issues
-    assert (Path(issue.file).name, issue.entry) == ("img.txt", "line 2")
-    assert [a.source_id for a in ds[0].annotations] == ["1", "4"]
+    assert ds.issues.counts() == {reason: 1, "image with a skipped annotation": 1}
+    line_issue, image_issue = ds.issues.issues
+    assert (Path(line_issue.file).name, line_issue.entry) == ("img.txt", "line 2")
+    # The image that lost a line is left out whole, never kept with one object fewer.
+    assert Path(image_issue.file).name == "img.png"
+    assert [s.image_path.stem for s in ds] == ["other"]
+
+
+def test_an_image_whose_only_polygon_has_a_nan_vertex_is_skipped_not_made_background(tmp_path):
+    root = roboflow_dataset(tmp_path / "ds", {"train": {"img": "0 0.1 0.1 nan 0.1 0.5 0.5\n", "other": None}})
+
+    ds = load_yolo(root, quiet=True)
+
+    assert [s.image_path.stem for s in ds] == ["other"]
+    assert ds.issues.counts() == {"not a number": 1, "image with a skipped annotation": 1}
 
 
 @pytest.mark.parametrize(("line", "reason"), BAD_LINES, ids=[r for _, r in BAD_LINES])
@@ -248,7 +260,7 @@ def test_skips_print_one_warning_each_unless_quiet(tmp_path, capsys):
     root = one_image_dataset(tmp_path / "ds", "9 0.5 0.5 0.2 0.2\nx\n")
 
     load_yolo(root)
-    assert capsys.readouterr().err.count("warning: skipped") == 2
+    assert capsys.readouterr().err.count("warning: skipped") == 3  # two lines, then their image
     load_yolo(root, quiet=True)
     assert capsys.readouterr().err == ""
 
@@ -308,3 +320,43 @@ def test_detect_format_and_load_find_yolo(tmp_path):
     ds = AnnotatedDataset.load(root, quiet=True)
     assert (ds.format, len(ds)) == ("yolo", 1)
     assert AnnotatedDataset.from_yolo(root, quiet=True)[0].classes == ("crack",)
+
+
+# -- paths the export names stay inside the dataset folder ------------------------------------------
+def test_path_key_inside_the_dataset_is_used_and_outside_it_is_an_error(tmp_path):
+    root = one_image_dataset(tmp_path / "ds", "0 0.5 0.5 0.2 0.2\n")
+    write_yaml(root / "data.yaml", {"path": str(root), "train": "train/images", "names": ["crack"]})
+    assert len(load_yolo(root, quiet=True)) == 1
+    elsewhere = one_image_dataset(tmp_path / "elsewhere", "0 0.5 0.5 0.2 0.2\n")
+    write_yaml(root / "data.yaml", {"path": str(elsewhere), "train": "train/images", "names": ["crack"]})
+    # Before: the photos of /elsewhere (or /etc) were read, scored and copied without a word.
+    with pytest.raises(DataError, match=r"data.yaml: key 'path': .* is outside the dataset folder"):
+        load_yolo(root, quiet=True)
+    write_yaml(root / "data.yaml", {"path": "/content/datasets/gone", "train": "train/images", "names": ["crack"]})
+    assert len(load_yolo(root, quiet=True)) == 1  # the exporting machine's folder: not here, ignored
+
+
+def test_split_entry_leading_out_is_skipped_but_roboflow_dot_dot_is_read_from_the_root(tmp_path):
+    root = one_image_dataset(tmp_path / "ds", "0 0.5 0.5 0.2 0.2\n")
+    write_image(tmp_path / "train" / "images" / "outside.png")  # where "../train/images" leads as written
+    write_yaml(root / "data.yaml", {"train": "../train/images", "val": str(tmp_path / "train" / "images"),
+                                    "names": ["crack"]})
+    ds = load_yolo(root, quiet=True)
+    assert [s.image_path for s in ds] == [root / "train" / "images" / "img.png"]
+    assert ds.issues.counts() == {"split folder outside the dataset": 1}
+    with pytest.raises(DataError, match="key 'val': split folder outside the dataset"):
+        load_yolo(root, strict=True)
+
+
+def test_labels_are_looked_up_only_below_the_dataset_folder(tmp_path):
+    # A dataset kept in a folder named "images", its split folders without one: Ultralytics' rule
+    # (the last "images" becomes "labels") would read labels from a folder beside the dataset.
+    root = tmp_path / "images" / "ds"
+    write_yaml(root / "data.yaml", {"train": "train", "names": ["crack"]})
+    write_image(root / "train" / "a.png")
+    (tmp_path / "labels" / "ds" / "train").mkdir(parents=True)
+    (tmp_path / "labels" / "ds" / "train" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    assert label_path(root / "train" / "a.png") == tmp_path / "labels" / "ds" / "train" / "a.txt"
+    assert label_path(root / "train" / "a.png", root) == root / "train" / "a.txt"
+    (sample,) = load_yolo(root, quiet=True)
+    assert sample.annotations == ()

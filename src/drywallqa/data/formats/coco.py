@@ -8,14 +8,23 @@ Layout (what Roboflow writes)::
 Segmentations may be polygon lists, uncompressed RLE (``counts`` a list), compressed RLE
 (``counts`` a string), or empty (box-only annotation). Roboflow adds a root category named after
 the project (supercategory ``"none"``) that no annotation uses; it is ignored.
+
+A ``file_name`` is a relative path inside the annotation file's folder (:mod:`drywallqa.paths`):
+an absolute one, one with a drive letter, a backslash or a ``..`` part is skipped with a warning.
+The one exception is a pseudo-mask folder written by ``drywallqa masks``, whose file names lead
+back to the images of its source dataset: they may climb out only into the dataset its
+:data:`PSEUDO_MANIFEST` names, or into the folders the caller names (``image_roots``: a training
+set built with pseudo-masks names its datasets). An image whose annotation is skipped is left out whole (and counted), never
+kept with fewer objects than it has.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import reprlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +33,23 @@ from drywallqa.data.core import AnnotatedDataset, Annotation, Sample, canonical_
 from drywallqa.data.groups import source_group
 from drywallqa.data.masks import mask_to_box, mask_to_rle, rle_to_mask
 from drywallqa.data.prompts import PromptConfig
-from drywallqa.errors import DataError, IssueLog
+from drywallqa.errors import SHOWN_PER_REASON, DataError, IssueLog
 from drywallqa.files import atomic_write_json, image_size, read_json
+from drywallqa.paths import UnsafePathError, check_data_path, is_inside
 
 ANNOTATION_FILE = "_annotations.coco.json"
 # Annotation key marking a shape generated from its box (value: the method's name), so that
 # evaluation never scores against pseudo-masks.
 PSEUDO_KEY = "drywallqa_pseudo"
 SPLIT_FOLDERS = {"train", "valid", "val", "validation", "test"}
+#: Manifest ``drywallqa masks`` writes at the root of a pseudo-mask folder; its ``dataset`` names
+#: the dataset whose images the folder's file names lead back to.
+PSEUDO_MANIFEST = "pseudomasks.json"
+PSEUDO_TOOL = "drywallqa pseudomask"
+# Short reprs of bad entries in warnings: a hostile entry may be megabytes long.
+_BRIEF = reprlib.Repr()
+_BRIEF.maxstring = _BRIEF.maxother = 60
+_BRIEF.maxlist = _BRIEF.maxdict = 4
 
 
 def find_coco_files(path: str | os.PathLike, annotation_file: str = ANNOTATION_FILE) -> list[Path]:
@@ -60,6 +78,7 @@ def load_coco(
     quiet: bool = False,
     verify_images: bool = True,
     issues: IssueLog | None = None,
+    image_roots: Sequence[str | os.PathLike] = (),
 ) -> AnnotatedDataset:
     """Load a COCO / Roboflow export into an :class:`AnnotatedDataset`.
 
@@ -72,6 +91,9 @@ def load_coco(
         quiet: Do not print a warning line per skipped entry (they are still counted).
         verify_images: Decode every image to catch unreadable and truncated files.
         issues: Log to add skipped entries to (a new one by default).
+        image_roots: Folders besides the annotation file's own that ``file_name`` entries may
+            lead into with ``..`` (the images of a pseudo-mask dataset's source); see the module
+            docstring.
 
     Returns:
         The dataset. Skipped entries are in ``dataset.issues``.
@@ -88,6 +110,8 @@ def load_coco(
     name = name or root.resolve().name
     prompt_config = prompt_config or PromptConfig.default()
     log = issues if issues is not None else IssueLog(strict=strict, quiet=quiet)
+    source = pseudo_mask_source(root)
+    roots = [Path(r) for r in image_roots] + ([source] if source is not None else [])
     samples: list[Sample] = []
     class_names: set[str] = set()
     for file in files:
@@ -95,7 +119,7 @@ def load_coco(
         # A broken annotation file would drop its whole split (a training run without its train
         # split still "succeeds"): that is an error, never a skip.
         data = read_coco_file(file)
-        file_samples, file_classes = _parse_coco(data, file, split, name, prompt_config, log, verify_images)
+        file_samples, file_classes = _parse_coco(data, file, split, name, prompt_config, log, verify_images, roots)
         if data["images"] and not file_samples:
             raise DataError(
                 f"{file}: none of its {len(data['images'])} image(s) could be used, so split {split or file.parent.name!r} "
@@ -103,12 +127,56 @@ def load_coco(
             )
         samples.extend(file_samples)
         class_names |= file_classes
+    log.report_hidden()
     return AnnotatedDataset(name, samples, tuple(sorted(class_names)), root, log, "coco")
 
 
 def _skipped_reasons(log: IssueLog, file: Path) -> str:
-    reasons = Counter(issue.reason for issue in log.issues if issue.file == str(file))
+    reasons = Counter(log.counts(file))
     return ", ".join(f"{n} {reason}" for reason, n in reasons.most_common()) or "nothing usable"
+
+
+def pseudo_mask_source(root: Path) -> Path | None:
+    """The dataset a pseudo-mask folder's file names lead back to, or None for any other folder.
+
+    ``root`` must hold a :data:`PSEUDO_MANIFEST` written by ``drywallqa masks`` whose ``dataset``
+    is a dataset folder (a relative one is taken from the current folder, as older versions
+    wrote it); otherwise the folder is an ordinary dataset and its file names stay inside it.
+    """
+    from drywallqa.data.formats import detect_format
+
+    manifest = root / PSEUDO_MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        data = read_json(manifest)
+    except DataError:
+        return None
+    dataset = data.get("dataset") if isinstance(data, dict) and data.get("tool") == PSEUDO_TOOL else None
+    if not isinstance(dataset, str) or not dataset.strip() or "\x00" in dataset:
+        return None
+    try:
+        detect_format(dataset)
+    except (DataError, OSError, ValueError):
+        return None
+    return Path(dataset)
+
+
+def image_file(name: object, folder: Path, roots: Sequence[Path] = ()) -> Path:
+    """The image a ``file_name`` names: inside ``folder``, or one climbing out with ``..`` inside
+    one of ``roots`` (a pseudo-mask folder's source datasets, see :func:`pseudo_mask_source`).
+
+    Raises:
+        UnsafePathError: If the name breaks the rule of :mod:`drywallqa.paths`.
+    """
+    if not roots or not (isinstance(name, str) and ".." in name.split("/")):
+        return folder / check_data_path(name)
+    check_data_path(name.replace("..", "_"))  # every other part of the rule still holds
+    path = folder / name
+    if not any(is_inside(path, root) for root in roots):
+        shown = ", ".join(repr(str(root)) for root in roots)
+        raise UnsafePathError(f"{name!r:.80} leads out of its folder, and not into the source dataset ({shown})")
+    return path
 
 
 def read_coco_file(file: str | os.PathLike) -> dict:
@@ -131,9 +199,9 @@ def category_classes(
     gets no class.
     """
     categories = {}
-    for cat in data["categories"]:
-        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
-            log.skip(file, f"category {cat!r:.60}", "category without id or name")
+    for index, cat in _objects(data, "categories", file, log):
+        if "id" not in cat or not isinstance(cat.get("name"), str):
+            log.skip(file, f"categories[{index}] {_BRIEF.repr(cat)}", "category without id or name")
             continue
         categories[str(cat["id"])] = cat
     roots = _roboflow_root_categories(categories.values())
@@ -161,18 +229,21 @@ def _parse_coco(
     prompt_config: PromptConfig,
     log: IssueLog,
     verify_images: bool,
+    roots: Sequence[Path] = (),
 ) -> tuple[list[Sample], set[str]]:
     folder = file.parent
     categories, class_of = category_classes(data, file, prompt_config, log)
 
     images: dict[str, dict] = {}
     id_counts = Counter(str(e.get("id")) for e in data["images"] if isinstance(e, dict) and "id" in e)
-    for entry in data["images"]:
-        image_id = str(entry.get("id")) if isinstance(entry, dict) and "id" in entry else None
+    for index, entry in _objects(data, "images", file, log):
+        image_id = str(entry.get("id")) if "id" in entry else None
         if image_id is None or "file_name" not in entry:
-            log.skip(file, f"image {entry!r:.60}", "image entry without id or file_name")
+            log.skip(file, f"images[{index}] {_BRIEF.repr(entry)}", "image entry without id or file_name")
             continue
-        where = f"image id={image_id} ({entry['file_name']})"
+        shown = entry["file_name"] if isinstance(entry["file_name"], str) and entry["file_name"].isprintable() \
+            and len(entry["file_name"]) <= 200 else _BRIEF.repr(entry["file_name"])
+        where = f"image id={image_id} ({shown})"
         if id_counts[image_id] > 1:
             # Its annotations could belong to either entry: neither is used.
             log.skip(file, where, "duplicate image id", f"{id_counts[image_id]} image entries share id {image_id}")
@@ -181,7 +252,11 @@ def _parse_coco(
         if not all(v is None or _is_size(v) for v in declared):
             log.skip(file, where, "invalid image size", f"width={declared[0]!r}, height={declared[1]!r}; expected positive integers")
             continue
-        image_path = folder / str(entry["file_name"])
+        try:
+            image_path = image_file(entry["file_name"], folder, roots)
+        except UnsafePathError as exc:
+            log.skip(file, f"image id={image_id} file_name", "unsafe file name", str(exc))
+            continue
         try:
             width, height = image_size(image_path, verify=verify_images)
         except DataError as exc:
@@ -191,27 +266,34 @@ def _parse_coco(
         if None not in declared and (int(declared[0]), int(declared[1])) != (width, height):
             log.skip(file, where, "image size mismatch", f"json says {declared[0]}x{declared[1]}, file is {width}x{height}")
             continue
-        images[image_id] = {"path": image_path, "width": width, "height": height, "annotations": []}
+        images[image_id] = {"path": image_path, "width": width, "height": height, "annotations": [], "where": where,
+                            "lost": 0}
 
-    for entry in data["annotations"]:
-        ann_id = str(entry.get("id")) if isinstance(entry, dict) else "?"
-        where = f"annotation id={ann_id}"
-        if not isinstance(entry, dict):
-            log.skip(file, where, "annotation is not an object")
-            continue
+    listed = {str(e.get("id")) for e in data["images"] if isinstance(e, dict)}
+    for _, entry in _objects(data, "annotations", file, log):
+        ann_id = entry.get("id")
+        where = f"annotation id={ann_id if isinstance(ann_id, (int, str)) and len(str(ann_id)) <= 40 else _BRIEF.repr(ann_id)}"
         image = images.get(str(entry.get("image_id")))
         if image is None:
-            reason = "annotation of a skipped image" if _image_listed(data, entry.get("image_id")) else "unknown image id"
-            if reason == "unknown image id":
-                log.skip(file, where, reason, f"image_id={entry.get('image_id')!r}")
+            if str(entry.get("image_id")) not in listed:  # else: an annotation of a skipped image
+                log.skip(file, where, "unknown image id", f"image_id={_BRIEF.repr(entry.get('image_id'))}")
             continue
         cid = str(entry.get("category_id"))
         if cid not in class_of:
-            log.skip(file, where, "unknown category id", f"category_id={entry.get('category_id')!r}")
+            log.skip(file, where, "unknown category id", f"category_id={_BRIEF.repr(entry.get('category_id'))}")
+            image["lost"] += 1
             continue
         ann = _parse_annotation(entry, class_of[cid], str(categories[cid]["name"]), image, file, where, log)
         if ann is not None:
             image["annotations"].append(ann)
+        else:
+            image["lost"] += 1
+
+    # An image that lost an annotation would teach (or score) its object as background: leave it out.
+    for image_id in [i for i, img in images.items() if img["lost"]]:
+        image = images.pop(image_id)
+        log.skip(file, image["where"], "image with a skipped annotation",
+                 f"{image['lost']} of its annotations could not be used; the image is left out, not kept without them")
 
     samples = [
         Sample(
@@ -223,8 +305,22 @@ def _parse_coco(
     return samples, set(class_of.values())
 
 
-def _image_listed(data: dict, image_id: object) -> bool:
-    return any(isinstance(e, dict) and str(e.get("id")) == str(image_id) for e in data["images"])
+def _objects(data: dict, key: str, file: Path, log: IssueLog) -> Iterator[tuple[int, dict]]:
+    """``(position, entry)`` of the entries of ``data[key]`` that are JSON objects.
+
+    The others are skipped: the first few each with a warning, the rest counted at once, so a
+    list of a hundred million zeros costs seconds and a few lines, not gigabytes of warnings.
+    """
+    others = 0
+    for index, entry in enumerate(data[key]):
+        if type(entry) is dict:
+            yield index, entry
+            continue
+        others += 1
+        if others <= SHOWN_PER_REASON or log.strict:
+            log.skip(file, f"{key}[{index}]", f"{key} entry is not an object", f"got {_BRIEF.repr(entry)}")
+    if others > SHOWN_PER_REASON:
+        log.skip_many(file, f"{key} entry is not an object", others - SHOWN_PER_REASON)
 
 
 def _roboflow_root_categories(categories: Iterable[dict]) -> set[str]:

@@ -132,6 +132,7 @@ def load_mask_folder(
                     image_id=record.image_id,
                 )
             )
+    log.report_hidden()
     return AnnotatedDataset(name, samples, tuple(sorted(set(class_of.values()))), root, log, "mask-folder")
 
 

@@ -18,7 +18,14 @@ width (x) or height (y)::
     <class id> <cx> <cy> <w> <h>               # box: centre and size
     <class id> <x1> <y1> <x2> <y2> <x3> <y3> ... # polygon: >= 3 vertices
 
-A missing or empty label file marks a background image.
+A missing or empty label file marks a background image. An image one of whose label lines is
+skipped is left out whole (and counted), never kept with fewer objects than it has.
+
+Every folder and file the export names lies in the dataset's folder (the one holding
+``data.yaml``; :mod:`drywallqa.paths`): a ``path:`` naming an existing folder outside it is an
+error (one that does not exist, the exporting machine's, is ignored), a split entry leading out of
+it is skipped with a warning (an error under ``strict``), and label files are looked up only
+below it.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from drywallqa.data.groups import source_group
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import DataError, IssueLog
 from drywallqa.files import image_size, list_images, relative_id
+from drywallqa.paths import is_inside
 from drywallqa.yamlio import read_yaml
 
 YAML_FILES = ("data.yaml", "data.yml")
@@ -99,13 +107,16 @@ def load_yolo(
     samples: list[Sample] = []
     for split, folder in split_folders:
         samples.extend(_load_split(folder, split, root, name, names, class_of, log, verify_images))
+    log.report_hidden()
     return AnnotatedDataset(name, samples, tuple(sorted(set(class_of.values()))), root, log, "yolo")
 
 
-def label_path(image_path: str | os.PathLike) -> Path:
+def label_path(image_path: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
     """The label file of an image: its last ``images`` folder replaced by ``labels``, suffix ``.txt``.
 
     An image outside any ``images`` folder has its label file next to it (as Ultralytics does).
+    With ``root`` (the dataset's folder), only folders below it count, so a dataset kept in a
+    folder named ``images`` never reads labels from outside itself.
 
     Example:
         >>> label_path("ds/train/images/a.jpg").as_posix()
@@ -114,7 +125,8 @@ def label_path(image_path: str | os.PathLike) -> Path:
         'ds/labels/val/b.txt'
     """
     parts = list(Path(image_path).parts)
-    for i in range(len(parts) - 2, -1, -1):
+    first = len(Path(root).parts) if root is not None and Path(root) in Path(image_path).parents else 0
+    for i in range(len(parts) - 2, first - 1, -1):
         if parts[i] == "images":
             parts[i] = "labels"
             break
@@ -198,6 +210,7 @@ def _resolve_split_folders(data: dict, file: Path, log: IssueLog) -> list[tuple[
     mode, it raises.
     """
     bases = _base_folders(data, file)
+    root = file.parent
     entries = []
     for key in SPLIT_KEYS:
         value = data.get(key)
@@ -216,10 +229,20 @@ def _resolve_split_folders(data: dict, file: Path, log: IssueLog) -> list[tuple[
     missing: list[tuple[str, str, list[Path]]] = []
     seen: set[Path] = set()
     for key, value in entries:
+        if any(ord(c) < 32 for c in value):
+            raise DataError(f"{file}: key {key!r}: {value!r:.80} holds a NUL or control character")
         tried = _candidate_folders(value, bases)
-        folder = next((c for c in tried if c.is_dir()), None)
+        inside = [c for c in tried if is_inside(c, root)]
+        folder = next((c for c in inside if _is_dir(c)), None)
         if folder is None:
-            missing.append((key, value, tried))
+            outside = [c for c in tried if c not in inside and _is_dir(c)]
+            if outside:
+                detail = f"{value!r} leads to {outside[0]}, outside the dataset folder {root}"
+                if not log.strict:
+                    log.skip(file, f"key {key!r}", "split folder outside the dataset", detail)
+                    continue
+                raise DataError(f"{file}: key {key!r}: split folder outside the dataset ({detail})")
+            missing.append((key, value, inside or tried))
             continue
         if folder.resolve() in seen:
             continue  # "val" and "valid" naming the same folder
@@ -227,7 +250,7 @@ def _resolve_split_folders(data: dict, file: Path, log: IssueLog) -> list[tuple[
         found.append((canonical_split(key), folder))
     for key, value, tried in missing:
         detail = f"{value!r} is not a folder; tried {', '.join(str(t) for t in tried)}"
-        if any(t.is_file() for t in tried):
+        if any(_is_file(t) for t in tried):
             detail += "; image list files are not supported, point the key at an image folder"
         if not found or log.strict:
             raise DataError(f"{file}: key {key!r}: split folder not found ({detail})")
@@ -236,17 +259,43 @@ def _resolve_split_folders(data: dict, file: Path, log: IssueLog) -> list[tuple[
 
 
 def _base_folders(data: dict, file: Path) -> list[Path]:
-    """Folders split paths may be relative to: the ``path`` key if it exists, then the yaml's folder."""
+    """Folders split paths may be relative to: the ``path`` key if it exists, then the yaml's folder.
+
+    Raises:
+        DataError: If ``path`` names an existing folder outside the yaml's folder (the dataset's).
+    """
     bases = []
     declared = data.get("path")
     if isinstance(declared, str) and declared.strip():
+        if any(ord(c) < 32 for c in declared):
+            raise DataError(f"{file}: key 'path': {declared!r:.80} holds a NUL or control character")
         base = Path(declared)
         base = base if base.is_absolute() else file.parent / base
         # A ``path`` from the exporting machine is common; fall back to the yaml's folder silently.
-        if base.is_dir():
+        if _is_dir(base):
+            if not is_inside(base, file.parent):
+                raise DataError(
+                    f"{file}: key 'path': {declared!r:.80} is outside the dataset folder {file.parent}; a dataset's "
+                    "files must lie in the folder holding its data.yaml (remove the key, or move data.yaml there)"
+                )
             bases.append(base)
     bases.append(file.parent)
     return bases
+
+
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()``, False for names no file system accepts (over-long, NUL)."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _candidate_folders(value: str, bases: list[Path]) -> list[Path]:
@@ -290,9 +339,15 @@ def _load_split(
         except DataError as exc:
             log.skip(image_path, "", "unreadable image", str(exc).split(": ", 1)[-1])
             continue
-        labels = label_path(image_path)
+        labels = label_path(image_path, root)
         annotations = _parse_label_file(labels, width, height, names, class_of, log)
         if annotations is None:
+            continue
+        lost = sum(1 for a in annotations if a is None)
+        if lost:
+            # Kept without that object, the image would teach (or score) it as background.
+            log.skip(image_path, "", "image with a skipped annotation",
+                     f"{lost} line(s) of {labels.name} could not be used; the image is left out, not kept without them")
             continue
         samples.append(
             Sample(
@@ -301,13 +356,13 @@ def _load_split(
                 image_id=relative_id(image_path, root),
             )
         )
-    _log_orphan_labels(folder, images, log)
+    _log_orphan_labels(folder, images, root, log)
     return samples
 
 
-def _log_orphan_labels(folder: Path, images: list[Path], log: IssueLog) -> None:
+def _log_orphan_labels(folder: Path, images: list[Path], root: Path, log: IssueLog) -> None:
     """Count label files without an image: a sign of an export that lost images."""
-    label_folder = label_path(folder / "x.jpg").parent
+    label_folder = label_path(folder / "x.jpg", root).parent
     if label_folder == folder or not label_folder.is_dir():
         return
     stems = {p.stem for p in images}
@@ -318,8 +373,9 @@ def _log_orphan_labels(folder: Path, images: list[Path], log: IssueLog) -> None:
 
 def _parse_label_file(
     file: Path, width: int, height: int, names: dict[int, str], class_of: dict[int, str], log: IssueLog
-) -> list[Annotation] | None:
-    """The annotations of one image; ``[]`` for a missing file (background), None if unreadable."""
+) -> list[Annotation | None] | None:
+    """The annotations of one image, None for each line skipped; ``[]`` for a missing file
+    (background), None if unreadable."""
     if not file.exists():
         return []
     try:
@@ -331,9 +387,7 @@ def _parse_label_file(
     annotations = []
     for line_no, line in enumerate(text.splitlines(), start=1):
         if line.strip():
-            ann = _parse_label_line(line, line_no, file, width, height, names, class_of, log)
-            if ann is not None:
-                annotations.append(ann)
+            annotations.append(_parse_label_line(line, line_no, file, width, height, names, class_of, log))
     return annotations
 
 

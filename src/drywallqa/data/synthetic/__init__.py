@@ -23,7 +23,9 @@ groups have variants in both train and valid on purpose, as in the real export.
 
 Modules: :mod:`.painting` renders one scene and its masks (:func:`render_sample_image`);
 :mod:`.plan` chooses sources, variants and splits; :mod:`.annotations` assembles the COCO
-records; :mod:`.writing` writes the folder (:func:`generate_sample_data`).
+records; :mod:`.writing` writes the folder (:func:`generate_sample_data`). :mod:`.width_targets`
+renders single cracks of known width, with camera blur, noise and JPEG, for validating the crack
+width measured on the photo (:func:`render_width_target`; not part of the sample data).
 
 Example:
     >>> paths = generate_sample_data("sample-data", images=40, size=256)   # doctest: +SKIP
@@ -33,6 +35,7 @@ Example:
 
 from drywallqa.data.synthetic.annotations import TRUTH_ANNOTATION_FILE
 from drywallqa.data.synthetic.painting import CRACKS_DATASET, JOINTS_DATASET, RenderedImage, render_sample_image
+from drywallqa.data.synthetic.width_targets import WidthTarget, render_width_target
 from drywallqa.data.synthetic.writing import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -43,5 +46,6 @@ from drywallqa.data.synthetic.writing import (
 
 __all__ = [
     "CRACKS_DATASET", "FORMAT_VERSION", "JOINTS_DATASET", "MANIFEST_FILE", "TRUTH_ANNOTATION_FILE", "RenderedImage",
-    "SampleDataPaths", "generate_sample_data", "read_manifest", "render_sample_image",
+    "SampleDataPaths", "WidthTarget", "generate_sample_data", "read_manifest", "render_sample_image",
+    "render_width_target",
 ]

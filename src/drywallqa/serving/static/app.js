@@ -16,7 +16,10 @@ const FIGURE_LABELS = {
   longest_px: "longest (px)", longest_mm: "longest (mm)", width_max_px: "max width (px)",
   width_max_mm: "max width (mm)", width_mean_px: "mean width (px)", width_mean_mm: "mean width (mm)",
 };
-const VERDICT_ORDER = { fail: 0, unchecked: 1, pass: 2, error: 3 };
+// The verdicts of drywallqa.qa.VERDICTS, worst first for sorting; then the states of a photo not yet answered.
+const VERDICTS = ["fail", "pass", "not found", "unchecked"];
+const VERDICT_ORDER = { fail: 0, "not found": 1, unchecked: 2, pass: 3, error: 4 };
+const verdictClass = (verdict) => String(verdict).replace(/ /g, "-");  // "not found" -> class "not-found"
 
 let chosen = [];              // [{file, name}] picked, not yet sent
 let photos = [];              // the batch: {file, name, status, error, body, url, image}
@@ -32,6 +35,7 @@ function setStatus(text, isError = false) {
 
 function formatNumber(value) {
   if (value === null || value === undefined) return "–";
+  if (typeof value !== "number") return String(value);  // e.g. width_source: "photo" or "mask"
   if (Number.isInteger(value)) return String(value);
   return Math.abs(value) >= 100 ? value.toFixed(0) : value.toPrecision(3);
 }
@@ -180,9 +184,11 @@ function showProgress(finished = false) {
   const failed = photos.filter((p) => p.status === "error").length;
   const waiting = photos.filter((p) => p.status === "waiting").length;
   $("progress").value = done + failed;
-  const verdicts = rows.filter((row) => row.result).map((row) => row.result.verdict);
-  const count = (v) => verdicts.filter((x) => x === v).length;
-  $("summary").textContent = `${count("fail")} fail · ${count("pass")} pass · ${count("unchecked")} unchecked` +
+  // The photos' verdicts first (each photo's prompts combined, as the server says), then the masks'.
+  const counts = (verdicts) => VERDICTS.map((v) => `${verdicts.filter((x) => x === v).length} ${v}`).join(" · ");
+  const answered = photos.filter((p) => p.body);
+  $("summary").textContent = `photos: ${counts(answered.map((p) => p.body.photo_verdict))}` +
+    ` — masks: ${counts(rows.filter((row) => row.result).map((row) => row.result.verdict))}` +
     (failed ? ` · ${failed} error(s)` : "");
   if (finished) {
     setStatus(`Done: ${done} of ${photos.length} photo(s) inspected` + (failed ? `, ${failed} with an error (see the table).` : "."),
@@ -198,13 +204,22 @@ function rowVerdict(row) {
   return row.photo.status === "error" ? "error" : row.photo.status;
 }
 
+function photoVerdict(row) {
+  return row.photo.body ? row.photo.body.photo_verdict : rowVerdict(row);
+}
+
+function badge(verdict) {
+  return Object.assign(document.createElement("span"), { className: `badge ${verdictClass(verdict)}`, textContent: verdict });
+}
+
 function rowValue(row, key) {
   const figures = row.result ? row.result.figures : {};
   const unit = scaleGiven ? "mm" : "px";
   switch (key) {
     case "name": return row.photo.name;
     case "prompt": return row.prompt;
-    case "verdict": return VERDICT_ORDER[rowVerdict(row)] ?? 4;
+    case "photo_verdict": return VERDICT_ORDER[photoVerdict(row)] ?? 5;
+    case "verdict": return VERDICT_ORDER[rowVerdict(row)] ?? 5;
     case "severity": return row.result ? row.result.severity : null;
     case "area": return figures.area_percent ?? null;
     case "longest": return figures[`longest_${unit}`] ?? null;
@@ -240,15 +255,14 @@ function renderTable() {
   body.replaceChildren(...visibleRows().map((row) => {
     const tr = document.createElement("tr");
     const verdict = rowVerdict(row);
-    tr.className = `row-${verdict}` + (row === selected ? " selected" : "");
-    const badge = document.createElement("span");
-    badge.className = `badge ${verdict}`;
-    badge.textContent = verdict;
+    tr.className = `row-${verdictClass(verdict)}` + (row === selected ? " selected" : "");
+    const photoCell = cell("", "photo-verdict");
+    if (row.photo.body) photoCell.append(badge(row.photo.body.photo_verdict));
     const verdictCell = cell("", "verdict");
-    verdictCell.append(badge);
+    verdictCell.append(badge(verdict));
     if (verdict === "error") verdictCell.append(" ", Object.assign(document.createElement("span"),
                                                   { className: "error-text", textContent: row.photo.error }));
-    tr.append(cell(row.photo.name, "name"), cell(row.prompt), verdictCell,
+    tr.append(cell(row.photo.name, "name"), photoCell, cell(row.prompt), verdictCell,
               ...["severity", "area", "longest", "width", "confidence"].map((key) => cell(formatNumber(rowValue(row, key)), "num")));
     if (row.result) {
       tr.tabIndex = 0;
@@ -346,13 +360,17 @@ async function select(row) {
   renderTable();
   const result = row.result, body = row.photo.body;
   $("detail-verdict").textContent = result.verdict;
-  $("detail-verdict").className = `badge ${result.verdict}`;
+  $("detail-verdict").className = `badge ${verdictClass(result.verdict)}`;
+  $("detail-photo-verdict").textContent = body.photo_verdict;
+  $("detail-photo-verdict").className = `badge ${verdictClass(body.photo_verdict)}`;
   $("detail-class").textContent =
     `${result.class || "unknown class"} · ${result.figure_set} figures · severity ${formatNumber(result.severity)}`;
   $("detail-caption").textContent =
     `${row.photo.name} · ${body.image.width}×${body.image.height} px · "${result.prompt}"`;
   $("detail-rules-title").textContent = result.reasons.length ? "Rules failed:"
-    : result.checked.length ? `Rules checked, none failed: ${result.checked.join(", ")}` : "No rule applies to this prompt.";
+    : result.verdict === "not found" ? "Nothing found: nothing to judge (the QA rules do not require this class in the photo)."
+    : result.verdict === "unchecked" ? "No rule applies to this prompt."
+    : result.checked.length ? `Rules checked, none failed: ${result.checked.join(", ")}` : "Found; no rule applies without a scale.";
   $("detail-reasons").replaceChildren(...result.reasons.map((text) => Object.assign(document.createElement("li"), { textContent: text })));
   const warning = result.prompt_known ? "" : (body.warnings || []).find((line) => line.includes(result.prompt)) || "";
   $("detail-warning").textContent = warning;

@@ -187,20 +187,17 @@ async function showLiveAnswer(body, session, inMm) {
     canvas.height = overlay.height;
     canvas.getContext("2d").putImageData(overlay, 0, 0);
   }
-  const verdicts = results.map((result) => result.verdict);
-  const verdict = verdicts.includes("fail") ? "fail" : verdicts.includes("pass") ? "pass" : "unchecked";
+  const verdict = body.photo_verdict;  // the frame's prompts combined by the server, as for a photo
   $("live-verdict").textContent = verdict;
-  $("live-verdict").className = `badge ${verdict}`;
+  $("live-verdict").className = `badge ${verdictClass(verdict)}`;
   const unit = inMm ? "mm" : "px";
   $("live-longest-head").textContent = `longest (${unit})`;
   $("live-width-head").textContent = `max width (${unit})`;
   $("live-table").tBodies[0].replaceChildren(...results.map((result) => {
     const figures = result.figures;
     const tr = document.createElement("tr");
-    const badge = Object.assign(document.createElement("span"),
-                                { className: `badge ${result.verdict}`, textContent: result.verdict });
     const verdictCell = cell("");
-    verdictCell.append(badge);
+    verdictCell.append(badge(result.verdict));
     tr.append(cell(result.prompt), verdictCell,
               ...[figures.area_percent, figures[`longest_${unit}`], figures[`width_max_${unit}`], figures.confidence]
                 .map((value) => cell(formatNumber(value ?? null), "num")));
