@@ -157,10 +157,9 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_pack(args: argparse.Namespace) -> int:
     from drywallqa.cli.train import config_from_args
-    from drywallqa.training.pack import build_pack
-
     from drywallqa.errors import ConfigError
     from drywallqa.training.config import TrainConfig
+    from drywallqa.training.pack import build_pack
 
     config = config_from_args(args)
     others = tuple(TrainConfig.from_yaml(path) for path in args.pretrained_for)

@@ -27,6 +27,7 @@ from drywallqa.errors import ConfigError, DataError
 from drywallqa.files import atomic_write_json
 from drywallqa.trainsets.build import build_trainset
 from drywallqa.trainsets.core import PUBLISHED_PREFIX, TrainSet
+from drywallqa.trainsets.items import resize_pair
 from drywallqa.trainsets.pack.folder import (
     DATASETS_DIR,
     PACK_FILE,
@@ -40,7 +41,6 @@ from drywallqa.trainsets.pack.folder import (
     split_folder,
     split_of_images,
 )
-from drywallqa.trainsets.items import resize_pair
 
 # A device call carries 64 MiB in all: the repository (~10 MiB) and the wheels (~8 MiB) travel
 # beside the pack (scripts/device/prepare.sh sizes the pack to what is left).
