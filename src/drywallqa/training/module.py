@@ -117,6 +117,11 @@ class SegmentationModule(L.LightningModule):
             return batch["embedding"]
         return self.model.embed_prompts(list(batch["prompt"])).to(self.device, non_blocking=True)
 
+    @property
+    def compiled(self) -> bool:
+        """True while the training forward runs compiled (``compile`` set and compiling worked)."""
+        return self._compiled is not None
+
     def _train_forward(self, images: Tensor, embeddings: Tensor):
         """The model's forward for training: compiled when ``compile`` is set and compiling works.
 

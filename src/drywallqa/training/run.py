@@ -368,7 +368,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                        "steps": trainer.global_step, "precision": precision,
                        "precision_reason": precision_reason, "channels_last": channels_last,
                        "train_images_per_s": throughput.images_per_s(), "data_on_device": data_on_device,
-                       "compiled": module.compile_mode is not None and module._compiled is not None},
+                       "compiled": module.compiled},
             "best_val_iou": result.best_val_iou, "best_checkpoint": str(best), "kept": kept,
             **({"monitor": {"metric": monitor, "best": float(best_score)}} if monitor != "val/iou" and best_score is not None else {}),
             "trainset_check": trainset.check_line(), "trainset_counts": trainset.counts(),
