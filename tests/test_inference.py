@@ -69,6 +69,19 @@ def test_unknown_views_and_non_batched_runtimes_are_refused() -> None:
         load_predictor(None, tta="rotate")
 
 
+def test_each_runtime_lists_the_options_its_predictor_takes() -> None:
+    """load_predictor passes on the options RUNTIME_OPTIONS lists (and refuses others): the lists
+    must follow the runtimes' constructors."""
+    import inspect
+
+    from drywallqa.inference import ModelPredictor, OnnxPredictor, TensorRTPredictor
+    from drywallqa.inference.load import RUNTIME_OPTIONS
+
+    for runtime, predictor_class in (("torch", ModelPredictor), ("onnx", OnnxPredictor), ("tensorrt", TensorRTPredictor)):
+        taken = [name for name in inspect.signature(predictor_class).parameters if name not in ("model", "path", "device")]
+        assert sorted(RUNTIME_OPTIONS[runtime]) == sorted(taken), runtime
+
+
 def test_evaluate_cli_with_tta_names_it_in_the_report(tmp_path, capsys) -> None:
     from drywallqa.data.synthetic import generate_sample_data
     from drywallqa.models import build_model

@@ -20,6 +20,9 @@ def add_commands(subparsers) -> None:
                         help="PEM certificate: serve https (a tablet's browser gives the page's live camera only to https "
                              "pages or to localhost)")
     parser.add_argument("--ssl-keyfile", metavar="FILE", help="PEM private key of --ssl-certfile")
+    parser.add_argument("--app", metavar="DIR",
+                        help="an app folder of `drywallqa app build`: the page can then also run the model on the device "
+                             "(offline once loaded), with a switch 'on this device / on the server'")
     add_model_args(parser)
     parser.add_argument("--model-id", default="default", help="name clients use in the 'model' field (default 'default')")
     add_tile_arg(parser)
@@ -59,6 +62,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
     check_tls_files(args.ssl_certfile, args.ssl_keyfile)  # before loading the model too
     qa_rules, prompt_config = load_qa_rules(args)  # and the rules files
+    if args.app:
+        from drywallqa.serving.webapp import WebApp
+
+        WebApp.open(args.app)  # and the app folder
     import uvicorn
 
     from drywallqa.serving import create_app
@@ -74,7 +81,7 @@ def run_serve(args: argparse.Namespace) -> int:
         predictor, args.model or "shipped default", model_id=args.model_id, max_upload_mb=args.max_upload_mb, timeout_s=args.timeout,
         max_concurrent_predictions=args.concurrency, max_queued=args.max_queued, max_batch=args.max_batch,
         batch_wait_s=args.batch_wait_ms / 1000, body_timeout_s=args.body_timeout, max_export_mb=args.max_export_mb,
-        strict_prompts=args.strict_prompts, qa_rules=qa_rules, prompt_config=prompt_config,
+        strict_prompts=args.strict_prompts, qa_rules=qa_rules, prompt_config=prompt_config, webapp_dir=args.app,
     )
     config = server_config(app, args.host, args.port, header_timeout_s=args.header_timeout,
                            max_connections=args.max_connections, log_level=args.log_level,

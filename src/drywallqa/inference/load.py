@@ -46,7 +46,8 @@ COMMON_OPTIONS = ("threshold", "batch_size", "image_size")
 #: The keyword options of each runtime's predictor (:class:`ModelPredictor`, :class:`OnnxPredictor`,
 #: :class:`TensorRTPredictor`) besides ``device``: what ``load_predictor(..., **options)`` passes on.
 RUNTIME_OPTIONS: dict[str, tuple[str, ...]] = {
-    "torch": ("image_size", "threshold", "batch_size", "precision", "channels_last", "compile", "cuda_graphs"),
+    "torch": ("image_size", "threshold", "batch_size", "precision", "channels_last", "compile", "cuda_graphs",
+              "fold_batchnorm", "pad_batches"),
     "onnx": ("prompts", "threshold", "batch_size", "image_size", "providers", "intra_op_threads", "allow_spinning",
              "embed_unknown_prompts"),
     "tensorrt": ("prompts", "threshold", "batch_size", "image_size"),

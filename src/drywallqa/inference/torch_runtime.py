@@ -23,8 +23,14 @@ class ModelPredictor(BatchedPredictor):
     ``"fp16"`` on GPU only), ``channels_last`` (NHWC memory format, about 2x faster for depthwise
     convolutions in oneDNN and cuDNN; the uint8 NHWC batch already has that layout),
     ``compile`` (:func:`torch.compile`) and ``cuda_graphs`` (one captured graph per input shape,
-    which removes the per-kernel launch cost that dominates small-batch GPU inference). GPU-only
-    options raise :class:`~drywallqa.errors.ConfigError` on CPU instead of silently doing nothing.
+    which removes the per-kernel launch cost that dominates small-batch GPU inference), and
+    ``fold_batchnorm`` (:func:`~drywallqa.inference.folding.fold_batchnorm`). GPU-only options
+    raise :class:`~drywallqa.errors.ConfigError` on CPU instead of silently doing nothing.
+
+    Batches are padded to the next power of two (``pad_batches``, on CUDA by default), so a driver
+    whose batch size varies call by call (``watch`` takes whatever frames are waiting) meets a
+    handful of shapes: each new shape costs a graph capture, a compilation or cuDNN's kernel
+    choice once, and :meth:`warm_up` pays them all before the first frame.
 
     Args:
         model: A :class:`~drywallqa.models.PromptSegmentationModel`; moved to ``device``.
@@ -37,6 +43,9 @@ class ModelPredictor(BatchedPredictor):
         compile: ``False``, ``True`` (default mode) or a :func:`torch.compile` mode such as
             ``"max-autotune"``; ``"reduce-overhead"`` also uses CUDA graphs on GPU.
         cuda_graphs: Capture and replay a CUDA graph per input shape (CUDA only).
+        fold_batchnorm: Fold each BatchNorm into the convolution before it (a copy of the model;
+            ``model`` is left as it is); None: on CUDA.
+        pad_batches: Pad each batch to the next power of two (at most ``batch_size``); None: on CUDA.
 
     Raises:
         ConfigError: For an unknown precision, fp16 or CUDA graphs without CUDA, or a bad size.
@@ -54,6 +63,8 @@ class ModelPredictor(BatchedPredictor):
         channels_last: bool = True,
         compile: bool | str = False,
         cuda_graphs: bool = False,
+        fold_batchnorm: bool | None = None,
+        pad_batches: bool | None = None,
     ):
         import torch
 
@@ -74,12 +85,20 @@ class ModelPredictor(BatchedPredictor):
         self.channels_last = bool(channels_last)
         self.cuda_graphs = bool(cuda_graphs)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        cuda = self.device.type == "cuda"
+        self.folded_batchnorms = 0
+        if cuda if fold_batchnorm is None else fold_batchnorm:
+            model, self.folded_batchnorms = _folded(model)
+        self.pad_batches = cuda if pad_batches is None else bool(pad_batches)
         self.model = model.to(self.device).eval().to(memory_format=self.memory_format)
         self.compile_mode = None if compile is False else ("default" if compile is True else str(compile))
+        if self.compile_mode:
+            _allow_recompiles(len(batch_buckets(self.batch_size)) + 2)
         self._forward = (
             torch.compile(self.model, mode=self.compile_mode, dynamic=False) if self.compile_mode else self.model
         )
-        self._graphs: dict[tuple, tuple] = {}
+        # Per input shape: what runs it (a replayed CUDA graph, or the forward), made once.
+        self._runners: dict[tuple, object] = {}
         options = [precision] + ["channels_last"] * self.channels_last
         options += [f"compile={self.compile_mode}"] * bool(self.compile_mode) + ["cuda_graphs"] * self.cuda_graphs
         self.name = f"{getattr(model, 'name', type(model).__name__)}/torch-{self.device.type}-{'-'.join(options)}"
@@ -96,9 +115,34 @@ class ModelPredictor(BatchedPredictor):
 
     def forward_batch(self, images: np.ndarray, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Run the model on a ``uint8`` ``(B, S, S, 3)`` batch; see :meth:`BatchedPredictor.forward_batch`."""
+        return self._run(images, self.model.embed_prompts(list(prompts)))
+
+    def warm_up(self, largest: int | None = None) -> int:
+        """Run every padded batch shape up to ``largest`` images (``batch_size`` by default) once,
+        so captures, compilations and kernel choices happen now rather than on a live frame.
+
+        Returns:
+            The number of shapes run (none without ``pad_batches``: every batch size is its own shape).
+        """
         import torch
 
-        embeddings = self.model.embed_prompts(list(prompts)).to(self.device)
+        if not self.pad_batches:
+            return 0
+        largest = min(int(largest or self.batch_size), self.batch_size)
+        sizes = [b for b in batch_buckets(self.batch_size) if b <= batch_bucket(largest, self.batch_size)]
+        for size in sizes:
+            self._run(np.zeros((size, self.image_size, self.image_size, 3), np.uint8), torch.zeros(size, self.model.embed_dim))
+        return len(sizes)
+
+    def _run(self, images: np.ndarray, embeddings) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        count = images.shape[0]
+        padded = batch_bucket(count, self.batch_size) if self.pad_batches else count
+        if padded > count:
+            images = np.concatenate([images, np.zeros((padded - count, *images.shape[1:]), images.dtype)])
+            embeddings = torch.cat([embeddings, embeddings[-1:].expand(padded - count, -1)])
+        embeddings = embeddings.to(self.device, dtype=torch.float32)
         # uint8 goes to the device (4x fewer bytes than float), is scaled there, and the
         # permuted NHWC view already has channels_last strides.
         pixels = torch.from_numpy(images).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
@@ -108,35 +152,78 @@ class ModelPredictor(BatchedPredictor):
         with torch.inference_mode(), torch.autocast(
             self.device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=not self.cuda_graphs
         ):
-            mask_logits, confidence_logits = (
-                self._replay_cuda_graph(pixels, embeddings) if self.cuda_graphs else self._forward(pixels, embeddings)
-            )
+            key = (tuple(pixels.shape), tuple(embeddings.shape))
+            runner = self._runners.get(key)
+            if runner is None:
+                runner = self._runners[key] = self._capture(pixels, embeddings) if self.cuda_graphs else self._forward
+            mask_logits, confidence_logits = runner(pixels, embeddings)
         return (
-            mask_logits[:, 0].float().cpu().numpy(),
-            confidence_logits.float().cpu().numpy(),
+            mask_logits[:count, 0].float().cpu().numpy(),
+            confidence_logits[:count].float().cpu().numpy(),
         )
 
-    def _replay_cuda_graph(self, pixels, embeddings):
-        """Run through a CUDA graph captured for this input shape (captured on first use)."""
+    def _capture(self, pixels, embeddings):
+        """A CUDA graph of the forward for this input shape, as a function that replays it."""
         import torch
 
-        key = (tuple(pixels.shape), tuple(embeddings.shape))
-        if key not in self._graphs:
-            static_pixels, static_embeddings = pixels.clone(), embeddings.clone()
-            # Warm up on a side stream first, as torch.cuda.graph requires (lazy init, autotuning).
-            stream = torch.cuda.Stream(self.device)
-            stream.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(stream):
-                for _ in range(3):
-                    self._forward(static_pixels, static_embeddings)
-            torch.cuda.current_stream(self.device).wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_output = self._forward(static_pixels, static_embeddings)
-            self._graphs[key] = (graph, static_pixels, static_embeddings, static_output)
-        graph, static_pixels, static_embeddings, static_output = self._graphs[key]
-        static_pixels.copy_(pixels)
-        static_embeddings.copy_(embeddings)
-        graph.replay()
-        return static_output
+        static_pixels, static_embeddings = pixels.clone(), embeddings.clone()
+        # Warm up on a side stream first, as torch.cuda.graph requires (lazy init, autotuning).
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                self._forward(static_pixels, static_embeddings)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_output = self._forward(static_pixels, static_embeddings)
+
+        def replay(pixels, embeddings):
+            static_pixels.copy_(pixels)
+            static_embeddings.copy_(embeddings)
+            graph.replay()
+            return static_output
+
+        return replay
+
+
+def batch_bucket(count: int, limit: int) -> int:
+    """The padded size of a batch of ``count``: the next power of two, at most ``limit`` (and never
+    below ``count``).
+
+    Example:
+        >>> [batch_bucket(n, 6) for n in (1, 2, 3, 5, 6, 9)]
+        [1, 2, 4, 6, 6, 9]
+    """
+    return max(count, min(1 << max(count - 1, 0).bit_length(), limit))
+
+
+def batch_buckets(limit: int) -> list[int]:
+    """Every padded batch size up to ``limit``: ``[1, 2, 4, ..., limit]``."""
+    return sorted({batch_bucket(n, limit) for n in range(1, limit + 1)})
+
+
+def _folded(model):
+    """``model`` with its BatchNorms folded (a copy), and how many; the model itself when it has no
+    forward on ``(images, prompt embeddings)`` to check the folding with."""
+    import torch
+
+    from drywallqa.inference.folding import fold_batchnorm
+
+    side = 2 * int(getattr(model, "size_divisor", 32))
+    try:
+        device = next(model.parameters()).device
+        example = (torch.rand(1, 3, side, side, device=device), torch.randn(1, int(model.embed_dim), device=device))
+        return fold_batchnorm(model, example)
+    except Exception:  # noqa: BLE001 - a model this check cannot run stays as it is
+        return model, 0
+
+
+def _allow_recompiles(shapes: int) -> None:
+    """Let torch.compile keep a compiled graph per padded batch shape (its default limit is 8)."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), shapes))
 

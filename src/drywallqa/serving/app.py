@@ -78,7 +78,7 @@ from drywallqa.serving.api_schema import (
 )
 from drywallqa.serving.batching import DeadlineExceeded, QueueFull
 from drywallqa.serving.extra import serve_install_command
-from drywallqa.serving.page import DOCS_ASSETS, STATIC_FILES, static_response, swagger_ui_folder
+from drywallqa.serving.page import DOCS_ASSETS, STATIC_FILES, add_webapp_routes, static_response, swagger_ui_folder
 from drywallqa.qa.inspection import inspect_mask, prompt_class, unknown_prompt_message
 from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, render_overlay
 from drywallqa.serving.results import json_ready, results_archive
@@ -106,6 +106,7 @@ def create_app(
     strict_prompts: bool = False,
     qa_rules: QARules | None = None,
     prompt_config: PromptConfig | None = None,
+    webapp_dir: str | None = None,
     **predictor_kwargs: Any,
 ) -> FastAPI:
     """Build the FastAPI app.
@@ -133,6 +134,8 @@ def create_app(
         qa_rules: QA figure sets and rules; the built-in file by default.
         prompt_config: Prompt classes (for the QA rules and the predictor's per-class thresholds);
             the built-in ``prompts.yaml`` by default.
+        webapp_dir: An app folder of ``drywallqa app build``: its model, browser runtime, service worker
+            and manifest are served too, and the page offers "on this device" beside "on the server".
         **predictor_kwargs: For the lazy loader (``threshold``, ``device``, ...).
 
     Returns:
@@ -173,6 +176,7 @@ def create_app(
     app.state.model_id = model_id
     app.state.work_queue = work_queue
     app.state.batching = batching
+    add_webapp_routes(app, webapp_dir)
     app.add_middleware(BodyLimits, limit=upload_limit + FORM_FIELDS_ALLOWANCE, limit_mb=max_upload_mb,
                        timeout_s=body_timeout_s, path_limits={"/v1/export": (int(max_export_mb * 1e6), max_export_mb)})
 

@@ -219,6 +219,9 @@ def watch(
     reader = threading.Thread(target=_read, args=(video, run, frames, stop, max_frames, max_seconds), daemon=True,
                               name="drywallqa-watch-reader")
     writing = threading.Thread(target=writer.write_all, args=(results, stop), daemon=True, name="drywallqa-watch-writer")
+    warm_up = getattr(predictor, "warm_up", None)
+    if warm_up is not None:  # every padded batch shape captured or compiled now, not on a live frame
+        warm_up((queue_size + 1) * len(smoother.prompts))
     started = time.perf_counter()
     reader.start()
     writing.start()

@@ -34,6 +34,12 @@ from drywallqa.yamlio import apply_overrides, read_yaml
 #: Validation metrics a run may select checkpoints by, and whether higher or lower is better.
 MONITOR_MODES = {"val/iou": "max", "val/confidence_mse": "min"}
 
+def _compile_mode(value: Any) -> Any:
+    if not (isinstance(value, bool) or (isinstance(value, str) and value)):
+        raise ValueError(f"must be true, false or a torch.compile mode, got {value!r}")
+    return value
+
+
 # YAML reads ``precision: 16`` as a number; Lightning takes it as the text "16".
 _NUMBER_AS_TEXT = BeforeValidator(lambda value: str(value) if type(value) is int else value)
 
@@ -49,11 +55,15 @@ class ModelSection:
             ``save_pretrained``, or ``default`` for the model shipped in the package. Fine-tuning
             on your own photos starts here; its architecture wins over ``name``/``args``, only
             the input size follows ``data.image_size``.
+        init_matching: With ``init_from``: build the architecture of ``name``/``args`` instead and
+            start every tensor whose name and shape match the saved model's from it (e.g. a wider
+            decoder on the saved model's encoder); the others start fresh.
     """
 
     name: NonEmptyText = "promptunet"
     args: Annotated[dict[Text, Any], DEFAULT_IF_EMPTY] = field(default_factory=dict)
     init_from: NonEmptyText | None = None
+    init_matching: Bool = False
 
 
 @config_dataclass(where="optim")
@@ -114,6 +124,12 @@ class TrainerConfig:
             (mean mask IoU over classes, higher is better) or ``val/confidence_mse`` (squared error
             of the confidence against the true IoU of the mask, lower is better; for
             ``optim.train_only: [confidence_head]``, where the masks do not change).
+        data_on_device: Decode every training and validation photo once into ``uint8`` tensors on
+            the accelerator and augment whole batches there (:mod:`drywallqa.training.device_data`):
+            no loader workers, no host sync per step. None: when training on one GPU.
+        compile: ``torch.compile`` the training forward: false, true (the default mode) or a mode
+            such as ``max-autotune-no-cudagraphs``. A compilation that fails on the first step is
+            reported and the run trains eagerly.
     """
 
     max_epochs: PositiveInt = 30
@@ -136,6 +152,8 @@ class TrainerConfig:
     cache_images: Bool | None = None
     channels_last: Bool | None = None
     monitor: Annotated[Text, AfterValidator(one_of(tuple(MONITOR_MODES), "metric"))] = "val/iou"
+    data_on_device: Bool | None = None
+    compile: Annotated[Any, AfterValidator(_compile_mode)] = False
 
 
 @config_dataclass(where="training config")
