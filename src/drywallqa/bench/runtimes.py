@@ -93,7 +93,7 @@ def build_promptunet_predictor(runtime: str, context: PromptUNetContext):
     from drywallqa.inference import ModelPredictor, OnnxPredictor, TensorRTPredictor
 
     settings = context.settings
-    common = {"image_size": settings.image_size, "batch_size": max(settings.promptunet.batch_sizes)}
+    common: dict[str, Any] = {"image_size": settings.image_size, "batch_size": max(settings.promptunet.batch_sizes)}
     if runtime.startswith("torch"):
         precision = "fp16" if "fp16" in runtime else "bf16" if "bf16" in runtime else "fp32"
         return ModelPredictor(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import gc
 import math
 import os
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,7 @@ class PeakMemory:
         self.peak_mib: float | None = None
         self.method = ""
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> PeakMemory:
         _release_freed_memory()
         if self.device == "cuda":
             import torch
@@ -186,9 +187,9 @@ def measure(
             if batch == 1:
                 continue
             calls = max(2, math.ceil(plan.throughput_images / batch))
-            timing = time_calls(lambda b=batch: run(b), 1, calls)
+            timing = time_calls(functools.partial(run, batch), 1, calls)
             throughput[str(batch)] = batch * calls / float(np.sum(timing.wall))
-    best_batch = max(throughput, key=throughput.get)
+    best_batch = max(throughput, key=lambda batch: throughput[batch])
     return RuntimeResult(
         model=model_label,
         runtime=runtime,
@@ -234,8 +235,8 @@ class ThreadCPU:
         self._start: dict[tuple[int, int], float] = {}
         self._last: dict[tuple[int, int], float] = {}
         self._role: dict[tuple[int, int], str] = {}
-        self._stop = None
-        self._sampler = None
+        self._stop = threading.Event()  # set by __exit__
+        self._sampler: threading.Thread | None = None
 
     @staticmethod
     def _cpu_by_thread() -> dict[tuple[int, int], float]:
@@ -282,7 +283,8 @@ class ThreadCPU:
     def __exit__(self, *exc_info: object) -> None:
         if self.available:
             self._stop.set()
-            self._sampler.join()
+            if self._sampler is not None:
+                self._sampler.join()
             self._sample()
 
     def seconds_by_role(self) -> dict[str, float]:

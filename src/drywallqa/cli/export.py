@@ -72,6 +72,8 @@ def _copy_calibration(model: str | None, exported: list) -> None:
     if source is None or not source.is_file():
         return
     for path in filter(None, exported):
-        shutil.copyfile(source, calibration_file(str(path)))
-        print(f"wrote {calibration_file(str(path))}")
+        target = calibration_file(str(path))
+        if target is not None:  # always, for an exported file
+            shutil.copyfile(source, target)
+            print(f"wrote {target}")
 

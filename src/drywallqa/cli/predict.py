@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from drywallqa.cli.common import add_model_args, add_qa_rules_args, add_tile_arg, load_model_predictor, load_qa_rules
 from drywallqa.cli.predict_ray import add_engine_args, ray_engine
@@ -60,7 +62,8 @@ def run_predict(args: argparse.Namespace) -> int:
     if not args.overwrite:
         read_run_file(args.out)  # a corrupt run.json is refused before the model loads
     predictor = load_model_predictor(args, threshold=args.threshold) if args.engine == "local" else None
-    run = (predict_images if predictor else ray_engine(args))(
+    engine: Callable[..., Any] = predict_images if predictor else ray_engine(args)
+    run = engine(
         args.images, args.prompt, args.out, predictor, model_id=args.model or "default", mm_per_px=args.mm_per_px,
         qa_rules=qa_rules, prompt_config=prompt_config, progress=args.progress,
         overwrite=args.overwrite, overlays=args.overlays, coco=args.coco, workers=args.workers,

@@ -114,9 +114,10 @@ def run_serve_label_studio(args: argparse.Namespace) -> int:
         data_dir = DEFAULT_LABEL_STUDIO_DATA
     if data_dir is not None and not Path(data_dir).is_dir():
         raise ConfigError(f"--label-studio-data {data_dir}: no such folder")
+    local_root = args.local_files_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
     images = TaskImageReader(
         upload_dir=Path(data_dir) / "media" / "upload" if data_dir else None,
-        local_files_root=args.local_files_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT") or None,
+        local_files_root=Path(local_root) if local_root else None,
         label_studio_url=args.label_studio_url or os.environ.get("LABEL_STUDIO_URL") or None,
         api_key=os.environ.get("LABEL_STUDIO_API_KEY") or None,
     )

@@ -98,6 +98,12 @@ def boxes_to_mask(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
     return canvas
 
 
+def float_box(box: Sequence[float] | np.ndarray) -> tuple[float, float, float, float]:
+    """An ``(x1, y1, x2, y2)`` box as four Python floats, the form :class:`~drywallqa.data.core.Annotation` holds."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return x1, y1, x2, y2
+
+
 def mask_to_box(mask: np.ndarray) -> np.ndarray | None:
     """Tight xyxy box (exclusive right/bottom edge) around a bool mask, or None if empty."""
     ys, xs = np.nonzero(mask)

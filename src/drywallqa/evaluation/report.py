@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -442,7 +443,7 @@ class EvalReport:
 
         return write_plots(self, out_dir)
 
-    def write(self, out_dir: str | os.PathLike) -> dict[str, Path | list[Path]]:
+    def write(self, out_dir: str | os.PathLike) -> dict[str, Any]:
         """Write ``report.json``, the plots and ``report.md`` (linking them) into ``out_dir``.
 
         Returns:

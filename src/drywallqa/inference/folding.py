@@ -71,10 +71,10 @@ def _conv_batchnorm_pairs(model: nn.Module, example: tuple[Tensor, ...]) -> list
     outputs: dict[int, tuple[nn.Conv2d, Tensor]] = {}
     found: list[tuple[nn.Conv2d, nn.BatchNorm2d | None]] = []
 
-    def after_conv(module, inputs, output):
+    def after_conv(module: nn.Conv2d, inputs: tuple[Tensor, ...], output: Tensor) -> None:
         outputs[id(output)] = (module, output)  # the tensor is kept, so its id is not reused
 
-    def after_norm(module, inputs, output):
+    def after_norm(module: nn.BatchNorm2d, inputs: tuple[Tensor, ...], output: Tensor) -> None:
         entry = outputs.get(id(inputs[0]))
         found.append((entry[0] if entry is not None and entry[1] is inputs[0] else None, module))
 
@@ -95,7 +95,7 @@ def _conv_batchnorm_pairs(model: nn.Module, example: tuple[Tensor, ...]) -> list
     return [(c, n) for c, n in unique.values() if len(partners[id(c)]) == 1 and len(partners[id(n)]) == 1]
 
 
-def _tensors(output) -> list[Tensor]:
+def _tensors(output: object) -> list[Tensor]:
     if isinstance(output, Tensor):
         return [output]
     return [t for item in output for t in _tensors(item)] if isinstance(output, (tuple, list)) else []

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -98,7 +98,7 @@ class ModelPredictor(BatchedPredictor):
             torch.compile(self.model, mode=self.compile_mode, dynamic=False) if self.compile_mode else self.model
         )
         # Per input shape: what runs it (a replayed CUDA graph, or the forward), made once.
-        self._runners: dict[tuple, object] = {}
+        self._runners: dict[tuple, Callable[..., tuple]] = {}  # (pixels, embeddings) -> the two outputs
         options = [precision] + ["channels_last"] * self.channels_last
         options += [f"compile={self.compile_mode}"] * bool(self.compile_mode) + ["cuda_graphs"] * self.cuda_graphs
         self.name = f"{getattr(model, 'name', type(model).__name__)}/torch-{self.device.type}-{'-'.join(options)}"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -115,7 +116,7 @@ class DrywallQAFunction:
         self.spec = cvataa.DetectionFunctionSpec(
             labels=[cvataa.label_spec(name, index, type="mask") for index, name in enumerate(self.prompts)])
         self._model = model
-        self._options = {"threshold": threshold, "runtime": runtime}
+        self._options: dict[str, Any] = {"threshold": threshold, "runtime": runtime}
         self.min_area_px = (qa_rules or QARules.default()).min_component_area_px
         self._predictor = model if isinstance(model, Predictor) else None
 
@@ -125,7 +126,7 @@ class DrywallQAFunction:
         if self._predictor is None:
             from drywallqa.inference import load_predictor
 
-            spec = self._model if self._model is not None else os.environ.get(MODEL_ENV) or None
+            spec = self._model if isinstance(self._model, str) else os.environ.get(MODEL_ENV) or None
             self._predictor = load_predictor(spec, **self._options)
         return self._predictor
 

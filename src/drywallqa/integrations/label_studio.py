@@ -33,6 +33,7 @@ import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
@@ -114,8 +115,8 @@ def brush_targets(label_config: str, prompt_config: PromptConfig | None = None) 
                     unknown.append(value)
                 else:
                     prompts[value] = found.prompt
-            targets.append(BrushTarget(control.get("name") or "", to_name.strip(), image.get("value")[1:], prompts,
-                                       tuple(unknown)))
+            targets.append(BrushTarget(control.get("name") or "", to_name.strip(), (image.get("value") or "")[1:],
+                                       prompts, tuple(unknown)))
     if not targets:
         raise ConfigError("the project's labelling config has no <BrushLabels> on an <Image>: the backend answers with "
                           "brush masks (`drywallqa review export` writes a config that has them: label-studio/label_config.xml)")
@@ -197,7 +198,9 @@ class LabelStudioBackend:
         ``[]``, see :meth:`predict`)."""
         data = task.get("data") if isinstance(task, dict) else None
         task_id = task.get("id", "?") if isinstance(task, dict) else "?"
-        results, scores, photos = [], [], {}
+        results: list[dict[str, Any]] = []
+        scores: list[float] = []
+        photos: dict[Any, Any] = {}  # by the task's URL
         for target in targets:
             if not target.prompts:
                 continue
@@ -245,8 +248,10 @@ class LabelStudioBackend:
             What was done, for the webhook's answer: ``{"stored": N}`` (annotations kept), or
             ``{"logged": event}``.
         """
-        task = data.get("task") if isinstance(data.get("task"), dict) else {}
-        annotation = data.get("annotation") if isinstance(data.get("annotation"), dict) else {}
+        task = data.get("task")
+        task = task if isinstance(task, dict) else {}
+        annotation = data.get("annotation")
+        annotation = annotation if isinstance(annotation, dict) else {}
         if event == "START_TRAINING":
             data_from = (f"`drywallqa review import {self.corrections / CORRECTIONS_FILE} --images "
                          f"{self.corrections / CORRECTIONS_IMAGES} --out DATA`, then " if self.corrections else "")
@@ -262,7 +267,9 @@ class LabelStudioBackend:
 
     def _store(self, event: str, task: dict, annotation: dict) -> int:
         """Update ``annotations.json`` (one entry per task, its latest annotation) and the task's photo."""
-        file = self.corrections / CORRECTIONS_FILE
+        corrections = self.corrections
+        assert corrections is not None  # fit() stores only with a corrections folder
+        file = corrections / CORRECTIONS_FILE
         stored = read_json(file) if file.is_file() else []
         if not isinstance(stored, list):
             raise DrywallQAError(f"{file}: not a Label Studio JSON export (a list of tasks); move it away")
@@ -276,8 +283,8 @@ class LabelStudioBackend:
             except TaskImageError as exc:
                 logger.warning("task %s: annotation not kept: %s", task.get("id", "?"), exc)
                 return before
-            name = _photo_name(task.get("id"), url)
-            write_image(self.corrections / CORRECTIONS_IMAGES / name, photo.pixels)
+            name = _photo_name(task.get("id"), str(url))  # read above: a URL
+            write_image(corrections / CORRECTIONS_IMAGES / name, photo.pixels)
             stored.append({"id": task.get("id"), "data": {**data, "drywallqa_image": name}, "annotations": [annotation]})
         atomic_write_json(file, stored, indent=1)
         logger.info("%s for task %s: %d task(s) in %s", event, task.get("id", "?"), len(stored), file)

@@ -407,7 +407,7 @@ def evaluate_pseudo_masks(
         if isinstance(m, str) else m
         for m in names
     ]
-    sources: Sequence[str | os.PathLike | AnnotatedDataset] = dataset if isinstance(dataset, (list, tuple)) else [dataset]
+    sources = [dataset] if isinstance(dataset, (str, os.PathLike, AnnotatedDataset)) else list(dataset)
     items: list[EvalItem] = []
     for source in sources:
         data = source if isinstance(source, AnnotatedDataset) else AnnotatedDataset.load(source)

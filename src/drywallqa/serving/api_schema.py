@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import numpy as np
 from fastapi.exceptions import HTTPException
@@ -131,7 +131,7 @@ def check_export_items(text: str, masks: int, max_items: int) -> list[dict]:
             check_data_path(image.strip() if isinstance(image, str) else image)
         except UnsafePathError as exc:
             raise HTTPException(422, f"{where}.image: expected the photo's file name or relative path: {exc}") from None
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
+        if not (_positive_int(width) and _positive_int(height)):
             raise HTTPException(422, f"{where}: width and height must be positive integers, got {width!r} x {height!r}")
         if width * height > MAX_DECODE_PIXELS:
             raise HTTPException(422, f"{where}: width x height is over {MAX_DECODE_PIXELS // 10**6} megapixels, "
@@ -139,14 +139,18 @@ def check_export_items(text: str, masks: int, max_items: int) -> list[dict]:
         if confidence is not None and not (isinstance(confidence, (int, float)) and 0 <= confidence <= 1):
             raise HTTPException(422, f"{where}.confidence: expected a number in [0, 1] or null, got {confidence!r}")
         try:
-            prompt = check_prompt(item.get("prompt") if isinstance(item.get("prompt"), str) else "",
-                                  max_length=MAX_PROMPT_LENGTH)
+            given = item.get("prompt")
+            prompt = check_prompt(given if isinstance(given, str) else "", max_length=MAX_PROMPT_LENGTH)
         except ConfigError as exc:
             raise HTTPException(422, f"{where}.prompt: {exc}") from exc
-        checked.append({"image": image.strip(), "prompt": prompt, "width": width, "height": height,
+        checked.append({"image": str(image).strip(), "prompt": prompt, "width": width, "height": height,
                         "confidence": confidence})
     return checked
 
+
+
+def _positive_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 def decode_export_mask(data: bytes, index: int, item: dict) -> np.ndarray:
     """An export's mask PNG as bool, no larger than its image: any non-zero pixel is mask (a 0/255

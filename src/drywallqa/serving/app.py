@@ -224,7 +224,7 @@ def create_app(
             raise HTTPException(404, "the API page needs the fastapi-offline package: "
                                 f"{serve_install_command()} (the schema is at /openapi.json)")
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url, title=f"{app.title} API",
+            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} API",
             swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
             swagger_favicon_url="/docs-assets/favicon.png",
         )
@@ -280,7 +280,7 @@ def create_app(
             raise HTTPException(422, f"mask_format must be one of {', '.join(MASK_FORMATS)}, got {mask_format!r}")
         scale_warning = check_scale(mm_per_px)
         try:
-            tile = check_tile(tile) if tile is not None else None
+            tile_setting = check_tile(tile) if tile is not None else None
         except ConfigError as exc:
             raise HTTPException(422, str(exc)) from None
         unknown = [p for p in prompts if prompt_class(p, prompt_config) is None]
@@ -295,7 +295,7 @@ def create_app(
             raise HTTPException(422, "image: the uploaded file is empty")
         check_upload_header(data, image.filename or "upload", max_image_pixels)
         try:
-            batcher = batching.batcher or await asyncio.to_thread(batching.get)
+            batcher = batching.batcher if batching.batcher is not None else await asyncio.to_thread(batching.get)
         except DrywallQAError as exc:
             raise HTTPException(503, f"model {model_id!r} could not be loaded: {exc}") from exc
         loaded = time.perf_counter()
@@ -312,7 +312,7 @@ def create_app(
             timing["decode"] = time.perf_counter() - started_work
             pixels = photo.pixels
             # Batched with other requests' images; the tile scale follows the decoded pixels.
-            results = batcher.predict([pixels] * len(prompts), prompts, deadline=deadline, tile=tile,
+            results = batcher.predict([pixels] * len(prompts), prompts, deadline=deadline, tile=tile_setting,
                                       mm_per_px=mm_per_px * photo.scale if mm_per_px else None)
             if results:
                 tiling.update(results[0].extra.get("tiling") or {})

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,7 @@ class MicroBatcher:
 
     def __init__(self, predictor: Predictor, *, max_batch: int | None = None, max_wait_s: float = 0.005,
                  max_queued: int = 64):
-        self.predictor = predictor
+        self.predictor: Any = predictor  # a BatchedPredictor when self.batched
         self.batched = isinstance(predictor, BatchedPredictor)
         self.max_batch = max(1, int(max_batch or getattr(predictor, "batch_size", 8) or 8))
         self.max_wait_s = max(0.0, float(max_wait_s))

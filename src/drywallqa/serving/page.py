@@ -37,7 +37,7 @@ WEBAPP_PATHS = ("sw.js", "manifest.webmanifest", "app.json", "icons/{name}", "mo
 
 
 def static_response(name: str) -> Response:
-    data = resources.files("drywallqa.serving").joinpath("static", name).read_bytes()
+    data = resources.files("drywallqa.serving").joinpath("static").joinpath(name).read_bytes()
     headers = {"Cache-Control": "max-age=86400" if name == "favicon.ico" else "no-cache", **ISOLATION_HEADERS}
     if name == "index.html":
         headers["Content-Security-Policy"] = PAGE_CSP

@@ -298,7 +298,7 @@ class _PairJob:
             results = dict(zip(todo, batcher.predict([photo.pixels] * len(todo), todo, mm_per_px=scale)))
         outcomes = []
         for prompt in self.prompts:
-            if prompt in results:
+            if prompt in results and photo is not None:  # a new result: its photo was read
                 result = results[prompt]
                 record, mask = _write_prediction(
                     self.out, names[prompt], image_path, photo, prompt, result.mask, result.confidence, self.model_id,
@@ -306,8 +306,10 @@ class _PairJob:
                     tiling=result.extra.get("tiling"))
                 outcomes.append((record, mask_annotations(mask, record) if self.coco else None, True))
             else:
+                resumed = saved[prompt]
+                assert resumed is not None  # a prompt without a new result was resumed
                 photo = photo or _photo_or_none(image_path)
-                record, mask = _remeasure(self.out, saved[prompt], self.mm_per_px, self.qa_rules, self.prompt_config,
+                record, mask = _remeasure(self.out, resumed, self.mm_per_px, self.qa_rules, self.prompt_config,
                                           photo)
                 outcomes.append((record, mask_annotations(mask, record) if self.coco else None, False))
         return outcomes

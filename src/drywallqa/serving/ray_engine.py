@@ -182,6 +182,8 @@ class PredictBatch:
             return Path(path)
         import fsspec
 
+        if self.input_cache is None:
+            raise ConfigError(f"{path}: a remote photo needs a local cache folder (input_cache)")
         target = cached_path(path, self.input_cache)
         if not target.is_file():
             with fsspec.open(path, "rb") as remote:

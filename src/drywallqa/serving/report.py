@@ -128,7 +128,7 @@ def render_report(records: Sequence[dict], folder: str | os.PathLike, *, summary
     by_photo = photo_verdicts(records)
     scale_known = any(r.get("mm_per_px") for r in records)
     unit = "mm" if scale_known else "px"
-    cards = [("photos", len(by_photo), "photo"),
+    cards: list[tuple[str, int | str, str]] = [("photos", len(by_photo), "photo"),
              *((f"photos {v}", photo_counts[v], f"photo {_slug(v)}") for v in VERDICTS if photo_counts[v] or v != "unchecked"),
              ("masks", len(records), ""),
              *((f"masks {v}", counts[v], _slug(v)) for v in VERDICTS if counts[v] or v != "unchecked")]

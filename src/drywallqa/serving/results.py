@@ -42,7 +42,7 @@ CSV_TRAILING_COLUMNS = ("mask", "overlay", "image_width", "image_height", "image
 
 
 def inspection_record(inspection: MaskInspection, image_path: Path, width: int, height: int, name: str,
-                       model_id: str, threshold: float, mm_per_px: float | None, overlay: str | None,
+                       model_id: str, threshold: float | None, mm_per_px: float | None, overlay: str | None,
                        orientation: int | None = None) -> dict:
     """One mask's record; ``width``, ``height`` and mask are the photo as shown, turned by the EXIF
     ``orientation`` given (None: not known, e.g. results made elsewhere)."""
@@ -171,7 +171,8 @@ def records_to_coco(records: Sequence[dict], out: Path, image_root: Path, min_co
     from drywallqa.data.core import Sample
     from drywallqa.data.formats.coco import samples_to_coco
 
-    samples, extras, by_image = [], [], {}
+    samples, extras = [], []
+    by_image: dict[str, list[int]] = {}
     for index, record in enumerate(records):
         by_image.setdefault(record["image"], []).append(index)
     for image, indices in by_image.items():
@@ -179,7 +180,8 @@ def records_to_coco(records: Sequence[dict], out: Path, image_root: Path, min_co
         first = records[indices[0]]
         for index in indices:
             record = records[index]
-            found = parts[index] if parts is not None and parts[index] is not None else \
+            given = parts[index] if parts is not None else None
+            found = given if given is not None else \
                 mask_annotations(read_mask_png(out / record["mask"]), record, min_component_area_px)
             for annotation, extra in found:
                 annotations.append(annotation)
@@ -242,7 +244,7 @@ def mask_annotations(mask: np.ndarray, record: dict, min_component_area_px: int 
 
 
 def results_archive(items: Sequence[dict], masks: Sequence[np.ndarray], overlays: Sequence[bytes] | None = None, *,
-                    model_id: str = "default", threshold: float = 0.5, mm_per_px: float | None = None,
+                    model_id: str = "default", threshold: float | None = 0.5, mm_per_px: float | None = None,
                     qa_rules: QARules | None = None, prompt_config: PromptConfig | None = None) -> bytes:
     """Results made elsewhere (the web page, one upload at a time) as a zip laid out like a
     ``predict`` folder: ``masks/``, ``overlays/``, ``results.jsonl``, ``results.csv``, ``coco.json``.
@@ -281,7 +283,7 @@ def results_archive(items: Sequence[dict], masks: Sequence[np.ndarray], overlays
             record = inspection_record(inspection, image, item["width"], item["height"], name, model_id, threshold,
                                         mm_per_px, overlay)
             archive.writestr(record["mask"], mask_png_bytes(mask), compress_type=zipfile.ZIP_STORED)
-            if overlays:
+            if overlays and overlay is not None:
                 archive.writestr(overlay, overlays[index], compress_type=zipfile.ZIP_STORED)
             records.append(record)
             parts.append(mask_annotations(mask, record))

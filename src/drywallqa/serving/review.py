@@ -28,6 +28,7 @@ Photos are found by the last part of the name a task or image entry gives, in th
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -35,13 +36,14 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from drywallqa.data.core import AnnotatedDataset, Annotation, Sample
 from drywallqa.data.formats.coco import ANNOTATION_FILE, samples_to_coco, write_coco
 from drywallqa.data.groups import source_group
-from drywallqa.data.masks import mask_to_box, mask_to_rle
+from drywallqa.data.masks import float_box, mask_to_box, mask_to_rle
 from drywallqa.errors import ConfigError, DataError, DrywallQAError, IssueLog
 from drywallqa.files import atomic_write, atomic_write_json, atomic_write_text, image_size, read_json, read_photo, write_image
 from drywallqa.paths import UnsafePathError, check_data_path, data_file, is_inside, safe_component
@@ -166,13 +168,13 @@ def export_review(predictions: str | os.PathLike, out: str | os.PathLike, count:
             raise DataError(f"{source}: the photo of {Path(image_records[0]['mask']).name} is gone; "
                             "run the review export where the predicted photos are")
         if (image_records[0].get("image_orientation") or 1) == 1:
-            atomic_write(out / "images" / name, lambda tmp, source=source: shutil.copyfile(source, tmp))
+            atomic_write(out / "images" / name, functools.partial(shutil.copyfile, source))
         else:  # the masks are as a viewer shows the photo: so is the copy (pixels turned, no EXIF tag left to turn them)
             write_image(out / "images" / name, read_photo(source, max_side=None, min_side=1).pixels)
-        results = []
+        results: list[dict[str, Any]] = []
         for record in image_records:
             label = _label(record)
-            labels[label] = FIGURE_SET_COLOURS.get(record.get("figure_set"), FIGURE_SET_COLOURS["area"])
+            labels[label] = FIGURE_SET_COLOURS.get(record.get("figure_set") or "area", FIGURE_SET_COLOURS["area"])
             mask = read_mask_png(data_file(record["mask"], folder))
             if mask.any():
                 results.append({
@@ -388,8 +390,11 @@ def _label_studio_samples(tasks: list, file: Path, image_dir: Path, log: IssueLo
         shapes, lost = [], 0
         for result in annotations[-1].get("result") or []:
             region = result.get("id", "?") if isinstance(result, dict) else "?"
-            shape = _region(result, width, height, brush, file, f"{where} region {region}", log) \
-                if isinstance(result, dict) else log.skip(file, f"{where} region ?", "region is not an object")
+            if isinstance(result, dict):
+                shape = _region(result, width, height, brush, file, f"{where} region {region}", log)
+            else:
+                log.skip(file, f"{where} region ?", "region is not an object")
+                shape = None
             shapes.append(shape)
             lost += shape is None
         if lost:
@@ -397,7 +402,8 @@ def _label_studio_samples(tasks: list, file: Path, image_dir: Path, log: IssueLo
             log.skip(file, where, "photo with a skipped region",
                      f"{lost} of its regions could not be used; the photo is left out, not kept without them")
             continue
-        samples.append(Sample(path, width, height, "", "", source_group(path.name), tuple(shapes)))
+        samples.append(Sample(path, width, height, "", "", source_group(path.name),
+                              tuple(shape for shape in shapes if shape is not None)))
     return samples, not_reviewed
 
 
@@ -428,7 +434,7 @@ def _region(result: dict, width: int, height: int, brush, file: Path, where: str
         if box is None:
             log.skip(file, where, "empty brush region")
             return None
-        return Annotation(label, tuple(float(v) for v in box), rle=mask_to_rle(mask), category=label)
+        return Annotation(label, float_box(box), rle=mask_to_rle(mask), category=label)
     if kind == "polygonlabels":
         try:
             points = np.asarray(value.get("points") or [], dtype=np.float64).reshape(-1, 2) * [width / 100, height / 100]
@@ -440,8 +446,8 @@ def _region(result: dict, width: int, height: int, brush, file: Path, where: str
         if len(points) < 3:
             log.skip(file, where, "polygon with fewer than 3 points")
             return None
-        box = (points[:, 0].min(), points[:, 1].min(), points[:, 0].max() + 1, points[:, 1].max() + 1)
-        return Annotation(label, tuple(float(v) for v in box), polygons=(points.astype(np.float32),), category=label)
+        bounds = (points[:, 0].min(), points[:, 1].min(), points[:, 0].max() + 1, points[:, 1].max() + 1)
+        return Annotation(label, float_box(bounds), polygons=(points.astype(np.float32),), category=label)
     if kind == "rectanglelabels":
         numbers = [value.get(k, 0) for k in ("x", "y", "width", "height")]
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in numbers):
@@ -491,7 +497,7 @@ def _write_dataset(samples: list[Sample], folder: Path) -> None:
     for sample in samples:
         target = folder / sample.image_path.name
         if sample.image_path.resolve() != target.resolve():
-            atomic_write(target, lambda tmp, source=sample.image_path: shutil.copyfile(source, tmp))
+            atomic_write(target, functools.partial(shutil.copyfile, sample.image_path))
         written.append(Sample(target, sample.width, sample.height, folder.name, folder.parent.name, sample.group,
                               sample.annotations))
     write_coco(folder / ANNOTATION_FILE, samples_to_coco(written, folder, description="drywallqa review import"))

@@ -76,7 +76,7 @@ def attach_truth(
     right: dict[str, int] = defaultdict(int)
     wrong: list[tuple[str, str, str]] = []
     for record in records:
-        key = (str(Path(record["image"]).resolve()), record.get("class"))
+        key = (str(Path(record["image"]).resolve()), record.get("class") or "")  # no class: no truth
         truth = truths.get(key)
         if truth is None:
             continue

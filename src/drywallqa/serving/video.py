@@ -341,8 +341,8 @@ class _Writer:
         out = self.run.out
         video_tmp = out / f".{VIDEO_FILE}.tmp.mp4"
         try:
-            encoder = cv2.VideoWriter(str(video_tmp), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), self.video.fps,
-                                      (self.video.width, self.video.height))
+            fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)  # type: ignore[attr-defined]  # missing from OpenCV's stubs
+            encoder = cv2.VideoWriter(str(video_tmp), fourcc, self.video.fps, (self.video.width, self.video.height))
             if not encoder.isOpened():
                 raise DrywallQAError(f"could not write {out / VIDEO_FILE}: OpenCV cannot encode {VIDEO_FOURCC} here")
             with open(out / FRAMES_JSONL, "w", encoding="utf-8") as lines, \
@@ -381,7 +381,7 @@ class _Writer:
     def _frame(self, frame: _Frame, frame_results: list[SegmentationResult] | None) -> tuple[dict, list[dict]]:
         record = {"frame": frame.index, "time_s": round(frame.time_s, 3)}
         self._last_index, self._last_time = frame.index, frame.time_s
-        if frame_results is None:
+        if frame_results is None or frame.pixels is None:  # a dropped frame
             if self._last_frame is None:  # nothing annotated yet: a black frame keeps the timing
                 self._last_frame = np.zeros((self.video.height, self.video.width, 3), np.uint8)
             return {**record, "dropped": True}, []

@@ -79,21 +79,22 @@ class TemporalSmoother:
         # Model inputs in (frame, prompt, tile) order: each frame's tiles once per prompt.
         inputs = np.concatenate([np.tile(cut_tiles(frame, plan), (count, 1, 1, 1)) for frame in frames])
         prompts = [prompt for _ in frames for prompt in self.prompts for _ in range(tiles)]
-        mask_logits, confidence_logits = [], []
+        mask_parts: list[np.ndarray] = []
+        confidence_parts: list[np.ndarray] = []
         for start in range(0, len(inputs), predictor.batch_size):
             logits, confidence = predictor.forward_batch(np.ascontiguousarray(inputs[start:start + predictor.batch_size]),
                                                          prompts[start:start + predictor.batch_size])
-            mask_logits.append(logits)
-            confidence_logits.append(confidence)
-        mask_logits, confidence_logits = np.concatenate(mask_logits), np.concatenate(confidence_logits)
+            mask_parts.append(logits)
+            confidence_parts.append(confidence)
+        mask_logits, confidence_logits = np.concatenate(mask_parts), np.concatenate(confidence_parts)
         results = []
         for index, frame in enumerate(frames):
             new = []
             for k in range(count):
                 first = (index * count + k) * tiles
-                logits, confidence = blend_tiles(plan, mask_logits[first:first + tiles],
-                                                 confidence_logits[first:first + tiles])
-                new.append((logits, float(confidence)))
+                blended, confidence_logit = blend_tiles(plan, mask_logits[first:first + tiles],
+                                                        confidence_logits[first:first + tiles])
+                new.append((blended, float(confidence_logit)))
             a = self.smoothing
             self._state = new if self._state is None else [
                 (a * logits + (1 - a) * old_logits, a * confidence + (1 - a) * old_confidence)

@@ -47,6 +47,7 @@ class VideoSource:
 
         text = str(source)
         self.name = text
+        self._first: np.ndarray | None = None  # the frame read to open the source, returned first
         # FFmpeg's and OpenCV's own log lines would bury the one-line error: keep them quiet
         # (OPENCV_FFMPEG_LOGLEVEL set by the user wins).
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
@@ -97,8 +98,8 @@ class VideoSource:
         import cv2
 
         if self._first is not None:
-            frame, self._first = self._first, None
-            return frame
+            first, self._first = self._first, None
+            return first
         ok, frame = self.capture.read() if self.capture is not None else (False, None)
         return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if ok else None
 

@@ -109,7 +109,7 @@ def build_webapp(out: str | os.PathLike, *, model: str | None = None, prompt_con
         DrywallQAError: If the model cannot be exported or the browser runtime cannot be fetched.
     """
     from drywallqa.data.prompts import PromptConfig
-    from drywallqa.inference import load_predictor
+    from drywallqa.inference import OnnxPredictor, load_predictor
 
     out = Path(out)
     if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
@@ -122,6 +122,7 @@ def build_webapp(out: str | os.PathLike, *, model: str | None = None, prompt_con
     prompt_config = prompt_config or PromptConfig.default()
     qa_rules = (qa_rules or QARules.default()).check_classes(prompt_config)
     predictor = load_predictor(model, device="cpu", runtime="onnx", say=say)
+    assert isinstance(predictor, OnnxPredictor)  # runtime="onnx"
     predictor.set_prompt_config(prompt_config)
     model_doc = model_json(predictor, prompt_config, qa_rules)
     model_doc["runtime"] = {"package": "onnxruntime-web", "version": ORT_WEB_VERSION, "backends": list(backends)}
@@ -291,7 +292,7 @@ def _hashes(folder: Path) -> dict[str, str]:
 
 
 def _service_worker(version: str, precache: list[str], lazy: list[str]) -> bytes:
-    template = resources.files("drywallqa.serving").joinpath("static", "sw.js").read_text(encoding="utf-8")
+    template = resources.files("drywallqa.serving").joinpath("static").joinpath("sw.js").read_text(encoding="utf-8")
     marker = "/*BUILD*/"
     head, _, rest = template.partition(marker)
     _, _, tail = rest.partition(marker)

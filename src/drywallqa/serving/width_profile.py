@@ -34,6 +34,8 @@ def width_profile_svg(profile: dict | None) -> str:
         >>> svg.startswith("<svg") and "1 px" in svg
         True
     """
+    if profile is None:
+        return ""
     try:
         offsets = [float(v) for v in profile["offsets_px"]]
         samples = [float(v) for v in profile["samples"]]

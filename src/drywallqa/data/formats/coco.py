@@ -32,7 +32,7 @@ import numpy as np
 
 from drywallqa.data.core import AnnotatedDataset, Annotation, Sample, canonical_split
 from drywallqa.data.groups import source_group
-from drywallqa.data.masks import mask_to_box, mask_to_rle, rle_to_mask
+from drywallqa.data.masks import float_box, mask_to_box, mask_to_rle, rle_to_mask
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import SHOWN_PER_REASON, DataError, IssueLog
 from drywallqa.files import atomic_write_json, image_size, read_json
@@ -382,7 +382,7 @@ def _parse_annotation(
         box = (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()) + 1, float(pts[:, 1].max()) + 1)
     if box is None and rle is not None:
         tight = mask_to_box(rle_to_mask(rle, height, width))
-        box = None if tight is None else (float(tight[0]), float(tight[1]), float(tight[2]), float(tight[3]))
+        box = None if tight is None else float_box(tight)
     if box is None:
         log.skip(file, where, "invalid box", f"bbox={entry.get('bbox')!r}, expected [x, y, width, height]")
         return None

@@ -36,7 +36,7 @@ import numpy as np
 from drywallqa.data.core import AnnotatedDataset, Annotation, Sample, canonical_split
 from drywallqa.data.formats.coco import SPLIT_FOLDERS
 from drywallqa.data.groups import source_group
-from drywallqa.data.masks import mask_to_box, mask_to_rle
+from drywallqa.data.masks import float_box, mask_to_box, mask_to_rle
 from drywallqa.data.prompts import PromptConfig, normalise_name
 from drywallqa.errors import ConfigError, DataError, IssueLog
 from drywallqa.files import image_size, list_images, open_image, relative_id
@@ -321,7 +321,7 @@ def _read_pair(
         class_mask = values == value
         box = mask_to_box(class_mask)
         assert box is not None  # the value is present
-        parts[value] = (mask_to_rle(class_mask), (float(box[0]), float(box[1]), float(box[2]), float(box[3])))
+        parts[value] = (mask_to_rle(class_mask), float_box(box))
     return _MaskRecord(
         image_path=image_path, mask_path=mask_path, image_id=relative_id(image_path, root), split=split,
         width=width, height=height, parts=parts,

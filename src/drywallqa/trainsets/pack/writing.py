@@ -421,7 +421,7 @@ def _resized_sample(sample: Sample, size: int) -> Sample:
     targets (nearest neighbour), a shape as RLE, a box-only annotation as the box of its resized fill
     (:func:`~drywallqa.data.masks.boxes_to_mask` fills it back exactly). An annotation too small to
     survive keeps an empty RLE, so the image keeps its classes as training at that size sees them."""
-    from drywallqa.data.masks import boxes_to_mask, mask_to_box, mask_to_rle
+    from drywallqa.data.masks import boxes_to_mask, float_box, mask_to_box, mask_to_rle
 
     annotations = []
     for annotation in sample.annotations:
@@ -431,9 +431,9 @@ def _resized_sample(sample: Sample, size: int) -> Sample:
         box = mask_to_box(resized)
         if annotation.has_mask or box is None:
             annotation = replace(annotation, polygons=(), rle=mask_to_rle(resized),
-                                 box=tuple(float(v) for v in box) if box is not None else (0.0, 0.0, 1.0, 1.0))
+                                 box=float_box(box) if box is not None else (0.0, 0.0, 1.0, 1.0))
         else:
-            annotation = replace(annotation, box=tuple(float(v) for v in box))
+            annotation = replace(annotation, box=float_box(box))
         annotations.append(annotation)
     return replace(sample, width=size, height=size, annotations=tuple(annotations))
 
