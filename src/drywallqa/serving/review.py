@@ -36,7 +36,6 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -171,7 +170,7 @@ def export_review(predictions: str | os.PathLike, out: str | os.PathLike, count:
             atomic_write(out / "images" / name, functools.partial(shutil.copyfile, source))
         else:  # the masks are as a viewer shows the photo: so is the copy (pixels turned, no EXIF tag left to turn them)
             write_image(out / "images" / name, read_photo(source, max_side=None, min_side=1).pixels)
-        results: list[dict[str, Any]] = []
+        results: list[dict] = []
         for record in image_records:
             label = _label(record)
             labels[label] = FIGURE_SET_COLOURS.get(record.get("figure_set") or "area", FIGURE_SET_COLOURS["area"])
@@ -390,11 +389,9 @@ def _label_studio_samples(tasks: list, file: Path, image_dir: Path, log: IssueLo
         shapes, lost = [], 0
         for result in annotations[-1].get("result") or []:
             region = result.get("id", "?") if isinstance(result, dict) else "?"
-            if isinstance(result, dict):
-                shape = _region(result, width, height, brush, file, f"{where} region {region}", log)
-            else:
+            if not isinstance(result, dict):
                 log.skip(file, f"{where} region ?", "region is not an object")
-                shape = None
+            shape = _region(result, width, height, brush, file, f"{where} region {region}", log) if isinstance(result, dict) else None
             shapes.append(shape)
             lost += shape is None
         if lost:
@@ -402,8 +399,7 @@ def _label_studio_samples(tasks: list, file: Path, image_dir: Path, log: IssueLo
             log.skip(file, where, "photo with a skipped region",
                      f"{lost} of its regions could not be used; the photo is left out, not kept without them")
             continue
-        samples.append(Sample(path, width, height, "", "", source_group(path.name),
-                              tuple(shape for shape in shapes if shape is not None)))
+        samples.append(Sample(path, width, height, "", "", source_group(path.name), tuple(s for s in shapes if s is not None)))
     return samples, not_reviewed
 
 
