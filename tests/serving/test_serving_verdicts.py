@@ -189,8 +189,8 @@ def test_truth_check_uses_the_same_states(mixed_folder, exact_predictor, tmp_pat
 
 @pytest.mark.parametrize("command", ["predict", "serve", "watch"])
 @pytest.mark.parametrize(("text", "field"), [
-    ("classes: {crack: {figures: crack, must_show: true}}", r"classes\.crack: unknown key\(s\) must_show"),
-    ("classes: {taping_area: {figures: joint, required: 'yes'}}", r"classes\.taping_area\.required: expected true or false"),
+    ("classes: {crack: {figures: crack, must_show: true}}", r"classes\.crack\.must_show: unknown field"),
+    ("classes: {taping_area: {figures: joint, required: 'yes'}}", r"classes\.taping_area\.required: must be true or false"),
     ("classes: {stain: {required: true}}", r"classes\.stain\.required: 'stain' is not a prompt class"),
 ])
 def test_a_bad_rules_file_is_one_line_and_exit_2_before_the_model_loads(tmp_path, monkeypatch, capsys, command, text, field):

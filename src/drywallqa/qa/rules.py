@@ -70,7 +70,7 @@ class Rule:
         below: Fail when the figure is smaller than this.
     """
 
-    figure: FigureName
+    figure: Text  # the rules file's figures are checked by name (_ClassEntry); judge() skips unmeasured ones
     above: FiniteFloat | None = None
     below: FiniteFloat | None = None
 
