@@ -27,7 +27,7 @@ from drywallqa.errors import DataError, DrywallQAError
 from drywallqa.files import Photo, atomic_write_bytes, atomic_write_json
 from drywallqa.inference.render import FIGURE_SET_COLOURS, jpeg_bytes, mask_png_bytes, read_mask_png, render_overlay
 from drywallqa.paths import data_file, output_keys, prompt_slugs
-from drywallqa.qa.figures import LENGTH_FIGURES, QAFigures
+from drywallqa.qa.figures import QAFigures
 from drywallqa.qa.inspection import MaskInspection, inspect_mask
 from drywallqa.qa.rules import VERDICTS, Verdict
 
@@ -202,23 +202,25 @@ class Prediction:
             values = record["figures"]
             if not isinstance(values, dict):
                 raise TypeError(f"figures is {type(values).__name__}, not an object")
-            lengths = {f"{name}_px": values.get(f"{name}_px") for name in LENGTH_FIGURES}
             figures = QAFigures(
                 record.get("figure_set") or "area", float(values.get("area_percent") or 0.0),
                 int(values.get("area_px") or 0), int(values.get("components") or 0), values.get("confidence"),
-                **lengths, width_source=values.get("width_source"), mm_per_px=record.get("mm_per_px"),
+                length_px=values.get("length_px"), longest_px=values.get("longest_px"),
+                width_max_px=values.get("width_max_px"), width_mean_px=values.get("width_mean_px"),
+                mask_width_max_px=values.get("mask_width_max_px"), mask_width_mean_px=values.get("mask_width_mean_px"),
+                width_source=values.get("width_source"), mm_per_px=record.get("mm_per_px"),
                 width_profile=record.get("width_profile"))
             verdict = Verdict(record["verdict"], tuple(record.get("reasons") or ()), float(record.get("severity") or 0.0),
                               tuple(record.get("checked") or ()))
             return cls(
-                record["image"], record["prompt"], record.get("class"), figures, verdict, record.get("image_width"),
-                record.get("image_height"), record.get("image_orientation"), record.get("model", "default"),
+                record["image"], record["prompt"], record.get("class"), figures, verdict, record["image_width"],
+                record["image_height"], record.get("image_orientation"), record.get("model", "default"),
                 record.get("threshold"), record.get("mm_per_px"), record.get("tiling"), record.get("mask"),
                 record.get("overlay"), record.get("photo_verdict"),
                 extra={key: value for key, value in record.items() if key not in _RECORD_KEYS},
                 folder=Path(folder) if folder is not None else None, written_figures=(figures, dict(values)))
         except (KeyError, TypeError, ValueError, DrywallQAError) as exc:
-            detail = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            detail = f"no {exc}" if isinstance(exc, KeyError) else str(exc)  # KeyError's text is the key, quoted
             raise DataError(f"not a prediction record ({detail})") from exc
 
     # -- what it says -----------------------------------------------------------------------------
@@ -339,12 +341,11 @@ class Prediction:
             The prediction as saved: its ``mask_file``, ``overlay_file`` and ``folder`` set.
         """
         folder, name = Path(folder), name or self.name
-        mask = self.load_mask()
-        saved = replace(self, mask_file=f"masks/{name}.png", overlay_file=f"overlays/{name}.jpg" if overlay else None,
-                        folder=folder, mask=mask)
-        atomic_write_bytes(folder / saved.mask_file, mask_png_bytes(mask))
-        if saved.overlay_file:
-            atomic_write_bytes(folder / saved.overlay_file, jpeg_bytes(saved.plot(), quality=OVERLAY_QUALITY))
+        mask, mask_file, overlay_file = self.load_mask(), f"masks/{name}.png", f"overlays/{name}.jpg"
+        saved = replace(self, mask_file=mask_file, overlay_file=overlay_file if overlay else None, folder=folder, mask=mask)
+        atomic_write_bytes(folder / mask_file, mask_png_bytes(mask))
+        if overlay:
+            atomic_write_bytes(folder / overlay_file, jpeg_bytes(saved.plot(), quality=OVERLAY_QUALITY))
         atomic_write_json(folder / "records" / f"{name}.json", saved.to_dict(photo_verdict=False), indent=1)
         return saved
 

@@ -228,8 +228,8 @@ class Predictions(Sequence[Prediction]):
         if len(self.photos()) != 1:
             raise ValueError(f"plot draws one photo's predictions, these are of {len(self.photos())}; "
                              "plot each of predictions.photos().values()")
-        image = None
-        for prediction in self:
+        image = self[0].plot()
+        for prediction in self[1:]:
             image = prediction.plot(image=image)
         if pil:
             from PIL import Image
@@ -354,16 +354,19 @@ def predict(
     if prompt_config is not None:
         predictor.set_prompt_config(prompt_config)
     started = time.perf_counter()
+    photo: Photo | np.ndarray
     if isinstance(image, (str, os.PathLike)):
-        photo: Photo | np.ndarray = read_photo(image)
+        photo = read_photo(image)
         name, pixels, scale = str(image), photo.pixels, photo.scale
     else:
         photo = pixels = check_image(image)
         name, scale = "image", 1.0
     decoded = time.perf_counter()
-    options = {"mm_per_px": mm_per_px * scale if mm_per_px else None, "tile": tile} \
-        if isinstance(predictor, BatchedPredictor) else {}
-    results = predictor.predict_batch([pixels] * len(prompts), prompts, **options)
+    if isinstance(predictor, BatchedPredictor):  # the tile scale follows the decoded pixels
+        results = predictor.predict_batch([pixels] * len(prompts), prompts,
+                                          mm_per_px=mm_per_px * scale if mm_per_px else None, tile=tile)
+    else:
+        results = predictor.predict_batch([pixels] * len(prompts), prompts)
     predicted = time.perf_counter()
     timings = {"decode_s": decoded - started, "model_s": predicted - decoded}
     predictions = []
