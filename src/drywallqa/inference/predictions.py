@@ -144,7 +144,8 @@ class Predictions(Sequence[Prediction]):
     def with_photo_verdicts(self) -> Predictions:
         """The predictions, each with its photo's verdict (:attr:`Prediction.photo_verdict`)."""
         verdicts = self.photo_verdicts()
-        return Predictions(replace(p, photo_verdict=verdicts[p.image]) for p in self)
+        return Predictions(p if p.photo_verdict == verdicts[p.image] else replace(p, photo_verdict=verdicts[p.image])
+                           for p in self)
 
     # -- tables -----------------------------------------------------------------------------------
     def to_dicts(self) -> list[dict]:
