@@ -29,7 +29,7 @@ import numpy as np
 
 from drywallqa.data import AnnotatedDataset
 from drywallqa.evaluation import evaluate
-from drywallqa.inference import load_predictor, load_runtime
+from drywallqa.inference import load_predictor
 from drywallqa.trainsets import resplit_like_training
 
 DATASETS = ("cracks", "drywall-join")
@@ -43,8 +43,8 @@ def scores(model: str, datasets, split: str) -> dict[str, float]:
 
 def cpu_costs(models: dict[str, str], threads: int, runs: int) -> dict[str, float]:
     """Median milliseconds of one batch-1 forward pass per model, measured in turns."""
-    predictors = {label: load_runtime(path, "onnx", say=lambda line: None, intra_op_threads=threads, batch_size=1,
-                                      allow_spinning=True) for label, path in models.items()}
+    predictors = {label: load_predictor(path, runtime="onnx", say=None, tile="off", intra_op_threads=threads,
+                                        batch_size=1, allow_spinning=True) for label, path in models.items()}
     times: dict[str, list[float]] = {label: [] for label in models}
     inputs = {label: (np.random.default_rng(0).integers(0, 256, (1, p.image_size, p.image_size, 3), dtype=np.uint8),
                       ["segment crack"]) for label, p in predictors.items()}

@@ -243,16 +243,17 @@ def test_coco_annotations_of_many_specks_never_hold_a_mask_per_speck():
     import tracemalloc
 
     from drywallqa.data.masks import rle_to_mask
-    from drywallqa.serving.results import mask_annotations
+    from drywallqa.inference import Prediction
+    from drywallqa.qa import QAFigures, Verdict
 
     mask = np.zeros((1200, 1600), dtype=bool)
     mask[5:205:2, 7:207:20] = True  # 1000 one-pixel specks and a crack
     mask[600, 100:1500] = True
-    record = {"class": "crack", "prompt": "segment crack", "image_width": 1600, "image_height": 1200,
-              "figures": {"confidence": 0.5}, "verdict": "fail"}
+    prediction = Prediction("wall.jpg", "segment crack", "crack", QAFigures("crack", 0.07, 1400, 1, confidence=0.5),
+                            Verdict("fail"), 1600, 1200, mask=mask)
     tracemalloc.start()
     try:
-        found = mask_annotations(mask, record, min_component_area_px=2)
+        found = prediction.coco_annotations(min_component_area_px=2)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

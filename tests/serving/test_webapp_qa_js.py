@@ -156,8 +156,8 @@ def test_figures_and_verdicts_match_python():
     for got, (index, figures, verdict) in zip(run_js(jobs), expected):
         assert got["figures"].keys() == figures.keys(), index
         for name, value in figures.items():
-            if value is None:
-                assert got["figures"][name] is None, (index, name)
+            if value is None or isinstance(value, str):  # width_source is a word: "mask" on the page
+                assert got["figures"][name] == value, (index, name)
             else:
                 assert got["figures"][name] == pytest.approx(value, rel=1e-4, abs=0.011), (index, name)
         assert got["verdict"]["verdict"] == verdict["verdict"], index

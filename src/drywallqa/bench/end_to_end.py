@@ -127,10 +127,9 @@ def measure_predict_stages(predictor, photos: Sequence[Path], workdir: Path, pro
     """
     from drywallqa.data.prompts import PromptConfig
     from drywallqa.files import atomic_write_bytes, atomic_write_json, read_photo
-    from drywallqa.qa.inspection import inspect_mask
+    from drywallqa.inference import Prediction
+    from drywallqa.inference.render import jpeg_bytes, mask_png_bytes
     from drywallqa.qa.rules import QARules
-    from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, mask_png_bytes, render_overlay
-    from drywallqa.serving.results import inspection_record, mask_annotations
 
     photos = list(photos)[:STAGE_PHOTOS]
     out = workdir / "predict-stages"
@@ -150,19 +149,16 @@ def measure_predict_stages(predictor, photos: Sequence[Path], workdir: Path, pro
         inputs = step("resize to the model input", lambda: predictor.prepare(photo.pixels))
         logits, confidence = step("model", lambda: predictor.forward_batch(inputs.pixels, [prompt] * len(inputs)))
         result = step("logits to mask", lambda: predictor.finish(inputs.plan, logits, confidence, prompt))
-        inspection = step("QA figures", lambda: inspect_mask(result.mask, prompt, image=photo.pixels,
-                                                              confidence=result.confidence,
-                                                              scale=photo.scale, qa_rules=qa_rules,
-                                                              prompt_config=prompt_config))
+        prediction = step("QA figures", lambda: Prediction.from_result(
+            result, photo, image=path, model="bench", threshold=threshold, qa_rules=qa_rules,
+            prompt_config=prompt_config))
         png = step("mask PNG", lambda: mask_png_bytes(result.mask))
-        overlay = step("overlay (tint + JPEG)", lambda: jpeg_bytes(render_overlay(
-            photo.pixels, result.mask, FIGURE_SET_COLOURS[inspection.figures.figure_set]), quality=90))
-        record = inspection_record(inspection, path, photo.width, photo.height, "photo", "bench", threshold, None,
-                                   "overlays/photo.jpg")
-        step("COCO annotations", lambda: mask_annotations(result.mask, record))
+        overlay = step("overlay (tint + JPEG)", lambda: jpeg_bytes(prediction.plot(), quality=90))
+        step("COCO annotations", lambda: prediction.coco_annotations())
         step("writes (mask, overlay, record)", lambda: (atomic_write_bytes(out / "mask.png", png),
                                                          atomic_write_bytes(out / "overlay.jpg", overlay),
-                                                         atomic_write_json(out / "record.json", record, indent=1)))
+                                                         atomic_write_json(out / "record.json", prediction.to_dict(),
+                                                                           indent=1)))
         if index == 0:
             spent.clear()
     return {

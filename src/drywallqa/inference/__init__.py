@@ -11,14 +11,20 @@
   runtime in, the predictor out; ``runtime="auto"`` picks the fastest one here);
 - :mod:`~drywallqa.inference.calibration`: a model's calibrated per-class thresholds;
 - :mod:`~drywallqa.inference.tiling`: large and elongated photos judged in tiles at the scale the
-  model learned (:class:`TilePlan`, :func:`plan_tiles`, ``tile="auto"|"off"|PX``).
+  model learned (:class:`TilePlan`, :func:`plan_tiles`, ``tile="auto"|"off"|PX``);
+- what a prediction is once judged: :class:`Prediction` (mask, QA figures, verdict, ``plot``,
+  ``save``, ``to_dict``, ``to_coco``; :mod:`~drywallqa.inference.prediction`), :class:`Predictions`
+  (a photo's or a run's, and their tables) and :func:`predict`, a photo and its prompts in, its
+  :class:`Predictions` out (:mod:`~drywallqa.inference.predictions`); overlays and mask PNGs in
+  :mod:`~drywallqa.inference.render`.
 
 Importing this package is cheap: torch, onnxruntime and tensorrt are imported on first use.
 
 Example:
-    >>> from drywallqa.inference import load_predictor                  # doctest: +SKIP
+    >>> from drywallqa.inference import load_predictor, predict         # doctest: +SKIP
     >>> predictor = load_predictor()            # the shipped model, fastest runtime here
-    >>> predictor.predict(image, "segment crack")
+    >>> predictor.predict(image, "segment crack")                    # the mask
+    >>> predict("wall.jpg", ["segment crack", "segment taping area"], predictor)  # masks judged: Predictions
 """
 
 from drywallqa.inference.calibration import CALIBRATION_FILE, read_calibration, write_calibration
@@ -46,6 +52,8 @@ from drywallqa.inference.load import (
     weights_digest,
 )
 from drywallqa.inference.onnx_runtime import OnnxPredictor, create_session
+from drywallqa.inference.prediction import Prediction
+from drywallqa.inference.predictions import Predictions, predict
 from drywallqa.inference.prompt_store import PromptEmbeddings
 from drywallqa.inference.tensorrt_runtime import (
     TensorRTPredictor,
@@ -70,6 +78,8 @@ __all__ = [
     "ModelPredictor",
     "OnnxPredictor",
     "PhotoInputs",
+    "Prediction",
+    "Predictions",
     "Predictor",
     "PromptEmbeddings",
     "SegmentationResult",
@@ -88,6 +98,7 @@ __all__ = [
     "logits_to_result",
     "model_predictor",
     "onnx_cache_dir",
+    "predict",
     "plan_tiles",
     "read_calibration",
     "read_metadata",

@@ -42,7 +42,6 @@ and :mod:`.page` (the web page and ``/docs`` files).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import time
 from typing import Annotated, Any
@@ -57,7 +56,9 @@ from drywallqa import __version__
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.files import Photo
-from drywallqa.inference import Predictor, check_tile
+from drywallqa.inference import Prediction, Predictions, Predictor, check_tile
+from drywallqa.qa.inspection import prompt_class, unknown_prompt_message
+from drywallqa.qa.rules import QARules
 from drywallqa.serving.admission import BodyLimits, ModelHolder, SharedBatcher, WorkQueue
 from drywallqa.serving.api_schema import (
     EXPORT_SINGLE_FIELDS,
@@ -74,15 +75,12 @@ from drywallqa.serving.api_schema import (
     decode_export_mask,
     decode_upload,
     error_response,
-    mask_payload,
+    segment_item,
 )
 from drywallqa.serving.batching import DeadlineExceeded, QueueFull
 from drywallqa.serving.extra import serve_install_command
 from drywallqa.serving.page import DOCS_ASSETS, STATIC_FILES, add_webapp_routes, static_response, swagger_ui_folder
-from drywallqa.qa.inspection import inspect_mask, prompt_class, unknown_prompt_message
-from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, render_overlay
-from drywallqa.serving.results import json_ready, results_archive
-from drywallqa.qa.rules import QARules, photo_verdict
+from drywallqa.serving.results import results_archive
 
 # Form fields (prompts, flags) ride along with the image; allow them this much beyond the image limit.
 FORM_FIELDS_ALLOWANCE = 64 * 1024
@@ -305,7 +303,7 @@ def create_app(
         timing: dict[str, float] = {}
         tiling: dict = {}  # the tiles the photo took (the same for every prompt)
 
-        def decode_predict_and_inspect() -> tuple[Photo, list[dict]]:
+        def decode_predict_and_inspect() -> tuple[Photo, Predictions, list[dict]]:
             # Decoding a large photo is heavy work too: inside the queue, off the event loop.
             started_work = time.perf_counter()
             photo = decode_upload(data, image.filename or "upload")
@@ -316,23 +314,16 @@ def create_app(
                                       mm_per_px=mm_per_px * photo.scale if mm_per_px else None)
             if results:
                 tiling.update(results[0].extra.get("tiling") or {})
-            out = []
-            for prompt_text, result in zip(prompts, results):
-                inspection = inspect_mask(result.mask, prompt_text, image=pixels, confidence=result.confidence,
-                                          mm_per_px=mm_per_px, qa_rules=qa_rules, prompt_config=prompt_config,
-                                          scale=photo.scale)
-                item = json_ready(inspection.to_dict())
-                item["prompt_known"] = prompt_text not in unknown
-                item["mask"] = mask_payload(result.mask, mask_format)
-                if overlay:
-                    tinted = render_overlay(pixels, result.mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
-                    item["overlay"] = {"media_type": "image/jpeg",
-                                       "base64": base64.b64encode(jpeg_bytes(tinted, quality=85)).decode("ascii")}
-                out.append(item)
-            return photo, out
+            predictions = Predictions(
+                Prediction.from_result(result, photo, image=image.filename or "upload", model=model_id,
+                                       mm_per_px=mm_per_px, qa_rules=qa_rules, prompt_config=prompt_config)
+                for result in results)
+            # The masks and overlays encoded here too, in the worker thread, never on the event loop.
+            return photo, predictions, [segment_item(p, mask_format, overlay, known=p.prompt not in unknown)
+                                        for p in predictions]
 
         try:
-            photo, results = await asyncio.wait_for(work_queue.run(decode_predict_and_inspect), timeout=timeout_s)
+            photo, predictions, items = await asyncio.wait_for(work_queue.run(decode_predict_and_inspect), timeout=timeout_s)
         except QueueFull as full:
             raise HTTPException(503, f"the server is busy ({work_queue.slots} running, {work_queue.waiting} waiting); "
                                      f"retry after {full.retry_after_s} s",
@@ -344,14 +335,14 @@ def create_app(
         finished = time.perf_counter()
         decode_s = timing.get("decode", 0.0)
         return {
-            "photo_verdict": photo_verdict(item["verdict"] for item in results),
+            "photo_verdict": predictions.verdict,
             "model": model_id,
             "image": {"filename": image.filename, "width": photo.width, "height": photo.height,
                       "decoded_width": int(photo.pixels.shape[1]), "decoded_height": int(photo.pixels.shape[0]),
                       "orientation": photo.orientation,
                       **({"tiling": tiling} if tiling else {})},
             "mm_per_px": mm_per_px,
-            "results": results,
+            "results": items,
             "warnings": warnings,
             "timing_ms": {"decode": round(1000 * decode_s, 2), "load": round(1000 * (loaded - started), 2),
                           "predict": round(1000 * (finished - loaded - decode_s), 2),

@@ -12,7 +12,7 @@ grows memory without limit::
 - **model** (the calling thread): takes the queued frames as one batch, runs the predictor's
   batched runtime on every frame × prompt, and smooths the mask logits over time with an
   exponential moving average (:class:`TemporalSmoother`) before the threshold.
-- **writer** (a thread): QA figures and verdict of each mask (:func:`~drywallqa.serving.inspect_mask`),
+- **writer** (a thread): QA figures and verdict of each mask (a :class:`~drywallqa.inference.Prediction`),
   the annotated frame, the per-frame JSONL line and the failure events (:class:`FailureEvents`).
 
 Outputs in ``out``::
@@ -50,10 +50,9 @@ from drywallqa.data.prompts import PromptConfig
 from drywallqa.data.sample_video import VIDEO_FOURCC
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.files import atomic_write_json
-from drywallqa.inference import BatchedPredictor, SegmentationResult
+from drywallqa.inference import BatchedPredictor, Prediction, Predictions, SegmentationResult
 from drywallqa.qa.figures import check_mm_per_px
-from drywallqa.qa.inspection import inspect_mask
-from drywallqa.qa.rules import QARules, photo_verdict
+from drywallqa.qa.rules import QARules
 from drywallqa.serving.video_frames import FailureEvents, TemporalSmoother, annotate_frame
 from drywallqa.serving.video_source import VideoSource
 
@@ -385,14 +384,12 @@ class _Writer:
             if self._last_frame is None:  # nothing annotated yet: a black frame keeps the timing
                 self._last_frame = np.zeros((self.video.height, self.video.width, 3), np.uint8)
             return {**record, "dropped": True}, []
-        inspections = [inspect_mask(r.mask, r.prompt, image=frame.pixels, confidence=r.confidence,
-                                    mm_per_px=self.mm_per_px, qa_rules=self.qa_rules, prompt_config=self.prompt_config)
-                       for r in frame_results]
-        overall = photo_verdict(i.verdict.verdict for i in inspections)
-        self._last_frame = annotate_frame(frame.pixels, frame_results, inspections, frame.index,
-                                          self.run.frames_dropped)
-        return {**record, "verdict": overall, "masks": [i.to_dict() for i in inspections]}, \
-            self.events.update(frame.index, frame.time_s, inspections)
+        predictions = Predictions(
+            Prediction.from_result(r, frame.pixels, image=f"frame {frame.index}", mm_per_px=self.mm_per_px,
+                                   qa_rules=self.qa_rules, prompt_config=self.prompt_config) for r in frame_results)
+        self._last_frame = annotate_frame(frame.pixels, predictions, frame.index, self.run.frames_dropped)
+        return {**record, "verdict": predictions.verdict, "masks": [p.inspection.to_dict() for p in predictions]}, \
+            self.events.update(frame.index, frame.time_s, predictions)
 
     def _log(self, events: list[dict], event_lines) -> None:
         for event in events:

@@ -12,11 +12,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from drywallqa.errors import ConfigError
-from drywallqa.inference import BatchedPredictor, SegmentationResult, check_image, check_prompt, logits_to_result
+from drywallqa.inference import (
+    BatchedPredictor,
+    Prediction,
+    SegmentationResult,
+    check_image,
+    check_prompt,
+    logits_to_result,
+)
 from drywallqa.inference.tiling import TilePlan, blend_tiles, check_tile, cut_tiles
 from drywallqa.processing import prompt_threshold
 from drywallqa.qa.inspection import MaskInspection
-from drywallqa.serving.render import FIGURE_SET_COLOURS, render_overlay
 
 
 class TemporalSmoother:
@@ -127,8 +133,8 @@ class FailureEvents:
         self._streak: dict[str, list] = {}  # prompt -> [count, first frame, first time]
         self._open: dict[str, dict] = {}
 
-    def update(self, frame: int, time_s: float, inspections: Sequence[MaskInspection]) -> list[dict]:
-        """Feed one processed frame's inspections; returns the events it starts or ends."""
+    def update(self, frame: int, time_s: float, inspections: Sequence[Prediction | MaskInspection]) -> list[dict]:
+        """Feed one processed frame's predictions (or inspections); returns the events it starts or ends."""
         events = []
         for inspection in inspections:
             prompt = inspection.prompt
@@ -157,14 +163,12 @@ class FailureEvents:
                 "failed_frames": frame - opened["frame"], "failed_s": round(time_s - opened["time_s"], 3), "why": why}
 
 
-def annotate_frame(pixels: np.ndarray, results: Sequence[SegmentationResult], inspections: Sequence[MaskInspection],
-                   index: int, dropped: int = 0) -> np.ndarray:
+def annotate_frame(pixels: np.ndarray, predictions: Sequence[Prediction], index: int, dropped: int = 0) -> np.ndarray:
     """The frame with each prompt's mask tinted and outlined and a banner of verdicts.
 
     Args:
         pixels: RGB ``uint8`` ``(H, W, 3)``.
-        results: One result per prompt, masks at the frame's size.
-        inspections: Their QA inspections, in the same order.
+        predictions: One per prompt, masks at the frame's size.
         index: Frame index, shown in the banner.
         dropped: Frames dropped so far, shown when non-zero.
 
@@ -174,13 +178,13 @@ def annotate_frame(pixels: np.ndarray, results: Sequence[SegmentationResult], in
     import cv2
 
     image = pixels
-    for result, inspection in zip(results, inspections):
-        image = render_overlay(image, result.mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
+    for prediction in predictions:
+        image = prediction.plot(image=image)
     image = np.ascontiguousarray(image)
     scale = max(image.shape[1] / 900, 0.3)
     lines = [(f"#{index}" + (f"  dropped {dropped}" if dropped else ""), False)]
-    lines += [(f"{i.class_name or i.prompt}: {i.verdict.verdict} ({r.confidence:.2f})", i.verdict.verdict == "fail")
-              for r, i in zip(results, inspections)]
+    lines += [(f"{p.class_name or p.prompt}: {p.verdict.verdict} ({p.confidence:.2f})", p.verdict.verdict == "fail")
+              for p in predictions]
     for row, (text, failing) in enumerate(lines):
         y = int((row + 1) * 26 * scale) + 2
         colour = (235, 40, 40) if failing else (255, 255, 255)

@@ -7,7 +7,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-// The overlay colours of drywallqa.serving.render.FIGURE_SET_COLOURS (a test keeps them equal).
+// The overlay colours of drywallqa.inference.render.FIGURE_SET_COLOURS (a test keeps them equal).
 const FIGURE_SET_COLOURS = { crack: [235, 40, 40], joint: [30, 130, 255], area: [255, 176, 0] };
 const IMAGE_NAME = /\.(jpe?g|png|bmp|tiff?|webp)$/i;
 const IN_FLIGHT = 4;          // uploads at once: enough for the server to batch, few enough to show progress

@@ -9,7 +9,9 @@
 
 const DrywallQA = (() => {
   const VERDICTS = ["fail", "pass", "not found", "unchecked"];
-  const LENGTH_FIGURES = ["length", "longest", "width_max", "width_mean"];
+  // The page measures on the mask alone (no photo profiles or taping band, which predict and serve
+  // add): width_* are the mask's, as Python gives them without the photo (width_source "mask").
+  const LENGTH_FIGURES = ["length", "longest", "width_max", "width_mean", "mask_width_max", "mask_width_mean"];
   const MAX_SEVERITY = 100.0;
 
   // -- figures (drywallqa.qa.figures.measure_mask) ----------------------------------------------
@@ -252,9 +254,11 @@ const DrywallQA = (() => {
     const figures = {
       figure_set: figureSet, area_percent: (100 * area) / Math.max(width * height, 1), area_px: Math.round(area * scale * scale),
       components: count, confidence, length_px: null, longest_px: null, width_max_px: null, width_mean_px: null,
-      mm_per_px: mmPerPx, component_lengths_px: [],
+      mask_width_max_px: null, mask_width_mean_px: null, width_source: null, mm_per_px: mmPerPx,
+      component_lengths_px: [],
     };
     if (figureSet === "area") return figures;
+    figures.width_source = "mask";
     figures.length_px = 0;
     figures.longest_px = 0;
     if (!count) return figures;
@@ -265,6 +269,8 @@ const DrywallQA = (() => {
     figures.longest_px = Math.max(...lengths);
     figures.width_max_px = measured.widthMax * scale;
     figures.width_mean_px = measured.widthMean * scale;
+    figures.mask_width_max_px = figures.width_max_px;
+    figures.mask_width_mean_px = figures.width_mean_px;
     return figures;
   }
 
@@ -280,6 +286,7 @@ const DrywallQA = (() => {
       out[`${name}_px`] = value === null ? null : round(value, 2);
       if (f.mm_per_px !== null) out[`${name}_mm`] = value === null ? null : round(value * f.mm_per_px, 3);
     }
+    out.width_source = f.width_source;
     return out;
   }
 

@@ -1,9 +1,10 @@
-"""Overlays, mask PNGs and JPEG thumbnails for predictions, reports and the HTTP service."""
+"""Overlays, mask PNGs and JPEG thumbnails of predictions: for predict, reports, the HTTP service and notebooks."""
 
 from __future__ import annotations
 
 import functools
 import io
+import os
 
 import numpy as np
 from PIL import Image
@@ -18,7 +19,8 @@ FIGURE_SET_COLOURS = {"crack": (235, 40, 40), "joint": (30, 130, 255), "area": (
 def _tint_table(colour: tuple[int, int, int], alpha: float) -> np.ndarray:
     """``(256, 1, 3)`` lookup table: channel value ``v`` blended with ``colour`` at opacity ``alpha``."""
     values = np.arange(256, dtype=np.float32)[:, None] * (1 - alpha) + np.asarray(colour, dtype=np.float32) * alpha
-    return values.round().clip(0, 255).astype(np.uint8).reshape(256, 1, 3)
+    table: np.ndarray = values.round().clip(0, 255).astype(np.uint8).reshape(256, 1, 3)
+    return table
 
 
 def render_overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = (235, 40, 40),
@@ -58,7 +60,7 @@ def render_overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, 
 mask_png_bytes = encode_mask_png
 
 
-def read_mask_png(path) -> np.ndarray:
+def read_mask_png(path: str | os.PathLike) -> np.ndarray:
     """A mask PNG written by :func:`mask_png_bytes` as ``(H, W)`` bool.
 
     Raises:
