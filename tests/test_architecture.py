@@ -34,6 +34,7 @@ def test_notebook_names_are_importable_from_the_top_package():
 
     for name in ("load_predictor", "Predictor", "build_model", "AnnotatedDataset", "evaluate", "train"):
         assert getattr(drywallqa, name) is not None
-    code = "import sys, drywallqa; print(sorted(m for m in ('torch', 'lightning', 'onnxruntime') if m in sys.modules))"
+    code = ("import sys, drywallqa; "
+            "print(sorted(m for m in ('torch', 'lightning', 'onnxruntime', 'pydantic') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]", f"`import drywallqa` must stay light, but it loaded {loaded}"

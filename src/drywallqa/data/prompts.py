@@ -5,11 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator
-
-from drywallqa.config_schema import DEFAULT_IF_EMPTY, Text, config_dataclass, validate
 from drywallqa.yamlio import packaged_yaml, read_yaml
 
 # Leading words of a free-text prompt that say what to do rather than what to find.
@@ -35,33 +31,6 @@ class PromptClass:
     def training_prompts(self) -> tuple[str, ...]:
         """The canonical prompt followed by the paraphrases used in training."""
         return (self.prompt, *self.paraphrases)
-
-
-def _not_blank(text: str) -> str:
-    if not text.strip():
-        raise ValueError(f"must not be blank, got {text!r}")
-    return text
-
-
-Phrase = Annotated[Text, AfterValidator(_not_blank)]
-"""A prompt, alias or paraphrase: text that is not blank."""
-Phrases = Annotated[tuple[Phrase, ...], BeforeValidator(lambda value: () if value is None else value)]
-"""A list of phrases (left empty in YAML: none)."""
-
-
-@config_dataclass(frozen=True)
-class _ClassEntry:
-    """One class of a prompt config file (``configs/prompts.yaml``)."""
-
-    prompt: Phrase | None = None
-    aliases: Phrases = ()
-    paraphrases: Phrases = ()
-    heldout: Phrases = ()
-
-
-@config_dataclass(frozen=True)
-class _PromptFile:
-    classes: dict[Text, Annotated[_ClassEntry, DEFAULT_IF_EMPTY]]
 
 
 @dataclass
@@ -95,7 +64,10 @@ class PromptConfig:
         Raises:
             ConfigError: One line naming ``source`` and the key (``classes.crack.aliases[0]``).
         """
-        prompt_file: _PromptFile = validate(_PromptFile, data, source)
+        from drywallqa.config_schema import validate
+        from drywallqa.data.prompt_file import PromptFile
+
+        prompt_file: PromptFile = validate(PromptFile, data, source)
         return cls({
             name: PromptClass(name=name, prompt=entry.prompt or f"segment {normalise_name(name)}",
                               aliases=entry.aliases, paraphrases=entry.paraphrases, heldout=entry.heldout)
