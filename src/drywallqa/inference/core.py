@@ -8,6 +8,12 @@ A :class:`Predictor` takes RGB ``uint8`` images of any size and a text prompt an
 :class:`SegmentationResult` at the image's own size. It owns resizing, normalisation (inside the
 model), upsampling and thresholding, so evaluation, prediction and serving never special-case an
 architecture or a runtime (PyTorch, ONNX Runtime, ...).
+
+Several prompts on one image are one call, ``predictor.predict(image, ["segment crack", "segment
+taping area"])``, and many images each with several prompts another (:meth:`Predictor.predict_many`):
+a runtime whose model splits into a prompt-free encoder and a prompt-conditioned decoder
+(:meth:`BatchedPredictor.encode_batch`, :meth:`BatchedPredictor.decode_batch`) encodes each image
+once for all its prompts.
 """
 
 from __future__ import annotations
@@ -126,9 +132,68 @@ class Predictor:
         """
         raise NotImplementedError
 
-    def predict(self, image: np.ndarray, prompt: str, *, return_probabilities: bool = False) -> SegmentationResult:
-        """Segment one RGB ``uint8`` ``(H, W, 3)`` image with one prompt."""
-        return self.predict_batch([image], [prompt], return_probabilities=return_probabilities)[0]
+    def predict_many(
+        self, images: Sequence[np.ndarray], prompts: Sequence[str] | Sequence[Sequence[str]], *,
+        return_probabilities: bool = False,
+    ) -> list[list[SegmentationResult]]:
+        """Segment every image with each of its prompts.
+
+        This base class runs :meth:`predict_batch` on one (image, prompt) pair per row;
+        :class:`BatchedPredictor` encodes each image once for all its prompts.
+
+        Args:
+            images: RGB ``uint8`` ``(H, W, 3)`` arrays; sizes may differ.
+            prompts: One list of prompts for every image (``["segment crack", "segment taping
+                area"]``), or one list per image.
+            return_probabilities: Also return per-pixel probabilities.
+
+        Returns:
+            Per image, one :class:`SegmentationResult` per prompt, in the order given.
+
+        Raises:
+            ConfigError: If per-image prompt lists do not match the images in number.
+        """
+        per_image = prompts_per_image(prompts, len(images))
+        pair_images = [image for image, own in zip(images, per_image) for _ in own]
+        results = self.predict_batch(pair_images, [prompt for own in per_image for prompt in own],
+                                     return_probabilities=return_probabilities)
+        return _regroup(results, per_image)
+
+    def predict(
+        self, image: np.ndarray, prompt: str | Sequence[str], *, return_probabilities: bool = False
+    ) -> SegmentationResult | list[SegmentationResult]:
+        """Segment one RGB ``uint8`` ``(H, W, 3)`` image with one prompt, or with several.
+
+        Returns:
+            One :class:`SegmentationResult` for a prompt string; one per prompt, in order, for a
+            list of prompts (the image encoded once for all of them, see :meth:`predict_many`).
+        """
+        if isinstance(prompt, str):
+            return self.predict_batch([image], [prompt], return_probabilities=return_probabilities)[0]
+        return self.predict_many([image], [list(prompt)], return_probabilities=return_probabilities)[0]
+
+
+def prompts_per_image(prompts: Sequence[str] | Sequence[Sequence[str]], count: int) -> list[list[str]]:
+    """The prompts of each of ``count`` images: one shared list, or one list per image (checked).
+
+    Raises:
+        ConfigError: If per-image lists do not number ``count``.
+    """
+    if isinstance(prompts, str) or all(isinstance(p, str) for p in prompts):
+        shared = [prompts] if isinstance(prompts, str) else list(prompts)
+        return [shared] * count
+    if len(prompts) != count:
+        raise ConfigError(f"got {count} images but {len(prompts)} prompt lists; give one list per image, or one for all")
+    return [[own] if isinstance(own, str) else list(own) for own in prompts]
+
+
+def _regroup(results: Sequence[SegmentationResult], per_image: Sequence[Sequence[str]]) -> list[list[SegmentationResult]]:
+    """Flat per-pair results back into one list per image."""
+    grouped, start = [], 0
+    for own in per_image:
+        grouped.append(list(results[start : start + len(own)]))
+        start += len(own)
+    return grouped
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
@@ -190,6 +255,11 @@ class BatchedPredictor(Predictor):
     :func:`logits_to_result`. Subclasses set :attr:`image_size`, :attr:`threshold`,
     :attr:`batch_size` and :attr:`name`, and implement :meth:`forward_batch`.
 
+    Several prompts per image go through :meth:`forward_pairs`: :meth:`encode_batch` once per
+    image, :meth:`decode_batch` per prompt. A runtime whose model has a prompt-free encoder
+    implements those two; the defaults (features = the images, decoding = :meth:`forward_batch` on
+    each pair's image) keep every other runtime working, at one full model run per pair.
+
     Attributes:
         name: Short label of the model and runtime, e.g. ``"promptunet/onnxruntime"``.
         image_size: Side of the square model input.
@@ -211,6 +281,62 @@ class BatchedPredictor(Predictor):
             ``(mask_logits, confidence_logits)``: float32 ``(B, S, S)`` and ``(B,)`` NumPy arrays.
         """
         raise NotImplementedError
+
+    def encode_batch(self, images: np.ndarray):
+        """The prompt-free part of the model on a batch, once per image (the default: no split).
+
+        Args:
+            images: ``uint8`` ``(N, S, S, 3)`` RGB at the model's input size.
+
+        Returns:
+            The runtime's features of the ``N`` images, only for :meth:`decode_batch`; by default
+            the images themselves.
+        """
+        return images
+
+    def decode_batch(self, features, prompts: Sequence[str], image_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The prompt-conditioned part: pair ``m`` is image ``image_index[m]`` of ``features`` with ``prompts[m]``.
+
+        The default runs :meth:`forward_batch` on each pair's image (a whole model run per pair).
+
+        Returns:
+            ``(mask_logits, confidence_logits)``: float32 ``(M, S, S)`` and ``(M,)``.
+        """
+        return self.forward_batch(np.ascontiguousarray(features[np.asarray(image_index)]), prompts)
+
+    def forward_pairs(self, images: np.ndarray, prompts: Sequence[str], image_index: Sequence[int] | np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Run the model on ``M`` (image, prompt) pairs over ``N`` images, encoding each image once.
+
+        One prompt per image in order (``image_index == range(N)``) is :meth:`forward_batch`, the
+        path of a single prompt. Otherwise the images are encoded once (:meth:`encode_batch`) and
+        the pairs decoded in chunks of :attr:`batch_size` (:meth:`decode_batch`).
+
+        Args:
+            images: ``uint8`` ``(N, S, S, 3)`` RGB at the model's input size.
+            prompts: ``M`` prompts.
+            image_index: ``M`` indices into ``images``: pair ``m`` is ``images[image_index[m]]``
+                with ``prompts[m]``.
+
+        Returns:
+            ``(mask_logits, confidence_logits)``: float32 ``(M, S, S)`` and ``(M,)``.
+
+        Raises:
+            ConfigError: If ``image_index`` does not give one valid image per prompt.
+        """
+        index = np.asarray(image_index, dtype=np.int64).reshape(-1)
+        if len(index) != len(prompts) or (len(index) and not 0 <= index.min() <= index.max() < len(images)):
+            raise ConfigError(f"image_index must give one image of 0..{len(images) - 1} per prompt, got {index.tolist()} "
+                              f"for {len(prompts)} prompts")
+        if not len(index):
+            return np.zeros((0, *images.shape[1:3]), np.float32), np.zeros(0, np.float32)
+        if len(index) == len(images) and np.array_equal(index, np.arange(len(images))):
+            return self.forward_batch(images, prompts)
+        features = self.encode_batch(images)
+        step = max(1, int(self.batch_size))
+        outputs = [self.decode_batch(features, list(prompts[start : start + step]), index[start : start + step])
+                   for start in range(0, len(index), step)]
+        return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """One image as :meth:`forward_batch` takes it: checked and stretched to :attr:`image_size`.
@@ -256,3 +382,30 @@ class BatchedPredictor(Predictor):
                 results.append(self.finish(logits, confidence, prompt, image.shape, return_probabilities))
         return results
 
+    def predict_many(
+        self, images: Sequence[np.ndarray], prompts: Sequence[str] | Sequence[Sequence[str]], *,
+        return_probabilities: bool = False,
+    ) -> list[list[SegmentationResult]]:
+        """Segment every image with each of its prompts, encoding each image once.
+
+        Images go in chunks of :attr:`batch_size`, each chunk through :meth:`forward_pairs` with
+        all its images' prompts. Arguments and errors as :meth:`Predictor.predict_many`.
+
+        Returns:
+            Per image, one :class:`SegmentationResult` per prompt, at that image's size.
+        """
+        per_image = [[check_prompt(p) for p in own] for own in prompts_per_image(prompts, len(images))]
+        images = [check_image(image) for image in images]
+        results: list[list[SegmentationResult]] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk, chunk_prompts = images[start : start + self.batch_size], per_image[start : start + self.batch_size]
+            index = [i for i, own in enumerate(chunk_prompts) for _ in own]
+            flat = [prompt for own in chunk_prompts for prompt in own]
+            if not flat:
+                results += [[] for _ in chunk]
+                continue
+            mask_logits, confidence_logits = self.forward_pairs(stack_model_inputs(chunk, self.image_size), flat, index)
+            pairs = [self.finish(logits, confidence, prompt, chunk[i].shape, return_probabilities)
+                     for i, prompt, logits, confidence in zip(index, flat, mask_logits, confidence_logits)]
+            results += _regroup(pairs, chunk_prompts)
+        return results

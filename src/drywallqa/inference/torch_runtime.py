@@ -1,8 +1,10 @@
 """PyTorch runtime: :class:`ModelPredictor` runs any registered model with every speed option
-(bf16/fp16 autocast, channels_last, torch.compile, CUDA graphs); torch is imported on first use."""
+(bf16/fp16 autocast, channels_last, torch.compile, CUDA graphs), and several prompts per image
+from one encoding (the model's ``encode`` / ``decode``); torch is imported on first use."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -79,6 +81,9 @@ class ModelPredictor(BatchedPredictor):
         self._forward = (
             torch.compile(self.model, mode=self.compile_mode, dynamic=False) if self.compile_mode else self.model
         )
+        if self.compile_mode:
+            self._encode = torch.compile(self._encode, mode=self.compile_mode, dynamic=False)
+            self._decode = torch.compile(self._decode, mode=self.compile_mode, dynamic=False)
         self._graphs: dict[tuple, tuple] = {}
         options = [precision] + ["channels_last"] * self.channels_last
         options += [f"compile={self.compile_mode}"] * bool(self.compile_mode) + ["cuda_graphs"] * self.cuda_graphs
@@ -96,47 +101,87 @@ class ModelPredictor(BatchedPredictor):
 
     def forward_batch(self, images: np.ndarray, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Run the model on a ``uint8`` ``(B, S, S, 3)`` batch; see :meth:`BatchedPredictor.forward_batch`."""
+        embeddings = self.model.embed_prompts(list(prompts)).to(self.device)
+        with self._inference():
+            output = self._run("forward", self._forward, (self._pixels(images), embeddings))
+        return _to_numpy(output)
+
+    def encode_batch(self, images: np.ndarray):
+        """The model's :meth:`~drywallqa.models.PromptSegmentationModel.encode` of a ``uint8``
+        ``(N, S, S, 3)`` batch: its features, on the device; see :meth:`BatchedPredictor.encode_batch`."""
+        with self._inference():
+            return self._run("encode", self._encode, (self._pixels(images),))
+
+    def decode_batch(self, features, prompts: Sequence[str], image_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model's :meth:`~drywallqa.models.PromptSegmentationModel.decode` of :meth:`encode_batch`'s
+        features; see :meth:`BatchedPredictor.decode_batch`."""
         import torch
 
         embeddings = self.model.embed_prompts(list(prompts)).to(self.device)
+        index = torch.as_tensor(np.asarray(image_index, dtype=np.int64)).to(self.device)
+        with self._inference():
+            output = self._run("decode", self._decode, (*features, embeddings, index))
+        return _to_numpy(output)
+
+    def _pixels(self, images: np.ndarray):
+        """A ``uint8`` NHWC batch as float ``[0, 1]`` NCHW on the device, in the predictor's memory format."""
+        import torch
+
         # uint8 goes to the device (4x fewer bytes than float), is scaled there, and the
         # permuted NHWC view already has channels_last strides.
         pixels = torch.from_numpy(images).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-        pixels = pixels.float().mul_(1.0 / 255.0).contiguous(memory_format=self.memory_format)
+        return pixels.float().mul_(1.0 / 255.0).contiguous(memory_format=self.memory_format)
+
+    @contextlib.contextmanager
+    def _inference(self):
+        """Inference mode under the predictor's autocast."""
+        import torch
+
         dtype = self.autocast_dtype
         # Cached autocast weight casts must not outlive a CUDA graph capture.
         with torch.inference_mode(), torch.autocast(
             self.device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=not self.cuda_graphs
         ):
-            mask_logits, confidence_logits = (
-                self._replay_cuda_graph(pixels, embeddings) if self.cuda_graphs else self._forward(pixels, embeddings)
-            )
-        return (
-            mask_logits[:, 0].float().cpu().numpy(),
-            confidence_logits.float().cpu().numpy(),
-        )
+            yield
 
-    def _replay_cuda_graph(self, pixels, embeddings):
-        """Run through a CUDA graph captured for this input shape (captured on first use)."""
+    def _encode(self, pixels):
+        return self.model.encode(pixels)
+
+    def _decode(self, *inputs):
+        *features, embeddings, index = inputs
+        return self.model.decode(tuple(features), embeddings, index)
+
+    def _run(self, part: str, function, inputs: tuple):
+        """``function(*inputs)``, through a CUDA graph of this part and input shapes when asked for."""
+        return self._replay_cuda_graph(part, function, inputs) if self.cuda_graphs else function(*inputs)
+
+    def _replay_cuda_graph(self, part: str, function, inputs: tuple):
+        """Run ``function`` through a CUDA graph captured for this part and these input shapes (on first use)."""
         import torch
 
-        key = (tuple(pixels.shape), tuple(embeddings.shape))
+        key = (part, *(tuple(tensor.shape) for tensor in inputs))
         if key not in self._graphs:
-            static_pixels, static_embeddings = pixels.clone(), embeddings.clone()
+            static_inputs = tuple(tensor.clone() for tensor in inputs)
             # Warm up on a side stream first, as torch.cuda.graph requires (lazy init, autotuning).
             stream = torch.cuda.Stream(self.device)
             stream.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(stream):
                 for _ in range(3):
-                    self._forward(static_pixels, static_embeddings)
+                    function(*static_inputs)
             torch.cuda.current_stream(self.device).wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                static_output = self._forward(static_pixels, static_embeddings)
-            self._graphs[key] = (graph, static_pixels, static_embeddings, static_output)
-        graph, static_pixels, static_embeddings, static_output = self._graphs[key]
-        static_pixels.copy_(pixels)
-        static_embeddings.copy_(embeddings)
+                static_output = function(*static_inputs)
+            self._graphs[key] = (graph, static_inputs, static_output)
+        graph, static_inputs, static_output = self._graphs[key]
+        for static, tensor in zip(static_inputs, inputs):
+            static.copy_(tensor)
         graph.replay()
         return static_output
+
+
+def _to_numpy(output) -> tuple[np.ndarray, np.ndarray]:
+    """A :class:`~drywallqa.models.ModelOutput` as float32 ``(B, S, S)`` and ``(B,)`` arrays."""
+    mask_logits, confidence_logits = output
+    return mask_logits[:, 0].float().cpu().numpy(), confidence_logits.float().cpu().numpy()
 
