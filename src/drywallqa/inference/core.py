@@ -138,7 +138,8 @@ class Predictor:
     ) -> list[list[SegmentationResult]]:
         """Segment every image with each of its prompts.
 
-        This base class runs :meth:`predict_batch` on one (image, prompt) pair per row;
+        This base class calls :meth:`predict_batch` once per prompt position (each image's first
+        prompt, then each image's second...), so no call holds more pairs than images;
         :class:`BatchedPredictor` encodes each image once for all its prompts.
 
         Args:
@@ -154,10 +155,14 @@ class Predictor:
             ConfigError: If per-image prompt lists do not match the images in number.
         """
         per_image = prompts_per_image(prompts, len(images))
-        pair_images = [image for image, own in zip(images, per_image) for _ in own]
-        results = self.predict_batch(pair_images, [prompt for own in per_image for prompt in own],
-                                     return_probabilities=return_probabilities)
-        return _regroup(results, per_image)
+        results: list[list[SegmentationResult]] = [[] for _ in images]
+        for position in range(max((len(own) for own in per_image), default=0)):
+            rows = [i for i, own in enumerate(per_image) if len(own) > position]
+            answers = self.predict_batch([images[i] for i in rows], [per_image[i][position] for i in rows],
+                                         return_probabilities=return_probabilities)
+            for i, answer in zip(rows, answers):
+                results[i].append(answer)
+        return results
 
     def predict(
         self, image: np.ndarray, prompt: str | Sequence[str], *, return_probabilities: bool = False

@@ -1,12 +1,18 @@
-"""Dynamic micro-batching: one model thread serving many callers, each with one image and prompt.
+"""Dynamic micro-batching: one model thread serving many callers, each with a photo and its prompts.
 
 :class:`MicroBatcher` is the *batched model* stage of the drivers' reader -> batched model ->
 writer pipelines (``drywallqa predict`` over a folder, ``drywallqa serve`` over concurrent
 requests). Callers (reader threads, request handlers) hand it images and prompts with
-:meth:`~MicroBatcher.predict`; the model thread takes whatever pairs are queued, up to
+:meth:`~MicroBatcher.predict`; the model thread takes whatever photos are queued, up to
 ``max_batch`` (waiting at most ``max_wait_s`` for a batch to fill when the queue runs dry), and
-makes one model call for them. A busy model thus batches more, an idle one answers a lone request
-at once.
+makes one model call for them and all their prompts. A busy model thus batches more, an idle one
+answers a lone request at once.
+
+The pairs of one call that share an image (the same array: ``predict([photo] * 2, ["segment
+crack", "segment taping area"])``) are one queued photo: the model encodes it once and decodes
+each of its prompts (:meth:`~drywallqa.inference.BatchedPredictor.forward_pairs`; a predictor
+with its own :meth:`~drywallqa.inference.Predictor.predict_many`, a tiling wrapper say, gets the
+photos with their prompts; any other, the pairs in one ``predict_batch`` call).
 
 The model thread does nothing but model calls. For a
 :class:`~drywallqa.inference.BatchedPredictor` the callers resize their images to the model's
@@ -16,7 +22,7 @@ when they come back, each in its own thread: done in the model thread, that work
 interpreter among a dozen busy callers, took a fifth of its time. Any other predictor gets whole
 images through ``predict_batch``.
 
-The queue is bounded (``max_queued`` pairs): a reader blocks when it is full (back-pressure); a
+The queue is bounded (``max_queued`` photos): a reader blocks when it is full (back-pressure); a
 caller that must not wait gets :class:`QueueFull`. A caller with a deadline (an HTTP request's
 time-out) waits no longer than it: it gets :class:`DeadlineExceeded`, its pairs still queued are
 dropped, and the model thread never runs a pair whose deadline has passed.
@@ -58,7 +64,7 @@ class QueueFull(Exception):
 
 @dataclass
 class _Pair:
-    image: np.ndarray  # the model's input (batched predictors) or the whole image
+    image: np.ndarray  # the model's input (batched predictors) or the whole image; one array per photo
     prompt: str
     deadline: float | None = None  # time.monotonic() after which nobody waits for the answer
     future: Future = field(default_factory=Future)
@@ -72,11 +78,12 @@ _STOP = object()
 
 @dataclass
 class BatchStats:
-    """What the model thread did: calls, pairs, and seconds spent in the model."""
+    """What the model thread did: calls, pairs, photos (each encoded once a call) and seconds in the model."""
 
     calls: int = 0
     pairs: int = 0
     model_seconds: float = 0.0
+    images: int = 0
 
     @property
     def mean_batch(self) -> float:
@@ -85,13 +92,14 @@ class BatchStats:
 
 
 class MicroBatcher:
-    """A model thread that batches single (image, prompt) pairs from many callers.
+    """A model thread that batches the (image, prompt) pairs of many callers, a photo's prompts together.
 
     Args:
         predictor: Any :class:`~drywallqa.inference.Predictor` (its model runs in the model thread only).
-        max_batch: Most pairs per model call; the predictor's ``batch_size`` (else 8) by default.
-        max_wait_s: Longest wait for more pairs once one is queued and the model is idle.
-        max_queued: Pairs that may wait for the model; :meth:`predict` blocks or raises beyond.
+        max_batch: Most photos per model call (each with all its prompts); the predictor's
+            ``batch_size`` (else 8) by default.
+        max_wait_s: Longest wait for more photos once one is queued and the model is idle.
+        max_queued: Photos that may wait for the model; :meth:`predict` blocks or raises beyond.
 
     Use as a context manager, or call :meth:`close`.
 
@@ -121,14 +129,15 @@ class MicroBatcher:
 
     @property
     def queued(self) -> int:
-        """Pairs waiting for the model now."""
+        """Photos waiting for the model now."""
         return self._queue.qsize()
 
     def predict(self, images: Sequence[np.ndarray], prompts: Sequence[str], *, block: bool = True,
                 deadline: float | None = None) -> list[SegmentationResult]:
         """Segment ``images[i]`` with ``prompts[i]`` in the model thread, batched with other callers' pairs.
 
-        Safe to call from many threads at once; a drop-in for ``predict_batch``.
+        Safe to call from many threads at once; a drop-in for ``predict_batch``. Pairs that give
+        the same image array are one photo to the model: encoded once for all its prompts.
 
         Args:
             images: RGB ``uint8`` ``(H, W, 3)`` arrays.
@@ -137,24 +146,31 @@ class MicroBatcher:
             deadline: A :func:`time.monotonic` time to wait no longer than (None: as long as it takes).
 
         Raises:
-            QueueFull: Without ``block``, when ``max_queued`` pairs are waiting.
+            QueueFull: Without ``block``, when ``max_queued`` photos are waiting.
             DeadlineExceeded: When ``deadline`` passes first; the pairs not yet in the model are dropped.
             ConfigError: For a bad image or prompt (that pair's error: the others are unaffected).
             RuntimeError: After :meth:`close`.
         """
         if self._closed:
             raise RuntimeError("the micro-batcher is closed")
-        images = [check_image(image) for image in images]
         if self.batched:
             prompts = [check_prompt(prompt) for prompt in prompts]
-            pairs = [_Pair(self.predictor.prepare(image), prompt, deadline) for image, prompt in zip(images, prompts)]
-        else:
-            pairs = [_Pair(image, prompt, deadline) for image, prompt in zip(images, prompts)]
+        photos: dict[int, list[_Pair]] = {}  # by the caller's array: one model input per photo
+        inputs: dict[int, np.ndarray] = {}
+        shapes: dict[int, tuple[int, ...]] = {}
+        pairs = []
+        for image, prompt in zip(images, prompts):
+            if id(image) not in inputs:
+                checked = check_image(image)
+                inputs[id(image)] = self.predictor.prepare(checked) if self.batched else checked
+                shapes[id(image)] = checked.shape
+            pairs.append(_Pair(inputs[id(image)], prompt, deadline))
+            photos.setdefault(id(image), []).append(pairs[-1])
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceeded("the deadline passed before the pairs reached the model's queue")
         try:
-            for pair in pairs:
-                self._put(pair, block, deadline)
+            for photo in photos.values():
+                self._put(photo, block, deadline)
             outputs = [self._wait(pair, deadline) for pair in pairs]
         except BaseException:
             for pair in pairs:
@@ -162,12 +178,12 @@ class MicroBatcher:
             raise
         if not self.batched:
             return outputs
-        return [self.predictor.finish(logits, confidence, pair.prompt, image.shape)
+        return [self.predictor.finish(logits, confidence, pair.prompt, shapes[id(image)])
                 for (logits, confidence), pair, image in zip(outputs, pairs, images)]
 
-    def _put(self, pair: _Pair, block: bool, deadline: float | None) -> None:
+    def _put(self, photo: list[_Pair], block: bool, deadline: float | None) -> None:
         try:
-            self._queue.put(pair, block=block, timeout=self._remaining(deadline) if block else None)
+            self._queue.put(photo, block=block, timeout=self._remaining(deadline) if block else None)
         except queue.Full:
             if block:
                 raise DeadlineExceeded("the deadline passed while waiting for room in the model's queue") from None
@@ -187,9 +203,9 @@ class MicroBatcher:
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def retry_after(self) -> int:
-        """Seconds until the queued pairs have likely gone through the model."""
-        per_pair = self.stats.model_seconds / self.stats.pairs if self.stats.pairs else 1.0
-        return max(1, round(per_pair * (self.queued + self.max_batch)))
+        """Seconds until the queued photos have likely gone through the model."""
+        per_photo = self.stats.model_seconds / self.stats.images if self.stats.images else 1.0
+        return max(1, round(per_photo * (self.queued + self.max_batch)))
 
     def close(self) -> None:
         """Finish the queued pairs and stop the model thread."""
@@ -209,11 +225,11 @@ class MicroBatcher:
             if stop:
                 return
 
-    def _gather(self, first: _Pair) -> tuple[list[_Pair], bool]:
-        """``first`` and whatever else comes within ``max_wait_s``, up to ``max_batch`` pairs."""
-        batch = [first]
+    def _gather(self, first: list[_Pair]) -> tuple[list[_Pair], bool]:
+        """The pairs of ``first`` and of whatever photos come within ``max_wait_s``, up to ``max_batch`` photos."""
+        batch, photos = list(first), 1
         deadline = time.monotonic() + self.max_wait_s
-        while len(batch) < self.max_batch:
+        while photos < self.max_batch:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
@@ -226,15 +242,28 @@ class MicroBatcher:
                     break
             if item is _STOP:
                 return batch, True
-            batch.append(item)
+            batch += item
+            photos += 1
         return batch, False
 
     def _model(self, pairs: list[_Pair]) -> list:
-        """One model call: ``(mask logits, confidence logit)`` per pair, or whole results."""
-        prompts = [p.prompt for p in pairs]
-        if not self.batched:
-            return self.predictor.predict_batch([p.image for p in pairs], prompts)
-        mask_logits, confidence_logits = self.predictor.forward_batch(np.stack([p.image for p in pairs]), prompts)
+        """One model call, each photo once with all its prompts: ``(mask logits, confidence logit)``
+        per pair, or whole results."""
+        rows: dict[int, int] = {}
+        for pair in pairs:
+            rows.setdefault(id(pair.image), len(rows))
+        index = [rows[id(pair.image)] for pair in pairs]
+        inputs = list({id(pair.image): pair.image for pair in pairs}.values())
+        self.stats.images += len(inputs)
+        if not self.batched and type(self.predictor).predict_many is Predictor.predict_many:
+            return self.predictor.predict_batch([p.image for p in pairs], [p.prompt for p in pairs])
+        if not self.batched:  # a predictor of its own that shares work between a photo's prompts
+            per_photo: list[list[str]] = [[] for _ in inputs]
+            for pair, row in zip(pairs, index):
+                per_photo[row].append(pair.prompt)
+            results = [iter(photo) for photo in self.predictor.predict_many(inputs, per_photo)]
+            return [next(results[row]) for row in index]
+        mask_logits, confidence_logits = self.predictor.forward_pairs(np.stack(inputs), [p.prompt for p in pairs], index)
         return list(zip(mask_logits, confidence_logits))
 
     def _call(self, batch: list[_Pair]) -> None:

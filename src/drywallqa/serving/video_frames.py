@@ -60,12 +60,12 @@ class TemporalSmoother:
             the frame's size).
         """
         predictor, count = self.predictor, len(self.prompts)
-        inputs = np.repeat(stack_model_inputs(frames, predictor.image_size), count, axis=0)
-        prompts = self.prompts * len(frames)
+        inputs = stack_model_inputs(frames, predictor.image_size)
         mask_logits, confidence_logits = [], []
-        for start in range(0, len(inputs), predictor.batch_size):
-            logits, confidence = predictor.forward_batch(inputs[start:start + predictor.batch_size],
-                                                         prompts[start:start + predictor.batch_size])
+        for start in range(0, len(inputs), predictor.batch_size):  # each frame encoded once for all the prompts
+            chunk = inputs[start:start + predictor.batch_size]
+            logits, confidence = predictor.forward_pairs(chunk, self.prompts * len(chunk),
+                                                         np.repeat(np.arange(len(chunk)), count))
             mask_logits.append(logits)
             confidence_logits.append(confidence)
         mask_logits, confidence_logits = np.concatenate(mask_logits), np.concatenate(confidence_logits)
