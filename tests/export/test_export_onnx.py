@@ -35,8 +35,10 @@ def test_export_writes_the_encoder_and_decoder_graphs_beside_the_whole_one(expor
     assert (encoder.name, decoder.name) == ("tiny.encoder.onnx", "tiny.decoder.onnx")
     whole = read_metadata(exported.onnx_path)
     assert whole["graph_layout"] == "2"
+    # Each feature's (channels, height, width) at the 64 px input: the deepest map, then each stage's skip share.
+    shapes = "[[320, 2, 2], [96, 4, 4], [64, 8, 8], [48, 16, 16], [32, 32, 32]]"
     for path, part in ((encoder, "encoder"), (decoder, "decoder")):
-        assert read_metadata(path) == {**whole, "graph_part": part}
+        assert read_metadata(path) == {**whole, "graph_part": part, "feature_shapes": shapes}
     # Each photo encoded once and decoded with both prompts, against PyTorch on each pair alone.
     split = exported.split_parity
     assert split.passed and split.images == 2 * 4 and split.max_abs_logit_diff < 1e-4

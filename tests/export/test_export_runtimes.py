@@ -229,3 +229,15 @@ def test_tensorrt_absent_gives_install_hint_and_trtexec_command(exported) -> Non
         assert "pip install tensorrt" in message
         assert f"trtexec --onnx={exported.onnx_path}" in message
         assert "--fp16" in message and "images:1x3x64x64,prompt_embeddings:1x384" in message
+
+
+def test_tensorrt_profiles_cover_every_input_of_each_graph(exported) -> None:
+    """The engines' optimisation profiles (no TensorRT needed to check them): each graph's inputs at the input size."""
+    from drywallqa.inference.tensorrt_runtime import _row_shapes
+
+    encoder, decoder = split_graph_paths(exported.onnx_path)
+    assert _row_shapes(exported.onnx_path, 128, 384) == {"images": (3, 128, 128), "prompt_embeddings": (384,)}
+    assert _row_shapes(encoder, 128, 384) == {"images": (3, 128, 128)}
+    assert _row_shapes(decoder, 128, 384) == {
+        "features.0": (320, 4, 4), "features.1": (96, 8, 8), "features.2": (64, 16, 16), "features.3": (48, 32, 32),
+        "features.4": (32, 64, 64), "prompt_embeddings": (384,)}

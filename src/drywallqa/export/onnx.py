@@ -185,9 +185,10 @@ def export_onnx(
         _trace_to_onnx(export_model, "whole", dummy, tmp_onnx, opset)
         _write_metadata(tmp_onnx, metadata)
         tmp_split = split_graph_paths(tmp_onnx)
-        _trace_split(export_model, dummy, tmp_split, opset)
+        feature_shapes = _trace_split(export_model, dummy, tmp_split, opset)
         for part, split_path in zip(("encoder", "decoder"), tmp_split):
-            _write_metadata(split_path, {**metadata, "graph_part": part})
+            # The features' shapes at the model's input size: a TensorRT profile needs them.
+            _write_metadata(split_path, {**metadata, "graph_part": part, "feature_shapes": _json(feature_shapes)})
 
         images, prompts = synthetic_images(check_images, size=max(size, 64)) if check or int8 else ([], [])
         reference = run_torch_reference(export_model, images, prompts, store) if check else None
@@ -277,14 +278,21 @@ def _cpu_float32_copy(model):
     return copy.deepcopy(model).to("cpu", torch.float32).eval()
 
 
-def _trace_split(model, dummy: tuple, paths: tuple[Path, Path], opset: int) -> None:
-    """Trace the encoder graph at ``dummy``'s images, then the decoder graph at their features."""
+def _trace_split(model, dummy: tuple, paths: tuple[Path, Path], opset: int) -> list[list[int]]:
+    """Trace the encoder graph at ``dummy``'s images, then the decoder graph at their features.
+
+    Returns:
+        Each feature's shape after the batch axis at the model's input size.
+    """
     import torch
 
+    size = int(model.default_image_size)
     with torch.no_grad():  # not inference mode: the tracer records on these tensors
         features = tuple(model.encode(dummy[0]))
+        shapes = [list(feature.shape[1:]) for feature in model.encode(torch.zeros(1, 3, size, size))]
     _trace_to_onnx(model, "encoder", (dummy[0],), paths[0], opset, feature_count=len(features))
     _trace_to_onnx(model, "decoder", (*features, dummy[1]), paths[1], opset, feature_count=len(features))
+    return shapes
 
 
 def _trace_to_onnx(model, part: str, args: tuple, path: Path, opset: int, feature_count: int = 0) -> None:
