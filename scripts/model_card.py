@@ -41,6 +41,8 @@ def results_table(name: str, report: dict) -> list[str]:
         "",
         f"Split `{meta['split']}` of {', '.join(meta['datasets'])}; threshold {threshold}.",
         "",
+        leakage_line(report),
+        "",
         "| class | prompt | target | images | IoU per-image (mean ± std) | IoU pooled | Dice per-image | "
         "wrong-prompt FP pixels | images with wrong-prompt FP | held-out paraphrase IoU drop | confidence–IoU r |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -57,6 +59,28 @@ def results_table(name: str, report: dict) -> list[str]:
             f"{'–' if with_fp is None else f'{100 * with_fp:.1f} %'} | {drop} | {num(cls.get('confidence_iou_pearson'), '.2f')} |"
         )
     return lines + [""]
+
+
+def leakage_line(report: dict) -> str:
+    """The scored source groups the model was trained on, as the report's ``leakage`` entry says."""
+    leakage = report.get("leakage")
+    if leakage is None:
+        return ("Source groups shared with the training images: not in this report (written before `drywallqa "
+                "evaluate` reported them; rerunning the command that wrote it fills it in).")
+    if not leakage["known"]:
+        return f"Source groups shared with the training images: **unknown** ({leakage['source']})."
+    shared = leakage["shared_groups"]
+    per_dataset = ", ".join(f"{name} {n}" for name, n in leakage["by_dataset"].items())
+    selection = leakage.get("selection_shared_groups")
+    return (
+        f"Source groups shared with the training images: **{shared} of the {leakage['scored_groups']} scored groups** "
+        f"({leakage['images_in_shared_groups']} of {leakage['scored_images']} images"
+        + (f"; {per_dataset}, e.g. {', '.join(f'`{g}`' for g in leakage['examples'])}" if shared else "")
+        + ") have variants the model was trained on"
+        + (f", and {selection} other group(s) are among the validation groups that chose its checkpoint and "
+           "thresholds" if selection else "")
+        + f". Training set read from {leakage['source']}."
+    )
 
 
 # The model-quality issue's goals; "published" is the best published result on the same split, where
@@ -151,7 +175,6 @@ def main() -> None:
     model_dir = Path(args.model)
     config = json.loads((model_dir / "config.json").read_text())
     training = json.loads((model_dir / "training.json").read_text())
-    budget = training["budget"]
     tcfg = training["train_config"]
     data = training["trainset_config"]
     weights = model_dir / "model.safetensors"

@@ -117,8 +117,8 @@ def test_serve_encodes_the_photo_once_for_its_prompts() -> None:
     pytest.importorskip("multipart", reason="FastAPI forms need python-multipart (pip install 'drywallqa[serve]')")
     from fastapi.testclient import TestClient
 
+    from drywallqa.inference.render import jpeg_bytes
     from drywallqa.serving import create_app
-    from drywallqa.serving.render import jpeg_bytes
 
     predictor = CountingSplit()
     with TestClient(create_app(predictor, timeout_s=30)) as client:
@@ -152,3 +152,46 @@ def test_evaluate_encodes_each_image_once_per_class(tmp_path) -> None:
     prompts_per_class = [1 + (len(report.classes) - 1) + len(scores.paraphrases) for scores in report.classes.values()]
     assert predictor.encoded == images  # every prompt of a class (its own, the others', paraphrases) from one encoding
     assert predictor.decoded == sum(s.images * n for s, n in zip(report.classes.values(), prompts_per_class))
+
+
+def test_a_tiled_photo_encodes_each_tile_once_for_all_its_prompts() -> None:
+    predictor = CountingSplit()
+    image = photos(1, size=300)[0]  # 300 x 300 in 64 px tiles
+    tiles = len(predictor.prepare(image, tile=64))
+    assert tiles > predictor.batch_size  # the tiles span several model calls
+    several = predictor.predict(image, TWO_PROMPTS, tile=64, return_probabilities=True)
+    assert predictor.encoded == tiles and predictor.decoded == 2 * tiles
+    for result in several:
+        alone = predictor.predict(image, result.prompt, tile=64, return_probabilities=True)
+        assert result.extra["tiling"] == alone.extra["tiling"]
+        np.testing.assert_allclose(result.probabilities, alone.probabilities, atol=1e-6)
+        assert result.confidence == pytest.approx(alone.confidence)
+
+
+def test_the_micro_batcher_encodes_each_tile_once_for_its_photo_prompts() -> None:
+    from drywallqa.serving.batching import MicroBatcher
+
+    predictor = CountingSplit()
+    image = photos(1, size=300)[0]
+    tiles = len(predictor.prepare(image, tile=64))
+    expected = [predictor.predict(image, prompt, tile=64) for prompt in TWO_PROMPTS]
+    predictor.encoded = predictor.decoded = 0
+    with MicroBatcher(predictor, max_batch=64, max_wait_s=0.05) as batcher:
+        got = batcher.predict([image, image], TWO_PROMPTS, tile=64)
+    assert predictor.encoded == tiles and predictor.decoded == 2 * tiles
+    for ours, theirs in zip(got, expected):
+        np.testing.assert_array_equal(ours.mask, theirs.mask)
+
+
+def test_watch_smoother_encodes_each_tile_of_a_frame_once() -> None:
+    from drywallqa.serving.video_frames import TemporalSmoother
+
+    predictor = CountingSplit()
+    frames = photos(1, size=300) * 3
+    smoother = TemporalSmoother(predictor, TWO_PROMPTS, smoothing=1.0, tile=64)
+    results = smoother(frames)
+    tiles = len(smoother.plan)
+    assert tiles > 1 and predictor.encoded == 3 * tiles and predictor.decoded == 3 * 2 * tiles
+    for k, prompt in enumerate(TWO_PROMPTS):
+        alone = predictor.predict(frames[0], prompt, tile=64)
+        np.testing.assert_array_equal(results[-1][k].mask, alone.mask)

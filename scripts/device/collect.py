@@ -101,7 +101,9 @@ def main() -> int:
         if not args.runs or not args.out:
             parser.error("--runs and --out are needed (or --check OUT)")
         out = args.out
-        for run in sorted(p for p in args.runs.iterdir() if p.is_dir()):
+        # A run folder, or only its log when the training failed before writing one.
+        names = sorted({p.name for p in args.runs.iterdir() if p.is_dir()} | {p.stem for p in args.runs.glob("*.log")})
+        for run in (args.runs / name for name in names):
             log = args.runs / f"{run.name}.log"
             names = bundle(run, log, out / f"{run.name}.tar")
             missing = {"model/model.safetensors", "model/training.json", "training_curves.png"} - set(names)

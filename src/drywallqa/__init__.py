@@ -5,7 +5,9 @@ What a notebook needs is importable from here::
     import drywallqa
 
     predictor = drywallqa.load_predictor()            # the shipped model, fastest runtime here
-    result = predictor.predict(image, "segment crack")
+    result = predictor.predict(image, "segment crack")  # the mask
+    predictions = drywallqa.predict("wall.jpg", ["segment crack", "segment taping area"], predictor)
+    predictions.verdict, predictions[0].figures, predictions[0].plot(), predictions.save("out")
     dataset = drywallqa.AnnotatedDataset.from_coco("export/train/_annotations.coco.json")
     report = drywallqa.evaluate(predictor, dataset)
     drywallqa.train(drywallqa.TrainConfig.from_yaml("configs/promptunet-lite0.yaml"))
@@ -22,9 +24,12 @@ from drywallqa.errors import ConfigError, DataError, DrywallQAError
 
 # Name -> module that defines it, imported on first attribute access (PEP 562).
 _LAZY = {
+    "Prediction": "drywallqa.inference",
+    "Predictions": "drywallqa.inference",
     "Predictor": "drywallqa.inference",
     "SegmentationResult": "drywallqa.inference",
     "load_predictor": "drywallqa.inference",
+    "predict": "drywallqa.inference",
     "build_model": "drywallqa.models",
     "evaluate": "drywallqa.evaluation",
     "TrainConfig": "drywallqa.training",

@@ -25,6 +25,8 @@ import hashlib
 import os
 import re
 import unicodedata
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from drywallqa.errors import DataError
@@ -158,3 +160,50 @@ def safe_relative_path(path: str | os.PathLike) -> PurePosixPath:
     """A relative path whose every part is a :func:`safe_component` (``..`` and roots dropped)."""
     parts = [p for p in PurePosixPath(Path(path).as_posix()).parts if p not in ("/", ".", "..")]
     return PurePosixPath(*[safe_component(p) for p in parts]) if parts else PurePosixPath(safe_component(""))
+
+
+# -- output names of photos and prompts ------------------------------------------------------------
+def output_keys(images: Sequence[Path]) -> dict[Path, str]:
+    """File-name key of each image: its stem, plus a hash of its path when stems collide.
+
+    Keys are unique by construction, compared case-insensitively (as a Windows or macOS disk
+    compares file names): a photo whose own stem equals another photo's hashed key (a file named
+    ``crack-2a1f4670.jpg``) is hashed too, so no photo's outputs overwrite another's. A photo whose
+    stem is unique keeps it as its key.
+    """
+    return _unique_names({image: _safe_name(image.stem) for image in images}, str)
+
+
+def prompt_slugs(prompts: Sequence[str]) -> dict[str, str]:
+    """File-name part of each prompt: lower-case words joined by ``-``, plus a hash when slugs
+    collide (unique by construction, as :func:`output_keys`)."""
+    return _unique_names({p: re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-")[:48] or "prompt" for p in prompts},
+                         lambda p: p)
+
+
+def _unique_names(bases: dict, text_of) -> dict:
+    """``bases`` made unique case-insensitively: a base shared by several items gets ``-<hash of the
+    item>``, and so does a base that equals another item's hashed name (once hashed, a name never
+    changes again, so this ends after at most one round per item)."""
+    counts = Counter(base.lower() for base in bases.values())
+    names = {item: base + (f"-{_short_hash(text_of(item))}" if counts[base.lower()] > 1 else "")
+             for item, base in bases.items()}
+    while True:
+        taken = Counter(name.lower() for name in names.values())
+        clashing = [item for item, name in names.items() if taken[name.lower()] > 1]
+        plain = [item for item in clashing if names[item] == bases[item]]
+        for item in plain:
+            names[item] = f"{bases[item]}-{_short_hash(text_of(item))}"
+        if not plain:
+            break
+    for item in clashing:  # two hashed names alike: the whole hash of each item tells them apart
+        names[item] = f"{bases[item]}-{hashlib.sha1(text_of(item).encode('utf-8')).hexdigest()}"
+    return names
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "image"
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]

@@ -1,11 +1,12 @@
 """Pre- and post-processing shared by every predictor and runtime, in NumPy and OpenCV (no torch).
 
-Every predictor behaves alike: each image is stretched to
-the model's square input (area interpolation when shrinking, bilinear when enlarging), the mask
-logits are resized bilinearly (half-pixel centres, ``align_corners=False``) back to the image's
-own size, and a pixel is foreground when ``sigmoid(logit) > threshold``. The threshold is applied
-to the logits (``logit > log(t / (1 - t))``), which is the same test without a full-resolution
-sigmoid; the sigmoid only runs when probabilities are asked for.
+Every predictor behaves alike: each image (or each tile of a large one, see
+:mod:`drywallqa.inference.tiling`) is stretched to the model's square input (area interpolation
+when shrinking, bilinear when enlarging), the mask logits are resized bilinearly (half-pixel
+centres, ``align_corners=False``) back to the image's own size, and a pixel is foreground when
+``sigmoid(logit) > threshold``. The threshold is applied to the logits
+(``logit > log(t / (1 - t))``), which is the same test without a full-resolution sigmoid; the
+sigmoid only runs when probabilities are asked for.
 
 :class:`drywallqa.inference.BatchedPredictor` applies them around each runtime's forward pass.
 """
@@ -40,6 +41,25 @@ def resize_to_model_input(image: np.ndarray, size: int) -> np.ndarray:
     # Area averaging when shrinking avoids aliasing thin cracks away; bilinear when enlarging.
     interpolation = cv2.INTER_AREA if min(image.shape[:2]) > size else cv2.INTER_LINEAR
     return cv2.resize(image, (size, size), interpolation=interpolation)
+
+
+def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize an image to ``(height, width)`` with the interpolation :func:`resize_to_model_input` uses.
+
+    Args:
+        image: RGB ``uint8`` ``(H, W, 3)``.
+        height: Rows of the result.
+        width: Columns of the result.
+
+    Returns:
+        RGB ``uint8`` ``(height, width, 3)``; ``image`` itself when it already has that size.
+    """
+    import cv2
+
+    if image.shape[:2] == (height, width):
+        return image
+    interpolation = cv2.INTER_AREA if image.shape[0] > height and image.shape[1] > width else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
 def stack_model_inputs(images: Sequence[np.ndarray], size: int) -> np.ndarray:

@@ -66,6 +66,9 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, capsys) -> None:
     assert predict["steps"]["photos"] == 8 and {"decode", "model", "QA figures", "overlay (tint + JPEG)",
                                                  "COCO annotations", "writes (mask, overlay, record)"} <= set(steps)
     assert steps["model"]["cpu_ms_median"] > 0
+    large = report["end_to_end"]["large_photo"]  # a large photo's seconds per prompt, tiled and not
+    assert large["auto"]["tiles"] > 1 and large["off"]["tiles"] == 1 and large["cores"] >= 1
+    assert large["auto"]["seconds_per_prompt"] > 0 and large["off"]["seconds_per_prompt"] > 0
     assert report["end_to_end"]["serve_skipped"].startswith("not asked for")
     assert report["onnxruntime_profile"]["by_op_type"][0]["share"] > 0
 

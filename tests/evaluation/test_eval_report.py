@@ -29,7 +29,8 @@ def report(synthetic) -> EvalReport:
 
 def test_json_has_every_field(report, tmp_path):
     data = json.loads(report.to_json(tmp_path / "r.json").read_text())
-    assert set(data) == {"metadata", "definitions", "classes", "sweep", "notes", "images"}
+    assert set(data) == {"metadata", "definitions", "classes", "sweep", "notes", "leakage", "images"}
+    assert data["leakage"]["known"] is False and data["leakage"]["shared_groups"] is None  # no training record given
     assert set(data["metadata"]) == METADATA_FIELDS
     assert data["metadata"]["threshold_source"] == "sweep" and data["metadata"]["threshold_split"] == "train"
     for name, scores in data["classes"].items():

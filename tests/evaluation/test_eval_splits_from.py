@@ -2,8 +2,9 @@
 
 import json
 
-from drywallqa.trainsets import TrainSetConfig, build_trainset, resplit_like_training
 from eval_fixtures import synthetic_fixture  # noqa: F401
+
+from drywallqa.trainsets import TrainSetConfig, build_trainset, resplit_like_training
 
 
 def test_resplit_follows_the_training_set_grouping(synthetic, tmp_path):

@@ -414,7 +414,7 @@ def test_concurrent_requests_share_batched_model_calls():
 
 def test_page_overlay_colours_are_predicts():
     from drywallqa.serving.page import static_folder
-    from drywallqa.serving.render import FIGURE_SET_COLOURS
+    from drywallqa.inference.render import FIGURE_SET_COLOURS
 
     script = (static_folder() / "app.js").read_text()
     found = re.search(r"const FIGURE_SET_COLOURS = \{(.*?)\};", script).group(1)
@@ -432,7 +432,7 @@ def test_export_zips_masks_overlays_and_tables_like_predict(client):
     import json
     import zipfile
 
-    from drywallqa.serving.render import jpeg_bytes
+    from drywallqa.inference.render import jpeg_bytes
 
     mask = np.zeros((64, 96), dtype=bool)
     mask[30:33, 10:90] = True

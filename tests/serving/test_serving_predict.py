@@ -67,7 +67,8 @@ def test_rerun_resumes_and_remeasures_with_a_new_scale(photo_folder, tmp_path, t
     written = mask_file.stat().st_mtime_ns
 
     class NoCalls:
-        name, threshold, weights_files = tiny_predictor.name, tiny_predictor.threshold, tiny_predictor.weights_files
+        name, threshold, tile = tiny_predictor.name, tiny_predictor.threshold, tiny_predictor.tile
+        weights_files = tiny_predictor.weights_files
 
         def predict_batch(self, images, prompts, **kwargs):
             raise AssertionError("a complete output must not be predicted again")
@@ -87,6 +88,7 @@ SETTING_CHANGES = {
     "threshold": lambda p: setattr(p, "threshold", 0.9),
     "tta": lambda p: setattr(p, "views", "hflip"),
     "runtime": lambda p: setattr(p, "name", "promptunet/onnxruntime-cpu"),
+    "tile": lambda p: p.set_tile(320),
 }
 
 
@@ -241,16 +243,17 @@ def test_coco_annotations_of_many_specks_never_hold_a_mask_per_speck():
     import tracemalloc
 
     from drywallqa.data.masks import rle_to_mask
-    from drywallqa.serving.results import mask_annotations
+    from drywallqa.inference import Prediction
+    from drywallqa.qa import QAFigures, Verdict
 
     mask = np.zeros((1200, 1600), dtype=bool)
     mask[5:205:2, 7:207:20] = True  # 1000 one-pixel specks and a crack
     mask[600, 100:1500] = True
-    record = {"class": "crack", "prompt": "segment crack", "image_width": 1600, "image_height": 1200,
-              "figures": {"confidence": 0.5}, "verdict": "fail"}
+    prediction = Prediction("wall.jpg", "segment crack", "crack", QAFigures("crack", 0.07, 1400, 1, confidence=0.5),
+                            Verdict("fail"), 1600, 1200, mask=mask)
     tracemalloc.start()
     try:
-        found = mask_annotations(mask, record, min_component_area_px=2)
+        found = prediction.coco_annotations(min_component_area_px=2)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

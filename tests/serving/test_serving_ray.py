@@ -56,7 +56,7 @@ def test_ray_engine_writes_the_local_outputs_and_resumes(local_ray, photo_folder
     summary = json.loads((ray / "summary.json").read_text())
     assert summary["engine"] == "ray" and summary["workers"] == 2 and summary["predicted"] == 8
     local_summary = json.loads((local / "summary.json").read_text())
-    for key in ("model", "weights", "runtime", "threshold", "class_thresholds", "tta", "prompts", "thresholds"):
+    for key in ("model", "weights", "runtime", "threshold", "class_thresholds", "tta", "prompts", "qa_rules"):
         assert summary[key] == local_summary[key], key  # recorded like a local run's
     assert [s["file"] for s in summary["skipped_images"]] == [str(photo_folder / "broken.jpg")]
     # A rerun resumes: every pair is already done, on Ray as locally.

@@ -13,6 +13,8 @@ from serving_helpers import DarkPixelPredictor, dark_line_image
 
 from drywallqa.cli import main
 from drywallqa.files import write_image
+from drywallqa.inference import Prediction, Predictions
+from drywallqa.qa import QAFigures, Verdict
 from drywallqa.serving import predict_images, render_report, write_report
 from drywallqa.serving.report import sort_worst_first
 
@@ -52,22 +54,21 @@ def test_report_rows_go_worst_first(tmp_path):
     assert [v for v, _, _ in rows] == ["fail", "fail", "pass", "unchecked", "unchecked", "unchecked"]
 
 
+def _prediction(image: str, verdict: str, severity: float, prompt: str = "p", **fields) -> Prediction:
+    return Prediction(image, prompt, "crack", QAFigures("crack", 1.0, 100, 1, confidence=0.5, longest_px=12.0),
+                      Verdict(verdict, severity=severity, **fields), 96, 64, overlay_file="overlays/none.jpg")
+
+
 def test_sort_worst_first_orders_by_verdict_then_severity():
-    records = [
-        {"image": "a", "prompt": "p", "verdict": "pass", "severity": 0.9},
-        {"image": "b", "prompt": "p", "verdict": "fail", "severity": 1.5},
-        {"image": "c", "prompt": "p", "verdict": "unchecked", "severity": 0.0},
-        {"image": "d", "prompt": "p", "verdict": "fail", "severity": 4.0},
-        {"image": "e", "prompt": "p", "verdict": "pass", "severity": 0.2},
-    ]
-    assert [r["image"] for r in sort_worst_first(records)] == ["d", "b", "a", "e", "c"]
+    predictions = [_prediction("a", "pass", 0.9), _prediction("b", "fail", 1.5), _prediction("c", "unchecked", 0.0),
+                   _prediction("d", "fail", 4.0), _prediction("e", "pass", 0.2)]
+    assert [p.image for p in sort_worst_first(predictions)] == ["d", "b", "a", "e", "c"]
 
 
 def test_report_escapes_text_and_handles_missing_overlays(tmp_path):
-    record = {"image": "/x/<script>.jpg", "prompt": "segment <b>crack</b>", "class": "crack", "figure_set": "crack",
-              "figures": {"area_percent": 1.0, "components": 1, "confidence": 0.5, "longest_px": 12.0},
-              "verdict": "fail", "reasons": ["longest_px 12 > 10 & more"], "severity": 1.2, "overlay": "overlays/none.jpg"}
-    text = render_report([record], tmp_path)
+    prediction = _prediction("/x/<script>.jpg", "fail", 1.2, prompt="segment <b>crack</b>",
+                             reasons=("longest_px 12 > 10 & more",))
+    text = render_report([prediction], tmp_path)
     assert "<script>" not in text and "&lt;script&gt;.jpg" in text and "&amp; more" in text
     assert "overlay missing" in text
 
@@ -82,7 +83,6 @@ def test_report_cli(tmp_path, capsys):
 
 def test_a_record_scored_against_truth_shows_the_truth_beside_the_prediction(tmp_path):
     """attach_truth: IoU of the saved mask against a known true mask, and the truth overlay in the report."""
-    from drywallqa.serving.results import read_results
     from drywallqa.serving.truth import attach_truth
 
     image_path = write_image(tmp_path / "wall.png", dark_line_image())
@@ -91,14 +91,14 @@ def test_a_record_scored_against_truth_shows_the_truth_beside_the_prediction(tmp
     truth[30:33, 10:50] = True  # half of the dark line the predictor finds
     scores = attach_truth(tmp_path / "run", {(str(image_path.resolve()), "crack"): truth})
     assert scores.iou["crack"] == pytest.approx(0.5, abs=0.05)
-    records, folder = read_results(tmp_path / "run")
-    assert records[0]["truth"]["truth_pixels"] == int(truth.sum())
+    (prediction,) = predictions = Predictions.read(tmp_path / "run")
+    assert prediction.extra["truth"]["truth_pixels"] == int(truth.sum())
     # The 40 px true crack fails the rules as the 80 px predicted one does: the verdict is right.
-    assert records[0]["verdict"] == records[0]["truth"]["verdict"] == "fail"
+    assert prediction.verdict.verdict == prediction.extra["truth"]["verdict"] == "fail"
     assert scores.verdicts_right == scores.scored == {"crack": 1} and scores.wrong == []
-    html = render_report(records, folder)
+    html = render_report(predictions, tmp_path / "run")
     # The truth beside the prediction, with its IoU, and the right verdicts counted (values, not sentences).
-    assert html.count('<div class="pair">') == 1 and f"IoU {records[0]['truth']['iou']:.2f}" in html
+    assert html.count('<div class="pair">') == 1 and f"IoU {prediction.extra['truth']['iou']:.2f}" in html
     assert "<b>1 of 1</b>" in html and 'class="wrong"' not in html
 
 
@@ -106,7 +106,6 @@ def test_a_verdict_is_right_when_it_is_the_true_masks_not_when_every_crack_photo
     """A crack photo whose true mask holds no crack, or one too short for the rules, should pass:
     a predicted crack there is a wrong verdict, named with both verdicts; judged by the run's rules."""
     from drywallqa.qa.rules import QARules
-    from drywallqa.serving.results import read_results
     from drywallqa.serving.truth import attach_truth
 
     image_path = write_image(tmp_path / "wall.png", dark_line_image())
@@ -119,8 +118,7 @@ def test_a_verdict_is_right_when_it_is_the_true_masks_not_when_every_crack_photo
         assert scores.verdicts_right == {"crack": 0} and scores.scored == {"crack": 1}
         assert scores.wrong == [("wall.png", "fail", "pass")]
         assert "verdicts as the exact masks' 0 of 1" in scores.describe("crack")
-        records, folder = read_results(tmp_path / "run")
-        html = render_report(records, folder)
+        html = render_report(Predictions.read(tmp_path / "run"), tmp_path / "run")
         assert html.count('class="wrong"') == 1 and html.count('<span class="badge fail">fail</span>') == 1
     # The run's own rules judge the truth: with no crack rules at all, both are unchecked.
     no_rules = QARules.from_dict({"classes": {}})

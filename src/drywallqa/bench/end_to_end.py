@@ -127,10 +127,9 @@ def measure_predict_stages(predictor, photos: Sequence[Path], workdir: Path, pro
     """
     from drywallqa.data.prompts import PromptConfig
     from drywallqa.files import atomic_write_bytes, atomic_write_json, read_photo
-    from drywallqa.qa.inspection import inspect_mask
+    from drywallqa.inference import Prediction
+    from drywallqa.inference.render import jpeg_bytes, mask_png_bytes
     from drywallqa.qa.rules import QARules
-    from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, mask_png_bytes, render_overlay
-    from drywallqa.serving.results import inspection_record, mask_annotations
 
     photos = list(photos)[:STAGE_PHOTOS]
     out = workdir / "predict-stages"
@@ -147,22 +146,19 @@ def measure_predict_stages(predictor, photos: Sequence[Path], workdir: Path, pro
     qa_rules, prompt_config = QARules.default(), PromptConfig.default()  # read once, as predict does
     for index, path in enumerate([photos[0], *photos]):  # the first photo again: a warm-up, not counted
         photo = step("decode", lambda: read_photo(path))
-        model_input = step("resize to the model input", lambda: predictor.prepare(photo.pixels))
-        logits, confidence = step("model", lambda: predictor.forward_batch(model_input[None], [prompt]))
-        result = step("logits to mask", lambda: predictor.finish(logits[0], confidence[0], prompt, photo.pixels.shape))
-        inspection = step("QA figures", lambda: inspect_mask(result.mask, prompt, image=photo.pixels,
-                                                              confidence=result.confidence,
-                                                              scale=photo.scale, qa_rules=qa_rules,
-                                                              prompt_config=prompt_config))
+        inputs = step("resize to the model input", lambda: predictor.prepare(photo.pixels))
+        logits, confidence = step("model", lambda: predictor.forward_batch(inputs.pixels, [prompt] * len(inputs)))
+        result = step("logits to mask", lambda: predictor.finish(inputs.plan, logits, confidence, prompt))
+        prediction = step("QA figures", lambda: Prediction.from_result(
+            result, photo, image=path, model="bench", threshold=threshold, qa_rules=qa_rules,
+            prompt_config=prompt_config))
         png = step("mask PNG", lambda: mask_png_bytes(result.mask))
-        overlay = step("overlay (tint + JPEG)", lambda: jpeg_bytes(render_overlay(
-            photo.pixels, result.mask, FIGURE_SET_COLOURS[inspection.figures.figure_set]), quality=90))
-        record = inspection_record(inspection, path, photo.width, photo.height, "photo", "bench", threshold, None,
-                                   "overlays/photo.jpg")
-        step("COCO annotations", lambda: mask_annotations(result.mask, record))
+        overlay = step("overlay (tint + JPEG)", lambda: jpeg_bytes(prediction.plot(), quality=90))
+        step("COCO annotations", lambda: prediction.coco_annotations())
         step("writes (mask, overlay, record)", lambda: (atomic_write_bytes(out / "mask.png", png),
                                                          atomic_write_bytes(out / "overlay.jpg", overlay),
-                                                         atomic_write_json(out / "record.json", record, indent=1)))
+                                                         atomic_write_json(out / "record.json", prediction.to_dict(),
+                                                                           indent=1)))
         if index == 0:
             spent.clear()
     return {
@@ -170,6 +166,54 @@ def measure_predict_stages(predictor, photos: Sequence[Path], workdir: Path, pro
         "stages": [{"stage": name, "cpu_ms_median": float(np.median(values)), "cpu_ms_mean": float(np.mean(values))}
                    for name, values in spent.items()],
     }
+
+
+#: The large photo of :func:`measure_large_photo`: a 12 MP phone photo's size.
+LARGE_PHOTO_SIZE = (3000, 4000)
+#: The quick run's: still large enough for a few tiles.
+QUICK_LARGE_PHOTO_SIZE = (960, 1280)
+
+
+def large_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A sharp synthetic wall photo of ``height`` x ``width``: synthetic crack renders of 1000 px side by side."""
+    from drywallqa.data.synthetic import render_sample_image
+
+    side = min(1000, height, width)
+    rows, cols = -(-height // side), -(-width // side)
+    renders = [render_sample_image("cracks", (seed, i), size=side).image for i in range(rows * cols)]
+    grid = np.concatenate([np.concatenate(renders[r * cols : (r + 1) * cols], axis=1) for r in range(rows)], axis=0)
+    return np.ascontiguousarray(grid[:height, :width])
+
+
+def measure_large_photo(predictor, size: tuple[int, int] = LARGE_PHOTO_SIZE, prompt: str = E2E_PROMPT,
+                        repeats: int = 2) -> dict[str, Any]:
+    """Seconds per prompt of one large photo (a 12 MP phone photo's size), tiled ``auto`` and untiled.
+
+    The photo is sharp (:func:`large_photo`), so ``auto`` judges it in tiles of 640 px
+    (:mod:`~drywallqa.inference.tiling`): planning, cutting, the model on every tile, blending and
+    the mask at full size; ``predict(..., tile=...)`` timed ``repeats`` times after one warm-up
+    call, the median kept.
+
+    Returns:
+        ``width``, ``height``, ``megapixels``, ``cores``, ``runtime``, and per tile setting
+        (``auto``, ``off``): ``tiles``, ``tile_px``, ``seconds_per_prompt``.
+    """
+    from drywallqa.inference.onnx_runtime import available_cores
+
+    photo = large_photo(*size)
+    modes = {}
+    for tile in ("auto", "off"):
+        predictor.predict(photo, prompt, tile=tile)  # warm-up: first-call costs, the detail measure's imports
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            result = predictor.predict(photo, prompt, tile=tile)
+            seconds.append(time.perf_counter() - started)
+        tiling = result.extra.get("tiling", {})
+        modes[tile] = {"tiles": tiling.get("tiles", 1), "tile_px": tiling.get("tile_px"),
+                       "seconds_per_prompt": float(np.median(seconds))}
+    return {"width": size[1], "height": size[0], "megapixels": round(size[0] * size[1] / 1e6, 1),
+            "cores": available_cores(), "runtime": predictor.name, "repeats": repeats, **modes}
 
 
 def loadtest_script() -> Path | None:
@@ -256,6 +300,13 @@ def measure_end_to_end(settings: BenchSettings, model, workdir: Path, say: Calla
     except Exception as exc:  # noqa: BLE001 - reported; the rest of the report stands
         section["predict_skipped"] = f"failed: {exc}"
         say(f"skip predict end to end: {exc}")
+    else:
+        size = QUICK_LARGE_PHOTO_SIZE if settings.quick else LARGE_PHOTO_SIZE
+        say(f"a {size[1]}x{size[0]} photo, tiled and untiled ...")
+        try:
+            section["large_photo"] = measure_large_photo(predictor, size, repeats=1 if settings.quick else 2)
+        except Exception as exc:  # noqa: BLE001 - reported; the rest of the report stands
+            section["large_photo_skipped"] = f"failed: {exc}"
     if settings.serve_seconds:
         try:
             section["serve"] = measure_serve_e2e(settings.serve_seconds, settings.serve_baseline_rev, settings.quick, say)

@@ -316,6 +316,7 @@ def _end_to_end_section(report: dict) -> list[str]:
         lines += _thread_split(predict)
     elif section.get("predict_skipped"):
         lines += _paragraph(f"predict: {section['predict_skipped']}")
+    lines += _large_photo_line(section)
     serve = section.get("serve")
     if serve:
         baseline = (f"git revision {serve['baseline_rev']}" if serve["baseline_rev"]
@@ -346,6 +347,21 @@ def _end_to_end_section(report: dict) -> list[str]:
     elif section.get("serve_skipped"):
         lines += _paragraph(f"serve: {section['serve_skipped']}")
     return lines
+
+
+def _large_photo_line(section: dict) -> list[str]:
+    """Seconds per prompt of a large photo, tiled (``auto``) and untiled."""
+    large = section.get("large_photo")
+    if not large:
+        return _paragraph(f"Large photo: {section['large_photo_skipped']}") if section.get("large_photo_skipped") else []
+    auto, off = large["auto"], large["off"]
+    tiles = f"{auto['tiles']} tiles of {_fmt(auto['tile_px'], 0)} px" if auto["tile_px"] else "one tile"
+    return _paragraph(
+        f"A {large['width']}x{large['height']} photo ({large['megapixels']:g} MP, sharp synthetic walls) takes ",
+        f"{_fmt(auto['seconds_per_prompt'], 2)} s per prompt on {large['cores']} core(s) with tiling auto ({tiles}, ",
+        f"{large['runtime']}, median of {large['repeats']}), against {_fmt(off['seconds_per_prompt'], 2)} s untiled ",
+        "(`--tile off`: the photo stretched to one model input).",
+    )
 
 
 def _profile_section(report: dict) -> list[str]:

@@ -26,7 +26,8 @@ What is measured (:func:`run_benchmark`):
   photos against the model-only throughput of the same predictor at the same batch size (the
   shipped model on its default runtime), and ``drywallqa serve`` under the locust load of
   ``scripts/loadtest.py`` against the server it replaces (a git revision) or its previous
-  default configuration, in the same run.
+  default configuration, in the same run; and the seconds per prompt of a 12 MP photo judged
+  in tiles (:func:`~drywallqa.bench.end_to_end.measure_large_photo`) beside the same photo untiled.
 
 All models have random weights (nothing is downloaded); speed does not depend on the weights.
 This module holds the run itself; the pieces it calls are in :mod:`~drywallqa.bench.timing`,

@@ -15,7 +15,7 @@ from drywallqa import __version__
 from drywallqa.errors import DrywallQAError
 
 # Stages in pipeline order; each module defines add_commands(subparsers).
-COMMAND_MODULES = ("data", "quickstart", "masks", "trainset", "train", "evaluate", "predict", "review", "report", "export", "bench", "serve",
+COMMAND_MODULES = ("data", "quickstart", "masks", "trainset", "train", "evaluate", "predict", "review", "report", "export", "bench", "serve", "app",
                    "watch")
 
 

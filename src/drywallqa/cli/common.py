@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from drywallqa.inference import RUNTIME_CHOICES
+from drywallqa.inference import RUNTIME_CHOICES, check_tile
 
 MODEL_HELP = (
     "model folder from save_pretrained or `drywallqa train`, NAME[:WEIGHTS] for a registered architecture "
@@ -71,6 +71,19 @@ def load_qa_rules(args: argparse.Namespace):
 
     prompt_config = PromptConfig.from_yaml(args.prompts) if args.prompts else None
     return QARules.load(args.qa_rules).check_classes(prompt_config), prompt_config
+def add_tile_arg(parser: argparse.ArgumentParser) -> None:
+    """``--tile auto|off|PX`` (checked by :func:`tile_option`, before the model loads)."""
+    parser.add_argument(
+        "--tile", default="auto", metavar="auto|off|PX",
+        help="auto (default): photos larger or more elongated than what the model learned from are judged in "
+        "overlapping tiles at its scale (from --mm-per-px when given), logits blended; off: every photo stretched "
+        "to the model's square; PX: tiles of PX photo pixels (>= 64)",
+    )
+
+
+def tile_option(args: argparse.Namespace) -> str | int:
+    """The parsed ``--tile``, checked: one line naming ``--tile`` for a bad value (ConfigError)."""
+    return check_tile(getattr(args, "tile", "auto"), "--tile")
 
 
 def model_args(args: argparse.Namespace) -> dict:
@@ -94,4 +107,6 @@ def load_model_predictor(args: argparse.Namespace, **kwargs):
         kwargs["tta"] = args.tta
     if getattr(args, "runtime", "auto") != "auto":
         kwargs["runtime"] = args.runtime
+    if hasattr(args, "tile"):
+        kwargs["tile"] = tile_option(args)
     return load_predictor(args.model, device=args.device, **kwargs)

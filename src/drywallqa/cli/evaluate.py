@@ -12,7 +12,8 @@ def add_commands(subparsers) -> None:
         "evaluate",
         help="IoU/Dice per class (per-image and pooled), prompt fidelity, paraphrase robustness",
         description="Evaluate a model on one split of annotated datasets. Truth is the annotated shapes, or the "
-        "filled boxes for box-only classes; pseudo-masks are never truth.",
+        "filled boxes for box-only classes; pseudo-masks are never truth. The report says how many scored source "
+        "groups the model was trained on (leakage), from its training.json, or that this is unknown.",
     )
     add_model_args(parser)
     parser.add_argument("--data", nargs="+", required=True, metavar="D", help="dataset folders (COCO, YOLO or mask folders)")
@@ -32,7 +33,8 @@ def add_commands(subparsers) -> None:
     parser.add_argument(
         "--splits-from", metavar="RUN", help="use the splits of a training run's training set (its model folder, "
         "training.json or a trainset YAML): e.g. --split test scores the source groups held out of training, "
-        "--sweep valid picks the threshold on its validation groups",
+        "--sweep valid picks the threshold on its validation groups; also the model's training set for the leakage "
+        "line when the model records none (an exported .onnx file)",
     )
     parser.add_argument("--strict", action="store_true", help="fail (exit 2) at the first bad dataset entry instead of skipping it")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -64,17 +66,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
         ensure_writable(args.json, folder=False)
     if args.out:
         ensure_writable(args.out)
-    datasets = [AnnotatedDataset.load(path, strict=args.strict) for path in args.data]
+    published = [AnnotatedDataset.load(path, strict=args.strict) for path in args.data]
+    datasets = published
     if args.splits_from:
         from drywallqa.trainsets import resplit_like_training
 
-        datasets = resplit_like_training(datasets, args.splits_from)
+        datasets = resplit_like_training(published, args.splits_from)
     prompt_config = PromptConfig.from_yaml(args.prompts) if args.prompts else None  # a typo fails before the model loads
+    training = model_training_groups(args.model, published, args.splits_from)
     predictor = load_model_predictor(args)
     report = evaluate(
         predictor, datasets, split=args.split, threshold=args.threshold, sweep_split=args.sweep,
         prompt_config=prompt_config,
-        batch_size=args.batch_size, max_images=args.max_images, progress=args.progress,
+        batch_size=args.batch_size, max_images=args.max_images, progress=args.progress, training=training,
     )
     report.render()
     if args.json:
@@ -83,6 +87,41 @@ def run_evaluate(args: argparse.Namespace) -> int:
         written = report.write(args.out)
         print(f"wrote {written['markdown']}, {written['json']} and {len(written['plots'])} plot(s) in {args.out}")
     return 0
+
+
+def model_training_groups(model: str | None, datasets, splits_from: str | None = None):
+    """The source groups of ``datasets`` a ``--model`` was trained on, for the report's leakage line.
+
+    Read from ``training.json`` in the model folder (the shipped one for None), else from the
+    ``--splits-from`` run's (the run that trained an exported file); unknown, with the reason,
+    when neither says or the datasets are not the ones it records.
+
+    Returns:
+        A :class:`~drywallqa.evaluation.TrainingGroups`.
+    """
+    import json
+    from pathlib import Path
+
+    from drywallqa.errors import DrywallQAError
+    from drywallqa.evaluation import TrainingGroups
+    from drywallqa.inference import default_model_path
+    from drywallqa.trainsets import training_groups
+
+    record = Path(str(default_model_path()) if model is None else model) / "training.json"
+    name = "the shipped model's training.json" if model is None else str(record)
+    if not record.is_file():
+        if not splits_from:
+            return TrainingGroups.unknown(f"the model {model} records no training set (no training.json beside it)")
+        record = Path(splits_from) / "training.json" if Path(splits_from).is_dir() else Path(splits_from)
+        name = f"--splits-from {splits_from}, as the model records no training set"
+    try:
+        groups = training_groups(datasets, record)
+    except DrywallQAError as error:
+        return TrainingGroups.unknown(str(error))
+    earlier = len(json.loads(record.read_text(encoding="utf-8")).get("earlier_stages", [])) if record.suffix == ".json" else 0
+    if earlier:  # fine-tuned from earlier stages, whose training sets are not recorded
+        name += f" (its last stage's training set; {earlier} earlier stage(s) record none)"
+    return TrainingGroups(name, groups["train"], groups["valid"])
 
 
 def run_calibrate(args: argparse.Namespace) -> int:

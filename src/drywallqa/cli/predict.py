@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from drywallqa.cli.common import add_model_args, add_qa_rules_args, load_model_predictor, load_qa_rules
+from drywallqa.cli.common import add_model_args, add_qa_rules_args, add_tile_arg, load_model_predictor, load_qa_rules
 from drywallqa.cli.predict_ray import add_engine_args, ray_engine
 
 
@@ -25,6 +25,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--out", metavar="DIR", default="drywallqa-predictions",
                         help="output folder; must not be or contain an input (default drywallqa-predictions)")
     parser.add_argument("--mm-per-px", type=float, metavar="F", help="image scale in millimetres per pixel: adds mm figures and mm rules")
+    add_tile_arg(parser)
     parser.add_argument("--threshold", type=float, metavar="T",
                         help="mask probability threshold for every prompt (default: the model's calibrated per-class thresholds, else 0.5)")
     add_qa_rules_args(parser)

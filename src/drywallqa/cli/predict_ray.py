@@ -24,12 +24,13 @@ def ray_engine(args: argparse.Namespace) -> Callable:
     """:func:`~drywallqa.serving.predict_images`'s signature, run on Ray with the parsed engine and model flags.
 
     The ``predictor`` argument of the returned function is unused: each worker loads its own
-    from ``--model``, ``--model-arg``, ``--device``, ``--tta`` and ``--threshold``.
+    from ``--model``, ``--model-arg``, ``--device``, ``--tta``, ``--threshold`` and ``--tile``.
     """
-    from drywallqa.cli.common import model_args
+    from drywallqa.cli.common import model_args, tile_option
     from drywallqa.serving.ray_engine import predict_on_ray
 
-    options = {"threshold": args.threshold, "tta": args.tta, "model_args": model_args(args) or None}
+    options = {"threshold": args.threshold, "tta": args.tta, "model_args": model_args(args) or None,
+               "tile": tile_option(args)}
     if args.device:
         options["device"] = args.device
 

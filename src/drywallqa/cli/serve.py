@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from drywallqa.cli.common import add_model_args, add_qa_rules_args, load_model_predictor, load_qa_rules
+from drywallqa.cli.common import add_model_args, add_qa_rules_args, add_tile_arg, load_model_predictor, load_qa_rules
 
 
 def add_commands(subparsers) -> None:
@@ -20,8 +20,12 @@ def add_commands(subparsers) -> None:
                         help="PEM certificate: serve https (a tablet's browser gives the page's live camera only to https "
                              "pages or to localhost)")
     parser.add_argument("--ssl-keyfile", metavar="FILE", help="PEM private key of --ssl-certfile")
+    parser.add_argument("--app", metavar="DIR",
+                        help="an app folder of `drywallqa app build`: the page can then also run the model on the device "
+                             "(offline once loaded), with a switch 'on this device / on the server'")
     add_model_args(parser)
     parser.add_argument("--model-id", default="default", help="name clients use in the 'model' field (default 'default')")
+    add_tile_arg(parser)
     parser.add_argument("--threshold", type=float, metavar="T",
                         help="mask probability threshold for every prompt (default: the model's calibrated per-class thresholds, else 0.5)")
     parser.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body in MB (default 10)")
@@ -58,6 +62,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
     check_tls_files(args.ssl_certfile, args.ssl_keyfile)  # before loading the model too
     qa_rules, prompt_config = load_qa_rules(args)  # and the rules files
+    if args.app:
+        from drywallqa.serving.webapp import WebApp
+
+        WebApp.open(args.app)  # and the app folder
     import uvicorn
 
     from drywallqa.serving import create_app
@@ -73,7 +81,7 @@ def run_serve(args: argparse.Namespace) -> int:
         predictor, args.model or "shipped default", model_id=args.model_id, max_upload_mb=args.max_upload_mb, timeout_s=args.timeout,
         max_concurrent_predictions=args.concurrency, max_queued=args.max_queued, max_batch=args.max_batch,
         batch_wait_s=args.batch_wait_ms / 1000, body_timeout_s=args.body_timeout, max_export_mb=args.max_export_mb,
-        strict_prompts=args.strict_prompts, qa_rules=qa_rules, prompt_config=prompt_config,
+        strict_prompts=args.strict_prompts, qa_rules=qa_rules, prompt_config=prompt_config, webapp_dir=args.app,
     )
     config = server_config(app, args.host, args.port, header_timeout_s=args.header_timeout,
                            max_connections=args.max_connections, log_level=args.log_level,

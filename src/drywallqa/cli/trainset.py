@@ -72,6 +72,15 @@ def add_commands(subparsers) -> None:
     pack.add_argument("--max-mib", type=float, default=DEFAULT_MAX_MIB, metavar="MIB",
                       help=f"size limit of the whole pack (default {DEFAULT_MAX_MIB:g}: a device call carries 64 MiB "
                       "with the repository and the wheels)")
+    pack.add_argument("--image-size", type=int, metavar="PX",
+                      help="resize every photo to PX x PX (as training at that size does) and encode it as WebP: a pack at "
+                      "the training resolution keeps what a recipe trains on at a higher quality in the same bytes")
+    pack.add_argument("--split-quality", action="append", default=[], metavar="SPLIT=Q",
+                      help="WebP quality of one carved split's photos (repeatable), e.g. valid=95 test=50; the others get "
+                      "the highest quality that fits what is left")
+    pack.add_argument("--pretrained-for", action="append", default=[], metavar="YAML",
+                      help="also carry the pretrained encoder weights another recipe trained from this pack starts from "
+                      "(repeatable; e.g. configs/device-lite2.yaml)")
     pack.add_argument("--overwrite", action="store_true", help="replace an existing pack at OUT")
     pack.set_defaults(handler=run_pack)
 
@@ -148,13 +157,23 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_pack(args: argparse.Namespace) -> int:
     from drywallqa.cli.train import config_from_args
+    from drywallqa.errors import ConfigError
+    from drywallqa.training.config import TrainConfig
     from drywallqa.training.pack import build_pack
 
     config = config_from_args(args)
+    others = tuple(TrainConfig.from_yaml(path) for path in args.pretrained_for)
+    split_quality = {}
+    for item in args.split_quality:
+        split, _, value = item.partition("=")
+        if not split or not value.isdigit() or not 1 <= int(value) <= 100:
+            raise ConfigError(f"--split-quality {item!r}: expected SPLIT=Q with Q from 1 to 100, e.g. valid=95")
+        split_quality[split] = int(value)
     summary = build_pack(
         config, args.out, image_format=args.image_format, quality=args.quality, originals=tuple(args.originals),
         max_mib=args.max_mib,
-        overwrite=args.overwrite, say=print,
+        overwrite=args.overwrite, say=print, image_size=args.image_size, pretrained_for=others,
+        split_quality=split_quality or None,
     )
     print(summary)
     return 0

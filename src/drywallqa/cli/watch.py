@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from drywallqa.cli.common import add_model_args, add_qa_rules_args
+from drywallqa.cli.common import add_model_args, add_qa_rules_args, add_tile_arg
 
 
 def add_commands(subparsers) -> None:
@@ -33,6 +33,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--fail-frames", type=int, default=5, metavar="N",
                         help="consecutive failing frames that make an event (default 5)")
     parser.add_argument("--mm-per-px", type=float, metavar="F", help="image scale in millimetres per pixel")
+    add_tile_arg(parser)
     add_qa_rules_args(parser)
     parser.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                         help="drop frames the model cannot take instead of waiting (default: on for cameras and "

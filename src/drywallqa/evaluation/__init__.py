@@ -8,6 +8,7 @@ Example:
 
 from drywallqa.evaluation.calibration import SWEEP_THRESHOLDS, calibrate_thresholds
 from drywallqa.evaluation.evaluate import evaluate
+from drywallqa.evaluation.leakage import TrainingGroups, TrainingOverlap, training_overlap
 from drywallqa.evaluation.metrics import (
     BoxStats,
     MeanStd,
@@ -39,8 +40,8 @@ from drywallqa.evaluation.targets import is_pseudo_mask, target_kind, truth_mask
 
 __all__ = [
     "DEFINITIONS", "SWEEP_THRESHOLDS", "BoxScores", "BoxStats", "ClassScores", "EvalMetadata", "EvalReport",
-    "ImageRecord", "MeanStd", "ParaphraseScores", "PixelStats", "ThresholdSweep", "WrongPromptScores", "box_iou",
-    "calibrate_thresholds", "class_samples", "detection_scores", "dice_score", "evaluate", "get_stats", "iou_score",
-    "is_pseudo_mask", "mask_to_boxes", "match_boxes", "mean_std", "pearson", "positive_rate", "target_kind",
-    "truth_mask",
+    "ImageRecord", "MeanStd", "ParaphraseScores", "PixelStats", "ThresholdSweep", "TrainingGroups", "TrainingOverlap",
+    "WrongPromptScores", "box_iou", "calibrate_thresholds", "class_samples", "detection_scores", "dice_score",
+    "evaluate", "get_stats", "iou_score", "is_pseudo_mask", "mask_to_boxes", "match_boxes", "mean_std", "pearson",
+    "positive_rate", "target_kind", "training_overlap", "truth_mask",
 ]

@@ -22,6 +22,7 @@ from drywallqa.data.core import AnnotatedDataset, Sample, canonical_split
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError
 from drywallqa.evaluation.calibration import SWEEP_THRESHOLDS, sweep_threshold
+from drywallqa.evaluation.leakage import TrainingGroups, training_overlap
 from drywallqa.evaluation.report import ClassScores, EvalMetadata, EvalReport, Example, ImageRecord
 from drywallqa.evaluation.scoring import Scorer, class_samples, evaluate_class
 from drywallqa.evaluation.targets import resolve_target_kinds
@@ -44,6 +45,7 @@ def evaluate(
     box_iou_threshold: float = 0.5,
     examples: int = 4,
     sweep_thresholds: Sequence[float] = SWEEP_THRESHOLDS,
+    training: TrainingGroups | None = None,
 ) -> EvalReport:
     """Score a predictor on one split of annotated datasets, per prompt class.
 
@@ -76,6 +78,9 @@ def evaluate(
         box_iou_threshold: Box IoU for a box-level match.
         examples: Best and worst images kept per class (as thumbnails) for the example grid.
         sweep_thresholds: Candidate thresholds of the sweep.
+        training: The source groups the model was trained on (e.g. from
+            :func:`drywallqa.trainsets.training_groups`), to report the scored groups it has seen
+            (``report.leakage``); None reports them as unknown.
 
     Returns:
         The :class:`~drywallqa.evaluation.report.EvalReport`.
@@ -170,7 +175,8 @@ def evaluate(
         version=_version(),
         predictor_info=dict(getattr(predictor, "metadata", {}) or {}),
     )
-    return EvalReport(metadata, classes, records, sweep, notes, kept)
+    leakage = training_overlap((s for samples in samples_by_class.values() for s in samples), training)
+    return EvalReport(metadata, classes, records, sweep, notes, kept, leakage)
 
 
 def _shared_groups(a: Mapping[str, list[Sample]], b: Mapping[str, list[Sample]]) -> int:

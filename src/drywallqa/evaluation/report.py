@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drywallqa.evaluation.leakage import TrainingOverlap
 from drywallqa.evaluation.metrics import MeanStd
 from drywallqa.files import atomic_write_json, atomic_write_text
 
@@ -225,8 +226,6 @@ class EvalMetadata:
     version: str
     predictor_info: dict = field(default_factory=dict)
 
-
-
     def threshold_text(self, long: bool = False) -> str:
         """The threshold and where it came from, e.g. ``0.4 (chosen on valid)``."""
         if isinstance(self.threshold, dict):
@@ -271,6 +270,7 @@ class EvalReport:
         notes: Warnings worth reading next to the numbers (e.g. groups shared between splits).
         examples: ``{class_name: {"best": [...], "worst": [...]}}`` thumbnails for
             :meth:`write_plots`; not serialised.
+        leakage: Scored source groups the model trained on (unknown when its record does not say).
 
     Example:
         >>> report = evaluate(predictor, datasets)      # doctest: +SKIP
@@ -284,6 +284,7 @@ class EvalReport:
     sweep: ThresholdSweep | None = None
     notes: list[str] = field(default_factory=list)
     examples: dict[str, dict[str, list[Example]]] = field(default_factory=dict, repr=False)
+    leakage: TrainingOverlap | None = None
 
     def __post_init__(self) -> None:
         for name, scores in self.classes.items():
@@ -316,6 +317,7 @@ class EvalReport:
             "classes": {name: dataclasses.asdict(c) for name, c in self.classes.items()},
             "sweep": dataclasses.asdict(self.sweep) if self.sweep else None,
             "notes": list(self.notes),
+            "leakage": dataclasses.asdict(self.leakage) if self.leakage else None,
             "images": [dataclasses.asdict(r) for r in self.records],
         })
 
@@ -379,6 +381,7 @@ class EvalReport:
             f"split: {meta.split} ({meta.images} images; datasets: {', '.join(meta.datasets)})",
             f"threshold: {meta.threshold_text(long=True)}",
             f"empty truth and empty prediction score {meta.zero_division:g}; evaluated {meta.timestamp}",
+            *([f"leakage: {self.leakage.text()}"] if self.leakage else []),
         ]
 
     def render(self, console=None) -> None:

@@ -5,15 +5,17 @@ batched base class of every runtime (:class:`BatchedPredictor`), the input check
 from logits to a result (:func:`logits_to_result`).
 
 A :class:`Predictor` takes RGB ``uint8`` images of any size and a text prompt and returns a
-:class:`SegmentationResult` at the image's own size. It owns resizing, normalisation (inside the
-model), upsampling and thresholding, so evaluation, prediction and serving never special-case an
-architecture or a runtime (PyTorch, ONNX Runtime, ...).
+:class:`SegmentationResult` at the image's own size. It owns resizing, tiling (a large or
+elongated photo is judged in tiles at the scale the model learned, see
+:mod:`~drywallqa.inference.tiling`), normalisation (inside the model), upsampling and
+thresholding, so evaluation, prediction and serving never special-case an architecture or a
+runtime (PyTorch, ONNX Runtime, ...).
 
 Several prompts on one image are one call, ``predictor.predict(image, ["segment crack", "segment
 taping area"])``, and many images each with several prompts another (:meth:`Predictor.predict_many`):
 a runtime whose model splits into a prompt-free encoder and a prompt-conditioned decoder
-(:meth:`BatchedPredictor.encode_batch`, :meth:`BatchedPredictor.decode_batch`) encodes each image
-once for all its prompts.
+(:meth:`BatchedPredictor.encode_batch`, :meth:`BatchedPredictor.decode_batch`) encodes each tile
+of an image once for all its prompts.
 """
 
 from __future__ import annotations
@@ -25,14 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from drywallqa.errors import ConfigError
-from drywallqa.processing import (
-    check_threshold,
-    logit_threshold,
-    resize_to_model_input,
-    sigmoid,
-    stack_model_inputs,
-    upsample_logits,
-)
+from drywallqa.inference.tiling import TilePlan, blend_tiles, check_tile, cut_tiles, plan_tiles
+from drywallqa.processing import check_threshold, logit_threshold, sigmoid, upsample_logits
 
 
 @dataclass
@@ -45,6 +41,8 @@ class SegmentationResult:
         confidence: The model's own estimate of the mask's IoU, in ``[0, 1]``.
         probabilities: ``(H, W)`` float32 foreground probabilities, when asked for.
         threshold: Probability threshold that produced ``mask``.
+        extra: What else the predictor says; batched runtimes give ``extra["tiling"]``, the
+            tiles used (:meth:`~drywallqa.inference.tiling.TilePlan.to_dict`).
     """
 
     prompt: str
@@ -134,7 +132,7 @@ class Predictor:
 
     def predict_many(
         self, images: Sequence[np.ndarray], prompts: Sequence[str] | Sequence[Sequence[str]], *,
-        return_probabilities: bool = False,
+        return_probabilities: bool = False, **options,
     ) -> list[list[SegmentationResult]]:
         """Segment every image with each of its prompts.
 
@@ -147,6 +145,8 @@ class Predictor:
             prompts: One list of prompts for every image (``["segment crack", "segment taping
                 area"]``), or one list per image.
             return_probabilities: Also return per-pixel probabilities.
+            **options: What :meth:`predict_batch` takes besides; batched runtimes take
+                ``mm_per_px`` and ``tile`` (see :meth:`BatchedPredictor.predict_batch`).
 
         Returns:
             Per image, one :class:`SegmentationResult` per prompt, in the order given.
@@ -159,23 +159,26 @@ class Predictor:
         for position in range(max((len(own) for own in per_image), default=0)):
             rows = [i for i, own in enumerate(per_image) if len(own) > position]
             answers = self.predict_batch([images[i] for i in rows], [per_image[i][position] for i in rows],
-                                         return_probabilities=return_probabilities)
+                                         return_probabilities=return_probabilities, **options)
             for i, answer in zip(rows, answers):
                 results[i].append(answer)
         return results
 
     def predict(
-        self, image: np.ndarray, prompt: str | Sequence[str], *, return_probabilities: bool = False
+        self, image: np.ndarray, prompt: str | Sequence[str], *, return_probabilities: bool = False, **options
     ) -> SegmentationResult | list[SegmentationResult]:
         """Segment one RGB ``uint8`` ``(H, W, 3)`` image with one prompt, or with several.
+
+        ``**options`` are what :meth:`predict_batch` takes besides; batched runtimes take
+        ``mm_per_px`` and ``tile`` (see :meth:`BatchedPredictor.predict_batch`).
 
         Returns:
             One :class:`SegmentationResult` for a prompt string; one per prompt, in order, for a
             list of prompts (the image encoded once for all of them, see :meth:`predict_many`).
         """
         if isinstance(prompt, str):
-            return self.predict_batch([image], [prompt], return_probabilities=return_probabilities)[0]
-        return self.predict_many([image], [list(prompt)], return_probabilities=return_probabilities)[0]
+            return self.predict_batch([image], [prompt], return_probabilities=return_probabilities, **options)[0]
+        return self.predict_many([image], [list(prompt)], return_probabilities=return_probabilities, **options)[0]
 
 
 def prompts_per_image(prompts: Sequence[str] | Sequence[Sequence[str]], count: int) -> list[list[str]]:
@@ -191,14 +194,6 @@ def prompts_per_image(prompts: Sequence[str] | Sequence[Sequence[str]], count: i
         raise ConfigError(f"got {count} images but {len(prompts)} prompt lists; give one list per image, or one for all")
     return [[own] if isinstance(own, str) else list(own) for own in prompts]
 
-
-def _regroup(results: Sequence[SegmentationResult], per_image: Sequence[Sequence[str]]) -> list[list[SegmentationResult]]:
-    """Flat per-pair results back into one list per image."""
-    grouped, start = [], 0
-    for own in per_image:
-        grouped.append(list(results[start : start + len(own)]))
-        start += len(own)
-    return grouped
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
@@ -252,13 +247,31 @@ def logits_to_result(
     )
 
 
+@dataclass
+class PhotoInputs:
+    """One photo as a batched runtime takes it: its tile plan and one model input per tile.
+
+    Attributes:
+        plan: How the photo is tiled (one stretched tile for a photo that fits one).
+        pixels: ``uint8`` ``(n, S, S, 3)``, one model input per tile of ``plan``.
+    """
+
+    plan: TilePlan
+    pixels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+
 class BatchedPredictor(Predictor):
     """A :class:`Predictor` whose runtime only maps a uint8 batch to logits.
 
-    :meth:`predict_batch` validates the inputs, resizes them with :func:`resize_to_model_input`,
-    runs :meth:`forward_batch` in chunks of :attr:`batch_size` and post-processes each image with
-    :func:`logits_to_result`. Subclasses set :attr:`image_size`, :attr:`threshold`,
-    :attr:`batch_size` and :attr:`name`, and implement :meth:`forward_batch`.
+    :meth:`predict_batch` validates the inputs, cuts each photo into its tiles (:meth:`prepare`:
+    one stretched input for a photo that fits one tile, see :mod:`~drywallqa.inference.tiling`),
+    runs :meth:`forward_batch` on the tiles of all photos in chunks of :attr:`batch_size` and
+    blends and post-processes each photo's tiles (:meth:`finish`). Subclasses set
+    :attr:`image_size`, :attr:`threshold`, :attr:`batch_size` and :attr:`name`, and implement
+    :meth:`forward_batch`.
 
     Several prompts per image go through :meth:`forward_pairs`: :meth:`encode_batch` once per
     image, :meth:`decode_batch` per prompt. A runtime whose model has a prompt-free encoder
@@ -269,11 +282,15 @@ class BatchedPredictor(Predictor):
         name: Short label of the model and runtime, e.g. ``"promptunet/onnxruntime"``.
         image_size: Side of the square model input.
         threshold: Probability threshold of the mask, in ``(0, 1)``.
-        batch_size: Images per :meth:`forward_batch` call.
+        batch_size: Model inputs (tiles) per :meth:`forward_batch` call.
+        tile: ``"auto"``, ``"off"`` (a runtime's own default: every photo stretched to the model's
+            square) or a tile side in pixels; :func:`~drywallqa.inference.load_predictor` sets
+            ``"auto"``.
     """
 
     image_size: int = 448
     batch_size: int = 8
+    tile: str | int = "off"
 
     def forward_batch(self, images: np.ndarray, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Run the model on a batch already at the model's input size (the batched array path).
@@ -343,74 +360,136 @@ class BatchedPredictor(Predictor):
                    for start in range(0, len(index), step)]
         return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
 
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        """One image as :meth:`forward_batch` takes it: checked and stretched to :attr:`image_size`.
+    def set_tile(self, tile: str | int) -> None:
+        """Use this tile setting from now on (see :func:`~drywallqa.inference.tiling.check_tile`)."""
+        self.tile = check_tile(tile)
+
+    def prepare(self, image: np.ndarray, *, mm_per_px: float | None = None,
+                tile: str | int | None = None) -> PhotoInputs:
+        """One photo as :meth:`forward_batch` takes it: checked, planned and cut into tiles.
 
         With :meth:`finish`, the halves of :meth:`predict_batch` around the model call, for drivers
-        that resize and post-process in their own threads while one thread runs the model
+        that cut and post-process in their own threads while one thread runs the model
         (:class:`drywallqa.serving.batching.MicroBatcher`).
-        """
-        return resize_to_model_input(check_image(image), self.image_size)
 
-    def finish(self, mask_logits: np.ndarray, confidence_logit: float, prompt: str, image_shape: tuple[int, ...],
+        Args:
+            image: RGB ``uint8`` ``(H, W, 3)``.
+            mm_per_px: Millimetres per pixel of ``image`` (sets the tile scale in ``auto`` mode).
+            tile: This photo's tile setting; :attr:`tile` when None.
+        """
+        image = check_image(image)
+        plan = plan_tiles(image, self.image_size, self.tile if tile is None else tile, mm_per_px=mm_per_px)
+        return PhotoInputs(plan, cut_tiles(image, plan))
+
+    def finish(self, plan: TilePlan, mask_logits: np.ndarray, confidence_logits: np.ndarray, prompt: str,
                return_probabilities: bool = False) -> SegmentationResult:
-        """One image's model output as its :class:`SegmentationResult` at the image's size."""
-        return logits_to_result(mask_logits, confidence_logit, prompt, image_shape, self.threshold_for(prompt),
-                                return_probabilities)
+        """One photo's tile outputs as its :class:`SegmentationResult` at the photo's size.
+
+        Args:
+            plan: The photo's plan (:attr:`PhotoInputs.plan`).
+            mask_logits: float ``(n, S, S)``, one per tile.
+            confidence_logits: ``(n,)``.
+            prompt: The prompt the tiles answer.
+            return_probabilities: Also return per-pixel probabilities.
+        """
+        logits, confidence = blend_tiles(plan, mask_logits, confidence_logits)
+        result = logits_to_result(logits, confidence, prompt, plan.image_shape, self.threshold_for(prompt),
+                                  return_probabilities)
+        result.extra["tiling"] = plan.to_dict()
+        return result
 
     def predict_batch(
-        self, images: Sequence[np.ndarray], prompts: Sequence[str], *, return_probabilities: bool = False
+        self, images: Sequence[np.ndarray], prompts: Sequence[str], *, return_probabilities: bool = False,
+        mm_per_px: float | None = None, tile: str | int | None = None,
     ) -> list[SegmentationResult]:
         """Segment ``images[i]`` with ``prompts[i]``.
 
         Args:
-            images: RGB ``uint8`` ``(H, W, 3)`` arrays; sizes may differ.
+            images: RGB ``uint8`` ``(H, W, 3)`` arrays; sizes may differ. The same array given
+                for several prompts is planned and cut once.
             prompts: One prompt per image.
             return_probabilities: Also return per-pixel probabilities.
+            mm_per_px: Millimetres per pixel of the images (sets the tile scale in ``auto`` mode).
+            tile: Tile setting of this call; :attr:`tile` when None.
 
         Returns:
             One :class:`SegmentationResult` per image, at that image's size.
 
         Raises:
-            ConfigError: If the counts differ, an image is not RGB uint8 or a prompt is empty.
+            ConfigError: If the counts differ, an image is not RGB uint8, a prompt is empty or the
+                tile setting is bad.
         """
         if len(images) != len(prompts):
             raise ConfigError(f"got {len(images)} images but {len(prompts)} prompts; give one prompt per image")
         prompts = [check_prompt(p) for p in prompts]
-        images = [check_image(image) for image in images]
+        prepared: dict[int, PhotoInputs] = {}
+        for image in images:
+            if id(image) not in prepared:
+                prepared[id(image)] = self.prepare(image, mm_per_px=mm_per_px, tile=tile)
+        photos = [prepared[id(image)] for image in images]
+        # Every tile of every (photo, prompt) pair, in order, through the model in chunks.
+        owners = [(index, k) for index, photo in enumerate(photos) for k in range(len(photo))]
+        mask_logits: list[np.ndarray] = []
+        confidence_logits: list[np.ndarray] = []
+        for start in range(0, len(owners), self.batch_size):
+            chunk = owners[start : start + self.batch_size]
+            logits, confidence = self.forward_batch(
+                np.ascontiguousarray(np.stack([photos[i].pixels[k] for i, k in chunk])), [prompts[i] for i, _ in chunk])
+            mask_logits.extend(logits)
+            confidence_logits.extend(confidence)
         results: list[SegmentationResult] = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            chunk_prompts = prompts[start : start + len(chunk)]
-            mask_logits, confidence_logits = self.forward_batch(stack_model_inputs(chunk, self.image_size), chunk_prompts)
-            for image, prompt, logits, confidence in zip(chunk, chunk_prompts, mask_logits, confidence_logits):
-                results.append(self.finish(logits, confidence, prompt, image.shape, return_probabilities))
+        start = 0
+        for photo, prompt in zip(photos, prompts):
+            stop = start + len(photo)
+            results.append(self.finish(photo.plan, np.stack(mask_logits[start:stop]),
+                                       np.asarray(confidence_logits[start:stop]), prompt, return_probabilities))
+            start = stop
         return results
 
     def predict_many(
         self, images: Sequence[np.ndarray], prompts: Sequence[str] | Sequence[Sequence[str]], *,
-        return_probabilities: bool = False,
+        return_probabilities: bool = False, mm_per_px: float | None = None, tile: str | int | None = None,
     ) -> list[list[SegmentationResult]]:
-        """Segment every image with each of its prompts, encoding each image once.
+        """Segment every image with each of its prompts, encoding each tile of an image once.
 
-        Images go in chunks of :attr:`batch_size`, each chunk through :meth:`forward_pairs` with
-        all its images' prompts. Arguments and errors as :meth:`Predictor.predict_many`.
+        Each image is planned and cut (:meth:`prepare`); the tiles of all images go in chunks of
+        at most :attr:`batch_size` through :meth:`forward_pairs`, one pair per (tile, prompt),
+        and each (image, prompt) is blended over its tiles (:meth:`finish`). Arguments and errors
+        as :meth:`Predictor.predict_many` and :meth:`predict_batch`.
 
         Returns:
             Per image, one :class:`SegmentationResult` per prompt, at that image's size.
         """
         per_image = [[check_prompt(p) for p in own] for own in prompts_per_image(prompts, len(images))]
-        images = [check_image(image) for image in images]
-        results: list[list[SegmentationResult]] = []
-        for start in range(0, len(images), self.batch_size):
-            chunk, chunk_prompts = images[start : start + self.batch_size], per_image[start : start + self.batch_size]
-            index = [i for i, own in enumerate(chunk_prompts) for _ in own]
-            flat = [prompt for own in chunk_prompts for prompt in own]
-            if not flat:
-                results += [[] for _ in chunk]
-                continue
-            mask_logits, confidence_logits = self.forward_pairs(stack_model_inputs(chunk, self.image_size), flat, index)
-            pairs = [self.finish(logits, confidence, prompt, chunk[i].shape, return_probabilities)
-                     for i, prompt, logits, confidence in zip(index, flat, mask_logits, confidence_logits)]
-            results += _regroup(pairs, chunk_prompts)
-        return results
+        photos = [self.prepare(image, mm_per_px=mm_per_px, tile=tile) for image in images]
+        step = max(1, int(self.batch_size))
+        # Per image and prompt, its tiles' (mask logits, confidence logits), filled chunk by chunk in tile order.
+        outputs: list[list[list[tuple[np.ndarray, np.ndarray]]]] = [[[] for _ in own] for own in per_image]
+        chunk: list[tuple[int, int, int]] = []  # (image, first tile, stop tile)
+        for i, photo in enumerate(photos):
+            for first in range(0, len(photo) if per_image[i] else 0, step):
+                stop = min(first + step, len(photo))
+                if chunk and sum(b - a for _, a, b in chunk) + stop - first > step:
+                    self._forward_tiles(photos, per_image, chunk, outputs)
+                    chunk = []
+                chunk.append((i, first, stop))
+        if chunk:
+            self._forward_tiles(photos, per_image, chunk, outputs)
+        return [[self.finish(photo.plan, np.concatenate([m for m, _ in parts]), np.concatenate([c for _, c in parts]),
+                             prompt, return_probabilities) for prompt, parts in zip(own, answers)]
+                for photo, own, answers in zip(photos, per_image, outputs)]
+
+    def _forward_tiles(self, photos: Sequence[PhotoInputs], per_image: Sequence[Sequence[str]],
+                       chunk: Sequence[tuple[int, int, int]], outputs: list) -> None:
+        """One :meth:`forward_pairs` call over the chunk's tiles, each encoded once for its image's prompts."""
+        offsets = np.cumsum([0] + [stop - first for _, first, stop in chunk])
+        # Pairs in (slice, prompt, tile) order: each (image, prompt)'s tiles of a slice are consecutive.
+        index = [offsets[n] + k for n, (i, first, stop) in enumerate(chunk) for _ in per_image[i] for k in range(stop - first)]
+        flat = [prompt for i, first, stop in chunk for prompt in per_image[i] for _ in range(stop - first)]
+        pixels = np.ascontiguousarray(np.concatenate([photos[i].pixels[first:stop] for i, first, stop in chunk]))
+        mask_logits, confidence_logits = self.forward_pairs(pixels, flat, index)
+        start = 0
+        for i, first, stop in chunk:
+            for answer in outputs[i]:
+                answer.append((mask_logits[start : start + stop - first], confidence_logits[start : start + stop - first]))
+                start += stop - first

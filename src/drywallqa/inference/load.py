@@ -27,6 +27,7 @@ from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.inference.calibration import CALIBRATION_FILE, read_calibration
 from drywallqa.inference.core import BatchedPredictor, Predictor
 from drywallqa.inference.graph_io import GRAPH_LAYOUT
+from drywallqa.inference.tiling import check_tile
 from drywallqa.inference.torch_runtime import ModelPredictor
 from drywallqa.inference.tta import TTA_VIEWS, FlipTTAPredictor
 
@@ -44,7 +45,8 @@ ENGINE_SUFFIXES = (".plan", ".engine")
 
 
 def load_predictor(spec: str | None = None, device: str | None = None, model_args: dict | None = None,
-                   tta: str = "none", *, runtime: str = "auto", say=print, **kwargs) -> Predictor:
+                   tta: str = "none", *, runtime: str = "auto", tile: str | int = "auto", say=print,
+                   **kwargs) -> Predictor:
     """Build a :class:`Predictor` from a model spec, on the fastest runtime that gives its own masks.
 
     Args:
@@ -58,16 +60,22 @@ def load_predictor(spec: str | None = None, device: str | None = None, model_arg
         runtime: ``"auto"``: :func:`best_available` (ONNX Runtime on a CPU,
             from an export of the model folder made once and cached by weight hash, when it passes
             the parity check; PyTorch on CUDA); or ``"torch"``, ``"onnx"``, ``"tensorrt"``.
+        tile: How photos are tiled (:mod:`~drywallqa.inference.tiling`): ``"auto"`` (photos
+            larger or more elongated than a tile are judged in overlapping tiles at the scale
+            the model learned), ``"off"`` (every photo stretched to the model's square) or a
+            tile side in pixels (>= 64). ``predict(..., tile=...)`` overrides it per call.
         say: Called with one line naming the runtime used (None: silent).
         **kwargs: Passed to the runtime (``threshold``, ``batch_size``, ``image_size``; PyTorch's
             :class:`ModelPredictor` options such as ``precision`` select PyTorch).
 
     Raises:
-        ConfigError: For an unknown runtime or TTA, or model arguments on another runtime.
+        ConfigError: For an unknown runtime, TTA or tile setting, or model arguments on another
+            runtime (all checked before the model loads).
         DrywallQAError: If the model cannot be found or loaded, with what to do about it.
     """
     if tta not in TTA_VIEWS:
         raise ConfigError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
+    tile = check_tile(tile)
     explicit_threshold = kwargs.get("threshold") is not None
     if not explicit_threshold:
         kwargs.pop("threshold", None)
@@ -83,6 +91,10 @@ def load_predictor(spec: str | None = None, device: str | None = None, model_arg
         if not isinstance(predictor, BatchedPredictor):
             raise ConfigError(f"test-time flips need a batched runtime; {predictor.name} is not one")
         predictor = FlipTTAPredictor(predictor, tta)
+    if isinstance(predictor, BatchedPredictor):
+        predictor.set_tile(tile)
+    elif tile != "off":
+        raise ConfigError(f"tiling needs a batched runtime; {predictor.name} is not one (use tile='off')")
     if not explicit_threshold:
         # A model folder's calibrated per-class thresholds apply unless a threshold is given.
         predictor.set_thresholds(read_calibration(calibration_file(spec)).get("thresholds", {}))
@@ -310,8 +322,8 @@ def best_available(
     torch_options = {k: v for k, v in options.items() if k not in onnx_only}
     cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
     if cuda and not torch_only:
-        predictor = load_predictor(spec, device=device, runtime="torch", say=None, channels_last=True, cuda_graphs=True,
-                                   **torch_options)
+        predictor = load_predictor(spec, device=device, runtime="torch", say=None, tile="off", channels_last=True,
+                                   cuda_graphs=True, **torch_options)
         say(f"runtime: {predictor.name} (fastest on a GPU with the model's own fp32 masks)")
         return predictor
     why = f"PyTorch option(s) {', '.join(torch_only)} given" if torch_only else _onnx_unavailable(spec)
@@ -325,7 +337,7 @@ def best_available(
         except DrywallQAError as exc:
             why = str(exc)
     torch_options.setdefault("channels_last", True)
-    predictor = load_predictor(spec, device=device or "cpu", runtime="torch", say=None, **torch_options)
+    predictor = load_predictor(spec, device=device or "cpu", runtime="torch", say=None, tile="off", **torch_options)
     say(f"runtime: {predictor.name} (ONNX Runtime not used: {why})")
     return predictor
 
@@ -361,7 +373,7 @@ def load_runtime(
     if runtime == "auto":
         return best_available(spec, device=device, cache_dir=cache_dir, say=say, **options)
     if runtime == "torch" or runtime_for_spec(spec) != "torch":
-        predictor = (load_predictor(spec, device=device, runtime="torch", say=None, **options)
+        predictor = (load_predictor(spec, device=device, runtime="torch", say=None, tile="off", **options)
                      if runtime_for_spec(spec) == "torch"
                      else load_runtime_predictor(spec, runtime, device=device, **options))
     else:

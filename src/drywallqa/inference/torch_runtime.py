@@ -25,8 +25,15 @@ class ModelPredictor(BatchedPredictor):
     ``"fp16"`` on GPU only), ``channels_last`` (NHWC memory format, about 2x faster for depthwise
     convolutions in oneDNN and cuDNN; the uint8 NHWC batch already has that layout),
     ``compile`` (:func:`torch.compile`) and ``cuda_graphs`` (one captured graph per input shape,
-    which removes the per-kernel launch cost that dominates small-batch GPU inference). GPU-only
-    options raise :class:`~drywallqa.errors.ConfigError` on CPU instead of silently doing nothing.
+    which removes the per-kernel launch cost that dominates small-batch GPU inference), and
+    ``fold_batchnorm`` (:func:`~drywallqa.inference.folding.fold_batchnorm`). GPU-only options
+    raise :class:`~drywallqa.errors.ConfigError` on CPU instead of silently doing nothing.
+
+    Batches (of images through the whole model or its encoder, of pairs through its decoder) are
+    padded to the next power of two (``pad_batches``, on CUDA by default), so a driver
+    whose batch size varies call by call (``watch`` takes whatever frames are waiting) meets a
+    handful of shapes: each new shape costs a graph capture, a compilation or cuDNN's kernel
+    choice once, and :meth:`warm_up` pays them all before the first frame.
 
     Args:
         model: A :class:`~drywallqa.models.PromptSegmentationModel`; moved to ``device``.
@@ -39,6 +46,9 @@ class ModelPredictor(BatchedPredictor):
         compile: ``False``, ``True`` (default mode) or a :func:`torch.compile` mode such as
             ``"max-autotune"``; ``"reduce-overhead"`` also uses CUDA graphs on GPU.
         cuda_graphs: Capture and replay a CUDA graph per input shape (CUDA only).
+        fold_batchnorm: Fold each BatchNorm into the convolution before it (a copy of the model;
+            ``model`` is left as it is); None: on CUDA.
+        pad_batches: Pad each batch to the next power of two (at most ``batch_size``); None: on CUDA.
 
     Raises:
         ConfigError: For an unknown precision, fp16 or CUDA graphs without CUDA, or a bad size.
@@ -56,6 +66,8 @@ class ModelPredictor(BatchedPredictor):
         channels_last: bool = True,
         compile: bool | str = False,
         cuda_graphs: bool = False,
+        fold_batchnorm: bool | None = None,
+        pad_batches: bool | None = None,
     ):
         import torch
 
@@ -76,15 +88,23 @@ class ModelPredictor(BatchedPredictor):
         self.channels_last = bool(channels_last)
         self.cuda_graphs = bool(cuda_graphs)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        cuda = self.device.type == "cuda"
+        self.folded_batchnorms = 0
+        if cuda if fold_batchnorm is None else fold_batchnorm:
+            model, self.folded_batchnorms = _folded(model)
+        self.pad_batches = cuda if pad_batches is None else bool(pad_batches)
         self.model = model.to(self.device).eval().to(memory_format=self.memory_format)
         self.compile_mode = None if compile is False else ("default" if compile is True else str(compile))
+        if self.compile_mode:
+            _allow_recompiles(len(batch_buckets(self.batch_size)) ** 2 + 2)  # the decoder: pairs x encoded buckets
         self._forward = (
             torch.compile(self.model, mode=self.compile_mode, dynamic=False) if self.compile_mode else self.model
         )
         if self.compile_mode:
             self._encode = torch.compile(self._encode, mode=self.compile_mode, dynamic=False)
             self._decode = torch.compile(self._decode, mode=self.compile_mode, dynamic=False)
-        self._graphs: dict[tuple, tuple] = {}
+        # Per model part and input shapes: what runs it (a replayed CUDA graph, or the part), made once.
+        self._runners: dict[tuple, object] = {}
         options = [precision] + ["channels_last"] * self.channels_last
         options += [f"compile={self.compile_mode}"] * bool(self.compile_mode) + ["cuda_graphs"] * self.cuda_graphs
         self.name = f"{getattr(model, 'name', type(model).__name__)}/torch-{self.device.type}-{'-'.join(options)}"
@@ -101,27 +121,83 @@ class ModelPredictor(BatchedPredictor):
 
     def forward_batch(self, images: np.ndarray, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Run the model on a ``uint8`` ``(B, S, S, 3)`` batch; see :meth:`BatchedPredictor.forward_batch`."""
-        embeddings = self.model.embed_prompts(list(prompts)).to(self.device)
+        return self._forward_embedded(images, self.model.embed_prompts(list(prompts)))
+
+    def _forward_embedded(self, images: np.ndarray, embeddings) -> tuple[np.ndarray, np.ndarray]:
+        """The forward on ``images`` and prompt ``embeddings``, the batch padded to its bucket."""
+        count = images.shape[0]
+        images, embeddings = self._padded(images), self._padded_embeddings(embeddings, count)
         with self._inference():
-            output = self._run("forward", self._forward, (self._pixels(images), embeddings))
-        return _to_numpy(output)
+            mask_logits, confidence_logits = self._run("forward", self._forward, (self._pixels(images), embeddings))
+        return _to_numpy((mask_logits[:count], confidence_logits[:count]))
 
     def encode_batch(self, images: np.ndarray):
         """The model's :meth:`~drywallqa.models.PromptSegmentationModel.encode` of a ``uint8``
-        ``(N, S, S, 3)`` batch: its features, on the device; see :meth:`BatchedPredictor.encode_batch`."""
+        ``(N, S, S, 3)`` batch: its features, on the device (rows past ``N`` are the padding's);
+        see :meth:`BatchedPredictor.encode_batch`."""
         with self._inference():
-            return self._run("encode", self._encode, (self._pixels(images),))
+            return self._run("encode", self._encode, (self._pixels(self._padded(images)),))
 
     def decode_batch(self, features, prompts: Sequence[str], image_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The model's :meth:`~drywallqa.models.PromptSegmentationModel.decode` of :meth:`encode_batch`'s
         features; see :meth:`BatchedPredictor.decode_batch`."""
+        return self._decode_embedded(features, self.model.embed_prompts(list(prompts)), image_index)
+
+    def _decode_embedded(self, features, embeddings, image_index) -> tuple[np.ndarray, np.ndarray]:
+        """The decoder on ``features``, prompt ``embeddings`` and ``image_index``, the pairs padded to their bucket."""
         import torch
 
-        embeddings = self.model.embed_prompts(list(prompts)).to(self.device)
-        index = torch.as_tensor(np.asarray(image_index, dtype=np.int64)).to(self.device)
+        count = len(image_index)
+        index = np.asarray(image_index, dtype=np.int64)
+        padded = batch_bucket(count, self.batch_size) if self.pad_batches else count
+        index = np.concatenate([index, np.zeros(padded - count, np.int64)])  # padding decodes image 0, unread
+        embeddings = self._padded_embeddings(embeddings, count)
         with self._inference():
-            output = self._run("decode", self._decode, (*features, embeddings, index))
-        return _to_numpy(output)
+            mask_logits, confidence_logits = self._run(
+                "decode", self._decode, (*features, embeddings, torch.as_tensor(index).to(self.device)))
+        return _to_numpy((mask_logits[:count], confidence_logits[:count]))
+
+    def _padded(self, images: np.ndarray) -> np.ndarray:
+        """``images`` with zero images up to their batch bucket (as they are without ``pad_batches``)."""
+        count = images.shape[0]
+        padded = batch_bucket(count, self.batch_size) if self.pad_batches else count
+        if padded == count:
+            return images
+        return np.concatenate([images, np.zeros((padded - count, *images.shape[1:]), images.dtype)])
+
+    def _padded_embeddings(self, embeddings, count: int):
+        """Prompt ``embeddings`` of ``count`` pairs, the last repeated up to their bucket, float32 on the device."""
+        import torch
+
+        padded = batch_bucket(count, self.batch_size) if self.pad_batches else count
+        if padded > count:
+            embeddings = torch.cat([embeddings, embeddings[-1:].expand(padded - count, -1)])
+        return embeddings.to(self.device, dtype=torch.float32)
+
+    def warm_up(self, largest: int | None = None) -> int:
+        """Run every padded batch shape up to ``largest`` images (``batch_size`` by default) once,
+        through the whole model and through its encoder and decoder (every pair bucket on every
+        encoded bucket), so captures, compilations and kernel choices happen now rather than on
+        a live frame.
+
+        Returns:
+            The number of shapes run (none without ``pad_batches``: every batch size is its own shape).
+        """
+        import torch
+
+        if not self.pad_batches:
+            return 0
+        largest = min(int(largest or self.batch_size), self.batch_size)
+        sizes = [b for b in batch_buckets(self.batch_size) if b <= batch_bucket(largest, self.batch_size)]
+        runs = 0
+        for size in sizes:
+            blank = np.zeros((size, self.image_size, self.image_size, 3), np.uint8)
+            self._forward_embedded(blank, torch.zeros(size, self.model.embed_dim))
+            features = self.encode_batch(blank)
+            for pairs in sizes:
+                self._decode_embedded(features, torch.zeros(pairs, self.model.embed_dim), np.zeros(pairs, np.int64))
+            runs += 2 + len(sizes)
+        return runs
 
     def _pixels(self, images: np.ndarray):
         """A ``uint8`` NHWC batch as float ``[0, 1]`` NCHW on the device, in the predictor's memory format."""
@@ -153,31 +229,76 @@ class ModelPredictor(BatchedPredictor):
 
     def _run(self, part: str, function, inputs: tuple):
         """``function(*inputs)``, through a CUDA graph of this part and input shapes when asked for."""
-        return self._replay_cuda_graph(part, function, inputs) if self.cuda_graphs else function(*inputs)
+        key = (part, *(tuple(tensor.shape) for tensor in inputs))
+        runner = self._runners.get(key)
+        if runner is None:
+            runner = self._runners[key] = self._capture(part, function, inputs) if self.cuda_graphs else function
+        return runner(*inputs)
 
-    def _replay_cuda_graph(self, part: str, function, inputs: tuple):
-        """Run ``function`` through a CUDA graph captured for this part and these input shapes (on first use)."""
+    def _capture(self, part: str, function, inputs: tuple):
+        """A CUDA graph of ``function`` (the model ``part``) for these input shapes, as a function that replays it."""
         import torch
 
-        key = (part, *(tuple(tensor.shape) for tensor in inputs))
-        if key not in self._graphs:
-            static_inputs = tuple(tensor.clone() for tensor in inputs)
-            # Warm up on a side stream first, as torch.cuda.graph requires (lazy init, autotuning).
-            stream = torch.cuda.Stream(self.device)
-            stream.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(stream):
-                for _ in range(3):
-                    function(*static_inputs)
-            torch.cuda.current_stream(self.device).wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_output = function(*static_inputs)
-            self._graphs[key] = (graph, static_inputs, static_output)
-        graph, static_inputs, static_output = self._graphs[key]
-        for static, tensor in zip(static_inputs, inputs):
-            static.copy_(tensor)
-        graph.replay()
-        return static_output
+        static_inputs = tuple(tensor.clone() for tensor in inputs)
+        # Warm up on a side stream first, as torch.cuda.graph requires (lazy init, autotuning).
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                function(*static_inputs)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_output = function(*static_inputs)
+
+        def replay(*inputs):
+            for static, tensor in zip(static_inputs, inputs):
+                static.copy_(tensor)
+            graph.replay()
+            return static_output
+
+        return replay
+
+def batch_bucket(count: int, limit: int) -> int:
+    """The padded size of a batch of ``count``: the next power of two, at most ``limit`` (and never
+    below ``count``).
+
+    Example:
+        >>> [batch_bucket(n, 6) for n in (1, 2, 3, 5, 6, 9)]
+        [1, 2, 4, 6, 6, 9]
+    """
+    return max(count, min(1 << max(count - 1, 0).bit_length(), limit))
+
+
+def batch_buckets(limit: int) -> list[int]:
+    """Every padded batch size up to ``limit``: ``[1, 2, 4, ..., limit]``."""
+    return sorted({batch_bucket(n, limit) for n in range(1, limit + 1)})
+
+
+def _folded(model):
+    """``model`` with its BatchNorms folded (a copy), and how many; the model itself when it has no
+    forward on ``(images, prompt embeddings)`` to check the folding with."""
+    import torch
+
+    from drywallqa.inference.folding import fold_batchnorm
+
+    side = 2 * int(getattr(model, "size_divisor", 32))
+    try:
+        device = next(model.parameters()).device
+        example = (torch.rand(1, 3, side, side, device=device), torch.randn(1, int(model.embed_dim), device=device))
+        return fold_batchnorm(model, example)
+    except Exception:  # noqa: BLE001 - a model this check cannot run stays as it is
+        return model, 0
+
+
+def _allow_recompiles(shapes: int) -> None:
+    """Let torch.compile keep a compiled graph per padded batch shape (its default limit is 8)."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), shapes))
+
 
 
 def _to_numpy(output) -> tuple[np.ndarray, np.ndarray]:

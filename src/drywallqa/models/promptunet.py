@@ -109,6 +109,11 @@ class DecoderBlock(nn.Module):
             ConvBNReLU(out_channels, out_channels, 1, relu=False),
         )
 
+    def batchnorm_pairs(self) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+        """The fuse convolution and its BatchNorm, which :meth:`forward` applies from the weights
+        (for :func:`~drywallqa.inference.folding.fold_batchnorm`, which cannot see that call)."""
+        return [(self.fuse[0], self.fuse[1])]
+
     def project_skip(self, skip: Tensor) -> Tensor:
         """The skip's share of the fuse convolution: ``(B, skip_channels, H, W) -> (B, out_channels, H, W)``."""
         return F.conv2d(skip, self.fuse[0].weight[:, self.in_channels :])
@@ -125,7 +130,9 @@ class DecoderBlock(nn.Module):
             ``(B, out_channels, 2h, 2w)``.
         """
         # fuse(cat(up(x), skip)) == BN + ReLU of up(W_x x) + W_skip skip.
-        x = F.interpolate(F.conv2d(x, self.fuse[0].weight[:, : self.in_channels]), scale_factor=2.0, mode="nearest")
+        # (The bias, None unless a BatchNorm was folded into the convolution, commutes with the upsampling.)
+        x = F.interpolate(F.conv2d(x, self.fuse[0].weight[:, : self.in_channels], self.fuse[0].bias),
+                          scale_factor=2.0, mode="nearest")
         if self.has_skip:
             x = x + projected_skip
         x = self.fuse[2](self.fuse[1](x))

@@ -3,7 +3,9 @@
 - :func:`inspect_mask` (from :mod:`drywallqa.qa`, re-exported) measures a mask's QA figures for
   its prompt's class and judges them against :class:`QARules`.
 - :func:`predict_images` runs a :class:`~drywallqa.inference.Predictor` over image files and
-  writes masks, overlays, JSONL/CSV tables and COCO (RLE) for annotation tools.
+  writes masks, overlays, JSONL/CSV tables and COCO (RLE) for annotation tools, each from the
+  pair's :class:`~drywallqa.inference.Prediction` (:func:`read_results` reads the records back;
+  :meth:`~drywallqa.inference.Predictions.read` as predictions).
 - :func:`write_report` turns a run into one self-contained HTML file.
 - :func:`create_app` builds the FastAPI service (``POST /v1/segment`` and a web page).
 

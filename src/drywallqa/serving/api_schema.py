@@ -20,10 +20,11 @@ from drywallqa.data.masks import mask_to_rle
 from drywallqa.errors import ConfigError, DataError, ImageSizeError
 from drywallqa.files import MAX_DECODE_PIXELS, Photo, read_photo
 from drywallqa.image_codecs import HeifSupportMissing
-from drywallqa.inference import check_prompt
+from drywallqa.inference import Prediction, check_prompt
+from drywallqa.inference.prediction import json_ready
+from drywallqa.inference.render import jpeg_bytes, mask_png_bytes
 from drywallqa.paths import UnsafePathError, check_data_path
 from drywallqa.qa.figures import check_mm_per_px
-from drywallqa.serving.render import mask_png_bytes
 
 MASK_FORMATS = ("rle", "png")
 #: What a verdict field may hold (:data:`drywallqa.qa.VERDICTS`, spelled out for the OpenAPI schema).
@@ -96,8 +97,9 @@ class SegmentResponse(BaseModel):
     model: str
     image: dict[str, Any] = Field(description="filename, width and height of the upload as a viewer shows it, "
                                   "decoded_width and decoded_height: the size masks and overlays are given at (a large "
-                                  "photo is decoded reduced; figures stay in the upload's pixels), and orientation: the "
-                                  "EXIF orientation (1-8) applied to the file's pixels")
+                                  "photo is decoded reduced; figures stay in the upload's pixels), orientation: the "
+                                  "EXIF orientation (1-8) applied to the file's pixels, and tiling: the tiles the "
+                                  "photo was judged in")
     mm_per_px: float | None
     results: list[SegmentResult]
     warnings: list[str] = Field(description="one line per prompt that names no known class, and one for a mm_per_px "
@@ -245,3 +247,15 @@ def mask_payload(mask: np.ndarray, mask_format: str) -> dict:
     if mask_format == "rle":
         return {"format": "rle", "size": size, "counts": mask_to_rle(mask)["counts"]}
     return {"format": "png", "size": size, "base64": base64.b64encode(mask_png_bytes(mask)).decode("ascii")}
+
+
+def segment_item(prediction: Prediction, mask_format: str, overlay: bool, known: bool) -> dict:
+    """One prompt's entry of a ``/v1/segment`` answer (:class:`SegmentResult`): its inspection, whether
+    the prompt names a known class, its mask in ``mask_format`` and, when asked for, its overlay."""
+    item = json_ready(prediction.inspection.to_dict())
+    item["prompt_known"] = known
+    item["mask"] = mask_payload(prediction.load_mask(), mask_format)
+    if overlay:
+        item["overlay"] = {"media_type": "image/jpeg",
+                           "base64": base64.b64encode(jpeg_bytes(prediction.plot(), quality=85)).decode("ascii")}
+    return item

@@ -42,7 +42,6 @@ and :mod:`.page` (the web page and ``/docs`` files).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import time
 from typing import Annotated, Any
@@ -57,7 +56,9 @@ from drywallqa import __version__
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.files import Photo
-from drywallqa.inference import Predictor
+from drywallqa.inference import Prediction, Predictions, Predictor, check_tile
+from drywallqa.qa.inspection import prompt_class, unknown_prompt_message
+from drywallqa.qa.rules import QARules
 from drywallqa.serving.admission import BodyLimits, ModelHolder, SharedBatcher, WorkQueue
 from drywallqa.serving.api_schema import (
     EXPORT_SINGLE_FIELDS,
@@ -74,15 +75,12 @@ from drywallqa.serving.api_schema import (
     decode_export_mask,
     decode_upload,
     error_response,
-    mask_payload,
+    segment_item,
 )
 from drywallqa.serving.batching import DeadlineExceeded, QueueFull
 from drywallqa.serving.extra import serve_install_command
-from drywallqa.serving.page import DOCS_ASSETS, STATIC_FILES, static_response, swagger_ui_folder
-from drywallqa.qa.inspection import inspect_mask, prompt_class, unknown_prompt_message
-from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, render_overlay
-from drywallqa.serving.results import json_ready, results_archive
-from drywallqa.qa.rules import QARules, photo_verdict
+from drywallqa.serving.page import DOCS_ASSETS, STATIC_FILES, add_webapp_routes, static_response, swagger_ui_folder
+from drywallqa.serving.results import results_archive
 
 # Form fields (prompts, flags) ride along with the image; allow them this much beyond the image limit.
 FORM_FIELDS_ALLOWANCE = 64 * 1024
@@ -106,6 +104,7 @@ def create_app(
     strict_prompts: bool = False,
     qa_rules: QARules | None = None,
     prompt_config: PromptConfig | None = None,
+    webapp_dir: str | None = None,
     **predictor_kwargs: Any,
 ) -> FastAPI:
     """Build the FastAPI app.
@@ -133,6 +132,8 @@ def create_app(
         qa_rules: QA figure sets and rules; the built-in file by default.
         prompt_config: Prompt classes (for the QA rules and the predictor's per-class thresholds);
             the built-in ``prompts.yaml`` by default.
+        webapp_dir: An app folder of ``drywallqa app build``: its model, browser runtime, service worker
+            and manifest are served too, and the page offers "on this device" beside "on the server".
         **predictor_kwargs: For the lazy loader (``threshold``, ``device``, ...).
 
     Returns:
@@ -173,6 +174,7 @@ def create_app(
     app.state.model_id = model_id
     app.state.work_queue = work_queue
     app.state.batching = batching
+    add_webapp_routes(app, webapp_dir)
     app.add_middleware(BodyLimits, limit=upload_limit + FORM_FIELDS_ALLOWANCE, limit_mb=max_upload_mb,
                        timeout_s=body_timeout_s, path_limits={"/v1/export": (int(max_export_mb * 1e6), max_export_mb)})
 
@@ -261,6 +263,8 @@ def create_app(
         mask_format: Annotated[str, Form(description="'rle' (COCO compressed RLE) or 'png' (base64 PNG)")] = "rle",
         mm_per_px: Annotated[float | None, Form(description="image scale in millimetres per pixel: adds mm figures")] = None,
         overlay: Annotated[bool, Form(description="also return the overlay as a base64 JPEG")] = False,
+        tile: Annotated[str | None, Form(description="auto, off or a tile side in pixels (>= 64): how a large or "
+                                         "elongated photo is tiled (default: the server's --tile)")] = None,
         model: Annotated[str | None, Form(description="model id; the served one by default (see /v1/models)")] = None,
         strict_prompts: Annotated[bool | None, Form(description="answer 422 to a prompt that names no known class "
                                                      "(default: the server's --strict-prompts)")] = None,
@@ -273,6 +277,10 @@ def create_app(
         if mask_format not in MASK_FORMATS:
             raise HTTPException(422, f"mask_format must be one of {', '.join(MASK_FORMATS)}, got {mask_format!r}")
         scale_warning = check_scale(mm_per_px)
+        try:
+            tile = check_tile(tile) if tile is not None else None
+        except ConfigError as exc:
+            raise HTTPException(422, str(exc)) from None
         unknown = [p for p in prompts if prompt_class(p, prompt_config) is None]
         warnings = [unknown_prompt_message(p, prompt_config) for p in unknown]
         warnings += [scale_warning] if scale_warning else []
@@ -293,32 +301,29 @@ def create_app(
         # unpredicted and its worker thread is freed instead of waiting for an answer nobody reads.
         deadline = time.monotonic() + timeout_s
         timing: dict[str, float] = {}
+        tiling: dict = {}  # the tiles the photo took (the same for every prompt)
 
-        def decode_predict_and_inspect() -> tuple[Photo, list[dict]]:
+        def decode_predict_and_inspect() -> tuple[Photo, Predictions, list[dict]]:
             # Decoding a large photo is heavy work too: inside the queue, off the event loop.
             started_work = time.perf_counter()
             photo = decode_upload(data, image.filename or "upload")
             timing["decode"] = time.perf_counter() - started_work
             pixels = photo.pixels
-            results = batcher.predict([pixels] * len(prompts), prompts,  # batched with other requests' images
-                                      deadline=deadline)
-            out = []
-            for prompt_text, result in zip(prompts, results):
-                inspection = inspect_mask(result.mask, prompt_text, image=pixels, confidence=result.confidence,
-                                          mm_per_px=mm_per_px, qa_rules=qa_rules, prompt_config=prompt_config,
-                                          scale=photo.scale)
-                item = json_ready(inspection.to_dict())
-                item["prompt_known"] = prompt_text not in unknown
-                item["mask"] = mask_payload(result.mask, mask_format)
-                if overlay:
-                    tinted = render_overlay(pixels, result.mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
-                    item["overlay"] = {"media_type": "image/jpeg",
-                                       "base64": base64.b64encode(jpeg_bytes(tinted, quality=85)).decode("ascii")}
-                out.append(item)
-            return photo, out
+            # Batched with other requests' images; the tile scale follows the decoded pixels.
+            results = batcher.predict([pixels] * len(prompts), prompts, deadline=deadline, tile=tile,
+                                      mm_per_px=mm_per_px * photo.scale if mm_per_px else None)
+            if results:
+                tiling.update(results[0].extra.get("tiling") or {})
+            predictions = Predictions(
+                Prediction.from_result(result, photo, image=image.filename or "upload", model=model_id,
+                                       mm_per_px=mm_per_px, qa_rules=qa_rules, prompt_config=prompt_config)
+                for result in results)
+            # The masks and overlays encoded here too, in the worker thread, never on the event loop.
+            return photo, predictions, [segment_item(p, mask_format, overlay, known=p.prompt not in unknown)
+                                        for p in predictions]
 
         try:
-            photo, results = await asyncio.wait_for(work_queue.run(decode_predict_and_inspect), timeout=timeout_s)
+            photo, predictions, items = await asyncio.wait_for(work_queue.run(decode_predict_and_inspect), timeout=timeout_s)
         except QueueFull as full:
             raise HTTPException(503, f"the server is busy ({work_queue.slots} running, {work_queue.waiting} waiting); "
                                      f"retry after {full.retry_after_s} s",
@@ -330,13 +335,14 @@ def create_app(
         finished = time.perf_counter()
         decode_s = timing.get("decode", 0.0)
         return {
-            "photo_verdict": photo_verdict(item["verdict"] for item in results),
+            "photo_verdict": predictions.verdict,
             "model": model_id,
             "image": {"filename": image.filename, "width": photo.width, "height": photo.height,
                       "decoded_width": int(photo.pixels.shape[1]), "decoded_height": int(photo.pixels.shape[0]),
-                      "orientation": photo.orientation},
+                      "orientation": photo.orientation,
+                      **({"tiling": tiling} if tiling else {})},
             "mm_per_px": mm_per_px,
-            "results": results,
+            "results": items,
             "warnings": warnings,
             "timing_ms": {"decode": round(1000 * decode_s, 2), "load": round(1000 * (loaded - started), 2),
                           "predict": round(1000 * (finished - loaded - decode_s), 2),

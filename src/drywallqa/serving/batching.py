@@ -9,23 +9,25 @@ makes one model call for them and all their prompts. A busy model thus batches m
 answers a lone request at once.
 
 The pairs of one call that share an image (the same array: ``predict([photo] * 2, ["segment
-crack", "segment taping area"])``) are one queued photo: the model encodes it once and decodes
-each of its prompts (:meth:`~drywallqa.inference.BatchedPredictor.forward_pairs`; a predictor
+crack", "segment taping area"])``) are queued together, a tile at a time: the model encodes each
+tile once and decodes each of the photo's prompts on it (:meth:`~drywallqa.inference.BatchedPredictor.forward_pairs`; a predictor
 with its own :meth:`~drywallqa.inference.Predictor.predict_many`, a tiling wrapper say, gets the
 photos with their prompts; any other, the pairs in one ``predict_batch`` call).
 
 The model thread does nothing but model calls. For a
-:class:`~drywallqa.inference.BatchedPredictor` the callers resize their images to the model's
-input (:meth:`~drywallqa.inference.BatchedPredictor.prepare`) before queueing them and turn the
+:class:`~drywallqa.inference.BatchedPredictor` the callers cut their images into the model's
+inputs (:meth:`~drywallqa.inference.BatchedPredictor.prepare`: one per tile, see
+:mod:`~drywallqa.inference.tiling`) before queueing them, one pair per tile, and blend the
 logits into masks at their images' size (:meth:`~drywallqa.inference.BatchedPredictor.finish`)
 when they come back, each in its own thread: done in the model thread, that work, waiting for the
 interpreter among a dozen busy callers, took a fifth of its time. Any other predictor gets whole
 images through ``predict_batch``.
 
-The queue is bounded (``max_queued`` photos): a reader blocks when it is full (back-pressure); a
-caller that must not wait gets :class:`QueueFull`. A caller with a deadline (an HTTP request's
-time-out) waits no longer than it: it gets :class:`DeadlineExceeded`, its pairs still queued are
-dropped, and the model thread never runs a pair whose deadline has passed.
+The queue is bounded (``max_queued`` tiles, each with its photo's prompts; a photo that fits
+one tile is one): a reader blocks when it is full (back-pressure); a caller that must not wait
+gets :class:`QueueFull`. A caller with a deadline (an HTTP request's time-out) waits no longer
+than it: it gets :class:`DeadlineExceeded`, its pairs still queued are dropped, and the model
+thread never runs a pair whose deadline has passed.
 
 A model call that fails is tried again pair by pair, so that one pair the runtime refuses fails
 alone; after :data:`SOLO_FAILURES_IN_A_ROW` of those calls fail in a row the model itself is taken
@@ -44,7 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from drywallqa.inference import BatchedPredictor, Predictor, SegmentationResult, check_image, check_prompt
+from drywallqa.inference import BatchedPredictor, PhotoInputs, Predictor, SegmentationResult, check_image, check_prompt
 
 #: Failed pair-by-pair calls in a row after which a failed batch's other pairs get its error.
 SOLO_FAILURES_IN_A_ROW = 2
@@ -96,7 +98,8 @@ class MicroBatcher:
 
     Args:
         predictor: Any :class:`~drywallqa.inference.Predictor` (its model runs in the model thread only).
-        max_batch: Most photos per model call (each with all its prompts); the predictor's
+        max_batch: Most tiles per model call (each with all its photo's prompts; a photo that fits
+            one tile is one); the predictor's
             ``batch_size`` (else 8) by default.
         max_wait_s: Longest wait for more photos once one is queued and the model is idle.
         max_queued: Photos that may wait for the model; :meth:`predict` blocks or raises beyond.
@@ -133,20 +136,26 @@ class MicroBatcher:
         return self._queue.qsize()
 
     def predict(self, images: Sequence[np.ndarray], prompts: Sequence[str], *, block: bool = True,
-                deadline: float | None = None) -> list[SegmentationResult]:
+                deadline: float | None = None, mm_per_px: float | None = None,
+                tile: str | int | None = None) -> list[SegmentationResult]:
         """Segment ``images[i]`` with ``prompts[i]`` in the model thread, batched with other callers' pairs.
 
         Safe to call from many threads at once; a drop-in for ``predict_batch``. Pairs that give
         the same image array are one photo to the model: encoded once for all its prompts.
 
         Args:
-            images: RGB ``uint8`` ``(H, W, 3)`` arrays.
+            images: RGB ``uint8`` ``(H, W, 3)`` arrays; the same array given for several prompts
+                is tiled once.
             prompts: One prompt per image.
-            block: Wait for room when the queue is full (a reader); else raise :class:`QueueFull`.
+            block: Wait for room when the queue is full (a reader); else raise :class:`QueueFull`
+                (only when not even the first pair finds room: the other tiles of a photo let in
+                wait for theirs).
             deadline: A :func:`time.monotonic` time to wait no longer than (None: as long as it takes).
+            mm_per_px: Millimetres per pixel of the images, for the tile scale (batched predictors).
+            tile: Tile setting of this call; the predictor's when None (batched predictors).
 
         Raises:
-            QueueFull: Without ``block``, when ``max_queued`` photos are waiting.
+            QueueFull: Without ``block``, when ``max_queued`` tiles are waiting.
             DeadlineExceeded: When ``deadline`` passes first; the pairs not yet in the model are dropped.
             ConfigError: For a bad image or prompt (that pair's error: the others are unaffected).
             RuntimeError: After :meth:`close`.
@@ -155,22 +164,32 @@ class MicroBatcher:
             raise RuntimeError("the micro-batcher is closed")
         if self.batched:
             prompts = [check_prompt(prompt) for prompt in prompts]
-        photos: dict[int, list[_Pair]] = {}  # by the caller's array: one model input per photo
-        inputs: dict[int, np.ndarray] = {}
-        shapes: dict[int, tuple[int, ...]] = {}
-        pairs = []
-        for image, prompt in zip(images, prompts):
-            if id(image) not in inputs:
-                checked = check_image(image)
-                inputs[id(image)] = self.predictor.prepare(checked) if self.batched else checked
-                shapes[id(image)] = checked.shape
-            pairs.append(_Pair(inputs[id(image)], prompt, deadline))
-            photos.setdefault(id(image), []).append(pairs[-1])
+        # By (the caller's array, tile): one model input, encoded once for all its prompts.
+        groups: dict[tuple[int, int], list[_Pair]] = {}
+        pairs: list[_Pair] = []
+        if self.batched:
+            prepared: dict[int, tuple[PhotoInputs, list[np.ndarray]]] = {}
+            for image in images:  # one plan and one set of tiles per photo, whatever its prompts
+                if id(image) not in prepared:
+                    photo = self.predictor.prepare(image, mm_per_px=mm_per_px, tile=tile)
+                    prepared[id(image)] = (photo, list(photo.pixels))
+            photos = [prepared[id(image)][0] for image in images]
+            for image, prompt in zip(images, prompts):
+                for k, tile_pixels in enumerate(prepared[id(image)][1]):
+                    pairs.append(_Pair(tile_pixels, prompt, deadline))
+                    groups.setdefault((id(image), k), []).append(pairs[-1])
+        else:
+            checked: dict[int, np.ndarray] = {}
+            for image, prompt in zip(images, prompts):
+                if id(image) not in checked:
+                    checked[id(image)] = check_image(image)
+                pairs.append(_Pair(checked[id(image)], prompt, deadline))
+                groups.setdefault((id(image), 0), []).append(pairs[-1])
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceeded("the deadline passed before the pairs reached the model's queue")
         try:
-            for photo in photos.values():
-                self._put(photo, block, deadline)
+            for index, group in enumerate(groups.values()):
+                self._put(group, block or index > 0, deadline)  # a photo's other tiles wait for their room
             outputs = [self._wait(pair, deadline) for pair in pairs]
         except BaseException:
             for pair in pairs:
@@ -178,8 +197,13 @@ class MicroBatcher:
             raise
         if not self.batched:
             return outputs
-        return [self.predictor.finish(logits, confidence, pair.prompt, shapes[id(image)])
-                for (logits, confidence), pair, image in zip(outputs, pairs, images)]
+        results, start = [], 0
+        for photo, prompt in zip(photos, prompts):
+            tiles = outputs[start : start + len(photo)]
+            start += len(photo)
+            results.append(self.predictor.finish(photo.plan, np.stack([logits for logits, _ in tiles]),
+                                                 np.array([confidence for _, confidence in tiles]), prompt))
+        return results
 
     def _put(self, photo: list[_Pair], block: bool, deadline: float | None) -> None:
         try:

@@ -41,12 +41,26 @@ def require_serve_extra() -> None:
     Raises:
         DrywallQAError: Naming the missing modules and the one ``pip install`` command.
     """
+    require_modules(SERVE_MODULES, "the HTTP service", serve_install_command())
+
+
+def require_modules(modules: dict[str, str], needed_by: str, install_command: str) -> None:
+    """Import ``modules`` (distribution -> module), or fail naming the missing distributions.
+
+    Args:
+        modules: What an optional part needs beyond the base install: distribution -> module.
+        needed_by: The part, for the message (``"the HTTP service"``).
+        install_command: The one ``pip install`` command that adds them.
+
+    Raises:
+        DrywallQAError: Naming the missing distributions and ``install_command``.
+    """
     missing = []
-    for distribution, module in SERVE_MODULES.items():
+    for distribution, module in modules.items():
         try:
             importlib.import_module(module)
         except ImportError:
             missing.append(distribution)
     if missing:
-        raise DrywallQAError(f"the HTTP service needs {', '.join(missing)}, which the base install leaves out; "
-                             f"add them with: {serve_install_command()}")
+        raise DrywallQAError(f"{needed_by} needs {', '.join(missing)}, which the base install leaves out; "
+                             f"add them with: {install_command}")

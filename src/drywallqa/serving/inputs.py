@@ -1,22 +1,21 @@
 """Inputs of a prediction run: which image files, where the outputs may go, and their file names.
 
 :func:`collect_images` expands files, folders and globs; :func:`check_output_dir` keeps outputs
-away from inputs; :func:`output_keys` and :func:`prompt_slugs` give each image and prompt the
-name part of its output files (``<image>__<prompt>``), unique within a run.
+away from inputs; :func:`~drywallqa.paths.output_keys` and :func:`~drywallqa.paths.prompt_slugs`
+(re-exported here) give each image and prompt the name part of its output files
+(``<image>__<prompt>``), unique within a run.
 """
 
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
-import re
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from drywallqa.errors import ConfigError, DataError
 from drywallqa.files import PHOTO_SUFFIXES, list_images
+from drywallqa.paths import output_keys, prompt_slugs  # noqa: F401  (their home: the rule for names made from data)
 
 
 def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -76,49 +75,3 @@ def check_output_dir(out: str | os.PathLike, images: Sequence[Path], inputs: Seq
         if out == image or out in image.parents:
             raise ConfigError(f"--out {out} contains the input {image}; choose a folder outside the inputs so they are never overwritten")
     return out
-
-
-def output_keys(images: Sequence[Path]) -> dict[Path, str]:
-    """File-name key of each image: its stem, plus a hash of its path when stems collide.
-
-    Keys are unique by construction, compared case-insensitively (as a Windows or macOS disk
-    compares file names): a photo whose own stem equals another photo's hashed key (a file named
-    ``crack-2a1f4670.jpg``) is hashed too, so no photo's outputs overwrite another's. A photo whose
-    stem is unique keeps it as its key.
-    """
-    return _unique_names({image: _safe_name(image.stem) for image in images}, str)
-
-
-def prompt_slugs(prompts: Sequence[str]) -> dict[str, str]:
-    """File-name part of each prompt: lower-case words joined by ``-``, plus a hash when slugs
-    collide (unique by construction, as :func:`output_keys`)."""
-    return _unique_names({p: re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-")[:48] or "prompt" for p in prompts},
-                         lambda p: p)
-
-
-def _unique_names(bases: dict, text_of) -> dict:
-    """``bases`` made unique case-insensitively: a base shared by several items gets ``-<hash of the
-    item>``, and so does a base that equals another item's hashed name (once hashed, a name never
-    changes again, so this ends after at most one round per item)."""
-    counts = Counter(base.lower() for base in bases.values())
-    names = {item: base + (f"-{_short_hash(text_of(item))}" if counts[base.lower()] > 1 else "")
-             for item, base in bases.items()}
-    while True:
-        taken = Counter(name.lower() for name in names.values())
-        clashing = [item for item, name in names.items() if taken[name.lower()] > 1]
-        plain = [item for item in clashing if names[item] == bases[item]]
-        for item in plain:
-            names[item] = f"{bases[item]}-{_short_hash(text_of(item))}"
-        if not plain:
-            break
-    for item in clashing:  # two hashed names alike: the whole hash of each item tells them apart
-        names[item] = f"{bases[item]}-{hashlib.sha1(text_of(item).encode('utf-8')).hexdigest()}"
-    return names
-
-
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "image"
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]

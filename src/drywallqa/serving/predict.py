@@ -26,8 +26,9 @@ takes effect without predicting again). A rerun whose model (its name, or the ha
 files), runtime, threshold, test-time flips or prompts differ from those in ``run.json`` is
 refused unless ``overwrite`` is given, and so is a ``run.json`` that is not one.
 
-The names of inputs and outputs come from :mod:`drywallqa.serving.inputs`; the records and
-tables from :mod:`drywallqa.serving.results`.
+The names of inputs and outputs come from :mod:`drywallqa.serving.inputs`; each pair's outputs
+are written from its :class:`~drywallqa.inference.Prediction` (:meth:`~drywallqa.inference.Prediction.save`),
+the tables from the run's :class:`~drywallqa.inference.Predictions` (:mod:`drywallqa.serving.results`).
 """
 
 from __future__ import annotations
@@ -36,29 +37,23 @@ import os
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import numpy as np
 
 from drywallqa.console import progress_bar
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DataError, ImageSizeError, IssueLog
-from drywallqa.files import Photo, atomic_write_bytes, atomic_write_json, read_json, read_photo
+from drywallqa.files import Photo, atomic_write_json, read_json, read_photo
 from drywallqa.image_codecs import HeifSupportMissing
-from drywallqa.inference import Predictor, check_prompt, weights_digest
+from drywallqa.inference import Prediction, Predictions, Predictor, check_prompt, weights_digest
+from drywallqa.inference.predictions import common_folder
 from drywallqa.processing import prompt_threshold
+from drywallqa.qa.figures import check_mm_per_px
+from drywallqa.qa.inspection import prompt_class, unknown_prompt_message
+from drywallqa.qa.rules import QARules
 from drywallqa.serving.batching import MicroBatcher
 from drywallqa.serving.inputs import check_output_dir, collect_images, output_keys, prompt_slugs
-from drywallqa.qa.figures import check_mm_per_px
-from drywallqa.qa.inspection import inspect_mask, prompt_class, unknown_prompt_message
-from drywallqa.serving.render import FIGURE_SET_COLOURS, jpeg_bytes, mask_png_bytes, read_mask_png, render_overlay
-from drywallqa.serving.results import (
-    inspection_record, mask_annotations, verdict_counts, with_photo_verdicts, write_tables,
-)
-from drywallqa.qa.rules import QARules
-
-OVERLAY_QUALITY = 90
+from drywallqa.serving.results import write_tables
 
 
 @dataclass
@@ -67,16 +62,14 @@ class PredictionRun:
 
     Attributes:
         out: The output folder.
-        records: One JSON-ready record per image and prompt, in input order.
+        predictions: One per image and prompt, in input order, each with its photo's verdict (masks
+            on disk, not in memory).
         images: Images that were read (predicted or resumed).
         predicted: Image/prompt pairs predicted in this run.
         resumed: Image/prompt pairs whose outputs were already there.
         issues: Skipped images (unreadable files), with reasons.
         files: Paths of ``results.jsonl``, ``results.csv``, ``coco.json`` (when written) and
             ``summary.json``.
-        coco_parts: Per record, its COCO annotations when measured from the mask in memory
-            (:func:`~drywallqa.serving.results.mask_annotations`); :func:`~drywallqa.serving.results.records_to_coco`
-            reads the masks otherwise.
         coco: Whether :func:`~drywallqa.serving.results.write_tables` writes ``coco.json``.
         model_calls: Batched model calls made for the pairs predicted.
         settings: What ``summary.json`` records about the run's settings (model, weights,
@@ -84,28 +77,32 @@ class PredictionRun:
     """
 
     out: Path
-    records: list[dict] = field(default_factory=list)
+    predictions: Predictions = field(default_factory=Predictions)
     images: int = 0
     predicted: int = 0
     resumed: int = 0
     issues: IssueLog = field(default_factory=lambda: IssueLog(quiet=True))
     files: dict[str, Path] = field(default_factory=dict)
-    coco_parts: list = field(default_factory=list, repr=False)
     coco: bool = True
     model_calls: int = 0
     settings: dict = field(default_factory=dict)
 
+    @property
+    def records(self) -> list[dict]:
+        """The records of ``results.jsonl`` (:meth:`~drywallqa.inference.Predictions.to_dicts`)."""
+        return self.predictions.to_dicts()
+
     def verdict_counts(self) -> dict[str, int]:
         """Records (image/prompt pairs) per verdict: ``{"fail": n, "pass": n, "not found": n, "unchecked": n}``."""
-        return verdict_counts(self.records)
+        return self.predictions.verdict_counts()
 
     def photo_verdict_counts(self) -> dict[str, int]:
         """Photos per photo verdict (their prompts' verdicts combined), keyed as :meth:`verdict_counts`."""
-        return verdict_counts(self.records, per_photo=True)
+        return self.predictions.verdict_counts(per_photo=True)
 
     def __repr__(self) -> str:
         return (
-            f"PredictionRun({str(self.out)!r}, images={self.images}, records={len(self.records)}, "
+            f"PredictionRun({str(self.out)!r}, images={self.images}, records={len(self.predictions)}, "
             f"predicted={self.predicted}, resumed={self.resumed}, skipped={len(self.issues)}, "
             f"photos {self.photo_verdict_counts()})"
         )
@@ -198,7 +195,7 @@ def predict_images(
                    overlays, coco)
 
     bar = progress_bar(len(images), "predict", enabled=progress)
-    done: dict[int, list[tuple[dict, list | None, bool]]] = {}
+    done: dict[int, list[tuple[Prediction, bool]]] = {}
     # Reader -> batched model -> writer: each worker decodes a photo, submits its pairs to the
     # model thread and measures and writes them when they come back, while the model runs the
     # next batch; at most `workers` photos are in flight.
@@ -224,22 +221,19 @@ def predict_images(
             bar.close()
     run.model_calls = batcher.stats.calls
     for index in sorted(done):
-        for record, parts, predicted in done[index]:
-            run.records.append(record)
-            run.coco_parts.append(parts)
-            run.predicted += predicted
-            run.resumed += not predicted
+        run.predicted += sum(predicted for _, predicted in done[index])
+        run.resumed += sum(not predicted for _, predicted in done[index])
         run.images += 1
     if run.images == 0:
         raise DataError(f"none of the {len(images)} input image(s) could be read ({len(run.issues)} skipped)")
-    run.records = with_photo_verdicts(run.records)
+    run.predictions = Predictions(p for index in sorted(done) for p, _ in done[index]).with_photo_verdicts()
     run.settings = {
         **settings, "mm_per_px": mm_per_px, "qa_rules": qa_rules.source,
         "unknown_prompts": [p for p in prompts if prompt_class(p, prompt_config) is None],
         "overlays": overlays, "coco": coco,
     }
     if part is None:
-        run.files = write_tables(run, image_root=_common_folder(images), settings=run.settings)
+        run.files = write_tables(run, image_root=common_folder(images), settings=run.settings)
     return run
 
 
@@ -279,9 +273,9 @@ class _PairJob:
     overlays: bool
     coco: bool
 
-    def image(self, image_path: Path, batcher: MicroBatcher) -> list[tuple[dict, list | None, bool]] | DataError:
-        """Every prompt's ``(record, COCO annotations, predicted)`` for one image, or the
-        :class:`DataError` that made it unreadable."""
+    def image(self, image_path: Path, batcher: MicroBatcher) -> list[tuple[Prediction, bool]] | DataError:
+        """Every prompt's ``(prediction, predicted)`` for one image (saved, its mask out of memory and
+        its COCO annotations measured when asked for), or the :class:`DataError` that made it unreadable."""
         names = {p: f"{self.keys[image_path]}__{self.slugs[p]}" for p in self.prompts}
         saved = {p: None if self.fresh else _resumable(self.out, names[p], image_path, self.model_id, self.threshold[p],
                                                         self.overlays)
@@ -293,39 +287,42 @@ class _PairJob:
                 photo = read_photo(image_path)
             except DataError as exc:
                 return exc
-            results = dict(zip(todo, batcher.predict([photo.pixels] * len(todo), todo)))
+            # The tile scale follows the decoded pixels: a photo decoded reduced has coarser ones.
+            scale = self.mm_per_px * photo.scale if self.mm_per_px else None
+            results = dict(zip(todo, batcher.predict([photo.pixels] * len(todo), todo, mm_per_px=scale)))
         outcomes = []
         for prompt in self.prompts:
             if prompt in results:
-                result = results[prompt]
-                record, mask = _write_prediction(
-                    self.out, names[prompt], image_path, photo, prompt, result.mask, result.confidence, self.model_id,
-                    self.threshold[prompt], self.mm_per_px, self.qa_rules, self.prompt_config, overlay=self.overlays)
-                outcomes.append((record, mask_annotations(mask, record) if self.coco else None, True))
+                # A photo decoded reduced keeps its mask and overlay at the decoded size; its figures
+                # are in the file's pixels and the record gives the file's size.
+                prediction = Prediction.from_result(
+                    results[prompt], photo, image=image_path, model=self.model_id, threshold=self.threshold[prompt],
+                    mm_per_px=self.mm_per_px, qa_rules=self.qa_rules, prompt_config=self.prompt_config,
+                ).save(self.out, names[prompt], overlay=self.overlays)
             else:
                 photo = photo or _photo_or_none(image_path)
-                record, mask = _remeasure(self.out, saved[prompt], self.mm_per_px, self.qa_rules, self.prompt_config,
-                                          photo)
-                outcomes.append((record, mask_annotations(mask, record) if self.coco else None, False))
+                prediction = _remeasure(self.out, saved[prompt], self.mm_per_px, self.qa_rules, self.prompt_config,
+                                        photo)
+            outcomes.append((prediction.without_arrays(coco=self.coco), prompt in results))
         return outcomes
 
 
 #: The settings of the run that made an output folder's masks (written before the first mask).
 RUN_FILE = "run.json"
 # Settings a rerun must share to reuse the saved masks (scale and QA rules are measured again).
-_RUN_KEYS = ("model", "weights", "runtime", "threshold", "class_thresholds", "tta", "prompts")
+_RUN_KEYS = ("model", "weights", "runtime", "threshold", "class_thresholds", "tta", "tile", "prompts")
 
 
 def run_settings(predictor: Predictor, model_id: str, prompts: Sequence[str]) -> dict:
     """What made the masks of a run: model (its name and the hash of its weight files, so a model
     retrained into the same folder is a new model), runtime, threshold (and calibrated per-class
-    ones), test-time flips, prompts."""
+    ones), test-time flips, tile setting (each record says the tiles its photo took), prompts."""
     return {
         "model": model_id, "weights": weights_digest(getattr(predictor, "weights_files", ())),
         "runtime": getattr(predictor, "name", type(predictor).__name__),
         "threshold": float(getattr(predictor, "threshold", 0.5)),
         "class_thresholds": dict(getattr(predictor, "thresholds", {}) or {}), "tta": getattr(predictor, "views", "none"),
-        "prompts": list(prompts),
+        "tile": getattr(predictor, "tile", "off"), "prompts": list(prompts),
     }
 
 
@@ -347,9 +344,9 @@ def _claim_output_dir(out: Path, settings: dict, overwrite: bool) -> bool:
             raise
         previous, changed = None, [f"{RUN_FILE} unreadable"]
     if isinstance(previous, dict) and any((out / "records").glob("*.json")):  # no masks yet: nothing to protect
-        # A key a run.json does not have yet was its default then (class_thresholds: none; weights:
-        # not recorded, so they cannot be shown to be the same).
-        defaults = {"class_thresholds": {}}
+        # A key a run.json does not have yet was its default then (class_thresholds: none; no tiles;
+        # weights: not recorded, so they cannot be shown to be the same).
+        defaults = {"class_thresholds": {}, "tile": "off"}
         changed = [f"{key} {previous.get(key, defaults.get(key))!r} -> {settings[key]!r}" for key in _RUN_KEYS
                    if previous.get(key, defaults.get(key)) != settings[key]]
     if changed and not overwrite:
@@ -409,30 +406,6 @@ def _resumable(out: Path, name: str, image_path: Path, model_id: str, threshold:
     return record if same else None
 
 
-def _write_prediction(out: Path, name: str, image_path: Path, photo: Photo, prompt: str, mask: np.ndarray,
-                      confidence: float, model_id: str, threshold: float, mm_per_px: float | None,
-                      qa_rules: QARules, prompt_config: PromptConfig, *, overlay: bool = True
-                      ) -> tuple[dict, np.ndarray]:
-    """Write the mask, the overlay (when asked for) and the record of one image/prompt pair, the
-    record last; returns the record and the mask.
-
-    A photo decoded reduced keeps its mask and overlay at the decoded size; its figures are in the
-    file's pixels and the record gives the file's size.
-    """
-    mask_path, overlay_path, record_path = _paths(out, name)
-    inspection = inspect_mask(mask, prompt, image=photo.pixels, confidence=confidence, mm_per_px=mm_per_px,
-                              qa_rules=qa_rules,
-                              prompt_config=prompt_config, scale=photo.scale)
-    atomic_write_bytes(mask_path, mask_png_bytes(mask))
-    if overlay:
-        tinted = render_overlay(photo.pixels, mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
-        atomic_write_bytes(overlay_path, jpeg_bytes(tinted, quality=OVERLAY_QUALITY))
-    record = inspection_record(inspection, image_path, photo.width, photo.height, name, model_id, threshold, mm_per_px,
-                                f"overlays/{name}.jpg" if overlay else None, photo.orientation)
-    atomic_write_json(record_path, record, indent=1)
-    return record, mask
-
-
 def _photo_or_none(image_path: Path) -> Photo | None:
     """The photo of a resumed pair, for its crack widths; None when it can no longer be read (its
     widths are then the saved mask's, and its record says ``width_source: mask``)."""
@@ -443,23 +416,19 @@ def _photo_or_none(image_path: Path) -> Photo | None:
 
 
 def _remeasure(out: Path, record: dict, mm_per_px: float | None, qa_rules: QARules,
-               prompt_config: PromptConfig, photo: Photo | None = None) -> tuple[dict, np.ndarray]:
+               prompt_config: PromptConfig, photo: Photo | None = None) -> Prediction:
     """Figures and verdict of a resumed pair, measured again from its saved mask (and the photo,
-    when given and of the mask's size); returns the record and the mask."""
-    mask = read_mask_png(out / record["mask"])
-    image = photo.pixels if photo is not None and photo.pixels.shape[:2] == mask.shape else None
-    inspection = inspect_mask(mask, record["prompt"], image=image, confidence=record["figures"].get("confidence"),
-                              mm_per_px=mm_per_px, qa_rules=qa_rules, prompt_config=prompt_config,
-                              scale=record["image_width"] / mask.shape[1])
-    name = Path(record["mask"]).stem
-    overlay = record.get("overlay") if (out / str(record.get("overlay"))).is_file() else None
-    updated = inspection_record(inspection, Path(record["image"]), record["image_width"], record["image_height"],
-                                 name, record["model"], record["threshold"], mm_per_px, overlay,
-                                 record.get("image_orientation"))
-    if updated != record:
-        atomic_write_json(out / "records" / f"{name}.json", updated, indent=1)
-    return updated, mask
-
-
-def _common_folder(images: Sequence[Path]) -> Path:
-    return Path(os.path.commonpath([str(p.parent) for p in images]))
+    when given and of the mask's size); its record is written again when they changed."""
+    saved = Prediction.from_dict(record, out)
+    mask = saved.load_mask()
+    pixels = photo.pixels if photo is not None and photo.pixels.shape[:2] == mask.shape else None
+    prediction = replace(
+        Prediction.measure(mask, saved.prompt, image=saved.image, image_size=(saved.image_width, saved.image_height),
+                           pixels=pixels, confidence=saved.confidence, orientation=saved.image_orientation,
+                           model=saved.model, threshold=saved.threshold, mm_per_px=mm_per_px, tiling=saved.tiling,
+                           qa_rules=qa_rules, prompt_config=prompt_config),
+        mask_file=f"masks/{saved.name}.png", folder=out,
+        overlay_file=saved.overlay_file if (out / str(saved.overlay_file)).is_file() else None)
+    if prediction.to_dict() != record:
+        atomic_write_json(out / "records" / f"{saved.name}.json", prediction.to_dict(), indent=1)
+    return prediction

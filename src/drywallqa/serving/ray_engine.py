@@ -35,7 +35,8 @@ import numpy as np
 from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError, DataError, DrywallQAError
 from drywallqa.files import PHOTO_SUFFIXES, atomic_write
-from drywallqa.inference import check_prompt
+from drywallqa.inference import Prediction, Predictions, check_prompt
+from drywallqa.inference.predictions import common_folder
 from drywallqa.qa.figures import check_mm_per_px
 from drywallqa.qa.inspection import prompt_class, unknown_prompt_message
 from drywallqa.qa.rules import QARules
@@ -167,8 +168,8 @@ class PredictBatch:
                                                  "detail": str(exc).split(": ", 1)[-1]})
         order = {str(Path(path).resolve()): index for path, index in located.items()}
         for run in runs:
-            for record in run.records:
-                add(order[record["image"]], "record", record)
+            for prediction in run.predictions:
+                add(order[prediction.image], "record", prediction.to_dict())
             for issue in run.issues.issues:
                 add(order.get(str(Path(issue.file).resolve()), -1), "issue",
                     {"file": issue.file, "reason": issue.reason, "detail": issue.detail})
@@ -318,7 +319,7 @@ def predict_on_ray(
             ray.shutdown()
     if run.images == 0:
         raise DataError(f"none of the {len(paths)} input image(s) could be read ({len(run.issues)} skipped)")
-    image_root = Path(os.path.commonpath([str(Path(r["image"]).parent) for r in run.records]))
+    image_root = common_folder(Path(p.image) for p in run.predictions)
     # What the workers ran with (model, weights, runtime, thresholds, flips...), as a local run records it.
     run.settings = {**run.settings, "engine": "ray", "workers": workers}
     run.files = write_tables(run, image_root=image_root, settings=run.settings)
@@ -332,12 +333,12 @@ def _local_cpus(workers: int | None, worker_cpus: float) -> int | None:
 def _collect(out: Path, dataset) -> PredictionRun:
     """The workers' rows as one run: records in input order, counts summed, skipped photos listed."""
     run = PredictionRun(out)
-    records: list[tuple[int, int, dict]] = []
+    records: list[tuple[int, int, Prediction]] = []
     for batch in dataset.iter_batches(batch_size=256, batch_format="numpy"):
         for index, kind, data in zip(batch["index"], batch["kind"], batch["data"]):
             payload = json.loads(str(data))
-            if kind == "record":
-                records.append((int(index), len(records), payload))
+            if kind == "record":  # the masks are read from the folder again for coco.json
+                records.append((int(index), len(records), Prediction.from_dict(payload, out)))
             elif kind == "issue":
                 run.issues.skip(payload["file"], "", payload["reason"], payload["detail"])
             else:
@@ -345,5 +346,5 @@ def _collect(out: Path, dataset) -> PredictionRun:
                 run.predicted += payload["predicted"]
                 run.resumed += payload["resumed"]
                 run.settings = run.settings or payload.get("settings") or {}
-    run.records = [record for _, _, record in sorted(records, key=lambda item: item[:2])]
+    run.predictions = Predictions(p for _, _, p in sorted(records, key=lambda item: item[:2])).with_photo_verdicts()
     return run

@@ -22,10 +22,11 @@ import numpy as np
 from drywallqa import __version__
 from drywallqa.errors import DataError
 from drywallqa.files import atomic_write_text, read_image, read_json
+from drywallqa.inference import Prediction, Predictions
+from drywallqa.inference.predictions import SUMMARY_FILE, results_file
+from drywallqa.inference.render import jpeg_bytes
 from drywallqa.paths import data_file
 from drywallqa.qa.rules import VERDICTS
-from drywallqa.serving.results import SUMMARY_FILE, photo_verdicts, read_results, verdict_counts
-from drywallqa.serving.render import jpeg_bytes
 from drywallqa.serving.width_profile import width_profile_svg
 
 THUMBNAIL_SIDE = 480
@@ -102,19 +103,18 @@ _DEFINITIONS = (
 )
 
 
-def sort_worst_first(records: Sequence[dict]) -> list[dict]:
-    """Failed records first, then by descending severity; ties by image and prompt."""
-    return sorted(records, key=lambda r: (r["verdict"] != "fail", -float(r.get("severity") or 0.0),
-                                          str(r["image"]), str(r["prompt"])))
+def sort_worst_first(predictions: Sequence[Prediction]) -> list[Prediction]:
+    """Failed predictions first, then by descending severity; ties by image and prompt."""
+    return sorted(predictions, key=lambda p: (p.verdict.verdict != "fail", -p.verdict.severity, p.image, p.prompt))
 
 
-def render_report(records: Sequence[dict], folder: str | os.PathLike, *, summary: dict | None = None,
+def render_report(predictions: Sequence[Prediction], folder: str | os.PathLike, *, summary: dict | None = None,
                   title: str = "Drywall QA report") -> str:
-    """Render prediction records as one self-contained HTML page.
+    """Render a run's predictions as one self-contained HTML page.
 
     Args:
-        records: Records of a ``predict`` run (see :func:`drywallqa.serving.results.read_results`).
-        folder: The run's output folder; record ``overlay`` paths are relative to it.
+        predictions: The predictions of a ``predict`` run (:meth:`drywallqa.inference.Predictions.read`).
+        folder: The run's output folder; overlay paths are relative to it.
         summary: The run's ``summary.json`` (model, threshold, scale, skipped images), if any.
         title: Page title.
 
@@ -123,36 +123,37 @@ def render_report(records: Sequence[dict], folder: str | os.PathLike, *, summary
     """
     folder = Path(folder)
     summary = summary or {}
-    ordered = sort_worst_first(records)
-    counts, photo_counts = verdict_counts(records), verdict_counts(records, per_photo=True)
-    by_photo = photo_verdicts(records)
-    scale_known = any(r.get("mm_per_px") for r in records)
+    predictions = Predictions(predictions)
+    ordered = sort_worst_first(predictions)
+    counts, photo_counts = predictions.verdict_counts(), predictions.verdict_counts(per_photo=True)
+    by_photo = predictions.photo_verdicts()
+    scale_known = any(p.mm_per_px for p in predictions)
     unit = "mm" if scale_known else "px"
     cards = [("photos", len(by_photo), "photo"),
              *((f"photos {v}", photo_counts[v], f"photo {_slug(v)}") for v in VERDICTS if photo_counts[v] or v != "unchecked"),
-             ("masks", len(records), ""),
+             ("masks", len(predictions), ""),
              *((f"masks {v}", counts[v], _slug(v)) for v in VERDICTS if counts[v] or v != "unchecked")]
     skipped = summary.get("skipped_images") or []
     if skipped:
         cards.append(("unreadable", len(skipped), ""))
-    scored = [r["truth"] for r in records if r.get("truth")]
+    scored = [p.extra["truth"] for p in predictions if p.extra.get("truth")]
     if scored:
         cards.append((f"mean IoU vs truth ({len(scored)} masks)", f"{np.mean([t['iou'] for t in scored]):.2f}", ""))
-        judged = [r for r in records if r.get("truth", {}).get("verdict")]
+        judged = [p for p in predictions if p.extra.get("truth", {}).get("verdict")]
         if judged:
-            right = sum(r["verdict"] == r["truth"]["verdict"] for r in judged)
+            right = sum(p.verdict.verdict == p.extra["truth"]["verdict"] for p in judged)
             cards.append(("verdicts as the truth's", f"{right} of {len(judged)}", "" if right == len(judged) else "fail"))
     settings = [
-        f"model <b>{_e(summary.get('model') or _first(records, 'model'))}</b>",
+        f"model <b>{_e(summary.get('model') or _first(predictions, 'model'))}</b>",
         (f"thresholds {_e(', '.join(f'{k} {v:g}' for k, v in sorted(summary['class_thresholds'].items())))} (calibrated)"
-         if summary.get("class_thresholds") else f"threshold {_e(summary.get('threshold', _first(records, 'threshold')))}"),
-        f"scale {_e(_first(records, 'mm_per_px'))} mm/px" if scale_known else "scale unknown (figures in pixels)",
+         if summary.get("class_thresholds") else f"threshold {_e(summary.get('threshold', _first(predictions, 'threshold')))}"),
+        f"scale {_e(_first(predictions, 'mm_per_px'))} mm/px" if scale_known else "scale unknown (figures in pixels)",
         f"QA rules {_e(summary.get('qa_rules', summary.get('thresholds', 'built-in')))}",  # "thresholds": older runs
     ]
     header_cells = "".join(
         f"<th>{_e(label)}{f' ({unit})' if has_unit else ''}</th>" for _, label, has_unit in TABLE_FIGURES
     )
-    rows = "\n".join(_row(i + 1, record, folder, unit, by_photo[str(record["image"])]) for i, record in enumerate(ordered))
+    rows = "\n".join(_row(i + 1, prediction, folder, unit, by_photo[prediction.image]) for i, prediction in enumerate(ordered))
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     skipped_html = ""
     if skipped:
@@ -198,43 +199,42 @@ def write_report(results: str | os.PathLike, out: str | os.PathLike, *, title: s
     Returns:
         The written path.
     """
-    records, folder = read_results(results)
+    predictions, folder = Predictions.read(results), results_file(results).parent
     summary_path = folder / SUMMARY_FILE
     summary = read_json(summary_path) if summary_path.is_file() else {}
-    return atomic_write_text(out, render_report(records, folder, summary=summary, title=title))
+    return atomic_write_text(out, render_report(predictions, folder, summary=summary, title=title))
 
 
-def _row(number: int, record: dict, folder: Path, unit: str, photo_verdict: str) -> str:
-    verdict = record["verdict"]
-    figures = record["figures"]
+def _row(number: int, prediction: Prediction, folder: Path, unit: str, photo_verdict: str) -> str:
+    verdict = prediction.verdict.verdict
+    figures = prediction.figure_values
     cells = []
     for name, _, has_unit in TABLE_FIGURES:
         value = figures.get(f"{name}_{unit}" if has_unit else name)
         cells.append(f'<td class="num">{"–" if value is None else _e(_number(value))}</td>')
-    reasons = record.get("reasons") or []
+    reasons = prediction.verdict.reasons
     reasons_html = f'<ul class="reasons">{"".join(f"<li>{_e(r)}</li>" for r in reasons)}</ul>' if reasons else ""
-    severity = record.get("severity")
     return (
         f'<tr class="{_slug(verdict)}"><td class="num">{number}</td>'
-        f'<td>{_thumbnail(record, folder)}{width_profile_svg(record.get("width_profile"))}</td>'
-        f'<td class="name"><div class="file">{_e(Path(record["image"]).name)}</div><div>{_e(record["prompt"])}</div>'
-        f'<div class="muted">{_e(record.get("class") or "unknown class")} · {_e(record.get("figure_set", ""))}</div>'
+        f'<td>{_thumbnail(prediction, folder)}{width_profile_svg(prediction.figures.width_profile)}</td>'
+        f'<td class="name"><div class="file">{_e(Path(prediction.image).name)}</div><div>{_e(prediction.prompt)}</div>'
+        f'<div class="muted">{_e(prediction.class_name or "unknown class")} · {_e(prediction.figures.figure_set)}</div>'
         f'<div class="muted">photo: {_e(photo_verdict)}</div></td>'
         f'<td class="verdict"><span class="badge {_slug(verdict)}">{_e(verdict)}</span>'
-        f'<div class="muted">severity {_e(_number(severity)) if severity is not None else "–"}</div>{reasons_html}</td>'
+        f'<div class="muted">severity {_e(_number(round(prediction.verdict.severity, 4)))}</div>{reasons_html}</td>'
         + "".join(cells) + "</tr>"
     )
 
 
-def _thumbnail(record: dict, folder: Path) -> str:
-    html_ = _image(folder, record.get("overlay"), f"overlay of {Path(record['image']).name} for {record['prompt']}")
-    truth = record.get("truth")
+def _thumbnail(prediction: Prediction, folder: Path) -> str:
+    name = Path(prediction.image).name
+    html_ = _image(folder, prediction.overlay_file, f"overlay of {name} for {prediction.prompt}")
+    truth = prediction.extra.get("truth")
     if truth:
         # Where the true mask is known (the quickstart's sample data): the truth beside the prediction.
-        alt = f"true mask of {Path(record['image']).name}"
         html_ = (f'<div class="pair"><figure>{html_}<figcaption>prediction</figcaption></figure>'
-                 f'<figure>{_image(folder, truth.get("overlay"), alt)}<figcaption>truth · IoU {truth["iou"]:.2f}'
-                 + _truth_verdict(truth.get("verdict"), record["verdict"]) + "</figcaption></figure></div>")
+                 f'<figure>{_image(folder, truth.get("overlay"), f"true mask of {name}")}<figcaption>truth · IoU {truth["iou"]:.2f}'
+                 + _truth_verdict(truth.get("verdict"), prediction.verdict.verdict) + "</figcaption></figure></div>")
     return html_
 
 
@@ -256,8 +256,8 @@ def _image(folder: Path, name: object, alt: str) -> str:
     return f'<img class="thumb" tabindex="0" alt="{_e(alt)}" src="data:image/jpeg;base64,{data}">'
 
 
-def _first(records: Sequence[dict], key: str):
-    return next((r.get(key) for r in records if r.get(key) is not None), None)
+def _first(predictions: Sequence[Prediction], name: str):
+    return next((getattr(p, name) for p in predictions if getattr(p, name) is not None), None)
 
 
 def _number(value) -> str:

@@ -33,7 +33,7 @@ import re
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +43,20 @@ from drywallqa.data.formats.coco import ANNOTATION_FILE, samples_to_coco, write_
 from drywallqa.data.groups import source_group
 from drywallqa.data.masks import mask_to_box, mask_to_rle
 from drywallqa.errors import ConfigError, DataError, DrywallQAError, IssueLog
-from drywallqa.files import atomic_write, atomic_write_json, atomic_write_text, image_size, read_json, read_photo, write_image
+from drywallqa.files import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    image_size,
+    read_json,
+    read_photo,
+    write_image,
+)
+from drywallqa.inference import Prediction, Predictions
+from drywallqa.inference.predictions import RESULTS_JSONL, results_file
+from drywallqa.inference.render import FIGURE_SET_COLOURS
 from drywallqa.paths import UnsafePathError, check_data_path, data_file, is_inside, safe_component
 from drywallqa.serving.inputs import output_keys
-from drywallqa.serving.render import FIGURE_SET_COLOURS, read_mask_png
-from drywallqa.serving.results import RESULTS_JSONL, read_results, records_to_coco
 
 REVIEW_MANIFEST = "review.json"
 LABEL_STUDIO_TASKS = "label-studio/tasks.json"
@@ -92,26 +101,21 @@ class ReviewExport:
         return f"ReviewExport({str(self.out)!r}, {len(self.ranking)} of {self.photos} photos{low})"
 
 
-def rank_by_confidence(records: list[dict]) -> list[tuple[str, float, list[dict]]]:
+def rank_by_confidence(predictions: Predictions) -> list[tuple[str, float, Predictions]]:
     """Photos of a prediction run, least certain first.
 
     Args:
-        records: ``drywallqa predict`` records (see :func:`~drywallqa.serving.read_results`).
+        predictions: A ``drywallqa predict`` run's (:meth:`~drywallqa.inference.Predictions.read`).
 
     Returns:
-        ``(image, score, records)`` per photo; the score is the lowest ``figures.confidence`` of
-        its masks (a photo is as doubtful as its worst mask). Ties keep the run's order.
+        ``(image, score, predictions)`` per photo; the score is the lowest confidence of its masks
+        as recorded (a photo is as doubtful as its worst mask). Ties keep the run's order.
     """
-    photos: dict[str, list[dict]] = {}
-    for record in records:
-        photos.setdefault(record["image"], []).append(record)
-
-    def score(image_records: list[dict]) -> float:
-        values = [r["figures"].get("confidence") for r in image_records]
+    def score(photo: Predictions) -> float:
+        values = [p.figure_values.get("confidence") for p in photo]
         return min((float(v) for v in values if v is not None), default=1.0)
 
-    ranked = [(image, score(rs), rs) for image, rs in photos.items()]
-    return sorted(ranked, key=lambda item: item[1])
+    return sorted([(image, score(photo), photo) for image, photo in predictions.photos().items()], key=lambda item: item[1])
 
 
 def export_review(predictions: str | os.PathLike, out: str | os.PathLike, count: int = 20, *,
@@ -144,51 +148,51 @@ def export_review(predictions: str | os.PathLike, out: str | os.PathLike, count:
     brush = import_brush()
     if count < 1:
         raise ConfigError(f"--count must be at least 1, got {count}")
-    records, folder = read_results(predictions)
+    run, folder = Predictions.read(predictions), results_file(predictions).parent
     out = Path(out)
     if out.resolve() == folder.resolve():
         raise ConfigError(f"--out {out} is the prediction folder; choose a folder of its own")
     photo_folder = Path(photos) if photos is not None else Path.cwd()
     log = IssueLog(strict=strict, quiet=quiet)
-    records = _records_inside(records, folder, photo_folder, log)
-    if not records:
+    run = _records_inside(run, folder, photo_folder, log)
+    if not run:
         raise DataError(f"{folder}: none of its photos lies in {photo_folder} ({len(log)} skipped); give --photos, "
                         "the folder the photos were predicted from")
-    ranked = rank_by_confidence(records)
+    ranked = rank_by_confidence(run)
     chosen = ranked[:count]
     names = output_keys([Path(image) for image, _, _ in chosen])
     export = ReviewExport(out, photos=len(ranked))
-    tasks, coco_records, labels = [], [], {}
-    for rank, (image, score, image_records) in enumerate(chosen, start=1):
+    tasks, copied, labels = [], [], {}
+    for rank, (image, score, photo) in enumerate(chosen, start=1):
         source = Path(image)
         name = safe_component(names[source] + source.suffix.lower())
         if not source.is_file():
-            raise DataError(f"{source}: the photo of {Path(image_records[0]['mask']).name} is gone; "
+            raise DataError(f"{source}: the photo of {Path(str(photo[0].mask_file)).name} is gone; "
                             "run the review export where the predicted photos are")
-        if (image_records[0].get("image_orientation") or 1) == 1:
+        if (photo[0].image_orientation or 1) == 1:
             atomic_write(out / "images" / name, lambda tmp, source=source: shutil.copyfile(source, tmp))
         else:  # the masks are as a viewer shows the photo: so is the copy (pixels turned, no EXIF tag left to turn them)
             write_image(out / "images" / name, read_photo(source, max_side=None, min_side=1).pixels)
         results = []
-        for record in image_records:
-            label = _label(record)
-            labels[label] = FIGURE_SET_COLOURS.get(record.get("figure_set"), FIGURE_SET_COLOURS["area"])
-            mask = read_mask_png(data_file(record["mask"], folder))
+        for prediction in photo:
+            label = prediction.category
+            labels[label] = FIGURE_SET_COLOURS[prediction.figures.figure_set]
+            mask = prediction.load_mask()
             if mask.any():
                 results.append({
                     "id": f"{rank}-{len(results)}", "type": "brushlabels", "from_name": FROM_NAME, "to_name": TO_NAME,
                     "original_width": int(mask.shape[1]), "original_height": int(mask.shape[0]), "image_rotation": 0,
                     "value": {"format": "rle", "rle": brush.mask2rle(mask.astype(np.uint8) * 255), "brushlabels": [label]},
                 })
-            coco_records.append({**record, "image": str(out / "images" / name)})
+            copied.append(replace(prediction, image=str(out / "images" / name), mask=mask))
         tasks.append({
             "data": {TO_NAME: f"{image_url_prefix}images/{name}", "drywallqa_image": name, "confidence": round(score, 4)},
-            "predictions": [{"model_version": str(image_records[0].get("model", "drywallqa")), "score": round(score, 4),
+            "predictions": [{"model_version": str(photo[0].model), "score": round(score, 4),
                              "result": results}],
         })
         export.ranking.append({"rank": rank, "image": image, "name": name, "confidence": round(score, 4),
-                               "prompts": [r["prompt"] for r in image_records]})
-    coco = records_to_coco(coco_records, folder, out / "images")
+                               "prompts": [p.prompt for p in photo]})
+    coco = Predictions(copied).to_coco(out / "images")
     for annotation in coco["annotations"]:
         # COCO (and CVAT's importer) read an RLE segmentation as a mask when iscrowd is 1.
         annotation["iscrowd"] = int(isinstance(annotation.get("segmentation"), dict))
@@ -203,35 +207,31 @@ def export_review(predictions: str | os.PathLike, out: str | os.PathLike, count:
     return export
 
 
-def _records_inside(records: list[dict], folder: Path, photos: Path, log: IssueLog) -> list[dict]:
-    """The records whose photo lies in ``photos`` (a relative ``image`` is taken from there) or in
-    ``folder`` and whose mask lies in ``folder``, their ``image`` made absolute. A photo with one
+def _records_inside(run: Predictions, folder: Path, photos: Path, log: IssueLog) -> Predictions:
+    """The predictions whose photo lies in ``photos`` (a relative ``image`` is taken from there) or
+    in ``folder`` and whose mask lies in ``folder``, their ``image`` made absolute. A photo with one
     bad record loses them all (one warning)."""
-    checked: list[tuple[str, dict]] = []
+    checked: list[tuple[str, Prediction]] = []
     bad: set[str] = set()
-    for number, record in enumerate(records, start=1):
-        image, field = record.get("image"), "image"
+    for number, prediction in enumerate(run, start=1):
+        image, field = prediction.image, "image"
         try:
-            if not isinstance(image, str) or "\x00" in image:
+            if "\x00" in image:
                 raise UnsafePathError(f"{image!r:.80} is not a file name")
             path = Path(image) if Path(image).is_absolute() else photos / check_data_path(image)
             if not (is_inside(path, photos) or is_inside(path, folder)):
                 raise UnsafePathError(f"{image!r:.120} lies outside the photos' folder {photos} and the run's folder; "
                                       "give --photos, the folder the photos were predicted from")
             field = "mask"
-            data_file(record.get("mask"), folder)
+            data_file(prediction.mask_file, folder)
         except UnsafePathError as exc:
             reason = "photo outside the run's folders" if field == "image" else "mask outside the run's folder"
             log.skip(folder / RESULTS_JSONL, f"record {number} {field}", reason, str(exc))
-            bad.add(str(image))
+            bad.add(image)
             continue
-        checked.append((str(image), {**record, "image": str(path)}))
+        checked.append((image, replace(prediction, image=str(path))))
     log.report_hidden()
-    return [record for image, record in checked if image not in bad]
-
-
-def _label(record: dict) -> str:
-    return record.get("class") or re.sub(r"[^a-z0-9]+", "_", record["prompt"].lower()).strip("_")
+    return Predictions(prediction for image, prediction in checked if image not in bad)
 
 
 def label_config(labels: dict[str, tuple[int, int, int]]) -> str:

@@ -1,8 +1,9 @@
 """A ``predict`` run scored against true masks, where they exist (the quickstart's sample data).
 
-:func:`attach_truth` adds to each record of a run whose image has a true mask of the record's
-class a ``truth`` entry, ``{"iou", "truth_pixels", "verdict", "overlay"}``, and writes the truth
-overlay beside the prediction's, so the HTML report shows prediction and truth side by side.
+:func:`attach_truth` adds to each prediction of a run whose image has a true mask of its class a
+``truth`` entry (kept in :attr:`~drywallqa.inference.Prediction.extra` and written into its
+record), ``{"iou", "truth_pixels", "verdict", "overlay"}``, and writes the truth overlay beside
+the prediction's, so the HTML report shows prediction and truth side by side.
 
 The truth's ``verdict`` is what the same QA rules say of the true mask, with the same states
 (:data:`~drywallqa.qa.VERDICTS`): a true mask with nothing in it is judged like a predicted one,
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,10 @@ import numpy as np
 from drywallqa.evaluation.metrics import get_stats, iou_score
 from drywallqa.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_image
 from drywallqa.image_codecs import orient
+from drywallqa.inference import Predictions
+from drywallqa.inference.predictions import RESULTS_JSONL, results_file
+from drywallqa.inference.render import jpeg_bytes, render_overlay
 from drywallqa.qa.inspection import inspect_mask
-from drywallqa.serving.render import jpeg_bytes, read_mask_png, render_overlay
-from drywallqa.serving.results import RESULTS_JSONL, json_line, read_results
 from drywallqa.qa.rules import QARules
 
 TRUTH_COLOUR = (40, 170, 60)
@@ -70,36 +72,34 @@ def attach_truth(
     Returns:
         IoU and verdict agreement per class, and the records whose verdict differs from the truth's.
     """
-    records, folder = read_results(results)
+    predictions, folder = list(Predictions.read(results)), results_file(results).parent
     qa_rules = qa_rules or QARules.default()
     scores: dict[str, list[float]] = defaultdict(list)
     right: dict[str, int] = defaultdict(int)
     wrong: list[tuple[str, str, str]] = []
-    for record in records:
-        key = (str(Path(record["image"]).resolve()), record.get("class"))
-        truth = truths.get(key)
+    for index, prediction in enumerate(predictions):
+        truth = truths.get((str(Path(prediction.image).resolve()), prediction.class_name))
         if truth is None:
             continue
         # The true mask is in the file's pixel order (a dataset's), the prediction as a viewer shows the photo.
-        orientation = record.get("image_orientation") or 1
+        orientation = prediction.image_orientation or 1
         truth = orient(truth, orientation)
-        predicted = read_mask_png(folder / record["mask"])
-        iou = iou_score(*get_stats(predicted, truth))
-        name = Path(record["mask"]).stem
-        photo = orient(read_image(record["image"]), orientation)
+        iou = iou_score(*get_stats(prediction.load_mask(), truth))
+        name = prediction.name
+        photo = orient(read_image(prediction.image), orientation)
         overlay = render_overlay(photo, truth, TRUTH_COLOUR)
         atomic_write_bytes(folder / TRUTH_DIR / f"{name}.jpg", jpeg_bytes(overlay, quality=85))
-        true_verdict = inspect_mask(truth, record["prompt"], image=photo, mm_per_px=record.get("mm_per_px"),
+        true_verdict = inspect_mask(truth, prediction.prompt, image=photo, mm_per_px=prediction.mm_per_px,
                                     qa_rules=qa_rules).verdict.verdict
-        record["truth"] = {"iou": iou, "truth_pixels": int(truth.sum()), "verdict": true_verdict,
-                           "overlay": f"{TRUTH_DIR}/{name}.jpg"}
-        atomic_write_json(folder / "records" / f"{name}.json", record, indent=1)
-        scores[record["class"]].append(iou)
-        if record["verdict"] == true_verdict:
-            right[record["class"]] += 1
+        prediction = predictions[index] = replace(prediction, extra={**prediction.extra, "truth": {
+            "iou": iou, "truth_pixels": int(truth.sum()), "verdict": true_verdict, "overlay": f"{TRUTH_DIR}/{name}.jpg"}})
+        atomic_write_json(folder / "records" / f"{name}.json", prediction.to_dict(), indent=1)
+        scores[prediction.class_name].append(iou)
+        if prediction.verdict.verdict == true_verdict:
+            right[prediction.class_name] += 1
         else:
-            wrong.append((Path(record["image"]).name, record["verdict"], true_verdict))
-    atomic_write_text(folder / RESULTS_JSONL, "".join(json_line(r) for r in records))
+            wrong.append((Path(prediction.image).name, prediction.verdict.verdict, true_verdict))
+    atomic_write_text(folder / RESULTS_JSONL, Predictions(predictions).to_jsonl())
     return TruthScores(
         iou={name: float(np.mean(values)) for name, values in sorted(scores.items())},
         verdicts_right={name: right[name] for name in sorted(scores)},

@@ -12,7 +12,7 @@ grows memory without limit::
 - **model** (the calling thread): takes the queued frames as one batch, runs the predictor's
   batched runtime on every frame (encoded once) × prompt, and smooths the mask logits over time with an
   exponential moving average (:class:`TemporalSmoother`) before the threshold.
-- **writer** (a thread): QA figures and verdict of each mask (:func:`~drywallqa.serving.inspect_mask`),
+- **writer** (a thread): QA figures and verdict of each mask (a :class:`~drywallqa.inference.Prediction`),
   the annotated frame, the per-frame JSONL line and the failure events (:class:`FailureEvents`).
 
 Outputs in ``out``::
@@ -50,10 +50,9 @@ from drywallqa.data.prompts import PromptConfig
 from drywallqa.data.sample_video import VIDEO_FOURCC
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.files import atomic_write_json
-from drywallqa.inference import BatchedPredictor, SegmentationResult
+from drywallqa.inference import BatchedPredictor, Prediction, Predictions, SegmentationResult
 from drywallqa.qa.figures import check_mm_per_px
-from drywallqa.qa.inspection import inspect_mask
-from drywallqa.qa.rules import QARules, photo_verdict
+from drywallqa.qa.rules import QARules
 from drywallqa.serving.video_frames import FailureEvents, TemporalSmoother, annotate_frame
 from drywallqa.serving.video_source import VideoSource
 
@@ -153,6 +152,7 @@ def watch(
     smoothing: float = 0.5,
     fail_frames: int = 5,
     mm_per_px: float | None = None,
+    tile: str | int | None = None,
     qa_rules: QARules | None = None,
     prompt_config: PromptConfig | None = None,
     live: bool | None = None,
@@ -172,7 +172,9 @@ def watch(
         smoothing: Weight of the newest frame in the logits' moving average, in ``(0, 1]``
             (see :class:`TemporalSmoother`).
         fail_frames: Consecutive failing frames that make an event (see :class:`FailureEvents`).
-        mm_per_px: Image scale, for millimetre figures and rules.
+        mm_per_px: Image scale, for millimetre figures and rules (and the tile scale).
+        tile: Tile setting (:mod:`~drywallqa.inference.tiling`); the predictor's when None. The
+            plan is made from the first frame and recorded in ``watch.json``.
         qa_rules: Figure sets and rules; the built-in file by default.
         prompt_config: Prompt classes; the built-in ``prompts.yaml`` by default.
         live: Drop frames when the model falls behind instead of waiting; by default True for
@@ -197,7 +199,7 @@ def watch(
     check_mm_per_px(mm_per_px, "--mm-per-px")  # a warning about an unusual scale is the caller's to show
     if prompt_config is not None:  # the predictor's per-class thresholds follow the run's classes
         predictor.set_prompt_config(prompt_config)
-    smoother = TemporalSmoother(predictor, prompts, smoothing)
+    smoother = TemporalSmoother(predictor, prompts, smoothing, mm_per_px=mm_per_px, tile=tile)
     events = FailureEvents(fail_frames)
     qa_rules = (qa_rules or QARules.default()).check_classes(prompt_config)
     video = source if isinstance(source, VideoSource) else VideoSource(source, timeout_s)
@@ -216,6 +218,9 @@ def watch(
     reader = threading.Thread(target=_read, args=(video, run, frames, stop, max_frames, max_seconds), daemon=True,
                               name="drywallqa-watch-reader")
     writing = threading.Thread(target=writer.write_all, args=(results, stop), daemon=True, name="drywallqa-watch-writer")
+    warm_up = getattr(predictor, "warm_up", None)
+    if warm_up is not None:  # every padded batch shape captured or compiled now, not on a live frame
+        warm_up((queue_size + 1) * len(smoother.prompts))
     started = time.perf_counter()
     reader.start()
     writing.start()
@@ -236,6 +241,7 @@ def watch(
         **run.to_dict(), "prompts": smoother.prompts, "smoothing": smoother.smoothing, "fail_frames": events.min_frames,
         "mm_per_px": mm_per_px, "qa_rules": qa_rules.source, "queue_size": queue_size,
         "source_orientation": video.orientation,
+        "tiling": smoother.plan.to_dict() if smoother.plan is not None else {"tile": smoother.tile},
     }, indent=2)
     return run
 
@@ -378,14 +384,12 @@ class _Writer:
             if self._last_frame is None:  # nothing annotated yet: a black frame keeps the timing
                 self._last_frame = np.zeros((self.video.height, self.video.width, 3), np.uint8)
             return {**record, "dropped": True}, []
-        inspections = [inspect_mask(r.mask, r.prompt, image=frame.pixels, confidence=r.confidence,
-                                    mm_per_px=self.mm_per_px, qa_rules=self.qa_rules, prompt_config=self.prompt_config)
-                       for r in frame_results]
-        overall = photo_verdict(i.verdict.verdict for i in inspections)
-        self._last_frame = annotate_frame(frame.pixels, frame_results, inspections, frame.index,
-                                          self.run.frames_dropped)
-        return {**record, "verdict": overall, "masks": [i.to_dict() for i in inspections]}, \
-            self.events.update(frame.index, frame.time_s, inspections)
+        predictions = Predictions(
+            Prediction.from_result(r, frame.pixels, image=f"frame {frame.index}", mm_per_px=self.mm_per_px,
+                                   qa_rules=self.qa_rules, prompt_config=self.prompt_config) for r in frame_results)
+        self._last_frame = annotate_frame(frame.pixels, predictions, frame.index, self.run.frames_dropped)
+        return {**record, "verdict": predictions.verdict, "masks": [p.inspection.to_dict() for p in predictions]}, \
+            self.events.update(frame.index, frame.time_s, predictions)
 
     def _log(self, events: list[dict], event_lines) -> None:
         for event in events:

@@ -12,19 +12,27 @@ from collections.abc import Sequence
 import numpy as np
 
 from drywallqa.errors import ConfigError
-from drywallqa.inference import BatchedPredictor, SegmentationResult, check_prompt, logits_to_result
-from drywallqa.processing import prompt_threshold, stack_model_inputs
+from drywallqa.inference import (
+    BatchedPredictor,
+    Prediction,
+    SegmentationResult,
+    check_image,
+    check_prompt,
+    logits_to_result,
+)
+from drywallqa.inference.tiling import TilePlan, blend_tiles, check_tile, cut_tiles
+from drywallqa.processing import prompt_threshold
 from drywallqa.qa.inspection import MaskInspection
-from drywallqa.serving.render import FIGURE_SET_COLOURS, render_overlay
 
 
 class TemporalSmoother:
     """Segment frames with several prompts, smoothing each prompt's logits over time.
 
-    For each prompt, the mask logits ``x_t`` at the model's input resolution (and the confidence
-    logit) are averaged exponentially: ``s_t = a * x_t + (1 - a) * s_(t-1)``, ``s_0 = x_0``;
-    ``s_t`` is then upsampled to the frame and thresholded as the predictor does
-    (:func:`~drywallqa.inference.logits_to_result`). ``a = 1`` turns smoothing off; ``a = 0.5``
+    For each prompt, the mask logits ``x_t`` at the model's scale (a large frame's tiles blended,
+    see :mod:`~drywallqa.inference.tiling`; the tile plan is made once, from the first frame, so
+    every frame is cut alike) and the confidence logit are averaged exponentially:
+    ``s_t = a * x_t + (1 - a) * s_(t-1)``, ``s_0 = x_0``; ``s_t`` is then upsampled to the frame
+    and thresholded as the predictor does (:func:`~drywallqa.inference.logits_to_result`). ``a = 1`` turns smoothing off; ``a = 0.5``
     (the default) gives the newest frame half the weight, so a mask settles within a few
     frames and one-frame flicker (motion blur, a passing shadow) is damped. Dropped frames are
     simply not in the average.
@@ -33,12 +41,19 @@ class TemporalSmoother:
         predictor: Any batched runtime (PyTorch, ONNX Runtime, TensorRT, with or without flips).
         prompts: Prompts applied to every frame.
         smoothing: ``a`` in ``(0, 1]``.
+        mm_per_px: Millimetres per pixel of the frames, for the tile scale.
+        tile: Tile setting; the predictor's when None.
+
+    Attributes:
+        plan: The frames' tile plan, once the first frame is in.
 
     Raises:
-        ConfigError: For a predictor without a batched path, no prompt, or ``a`` out of range.
+        ConfigError: For a predictor without a batched path, no prompt, ``a`` out of range, or a
+            bad tile setting.
     """
 
-    def __init__(self, predictor: BatchedPredictor, prompts: Sequence[str], smoothing: float = 0.5):
+    def __init__(self, predictor: BatchedPredictor, prompts: Sequence[str], smoothing: float = 0.5, *,
+                 mm_per_px: float | None = None, tile: str | int | None = None):
         if not isinstance(predictor, BatchedPredictor):
             raise ConfigError(f"video needs a batched runtime; {getattr(predictor, 'name', predictor)} is not one")
         if not 0 < smoothing <= 1:
@@ -47,6 +62,8 @@ class TemporalSmoother:
         if not self.prompts:
             raise ConfigError("give at least one prompt, e.g. --prompt 'segment crack'")
         self.predictor, self.smoothing = predictor, float(smoothing)
+        self.mm_per_px, self.tile = mm_per_px, check_tile(tile) if tile is not None else predictor.tile
+        self.plan: TilePlan | None = None
         self._state: list[tuple[np.ndarray, float]] | None = None
 
     def __call__(self, frames: Sequence[np.ndarray]) -> list[list[SegmentationResult]]:
@@ -60,25 +77,41 @@ class TemporalSmoother:
             the frame's size).
         """
         predictor, count = self.predictor, len(self.prompts)
-        inputs = stack_model_inputs(frames, predictor.image_size)
+        frames = [check_image(frame) for frame in frames]
+        if self.plan is None or self.plan.image_shape != frames[0].shape[:2]:
+            self.plan = predictor.prepare(frames[0], mm_per_px=self.mm_per_px, tile=self.tile).plan
+            self._state = None  # logits of another plan do not average with these
+        plan, tiles = self.plan, len(self.plan)
+        # Outputs in (frame, prompt, tile) order; each frame's tiles are encoded once for all the prompts.
+        step = max(1, predictor.batch_size // tiles)  # frames per model call: about batch_size tiles
         mask_logits, confidence_logits = [], []
-        for start in range(0, len(inputs), predictor.batch_size):  # each frame encoded once for all the prompts
-            chunk = inputs[start:start + predictor.batch_size]
-            logits, confidence = predictor.forward_pairs(chunk, self.prompts * len(chunk),
-                                                         np.repeat(np.arange(len(chunk)), count))
+        for start in range(0, len(frames), step):
+            chunk = frames[start:start + step]
+            inputs = np.ascontiguousarray(np.concatenate([cut_tiles(frame, plan) for frame in chunk]))
+            index = [f * tiles + k for f in range(len(chunk)) for _ in range(count) for k in range(tiles)]
+            logits, confidence = predictor.forward_pairs(inputs, [p for _ in chunk for p in self.prompts for _ in range(tiles)],
+                                                         index)
             mask_logits.append(logits)
             confidence_logits.append(confidence)
         mask_logits, confidence_logits = np.concatenate(mask_logits), np.concatenate(confidence_logits)
         results = []
         for index, frame in enumerate(frames):
-            new = [(mask_logits[index * count + k], float(confidence_logits[index * count + k])) for k in range(count)]
+            new = []
+            for k in range(count):
+                first = (index * count + k) * tiles
+                logits, confidence = blend_tiles(plan, mask_logits[first:first + tiles],
+                                                 confidence_logits[first:first + tiles])
+                new.append((logits, float(confidence)))
             a = self.smoothing
             self._state = new if self._state is None else [
                 (a * logits + (1 - a) * old_logits, a * confidence + (1 - a) * old_confidence)
                 for (logits, confidence), (old_logits, old_confidence) in zip(new, self._state)
             ]
-            results.append([logits_to_result(logits, confidence, prompt, frame.shape, prompt_threshold(predictor, prompt))
-                            for (logits, confidence), prompt in zip(self._state, self.prompts)])
+            segmented = [logits_to_result(logits, confidence, prompt, frame.shape, prompt_threshold(predictor, prompt))
+                         for (logits, confidence), prompt in zip(self._state, self.prompts)]
+            for result in segmented:
+                result.extra["tiling"] = plan.to_dict()
+            results.append(segmented)
         return results
 
 
@@ -101,8 +134,8 @@ class FailureEvents:
         self._streak: dict[str, list] = {}  # prompt -> [count, first frame, first time]
         self._open: dict[str, dict] = {}
 
-    def update(self, frame: int, time_s: float, inspections: Sequence[MaskInspection]) -> list[dict]:
-        """Feed one processed frame's inspections; returns the events it starts or ends."""
+    def update(self, frame: int, time_s: float, inspections: Sequence[Prediction | MaskInspection]) -> list[dict]:
+        """Feed one processed frame's predictions (or inspections); returns the events it starts or ends."""
         events = []
         for inspection in inspections:
             prompt = inspection.prompt
@@ -131,14 +164,12 @@ class FailureEvents:
                 "failed_frames": frame - opened["frame"], "failed_s": round(time_s - opened["time_s"], 3), "why": why}
 
 
-def annotate_frame(pixels: np.ndarray, results: Sequence[SegmentationResult], inspections: Sequence[MaskInspection],
-                   index: int, dropped: int = 0) -> np.ndarray:
+def annotate_frame(pixels: np.ndarray, predictions: Sequence[Prediction], index: int, dropped: int = 0) -> np.ndarray:
     """The frame with each prompt's mask tinted and outlined and a banner of verdicts.
 
     Args:
         pixels: RGB ``uint8`` ``(H, W, 3)``.
-        results: One result per prompt, masks at the frame's size.
-        inspections: Their QA inspections, in the same order.
+        predictions: One per prompt, masks at the frame's size.
         index: Frame index, shown in the banner.
         dropped: Frames dropped so far, shown when non-zero.
 
@@ -148,13 +179,13 @@ def annotate_frame(pixels: np.ndarray, results: Sequence[SegmentationResult], in
     import cv2
 
     image = pixels
-    for result, inspection in zip(results, inspections):
-        image = render_overlay(image, result.mask, FIGURE_SET_COLOURS[inspection.figures.figure_set])
+    for prediction in predictions:
+        image = prediction.plot(image=image)
     image = np.ascontiguousarray(image)
     scale = max(image.shape[1] / 900, 0.3)
     lines = [(f"#{index}" + (f"  dropped {dropped}" if dropped else ""), False)]
-    lines += [(f"{i.class_name or i.prompt}: {i.verdict.verdict} ({r.confidence:.2f})", i.verdict.verdict == "fail")
-              for r, i in zip(results, inspections)]
+    lines += [(f"{p.class_name or p.prompt}: {p.verdict.verdict} ({p.confidence:.2f})", p.verdict.verdict == "fail")
+              for p in predictions]
     for row, (text, failing) in enumerate(lines):
         y = int((row + 1) * 26 * scale) + 2
         colour = (235, 40, 40) if failing else (255, 255, 255)

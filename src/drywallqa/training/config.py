@@ -26,11 +26,15 @@ class ModelSection:
             ``save_pretrained``, or ``default`` for the model shipped in the package. Fine-tuning
             on your own photos starts here; its architecture wins over ``name``/``args``, only
             the input size follows ``data.image_size``.
+        init_matching: With ``init_from``: build the architecture of ``name``/``args`` instead and
+            start every tensor whose name and shape match the saved model's from it (e.g. a wider
+            decoder on the saved model's encoder); the others start fresh.
     """
 
     name: str = "promptunet"
     args: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None
+    init_matching: bool = False
 
 
 @dataclass
@@ -95,6 +99,12 @@ class TrainerConfig:
             (mean mask IoU over classes, higher is better) or ``val/confidence_mse`` (squared error
             of the confidence against the true IoU of the mask, lower is better; for
             ``optim.train_only: [confidence_head]``, where the masks do not change).
+        data_on_device: Decode every training and validation photo once into ``uint8`` tensors on
+            the accelerator and augment whole batches there (:mod:`drywallqa.training.device_data`):
+            no loader workers, no host sync per step. None: when training on one GPU.
+        compile: ``torch.compile`` the training forward: false, true (the default mode) or a mode
+            such as ``max-autotune-no-cudagraphs``. A compilation that fails on the first step is
+            reported and the run trains eagerly.
     """
 
     max_epochs: int = 30
@@ -117,8 +127,12 @@ class TrainerConfig:
     cache_images: bool | None = None
     channels_last: bool | None = None
     monitor: str = "val/iou"
+    data_on_device: bool | None = None
+    compile: Any = False
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.compile, bool) or (isinstance(self.compile, str) and self.compile)):
+            raise ConfigError(f"trainer.compile must be true, false or a torch.compile mode, got {self.compile!r}")
         if self.monitor not in MONITOR_MODES:
             raise ConfigError(f"trainer.monitor must be one of {', '.join(MONITOR_MODES)}, got {self.monitor!r}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
+import warnings
 
 import lightning as L
 import torch
@@ -13,6 +13,7 @@ from torch import Tensor
 from drywallqa.errors import ConfigError
 from drywallqa.models.base import PromptSegmentationModel
 from drywallqa.training.config import OptimConfig
+from drywallqa.training.device_data import BATCH_KEY, SPLIT_KEY, DeviceSplit
 from drywallqa.training.losses import LossConfig, SegmentationLoss, predicted_mask_iou
 
 
@@ -33,7 +34,7 @@ class SegmentationModule(L.LightningModule):
 
     def __init__(self, model: PromptSegmentationModel, loss: LossConfig, optim: OptimConfig,
                  time_budget_minutes: float | None = None, class_names: tuple[str, ...] = (),
-                 channels_last: bool = False):
+                 channels_last: bool = False, compile: bool | str = False):
         super().__init__()
         self.class_names = tuple(class_names)
         self.time_budget_minutes = time_budget_minutes
@@ -43,7 +44,12 @@ class SegmentationModule(L.LightningModule):
         self.model = model
         self.loss = SegmentationLoss(loss)
         self.optim = optim
-        self._val = defaultdict(list)
+        # Splits on the device (trainer.data_on_device), by name; their loaders yield placeholders.
+        self.device_splits: dict[str, DeviceSplit] = {}
+        self.compile_mode = None if compile is False else ("default" if compile is True else str(compile))
+        self._compiled = None
+        self._compiled_ran = False
+        self._val: dict[str, Tensor] = {}
         # Optimiser step of the last validation, so training can tell whether the final weights were validated.
         self.validated_at_step: int | None = None
         self.minutes_before_resume = 0.0
@@ -57,6 +63,12 @@ class SegmentationModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._fit_started = time.monotonic()
+        for split in self.device_splits.values():
+            split.to(self.device)
+        if self.compile_mode and self._compiled is None:
+            # Only the training forward is compiled: validation runs the eager model (another mode,
+            # a smaller last batch), so it costs no second compilation.
+            self._compiled = torch.compile(self.model, mode=self.compile_mode, dynamic=False)
 
     def training_minutes(self) -> float:
         """Minutes of fitting so far, the attempts before a ``--resume`` included."""
@@ -85,6 +97,8 @@ class SegmentationModule(L.LightningModule):
                 part.train()
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if SPLIT_KEY in batch:  # data on the device: the loader sent only the batch's number
+            batch = self.device_splits[batch[SPLIT_KEY]].to(self.device).batch(int(batch[BATCH_KEY]))
         # The loader sends uint8 pixels and masks (a quarter of the bytes); convert on the device.
         if batch["image"].dtype == torch.uint8:
             batch["image"] = batch["image"].float().div_(255.0)
@@ -97,37 +111,80 @@ class SegmentationModule(L.LightningModule):
     def forward(self, images: Tensor, prompts: list[str]):
         return self.model.segment(images, prompts)
 
+    def _embeddings(self, batch: dict) -> Tensor:
+        """The batch's prompt embeddings: carried by a device batch, else embedded from its prompts."""
+        if "embedding" in batch:
+            return batch["embedding"]
+        return self.model.embed_prompts(list(batch["prompt"])).to(self.device, non_blocking=True)
+
+    @property
+    def compiled(self) -> bool:
+        """True while the training forward runs compiled (``compile`` set and compiling worked)."""
+        return self._compiled is not None
+
+    def _train_forward(self, images: Tensor, embeddings: Tensor):
+        """The model's forward for training: compiled when ``compile`` is set and compiling works.
+
+        A compilation that fails on the first step (a backend missing on this machine, an
+        unsupported op) is reported and training goes on eagerly instead of ending the run.
+        """
+        if self._compiled is not None:
+            try:
+                out = self._compiled(images, embeddings)
+                self._compiled_ran = True
+                return out
+            except Exception as error:  # noqa: BLE001 - only before the first compiled step succeeded
+                if self._compiled_ran:
+                    raise
+                warnings.warn(f"torch.compile failed ({type(error).__name__}: {error}); training eagerly", stacklevel=2)
+                self._compiled = None
+        return self.model(images, embeddings)
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        out = self.model.segment(batch["image"], list(batch["prompt"]))
+        size = batch["image"].shape[0]
+        out = self._train_forward(batch["image"], self._embeddings(batch))
         parts = self.loss(out.mask_logits, batch["mask"], out.confidence_logits)
-        self.log_dict({f"train/{k}": v for k, v in parts.items()}, prog_bar=False, batch_size=len(batch["prompt"]), sync_dist=False)
-        self.log("loss", parts["total"], prog_bar=True, logger=False, batch_size=len(batch["prompt"]))
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, prog_bar=False, batch_size=size, sync_dist=False)
+        self.log("loss", parts["total"], prog_bar=True, logger=False, batch_size=size)
         return parts["total"]
+
+    def _accumulate(self, key: str, values: Tensor, weights: Tensor | None = None) -> None:
+        """Add ``sum(values * weights)`` and ``sum(weights)`` to a validation total, on the device."""
+        values = values.float().reshape(-1)
+        weights = torch.ones_like(values) if weights is None else weights.float().reshape(-1)
+        total = torch.stack([(values * weights).sum(), weights.sum()])
+        self._val[key] = self._val[key] + total if key in self._val else total
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         from drywallqa.evaluation.metrics import dice_score, get_stats, iou_score
 
-        out = self.model.segment(batch["image"], list(batch["prompt"]))
+        out = self.model(batch["image"], self._embeddings(batch))
         parts = self.loss(out.mask_logits, batch["mask"], out.confidence_logits)
-        self.log("val/loss", parts["total"], batch_size=len(batch["prompt"]), sync_dist=True)
+        self.log("val/loss", parts["total"], batch_size=batch["image"].shape[0], sync_dist=True)
         stats = get_stats(out.mask_logits, batch["mask"], threshold=0.0)  # logits: 0 is probability 0.5
         iou = iou_score(*stats, reduction="none")
         dice = dice_score(*stats, reduction="none")
+        negative = torch.as_tensor(batch["is_negative"], device=self.device).bool().reshape(-1)
+        if "class_index" in batch:
+            classes = batch["class_index"]
+        else:
+            ids = {name: i for i, name in enumerate(self.class_names)}
+            classes = torch.tensor([ids.get(name, -1) for name in batch["class_name"]], device=self.device)
+        # Every total is a masked sum on the device: no per-image host sync.
         confidence = torch.sigmoid(out.confidence_logits.float()) if out.confidence_logits is not None else None
         mask_iou = predicted_mask_iou(out.mask_logits.float(), batch["mask"].float())
-        for i, class_name in enumerate(batch["class_name"]):
+        if confidence is not None:
+            self._accumulate("confidence_mse", (confidence - mask_iou) ** 2)
+        self._accumulate("negative_fp", stats.fp.float() / (stats.fp + stats.tn).float().clamp(min=1), negative)
+        for index, class_name in enumerate(self.class_names):
+            positive = ~negative & (classes == index)
+            self._accumulate(f"iou_{class_name}", iou, positive)
+            self._accumulate(f"dice_{class_name}", dice, positive)
             if confidence is not None:
-                self._val["confidence_mse"].append((confidence[i] - mask_iou[i]) ** 2)
-            if bool(batch["is_negative"][i]):
-                self._val["negative_fp"].append((stats.fp[i].float() / (stats.fp[i] + stats.tn[i]).float()).to(self.device))
-            else:
-                self._val[f"iou_{class_name}"].append(iou[i].float().to(self.device))
-                self._val[f"dice_{class_name}"].append(dice[i].float().to(self.device))
-                if confidence is not None:
-                    # Moments of (confidence, IoU), reduced like every mean below, give Pearson r.
-                    x, y = confidence[i], mask_iou[i]
-                    for moment, value in (("x", x), ("y", y), ("xy", x * y), ("xx", x * x), ("yy", y * y)):
-                        self._val[f"rmoment_{moment}_{class_name}"].append(value)
+                # Moments of (confidence, IoU), reduced like every mean below, give Pearson r.
+                x, y = confidence, mask_iou
+                for moment, value in (("x", x), ("y", y), ("xy", x * y), ("xx", x * x), ("yy", y * y)):
+                    self._accumulate(f"rmoment_{moment}_{class_name}", value, positive)
 
     def on_validation_epoch_end(self) -> None:
         self.validated_at_step = self.trainer.global_step
@@ -137,11 +194,7 @@ class SegmentationModule(L.LightningModule):
         keys += [f"rmoment_{m}_{c}" for c in self.class_names for m in ("x", "y", "xy", "xx", "yy")]
         keys += sorted(set(self._val) - set(keys))
         device = self.device
-        totals = torch.stack([
-            torch.stack([torch.stack(self._val[k]).sum(), torch.tensor(float(len(self._val[k])), device=device)])
-            if self._val.get(k) else torch.zeros(2, device=device)
-            for k in keys
-        ])
+        totals = torch.stack([self._val[k].to(device) if k in self._val else torch.zeros(2, device=device) for k in keys])
         totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
         self._val.clear()
         metrics = {f"val/{k}": totals[i, 0] / totals[i, 1] for i, k in enumerate(keys) if totals[i, 1] > 0}
@@ -168,7 +221,9 @@ class SegmentationModule(L.LightningModule):
             {"params": [p for p in self.model.parameters() if p.requires_grad and id(p) not in encoder_params], "lr": self.optim.lr},
         ]
         groups = [g for g in groups if g["params"]]
-        optimizer = torch.optim.AdamW(groups, weight_decay=self.optim.weight_decay)
+        # One fused kernel per step on a GPU instead of a few per parameter tensor.
+        fused = self.device.type == "cuda"
+        optimizer = torch.optim.AdamW(groups, weight_decay=self.optim.weight_decay, fused=fused)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = max(int(total * self.optim.warmup_fraction), 1)
         floor = self.optim.min_lr_ratio
@@ -235,7 +290,7 @@ class ThroughputMonitor(L.Callback):
         self._epoch_started = time.monotonic()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._images += len(batch["prompt"])
+        self._images += batch["image"].shape[0]
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         seconds = time.monotonic() - self._epoch_started

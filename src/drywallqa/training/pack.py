@@ -33,6 +33,9 @@ def build_pack(
     max_mib: float = DEFAULT_MAX_MIB,
     overwrite: bool = False,
     say: Callable[[str], None] | None = None,
+    image_size: int | None = None,
+    pretrained_for: tuple[TrainConfig, ...] = (),
+    split_quality: dict[str, int] | None = None,
 ) -> PackSummary:
     """Pack the training set of ``config`` (its ``data`` section) with the model's prompt
     embeddings and pretrained encoder weights, for ``drywallqa train --pack``.
@@ -40,8 +43,12 @@ def build_pack(
     Args:
         config: The training config the pack is for (``data.datasets`` set to source folders).
         out: The pack folder.
-        image_format, quality, originals, max_mib, overwrite: See :func:`drywallqa.trainsets.pack.write_pack`.
+        image_format, quality, originals, max_mib, overwrite, image_size, split_quality: See
+            :func:`drywallqa.trainsets.pack.write_pack`.
         say: Called with a line per step.
+        pretrained_for: Other recipes trained from the same pack whose models start from
+            pretrained encoder weights (e.g. ``encoder: lite2``): their weights travel too, one file
+            per encoder.
 
     Returns:
         The :class:`PackSummary`.
@@ -57,12 +64,21 @@ def build_pack(
     embeddings = model.text_encoder.encode(sorted(_prompts_of(trainset)))
     wants_pretrained = config.model.init_from is None and getattr(model.config, "pretrained", False)
     pretrained = model.pretrained_state() if wants_pretrained and model.pretrained_prefixes else None
+    more: dict[str, dict] = {}
+    for other in pretrained_for:
+        if other.model.init_from is not None:
+            continue  # it starts from a saved model, not from pretrained weights
+        extra = initial_model(other, trainset.config.image_size, None)
+        encoder = getattr(extra.config, "encoder", None)
+        if encoder and getattr(extra.config, "pretrained", False) and extra.pretrained_prefixes:
+            more[encoder] = {"state": extra.pretrained_state(), "model": {"name": extra.name, "args": extra.config.to_dict()}}
     return write_pack(
         trainset, out,
         embeddings=dict(zip(sorted(_prompts_of(trainset)), embeddings)), text_encoder=model.config.text_encoder,
         pretrained=pretrained,
         model={"name": model.name, "args": model.config.to_dict()} if pretrained else None,
         image_format=image_format, quality=quality, originals=originals, max_mib=max_mib, overwrite=overwrite, say=say,
+        image_size=image_size, more_pretrained=more or None, split_quality=split_quality,
     )
 
 
@@ -99,5 +115,12 @@ def apply_pack(model: PromptSegmentationModel, pack: TrainingPack, config: Train
     """
     model.text_encoder.add_cached(pack.embeddings(model.config.text_encoder))
     if config.model.init_from is None and getattr(model.config, "pretrained", False) and pack.has_pretrained:
-        recorded = (pack.manifest.get("model") or {}).get("args", {})
-        model.load_pretrained_state(pack.pretrained(), source=f"{pack.path} (pretrained weights of {recorded})")
+        encoder = getattr(model.config, "encoder", None)
+        state = pack.pretrained(encoder)
+        if state is None:
+            carried = ", ".join(str(e) for e in pack.pretrained_encoders().values())
+            raise ConfigError(f"{pack.path}: the pack carries the pretrained weights of {carried}, none for encoder "
+                              f"{encoder}; rebuild it with --pretrained-for this recipe")
+        extra = (pack.manifest.get("pretrained") or {}).get(encoder or "")
+        recorded = ((extra or {}).get("model") or pack.manifest.get("model") or {}).get("args", {})
+        model.load_pretrained_state(state, source=f"{pack.path} (pretrained weights of {recorded})")

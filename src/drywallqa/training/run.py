@@ -11,6 +11,7 @@ A run folder holds::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -78,6 +79,30 @@ def _auto_flag(name: str, value: object, auto: bool) -> bool:
     return value
 
 
+def _one_process(trainer) -> bool:
+    """True when a run trains in one process on one device (no DDP)."""
+    import torch
+
+    devices = trainer.devices
+    one = devices == 1 or (isinstance(devices, (list, tuple)) and len(devices) == 1)
+    if devices == "auto":
+        one = trainer.accelerator == "cpu" or torch.cuda.device_count() <= 1
+    return one and trainer.num_nodes == 1 and trainer.strategy == "auto"
+
+
+def device_data_splits(trainset, model, image_size: int, batch_size: int) -> dict:
+    """The train and valid splits decoded for ``trainer.data_on_device`` (:class:`DeviceSplit`)."""
+    from drywallqa.training.device_data import DeviceSplit, prompt_embeddings
+
+    embeddings = prompt_embeddings(model, trainset)
+    return {
+        "train": DeviceSplit(trainset, "train", image_size=image_size, embeddings=embeddings, batch_size=batch_size,
+                             augmentation=trainset.config.augmentation, shuffle=True, drop_last=True,
+                             sample_prompts=True),
+        "valid": DeviceSplit(trainset, "valid", image_size=image_size, embeddings=embeddings, batch_size=batch_size),
+    }
+
+
 def training_precision(precision: str, on_gpu: bool) -> tuple[str, str]:
     """The Lightning precision of a run and why: ``trainer.precision`` as given, or for ``auto``
     the rule of :func:`drywallqa.hardware.auto_precision` (bf16 on a CPU only with AMX-BF16 or
@@ -132,6 +157,13 @@ def initial_model(config: TrainConfig, image_size: int, source: Path | None, pac
     if source is None:
         from_pack = pack is not None and pack.has_pretrained
         model = build_model(config.model.name, load_pretrained=not from_pack, **{**config.model.args, "image_size": image_size})
+    elif config.model.init_matching:
+        model = build_model(config.model.name, load_pretrained=False, **{**config.model.args, "image_size": image_size})
+        saved = PromptSegmentationModel.from_pretrained(source).state_dict()
+        own = model.state_dict()
+        matching = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(matching, strict=False)
+        say(f"starting {len(matching)} of {len(own)} tensors of {model.name} from {source}; the others are new")
     else:
         model = PromptSegmentationModel.from_pretrained(source)
         # The weights are size-agnostic (fully convolutional); only the recorded input size changes.
@@ -205,6 +237,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     channels_last = _auto_flag("trainer.channels_last", cfg_t.channels_last, True)
     precision, precision_reason = training_precision(cfg_t.precision, on_gpu)
     say(f"precision {precision} ({precision_reason}){', channels-last' if channels_last else ''}")
+    data_on_device = _auto_flag("trainer.data_on_device", cfg_t.data_on_device, on_gpu and _one_process(cfg_t))
+    if data_on_device and not _one_process(cfg_t):
+        raise ConfigError("trainer.data_on_device trains in one process on one device; set it false for "
+                          "several devices, nodes or a strategy other than auto")
+    if on_gpu:  # static shapes (drop_last): let cuDNN time its algorithms once per shape
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
     L.seed_everything(cfg_t.seed, workers=True, verbose=False)
 
     # Fail on a bad data or model section, a wrong --init-from or --pack (or an unreadable record)
@@ -216,35 +255,48 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     trainset = build_trainset(pack.trainset_config(config.data) if pack else trainset_config(config))
     if pack:
         pack.check_split(trainset)
+        pack.check_image_size(trainset.config.image_size)
         say(f"training from {pack!r}")
     say(trainset.check_line())
     for split in ("train", "valid"):
         if split not in trainset.splits:
             raise ConfigError(f"the training set has no {split!r} split; check data.fractions")
-    if cache_images:
+    if cache_images and not data_on_device:
         started = time.perf_counter()
         count = trainset.cache_images(("train", "valid"))
         say(f"decoded {count} images into memory in {time.perf_counter() - started:.1f} s")
     image_size = trainset.config.image_size
     model = initial_model(config, image_size, source, pack)
-    train_data = trainset.torch_dataset("train", uint8=True)
-    valid_data = trainset.torch_dataset("valid", uint8=True)
-    loader_args = {
-        "batch_size": cfg_t.batch_size, "num_workers": cfg_t.num_workers, "pin_memory": torch.cuda.is_available(),
-        # Workers outlive the epoch: on a GPU an epoch takes seconds, and starting them costs about as much.
-        "persistent_workers": cfg_t.num_workers > 0,
-    }
-    train_loader = DataLoader(train_data, shuffle=True, drop_last=len(train_data) > cfg_t.batch_size, **loader_args)
-    valid_loader = DataLoader(valid_data, shuffle=False, **loader_args)
+    device_splits = {}
+    if data_on_device:
+        started = time.perf_counter()
+        device_splits = device_data_splits(trainset, model, image_size, cfg_t.batch_size)
+        say(f"decoded {sum(s.images.shape[0] for s in device_splits.values())} images for the device in "
+            f"{time.perf_counter() - started:.1f} s ({sum(s.nbytes for s in device_splits.values()) / 2**20:.0f} MiB)")
+        train_loader, valid_loader = (DataLoader(device_splits[s], batch_size=None) for s in ("train", "valid"))
+    else:
+        train_data = trainset.torch_dataset("train", uint8=True)
+        valid_data = trainset.torch_dataset("valid", uint8=True)
+        loader_args = {
+            "batch_size": cfg_t.batch_size, "num_workers": cfg_t.num_workers, "pin_memory": torch.cuda.is_available(),
+            # Workers outlive the epoch: on a GPU an epoch takes seconds, and starting them costs about as much.
+            "persistent_workers": cfg_t.num_workers > 0,
+        }
+        train_loader = DataLoader(train_data, shuffle=True, drop_last=len(train_data) > cfg_t.batch_size, **loader_args)
+        valid_loader = DataLoader(valid_data, shuffle=False, **loader_args)
 
     module = SegmentationModule(
         model, config.loss, config.optim, time_budget_minutes=cfg_t.max_minutes, class_names=trainset.class_names,
-        channels_last=channels_last,
+        channels_last=channels_last, compile=cfg_t.compile,
     )
+    module.device_splits = device_splits
     module.run_metadata = {
         "train_config": config.to_dict(),
         "trainset_config": trainset.config.to_dict(),
-        "augmentation": augmentation_to_dict(trainset.augmentation()),
+        # On the device the batch augmenter draws from the same config (no albumentations there).
+        "augmentation": ({"on_device": "drywallqa.trainsets.device_augment.BatchAugmenter",
+                          **dataclasses.asdict(trainset.config.augmentation)} if data_on_device
+                         else augmentation_to_dict(trainset.augmentation())),
         **({"pack": pack.describe()} if pack else {}),
     }
     monitor, mode = cfg_t.monitor, MONITOR_MODES[cfg_t.monitor]
@@ -315,7 +367,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             "budget": {"hardware": result.hardware, "minutes": result.minutes, "epochs": result.epochs,
                        "steps": trainer.global_step, "precision": precision,
                        "precision_reason": precision_reason, "channels_last": channels_last,
-                       "train_images_per_s": throughput.images_per_s()},
+                       "train_images_per_s": throughput.images_per_s(), "data_on_device": data_on_device,
+                       "compiled": module.compiled},
             "best_val_iou": result.best_val_iou, "best_checkpoint": str(best), "kept": kept,
             **({"monitor": {"metric": monitor, "best": float(best_score)}} if monitor != "val/iou" and best_score is not None else {}),
             "trainset_check": trainset.check_line(), "trainset_counts": trainset.counts(),

@@ -21,7 +21,7 @@ from drywallqa.trainsets.config import AugmentationConfig, TrainSetConfig
 from drywallqa.trainsets.core import TrainRecord, TrainSet
 from drywallqa.trainsets.items import resize_pair
 from drywallqa.trainsets.materialize import MaterializeResult, materialize
-from drywallqa.trainsets.resplit import resplit_like_training
+from drywallqa.trainsets.resplit import resplit_like_training, training_groups
 from drywallqa.trainsets.sources import find_dataset_folders
 
 
@@ -38,5 +38,5 @@ def __getattr__(name: str):
 __all__ = [
     "AugmentationConfig", "MaterializeResult", "TrainRecord", "TrainSet", "TrainSetConfig", "TrainSetDataset",
     "augment_pair", "augmentation_from_dict", "augmentation_to_dict", "build_augmentation", "build_trainset",
-    "find_dataset_folders", "materialize", "resize_pair", "resplit_like_training",
+    "find_dataset_folders", "materialize", "resize_pair", "resplit_like_training", "training_groups",
 ]

@@ -8,6 +8,10 @@ way, so no artificial edges appear that a model could mistake for a joint.
 
 The pipeline round-trips through :func:`augmentation_to_dict` / :func:`augmentation_from_dict`
 (albumentations' own ``A.to_dict`` / ``A.from_dict``) so it can be saved with each checkpoint.
+
+Training with its data on a GPU (``trainer.data_on_device``) applies the same config to whole
+batches on the device instead: :class:`drywallqa.trainsets.device_augment.BatchAugmenter`, whose
+tests check that it draws what this pipeline draws.
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 // server batches them), results fill a sortable, filterable table; a row opens the photo, its mask
 // or the overlay at any opacity; "Download all" asks POST /v1/export for the zip of masks,
 // overlays and tables. Plain JS, no libraries, nothing from other hosts (the page's CSP forbids it).
+// In an app built by `drywallqa app build` the model also runs on this device (ondevice.js, offline
+// once loaded); a switch picks where when the page has both (`drywallqa serve --app`).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-// The overlay colours of drywallqa.serving.render.FIGURE_SET_COLOURS (a test keeps them equal).
+// The overlay colours of drywallqa.inference.render.FIGURE_SET_COLOURS (a test keeps them equal).
 const FIGURE_SET_COLOURS = { crack: [235, 40, 40], joint: [30, 130, 255], area: [255, 176, 0] };
 const IMAGE_NAME = /\.(jpe?g|png|bmp|tiff?|webp)$/i;
 const IN_FLIGHT = 4;          // uploads at once: enough for the server to batch, few enough to show progress
@@ -27,6 +29,9 @@ let rows = [];                // one per photo and prompt: {photo, prompt, resul
 let sort = { key: null, ascending: true };
 let selected = null;          // the row shown in the detail panel
 let scaleGiven = false;
+let batchOnDevice = false;    // where the batch shown ran
+const modes = { server: false, device: false };  // where this page can run the model
+const runsOnDevice = () => $("where-device").checked;
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
@@ -102,6 +107,9 @@ $("form").addEventListener("submit", (event) => {
   const prompts = chosenPrompts();
   if (!chosen.length) { setStatus("Choose photos first.", true); return; }
   if (!prompts.length) { setStatus("Tick cracks or taping areas, or type a prompt.", true); return; }
+  if (!runsOnDevice() && !modes.server) { setStatus("There is no model here: no server answers and no on-device model came with the page.", true); return; }
+  const unknown = runsOnDevice() ? onDevice.unknownPromptsMessage(prompts) : "";
+  if (unknown) { setStatus(unknown, true); return; }
   const mm = $("mm").value.trim();
   if (mm && !(Number(mm) > 0)) { setStatus("The scale must be a positive number of millimetres per pixel.", true); return; }
   runBatch(chosen, prompts, mm);
@@ -113,6 +121,7 @@ async function runBatch(items, prompts, mm) {
                                              url: URL.createObjectURL(file), image: null }));
   rows = photos.flatMap((photo) => prompts.map((prompt) => ({ photo, prompt, result: null })));
   scaleGiven = Boolean(mm);
+  batchOnDevice = runsOnDevice();
   $("longest-head").textContent = scaleGiven ? "longest (mm)" : "longest (px)";
   $("width-head").textContent = scaleGiven ? "max width (mm)" : "max width (px)";
   selected = null;
@@ -128,14 +137,15 @@ async function runBatch(items, prompts, mm) {
   const worker = async () => {
     while (next < photos.length) {
       const photo = photos[next++];
-      await inspect(photo, prompts, mm);
+      await (batchOnDevice ? inspectOnDevice(photo, prompts, mm) : inspect(photo, prompts, mm));
       showProgress();
       renderTable();
     }
   };
-  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, photos.length) }, worker));
+  // One photo at a time on this device: its model calls run one after another anyway.
+  await Promise.all(Array.from({ length: Math.min(batchOnDevice ? 1 : IN_FLIGHT, photos.length) }, worker));
   $("submit").disabled = chosen.length === 0;
-  $("download").disabled = !rows.some((row) => row.result);
+  $("download").disabled = !rows.some((row) => row.result) || !modes.server;
   showProgress(true);
 }
 
@@ -170,13 +180,40 @@ async function inspect(photo, prompts, mm) {
       photo.error = `error ${response.status}: ${body.error ? body.error.message : response.statusText}`;
       return;
     }
-    photo.status = "done";
-    photo.body = body;
-    for (const row of rows) {
-      if (row.photo === photo) row.result = body.results.find((result) => result.prompt === row.prompt) || null;
-    }
+    answered(photo, body);
     return;
   }
+}
+
+function answered(photo, body) {
+  photo.status = "done";
+  photo.body = body;
+  for (const row of rows) {
+    if (row.photo === photo) row.result = body.results.find((result) => result.prompt === row.prompt) || null;
+  }
+}
+
+async function inspectOnDevice(photo, prompts, mm) {
+  photo.status = "running";
+  renderTable();
+  try {
+    const body = await onDevice.inspectFile(photo.file, photo.name, prompts, mm ? Number(mm) : null);
+    // Masks kept as PNGs, not as arrays of a byte per pixel: a batch of hundreds of photos stays small.
+    for (const result of body.results) {
+      result.mask.png = await maskPng(result);
+      delete result.mask.bits;
+    }
+    answered(photo, body);
+  } catch (error) {
+    photo.status = "error";
+    photo.error = error.message;
+  }
+}
+
+// Seconds per photo on this device so far (each photo's decode, model calls, figures and verdicts).
+function deviceSeconds() {
+  const times = photos.filter((p) => p.body && p.body.backend).map((p) => p.body.timing_ms.total / 1000);
+  return times.length ? ` on this device, ${(times.reduce((a, b) => a + b, 0) / times.length).toFixed(2)} s per photo` : "";
 }
 
 function showProgress(finished = false) {
@@ -191,10 +228,12 @@ function showProgress(finished = false) {
     ` — masks: ${counts(rows.filter((row) => row.result).map((row) => row.result.verdict))}` +
     (failed ? ` · ${failed} error(s)` : "");
   if (finished) {
-    setStatus(`Done: ${done} of ${photos.length} photo(s) inspected` + (failed ? `, ${failed} with an error (see the table).` : "."),
-              failed > 0 && done === 0);
+    const where = batchOnDevice ? deviceSeconds() : "";
+    setStatus(`Done: ${done} of ${photos.length} photo(s) inspected${where}` +
+              (failed ? `, ${failed} with an error (see the table).` : "."), failed > 0 && done === 0);
   } else {
-    setStatus(`Inspecting… ${done + failed} of ${photos.length} photo(s)` + (waiting ? `, ${waiting} waiting for the busy server` : ""));
+    setStatus(`Inspecting… ${done + failed} of ${photos.length} photo(s)` + (batchOnDevice ? deviceSeconds() : "") +
+              (waiting ? `, ${waiting} waiting for the busy server` : ""));
   }
 }
 
@@ -293,22 +332,42 @@ const loadImage = (src) => new Promise((resolve, reject) => {
   image.src = src;
 });
 
+// A mask as 0/1 per pixel: the device's own array, or the server's PNG decoded.
+async function maskInside(result) {
+  if (result.mask.bits) return result.mask.bits;
+  const [height, width] = result.mask.size;
+  const url = result.mask.png ? URL.createObjectURL(result.mask.png) : `data:image/png;base64,${result.mask.base64}`;
+  const image = await loadImage(url).finally(() => { if (result.mask.png) URL.revokeObjectURL(url); });
+  const context = Object.assign(document.createElement("canvas"), { width, height }).getContext("2d");
+  context.drawImage(image, 0, 0, width, height);
+  const data = context.getImageData(0, 0, width, height).data;
+  const inside = new Uint8Array(width * height);
+  for (let i = 0; i < inside.length; i++) inside[i] = data[4 * i] > 127 ? 1 : 0;
+  return inside;
+}
+
+// A mask as a PNG blob (255 on 0): the server's, the device's stored one, or one drawn from its array.
+async function maskPng(result) {
+  if (result.mask.base64) return base64Blob(result.mask.base64, "image/png");
+  if (result.mask.png) return result.mask.png;
+  const [height, width] = result.mask.size;
+  const canvas = Object.assign(document.createElement("canvas"), { width, height });
+  const image = new ImageData(width, height);
+  const pixels = new Uint32Array(image.data.buffer);  // RGBA bytes as one little-endian word each
+  result.mask.bits.forEach((bit, i) => { pixels[i] = bit ? 0xffffffff : 0xff000000; });
+  canvas.getContext("2d").putImageData(image, 0, 0);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+}
+
 // The photo and the mask at the mask's size (the server decodes large photos reduced), as pixels.
 async function pixelsOf(row) {
   if (row.pixels) return row.pixels;
-  const [photo, mask] = await Promise.all([row.photo.image || loadImage(row.photo.url),
-                                           loadImage(`data:image/png;base64,${row.result.mask.base64}`)]);
+  const [photo, inside] = await Promise.all([row.photo.image || loadImage(row.photo.url), maskInside(row.result)]);
   row.photo.image = photo;
   const [height, width] = row.result.mask.size;
-  const canvas = Object.assign(document.createElement("canvas"), { width, height });
-  const context = canvas.getContext("2d");
+  const context = Object.assign(document.createElement("canvas"), { width, height }).getContext("2d");
   context.drawImage(photo, 0, 0, width, height);
   const image = context.getImageData(0, 0, width, height);
-  context.clearRect(0, 0, width, height);
-  context.drawImage(mask, 0, 0);
-  const maskData = context.getImageData(0, 0, width, height).data;
-  const inside = new Uint8Array(width * height);
-  for (let i = 0; i < inside.length; i++) inside[i] = maskData[4 * i] > 127 ? 1 : 0;
   // The outline: mask pixels with a background 4-neighbour (or on the frame), drawn twice as opaque as
   // the tint so that thin cracks (all outline) show at the default opacity.
   const edge = new Uint8Array(width * height);
@@ -365,8 +424,8 @@ async function select(row) {
   $("detail-photo-verdict").className = `badge ${verdictClass(body.photo_verdict)}`;
   $("detail-class").textContent =
     `${result.class || "unknown class"} · ${result.figure_set} figures · severity ${formatNumber(result.severity)}`;
-  $("detail-caption").textContent =
-    `${row.photo.name} · ${body.image.width}×${body.image.height} px · "${result.prompt}"`;
+  $("detail-caption").textContent = `${row.photo.name} · ${body.image.width}×${body.image.height} px · "${result.prompt}"` +
+    (body.backend ? ` · ${Math.round(body.timing_ms.total)} ms on this device (${body.backend})` : "");
   $("detail-rules-title").textContent = result.reasons.length ? "Rules failed:"
     : result.verdict === "not found" ? "Nothing found: nothing to judge (the QA rules do not require this class in the photo)."
     : result.verdict === "unchecked" ? "No rule applies to this prompt."
@@ -381,7 +440,8 @@ async function select(row) {
     return tr;
   }));
   const link = $("detail-mask");
-  link.href = `data:image/png;base64,${result.mask.base64}`;
+  if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
+  link.href = result.mask.base64 ? `data:image/png;base64,${result.mask.base64}` : URL.createObjectURL(await maskPng(result));
   link.download = `${row.photo.name.replace(/\.[^.]+$/, "").replace(/[^A-Za-z0-9._-]+/g, "_")}__${result.prompt.replace(/[^a-z0-9]+/gi, "-")}__mask.png`;
   link.hidden = false;
   const opening = $("detail").hidden;
@@ -416,7 +476,7 @@ $("download").addEventListener("click", async () => {
       confidence: row.result.figures.confidence ?? null,
     }))));
     if (scaleGiven) data.append("mm_per_px", String(done[0].photo.body.mm_per_px));
-    done.forEach((row, i) => data.append("mask", base64Blob(row.result.mask.base64, "image/png"), `mask-${i}.png`));
+    for (const [i, row] of done.entries()) data.append("mask", await maskPng(row.result), `mask-${i}.png`);
     for (const [i, row] of done.entries()) data.append("overlay", await overlayJpeg(row), `overlay-${i}.jpg`);
     const response = await fetch("/v1/export", { method: "POST", body: data });
     if (!response.ok) {

@@ -3,7 +3,10 @@
 // POST /v1/segment with the prompts ticked above, and the masks of the answer are drawn tinted over
 // the video, with the verdict and the key figures beside it. One request at a time: the next frame
 // is grabbed when the answer is back, so a slow server slows the preview but never builds a queue.
-// Uses $, chosenPrompts, formatNumber, cell, loadImage and FIGURE_SET_COLOURS of app.js (loaded first).
+// On this device (the page's switch, ondevice.js) the frame's pixels go to the model in the browser
+// instead, with no JPEG and no network.
+// Uses $, chosenPrompts, formatNumber, cell, maskInside, runsOnDevice and FIGURE_SET_COLOURS of app.js
+// (loaded first) and onDevice of ondevice.js.
 "use strict";
 
 const LIVE_LONG_SIDE = 640;    // px on the long side of the frames sent
@@ -53,6 +56,8 @@ async function startLive() {
     return;
   }
   if (!chosenPrompts().length) { liveStatus("Tick cracks or taping areas, or type a prompt.", true); return; }
+  const unknown = runsOnDevice() ? onDevice.unknownPromptsMessage(chosenPrompts()) : "";
+  if (unknown) { liveStatus(unknown, true); return; }
   $("live-start").disabled = true;
   liveStatus("Asking for the camera…");
   let stream;
@@ -107,7 +112,30 @@ async function liveLoop(session) {
     const scale = Math.min(1, LIVE_LONG_SIDE / Math.max(video.videoWidth, video.videoHeight));
     grab.width = Math.max(1, Math.round(video.videoWidth * scale));
     grab.height = Math.max(1, Math.round(video.videoHeight * scale));
-    grab.getContext("2d").drawImage(video, 0, 0, grab.width, grab.height);
+    const context = grab.getContext("2d", { willReadFrequently: true });
+    context.drawImage(video, 0, 0, grab.width, grab.height);
+    // The scale is per pixel of the camera's full frame; the frame used is `scale` times smaller.
+    const mm = Number($("mm").value.trim());
+    if (runsOnDevice()) {
+      const unknown = onDevice.unknownPromptsMessage(prompts);
+      if (unknown) { stopLive(`Camera stopped: ${unknown}`, true); return; }
+      const started = performance.now();
+      try {
+        const body = await onDevice.inspectPixels({ rgba: context.getImageData(0, 0, grab.width, grab.height).data,
+                                                    width: grab.width, height: grab.height }, prompts, mm > 0 ? mm / scale : null);
+        if (live.session !== session) return;
+        await showLiveAnswer(body, session, mm > 0);
+      } catch (error) {
+        if (live.session === session) stopLive(`Camera stopped: the model failed on this device (${error.message}).`, true);
+        return;
+      }
+      if (live.session === session) {
+        liveStatus(`Live on this device (${onDevice.backend}): ${grab.width}×${grab.height} px frames, ` +
+                   `last answer in ${Math.round(performance.now() - started)} ms.`);
+      }
+      await liveSleep(0);  // let the page draw between frames
+      continue;
+    }
     const blob = await new Promise((resolve) => grab.toBlob(resolve, "image/jpeg", LIVE_JPEG_QUALITY));
     if (live.session !== session) return;
     if (!blob) { stopLive("A camera frame could not be encoded as JPEG.", true); return; }
@@ -115,8 +143,6 @@ async function liveLoop(session) {
     data.append("image", blob, "camera.jpg");
     for (const prompt of prompts) data.append("prompt", prompt);
     data.append("mask_format", "png");
-    // The scale is per pixel of the camera's full frame; the frame sent is `scale` times smaller.
-    const mm = Number($("mm").value.trim());
     if (mm > 0) data.append("mm_per_px", String(mm / scale));
     const sent = performance.now();
     let response, body;
@@ -154,16 +180,12 @@ async function liveLoop(session) {
 // The masks of an answer as one transparent canvas: each prompt's mask tinted in its figure set's colour.
 async function drawLiveMasks(results) {
   const [height, width] = results[0].mask.size;
-  const images = await Promise.all(results.map((result) => loadImage(`data:image/png;base64,${result.mask.base64}`)));
-  const scratch = Object.assign(document.createElement("canvas"), { width, height }).getContext("2d");
+  const masks = await Promise.all(results.map(maskInside));
   const out = new ImageData(width, height);
   const target = out.data;
-  images.forEach((image, k) => {
+  masks.forEach((mask, k) => {
     const colour = FIGURE_SET_COLOURS[results[k].figure_set] || FIGURE_SET_COLOURS.area;
-    scratch.clearRect(0, 0, width, height);
-    scratch.drawImage(image, 0, 0, width, height);
-    const mask = scratch.getImageData(0, 0, width, height).data;
-    const inside = (x, y) => x >= 0 && y >= 0 && x < width && y < height && mask[4 * (y * width + x)] > 127;
+    const inside = (x, y) => x >= 0 && y >= 0 && x < width && y < height && mask[y * width + x] === 1;
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
         if (!inside(x, y)) continue;

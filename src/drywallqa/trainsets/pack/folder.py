@@ -81,6 +81,24 @@ class TrainingPack:
         """The COCO dataset folders inside the pack."""
         return sorted(p for p in (self.path / DATASETS_DIR).iterdir() if p.is_dir())
 
+    @property
+    def image_size(self) -> int | None:
+        """Side the pack's photos were resized to (a pack at the training resolution), or None for
+        photos at their own size."""
+        return self.manifest.get("images", {}).get("size")
+
+    def check_image_size(self, image_size: int) -> None:
+        """Refuse to train at a size above the one the photos were packed at.
+
+        Raises:
+            ConfigError: Naming both sizes and the fix.
+        """
+        if self.image_size is not None and image_size > self.image_size:
+            raise ConfigError(
+                f"{self.path}: the pack holds its photos at {self.image_size}x{self.image_size}; training at "
+                f"{image_size} px would upscale them (rebuild the pack with --image-size {image_size})"
+            )
+
     def trainset_config(self, data: dict[str, Any] | None = None) -> TrainSetConfig:
         """A training-set config over the pack's datasets: ``data`` (a training config's data
         section; the pack's own by default) with ``datasets`` pointing into the pack.
@@ -127,12 +145,31 @@ class TrainingPack:
     @property
     def has_pretrained(self) -> bool:
         """True when the pack carries pretrained encoder weights."""
-        return PRETRAINED_FILE in self.manifest["files"]
+        return PRETRAINED_FILE in self.manifest["files"] or bool(self.manifest.get("pretrained"))
 
-    def pretrained(self) -> dict[str, Any] | None:
-        """The model's pretrained parts (a state dict), or None if the pack has none."""
-        file = self.path / PRETRAINED_FILE
-        return load_safetensors().load_file(str(file)) if file.is_file() else None
+    def pretrained(self, encoder: str | None = None) -> dict[str, Any] | None:
+        """Pretrained parts of a model (a state dict, float32), or None if the pack has none.
+
+        Args:
+            encoder: The encoder they are for (``lite2``): the weights packed for it by name when
+                the pack has them (``more_pretrained``), else those of the pack's own recipe.
+        """
+        extra = (self.manifest.get("pretrained") or {}).get(encoder or "")
+        if extra is None and encoder is not None and self.pretrained_encoders().get(PRETRAINED_FILE) not in (None, encoder):
+            return None  # the recipe's own weights are another encoder's
+        file = self.path / (extra["file"] if extra else PRETRAINED_FILE)
+        if not file.is_file():
+            return None
+        return {k: v.float() if v.is_floating_point() else v for k, v in load_safetensors().load_file(str(file)).items()}
+
+    def pretrained_encoders(self) -> dict[str, str | None]:
+        """``{file: encoder}`` of the pretrained weights the pack carries (None where unrecorded)."""
+        out: dict[str, str | None] = {}
+        if PRETRAINED_FILE in self.manifest["files"]:
+            out[PRETRAINED_FILE] = ((self.manifest.get("model") or {}).get("args") or {}).get("encoder")
+        for encoder, extra in (self.manifest.get("pretrained") or {}).items():
+            out[extra["file"]] = encoder
+        return out
 
     def describe(self) -> dict[str, Any]:
         """What a training record keeps about the pack it trained from."""
@@ -144,6 +181,10 @@ class TrainingPack:
     def __repr__(self) -> str:
         images = self.manifest.get("images", {})
         how = "original files" if images.get("quality") is None else f"WebP q{images.get('quality')}"
+        for split, group in (images.get("split_quality") or {}).items():
+            how += f", {split} at q{group['quality']}"
+        if images.get("size"):
+            how += f" at {images['size']} px"
         if images.get("quality") is not None and images.get("originals"):
             how += f" ({', '.join(images['originals'])} as original files)"
         return f"TrainingPack({str(self.path)!r}, {images.get('count')} images as {how}, splits={self.manifest.get('splits')})"
@@ -178,6 +219,11 @@ def split_of_images(
             rel = Path(record.image).resolve().relative_to(resolved_root).as_posix()
         out[rel] = record.split
     return dict(sorted(out.items()))
+
+
+def pretrained_file(encoder: str) -> str:
+    """File name of the pretrained weights packed for ``encoder`` beside the recipe's own."""
+    return f"pretrained-{encoder}.safetensors"
 
 
 def file_table(root: Path) -> dict[str, dict[str, Any]]:

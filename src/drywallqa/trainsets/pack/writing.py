@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from drywallqa.errors import ConfigError, DataError
 from drywallqa.files import atomic_write_json
 from drywallqa.trainsets.build import build_trainset
 from drywallqa.trainsets.core import PUBLISHED_PREFIX, TrainSet
+from drywallqa.trainsets.items import resize_pair
 from drywallqa.trainsets.pack.folder import (
     DATASETS_DIR,
     PACK_FILE,
@@ -36,6 +37,7 @@ from drywallqa.trainsets.pack.folder import (
     TrainingPack,
     file_table,
     load_safetensors,
+    pretrained_file,
     split_folder,
     split_of_images,
 )
@@ -69,6 +71,10 @@ class PackSummary:
         splits: Images per carved split.
         seconds: Time the whole build took.
         originals: Datasets copied as original files (every one for a pack of originals).
+        image_size: Side the images were resized to (a pack at the training resolution), or None
+            for native resolution.
+        split_quality: ``{split: {"quality", "psnr_db", "images"}}`` of the splits given their own
+            quality (``quality`` and ``psnr_db`` above are the other photos').
     """
 
     path: Path
@@ -80,9 +86,15 @@ class PackSummary:
     splits: dict[str, int]
     seconds: float
     originals: tuple[str, ...] = ()
+    image_size: int | None = None
+    split_quality: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __str__(self) -> str:
         how = "original files" if self.quality is None else f"WebP q{self.quality} ({self.psnr_db:.1f} dB PSNR)"
+        for split, group in self.split_quality.items():
+            how += f", {split} at q{group['quality']} ({group['psnr_db']:.1f} dB)"
+        if self.image_size:
+            how += f" at {self.image_size}x{self.image_size}"
         if self.quality is not None and self.originals:
             how += f", {', '.join(self.originals)} as original files"
         splits = ", ".join(f"{name} {n}" for name, n in self.splits.items())
@@ -124,6 +136,9 @@ def write_pack(
     overwrite: bool = False,
     workers: int | None = None,
     say: Callable[[str], None] | None = None,
+    image_size: int | None = None,
+    more_pretrained: dict[str, dict[str, Any]] | None = None,
+    split_quality: dict[str, int] | None = None,
 ) -> PackSummary:
     """Write the images, annotations and training assets of ``trainset`` into a pack folder.
 
@@ -148,6 +163,19 @@ def write_pack(
         overwrite: Replace an existing pack at ``out``.
         workers: Encoding threads; the CPU count by default.
         say: Called with a line per step (e.g. ``print``).
+        image_size: Resize every image to this square side (as training resizes it) before encoding
+            it as WebP: a pack at the training resolution keeps the pixels a recipe at that size
+            trains on at a far higher quality than native-size photos in the same bytes. The
+            annotations are resized with them as training resizes its targets (each shape
+            rasterised at the photo's size, then nearest-neighbour resized, and written as RLE; each
+            box as the box of its resized fill), so a training at that size from the pack gets
+            exactly the targets it gets from the folders; the rebuild check proves it.
+        more_pretrained: Pretrained weights of other encoders, for other recipes trained from the
+            same pack: ``{encoder: {"state": state dict, "model": {"name", "args"}}}``.
+        split_quality: WebP quality of the re-encoded photos of some carved splits, e.g.
+            ``{"valid": 95, "test": 50}``: the validation photos near-lossless (training picks its
+            checkpoint on them), the test photos, which no training reads, small; the photos of
+            the other splits then get the highest quality of the ladder that fits what is left.
 
     Returns:
         A :class:`PackSummary`.
@@ -165,6 +193,13 @@ def write_pack(
         raise ConfigError(f"trainset pack: quality must be 1-100, got {quality}")
     if embeddings and not text_encoder:
         raise ConfigError("trainset pack: embeddings need the name of the text encoder that made them")
+    if image_size is not None:
+        if image_format == "original" or originals:
+            raise ConfigError("trainset pack: --image-size resizes every photo; it cannot keep original files "
+                              "(drop --originals and --image-format original)")
+        if int(image_size) < 32:
+            raise ConfigError(f"trainset pack: --image-size must be at least 32, got {image_size}")
+        image_format, image_size = "webp", int(image_size)
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out}: already exists; pass --overwrite to replace the pack")
     samples = packed_samples(trainset)
@@ -186,23 +221,36 @@ def write_pack(
         use_originals = image_format == "original" or (image_format == "auto" and quality is None)
         kept = {s.dataset for s in samples} if use_originals else set(originals)
         names = _pack_names(samples, kept)
+        annotated = [_resized_sample(s, image_size) for s in samples] if image_size else samples
         # Everything but the images first, so the images get exactly what is left of the budget.
-        fixed = _write_assets(tmp, embeddings, pretrained) + _write_annotations(tmp, samples, names)
+        fixed = _write_assets(tmp, embeddings, pretrained, more_pretrained) + _write_annotations(tmp, annotated, names)
         fixed += _MANIFEST_BYTES_PER_IMAGE * len(samples)
         if use_originals and image_format == "auto" and original_bytes + fixed > budget:
             use_originals, kept = False, set(originals)
             shutil.rmtree(tmp / DATASETS_DIR)
             names = _pack_names(samples, kept)
-            _write_annotations(tmp, samples, names)
+            _write_annotations(tmp, annotated, names)
         copied = [s for s in samples if s.dataset in kept]
         encoded = [s for s in samples if s.dataset not in kept]
         _copy_originals(tmp, copied, names)
         fixed += sum(file_bytes[str(s.image_path)] for s in copied)
         chosen: int | None = None
         psnr: float | None = None
+        split_qualities: dict[str, dict[str, float]] = {}
+        if encoded and split_quality:
+            carved = {str(r.image): r.split for r in trainset.records if not r.is_copy and not r.is_negative}
+            for split, fixed_quality in sorted(split_quality.items()):
+                group = [s for s in encoded if carved.get(str(s.image_path)) == split]
+                if not group:
+                    raise ConfigError(f"trainset pack: --split-quality {split}: no photo of the pack is in that split")
+                say(f"{split}: {len(group)} photos at WebP q{fixed_quality}")
+                _, group_psnr = _encode_within(tmp, group, names, (int(fixed_quality),), budget, workers, say, image_size)
+                split_qualities[split] = {"quality": int(fixed_quality), "psnr_db": group_psnr, "images": len(group)}
+                fixed += sum((split_folder(tmp, s) / names[str(s.image_path)]).stat().st_size for s in group)
+                encoded = [s for s in encoded if s not in group]
         if encoded:
             ladder = (int(quality),) if quality is not None else QUALITY_LADDER
-            chosen, psnr = _encode_within(tmp, encoded, names, ladder, budget - fixed, workers, say)
+            chosen, psnr = _encode_within(tmp, encoded, names, ladder, budget - fixed, workers, say, image_size)
         split_of = split_of_images(trainset, tmp, samples, names)
         files = file_table(tmp)
         total = sum(f["bytes"] for f in files.values())
@@ -222,12 +270,15 @@ def write_pack(
             "trainset_config": trainset.config.to_dict(),
             "images": {"count": len(samples), "format": "original" if chosen is None else "webp", "quality": chosen,
                        "psnr_db": psnr, "original_bytes": original_bytes,
-                       "originals": sorted(kept)},
+                       "originals": sorted(kept), "size": image_size,
+                       **({"split_quality": split_qualities} if split_qualities else {})},
             "splits": dict(sorted(counts.items())),
             "split_of_images": split_of,
             "text_encoder": text_encoder if embeddings else None,
             "prompts": sorted(embeddings) if embeddings else [],
             "model": model,
+            **({"pretrained": {encoder: {"file": pretrained_file(encoder), "model": extra.get("model")}
+                               for encoder, extra in more_pretrained.items()}} if more_pretrained else {}),
             "files": files,
             "bytes": total,
         }
@@ -236,7 +287,7 @@ def write_pack(
         pack = TrainingPack.open(tmp)
         rebuilt = build_trainset(pack.trainset_config(trainset.config.to_dict()))
         pack.check_split(rebuilt)
-        _check_same_records(trainset, rebuilt)
+        _check_same_records(trainset, rebuilt, image_size)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -246,7 +297,7 @@ def write_pack(
     return PackSummary(
         path=out, images=len(samples), image_format=manifest["images"]["format"], quality=chosen, psnr_db=psnr,
         bytes=total + (out / PACK_FILE).stat().st_size, splits=manifest["splits"], seconds=time.perf_counter() - started,
-        originals=tuple(sorted(kept)),
+        originals=tuple(sorted(kept)), image_size=image_size, split_quality=split_qualities,
     )
 
 
@@ -279,11 +330,14 @@ def _copy_originals(root: Path, samples: Sequence[Sample], names: dict[str, str]
         shutil.copyfile(sample.image_path, folder / names[str(sample.image_path)])
 
 
-def _encode_webp(path: Path, quality: int) -> tuple[bytes, float]:
-    """WebP bytes of an image and their PSNR (dB) against the decoded original."""
+def _encode_webp(path: Path, quality: int, size: int | None = None) -> tuple[bytes, float]:
+    """WebP bytes of an image (resized to ``size`` first, as training resizes it) and their PSNR (dB)
+    against the decoded original at that size."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # what training reads (drywallqa.trainsets.items.read_rgb)
     if image is None:
         raise DataError(f"{path}: image file missing or unreadable")
+    if size is not None:
+        image = resize_pair(image, np.zeros(image.shape[:2], bool), size)[0]
     ok, buffer = cv2.imencode(".webp", image, [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
     if not ok:
         raise DataError(f"{path}: could not be encoded as WebP")
@@ -292,7 +346,7 @@ def _encode_webp(path: Path, quality: int) -> tuple[bytes, float]:
 
 def _encode_within(
     root: Path, samples: Sequence[Sample], names: dict[str, str], ladder: Sequence[int], budget: int,
-    workers: int | None, say: Callable[[str], None],
+    workers: int | None, say: Callable[[str], None], size: int | None = None,
 ) -> tuple[int, float]:
     """Encode every image as WebP at the highest quality of ``ladder`` whose files fit ``budget``.
 
@@ -305,12 +359,12 @@ def _encode_within(
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         for position, quality in enumerate(ladder):
             last = position == len(ladder) - 1
-            probed = list(pool.map(lambda p: _encode_webp(p, quality), probe))
+            probed = list(pool.map(lambda p: _encode_webp(p, quality, size), probe))
             estimate = sum(len(b) for b, _ in probed) * len(paths) / len(probe)
             if estimate > budget * 0.97 and not last:
                 continue
             say(f"encoding {len(paths)} images as WebP q{quality} (about {estimate / 2**20:.1f} MiB) ...")
-            encoded = [data for data, _ in pool.map(lambda p: _encode_webp(p, quality), paths)]
+            encoded = [data for data, _ in pool.map(lambda p: _encode_webp(p, quality, size), paths)]
             if sum(len(b) for b in encoded) > budget and not last:
                 continue
             for sample, data in zip(samples, encoded):
@@ -336,16 +390,21 @@ def _write_annotations(root: Path, samples: Sequence[Sample], names: dict[str, s
     return written
 
 
-def _write_assets(root: Path, embeddings: dict[str, Any] | None, pretrained: dict[str, Any] | None) -> int:
+def _write_assets(root: Path, embeddings: dict[str, Any] | None, pretrained: dict[str, Any] | None,
+                  more_pretrained: dict[str, dict[str, Any]] | None = None) -> int:
     written = 0
     if embeddings:
         tensors = {str(i): embeddings[prompt].detach().float().contiguous() for i, prompt in enumerate(sorted(embeddings))}
         load_safetensors().save_file(tensors, str(root / PROMPTS_FILE))
         written += (root / PROMPTS_FILE).stat().st_size
-    if pretrained:
-        tensors = {key: value.detach().contiguous() for key, value in pretrained.items()}
-        load_safetensors().save_file(tensors, str(root / PRETRAINED_FILE))
-        written += (root / PRETRAINED_FILE).stat().st_size
+    weights = {PRETRAINED_FILE: pretrained} if pretrained else {}
+    weights.update({pretrained_file(encoder): extra["state"] for encoder, extra in (more_pretrained or {}).items()})
+    for name, state in weights.items():
+        # Half precision: starting weights need no more, and they take half the bytes of the carry.
+        tensors = {key: (value.detach().half() if value.is_floating_point() else value.detach()).contiguous()
+                   for key, value in state.items()}
+        load_safetensors().save_file(tensors, str(root / name))
+        written += (root / name).stat().st_size
     return written
 
 
@@ -357,8 +416,31 @@ def _source_folders(samples: Sequence[Sample]) -> dict[str, Path]:
     return folders
 
 
-def _check_same_records(source: TrainSet, rebuilt: TrainSet) -> None:
-    """The pack's set must equal the source's in every record and target (a bug otherwise)."""
+def _resized_sample(sample: Sample, size: int) -> Sample:
+    """``sample`` as at ``size x size``: each annotation's own target resized as training resizes
+    targets (nearest neighbour), a shape as RLE, a box-only annotation as the box of its resized fill
+    (:func:`~drywallqa.data.masks.boxes_to_mask` fills it back exactly). An annotation too small to
+    survive keeps an empty RLE, so the image keeps its classes as training at that size sees them."""
+    from drywallqa.data.masks import boxes_to_mask, mask_to_box, mask_to_rle
+
+    annotations = []
+    for annotation in sample.annotations:
+        whole = annotation.to_mask(sample.height, sample.width) if annotation.has_mask else \
+            boxes_to_mask(np.array([annotation.box]), sample.height, sample.width)
+        resized = cv2.resize(whole.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
+        box = mask_to_box(resized)
+        if annotation.has_mask or box is None:
+            annotation = replace(annotation, polygons=(), rle=mask_to_rle(resized),
+                                 box=tuple(float(v) for v in box) if box is not None else (0.0, 0.0, 1.0, 1.0))
+        else:
+            annotation = replace(annotation, box=tuple(float(v) for v in box))
+        annotations.append(annotation)
+    return replace(sample, width=size, height=size, annotations=tuple(annotations))
+
+
+def _check_same_records(source: TrainSet, rebuilt: TrainSet, image_size: int | None = None) -> None:
+    """The pack's set must equal the source's in every record and target (a bug otherwise); for a
+    pack at ``image_size``, the source's targets resized as training resizes them."""
     def carved(trainset: TrainSet):
         return [r for r in trainset.records if not r.split.startswith(PUBLISHED_PREFIX)]
 
@@ -372,6 +454,9 @@ def _check_same_records(source: TrainSet, rebuilt: TrainSet) -> None:
             raise DataError(f"trainset pack: record of {ra.image} differs when built from the pack ({rb.image})")
         key = (str(ra.image), ra.class_name)
         if ra.kind == "positive" and key not in targets:
-            targets[key] = bool(np.array_equal(source.load_target(ra), rebuilt.load_target(rb)))
+            expected = source.load_target(ra)
+            if image_size:
+                expected = resize_pair(np.zeros((*expected.shape, 3), np.uint8), expected, image_size)[1]
+            targets[key] = bool(np.array_equal(expected, rebuilt.load_target(rb)))
             if not targets[key]:
                 raise DataError(f"trainset pack: the {ra.class_name} target of {ra.image} differs in the pack")

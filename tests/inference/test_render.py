@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from drywallqa.serving.render import jpeg_bytes, render_overlay
+from drywallqa.inference.render import jpeg_bytes, render_overlay
 
 
 def _photo(seed: int = 0) -> np.ndarray:

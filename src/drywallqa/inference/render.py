@@ -1,4 +1,4 @@
-"""Overlays, mask PNGs and JPEG thumbnails for predictions, reports and the HTTP service."""
+"""Overlays, mask PNGs and JPEG thumbnails of predictions: for predict, reports, the HTTP service and notebooks."""
 
 from __future__ import annotations
 
