@@ -26,6 +26,7 @@ from typing import Any
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.inference.calibration import CALIBRATION_FILE, read_calibration
 from drywallqa.inference.core import BatchedPredictor, Predictor
+from drywallqa.inference.graph_io import GRAPH_LAYOUT
 from drywallqa.inference.tiling import check_tile
 from drywallqa.inference.torch_runtime import ModelPredictor
 from drywallqa.inference.tta import TTA_VIEWS, FlipTTAPredictor
@@ -472,6 +473,8 @@ def _cached_onnx_export(spec, cache_dir, image_size: int | None, say=print) -> P
         if (folder / name).is_file():
             digest.update((folder / name).read_bytes())
     digest.update(str(image_size).encode())
+    # A new layout of the exported graphs (graph_io.GRAPH_LAYOUT) makes a new key: older exports are made again.
+    digest.update(f"graph layout {GRAPH_LAYOUT}".encode())
     path = Path(cache_dir or onnx_cache_dir()) / f"{folder.name}-{digest.hexdigest()[:16]}.onnx"
     if not path.is_file():
         say(f"exporting {folder} to ONNX once, with its parity check, into {path.parent} ...")
