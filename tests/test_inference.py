@@ -92,3 +92,46 @@ def test_evaluate_cli_with_tta_names_it_in_the_report(tmp_path, capsys) -> None:
     assert main(["evaluate", "--model", str(tmp_path / "m"), "--data", str(sample.cracks), "--tta", "hflip",
                  "--json", str(report), "--no-progress"]) == 0
     assert "+tta-hflip" in json.dumps(json.loads(report.read_text())["metadata"])
+
+
+class SplitEcho(PixelEcho):
+    """:class:`PixelEcho` with an encoder (counting the images it sees) and a prompt-dependent decoder."""
+
+    def __init__(self, by_column: bool = False):
+        super().__init__(by_column)
+        self.encoded = 0
+
+    def encode_batch(self, images):
+        self.encoded += len(images)
+        return images
+
+    def decode_batch(self, features, prompts, image_index):
+        logits, confidence = PixelEcho.forward_batch(self, features[image_index], prompts)
+        shift = np.array([len(p) for p in prompts], np.float32)
+        return logits + shift[:, None, None], confidence + shift
+
+    def forward_batch(self, images, prompts):
+        return self.decode_batch(self.encode_batch(images), prompts, np.arange(len(images)))
+
+
+@pytest.mark.parametrize("views, count", [("hflip", 2), ("hvflip", 4)])
+def test_flips_encode_each_view_once_for_every_prompt(views, count, photos) -> None:
+    inner = SplitEcho(by_column=True)
+    tta = FlipTTAPredictor(inner, views)
+    prompts, index = ["crack", "segment taping area", "crack"], [0, 0, 2]
+    logits, confidence = tta.forward_pairs(photos, prompts, index)
+    assert inner.encoded == 3 * count  # three photos, each view encoded once
+    for row, (prompt, image) in enumerate(zip(prompts, index)):
+        alone = tta.forward_batch(photos[image : image + 1], [prompt])
+        np.testing.assert_allclose(logits[row], alone[0][0], atol=1e-5)
+        np.testing.assert_allclose(confidence[row], alone[1][0], atol=1e-5)
+
+
+def test_a_tta_photo_with_two_prompts_gives_each_prompts_own_mask(photos) -> None:
+    tta = FlipTTAPredictor(SplitEcho(), "hflip")
+    image = np.ascontiguousarray(photos[0, :20])
+    both = tta.predict(image, ["crack", "segment taping area"], return_probabilities=True)
+    for result in both:
+        alone = tta.predict(image, result.prompt, return_probabilities=True)
+        np.testing.assert_allclose(result.probabilities, alone.probabilities, atol=1e-6)
+        assert result.mask.shape == (20, 32)

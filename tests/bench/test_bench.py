@@ -51,7 +51,14 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, capsys) -> None:
             "decode", "resize", "model", "upsample_threshold", "png_encode"}
     assert [g["goal"] for g in report["goals"]] == [
         "ONNX Runtime batch-1 p50 latency", "throughput vs CLIPSeg rd64", "throughput vs SAM ViT-B",
-        "predict end to end vs model-only (batch 1)"]
+        "predict end to end vs model-only (batch 1)", "two prompts on one photo vs one prompt, model only",
+        "predict with two prompts: photos/s vs each pair run whole"]
+    for runtime in ("torch-fp32", "onnxruntime-fp32"):  # two prompts on one photo, beside one and beside per pair
+        two = runs[("promptunet", runtime)]["two_prompts"]
+        assert two["ratio"] > 0 and two["per_pair_ratio"] > 0 and two["prompts"] == ["segment crack", "segment taping area"]
+    two_prompts = report["end_to_end"]["predict_two_prompts"]
+    assert two_prompts["ratio"] > 0 and two_prompts["shared"]["model_calls"] >= 1 and two_prompts["photos"] == 8
+    assert "## Two prompts on one photo" in markdown_path.read_text().splitlines()
     predict = report["end_to_end"]["predict"]
     assert predict["images"] == 8 and predict["ratio"] > 0 and predict["runtime"].endswith("onnxruntime-fp32")
     assert predict["model_only"]["before"]["images_per_s"] > 0 and predict["model_calls"] >= 1

@@ -42,3 +42,22 @@ def photos() -> tuple[list[np.ndarray], list[str]]:
     """Four synthetic photos of different sizes (none square at the model size but one) and their prompts."""
     images, prompts = synthetic_images(4, size=96)
     return [images[0], images[1][:80, :120], images[2][:64, :64], images[3][:96, :72]], prompts
+
+
+@pytest.fixture(scope="session")
+def conditioned_model() -> PromptSegmentationModel:
+    """:func:`tiny_model` with FiLM heads that depend on the prompt (trained ones do; random ones start
+    at zero, which would make every prompt's mask the same)."""
+    torch.manual_seed(0)
+    model = build_model("promptunet", pretrained=False, text_encoder="hashing", image_size=MODEL_SIZE).eval()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for head in model.film.heads:
+            head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * 0.2)
+    return model
+
+
+@pytest.fixture(scope="session")
+def exported_conditioned(conditioned_model, tmp_path_factory) -> OnnxExport:
+    """:func:`conditioned_model` exported (fp32, with its encoder and decoder graphs)."""
+    return export_onnx(conditioned_model, tmp_path_factory.mktemp("export-conditioned") / "conditioned.onnx", check_images=2)

@@ -49,8 +49,8 @@ def test_export_cli_tensorrt_absent_keeps_onnx_and_prints_trtexec(model_dir, tmp
 
 
 def test_export_cli_calibrates_int8_on_photo_folders(model_dir, tmp_path, capsys) -> None:
-    from drywallqa.export import calibration_paths
     from drywallqa.data.synthetic import generate_sample_data
+    from drywallqa.export import calibration_paths
 
     sample = generate_sample_data(tmp_path / "sample", images=8, size=64, seed=3).root
     folders = [str(sample / "cracks" / "train"), str(sample / "drywall-join" / "train")]

@@ -30,6 +30,22 @@ def test_export_writes_graph_and_prompt_embeddings(exported, tiny_model) -> None
     assert read_metadata(exported.int8_path)["precision"] == "int8"
 
 
+def test_export_writes_the_encoder_and_decoder_graphs_beside_the_whole_one(exported) -> None:
+    encoder, decoder = exported.split_paths
+    assert (encoder.name, decoder.name) == ("tiny.encoder.onnx", "tiny.decoder.onnx")
+    whole = read_metadata(exported.onnx_path)
+    assert whole["graph_layout"] == "2"
+    # Each feature's (channels, height, width) at the 64 px input: the deepest map, then each stage's skip share.
+    shapes = "[[320, 2, 2], [96, 4, 4], [64, 8, 8], [48, 16, 16], [32, 32, 32]]"
+    for path, part in ((encoder, "encoder"), (decoder, "decoder")):
+        assert read_metadata(path) == {**whole, "graph_part": part, "feature_shapes": shapes}
+    # Each photo encoded once and decoded with both prompts, against PyTorch on each pair alone.
+    split = exported.split_parity
+    assert split.passed and split.images == 2 * 4 and split.max_abs_logit_diff < 1e-4
+    encoder_session = create_session(encoder, providers=["CPUExecutionProvider"])
+    assert [o.name for o in encoder_session.get_outputs()] == [f"features.{i}" for i in range(5)]
+
+
 def test_prompt_embeddings_cover_canonical_paraphrase_and_heldout_prompts(exported, tiny_model) -> None:
     store = PromptEmbeddings.load(exported.prompts_path)
     for prompt_class in PromptConfig.default().classes.values():

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from drywallqa.errors import ConfigError
+from drywallqa.files import decode_image_bytes
 from drywallqa.inference import logits_to_result
 from drywallqa.processing import (
     encode_mask_png,
@@ -17,7 +18,6 @@ from drywallqa.processing import (
     sigmoid,
     upsample_logits,
 )
-from drywallqa.files import decode_image_bytes
 
 
 @pytest.mark.parametrize("source, target", [((64, 64), (97, 33)), ((448, 448), (640, 480)), ((64, 64), (40, 50))])

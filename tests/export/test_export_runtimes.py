@@ -29,6 +29,7 @@ from drywallqa.inference import (
     load_predictor,
     tensorrt_available,
 )
+from drywallqa.inference.graph_io import split_graph_paths
 
 for _module in ("onnx", "onnxruntime"):
     pytest.importorskip(_module, reason='needs the export extra: pip install "drywallqa[export]"')
@@ -80,6 +81,69 @@ def test_runtime_masks_match_model_predictor(runtime, tiny_model, exported, phot
     assert probability_diff <= tolerance["max_probability_diff"]
     for result, ref in zip(results, reference):
         assert result.prompt == ref.prompt and abs(result.confidence - ref.confidence) < 2e-3
+
+
+TWO_PROMPT_RUNTIMES = {
+    "torch-fp32": lambda model, exported: ModelPredictor(model, device="cpu", channels_last=False),
+    "torch-fp32-channels-last": lambda model, exported: ModelPredictor(model, device="cpu"),
+    "onnxruntime-fp32": lambda model, exported: OnnxPredictor(exported.onnx_path),
+    "onnxruntime-fp32-batch-4": lambda model, exported: OnnxPredictor(exported.onnx_path, batch_size=4),
+}
+
+
+@pytest.mark.parametrize("runtime", list(TWO_PROMPT_RUNTIMES))
+def test_two_prompts_on_a_photo_give_each_prompts_own_masks(runtime, conditioned_model, exported_conditioned,
+                                                            photos) -> None:
+    """One encoding per photo, decoded per prompt: the masks of each prompt run alone (the parity rule),
+    on a model whose prompts lead to different masks."""
+    images, _ = photos
+    prompts = ["segment crack", "segment taping area"]
+    predictor = TWO_PROMPT_RUNTIMES[runtime](conditioned_model, exported_conditioned)
+    alone = [[predictor.predict(image, prompt, return_probabilities=True) for prompt in prompts] for image in images]
+    threshold = median_threshold([r for own in alone for r in own])
+    predictor.threshold = threshold
+    alone = [[predictor.predict(image, prompt, return_probabilities=True) for prompt in prompts] for image in images]
+    together = predictor.predict_many(images, prompts, return_probabilities=True)
+    reference = ModelPredictor(conditioned_model, device="cpu", threshold=threshold, channels_last=False)
+    for own, lone, image in zip(together, alone, images):
+        assert [r.prompt for r in own] == prompts and own[0].mask.shape == image.shape[:2]
+        assert (own[0].mask != own[1].mask).any()  # the prompts differ
+        for result, single in zip(own, lone):
+            assert pooled_iou([result], [single]) >= EXACT["min_iou"]
+            assert np.abs(result.probabilities - single.probabilities).max() <= EXACT["max_probability_diff"]
+            assert abs(result.confidence - single.confidence) < 1e-5
+    flat = [r for own in together for r in own]
+    expected = reference.predict_batch([image for image in images for _ in prompts], prompts * len(images),
+                                       return_probabilities=True)
+    assert pooled_iou(flat, expected) >= EXACT["min_iou"]
+
+
+def test_onnx_predictor_runs_an_export_without_encoder_and_decoder_graphs(exported, tmp_path, photos) -> None:
+    """A graph exported before the split: every (photo, prompt) pair runs the whole graph."""
+    import shutil
+
+    old = tmp_path / "old.onnx"
+    shutil.copyfile(exported.onnx_path, old)
+    legacy, split = OnnxPredictor(old, prompts=exported.prompts_path), OnnxPredictor(exported.onnx_path)
+    assert not legacy.split and split.split and "encoder_decoder=True" in repr(split)
+    images, _ = photos
+    prompts = ["segment crack", "segment taping area"]
+    for ours, theirs in zip(legacy.predict_many(images, prompts, return_probabilities=True),
+                            split.predict_many(images, prompts, return_probabilities=True)):
+        for a, b in zip(ours, theirs):
+            assert np.abs(a.probabilities - b.probabilities).max() <= EXACT["max_probability_diff"]
+
+
+def test_the_onnx_cache_is_keyed_by_the_graph_layout(model_dir, tmp_path, monkeypatch) -> None:
+    """A cache made by an export of another layout (a single graph) is not reused: it is exported again."""
+    from drywallqa.inference import load
+
+    current = load._cached_onnx_export(model_dir, tmp_path, None, say=lambda line: None)
+    assert current.is_file() and all(p.is_file() for p in split_graph_paths(current))
+    monkeypatch.setattr(load, "GRAPH_LAYOUT", 1)
+    lines: list[str] = []
+    older = load._cached_onnx_export(model_dir, tmp_path, None, say=lines.append)
+    assert older != current and any("exporting" in line for line in lines)
 
 
 def test_predict_without_probabilities(exported, photos) -> None:
@@ -167,3 +231,15 @@ def test_tensorrt_absent_gives_install_hint_and_trtexec_command(exported) -> Non
         assert "pip install tensorrt" in message
         assert f"trtexec --onnx={exported.onnx_path}" in message
         assert "--fp16" in message and "images:1x3x64x64,prompt_embeddings:1x384" in message
+
+
+def test_tensorrt_profiles_cover_every_input_of_each_graph(exported) -> None:
+    """The engines' optimisation profiles (no TensorRT needed to check them): each graph's inputs at the input size."""
+    from drywallqa.inference.tensorrt_runtime import _row_shapes
+
+    encoder, decoder = split_graph_paths(exported.onnx_path)
+    assert _row_shapes(exported.onnx_path, 128, 384) == {"images": (3, 128, 128), "prompt_embeddings": (384,)}
+    assert _row_shapes(encoder, 128, 384) == {"images": (3, 128, 128)}
+    assert _row_shapes(decoder, 128, 384) == {
+        "features.0": (320, 4, 4), "features.1": (96, 8, 8), "features.2": (64, 16, 16), "features.3": (48, 32, 32),
+        "features.4": (32, 64, 64), "prompt_embeddings": (384,)}

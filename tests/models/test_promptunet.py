@@ -122,3 +122,70 @@ def test_damaged_weights_file_is_a_one_line_error(tmp_path, damage) -> None:
 def test_unknown_saved_config_field_is_rejected() -> None:
     with pytest.raises(ConfigError, match="unknown PromptUNetConfig field"):
         PromptUNetConfig.from_dict({"encoder": "lite0", "depth": 5})
+
+
+def concat_reference(model: PromptUNet, images: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+    """The mask logits of the decoder written as before the encoder/decoder split: each stage
+    upsamples, concatenates the skip and runs the whole fuse convolution on it."""
+    from drywallqa.models.promptunet import film_modulate
+
+    features = model.encoder((images - model.pixel_mean) / model.pixel_std)
+    film = model.film(embeddings) if model.film is not None else []
+    x = film_modulate(features[-1], film.pop(0)) if model.config.film_bottleneck else features[-1]
+    skips = features[:-1][::-1]
+    for stage, block in enumerate(model.decoder):
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = block.fuse(torch.cat([x, skips[stage]], dim=1) if block.has_skip else x)
+        x = x + block.refine(x)
+        x = F.relu(film_modulate(x, film[stage]) if model.config.film else x)
+    logits = model.mask_head(x)
+    if model.output_upscale > 1:
+        logits = F.interpolate(logits, scale_factor=float(model.output_upscale), mode="bilinear", align_corners=False)
+    return logits
+
+
+def conditioned(model: PromptUNet) -> PromptUNet:
+    """The model with FiLM heads that actually depend on the prompt (they start at zero)."""
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for head in model.film.heads if model.film is not None else []:
+            head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * 0.05)
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"decoder_channels": (96, 64, 48, 32, 16)}, {"decoder_channels": (64, 32)}, {"stride2_skip": False},
+     {"film": False, "film_bottleneck": False}],
+)
+def test_the_split_fuse_convolution_equals_the_concatenated_one(overrides: dict) -> None:
+    model = conditioned(tiny(**overrides))
+    images = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(4))
+    embeddings = model.embed_prompts(PROMPTS)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images, embeddings).mask_logits, concat_reference(model, images, embeddings),
+                                   rtol=0, atol=1e-5)
+
+
+def test_decode_of_encode_is_forward_and_each_prompt_reuses_its_image() -> None:
+    model = conditioned(tiny())
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    embeddings = model.embed_prompts(PROMPTS)
+    with torch.no_grad():
+        whole = model(images, embeddings)
+        split = model.decode(model.encode(images), embeddings)
+        # Three pairs from two encodings: image 0 with both prompts, image 1 with the first.
+        pairs = model.decode(model.encode(images), embeddings[[0, 1, 0]], torch.tensor([0, 0, 1]))
+        alone = model(images[[0, 0, 1]], embeddings[[0, 1, 0]])
+    torch.testing.assert_close(split.mask_logits, whole.mask_logits, rtol=0, atol=0)
+    torch.testing.assert_close(pairs.mask_logits, alone.mask_logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(pairs.confidence_logits, alone.confidence_logits, rtol=0, atol=1e-6)
+    assert (pairs.mask_logits[0] - pairs.mask_logits[1]).abs().max() > 1e-4  # the prompts do differ
+
+
+def test_decode_checks_the_prompts_against_the_features() -> None:
+    model = tiny().eval()
+    with torch.no_grad():
+        features = model.encode(torch.rand(2, 3, 64, 64))
+        with pytest.raises(ValueError, match=r"prompt_embeddings must have shape \(M, D\) = \(2, 384\)"):
+            model.decode(features, model.embed_prompts(PROMPTS[:1]))

@@ -5,6 +5,7 @@
 - :mod:`~drywallqa.bench.runtimes`: the PromptUNet runtimes and the CLIPSeg and SAM baselines;
 - :mod:`~drywallqa.bench.pipeline`: JPEG to mask PNG by stage, and ONNX Runtime's profile;
 - :mod:`~drywallqa.bench.end_to_end`: ``predict`` over a folder and ``serve`` under load;
+- :mod:`~drywallqa.bench.prompts`: two prompts on one photo against one, model only and end to end;
 - :mod:`~drywallqa.bench.run`: :func:`run_benchmark`, the run itself;
 - :mod:`~drywallqa.bench.report`, :mod:`~drywallqa.bench.goals`, :mod:`~drywallqa.bench.markdown`:
   the :class:`BenchReport` it returns, the goals it is checked against, and its Markdown form.

@@ -279,8 +279,10 @@ def measure_serve_e2e(seconds: float, baseline_rev: str = "", quick: bool = Fals
 
 def measure_end_to_end(settings: BenchSettings, model, workdir: Path, say: Callable[[str], None]) -> dict[str, Any]:
     """The end-to-end section: predict with the shipped model's default runtime (``quick``: the
-    bench's tiny model), then serve; a part that cannot run is recorded with its reason."""
-    from drywallqa.inference import load_predictor
+    bench's tiny model) with one prompt, then two, then serve; a part that cannot run is recorded
+    with its reason."""
+    from drywallqa.bench.prompts import measure_predict_two_prompts
+    from drywallqa.inference import BatchedPredictor, load_predictor
 
     section: dict[str, Any] = {}
     try:
@@ -292,6 +294,10 @@ def measure_end_to_end(settings: BenchSettings, model, workdir: Path, say: Calla
                               "model": "tiny random promptunet" if settings.quick else "shipped"}
         say("predict, step by step ...")
         section["predict"]["steps"] = measure_predict_stages(predictor, photos, workdir)
+        say("predict with two prompts, each pair run whole and each photo encoded once ...")
+        assert isinstance(predictor, BatchedPredictor)  # every runtime load_predictor gives is batched
+        section["predict_two_prompts"] = measure_predict_two_prompts(
+            predictor, photos, workdir, section["predict"]["end_to_end_images_per_s"])
     except Exception as exc:  # noqa: BLE001 - reported; the rest of the report stands
         section["predict_skipped"] = f"failed: {exc}"
         say(f"skip predict end to end: {exc}")

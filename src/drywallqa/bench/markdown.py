@@ -177,6 +177,44 @@ def _pipeline_section(report: dict) -> list[str]:
     ]
 
 
+def _prompts_section(report: dict) -> list[str]:
+    """Two prompts on one photo against one: model only per runtime, and predict end to end."""
+    rows = [(r["runtime"], _fmt(t["one_prompt"]["p50_ms"]), _fmt(t["two_prompts"]["p50_ms"]),
+             f"{_fmt(t['ratio'], 2)}x", f"{_fmt(t['cpu_ratio'], 2)}x", _fmt(t["two_prompts_per_pair"]["p50_ms"]),
+             f"{_fmt(t['per_pair_ratio'], 2)}x")
+            for r in report["results"] if (t := r.get("two_prompts"))]
+    predict = (report.get("end_to_end") or {}).get("predict_two_prompts")
+    if not rows and not predict:
+        return []
+    lines = ["## Two prompts on one photo", ""]
+    if rows:
+        prompts = " and ".join(f"'{p}'" for p in next(r["two_prompts"]["prompts"] for r in report["results"]
+                                                      if r.get("two_prompts")))
+        lines += _paragraph(
+            f"Model only, batch-1 wall ms (p50): one photo with one prompt, with two ({prompts}, the photo encoded ",
+            "once and decoded per prompt), and with the same two prompts each run through the whole model as ",
+            "before; the three calls alternate. The CPU ratio is the same comparison in process CPU time.",
+        )
+        lines += _table(("runtime", "one prompt", "two prompts", "ratio", "CPU ratio", "two, each pair whole",
+                         "ratio"), rows)
+    if predict:
+        per_pair, shared = predict["per_pair"], predict["shared"]
+        lines += _paragraph(
+            f"`predict_images` over the same {predict['photos']} photos with two prompts and every output, each pair ",
+            "run whole as before, then each photo encoded once:",
+        )
+        lines += _table(("two prompts", "photos/s", "CPU ms per photo", "model calls"),
+                        [(label, _fmt(run["photos_per_s"], 2), _fmt(run["cpu_ms_per_photo"]), run["model_calls"])
+                         for label, run in (("each pair whole", per_pair), ("each photo encoded once", shared))])
+        cost = predict.get("cost_vs_one_prompt")
+        lines += _paragraph(
+            f"Encoded once, predict goes through {_fmt(predict['ratio'], 2)}x the photos/s",
+            f"; a photo with two prompts takes {_fmt(cost, 2)}x the time of one with one prompt (the one-prompt run above)."
+            if cost else ".",
+        )
+    return lines
+
+
 def _video_section(report: dict) -> list[str]:
     if not report.get("video"):
         return []
@@ -382,7 +420,8 @@ def render_markdown(report: BenchReport | dict, command: str = "drywallqa bench"
         report = report.to_dict()
     sections = (
         _header_section(report, command), _machine_section(report), _goals_section(report),
-        _results_section(report), _ratios_section(report), _pipeline_section(report), _video_section(report),
+        _results_section(report), _ratios_section(report), _prompts_section(report), _pipeline_section(report),
+        _video_section(report),
         _end_to_end_section(report), _profile_section(report),
         _gpu_and_notes_section(report),
     )

@@ -14,6 +14,10 @@ What is measured (:func:`run_benchmark`):
   (``VmHWM`` reset through ``/proc/self/clear_refs``), or ``torch.cuda.max_memory_allocated`` on GPU.
 - **Mask agreement** of each PromptUNet runtime with PyTorch fp32 on the same synthetic photos
   (:func:`~drywallqa.export.parity.compare_outputs`).
+- **Two prompts on one photo** against one, model only, on each PromptUNet runtime: the photo
+  encoded once for both (:func:`~drywallqa.bench.prompts.measure_two_prompts`), beside each pair
+  run whole as before; and end to end, ``predict`` over the folder with two prompts both ways
+  (:func:`~drywallqa.bench.prompts.measure_predict_two_prompts`).
 - **Pipeline**: JPEG bytes -> decode -> resize -> model -> upsample -> threshold -> PNG bytes for a
   640x640 photo, the calls :meth:`~drywallqa.inference.Predictor.predict` makes, timed per stage.
 - **Where the time goes**: ONNX Runtime's profiler, summed per operator type.
@@ -269,6 +273,7 @@ def _measure_promptunet_runtime(run: _Run, context: PromptUNetContext, runtime: 
     """One PromptUNet runtime: timing and memory, mask agreement with the reference runtime's outputs
     (:attr:`PromptUNetContext.reference`), the pipeline and ``watch`` frames/s. The predictor is dropped on return, so its buffers (CUDA graphs hold their
     own) are freed before the next runtime is built."""
+    from drywallqa.bench.prompts import measure_two_prompts
     from drywallqa.export.parity import compare_outputs
     from drywallqa.serving.video import measure_video  # frames/s of `drywallqa watch`
 
@@ -290,6 +295,8 @@ def _measure_promptunet_runtime(run: _Run, context: PromptUNetContext, runtime: 
             context.reference = outputs
         if context.reference is not None:
             result.parity = compare_outputs(context.reference, outputs, runtime, max_logit_diff=None).to_dict()
+        result.two_prompts = measure_two_prompts(predictor, context.batch(1)[0], settings.promptunet.warmup,
+                                                 settings.promptunet.iterations)
         run.report.pipeline[runtime] = measure_pipeline(predictor, jpeg, jpeg_prompt, settings.pipeline_iterations)
         video = measure_video(predictor, context.workdir / runtime, frames=4 * settings.pipeline_iterations,
                               size=settings.pipeline_image_size)

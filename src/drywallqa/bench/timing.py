@@ -140,6 +140,8 @@ class RuntimeResult:
         peak_memory_mib: Peak memory growth (see :class:`PeakMemory`).
         memory_method: How memory was measured.
         parity: Mask agreement with PyTorch fp32 (PromptUNet only).
+        two_prompts: One photo with one prompt against two (PromptUNet only, see
+            :func:`~drywallqa.bench.prompts.measure_two_prompts`).
     """
 
     model: str
@@ -157,6 +159,7 @@ class RuntimeResult:
     peak_memory_mib: float | None
     memory_method: str
     parity: dict | None = None
+    two_prompts: dict | None = None
 
 
 def measure(

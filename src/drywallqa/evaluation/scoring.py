@@ -101,20 +101,44 @@ class Scorer:
     zero_division: float
     box_iou_threshold: float
 
-    def predict(self, images: list[np.ndarray], prompt: str) -> list[tuple[np.ndarray, float]]:
-        """``[(mask (H, W) bool, confidence)]`` for ``images`` with one prompt, at its class's threshold."""
-        own = prompt_threshold(self.predictor, prompt)
-        prompt_class = self.prompt_config.class_of(prompt)
-        threshold = self.thresholds.get(prompt_class.name, own) if prompt_class else own
-        need_probabilities = not math.isclose(threshold, own)
-        results = predict_checked(self.predictor, self.name, images, prompt, need_probabilities)
-        if need_probabilities:
-            return [(foreground(r.probabilities, threshold), float(r.confidence)) for r in results]
-        return [(np.asarray(r.mask, dtype=bool), float(r.confidence)) for r in results]
+    def predict(self, images: list[np.ndarray], prompts: Sequence[str]) -> dict[str, list[tuple[np.ndarray, float]]]:
+        """Per prompt, ``[(mask (H, W) bool, confidence)]`` for ``images``, at its class's threshold.
+
+        A predictor with ``predict_many`` gets every prompt in one call (each image encoded once
+        for all of them); any other gets one ``predict_batch`` call per prompt.
+        """
+        thresholds, need = {}, {}
+        for prompt in dict.fromkeys(prompts):
+            own = prompt_threshold(self.predictor, prompt)
+            prompt_class = self.prompt_config.class_of(prompt)
+            thresholds[prompt] = self.thresholds.get(prompt_class.name, own) if prompt_class else own
+            need[prompt] = not math.isclose(thresholds[prompt], own)
+        if hasattr(self.predictor, "predict_many"):
+            per_image = predict_many_checked(self.predictor, self.name, images, list(need), any(need.values()))
+            by_prompt = {prompt: [own[k] for own in per_image] for k, prompt in enumerate(need)}
+        else:
+            by_prompt = {prompt: predict_checked(self.predictor, self.name, images, prompt, need[prompt]) for prompt in need}
+        return {prompt: [(foreground(r.probabilities, thresholds[prompt]) if need[prompt] else np.asarray(r.mask, dtype=bool),
+                          float(r.confidence)) for r in results]
+                for prompt, results in by_prompt.items()}
+
+
+def predict_many_checked(predictor, name: str, images: list[np.ndarray], prompts: list[str], probabilities: bool) -> list:
+    """``predictor.predict_many`` of every image with every prompt, each result checked as :func:`predict_checked` does."""
+    per_image = predictor.predict_many(images, prompts, return_probabilities=probabilities)
+    if len(per_image) != len(images) or any(len(own) != len(prompts) for own in per_image):
+        raise DrywallQAError(f"predictor {name!r} did not return one result per image and prompt")
+    for k in range(len(prompts)):
+        _check_results(name, images, [own[k] for own in per_image], probabilities)
+    return per_image
 
 
 def predict_checked(predictor, name: str, images: list[np.ndarray], prompt: str, probabilities: bool) -> list:
     results = predictor.predict_batch(images, [prompt] * len(images), return_probabilities=probabilities)
+    return _check_results(name, images, results, probabilities)
+
+
+def _check_results(name: str, images: list[np.ndarray], results: list, probabilities: bool) -> list:
     if len(results) != len(images):
         raise DrywallQAError(f"predictor {name!r} returned {len(results)} results for {len(images)} images")
     for image, result in zip(images, results):
@@ -213,7 +237,9 @@ def evaluate_class(
     for chunk in chunks(samples, batch_size):
         images = [s.load_image() for s in chunk]
         truths = [truth_mask(s, cls, kinds[cls]) for s in chunk]
-        for sample, image, truth, (mask, confidence) in zip(chunk, images, truths, scorer.predict(images, canonical)):
+        # Every prompt of the class's images in one call: a split model encodes each image once.
+        predicted = scorer.predict(images, [canonical, *(prompt for _, prompt in others), *heldout])
+        for sample, image, truth, (mask, confidence) in zip(chunk, images, truths, predicted[canonical]):
             stats = get_stats(mask, truth)
             canonical_stats.append(stats)
             iou = float(iou_score(*stats, reduction="none", zero_division=zd)[0])
@@ -229,14 +255,14 @@ def evaluate_class(
         advance(len(chunk))
 
         for other, prompt in others:
-            for sample, (mask, _) in zip(chunk, scorer.predict(images, prompt)):
+            for sample, (mask, _) in zip(chunk, predicted[prompt]):
                 # The other class's own pixels in this image would be right answers, not errors.
                 stats = get_stats(mask, np.zeros_like(mask), ignore=truth_mask(sample, other, kinds[other]))
                 wrong_rates[other].append(float(positive_rate(*stats, reduction="none")[0]))
             advance(len(chunk))
 
         for prompt in heldout:
-            for truth, (mask, _) in zip(truths, scorer.predict(images, prompt)):
+            for truth, (mask, _) in zip(truths, predicted[prompt]):
                 paraphrase_stats[prompt].append(get_stats(mask, truth))
             advance(len(chunk))
 

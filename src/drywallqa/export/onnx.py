@@ -6,6 +6,11 @@
   (dynamic batch, height and width), with ``drywallqa.*`` metadata (model, input size, text
   encoder, prompt file) that :class:`~drywallqa.inference.OnnxPredictor` reads
   (through :mod:`drywallqa.inference.graph_io`);
+- ``<name>.encoder.onnx`` and ``<name>.decoder.onnx``: the same model split where the prompt
+  first enters (:class:`~drywallqa.export.wrapper.OnnxEncoderWrapper`,
+  :class:`~drywallqa.export.wrapper.OnnxDecoderWrapper`), with the same metadata, so that
+  ONNX Runtime encodes a photo once for all its prompts; checked too, on every check photo with
+  every prompt;
 - ``<name>.prompts.json``: embeddings of every prompt of the prompt config
   (:class:`~drywallqa.inference.PromptEmbeddings`);
 - optionally ``<name>.int8.onnx`` (:func:`~drywallqa.export.quantize.quantize_onnx_int8`).
@@ -23,6 +28,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,11 +42,16 @@ from drywallqa.export.parity import (
 from drywallqa.files import atomic_write
 from drywallqa.inference.graph_io import (
     DYNAMIC_AXES,
+    GRAPH_LAYOUT,
     INPUT_NAMES,
     METADATA_PREFIX,
     OUTPUT_NAMES,
+    feature_names,
     import_onnx,
     run_onnx_file,
+    run_split_onnx_files,
+    split_dynamic_axes,
+    split_graph_paths,
 )
 from drywallqa.inference.prompt_store import PromptEmbeddings, prompt_store_path
 from drywallqa.processing import nhwc_uint8_to_nchw_float, stack_model_inputs
@@ -61,6 +72,9 @@ class OnnxExport:
         onnx_path: The fp32 ONNX file.
         prompts_path: The prompt-embeddings file next to it.
         parity: fp32 ONNX Runtime vs PyTorch.
+        split_paths: The encoder and decoder graphs beside it.
+        split_parity: Those two in ONNX Runtime (each photo encoded once, decoded with every
+            prompt) vs PyTorch on the same pairs.
         int8_path: The int8 file, when asked for.
         int8_parity: int8 ONNX Runtime vs PyTorch (its IoU cost), when asked for.
         opset: ONNX opset of the graph.
@@ -70,6 +84,8 @@ class OnnxExport:
     onnx_path: Path
     prompts_path: Path
     parity: ParityReport | None
+    split_paths: tuple[Path, Path] | None = None
+    split_parity: ParityReport | None = None
     int8_path: Path | None = None
     int8_parity: ParityReport | None = None
     opset: int = DEFAULT_OPSET
@@ -80,6 +96,10 @@ class OnnxExport:
         lines = [f"wrote {self.onnx_path} (opset {self.opset}) and {self.prompts_path}"]
         if self.parity is not None:
             lines.append(self.parity.summary())
+        if self.split_paths is not None:
+            lines.append(f"wrote {self.split_paths[0]} and {self.split_paths[1]} (a photo encoded once for all its prompts)")
+        if self.split_parity is not None:
+            lines.append(self.split_parity.summary())
         if self.int8_path is not None:
             lines.append(f"wrote {self.int8_path}")
         if self.int8_parity is not None:
@@ -92,6 +112,8 @@ class OnnxExport:
             "onnx_path": str(self.onnx_path),
             "prompts_path": str(self.prompts_path),
             "parity": self.parity.to_dict() if self.parity else None,
+            "split_paths": [str(p) for p in self.split_paths] if self.split_paths else None,
+            "split_parity": self.split_parity.to_dict() if self.split_parity else None,
             "int8_path": str(self.int8_path) if self.int8_path else None,
             "int8_parity": self.int8_parity.to_dict() if self.int8_parity else None,
             "opset": self.opset,
@@ -120,7 +142,8 @@ def export_onnx(
         prompt_config: :class:`~drywallqa.data.prompts.PromptConfig` whose prompts are embedded;
             the built-in one by default.
         check: Compare ONNX Runtime with PyTorch on ``check_images`` synthetic photos at the
-            model's input size and refuse to write a file with IoU below 0.999.
+            model's input size (the encoder and decoder graphs with every prompt of the check on
+            every photo) and refuse to write files with IoU below 0.999.
         check_images: Number of synthetic photos for the check (and for int8 calibration).
         int8: Also write ``<stem>.int8.onnx``, statically quantised, and measure its IoU cost.
         calibration_images: RGB ``uint8`` ``(H, W, 3)`` images to calibrate int8 activations on
@@ -150,6 +173,7 @@ def export_onnx(
         "precision": "fp32",
         "inputs": INPUT_DESCRIPTION,
         "model_config": _json(export_model.config.to_dict()),
+        "graph_layout": str(GRAPH_LAYOUT),
     }
     store = PromptEmbeddings.from_model(export_model, prompt_config)
 
@@ -158,17 +182,25 @@ def export_onnx(
         # Trace at two small images: batch 2 keeps the batch axis from being specialised to 1,
         # and the dynamic axes make the traced size irrelevant.
         trace_size = 2 * export_model.size_divisor
-        dummy = (torch.rand(2, 3, trace_size, trace_size), store.lookup(store.prompts[:1] * 2))
-        _trace_to_onnx(export_model, (dummy[0], torch.from_numpy(dummy[1])), tmp_onnx, opset)
+        dummy = (torch.rand(2, 3, trace_size, trace_size), torch.from_numpy(store.lookup(store.prompts[:1] * 2)))
+        _trace_to_onnx(export_model, "whole", dummy, tmp_onnx, opset)
         _write_metadata(tmp_onnx, metadata)
+        tmp_split = split_graph_paths(tmp_onnx)
+        feature_shapes = _trace_split(export_model, dummy, tmp_split, opset)
+        for part, split_path in zip(("encoder", "decoder"), tmp_split):
+            # The features' shapes at the model's input size: a TensorRT profile needs them.
+            _write_metadata(split_path, {**metadata, "graph_part": part, "feature_shapes": _json(feature_shapes)})
 
         images, prompts = synthetic_images(check_images, size=max(size, 64)) if check or int8 else ([], [])
         reference = run_torch_reference(export_model, images, prompts, store) if check else None
-        parity = None
+        parity = split_parity = None
         if check and reference is not None:
             parity = compare_outputs(reference, run_onnx_file(tmp_onnx, images, prompts, store, size), "onnxruntime fp32")
             if not parity.passed:
                 raise ExportError(f"{parity.summary()}; nothing was written to {path}")
+            split_parity = _check_split(export_model, tmp_onnx, images, store, size)
+            if not split_parity.passed:
+                raise ExportError(f"{split_parity.summary()}; nothing was written to {path}")
 
         int8_path = int8_parity = None
         if int8:
@@ -197,8 +229,24 @@ def export_onnx(
             _move_atomically(tmp_int8, int8_path)
 
         prompts_path = store.save(prompt_store_path(path))
+        split_paths = split_graph_paths(path)
+        for source, destination in zip(tmp_split, split_paths):
+            _move_atomically(source, destination)
+        # The whole graph last: a cache that finds it finds its split graphs too.
         _move_atomically(tmp_onnx, path)
-    return OnnxExport(path, prompts_path, parity, int8_path, int8_parity, opset, metadata)
+    return OnnxExport(path, prompts_path, parity, split_paths, split_parity, int8_path, int8_parity, opset, metadata)
+
+
+def _check_split(model, whole_path: Path, images: Sequence[np.ndarray], store: PromptEmbeddings,
+                 size: int) -> ParityReport:
+    """The encoder and decoder graphs against PyTorch: every check photo encoded once and decoded
+    with every prompt of the check (its own and the others), each pair as PyTorch runs it alone."""
+    canonical = list(dict.fromkeys(store.canonical_prompts() or store.prompts))[:2]
+    index = [i for i in range(len(images)) for _ in canonical]
+    pair_prompts = canonical * len(images)
+    reference = run_torch_reference(model, [images[i] for i in index], pair_prompts, store)
+    candidate = run_split_onnx_files(whole_path, images, pair_prompts, index, store, size)
+    return compare_outputs(reference, candidate, f"onnxruntime fp32 encoder + decoder, {len(canonical)} prompts a photo")
 
 
 def run_torch_reference(
@@ -231,11 +279,37 @@ def _cpu_float32_copy(model):
     return copy.deepcopy(model).to("cpu", torch.float32).eval()
 
 
-def _trace_to_onnx(model, args: tuple, path: Path, opset: int) -> None:
+def _trace_split(model, dummy: tuple, paths: tuple[Path, Path], opset: int) -> list[list[int]]:
+    """Trace the encoder graph at ``dummy``'s images, then the decoder graph at their features.
+
+    Returns:
+        Each feature's shape after the batch axis at the model's input size.
+    """
     import torch
 
-    from drywallqa.export.wrapper import OnnxSegmentationWrapper
+    size = int(model.default_image_size)
+    with torch.no_grad():  # not inference mode: the tracer records on these tensors
+        features = tuple(model.encode(dummy[0]))
+        shapes = [list(feature.shape[1:]) for feature in model.encode(torch.zeros(1, 3, size, size))]
+    _trace_to_onnx(model, "encoder", (dummy[0],), paths[0], opset, feature_count=len(features))
+    _trace_to_onnx(model, "decoder", (*features, dummy[1]), paths[1], opset, feature_count=len(features))
+    return shapes
 
+
+def _trace_to_onnx(model, part: str, args: tuple, path: Path, opset: int, feature_count: int = 0) -> None:
+    """Trace the ``"whole"`` model, its ``"encoder"`` or its ``"decoder"`` to an ONNX file."""
+    import torch
+
+    from drywallqa.export.wrapper import OnnxDecoderWrapper, OnnxEncoderWrapper, OnnxSegmentationWrapper
+
+    features = feature_names(feature_count)
+    encoder_axes, decoder_axes = split_dynamic_axes(feature_count)
+    parts: dict[str, tuple[Any, list[str], list[str], dict]] = {
+        "whole": (OnnxSegmentationWrapper, list(INPUT_NAMES), list(OUTPUT_NAMES), DYNAMIC_AXES),
+        "encoder": (OnnxEncoderWrapper, ["images"], features, encoder_axes),
+        "decoder": (OnnxDecoderWrapper, [*features, "prompt_embeddings"], list(OUTPUT_NAMES), decoder_axes),
+    }
+    wrapper, inputs, outputs, axes = parts[part]
     with warnings.catch_warnings():
         # The TorchScript exporter announces its deprecation and notes unfoldable slices on every
         # call; neither says anything about this graph.
@@ -245,18 +319,19 @@ def _trace_to_onnx(model, args: tuple, path: Path, opset: int) -> None:
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         try:
             torch.onnx.export(
-                OnnxSegmentationWrapper(model).eval(),
+                wrapper(model).eval(),
                 args,
                 str(path),
                 dynamo=False,
-                input_names=list(INPUT_NAMES),
-                output_names=list(OUTPUT_NAMES),
-                dynamic_axes=DYNAMIC_AXES,
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes=axes,
                 opset_version=opset,
                 do_constant_folding=True,
             )
         except Exception as exc:  # the exporter raises many types; all mean "this model did not export"
-            raise ExportError(f"ONNX export of {model.name!r} at opset {opset} failed: {exc}") from exc
+            what = "" if part == "whole" else f" ({part} graph)"
+            raise ExportError(f"ONNX export of {model.name!r}{what} at opset {opset} failed: {exc}") from exc
 
 
 def _write_metadata(path: Path, metadata: dict[str, str]) -> None:

@@ -10,6 +10,12 @@ elongated photo is judged in tiles at the scale the model learned, see
 :mod:`~drywallqa.inference.tiling`), normalisation (inside the model), upsampling and
 thresholding, so evaluation, prediction and serving never special-case an architecture or a
 runtime (PyTorch, ONNX Runtime, ...).
+
+Several prompts on one image are one call, ``predictor.predict(image, ["segment crack", "segment
+taping area"])``, and many images each with several prompts another (:meth:`Predictor.predict_many`):
+a runtime whose model splits into a prompt-free encoder and a prompt-conditioned decoder
+(:meth:`BatchedPredictor.encode_batch`, :meth:`BatchedPredictor.decode_batch`) encodes each tile
+of an image once for all its prompts.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from drywallqa.data.prompts import PromptConfig
 from drywallqa.errors import ConfigError
 from drywallqa.inference.tiling import TilePlan, blend_tiles, check_tile, cut_tiles, plan_tiles
 from drywallqa.processing import check_threshold, logit_threshold, sigmoid, upsample_logits
@@ -69,10 +76,8 @@ class SegmentationResult:
 
 
 @functools.lru_cache(maxsize=1)
-def _default_prompts():
+def _default_prompts() -> PromptConfig:
     """The built-in prompt classes, read once (per-class thresholds look a prompt's class up per call)."""
-    from drywallqa.data.prompts import PromptConfig
-
     return PromptConfig.default()
 
 
@@ -96,8 +101,7 @@ class Predictor:
     threshold: float = 0.5
     thresholds: dict[str, float] = {}
     prompt_config = None
-    # Set by load_predictor: the files whose bytes make the masks (a run resumes by their digest),
-    # and what the model says of itself (model_predictor; an ONNX graph's own metadata).
+    # Set by load_predictor: the files a run resumes by (their digest), and the model's own metadata.
     weights_files: tuple[Path, ...]
     metadata: dict[str, Any]
 
@@ -108,7 +112,7 @@ class Predictor:
         prompt_class = (self.prompt_config or _default_prompts()).class_of(prompt)
         return self.thresholds.get(prompt_class.name, self.threshold) if prompt_class else self.threshold
 
-    def set_prompt_config(self, prompt_config) -> None:
+    def set_prompt_config(self, prompt_config: PromptConfig | None) -> None:
         """Look prompt classes up in ``prompt_config`` (a run's ``--prompts``; None: the built-in ones)."""
         self.prompt_config = prompt_config
 
@@ -130,18 +134,71 @@ class Predictor:
         """
         raise NotImplementedError
 
-    def predict(self, image: np.ndarray, prompt: str, *, return_probabilities: bool = False,
-                **options) -> SegmentationResult:
-        """Segment one RGB ``uint8`` ``(H, W, 3)`` image with one prompt.
+    def predict_many(
+        self, images: Sequence[np.ndarray], prompts: Sequence[str] | Sequence[Sequence[str]], *,
+        return_probabilities: bool = False, mm_per_px: float | None = None, tile: str | int | None = None,
+    ) -> list[list[SegmentationResult]]:
+        """Segment every image with each of its prompts.
+
+        This base class calls :meth:`predict_batch` once per prompt position (each image's first
+        prompt, then each image's second...), so no call holds more pairs than images;
+        :class:`BatchedPredictor` encodes each image once for all its prompts.
 
         Args:
-            image: The image.
-            prompt: The prompt.
-            return_probabilities: Also return the per-pixel probabilities.
-            **options: What :meth:`predict_batch` takes besides; batched runtimes take
-                ``mm_per_px`` and ``tile`` (see :meth:`BatchedPredictor.predict_batch`).
+            images: RGB ``uint8`` ``(H, W, 3)`` arrays; sizes may differ.
+            prompts: One list of prompts for every image (``["segment crack", "segment taping
+                area"]``), or one list per image.
+            return_probabilities: Also return per-pixel probabilities.
+            mm_per_px: For batched runtimes: the tile scale (see :meth:`BatchedPredictor.predict_batch`).
+            tile: For batched runtimes: the tile setting of this call.
+
+        Returns:
+            Per image, one :class:`SegmentationResult` per prompt, in the order given.
+
+        Raises:
+            ConfigError: If per-image prompt lists do not match the images in number.
         """
-        return self.predict_batch([image], [prompt], return_probabilities=return_probabilities, **options)[0]
+        per_image = prompts_per_image(prompts, len(images))
+        options = {k: v for k, v in (("mm_per_px", mm_per_px), ("tile", tile)) if v is not None}  # an unbatched one takes neither
+        results: list[list[SegmentationResult]] = [[] for _ in images]
+        for position in range(max((len(own) for own in per_image), default=0)):
+            rows = [i for i, own in enumerate(per_image) if len(own) > position]
+            answers = self.predict_batch([images[i] for i in rows], [per_image[i][position] for i in rows],
+                                         return_probabilities=return_probabilities, **options)
+            for i, answer in zip(rows, answers):
+                results[i].append(answer)
+        return results
+
+    def predict(
+        self, image: np.ndarray, prompt: str | Sequence[str], *, return_probabilities: bool = False, **options: Any
+    ) -> SegmentationResult | list[SegmentationResult]:
+        """Segment one RGB ``uint8`` ``(H, W, 3)`` image with one prompt, or with several.
+
+        ``**options`` are what :meth:`predict_batch` takes besides; batched runtimes take
+        ``mm_per_px`` and ``tile`` (see :meth:`BatchedPredictor.predict_batch`).
+
+        Returns:
+            One :class:`SegmentationResult` for a prompt string; one per prompt, in order, for a
+            list of prompts (the image encoded once for all of them, see :meth:`predict_many`).
+        """
+        if isinstance(prompt, str):
+            return self.predict_batch([image], [prompt], return_probabilities=return_probabilities, **options)[0]
+        return self.predict_many([image], [list(prompt)], return_probabilities=return_probabilities, **options)[0]
+
+
+def prompts_per_image(prompts: Sequence[str] | Sequence[Sequence[str]], count: int) -> list[list[str]]:
+    """The prompts of each of ``count`` images: one shared list, or one list per image (checked).
+
+    Raises:
+        ConfigError: If per-image lists do not number ``count``.
+    """
+    if isinstance(prompts, str) or all(isinstance(p, str) for p in prompts):
+        shared = [prompts] if isinstance(prompts, str) else [p for p in prompts if isinstance(p, str)]  # every one, as checked
+        return [shared] * count
+    if len(prompts) != count:
+        raise ConfigError(f"got {count} images but {len(prompts)} prompt lists; give one list per image, or one for all")
+    return [[own] if isinstance(own, str) else list(own) for own in prompts]
+
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
@@ -221,6 +278,11 @@ class BatchedPredictor(Predictor):
     :attr:`image_size`, :attr:`threshold`, :attr:`batch_size` and :attr:`name`, and implement
     :meth:`forward_batch`.
 
+    Several prompts per image go through :meth:`forward_pairs`: :meth:`encode_batch` once per
+    image, :meth:`decode_batch` per prompt. A runtime whose model has a prompt-free encoder
+    implements those two; the defaults (features = the images, decoding = :meth:`forward_batch` on
+    each pair's image) keep every other runtime working, at one full model run per pair.
+
     Attributes:
         name: Short label of the model and runtime, e.g. ``"promptunet/onnxruntime"``.
         image_size: Side of the square model input.
@@ -246,6 +308,62 @@ class BatchedPredictor(Predictor):
             ``(mask_logits, confidence_logits)``: float32 ``(B, S, S)`` and ``(B,)`` NumPy arrays.
         """
         raise NotImplementedError
+
+    def encode_batch(self, images: np.ndarray) -> Any:
+        """The prompt-free part of the model on a batch, once per image (the default: no split).
+
+        Args:
+            images: ``uint8`` ``(N, S, S, 3)`` RGB at the model's input size.
+
+        Returns:
+            The runtime's features of the ``N`` images, only for :meth:`decode_batch`; by default
+            the images themselves.
+        """
+        return images
+
+    def decode_batch(self, features: Any, prompts: Sequence[str], image_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The prompt-conditioned part: pair ``m`` is image ``image_index[m]`` of ``features`` with ``prompts[m]``.
+
+        The default runs :meth:`forward_batch` on each pair's image (a whole model run per pair).
+
+        Returns:
+            ``(mask_logits, confidence_logits)``: float32 ``(M, S, S)`` and ``(M,)``.
+        """
+        return self.forward_batch(np.ascontiguousarray(features[np.asarray(image_index)]), prompts)
+
+    def forward_pairs(self, images: np.ndarray, prompts: Sequence[str], image_index: Sequence[int] | np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Run the model on ``M`` (image, prompt) pairs over ``N`` images, encoding each image once.
+
+        One prompt per image in order (``image_index == range(N)``) is :meth:`forward_batch`, the
+        path of a single prompt. Otherwise the images are encoded once (:meth:`encode_batch`) and
+        the pairs decoded in chunks of :attr:`batch_size` (:meth:`decode_batch`).
+
+        Args:
+            images: ``uint8`` ``(N, S, S, 3)`` RGB at the model's input size.
+            prompts: ``M`` prompts.
+            image_index: ``M`` indices into ``images``: pair ``m`` is ``images[image_index[m]]``
+                with ``prompts[m]``.
+
+        Returns:
+            ``(mask_logits, confidence_logits)``: float32 ``(M, S, S)`` and ``(M,)``.
+
+        Raises:
+            ConfigError: If ``image_index`` does not give one valid image per prompt.
+        """
+        index = np.asarray(image_index, dtype=np.int64).reshape(-1)
+        if len(index) != len(prompts) or (len(index) and not 0 <= index.min() <= index.max() < len(images)):
+            raise ConfigError(f"image_index must give one image of 0..{len(images) - 1} per prompt, got {index.tolist()} "
+                              f"for {len(prompts)} prompts")
+        if not len(index):
+            return np.zeros((0, *images.shape[1:3]), np.float32), np.zeros(0, np.float32)
+        if len(index) == len(images) and np.array_equal(index, np.arange(len(images))):
+            return self.forward_batch(images, prompts)
+        features = self.encode_batch(images)
+        step = max(1, int(self.batch_size))
+        outputs = [self.decode_batch(features, list(prompts[start : start + step]), index[start : start + step])
+                   for start in range(0, len(index), step)]
+        return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
 
     def set_tile(self, tile: str | int) -> None:
         """Use this tile setting from now on (see :func:`~drywallqa.inference.tiling.check_tile`)."""
@@ -332,3 +450,51 @@ class BatchedPredictor(Predictor):
                                        np.asarray(confidence_logits[start:stop]), prompt, return_probabilities))
             start = stop
         return results
+
+    def predict_many(
+        self, images: Sequence[np.ndarray], prompts: Sequence[str] | Sequence[Sequence[str]], *,
+        return_probabilities: bool = False, mm_per_px: float | None = None, tile: str | int | None = None,
+    ) -> list[list[SegmentationResult]]:
+        """Segment every image with each of its prompts, encoding each tile of an image once.
+
+        Each image is planned and cut (:meth:`prepare`); the tiles of all images go in chunks of
+        at most :attr:`batch_size` through :meth:`forward_pairs`, one pair per (tile, prompt),
+        and each (image, prompt) is blended over its tiles (:meth:`finish`). Arguments and errors
+        as :meth:`Predictor.predict_many` and :meth:`predict_batch`.
+
+        Returns:
+            Per image, one :class:`SegmentationResult` per prompt, at that image's size.
+        """
+        per_image = [[check_prompt(p) for p in own] for own in prompts_per_image(prompts, len(images))]
+        photos = [self.prepare(image, mm_per_px=mm_per_px, tile=tile) for image in images]
+        step = max(1, int(self.batch_size))
+        # Per image and prompt, its tiles' (mask logits, confidence logits), filled chunk by chunk in tile order.
+        outputs: list[list[list[tuple[np.ndarray, np.ndarray]]]] = [[[] for _ in own] for own in per_image]
+        chunk: list[tuple[int, int, int]] = []  # (image, first tile, stop tile)
+        for i, photo in enumerate(photos):
+            for first in range(0, len(photo) if per_image[i] else 0, step):
+                stop = min(first + step, len(photo))
+                if chunk and sum(b - a for _, a, b in chunk) + stop - first > step:
+                    self._forward_tiles(photos, per_image, chunk, outputs)
+                    chunk = []
+                chunk.append((i, first, stop))
+        if chunk:
+            self._forward_tiles(photos, per_image, chunk, outputs)
+        return [[self.finish(photo.plan, np.concatenate([m for m, _ in parts]), np.concatenate([c for _, c in parts]),
+                             prompt, return_probabilities) for prompt, parts in zip(own, answers)]
+                for photo, own, answers in zip(photos, per_image, outputs)]
+
+    def _forward_tiles(self, photos: Sequence[PhotoInputs], per_image: Sequence[Sequence[str]],
+                       chunk: Sequence[tuple[int, int, int]], outputs: list) -> None:
+        """One :meth:`forward_pairs` call over the chunk's tiles, each encoded once for its image's prompts."""
+        offsets = np.cumsum([0] + [stop - first for _, first, stop in chunk])
+        # Pairs in (slice, prompt, tile) order: each (image, prompt)'s tiles of a slice are consecutive.
+        index = [offsets[n] + k for n, (i, first, stop) in enumerate(chunk) for _ in per_image[i] for k in range(stop - first)]
+        flat = [prompt for i, first, stop in chunk for prompt in per_image[i] for _ in range(stop - first)]
+        pixels = np.ascontiguousarray(np.concatenate([photos[i].pixels[first:stop] for i, first, stop in chunk]))
+        mask_logits, confidence_logits = self.forward_pairs(pixels, flat, index)
+        start = 0
+        for i, first, stop in chunk:
+            for answer in outputs[i]:
+                answer.append((mask_logits[start : start + stop - first], confidence_logits[start : start + stop - first]))
+                start += stop - first

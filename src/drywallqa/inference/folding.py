@@ -8,7 +8,8 @@ on their own; the PyTorch runtime does not, hence this module.
 
 Which BatchNorm follows which convolution is found by running the model once with hooks (a
 BatchNorm whose input is exactly a convolution's output), so it works on any model built of
-``nn.Conv2d`` and ``nn.BatchNorm2d`` whatever its attribute names. The folded copy is then checked
+``nn.Conv2d`` and ``nn.BatchNorm2d`` whatever its attribute names; a module that computes a
+convolution from its weights itself names its pairs (``batchnorm_pairs()``). The folded copy is then checked
 against the original on the same input; a model whose convolution output also feeds something
 else (where folding would change that other use) fails the check and is returned unfolded.
 """
@@ -86,6 +87,10 @@ def _conv_batchnorm_pairs(model: nn.Module, example: tuple[Tensor, ...]) -> list
     finally:
         for hook in hooks:
             hook.remove()
+    # A module that applies a convolution from its weights (not by calling it) names its pairs.
+    declared = [pair for module in model.modules() if hasattr(module, "batchnorm_pairs") for pair in module.batchnorm_pairs()]
+    declared_norms = {id(norm) for _, norm in declared}
+    found = [(conv, norm) for conv, norm in found if id(norm) not in declared_norms] + declared
     partners: dict[int, set[int]] = {}
     for conv, norm in found:
         for module, other in ((conv, norm), (norm, conv)):

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.inference.calibration import CALIBRATION_FILE, read_calibration
 from drywallqa.inference.core import BatchedPredictor, Predictor
+from drywallqa.inference.graph_io import GRAPH_LAYOUT
 from drywallqa.inference.tiling import check_tile
 from drywallqa.inference.torch_runtime import ModelPredictor
 from drywallqa.inference.tta import TTA_VIEWS, FlipTTAPredictor
@@ -428,6 +429,8 @@ def _cached_onnx_export(spec: str | os.PathLike | None, cache_dir: str | os.Path
         if (folder / name).is_file():
             digest.update((folder / name).read_bytes())
     digest.update(str(image_size).encode())
+    # A new layout of the exported graphs (graph_io.GRAPH_LAYOUT) makes a new key: older exports are made again.
+    digest.update(f"graph layout {GRAPH_LAYOUT}".encode())
     path = Path(cache_dir or onnx_cache_dir()) / f"{folder.name}-{digest.hexdigest()[:16]}.onnx"
     if not path.is_file():
         say(f"exporting {folder} to ONNX once, with its parity check, into {path.parent} ...")

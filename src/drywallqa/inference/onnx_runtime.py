@@ -8,6 +8,12 @@ known ones, unless ``embed_unknown_prompts=True`` lets the model's text encoder 
 CPU settings (:func:`create_session`): all graph optimisations (constant folding, Conv+BN+ReLU
 fusion, NCHWc layout for AVX-512/AVX2 convolutions), one intra-op thread per available core,
 sequential execution, and a float input buffer reused across calls.
+
+When the export has its encoder and decoder graphs beside the whole one (``<stem>.encoder.onnx``,
+``<stem>.decoder.onnx``, :mod:`~drywallqa.inference.graph_io`), those two do the work: a photo is
+encoded once and decoded per prompt, in calls of :attr:`~OnnxPredictor.batch_size` pairs (on a
+CPU one pair a call: two pairs at once measured slower than two calls, their activations
+outgrowing the caches). An older export without them runs whole, once per (photo, prompt) pair.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import numpy as np
 
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.inference.core import BatchedPredictor
-from drywallqa.inference.graph_io import METADATA_PREFIX, OUTPUT_NAMES
+from drywallqa.inference.graph_io import METADATA_PREFIX, OUTPUT_NAMES, feature_names, split_graph_paths, take_rows
 from drywallqa.inference.prompt_store import PromptEmbeddings, prompt_store_path
 from drywallqa.processing import logit_threshold, nhwc_uint8_to_nchw_float
 
@@ -36,7 +42,7 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def import_onnxruntime():
+def import_onnxruntime() -> Any:
     """Import ``onnxruntime`` or fail with the install command."""
     try:
         import onnxruntime
@@ -80,7 +86,7 @@ def create_session(
     optimization_level: str = "all",
     allow_spinning: bool = True,
     profile_prefix: str | None = None,
-):
+) -> Any:
     """An ``onnxruntime.InferenceSession`` tuned for low-latency inference.
 
     Args:
@@ -183,10 +189,16 @@ class OnnxPredictor(BatchedPredictor):
         if providers is None and device is not None:
             providers = providers_for_device(device)
         self.path = Path(path)
-        self.session = create_session(
-            self.path, providers=providers, intra_op_threads=intra_op_threads, allow_spinning=allow_spinning
-        )
-        meta = self.session.get_modelmeta().custom_metadata_map
+        self._session_options: dict[str, Any] = {"providers": providers, "intra_op_threads": intra_op_threads,
+                                 "allow_spinning": allow_spinning}
+        self._session = None
+        split = split_graph_paths(self.path)
+        self.split = all(part.is_file() for part in split) and self.path.is_file()
+        if self.split:
+            self.encoder_session, self.decoder_session = (create_session(part, **self._session_options) for part in split)
+        else:
+            self.encoder_session = self.decoder_session = None
+        meta = (self.encoder_session or self.session).get_modelmeta().custom_metadata_map
         self.metadata = {k[len(METADATA_PREFIX):]: v for k, v in meta.items() if k.startswith(METADATA_PREFIX)}
         divisor = int(self.metadata.get("size_divisor", 32))
         self.image_size = int(image_size or self.metadata.get("image_size", 0))
@@ -202,7 +214,7 @@ class OnnxPredictor(BatchedPredictor):
         self.embed_unknown_prompts = bool(embed_unknown_prompts)
         self._text_encoder: Any = None  # the models' text encoder, built on the first unknown prompt
         self._input_buffer: np.ndarray | None = None
-        self.providers = self.session.get_providers()
+        self.providers = (self.encoder_session or self.session).get_providers()
         runtime = "onnxruntime-cuda" if self.providers[0] in GPU_PROVIDERS else "onnxruntime"
         precision = self.metadata.get("precision", "fp32")
         self.name = f"{self.metadata.get('model', self.path.stem)}/{runtime}-{precision}"
@@ -210,10 +222,18 @@ class OnnxPredictor(BatchedPredictor):
     def __repr__(self) -> str:
         return (
             f"OnnxPredictor({str(self.path)!r}, image_size={self.image_size}, providers={self.providers}, "
-            f"prompts={len(self.prompt_embeddings)})"
+            f"prompts={len(self.prompt_embeddings)}, encoder_decoder={self.split})"
         )
 
-    def _load_prompts(self, prompts) -> PromptEmbeddings:
+    @property
+    def session(self) -> Any:
+        """The whole graph's session; with encoder and decoder graphs beside it, made on first use
+        only (those two do the work)."""
+        if self._session is None:
+            self._session = create_session(self.path, **self._session_options)
+        return self._session
+
+    def _load_prompts(self, prompts: PromptEmbeddings | str | os.PathLike | None) -> PromptEmbeddings:
         if isinstance(prompts, PromptEmbeddings):
             store = prompts
         else:
@@ -268,13 +288,35 @@ class OnnxPredictor(BatchedPredictor):
         return self.prompt_embeddings.lookup(prompts)
 
     def forward_batch(self, images: np.ndarray, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Run the graph on a ``uint8`` ``(B, S, S, 3)`` batch; see :meth:`BatchedPredictor.forward_batch`."""
+        """Run the model on a ``uint8`` ``(B, S, S, 3)`` batch; see :meth:`BatchedPredictor.forward_batch`."""
+        if self.split:
+            return self.decode_batch(self.encode_batch(images), prompts, np.arange(len(images)))
         embeddings = self.embed(prompts)
+        mask_logits, confidence_logits = self.session.run(
+            list(OUTPUT_NAMES), {"images": self._float_input(images), "prompt_embeddings": embeddings}
+        )
+        return mask_logits[:, 0], confidence_logits
+
+    def encode_batch(self, images: np.ndarray) -> Any:
+        """The encoder graph's features of a ``uint8`` ``(N, S, S, 3)`` batch (the images themselves
+        for an export without one); see :meth:`BatchedPredictor.encode_batch`."""
+        if not self.split:
+            return images
+        return self.encoder_session.run(None, {"images": self._float_input(images)})
+
+    def decode_batch(self, features: Any, prompts: Sequence[str], image_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The decoder graph on each pair's image features and prompt; see :meth:`BatchedPredictor.decode_batch`."""
+        if not self.split:
+            return super().decode_batch(features, prompts, image_index)
+        feed = {name: take_rows(feature, image_index) for name, feature in zip(feature_names(len(features)), features)}
+        mask_logits, confidence_logits = self.decoder_session.run(
+            list(OUTPUT_NAMES), {**feed, "prompt_embeddings": self.embed(prompts)}
+        )
+        return mask_logits[:, 0], confidence_logits
+
+    def _float_input(self, images: np.ndarray) -> np.ndarray:
+        """A ``uint8`` NHWC batch as the graph's float NCHW input, in a buffer reused across calls."""
         shape = (images.shape[0], 3, *images.shape[1:3])
         if self._input_buffer is None or self._input_buffer.shape != shape:
             self._input_buffer = np.empty(shape, dtype=np.float32)
-        batch = nhwc_uint8_to_nchw_float(images, out=self._input_buffer)
-        mask_logits, confidence_logits = self.session.run(
-            list(OUTPUT_NAMES), {"images": batch, "prompt_embeddings": embeddings}
-        )
-        return mask_logits[:, 0], confidence_logits
+        return nhwc_uint8_to_nchw_float(images, out=self._input_buffer)

@@ -364,9 +364,9 @@ def predict(
         photo = pixels = check_image(image)
         name, scale = "image", 1.0
     decoded = time.perf_counter()
-    if isinstance(predictor, BatchedPredictor):  # the tile scale follows the decoded pixels
-        results = predictor.predict_batch([pixels] * len(prompts), prompts,
-                                          mm_per_px=mm_per_px * scale if mm_per_px else None, tile=tile)
+    if isinstance(predictor, BatchedPredictor):  # the tile scale follows the decoded pixels; each tile encoded once
+        results = predictor.predict_many([pixels], [list(prompts)],
+                                         mm_per_px=mm_per_px * scale if mm_per_px else None, tile=tile)[0]
     else:
         results = predictor.predict_batch([pixels] * len(prompts), prompts)
     predicted = time.perf_counter()

@@ -12,6 +12,11 @@ equivalent ``trtexec`` command line (see :func:`trtexec_command`), e.g.::
 An engine is specific to the GPU model and TensorRT version that built it; the input size is
 fixed to the model's square input and the batch ranges over ``1..max_batch``. Buffers are torch
 CUDA tensors, so no pycuda or cuda-python is needed.
+
+When an exported ``.onnx`` has its encoder and decoder graphs beside it (``<stem>.encoder.onnx``,
+``<stem>.decoder.onnx``), each gets an engine of its own (``<stem>.encoder.fp16.plan``...), so a
+photo is encoded once for all its prompts; the whole graph's engine serves exports without them
+and a ``.plan`` file given by name.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 
 from drywallqa.errors import DrywallQAError
 from drywallqa.inference.core import BatchedPredictor
-from drywallqa.inference.graph_io import OUTPUT_NAMES, read_metadata
+from drywallqa.inference.graph_io import feature_names, read_metadata, split_graph_paths
 from drywallqa.inference.prompt_store import PromptEmbeddings, prompt_store_path
 from drywallqa.processing import logit_threshold
 
@@ -72,6 +77,28 @@ def default_engine_path(onnx_path: str | os.PathLike) -> Path:
     """``model.onnx`` -> ``model.fp16.plan`` beside it."""
     onnx_path = Path(onnx_path)
     return onnx_path.with_name(onnx_path.stem + ENGINE_SUFFIX)
+
+
+def _row_shapes(onnx_path: Path, image_size: int, embed_dim: int) -> dict[str, tuple[int, ...]]:
+    """Each input of an exported graph and its shape after the batch axis, at ``image_size``.
+
+    The decoder graph's feature shapes come from its ``feature_shapes`` metadata (at the export's
+    input size), scaled to ``image_size``.
+    """
+    import json
+
+    metadata = read_metadata(onnx_path) if onnx_path.is_file() else {}
+    part = metadata.get("graph_part", "whole")
+    images: dict[str, tuple[int, ...]] = {"images": (3, image_size, image_size)}
+    if part == "encoder":
+        return images
+    embeddings = {"prompt_embeddings": (embed_dim,)}
+    if part != "decoder":
+        return {**images, **embeddings}
+    scale = image_size / int(metadata["image_size"])
+    shapes = json.loads(metadata["feature_shapes"])
+    return {**{name: (channels, round(height * scale), round(width * scale))
+               for name, (channels, height, width) in zip(feature_names(len(shapes)), shapes)}, **embeddings}
 
 
 def _shape_args(onnx_path: Path, image_size: int | None = None) -> dict[str, int]:
@@ -155,8 +182,8 @@ def build_tensorrt_engine(
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
-    profile.set_shape("images", (1, 3, size, size), (opt_batch, 3, size, size), (max_batch, 3, size, size))
-    profile.set_shape("prompt_embeddings", (1, embed_dim), (opt_batch, embed_dim), (max_batch, embed_dim))
+    for name, row in _row_shapes(onnx_path, size, embed_dim).items():
+        profile.set_shape(name, (1, *row), (opt_batch, *row), (max_batch, *row))
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -169,7 +196,9 @@ class TensorRTPredictor(BatchedPredictor):
 
     Args:
         path: An engine (``.plan`` / ``.engine``) or an exported ``.onnx`` file; for the latter the
-            engine ``<stem>.fp16.plan`` beside it is reused, or built when missing.
+            engine ``<stem>.fp16.plan`` beside it is reused, or built when missing. With the
+            export's encoder and decoder graphs beside it, their engines are used (built when
+            missing) instead.
         prompts: Prompt embeddings or their file; by default ``<onnx stem>.prompts.json``.
         threshold: Probability threshold in ``(0, 1)``.
         batch_size: Images per engine call (at most the engine's ``max_batch``).
@@ -196,19 +225,14 @@ class TensorRTPredictor(BatchedPredictor):
         onnx_path = path if path.suffix.lower() == ".onnx" else path.with_name(path.name.split(".")[0] + ".onnx")
         shape_args = _shape_args(onnx_path, image_size)
         trt = import_tensorrt(onnx_path, **shape_args)
-        if path.suffix.lower() == ".onnx":
-            engine_path = default_engine_path(path)
-            if not engine_path.is_file():
-                build_tensorrt_engine(path, engine_path, image_size=image_size)
-        else:
-            engine_path = path
-        if not engine_path.is_file():
-            raise DrywallQAError(f"{engine_path}: no such TensorRT engine")
         self.device = torch.device(device)
-        self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_path.read_bytes())
-        if self.engine is None:
-            raise DrywallQAError(f"{engine_path}: cannot load the engine (built by another TensorRT version or GPU?)")
-        self.context = self.engine.create_execution_context()
+        split = split_graph_paths(onnx_path)
+        self.split = path.suffix.lower() == ".onnx" and all(part.is_file() for part in split)
+        if self.split:  # an engine per graph: a photo encoded once for all its prompts
+            self.encoder, self.decoder = (_Engine(trt, _engine_for(part, image_size), self.device) for part in split)
+        else:
+            self.whole = _Engine(trt, _engine_for(onnx_path, image_size) if path.suffix.lower() == ".onnx" else path,
+                                 self.device)
         self.image_size = shape_args["image_size"]
         logit_threshold(threshold)  # validates the range
         self.threshold = float(threshold)
@@ -220,20 +244,77 @@ class TensorRTPredictor(BatchedPredictor):
 
     def forward_batch(self, images: np.ndarray, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Run the engine on a ``uint8`` ``(B, S, S, 3)`` batch; see :meth:`BatchedPredictor.forward_batch`."""
+        if self.split:
+            return self.decode_batch(self.encode_batch(images), prompts, np.arange(len(images)))
+        outputs = self.whole.run({"images": self._pixels(images), "prompt_embeddings": self._embeddings(prompts)})
+        return outputs["mask_logits"][:, 0].cpu().numpy(), outputs["confidence_logits"].cpu().numpy()
+
+    def encode_batch(self, images: np.ndarray) -> Any:
+        """The encoder engine's features (CUDA tensors) of a ``uint8`` ``(N, S, S, 3)`` batch; the images
+        themselves without one. See :meth:`BatchedPredictor.encode_batch`."""
+        if not self.split:
+            return images
+        outputs = self.encoder.run({"images": self._pixels(images)})
+        return [outputs[name] for name in feature_names(len(outputs))]
+
+    def decode_batch(self, features: Any, prompts: Sequence[str], image_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The decoder engine on each pair's image features and prompt; see :meth:`BatchedPredictor.decode_batch`."""
         import torch
 
-        embeddings = torch.from_numpy(self.prompt_embeddings.lookup(prompts)).to(self.device)
-        pixels = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().mul_(1.0 / 255.0).contiguous()
-        self.context.set_input_shape("images", tuple(pixels.shape))
-        self.context.set_input_shape("prompt_embeddings", tuple(embeddings.shape))
-        outputs = {
-            name: torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=torch.float32, device=self.device)
-            for name in OUTPUT_NAMES
-        }
-        for name, tensor in {"images": pixels, "prompt_embeddings": embeddings, **outputs}.items():
+        if not self.split:
+            return super().decode_batch(features, prompts, image_index)
+        index = torch.as_tensor(np.asarray(image_index, dtype=np.int64)).to(self.device)
+        feed = {name: feature.index_select(0, index) for name, feature in zip(feature_names(len(features)), features)}
+        outputs = self.decoder.run({**feed, "prompt_embeddings": self._embeddings(prompts)})
+        return outputs["mask_logits"][:, 0].cpu().numpy(), outputs["confidence_logits"].cpu().numpy()
+
+    def _pixels(self, images: np.ndarray) -> Any:
+        import torch
+
+        return torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().mul_(1.0 / 255.0).contiguous()
+
+    def _embeddings(self, prompts: Sequence[str]) -> Any:
+        import torch
+
+        return torch.from_numpy(self.prompt_embeddings.lookup(prompts)).to(self.device)
+
+
+def _engine_for(onnx_path: Path, image_size: int | None) -> Path:
+    """The engine ``<stem>.fp16.plan`` beside an exported graph, built when missing."""
+    engine_path = default_engine_path(onnx_path)
+    if not engine_path.is_file():
+        build_tensorrt_engine(onnx_path, engine_path, image_size=image_size)
+    return engine_path
+
+
+class _Engine:
+    """One deserialised engine and its execution context, run on torch CUDA tensors by tensor name."""
+
+    def __init__(self, trt: Any, path: Path, device: Any) -> None:
+        if not Path(path).is_file():
+            raise DrywallQAError(f"{path}: no such TensorRT engine")
+        self.device = device
+        self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(Path(path).read_bytes())
+        if self.engine is None:
+            raise DrywallQAError(f"{path}: cannot load the engine (built by another TensorRT version or GPU?)")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if n not in self.inputs]
+
+    def run(self, feeds: dict) -> dict:
+        """Outputs (float32 CUDA tensors) by name, for float32 CUDA ``feeds`` by input name."""
+        import torch
+
+        feeds = {name: feeds[name].contiguous() for name in self.inputs}  # kept alive until the run ends
+        for name, tensor in feeds.items():
+            self.context.set_input_shape(name, tuple(tensor.shape))
+        outputs = {name: torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=torch.float32, device=self.device)
+                   for name in self.outputs}
+        for name, tensor in {**feeds, **outputs}.items():
             self.context.set_tensor_address(name, tensor.data_ptr())
         stream = torch.cuda.current_stream(self.device)
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise DrywallQAError("TensorRT execution failed (see the TensorRT log)")
         stream.synchronize()
-        return outputs["mask_logits"][:, 0].cpu().numpy(), outputs["confidence_logits"].cpu().numpy()
+        return outputs

@@ -1,15 +1,21 @@
 """PyTorch runtime: :class:`ModelPredictor` runs any registered model with every speed option
-(bf16/fp16 autocast, channels_last, torch.compile, CUDA graphs); torch is imported on first use."""
+(bf16/fp16 autocast, channels_last, torch.compile, CUDA graphs), and several prompts per image
+from one encoding (the model's ``encode`` / ``decode``); torch is imported on first use."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from drywallqa.errors import ConfigError
 from drywallqa.inference.core import BatchedPredictor
 from drywallqa.processing import logit_threshold
+
+if TYPE_CHECKING:
+    from drywallqa.models import PromptSegmentationModel
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -27,7 +33,8 @@ class ModelPredictor(BatchedPredictor):
     ``fold_batchnorm`` (:func:`~drywallqa.inference.folding.fold_batchnorm`). GPU-only options
     raise :class:`~drywallqa.errors.ConfigError` on CPU instead of silently doing nothing.
 
-    Batches are padded to the next power of two (``pad_batches``, on CUDA by default), so a driver
+    Batches (of images through the whole model or its encoder, of pairs through its decoder) are
+    padded to the next power of two (``pad_batches``, on CUDA by default), so a driver
     whose batch size varies call by call (``watch`` takes whatever frames are waiting) meets a
     handful of shapes: each new shape costs a graph capture, a compilation or cuDNN's kernel
     choice once, and :meth:`warm_up` pays them all before the first frame.
@@ -53,7 +60,7 @@ class ModelPredictor(BatchedPredictor):
 
     def __init__(
         self,
-        model,
+        model: PromptSegmentationModel,
         *,
         image_size: int | None = None,
         device: str | None = None,
@@ -65,7 +72,7 @@ class ModelPredictor(BatchedPredictor):
         cuda_graphs: bool = False,
         fold_batchnorm: bool | None = None,
         pad_batches: bool | None = None,
-    ):
+    ) -> None:
         import torch
 
         if precision not in PRECISIONS:
@@ -93,12 +100,17 @@ class ModelPredictor(BatchedPredictor):
         self.model = model.to(self.device).eval().to(memory_format=self.memory_format)
         self.compile_mode = None if compile is False else ("default" if compile is True else str(compile))
         if self.compile_mode:
-            _allow_recompiles(len(batch_buckets(self.batch_size)) + 2)
+            _allow_recompiles(len(batch_buckets(self.batch_size)) ** 2 + 2)  # the decoder: pairs x encoded buckets
         self._forward = (
             torch.compile(self.model, mode=self.compile_mode, dynamic=False) if self.compile_mode else self.model
         )
-        # Per input shape: what runs it (a replayed CUDA graph, or the forward), made once.
-        self._runners: dict[tuple, Callable[..., tuple]] = {}  # (pixels, embeddings) -> the two outputs
+        # The model's parts as they run: compiled, or the methods themselves.
+        self._encode_part = torch.compile(self._encode, mode=self.compile_mode, dynamic=False) if self.compile_mode \
+            else self._encode
+        self._decode_part = torch.compile(self._decode, mode=self.compile_mode, dynamic=False) if self.compile_mode \
+            else self._decode
+        # Per model part and input shapes: what runs it (a replayed CUDA graph, or the part), made once.
+        self._runners: dict[tuple, Callable[..., Any]] = {}
         options = [precision] + ["channels_last"] * self.channels_last
         options += [f"compile={self.compile_mode}"] * bool(self.compile_mode) + ["cuda_graphs"] * self.cuda_graphs
         self.name = f"{getattr(model, 'name', type(model).__name__)}/torch-{self.device.type}-{'-'.join(options)}"
@@ -107,7 +119,7 @@ class ModelPredictor(BatchedPredictor):
         return f"ModelPredictor({self.name}, image_size={self.image_size})"
 
     @property
-    def autocast_dtype(self):
+    def autocast_dtype(self) -> Any:
         """The autocast dtype, or None for fp32."""
         import torch
 
@@ -115,11 +127,64 @@ class ModelPredictor(BatchedPredictor):
 
     def forward_batch(self, images: np.ndarray, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Run the model on a ``uint8`` ``(B, S, S, 3)`` batch; see :meth:`BatchedPredictor.forward_batch`."""
-        return self._run(images, self.model.embed_prompts(list(prompts)))
+        return self._forward_embedded(images, self.model.embed_prompts(list(prompts)))
+
+    def _forward_embedded(self, images: np.ndarray, embeddings: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The forward on ``images`` and prompt ``embeddings``, the batch padded to its bucket."""
+        count = images.shape[0]
+        images, embeddings = self._padded(images), self._padded_embeddings(embeddings, count)
+        with self._inference():
+            mask_logits, confidence_logits = self._run("forward", self._forward, (self._pixels(images), embeddings))
+        return _to_numpy((mask_logits[:count], confidence_logits[:count]))
+
+    def encode_batch(self, images: np.ndarray) -> Any:
+        """The model's :meth:`~drywallqa.models.PromptSegmentationModel.encode` of a ``uint8``
+        ``(N, S, S, 3)`` batch: its features, on the device (rows past ``N`` are the padding's);
+        see :meth:`BatchedPredictor.encode_batch`."""
+        with self._inference():
+            return self._run("encode", self._encode_part, (self._pixels(self._padded(images)),))
+
+    def decode_batch(self, features: Any, prompts: Sequence[str], image_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model's :meth:`~drywallqa.models.PromptSegmentationModel.decode` of :meth:`encode_batch`'s
+        features; see :meth:`BatchedPredictor.decode_batch`."""
+        return self._decode_embedded(features, self.model.embed_prompts(list(prompts)), image_index)
+
+    def _decode_embedded(self, features: Any, embeddings: Any, image_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The decoder on ``features``, prompt ``embeddings`` and ``image_index``, the pairs padded to their bucket."""
+        import torch
+
+        count = len(image_index)
+        index = np.asarray(image_index, dtype=np.int64)
+        padded = batch_bucket(count, self.batch_size) if self.pad_batches else count
+        index = np.concatenate([index, np.zeros(padded - count, np.int64)])  # padding decodes image 0, unread
+        embeddings = self._padded_embeddings(embeddings, count)
+        with self._inference():
+            mask_logits, confidence_logits = self._run(
+                "decode", self._decode_part, (*features, embeddings, torch.as_tensor(index).to(self.device)))
+        return _to_numpy((mask_logits[:count], confidence_logits[:count]))
+
+    def _padded(self, images: np.ndarray) -> np.ndarray:
+        """``images`` with zero images up to their batch bucket (as they are without ``pad_batches``)."""
+        count = images.shape[0]
+        padded = batch_bucket(count, self.batch_size) if self.pad_batches else count
+        if padded == count:
+            return images
+        return np.concatenate([images, np.zeros((padded - count, *images.shape[1:]), images.dtype)])
+
+    def _padded_embeddings(self, embeddings: Any, count: int) -> Any:
+        """Prompt ``embeddings`` of ``count`` pairs, the last repeated up to their bucket, float32 on the device."""
+        import torch
+
+        padded = batch_bucket(count, self.batch_size) if self.pad_batches else count
+        if padded > count:
+            embeddings = torch.cat([embeddings, embeddings[-1:].expand(padded - count, -1)])
+        return embeddings.to(self.device, dtype=torch.float32)
 
     def warm_up(self, largest: int | None = None) -> int:
         """Run every padded batch shape up to ``largest`` images (``batch_size`` by default) once,
-        so captures, compilations and kernel choices happen now rather than on a live frame.
+        through the whole model and through its encoder and decoder (every pair bucket on every
+        encoded bucket), so captures, compilations and kernel choices happen now rather than on
+        a live frame.
 
         Returns:
             The number of shapes run (none without ``pad_batches``: every batch size is its own shape).
@@ -130,62 +195,75 @@ class ModelPredictor(BatchedPredictor):
             return 0
         largest = min(int(largest or self.batch_size), self.batch_size)
         sizes = [b for b in batch_buckets(self.batch_size) if b <= batch_bucket(largest, self.batch_size)]
+        runs = 0
         for size in sizes:
-            self._run(np.zeros((size, self.image_size, self.image_size, 3), np.uint8), torch.zeros(size, self.model.embed_dim))
-        return len(sizes)
+            blank = np.zeros((size, self.image_size, self.image_size, 3), np.uint8)
+            self._forward_embedded(blank, torch.zeros(size, self.model.embed_dim))
+            features = self.encode_batch(blank)
+            for pairs in sizes:
+                self._decode_embedded(features, torch.zeros(pairs, self.model.embed_dim), np.zeros(pairs, np.int64))
+            runs += 2 + len(sizes)
+        return runs
 
-    def _run(self, images: np.ndarray, embeddings) -> tuple[np.ndarray, np.ndarray]:
+    def _pixels(self, images: np.ndarray) -> Any:
+        """A ``uint8`` NHWC batch as float ``[0, 1]`` NCHW on the device, in the predictor's memory format."""
         import torch
 
-        count = images.shape[0]
-        padded = batch_bucket(count, self.batch_size) if self.pad_batches else count
-        if padded > count:
-            images = np.concatenate([images, np.zeros((padded - count, *images.shape[1:]), images.dtype)])
-            embeddings = torch.cat([embeddings, embeddings[-1:].expand(padded - count, -1)])
-        embeddings = embeddings.to(self.device, dtype=torch.float32)
         # uint8 goes to the device (4x fewer bytes than float), is scaled there, and the
         # permuted NHWC view already has channels_last strides.
         pixels = torch.from_numpy(images).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-        pixels = pixels.float().mul_(1.0 / 255.0).contiguous(memory_format=self.memory_format)
+        return pixels.float().mul_(1.0 / 255.0).contiguous(memory_format=self.memory_format)
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        """Inference mode under the predictor's autocast."""
+        import torch
+
         dtype = self.autocast_dtype
         # Cached autocast weight casts must not outlive a CUDA graph capture.
         with torch.inference_mode(), torch.autocast(
             self.device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=not self.cuda_graphs
         ):
-            key = (tuple(pixels.shape), tuple(embeddings.shape))
-            runner = self._runners.get(key)
-            if runner is None:
-                runner = self._runners[key] = self._capture(pixels, embeddings) if self.cuda_graphs else self._forward
-            mask_logits, confidence_logits = runner(pixels, embeddings)
-        return (
-            mask_logits[:count, 0].float().cpu().numpy(),
-            confidence_logits[:count].float().cpu().numpy(),
-        )
+            yield
 
-    def _capture(self, pixels, embeddings):
-        """A CUDA graph of the forward for this input shape, as a function that replays it."""
+    def _encode(self, pixels: Any) -> Any:
+        return self.model.encode(pixels)
+
+    def _decode(self, *inputs: Any) -> Any:
+        *features, embeddings, index = inputs
+        return self.model.decode(tuple(features), embeddings, index)
+
+    def _run(self, part: str, function: Callable[..., Any], inputs: tuple) -> Any:
+        """``function(*inputs)``, through a CUDA graph of this part and input shapes when asked for."""
+        key = (part, *(tuple(tensor.shape) for tensor in inputs))
+        runner = self._runners.get(key)
+        if runner is None:
+            runner = self._runners[key] = self._capture(part, function, inputs) if self.cuda_graphs else function
+        return runner(*inputs)
+
+    def _capture(self, part: str, function: Callable[..., Any], inputs: tuple) -> Callable[..., Any]:
+        """A CUDA graph of ``function`` (the model ``part``) for these input shapes, as a function that replays it."""
         import torch
 
-        static_pixels, static_embeddings = pixels.clone(), embeddings.clone()
+        static_inputs = tuple(tensor.clone() for tensor in inputs)
         # Warm up on a side stream first, as torch.cuda.graph requires (lazy init, autotuning).
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
             for _ in range(3):
-                self._forward(static_pixels, static_embeddings)
+                function(*static_inputs)
         torch.cuda.current_stream(self.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            static_output = self._forward(static_pixels, static_embeddings)
+            static_output = function(*static_inputs)
 
-        def replay(pixels, embeddings):
-            static_pixels.copy_(pixels)
-            static_embeddings.copy_(embeddings)
+        def replay(*inputs: Any) -> Any:
+            for static, tensor in zip(static_inputs, inputs):
+                static.copy_(tensor)
             graph.replay()
             return static_output
 
         return replay
-
 
 def batch_bucket(count: int, limit: int) -> int:
     """The padded size of a batch of ``count``: the next power of two, at most ``limit`` (and never
@@ -203,7 +281,7 @@ def batch_buckets(limit: int) -> list[int]:
     return sorted({batch_bucket(n, limit) for n in range(1, limit + 1)})
 
 
-def _folded(model):
+def _folded(model: PromptSegmentationModel) -> tuple[PromptSegmentationModel, int]:
     """``model`` with its BatchNorms folded (a copy), and how many; the model itself when it has no
     forward on ``(images, prompt embeddings)`` to check the folding with."""
     import torch
@@ -226,4 +304,11 @@ def _allow_recompiles(shapes: int) -> None:
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     setattr(config, name, max(getattr(config, name), shapes))
+
+
+
+def _to_numpy(output: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A :class:`~drywallqa.models.ModelOutput` as float32 ``(B, S, S)`` and ``(B,)`` arrays."""
+    mask_logits, confidence_logits = output
+    return mask_logits[:, 0].float().cpu().numpy(), confidence_logits.float().cpu().numpy()
 

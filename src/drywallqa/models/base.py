@@ -6,6 +6,12 @@ resolution plus a predicted-IoU logit (:class:`ModelOutput`). Normalisation happ
 strings never enter ``forward``: :meth:`~PromptSegmentationModel.embed_prompts` turns them into a
 tensor first, which keeps the graph trace- and ONNX-friendly.
 
+``forward`` is :meth:`~PromptSegmentationModel.encode` (the prompt-independent part, once per
+image) followed by :meth:`~PromptSegmentationModel.decode` (once per prompt), as segment-anything
+splits its image encoder from its mask decoder: several prompts on one photo share one encoding.
+A model without such a split keeps working: its features are the normalised pixels and its
+decoder is the whole network.
+
 Checkpoints are folders with ``config.json`` (registry name + config) and ``model.safetensors``.
 """
 
@@ -67,6 +73,11 @@ class ModelOutput(NamedTuple):
     confidence_logits: Tensor
 
 
+#: What :meth:`PromptSegmentationModel.encode` returns: prompt-independent tensors, batch first
+#: (PromptUNet: its encoder's feature maps; a model without a split: the normalised pixels).
+ImageFeatures = tuple[Tensor, ...]
+
+
 @dataclasses.dataclass
 class PromptModelConfig:
     """Fields every model config has; architectures subclass it and add their own.
@@ -118,7 +129,10 @@ class PromptSegmentationModel(nn.Module):
     Subclasses are registered with :func:`~drywallqa.models.registry.register_model`, set
     :attr:`config_class`, take ``(config, *, load_pretrained=True)`` (``from_pretrained`` passes
     False so no ImageNet weights are read), call ``super().__init__(config, pixel_mean, pixel_std)``
-    with the normalisation their backbone expects, and implement :meth:`forward_normalized`.
+    with the normalisation their backbone expects, and implement :meth:`forward_normalized`, or
+    :meth:`encode_normalized` and :meth:`decode_features` when part of the network does not depend
+    on the prompt (then several prompts on one image share that part: :meth:`encode` once,
+    :meth:`decode` per prompt).
 
     The text encoder is a plain attribute, not a submodule: it is frozen, shared by all
     architectures and reloaded from its package, so it stays out of ``state_dict()``,
@@ -177,11 +191,72 @@ class PromptSegmentationModel(nn.Module):
         if not _is_exporting():
             self.check_inputs(images, prompt_embeddings)
         pixels = (images - self.pixel_mean) / self.pixel_std
-        return self.forward_normalized(pixels, prompt_embeddings)
+        return self.decode_features(self.encode_normalized(pixels), prompt_embeddings)
+
+    def encode(self, images: Tensor) -> ImageFeatures:
+        """The prompt-independent part of :meth:`forward`, once per image.
+
+        Args:
+            images: float ``(N, 3, H, W)`` RGB in ``[0, 1]``; ``H`` and ``W`` multiples of
+                :attr:`size_divisor`.
+
+        Returns:
+            :data:`ImageFeatures`, each tensor with ``N`` rows, for :meth:`decode`.
+
+        Raises:
+            ValueError: If the shape is wrong (see :meth:`check_input_shape`).
+        """
+        if not _is_exporting():
+            self.check_input_shape(images)
+        return tuple(self.encode_normalized((images - self.pixel_mean) / self.pixel_std))
+
+    def decode(self, features: ImageFeatures, prompt_embeddings: Tensor, image_index: Tensor | None = None) -> ModelOutput:
+        """The prompt-dependent part of :meth:`forward`: ``forward(x, e) == decode(encode(x), e)``.
+
+        Args:
+            features: :meth:`encode` of ``N`` images.
+            prompt_embeddings: float ``(M, D)``, one prompt per mask asked for.
+            image_index: int64 ``(M,)``: row ``m`` decodes image ``image_index[m]`` with prompt
+                ``m``, so one encoding serves each of its image's prompts; None when ``M == N``
+                and prompt ``m`` is image ``m``'s.
+
+        Returns:
+            :class:`ModelOutput` with ``M`` rows.
+
+        Raises:
+            ValueError: If the number of prompts does not fit the features or the index.
+        """
+        if image_index is not None:
+            features = tuple(feature.index_select(0, image_index) for feature in features)
+        if not _is_exporting():
+            expected = (features[0].shape[0], self.embed_dim)
+            if tuple(prompt_embeddings.shape) != expected:
+                raise ValueError(
+                    f"prompt_embeddings must have shape (M, D) = {expected}, got {tuple(prompt_embeddings.shape)}"
+                )
+        return self.decode_features(features, prompt_embeddings)
+
+    def encode_normalized(self, pixels: Tensor) -> ImageFeatures:
+        """Architecture-specific part of :meth:`encode`, on normalised pixels ``(N, 3, H, W)``.
+
+        The default is no split: the features are the pixels and :meth:`decode_features` runs
+        the whole :meth:`forward_normalized` once per prompt.
+        """
+        return (pixels,)
+
+    def decode_features(self, features: ImageFeatures, prompt_embeddings: Tensor) -> ModelOutput:
+        """Architecture-specific part of :meth:`decode`: one row of ``features`` per prompt."""
+        return self.forward_normalized(features[0], prompt_embeddings)
 
     def forward_normalized(self, pixels: Tensor, prompt_embeddings: Tensor) -> ModelOutput:
-        """Architecture-specific part of :meth:`forward`, on normalised pixels ``(B, 3, H, W)``."""
-        raise NotImplementedError
+        """Architecture-specific part of :meth:`forward`, on normalised pixels ``(B, 3, H, W)``.
+
+        Subclasses implement this, or :meth:`encode_normalized` and :meth:`decode_features`
+        (whose composition it then is).
+        """
+        if type(self).decode_features is PromptSegmentationModel.decode_features:
+            raise NotImplementedError(f"{type(self).__name__} implements neither forward_normalized nor decode_features")
+        return self.decode_features(self.encode_normalized(pixels), prompt_embeddings)
 
     def check_input_shape(self, images: Tensor) -> None:
         """Check that ``images`` is ``(B, 3, H, W)`` with ``H`` and ``W`` multiples of :attr:`size_divisor`.

@@ -1,12 +1,18 @@
-"""Dynamic micro-batching: one model thread serving many callers, each with one image and prompt.
+"""Dynamic micro-batching: one model thread serving many callers, each with a photo and its prompts.
 
 :class:`MicroBatcher` is the *batched model* stage of the drivers' reader -> batched model ->
 writer pipelines (``drywallqa predict`` over a folder, ``drywallqa serve`` over concurrent
 requests). Callers (reader threads, request handlers) hand it images and prompts with
-:meth:`~MicroBatcher.predict`; the model thread takes whatever pairs are queued, up to
+:meth:`~MicroBatcher.predict`; the model thread takes whatever photos are queued, up to
 ``max_batch`` (waiting at most ``max_wait_s`` for a batch to fill when the queue runs dry), and
-makes one model call for them. A busy model thus batches more, an idle one answers a lone request
-at once.
+makes one model call for them and all their prompts. A busy model thus batches more, an idle one
+answers a lone request at once.
+
+The pairs of one call that share an image (the same array: ``predict([photo] * 2, ["segment
+crack", "segment taping area"])``) are queued together, a tile at a time: the model encodes each
+tile once and decodes each of the photo's prompts on it (:meth:`~drywallqa.inference.BatchedPredictor.forward_pairs`; a predictor
+with its own :meth:`~drywallqa.inference.Predictor.predict_many`, a tiling wrapper say, gets the
+photos with their prompts; any other, the pairs in one ``predict_batch`` call).
 
 The model thread does nothing but model calls. For a
 :class:`~drywallqa.inference.BatchedPredictor` the callers cut their images into the model's
@@ -17,10 +23,11 @@ when they come back, each in its own thread: done in the model thread, that work
 interpreter among a dozen busy callers, took a fifth of its time. Any other predictor gets whole
 images through ``predict_batch``.
 
-The queue is bounded (``max_queued`` pairs, a pair per tile): a reader blocks when it is full
-(back-pressure); a caller that must not wait gets :class:`QueueFull`. A caller with a deadline (an
-HTTP request's time-out) waits no longer than it: it gets :class:`DeadlineExceeded`, its pairs
-still queued are dropped, and the model thread never runs a pair whose deadline has passed.
+The queue is bounded (``max_queued`` tiles, each with its photo's prompts; a photo that fits
+one tile is one): a reader blocks when it is full (back-pressure); a caller that must not wait
+gets :class:`QueueFull`. A caller with a deadline (an HTTP request's time-out) waits no longer
+than it: it gets :class:`DeadlineExceeded`, its pairs still queued are dropped, and the model
+thread never runs a pair whose deadline has passed.
 
 A model call that fails is tried again pair by pair, so that one pair the runtime refuses fails
 alone; after :data:`SOLO_FAILURES_IN_A_ROW` of those calls fail in a row the model itself is taken
@@ -60,7 +67,7 @@ class QueueFull(Exception):
 
 @dataclass
 class _Pair:
-    image: np.ndarray  # the model's input (batched predictors) or the whole image
+    image: np.ndarray  # the model's input (batched predictors) or the whole image; one array per photo
     prompt: str
     deadline: float | None = None  # time.monotonic() after which nobody waits for the answer
     future: Future = field(default_factory=Future)
@@ -74,11 +81,12 @@ _STOP = object()
 
 @dataclass
 class BatchStats:
-    """What the model thread did: calls, pairs, and seconds spent in the model."""
+    """What the model thread did: calls, pairs, photos (each encoded once a call) and seconds in the model."""
 
     calls: int = 0
     pairs: int = 0
     model_seconds: float = 0.0
+    images: int = 0
 
     @property
     def mean_batch(self) -> float:
@@ -87,13 +95,15 @@ class BatchStats:
 
 
 class MicroBatcher:
-    """A model thread that batches single (image, prompt) pairs from many callers.
+    """A model thread that batches the (image, prompt) pairs of many callers, a photo's prompts together.
 
     Args:
         predictor: Any :class:`~drywallqa.inference.Predictor` (its model runs in the model thread only).
-        max_batch: Most pairs per model call; the predictor's ``batch_size`` (else 8) by default.
-        max_wait_s: Longest wait for more pairs once one is queued and the model is idle.
-        max_queued: Pairs that may wait for the model; :meth:`predict` blocks or raises beyond.
+        max_batch: Most tiles per model call (each with all its photo's prompts; a photo that fits
+            one tile is one); the predictor's
+            ``batch_size`` (else 8) by default.
+        max_wait_s: Longest wait for more photos once one is queued and the model is idle.
+        max_queued: Photos that may wait for the model; :meth:`predict` blocks or raises beyond.
 
     Use as a context manager, or call :meth:`close`.
 
@@ -123,7 +133,7 @@ class MicroBatcher:
 
     @property
     def queued(self) -> int:
-        """Pairs waiting for the model now."""
+        """Photos waiting for the model now."""
         return self._queue.qsize()
 
     def predict(self, images: Sequence[np.ndarray], prompts: Sequence[str], *, block: bool = True,
@@ -131,7 +141,8 @@ class MicroBatcher:
                 tile: str | int | None = None) -> list[SegmentationResult]:
         """Segment ``images[i]`` with ``prompts[i]`` in the model thread, batched with other callers' pairs.
 
-        Safe to call from many threads at once; a drop-in for ``predict_batch``.
+        Safe to call from many threads at once; a drop-in for ``predict_batch``. Pairs that give
+        the same image array are one photo to the model: encoded once for all its prompts.
 
         Args:
             images: RGB ``uint8`` ``(H, W, 3)`` arrays; the same array given for several prompts
@@ -145,7 +156,7 @@ class MicroBatcher:
             tile: Tile setting of this call; the predictor's when None (batched predictors).
 
         Raises:
-            QueueFull: Without ``block``, when ``max_queued`` pairs are waiting.
+            QueueFull: Without ``block``, when ``max_queued`` tiles are waiting.
             DeadlineExceeded: When ``deadline`` passes first; the pairs not yet in the model are dropped.
             ConfigError: For a bad image or prompt (that pair's error: the others are unaffected).
             RuntimeError: After :meth:`close`.
@@ -154,20 +165,32 @@ class MicroBatcher:
             raise RuntimeError("the micro-batcher is closed")
         if self.batched:
             prompts = [check_prompt(prompt) for prompt in prompts]
-            prepared: dict[int, PhotoInputs] = {}
+        # By (the caller's array, tile): one model input, encoded once for all its prompts.
+        groups: dict[tuple[int, int], list[_Pair]] = {}
+        pairs: list[_Pair] = []
+        if self.batched:
+            prepared: dict[int, tuple[PhotoInputs, list[np.ndarray]]] = {}
             for image in images:  # one plan and one set of tiles per photo, whatever its prompts
                 if id(image) not in prepared:
-                    prepared[id(image)] = self.predictor.prepare(image, mm_per_px=mm_per_px, tile=tile)
-            photos = [prepared[id(image)] for image in images]
-            pairs = [_Pair(tile_pixels, prompt, deadline)
-                     for photo, prompt in zip(photos, prompts) for tile_pixels in photo.pixels]
+                    photo = self.predictor.prepare(image, mm_per_px=mm_per_px, tile=tile)
+                    prepared[id(image)] = (photo, list(photo.pixels))
+            photos = [prepared[id(image)][0] for image in images]
+            for image, prompt in zip(images, prompts):
+                for k, tile_pixels in enumerate(prepared[id(image)][1]):
+                    pairs.append(_Pair(tile_pixels, prompt, deadline))
+                    groups.setdefault((id(image), k), []).append(pairs[-1])
         else:
-            pairs = [_Pair(check_image(image), prompt, deadline) for image, prompt in zip(images, prompts)]
+            checked: dict[int, np.ndarray] = {}
+            for image, prompt in zip(images, prompts):
+                if id(image) not in checked:
+                    checked[id(image)] = check_image(image)
+                pairs.append(_Pair(checked[id(image)], prompt, deadline))
+                groups.setdefault((id(image), 0), []).append(pairs[-1])
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceeded("the deadline passed before the pairs reached the model's queue")
         try:
-            for index, pair in enumerate(pairs):
-                self._put(pair, block or index > 0, deadline)  # a photo's other tiles wait for their room
+            for index, group in enumerate(groups.values()):
+                self._put(group, block or index > 0, deadline)  # a photo's other tiles wait for their room
             outputs = [self._wait(pair, deadline) for pair in pairs]
         except BaseException:
             for pair in pairs:
@@ -183,9 +206,9 @@ class MicroBatcher:
                                                  np.array([confidence for _, confidence in tiles]), prompt))
         return results
 
-    def _put(self, pair: _Pair, block: bool, deadline: float | None) -> None:
+    def _put(self, photo: list[_Pair], block: bool, deadline: float | None) -> None:
         try:
-            self._queue.put(pair, block=block, timeout=self._remaining(deadline) if block else None)
+            self._queue.put(photo, block=block, timeout=self._remaining(deadline) if block else None)
         except queue.Full:
             if block:
                 raise DeadlineExceeded("the deadline passed while waiting for room in the model's queue") from None
@@ -205,9 +228,9 @@ class MicroBatcher:
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def retry_after(self) -> int:
-        """Seconds until the queued pairs have likely gone through the model."""
-        per_pair = self.stats.model_seconds / self.stats.pairs if self.stats.pairs else 1.0
-        return max(1, round(per_pair * (self.queued + self.max_batch)))
+        """Seconds until the queued photos have likely gone through the model."""
+        per_photo = self.stats.model_seconds / self.stats.images if self.stats.images else 1.0
+        return max(1, round(per_photo * (self.queued + self.max_batch)))
 
     def close(self) -> None:
         """Finish the queued pairs and stop the model thread."""
@@ -227,11 +250,11 @@ class MicroBatcher:
             if stop:
                 return
 
-    def _gather(self, first: _Pair) -> tuple[list[_Pair], bool]:
-        """``first`` and whatever else comes within ``max_wait_s``, up to ``max_batch`` pairs."""
-        batch = [first]
+    def _gather(self, first: list[_Pair]) -> tuple[list[_Pair], bool]:
+        """The pairs of ``first`` and of whatever photos come within ``max_wait_s``, up to ``max_batch`` photos."""
+        batch, photos = list(first), 1
         deadline = time.monotonic() + self.max_wait_s
-        while len(batch) < self.max_batch:
+        while photos < self.max_batch:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
@@ -244,15 +267,28 @@ class MicroBatcher:
                     break
             if item is _STOP:
                 return batch, True
-            batch.append(item)
+            batch += item
+            photos += 1
         return batch, False
 
     def _model(self, pairs: list[_Pair]) -> list:
-        """One model call: ``(mask logits, confidence logit)`` per pair, or whole results."""
-        prompts = [p.prompt for p in pairs]
-        if not self.batched:
-            return self.predictor.predict_batch([p.image for p in pairs], prompts)
-        mask_logits, confidence_logits = self.predictor.forward_batch(np.stack([p.image for p in pairs]), prompts)
+        """One model call, each photo once with all its prompts: ``(mask logits, confidence logit)``
+        per pair, or whole results."""
+        rows: dict[int, int] = {}
+        for pair in pairs:
+            rows.setdefault(id(pair.image), len(rows))
+        index = [rows[id(pair.image)] for pair in pairs]
+        inputs = list({id(pair.image): pair.image for pair in pairs}.values())
+        self.stats.images += len(inputs)
+        if not self.batched and type(self.predictor).predict_many is Predictor.predict_many:
+            return self.predictor.predict_batch([p.image for p in pairs], [p.prompt for p in pairs])
+        if not self.batched:  # a predictor of its own that shares work between a photo's prompts
+            per_photo: list[list[str]] = [[] for _ in inputs]
+            for pair, row in zip(pairs, index):
+                per_photo[row].append(pair.prompt)
+            results = [iter(photo) for photo in self.predictor.predict_many(inputs, per_photo)]
+            return [next(results[row]) for row in index]
+        mask_logits, confidence_logits = self.predictor.forward_pairs(np.stack(inputs), [p.prompt for p in pairs], index)
         return list(zip(mask_logits, confidence_logits))
 
     def _call(self, batch: list[_Pair]) -> None:

@@ -10,7 +10,7 @@ grows memory without limit::
   frame rate) never waits for the model: when the frame queue is full the newest frame is
   dropped and counted. A file read as fast as the model goes (``live=False``) drops nothing.
 - **model** (the calling thread): takes the queued frames as one batch, runs the predictor's
-  batched runtime on every frame × prompt, and smooths the mask logits over time with an
+  batched runtime on every frame (encoded once) × prompt, and smooths the mask logits over time with an
   exponential moving average (:class:`TemporalSmoother`) before the threshold.
 - **writer** (a thread): QA figures and verdict of each mask (a :class:`~drywallqa.inference.Prediction`),
   the annotated frame, the per-frame JSONL line and the failure events (:class:`FailureEvents`).

@@ -82,14 +82,16 @@ class TemporalSmoother:
             self.plan = predictor.prepare(frames[0], mm_per_px=self.mm_per_px, tile=self.tile).plan
             self._state = None  # logits of another plan do not average with these
         plan, tiles = self.plan, len(self.plan)
-        # Model inputs in (frame, prompt, tile) order: each frame's tiles once per prompt.
-        inputs = np.concatenate([np.tile(cut_tiles(frame, plan), (count, 1, 1, 1)) for frame in frames])
-        prompts = [prompt for _ in frames for prompt in self.prompts for _ in range(tiles)]
+        # Outputs in (frame, prompt, tile) order; each frame's tiles are encoded once for all the prompts.
+        step = max(1, predictor.batch_size // tiles)  # frames per model call: about batch_size tiles
         mask_parts: list[np.ndarray] = []
         confidence_parts: list[np.ndarray] = []
-        for start in range(0, len(inputs), predictor.batch_size):
-            logits, confidence = predictor.forward_batch(np.ascontiguousarray(inputs[start:start + predictor.batch_size]),
-                                                         prompts[start:start + predictor.batch_size])
+        for start in range(0, len(frames), step):
+            chunk = frames[start:start + step]
+            inputs = np.ascontiguousarray(np.concatenate([cut_tiles(frame, plan) for frame in chunk]))
+            image_index = [f * tiles + k for f in range(len(chunk)) for _ in range(count) for k in range(tiles)]
+            logits, confidence = predictor.forward_pairs(inputs, [p for _ in chunk for p in self.prompts for _ in range(tiles)],
+                                                         image_index)
             mask_parts.append(logits)
             confidence_parts.append(confidence)
         mask_logits, confidence_logits = np.concatenate(mask_parts), np.concatenate(confidence_parts)
