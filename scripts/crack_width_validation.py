@@ -22,7 +22,6 @@ Every number in the Markdown comes from this run (the JSON keeps them all); the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics

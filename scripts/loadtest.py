@@ -28,12 +28,6 @@ Examples:
 
 from __future__ import annotations
 
-# locust patches the standard library for gevent when imported: first, before anything else.
-import locust  # noqa: I001
-import gevent
-from locust import FastHttpUser, constant, task
-from locust.env import Environment
-
 import argparse
 import io
 import json
@@ -49,6 +43,13 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from urllib.parse import urlparse
+
+import gevent
+
+# locust patches the standard library for gevent when imported: first, before anything else.
+import locust  # noqa: I001
+from locust import FastHttpUser, constant, task
+from locust.env import Environment
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 PROMPT = "segment crack"
@@ -161,7 +162,7 @@ def slow_client(port: int, deadline: float, outcomes: Counter) -> None:
                 try:
                     reply = conn.recv(4096)
                     break  # the server answered (408/503) or closed
-                except socket.timeout:
+                except TimeoutError:
                     conn.sendall(b"X-Trickle: 1\r\n")
         except OSError:
             reply = reply or b"<reset>"
@@ -194,7 +195,7 @@ def checkout_source(rev: str, workdir: Path) -> tuple[Path, str]:
     except (OSError, subprocess.CalledProcessError) as exc:
         detail = getattr(exc, "stderr", b"") or b""
         raise SystemExit(f"--baseline-rev {rev}: cannot extract it from {REPO} "
-                         f"({detail.decode(errors='replace').strip() if isinstance(detail, bytes) else detail or exc})")
+                         f"({detail.decode(errors='replace').strip() if isinstance(detail, bytes) else detail or exc})") from None
     return target / "src", commit
 
 

@@ -201,7 +201,10 @@ def quickstart_row(label: str, records: list[dict]) -> str:
 
 def quantiles(values: list[float]) -> str:
     ordered = sorted(values)
-    at = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
     return f"{at(0.1):.2f} / {statistics.median(ordered):.2f} / {at(0.9):.2f}"
 
 

@@ -55,7 +55,8 @@ MATRIX = [
     ("read-only output folder", "inspect", 2, r"^error: could not write \S+read-only/out/inspect\.json"),
     ("read-only output folder", "report", 2, r"^error: could not write \S+read-only/out/report\.html"),
     ("read-only output folder", "train", 2, r"^error: cannot write to \S+read-only/out: "),
-    ("COCO width 'wide'", "inspect", 2, r"^error: \S+train/_annotations\.coco\.json: none of its 2 image\(s\) could be used, so split 'train' would be empty \(2 invalid image size\)"),
+    ("COCO width 'wide'", "inspect", 2, r"^error: \S+train/_annotations\.coco\.json: none of its 2 image\(s\) could be used, "
+                                        r"so split 'train' would be empty \(2 invalid image size\)"),
     ("COCO width 'wide'", "evaluate", 2, r"^error: \S+train/_annotations\.coco\.json: none of its 2 image\(s\) could be used"),
     ("COCO width 'wide'", "train", 2, r"^error: \S+train/_annotations\.coco\.json: none of its 2 image\(s\) could be used"),
     ("broken train split JSON", "inspect", 2, r"^error: \S+train/_annotations\.coco\.json: not valid JSON \(line 1"),

@@ -6,13 +6,15 @@ import subprocess
 import sys
 
 import pytest
-
 from testdata import write_coco, write_jpeg
+
 from drywallqa.cli import main
 
 
 def _two_split_dataset(root):
-    for split, names in {"train": ["a_jpg.rf." + "1" * 32, "a_jpg.rf." + "2" * 32, "b_jpg.rf." + "3" * 32], "valid": ["a_jpg.rf." + "4" * 32, "c_jpg.rf." + "5" * 32]}.items():
+    splits = {"train": ["a_jpg.rf." + "1" * 32, "a_jpg.rf." + "2" * 32, "b_jpg.rf." + "3" * 32],
+              "valid": ["a_jpg.rf." + "4" * 32, "c_jpg.rf." + "5" * 32]}
+    for split, names in splits.items():
         images = []
         for i, name in enumerate(names):
             write_jpeg(root / split / f"{name}.jpg")

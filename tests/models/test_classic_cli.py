@@ -3,9 +3,9 @@
 import json
 
 import pytest
+from tiny_checkpoints import save_tiny_checkpoint
 
 from drywallqa.cli import main
-from tiny_checkpoints import save_tiny_checkpoint
 
 SAMPLE = (16, 3)
 

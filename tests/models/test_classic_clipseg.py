@@ -11,13 +11,13 @@ from testdata import two_step_fine_tune
 
 from drywallqa.data import AnnotatedDataset
 from drywallqa.evaluation import evaluate
+from drywallqa.inference import model_predictor
 from drywallqa.models import (
     ClipSeg,
     PromptSegmentationModel,
     build_from_spec,
     build_model,
 )
-from drywallqa.inference import model_predictor
 from drywallqa.models.transformers_base import soft_mask_iou
 
 PROMPTS = ["segment crack", "segment taping area", "find cracks", "segment drywall seam"]

@@ -7,13 +7,13 @@ import types
 
 import pytest
 import torch
+from tiny_checkpoints import save_tiny_checkpoint
 
 from drywallqa.cli import main
 from drywallqa.errors import ConfigError, DrywallQAError
-from drywallqa.models import ClipSeg, build_from_spec, build_model
 from drywallqa.inference import model_predictor
+from drywallqa.models import ClipSeg, build_from_spec, build_model
 from drywallqa.models.embedding_cache import EmbeddingCache
-from tiny_checkpoints import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ import torch
 from drywallqa.cli import main
 from drywallqa.data import AnnotatedDataset
 from drywallqa.evaluation import evaluate
+from drywallqa.inference import model_predictor
 from drywallqa.models import (
     Sam3Segmenter,
     build_from_spec,
     build_model,
 )
-from drywallqa.inference import model_predictor
 from drywallqa.models.transformers_base import EMPTY_LOGIT, resize_pixels, upsample_logits
 
 CHECKPOINT = "sam3"

@@ -9,18 +9,18 @@ import warnings
 import pytest
 import torch
 from testdata import two_step_fine_tune
+from tiny_checkpoints import save_tiny_checkpoint
 
 from drywallqa.data import AnnotatedDataset
 from drywallqa.errors import ConfigError
 from drywallqa.evaluation import evaluate
+from drywallqa.inference import model_predictor
 from drywallqa.models import (
     PromptSegmentationModel,
     TextSam,
     build_from_spec,
     build_model,
 )
-from drywallqa.inference import model_predictor
-from tiny_checkpoints import save_tiny_checkpoint
 
 CHECKPOINT = "sam"
 SAMPLE = (16, 4)

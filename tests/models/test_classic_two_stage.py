@@ -9,17 +9,17 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from tiny_checkpoints import save_tiny_checkpoint
 
 from drywallqa.data import AnnotatedDataset, PromptConfig
 from drywallqa.errors import ConfigError, DrywallQAError
 from drywallqa.evaluation import evaluate
-from drywallqa.models import TwoStage, build_from_spec, build_model
 from drywallqa.inference import model_predictor
+from drywallqa.models import TwoStage, build_from_spec, build_model
 from drywallqa.models.box_detectors import DetectorBoxes, ModelMaskBoxes
 from drywallqa.models.box_sources import BoxSourceConfig, build_box_source
 from drywallqa.models.sam_parts import merge_prompt_masks
 from drywallqa.models.transformers_base import EMPTY_LOGIT
-from tiny_checkpoints import save_tiny_checkpoint
 
 ANNOTATION_FILE = "_annotations.coco.json"
 

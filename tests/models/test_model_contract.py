@@ -11,10 +11,10 @@ import json
 
 import pytest
 import torch
+from tiny_checkpoints import save_tiny_checkpoint
 
 from drywallqa.errors import ConfigError
 from drywallqa.models import ModelOutput, PromptSegmentationModel, available_models, build_model
-from tiny_checkpoints import save_tiny_checkpoint
 
 OFFLINE_OVERRIDES: dict[str, dict] = {
     "promptunet": {"pretrained": False, "text_encoder": "hashing"},

@@ -167,8 +167,8 @@ def test_method_beats_box_on_synthetic_joints(sample_data, name) -> None:
 
 def test_ridge_beats_box_on_taped_diagonal_joints() -> None:
     """A diagonal joint's box is mostly wall; ridge follows the compound band inside it."""
-    from drywallqa.data.synthetic import painting
     from drywallqa.data.masks import mask_to_box
+    from drywallqa.data.synthetic import painting
 
     method, ridge_ious, box_ious = RidgeMethod(), [], []
     for seed in range(4):

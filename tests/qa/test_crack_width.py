@@ -32,7 +32,7 @@ def band(height: int = 60, width: int = 200, rows: slice = slice(24, 35)) -> np.
     return mask
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def target(width_px: float, seed: int):
     return render_width_target(width_px, seed)
 

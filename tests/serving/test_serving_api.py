@@ -413,8 +413,8 @@ def test_concurrent_requests_share_batched_model_calls():
 
 
 def test_page_overlay_colours_are_predicts():
-    from drywallqa.serving.page import static_folder
     from drywallqa.inference.render import FIGURE_SET_COLOURS
+    from drywallqa.serving.page import static_folder
 
     script = (static_folder() / "app.js").read_text()
     found = re.search(r"const FIGURE_SET_COLOURS = \{(.*?)\};", script).group(1)

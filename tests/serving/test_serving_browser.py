@@ -16,9 +16,9 @@ from serving_helpers import DarkPixelPredictor, dark_line_image, running_server
 
 from drywallqa.data.synthetic import render_sample_image
 from drywallqa.files import write_image
+from drywallqa.inference.render import FIGURE_SET_COLOURS
 from drywallqa.qa import photo_verdict as photo_verdict_of
 from drywallqa.serving import predict_images, write_report
-from drywallqa.inference.render import FIGURE_SET_COLOURS
 
 pytestmark = pytest.mark.integration  # Chromium driven by Playwright
 

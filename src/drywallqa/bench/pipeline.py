@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-
 PIPELINE_STAGES = ("decode", "resize", "model", "upsample_threshold", "png_encode")
 
 

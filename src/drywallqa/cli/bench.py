@@ -86,8 +86,8 @@ def _check_end_to_end_args(args: argparse.Namespace) -> None:
     import subprocess
     from pathlib import Path
 
-    from drywallqa.errors import ConfigError
     from drywallqa.bench.end_to_end import loadtest_script
+    from drywallqa.errors import ConfigError
 
     if args.e2e_photos and not Path(args.e2e_photos).is_dir():
         raise ConfigError(f"--e2e-photos {args.e2e_photos}: no such folder")

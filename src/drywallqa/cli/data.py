@@ -86,7 +86,6 @@ def run_split(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from drywallqa.console import get_console
-
     from drywallqa.data.splitting import group_split
 
     result = group_split(load_datasets(args), args.fractions, args.seed)

@@ -36,7 +36,8 @@ def config_from_args(args: argparse.Namespace):
 
     overrides = []
     shortcuts = {
-        "out": "out", "pack": "pack", "model": "model.name", "init_from": "model.init_from", "epochs": "trainer.max_epochs", "max_minutes": "trainer.max_minutes",
+        "out": "out", "pack": "pack", "model": "model.name", "init_from": "model.init_from", "epochs": "trainer.max_epochs",
+        "max_minutes": "trainer.max_minutes",
         "batch_size": "trainer.batch_size", "image_size": "data.image_size", "devices": "trainer.devices",
         "num_nodes": "trainer.num_nodes", "accelerator": "trainer.accelerator",
     }
@@ -51,9 +52,8 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from drywallqa.training.run import train
-
     from drywallqa.files import ensure_writable
+    from drywallqa.training.run import train
 
     config = config_from_args(args)
     ensure_writable(config.out)  # before minutes of data preparation and training

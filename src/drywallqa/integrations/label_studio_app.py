@@ -21,7 +21,6 @@ route               what Label Studio sends -> what it gets back
 
 from __future__ import annotations
 
-
 from drywallqa.errors import DrywallQAError
 from drywallqa.integrations.label_studio import ANNOTATION_EVENTS, LabelStudioBackend
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from drywallqa.errors import ConfigError
 from drywallqa.files import read_json
-from drywallqa.yamlio import read_yaml
 from drywallqa.models.base import CONFIG_FILE, ModelFactory, PromptSegmentationModel
 from drywallqa.models.registry import available_models, build_model, get_model_class
+from drywallqa.yamlio import read_yaml
 
 #: transformers ``model_type`` of a bare checkpoint folder -> the drywallqa model that runs it zero-shot.
 ARCHITECTURE_OF_MODEL_TYPE = {"clipseg": "clipseg", "sam3": "sam3", "sam3_video": "sam3"}

@@ -41,7 +41,6 @@ from drywallqa.models.transformers_base import (
     upsample_logits,
 )
 
-
 # -- prompts -> classes ---------------------------------------------------------------------------
 
 

@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from drywallqa.console import progress_bar
 from drywallqa.data.core import AnnotatedDataset, Annotation, Sample
 from drywallqa.data.formats.coco import find_coco_files, load_coco
 from drywallqa.errors import ConfigError
 from drywallqa.evaluation.metrics import dice_score, get_stats, iou_score
-from drywallqa.console import progress_bar
 from drywallqa.pseudomask.base import PseudoMaskMethod, box_window, imap_in_workers, predict_annotations
 from drywallqa.pseudomask.registry import create_method, method_name, parse_methods
 

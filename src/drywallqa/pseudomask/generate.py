@@ -22,7 +22,6 @@ next one.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import time
@@ -33,12 +32,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from drywallqa.console import progress_bar
 from drywallqa.data.core import AnnotatedDataset, Annotation, Sample
 from drywallqa.data.formats.coco import ANNOTATION_FILE, PSEUDO_MANIFEST, PSEUDO_TOOL, samples_to_coco, write_coco
 from drywallqa.data.masks import mask_to_rle
 from drywallqa.errors import ConfigError, DataError
 from drywallqa.files import atomic_write, atomic_write_json, read_json
-from drywallqa.console import progress_bar
 from drywallqa.pseudomask.base import PseudoMaskMethod, box_window, imap_in_workers, predict_annotations
 from drywallqa.pseudomask.registry import create_method
 

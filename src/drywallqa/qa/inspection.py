@@ -15,6 +15,7 @@ from drywallqa.data.prompts import PromptConfig
 from drywallqa.qa.figures import QAFigures, measure_mask
 from drywallqa.qa.rules import QARules, Verdict
 
+
 def prompt_class(prompt: str, prompt_config: PromptConfig | None = None) -> str | None:
     """The name of the prompt class a prompt asks for (:meth:`PromptConfig.class_of`), or None.
 
