@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from drywallqa.hardware import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "field.md"
 START, END = "<!-- ray-throughput:start -->", "<!-- ray-throughput:end -->"
@@ -35,16 +37,6 @@ def render_photos(folder: Path, count: int, size: int) -> None:
     for index in range(count):
         dataset = "cracks" if index % 2 == 0 else "drywall-join"
         write_image(folder / f"wall-{index:03d}.jpg", render_sample_image(dataset, index, size=size).image, quality=90)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def measure(photos: Path, out: Path, workers: int) -> float:

@@ -20,7 +20,6 @@ import base64
 import functools
 import http.server
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -28,6 +27,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from drywallqa.hardware import cpu_name
 
 GOAL_MS = 250.0
 PROMPT = "segment crack"
@@ -92,16 +93,6 @@ def measure(browser, url: str, threads: int, photo: bytes, runs: int, warmup: in
         "p50": statistics.median(totals), "p95": totals[min(len(totals) - 1, round(0.95 * (len(totals) - 1)))],
         "cpu": statistics.mean(cpu), **{k: statistics.median(t[k] for t in timings) for k in ("decode", "resize", "model", "figures")},
     }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def markdown(rows: list[dict], machine: str, loads: tuple, chromium: str, ort_web: str) -> str:

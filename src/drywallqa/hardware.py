@@ -96,3 +96,16 @@ def auto_precision(device: str = "cpu", cpuinfo: Path | None = None) -> Precisio
     return PrecisionChoice(
         "fp32", f"the CPU has neither {' nor '.join(CPU_BF16_FLAGS)}, so bf16 would be emulated{kernels}"
     )
+
+
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo``), for the machine line beside a measured figure."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"

@@ -63,6 +63,7 @@ from drywallqa.bench.runtimes import (
 )
 from drywallqa.bench.settings import PROMPTUNET_LABEL, REFERENCE_RUNTIME, BenchSettings
 from drywallqa.bench.timing import RuntimeResult, measure
+from drywallqa.hardware import cpu_name
 
 
 def machine_info(settings: BenchSettings) -> dict[str, Any]:
@@ -72,12 +73,7 @@ def machine_info(settings: BenchSettings) -> dict[str, Any]:
     import torch
     import transformers
 
-    cpu_model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
+    cpu_model = cpu_name()
     memory_gib = None
     with contextlib.suppress(OSError, ValueError, IndexError):
         memory_gib = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20

@@ -117,7 +117,7 @@ def fetch_ort_web(folder: Path | None = None, *, npm: str = "npm") -> Path:
         with tempfile.TemporaryDirectory(prefix="drywallqa-npm-") as tmp:
             tarball = _npm_pack(npm, Path(tmp), hint)
             _extract(tarball, staging)
-        _replace_folder(staging, folder)
+        replace_folder(staging, folder, "the browser runtime")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
@@ -163,14 +163,15 @@ def _extract(tarball: Path, staging: Path) -> None:
     (staging / STAMP_FILE).write_text(json.dumps(stamp, indent=1), encoding="utf-8")
 
 
-def _replace_folder(staging: Path, folder: Path) -> None:
-    """Put ``staging`` where ``folder`` is, the old one moved aside first and removed after."""
+def replace_folder(staging: Path, folder: Path, what: str) -> None:
+    """Put ``staging`` where ``folder`` is, the old one moved aside first and removed after, so
+    ``folder`` is never half-written; ``what`` names it in the error (``"the app"``)."""
     old = folder.with_name(f".{folder.name}-old-{os.getpid()}")
     try:
         if folder.exists():
             os.replace(folder, old)
         os.replace(staging, folder)
     except OSError as exc:
-        raise DrywallQAError(f"{folder}: cannot write the browser runtime there ({exc.strerror or exc})") from exc
+        raise DrywallQAError(f"{folder}: cannot write {what} there ({exc.strerror or exc})") from exc
     finally:
         shutil.rmtree(old, ignore_errors=True)

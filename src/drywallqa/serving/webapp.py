@@ -37,7 +37,14 @@ from drywallqa.files import MIN_IMAGE_SIDE, PHOTO_MAX_SIDE
 from drywallqa.inference.prompt_store import prompt_key
 from drywallqa.qa.inspection import prompt_class
 from drywallqa.qa.rules import QARules
-from drywallqa.serving.ort_web import BACKENDS, ORT_WEB_FILES, ORT_WEB_VERSION, check_backends, ensure_ort_web
+from drywallqa.serving.ort_web import (
+    BACKENDS,
+    ORT_WEB_FILES,
+    ORT_WEB_VERSION,
+    check_backends,
+    ensure_ort_web,
+    replace_folder,
+)
 
 APP_FORMAT = "drywallqa-webapp"
 APP_VERSION = 1
@@ -153,7 +160,7 @@ def build_webapp(out: str | os.PathLike, *, model: str | None = None, prompt_con
                "ort_web": {"version": ORT_WEB_VERSION, "backends": list(backends)}, "files": files}
         _write(staging / "app.json", json.dumps(app, indent=1).encode())
         sizes = {name: (staging / name).stat().st_size for name in [*files, "app.json"]}
-        _replace(staging, out)
+        replace_folder(staging, out, "the app")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return WebAppBuild(out, f"{model_doc['model']['name']} {model_doc['model']['precision']}",
@@ -327,13 +334,3 @@ def _icon_png(size: int) -> bytes:
     return buffer.getvalue()
 
 
-def _replace(staging: Path, out: Path) -> None:
-    old = out.with_name(f".{out.name}-old-{os.getpid()}")
-    try:
-        if out.exists():
-            os.replace(out, old)
-        os.replace(staging, out)
-    except OSError as exc:
-        raise DrywallQAError(f"{out}: cannot write the app there ({exc.strerror or exc})") from exc
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
