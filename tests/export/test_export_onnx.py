@@ -140,3 +140,21 @@ def test_prompt_file_in_another_format_is_rejected(tmp_path) -> None:
     path.write_text('{"format": "something else"}')
     with pytest.raises(DrywallQAError, match="not a drywallqa prompt-embeddings file"):
         PromptEmbeddings.load(path)
+
+
+def test_on_a_cpu_the_split_graphs_decode_one_pair_per_call_with_each_pairs_own_results(exported) -> None:
+    # Two pairs in one decoder call cost more than two calls of one on a CPU (drywallqa bench).
+    from drywallqa.inference import OnnxPredictor
+
+    predictor = OnnxPredictor(exported.onnx_path, device="cpu", batch_size=8)
+    assert predictor.split and predictor.decode_batch_size == 1
+    sizes = []
+    decode = predictor.decode_batch
+    predictor.decode_batch = lambda features, prompts, index: sizes.append(len(prompts)) or decode(features, prompts, index)
+    images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    prompts, index = ["segment crack", "segment taping area"] * 2, [0, 0, 1, 1]
+    logits, confidence = predictor.forward_pairs(images, prompts, index)
+    assert sizes == [1, 1, 1, 1]
+    alone = predictor.forward_batch(images[index], prompts)
+    np.testing.assert_allclose(logits, alone[0], atol=1e-5)
+    np.testing.assert_allclose(confidence, alone[1], atol=1e-5)

@@ -45,6 +45,23 @@ def test_padded_encode_and_decode_give_the_unpadded_results(model):
         assert a.shape == b.shape and torch.allclose(torch.from_numpy(a), torch.from_numpy(b), atol=1e-4)
 
 
+def test_on_a_cpu_pairs_are_decoded_one_a_call_from_their_images_rows_in_place(model, monkeypatch):
+    # Two pairs in one decoder call cost more than two calls of one on a CPU (drywallqa bench), and
+    # a pair's rows of the features are read in place rather than gathered into a copy.
+    images = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8).numpy()
+    predictor = ModelPredictor(model, device="cpu", image_size=64, batch_size=8)
+    assert predictor.decode_batch_size == 1 and not predictor.pad_batches
+    parts = []
+    run = predictor._run
+    monkeypatch.setattr(predictor, "_run", lambda part, function, inputs: parts.append(part) or run(part, function, inputs))
+    prompts, index = PROMPTS * 2, [0, 0, 1, 1]
+    logits, confidence = predictor.forward_pairs(images, prompts, index)
+    assert parts == ["encode"] + ["decode rows"] * 4
+    alone = predictor.forward_batch(images[index], prompts)
+    assert torch.allclose(torch.from_numpy(logits), torch.from_numpy(alone[0]), atol=1e-4)
+    assert torch.allclose(torch.from_numpy(confidence), torch.from_numpy(alone[1]), atol=1e-4)
+
+
 def test_watch_captures_each_padded_shape_once_before_the_first_frame(model, tmp_path, monkeypatch):
     predictor = ModelPredictor(model, device="cpu", image_size=64, batch_size=8, pad_batches=True)
     captures, shapes = [], []

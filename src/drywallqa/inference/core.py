@@ -288,6 +288,11 @@ class BatchedPredictor(Predictor):
         image_size: Side of the square model input.
         threshold: Probability threshold of the mask, in ``(0, 1)``.
         batch_size: Model inputs (tiles) per :meth:`forward_batch` call.
+        decode_batch_size: Pairs per :meth:`decode_batch` call in :meth:`forward_pairs`; None:
+            :attr:`batch_size`. A runtime whose decoder runs on a CPU sets 1: the decoder's maps
+            at half the input's resolution outgrow the caches, so two pairs in one call cost more
+            than two calls of one (``drywallqa bench``'s two-prompt rows), and one pair reads its
+            image's features in place, without gathering them.
         tile: ``"auto"``, ``"off"`` (a runtime's own default: every photo stretched to the model's
             square) or a tile side in pixels; :func:`~drywallqa.inference.load_predictor` sets
             ``"auto"``.
@@ -295,6 +300,7 @@ class BatchedPredictor(Predictor):
 
     image_size: int = 448
     batch_size: int = 8
+    decode_batch_size: int | None = None
     tile: str | int = "off"
 
     def forward_batch(self, images: np.ndarray, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -337,7 +343,7 @@ class BatchedPredictor(Predictor):
 
         One prompt per image in order (``image_index == range(N)``) is :meth:`forward_batch`, the
         path of a single prompt. Otherwise the images are encoded once (:meth:`encode_batch`) and
-        the pairs decoded in chunks of :attr:`batch_size` (:meth:`decode_batch`).
+        the pairs decoded in chunks of :attr:`decode_batch_size` (:meth:`decode_batch`).
 
         Args:
             images: ``uint8`` ``(N, S, S, 3)`` RGB at the model's input size.
@@ -360,7 +366,7 @@ class BatchedPredictor(Predictor):
         if len(index) == len(images) and np.array_equal(index, np.arange(len(images))):
             return self.forward_batch(images, prompts)
         features = self.encode_batch(images)
-        step = max(1, int(self.batch_size))
+        step = max(1, int(self.decode_batch_size or self.batch_size))
         outputs = [self.decode_batch(features, list(prompts[start : start + step]), index[start : start + step])
                    for start in range(0, len(index), step)]
         return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])

@@ -11,7 +11,7 @@ sequential execution, and a float input buffer reused across calls.
 
 When the export has its encoder and decoder graphs beside the whole one (``<stem>.encoder.onnx``,
 ``<stem>.decoder.onnx``, :mod:`~drywallqa.inference.graph_io`), those two do the work: a photo is
-encoded once and decoded per prompt, in calls of :attr:`~OnnxPredictor.batch_size` pairs (on a
+encoded once and decoded per prompt, in calls of :attr:`~OnnxPredictor.decode_batch_size` pairs (on a
 CPU one pair a call: two pairs at once measured slower than two calls, their activations
 outgrowing the caches). An older export without them runs whole, once per (photo, prompt) pair.
 """
@@ -216,6 +216,8 @@ class OnnxPredictor(BatchedPredictor):
         self._input_buffer: np.ndarray | None = None
         self.providers = (self.encoder_session or self.session).get_providers()
         runtime = "onnxruntime-cuda" if self.providers[0] in GPU_PROVIDERS else "onnxruntime"
+        if runtime == "onnxruntime":
+            self.decode_batch_size = 1  # see BatchedPredictor.decode_batch_size
         precision = self.metadata.get("precision", "fp32")
         self.name = f"{self.metadata.get('model', self.path.stem)}/{runtime}-{precision}"
 

@@ -97,6 +97,7 @@ class ModelPredictor(BatchedPredictor):
         if cuda if fold_batchnorm is None else fold_batchnorm:
             model, self.folded_batchnorms = _folded(model)
         self.pad_batches = cuda if pad_batches is None else bool(pad_batches)
+        self.decode_batch_size = None if cuda else 1  # see BatchedPredictor.decode_batch_size
         self.model = model.to(self.device).eval().to(memory_format=self.memory_format)
         self.compile_mode = None if compile is False else ("default" if compile is True else str(compile))
         if self.compile_mode:
@@ -109,6 +110,8 @@ class ModelPredictor(BatchedPredictor):
             else self._encode
         self._decode_part = torch.compile(self._decode, mode=self.compile_mode, dynamic=False) if self.compile_mode \
             else self._decode
+        self._decode_rows_part = torch.compile(self._decode_rows, mode=self.compile_mode, dynamic=False) \
+            if self.compile_mode else self._decode_rows
         # Per model part and input shapes: what runs it (a replayed CUDA graph, or the part), made once.
         self._runners: dict[tuple, Callable[..., Any]] = {}
         options = [precision] + ["channels_last"] * self.channels_last
@@ -159,8 +162,15 @@ class ModelPredictor(BatchedPredictor):
         index = np.concatenate([index, np.zeros(padded - count, np.int64)])  # padding decodes image 0, unread
         embeddings = self._padded_embeddings(embeddings, count)
         with self._inference():
-            mask_logits, confidence_logits = self._run(
-                "decode", self._decode_part, (*features, embeddings, torch.as_tensor(index).to(self.device)))
+            if not self.pad_batches and np.array_equal(index, np.arange(index[0], index[0] + count)):
+                # A run of consecutive images (one pair of a photo, or each photo's own prompt):
+                # their rows of the features in place, not gathered into a copy. (Padded batches
+                # keep one decoder shape per bucket, which warm_up runs.)
+                rows = tuple(feature[int(index[0]) : int(index[0]) + len(index)] for feature in features)
+                mask_logits, confidence_logits = self._run("decode rows", self._decode_rows_part, (*rows, embeddings))
+            else:
+                mask_logits, confidence_logits = self._run(
+                    "decode", self._decode_part, (*features, embeddings, torch.as_tensor(index).to(self.device)))
         return _to_numpy((mask_logits[:count], confidence_logits[:count]))
 
     def _padded(self, images: np.ndarray) -> np.ndarray:
@@ -232,6 +242,10 @@ class ModelPredictor(BatchedPredictor):
     def _decode(self, *inputs: Any) -> Any:
         *features, embeddings, index = inputs
         return self.model.decode(tuple(features), embeddings, index)
+
+    def _decode_rows(self, *inputs: Any) -> Any:
+        *features, embeddings = inputs
+        return self.model.decode(tuple(features), embeddings)
 
     def _run(self, part: str, function: Callable[..., Any], inputs: tuple) -> Any:
         """``function(*inputs)``, through a CUDA graph of this part and input shapes when asked for."""
