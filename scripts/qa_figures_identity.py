@@ -96,7 +96,7 @@ def load_cases(work: Path) -> list[tuple[str, str, str, float | None, object]]:
     return cases
 
 
-def figures_of(cases: list, *, timed: bool = False) -> tuple[dict, dict]:
+def figures_of(cases: list) -> tuple[dict, dict]:
     from drywallqa.files import read_photo
     from drywallqa.inference.prediction import Prediction
 
@@ -150,9 +150,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=("masks", "baseline", "compare", "time", "profile"))
     parser.add_argument("--work", default="/tmp/qafast")
+    parser.add_argument("--cv-threads", type=int, default=None,
+                        help="time/profile: OpenCV's threads (1: CPU times that other work on the machine disturbs less)")
+    parser.add_argument("--repeats", type=int, default=3, help="time: runs per photo, the least counts")
     parser.add_argument("--kind", default="taping", help="profile: crack, taping, sample-crack, sample-taping")
     args = parser.parse_args()
     work = Path(args.work)
+    if args.cv_threads is not None:
+        import cv2
+
+        cv2.setNumThreads(args.cv_threads)
     work.mkdir(parents=True, exist_ok=True)
     if args.action == "masks":
         cache_masks(work)
@@ -165,10 +172,11 @@ def main() -> int:
     elif args.action == "time":
         cases = [c for c in load_cases(work) if c[0] in REAL]
         figures_of(cases)  # warm-up: imports, caches
-        _, times = figures_of(cases, timed=True)
-        for kind, values in times.items():
+        runs = [figures_of(cases)[1] for _ in range(args.repeats)]
+        for kind in runs[0]:
+            values = [min(run[kind][i] for run in runs) for i in range(len(runs[0][kind]))]  # least disturbed
             print(f"{kind}: median {statistics.median(values):.1f} ms, mean {statistics.mean(values):.1f} ms "
-                  f"CPU per photo over {len(values)} photos")
+                  f"CPU per photo over {len(values)} photos (each the least of {args.repeats} runs)")
     else:
         import cProfile
         import pstats

@@ -12,7 +12,7 @@ refined from the photo for the QA figures (:mod:`drywallqa.qa.taping_band`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -37,10 +37,29 @@ def ridge_responses(gray: np.ndarray, sigmas: Sequence[float], polarity: str) ->
     Returns:
         ``(len(sigmas), H, W)`` float32, ``>= 0``, large on lines of the requested polarity.
     """
+    out = np.empty((len(sigmas), *gray.shape), np.float32)
+    for i, strength in enumerate(_ridge_strengths(gray, sigmas, polarity)):
+        out[i] = strength
+    return out
+
+
+def ridge_response(gray: np.ndarray, sigmas: Sequence[float], polarity: str) -> np.ndarray:
+    """The maximum over scales of :func:`ridge_responses`, ``(H, W)`` float32."""
+    # A running maximum: the same values as the stack's, without the stack (a reduction over its
+    # first axis costs as much as a scale's filtering).
+    out: np.ndarray | None = None
+    for strength in _ridge_strengths(gray, sigmas, polarity):
+        out = strength if out is None else np.maximum(out, strength, out=out)
+    if out is None:
+        raise ValueError("sigmas must name at least one scale")
+    return out
+
+
+def _ridge_strengths(gray: np.ndarray, sigmas: Sequence[float], polarity: str) -> Iterator[np.ndarray]:
+    """Each scale's ``(H, W)`` float32 response of :func:`ridge_responses`, one at a time."""
     if polarity not in ("dark", "bright"):
         raise ValueError(f"polarity must be 'dark' or 'bright', got {polarity!r}")
-    out = np.empty((len(sigmas), *gray.shape), np.float32)
-    for i, sigma in enumerate(sigmas):
+    for sigma in sigmas:
         g = cv2.GaussianBlur(gray, (0, 0), float(sigma), borderType=cv2.BORDER_REFLECT)
         # 3x3 Sobel second derivatives are 4x the unit-step finite differences, all alike.
         dxx = cv2.Sobel(g, cv2.CV_32F, 2, 0, ksize=3)
@@ -50,13 +69,7 @@ def ridge_responses(gray: np.ndarray, sigmas: Sequence[float], polarity: str) ->
         trace = dxx + dyy
         # dark: the larger eigenvalue (> 0 across a valley); bright: minus the smaller one.
         strength = 0.5 * (trace + root) if polarity == "dark" else -0.5 * (trace - root)
-        out[i] = np.maximum(strength, 0.0) * (float(sigma) ** 2 / 4.0)
-    return out
-
-
-def ridge_response(gray: np.ndarray, sigmas: Sequence[float], polarity: str) -> np.ndarray:
-    """The maximum over scales of :func:`ridge_responses`, ``(H, W)`` float32."""
-    return ridge_responses(gray, sigmas, polarity).max(axis=0)
+        yield np.maximum(strength, 0.0) * (float(sigma) ** 2 / 4.0)
 
 
 def void_mask(image: np.ndarray, grey: bool = True) -> np.ndarray:
@@ -74,7 +87,7 @@ def void_mask(image: np.ndarray, grey: bool = True) -> np.ndarray:
     Thin or irregular dark structures (a deep crack) are never void. With ``grey=False`` only
     pure black counts (for cracks, whose dark interiors can be flat).
     """
-    level = image.max(axis=2)
+    level = channel_max(image)
     black = (level <= VOID_LEVEL).astype(np.uint8)
     kernel = np.ones((VOID_MIN_WIDTH, VOID_MIN_WIDTH), np.uint8)
     void = cv2.morphologyEx(black, cv2.MORPH_OPEN, kernel) if black.any() else black
@@ -87,9 +100,8 @@ def void_mask(image: np.ndarray, grey: bool = True) -> np.ndarray:
         flat = (dark & (std <= CUTOUT_STD)).astype(np.uint8)
         flat = cv2.morphologyEx(flat, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
         flat = cv2.morphologyEx(flat, cv2.MORPH_OPEN, kernel)
-        _, labels, stats, _ = cv2.connectedComponentsWithStats(flat, connectivity=4)
-        x, y = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
-        w, h, area = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_AREA]
+        n, labels = cv2.connectedComponents(flat, connectivity=4)
+        x, y, w, h, area = component_stats(labels, n)
         rectangle = (np.minimum(w, h) >= CUTOUT_MIN_SIDE) & (area >= CUTOUT_FILL * w * h)
         height, width = level.shape
         border = ((x == 0) | (y == 0) | (x + w == width) | (y + h == height)) & (area >= CUTOUT_MIN_SIDE**2)
@@ -112,6 +124,36 @@ def fill_void(gray: np.ndarray, void: np.ndarray, sigma: float = 16.0) -> np.nda
     valid = (~void).astype(np.float32)
     num = cv2.GaussianBlur(gray * valid, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
     den = cv2.GaussianBlur(valid, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    fallback = float(np.median(gray[~void]))
-    local = np.where(den > 1e-3, num / np.maximum(den, 1e-3), fallback)
-    return np.where(void, local, gray).astype(np.float32)
+    # Divided on the void pixels only, the one place the fill is used.
+    void_den = den[void]
+    local = num[void] / np.maximum(void_den, 1e-3)
+    unreached = void_den <= 1e-3
+    if unreached.any():
+        local[unreached] = float(np.median(gray[~void]))
+    filled = gray.astype(np.float32, copy=True)
+    filled[void] = local
+    return filled
+
+
+def channel_max(image: np.ndarray) -> np.ndarray:
+    """``image.max(axis=2)`` of an ``(H, W, C)`` image, by OpenCV (NumPy's reduction over a short
+    last axis costs ten times as much)."""
+    channels = cv2.split(np.ascontiguousarray(image))
+    level = channels[0]
+    for channel in channels[1:]:
+        level = cv2.max(level, channel)
+    return level
+
+
+def component_stats(labels: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+    """``(x, y, width, height, area)``, ``(n,)`` arrays each, of labels ``0..n-1`` as
+    :func:`cv2.connectedComponentsWithStats` gives them, at half its cost (its statistics pass
+    costs ten times the labelling); the background's box (label 0) is left zero."""
+    from scipy.ndimage import find_objects
+
+    stats = np.zeros((5, n), dtype=np.int64)
+    stats[4] = np.bincount(labels.ravel(), minlength=n)[:n]
+    for k, box in enumerate(find_objects(labels, max_label=n - 1), start=1):
+        if box is not None:
+            stats[:4, k] = box[1].start, box[0].start, box[1].stop - box[1].start, box[0].stop - box[0].start
+    return tuple(stats)

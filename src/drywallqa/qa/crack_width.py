@@ -44,10 +44,11 @@ with blur, noise and JPEG, is docs/qa-validation.md (``scripts/crack_width_valid
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from drywallqa.qa.nanstats import nanmedian
 
 #: Finest distance between samples along a profile, in photo pixels.
 PROFILE_STEP_PX = 0.25
@@ -360,10 +361,8 @@ def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inn
         left_first = np.maximum(left_first, first_on)
         right_first = np.minimum(right_first, last_on - count + 1)
     left_values, right_values = _flank(profiles, left_first, count), _flank(profiles, right_first, count)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a flank off the photo: NaN, not measured
-        wall_left = np.nanmedian(left_values, axis=1)
-        wall_right = np.nanmedian(right_values, axis=1)
+    # A flank off the photo: NaN, not measured.
+    wall_left, wall_right = nanmedian(left_values, axis=1), nanmedian(right_values, axis=1)
     left_at = offsets[0] + (left_first + (count - 1) / 2) * step
     right_at = offsets[0] + (right_first + (count - 1) / 2) * step
     with np.errstate(all="ignore"):  # both flanks in one place (a profile mostly off the photo): NaN, not measured
@@ -371,9 +370,7 @@ def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inn
     wall = wall_left[:, None] + slope[:, None] * (at - left_at[:, None])
     darkness = wall - profiles                                        # (N, T), positive in the dip
     flank_darkness = np.concatenate([_flank(darkness, left_first, count), _flank(darkness, right_first, count)], axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        noise = 1.4826 * np.nanmedian(np.abs(flank_darkness), axis=1)
+    noise = 1.4826 * nanmedian(np.abs(flank_darkness), axis=1)
     wall_samples = np.minimum(np.isfinite(left_values).sum(axis=1), np.isfinite(right_values).sum(axis=1))
     # Near the photo's edge a profile may run off it: measured if its dip and some wall on each side are on it.
     index = np.arange(t_count)[None, :]

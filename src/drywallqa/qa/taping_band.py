@@ -11,7 +11,7 @@ For each component of at least ``min_component_area_px`` pixels:
 
 1. Grey crop of the component's box plus a margin; padding and cutouts filled with the wall
    around them (:func:`drywallqa.ridges.void_mask`, :func:`~drywallqa.ridges.fill_void`).
-2. Ridge responses (:func:`drywallqa.ridges.ridge_responses`) for both kinds of joint: thin dark
+2. Ridge responses (:func:`drywallqa.ridges.ridge_response`) for both kinds of joint: thin dark
    lines (a bare seam between two boards) and bright bands (joint compound over the tape).
 3. The strongest straight line of each kind through the component: a Radon transform of the
    response inside the component (grown a little, never past its box, away from the frame and
@@ -182,7 +182,7 @@ def refine_taping_band(
     """
     import cv2
 
-    from drywallqa.ridges import fill_void, void_mask
+    from drywallqa.ridges import component_stats, fill_void, void_mask
 
     params = params or TapingBandParams()
     mask = np.asarray(mask).astype(bool, copy=False)
@@ -214,7 +214,8 @@ def refine_taping_band(
     seam_share_half = params.seam_band_share * min(gray.shape) / 2.0
     seam_half = seam_share_half if mm_per_px is None else params.tape_width_mm / mm_per_px * factor / 2.0
 
-    n_labels, labels, stats, _ = cv2.connectedComponentsWithStats(work_mask.view(np.uint8), connectivity=8)
+    n_labels, labels = cv2.connectedComponents(work_mask.view(np.uint8), connectivity=8)
+    stats = np.stack(component_stats(labels, n_labels), axis=1)
     unlined = []
     for k in range(1, n_labels):
         x, y, w, h, area = (int(v) for v in stats[k])
@@ -295,7 +296,7 @@ def _component_lines(
     """The joint lines of one component, in working-image coordinates."""
     import cv2
 
-    from drywallqa.ridges import ridge_responses
+    from drywallqa.ridges import ridge_response
 
     height, width = gray.shape
     x, y, w, h = box
@@ -313,8 +314,8 @@ def _component_lines(
     remaining = (region.astype(bool) & in_box & away & ~void[y0:y1, x0:x1]).astype(np.float32)
     total = float(remaining.sum())
     responses = {
-        "seam": ridge_responses(crop, params.seam_sigmas, "dark").max(axis=0),
-        "compound": ridge_responses(crop, params.compound_sigmas, "bright").max(axis=0),
+        "seam": ridge_response(crop, params.seam_sigmas, "dark"),
+        "compound": ridge_response(crop, params.compound_sigmas, "bright"),
     }
     box_y, box_x = np.nonzero(in_box)
     origin = np.array([x0, y0], dtype=np.float64)
