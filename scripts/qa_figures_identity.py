@@ -127,21 +127,27 @@ def compare(work: Path) -> int:
     baseline = json.loads((work / "baseline.json").read_text())
     now, _ = figures_of(load_cases(work))
     (work / "now.json").write_text(json.dumps(now, indent=1))
-    changed, max_abs, max_rel, verdicts = 0, 0.0, 0.0, []
+    changed, last_bits, max_abs, max_rel, verdicts = 0, 0, 0.0, 0.0, []
     for k in baseline:
         found: list = []
         differences(baseline[k], now.get(k), k, found)
         if found:
-            changed += 1
-            for where, a, b in found[:6]:
-                print(f"  {where}: {a!r} -> {b!r}")
-            for where, a, b in found:
-                if isinstance(a, float) and isinstance(b, float) and math.isfinite(a) and math.isfinite(b):
+            relative = [abs(a - b) / max(abs(a), 1e-300) if isinstance(a, float) and isinstance(b, float)
+                        and math.isfinite(a) and math.isfinite(b) else math.inf for _, a, b in found]
+            if max(relative) < 1e-6:  # float32's last bits (an OpenCV distance transform varies by that run to run)
+                last_bits += 1
+            else:
+                changed += 1
+                for where, a, b in found[:6]:
+                    print(f"  {where}: {a!r} -> {b!r}")
+            for (where, a, b), rel in zip(found, relative):
+                if math.isfinite(rel):
                     max_abs = max(max_abs, abs(a - b))
-                    max_rel = max(max_rel, abs(a - b) / max(abs(a), 1e-300))
+                    max_rel = max(max_rel, rel)
         if baseline[k]["record"].get("verdict") != (now.get(k) or {}).get("record", {}).get("verdict"):
             verdicts.append(k)
-    print(f"{len(baseline)} cases, {changed} differ (max abs {max_abs:.3g}, max rel {max_rel:.3g}); "
+    print(f"{len(baseline)} cases, {changed} differ, {last_bits} in the last float bits only (max abs {max_abs:.3g}, "
+          f"max rel {max_rel:.3g}); "
           f"{len(verdicts)} verdicts changed {verdicts}")
     return 1 if changed else 0
 

@@ -291,23 +291,36 @@ def _sample_profiles(image: np.ndarray, centres: np.ndarray, normals: np.ndarray
     grey = (cv2.cvtColor(window, cv2.COLOR_RGB2GRAY) if window.ndim == 3 else window).astype(np.float32)
     tangents = np.stack([normals[:, 1], -normals[:, 0]], axis=1)
     along = np.asarray(PARALLEL_OFFSETS_PX)
-    # (N, S, T) sample positions in the window's coordinates.
-    px = (centres[:, 0, None, None] - x0 + along[None, :, None] * tangents[:, 0, None, None]
-          + offsets[None, None, :] * normals[:, 0, None, None])
-    py = (centres[:, 1, None, None] - y0 + along[None, :, None] * tangents[:, 1, None, None]
-          + offsets[None, None, :] * normals[:, 1, None, None])
-    shape = px.shape
+    # (N, S, T) sample positions in the window's coordinates: a start per line plus a step per
+    # sample, added in float64 and cast to float32 straight into the maps.
+    start_x = centres[:, 0, None, None] - x0 + along[None, :, None] * tangents[:, 0, None, None]
+    start_y = centres[:, 1, None, None] - y0 + along[None, :, None] * tangents[:, 1, None, None]
+    step_x, step_y = offsets[None, None, :] * normals[:, 0, None, None], offsets[None, None, :] * normals[:, 1, None, None]
+    shape = (len(centres), len(along), len(offsets))
     # cv2.remap takes maps of at most 32767 rows or columns: lay the samples out in rows of 4096.
-    total = px.size
+    total = math.prod(shape)
     columns = 4096
     rows = -(-total // columns)
-    map_x = np.full(rows * columns, -1e6, dtype=np.float32)
-    map_y = np.full(rows * columns, -1e6, dtype=np.float32)
-    map_x[:total], map_y[:total] = px.ravel(), py.ravel()
+    map_x = np.empty(rows * columns, dtype=np.float32)
+    map_y = np.empty(rows * columns, dtype=np.float32)
+    map_x[total:] = map_y[total:] = -1e6
+    np.add(start_x, step_x, out=map_x[:total].reshape(shape), casting="unsafe")
+    np.add(start_y, step_y, out=map_y[:total].reshape(shape), casting="unsafe")
     sampled = cv2.remap(grey, map_x.reshape(rows, columns), map_y.reshape(rows, columns), cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
-    inside = (px >= 0) & (py >= 0) & (px <= grey.shape[1] - 1) & (py <= grey.shape[0] - 1)
-    means: np.ndarray = np.where(inside, sampled.ravel()[:total].reshape(shape), np.nan).mean(axis=1)
+                        borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan")).ravel()[:total].reshape(shape)
+    # A sample off the window is NaN. Positions run monotonically along each line (rounding is
+    # monotonic), so a line whose two ends lie on the window lies on it whole: only the others
+    # are checked sample by sample.
+    high_x, high_y = grey.shape[1] - 1, grey.shape[0] - 1
+    ends_x, ends_y = start_x + step_x[:, :, [0, -1]], start_y + step_y[:, :, [0, -1]]
+    off = ((ends_x < 0) | (ends_y < 0) | (ends_x > high_x) | (ends_y > high_y)).any(axis=2)
+    if off.any():
+        n, s = np.nonzero(off)
+        px, py = start_x[n, s] + step_x[n, 0], start_y[n, s] + step_y[n, 0]
+        lines = sampled[n, s]
+        lines[(px < 0) | (py < 0) | (px > high_x) | (py > high_y)] = np.nan
+        sampled[n, s] = lines
+    means: np.ndarray = sampled.mean(axis=1)
     return means
 
 
