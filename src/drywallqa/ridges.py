@@ -43,16 +43,62 @@ def ridge_responses(gray: np.ndarray, sigmas: Sequence[float], polarity: str) ->
     return out
 
 
-def ridge_response(gray: np.ndarray, sigmas: Sequence[float], polarity: str) -> np.ndarray:
-    """The maximum over scales of :func:`ridge_responses`, ``(H, W)`` float32."""
-    # A running maximum: the same values as the stack's, without the stack (a reduction over its
-    # first axis costs as much as a scale's filtering).
+def ridge_response(
+    gray: np.ndarray, sigmas: Sequence[float], polarity: str, *, reduced_sigma: float | None = None
+) -> np.ndarray:
+    """The maximum over scales of :func:`ridge_responses`, ``(H, W)`` float32.
+
+    Args:
+        gray: ``(H, W)`` float32 grey image.
+        sigmas: Gaussian scales in pixels.
+        polarity: ``"dark"`` or ``"bright"``.
+        reduced_sigma: If given, each scale of at least twice this is filtered on a copy of the
+            image reduced by the largest power of two that keeps the scale at least this many
+            (reduced) pixels, and its response enlarged back (bilinear). The response is
+            scale-normalised, so it does not depend on the pixel size, and a blur that wide keeps
+            nothing a reduced copy lacks; a Gaussian's cost grows with its scale, so the large
+            scales cost a small share of their full-size cost. None: every scale at full size,
+            as :func:`ridge_responses`.
+
+    Raises:
+        ValueError: If ``sigmas`` is empty, or ``polarity`` is neither.
+    """
+    by_factor: dict[int, list[float]] = {}
+    for sigma in sigmas:
+        by_factor.setdefault(_reduction(float(sigma), reduced_sigma, gray.shape), []).append(float(sigma))
     out: np.ndarray | None = None
-    for strength in _ridge_strengths(gray, sigmas, polarity):
-        out = strength if out is None else np.maximum(out, strength, out=out)
+    height, width = gray.shape
+    for factor, scales in sorted(by_factor.items()):
+        image = _reduced(gray, factor)
+        # A running maximum: the stack's maximum without the stack (a reduction over its first
+        # axis costs as much as a scale's filtering).
+        for strength in _ridge_strengths(image, [sigma / factor for sigma in scales], polarity):
+            if factor > 1:
+                strength = cv2.resize(strength, (width, height), interpolation=cv2.INTER_LINEAR)
+            out = strength if out is None else np.maximum(out, strength, out=out)
     if out is None:
         raise ValueError("sigmas must name at least one scale")
     return out
+
+
+def _reduction(sigma: float, reduced_sigma: float | None, shape: tuple[int, ...]) -> int:
+    """The power of two by which an image of ``shape`` is reduced to blur it by ``sigma``: the
+    largest that keeps ``sigma`` at least ``reduced_sigma`` reduced pixels and the image at least
+    16 pixels across (1 when ``reduced_sigma`` is None or 0)."""
+    factor = 1
+    if reduced_sigma:
+        while sigma / (2 * factor) >= reduced_sigma and min(shape) >= 2 * factor * 16:
+            factor *= 2
+    return factor
+
+
+def _reduced(image: np.ndarray, factor: int) -> np.ndarray:
+    """``image`` reduced by ``factor`` (area averaging), or itself when ``factor`` is 1."""
+    if factor == 1:
+        return image
+    height, width = image.shape[:2]
+    reduced: np.ndarray = cv2.resize(image, (round(width / factor), round(height / factor)), interpolation=cv2.INTER_AREA)
+    return reduced
 
 
 def _ridge_strengths(gray: np.ndarray, sigmas: Sequence[float], polarity: str) -> Iterator[np.ndarray]:
@@ -114,16 +160,23 @@ def void_mask(image: np.ndarray, grey: bool = True) -> np.ndarray:
     return void.astype(bool)
 
 
-def fill_void(gray: np.ndarray, void: np.ndarray, sigma: float = 16.0) -> np.ndarray:
+def fill_void(gray: np.ndarray, void: np.ndarray, sigma: float = 16.0, *, reduced_sigma: float | None = None) -> np.ndarray:
     """Replace ``void`` pixels of a grey image by the local mean of the valid pixels around them.
 
     Normalised convolution: ``blur(gray * valid) / blur(valid)``, so the fill continues the
     surrounding wall smoothly and a cutout's outline gives no ridge response; where no valid
-    pixel is within reach the global median is used.
+    pixel is within reach the global median is used. With ``reduced_sigma``, both blurs are
+    computed on copies reduced as :func:`ridge_response`'s large scales are, and enlarged back
+    (bilinear): a fill this smooth loses nothing, at a small share of the cost.
     """
     valid = (~void).astype(np.float32)
-    num = cv2.GaussianBlur(gray * valid, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    den = cv2.GaussianBlur(valid, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    factor = _reduction(sigma, reduced_sigma, gray.shape)
+    num = cv2.GaussianBlur(_reduced(gray * valid, factor), (0, 0), sigma / factor, borderType=cv2.BORDER_REFLECT)
+    den = cv2.GaussianBlur(_reduced(valid, factor), (0, 0), sigma / factor, borderType=cv2.BORDER_REFLECT)
+    if factor > 1:
+        size = (gray.shape[1], gray.shape[0])
+        num = cv2.resize(num, size, interpolation=cv2.INTER_LINEAR)
+        den = cv2.resize(den, size, interpolation=cv2.INTER_LINEAR)
     # Divided on the void pixels only, the one place the fill is used.
     void_den = den[void]
     local = num[void] / np.maximum(void_den, 1e-3)

@@ -91,6 +91,10 @@ class TapingBandParams:
         smooth_px: Gaussian smoothing of a compound profile before its edges are found (flattens
             the tape's thin edge marks).
         work_side: Photos whose long side is larger are refined on a copy reduced to this side.
+        reduced_sigma: Ridge scales of at least twice this, and the fill of the padding, are
+            filtered on a copy reduced to keep them this many pixels
+            (:func:`drywallqa.ridges.ridge_response`, :func:`~drywallqa.ridges.fill_void`): the
+            large scales at a fraction of their cost; 0 filters every scale at full size.
     """
 
     seam_sigmas: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
@@ -106,6 +110,7 @@ class TapingBandParams:
     margin_share: float = 0.25
     smooth_px: float = 5.0
     work_side: int = 1024
+    reduced_sigma: float = 3.0
 
     def __post_init__(self) -> None:
         for name in ("seam_sigmas", "compound_sigmas"):
@@ -117,7 +122,7 @@ class TapingBandParams:
         for name in shares:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        for name in ("min_contrast", "tape_width_mm", "grow_share", "margin_share", "smooth_px"):
+        for name in ("min_contrast", "tape_width_mm", "grow_share", "margin_share", "smooth_px", "reduced_sigma"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ConfigError(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
         if self.max_lines < 1 or self.work_side < 64:
@@ -210,7 +215,7 @@ def refine_taping_band(
     gray = cv2.cvtColor(work_image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     void = void_mask(work_image, grey=True)
     if void.any() and not void.all():
-        gray = fill_void(gray, void)
+        gray = fill_void(gray, void, reduced_sigma=params.reduced_sigma)
     seam_share_half = params.seam_band_share * min(gray.shape) / 2.0
     seam_half = seam_share_half if mm_per_px is None else params.tape_width_mm / mm_per_px * factor / 2.0
 
@@ -314,8 +319,8 @@ def _component_lines(
     remaining = (region.astype(bool) & in_box & away & ~void[y0:y1, x0:x1]).astype(np.float32)
     total = float(remaining.sum())
     responses = {
-        "seam": ridge_response(crop, params.seam_sigmas, "dark"),
-        "compound": ridge_response(crop, params.compound_sigmas, "bright"),
+        "seam": ridge_response(crop, params.seam_sigmas, "dark", reduced_sigma=params.reduced_sigma),
+        "compound": ridge_response(crop, params.compound_sigmas, "bright", reduced_sigma=params.reduced_sigma),
     }
     box_y, box_x = np.nonzero(in_box)
     origin = np.array([x0, y0], dtype=np.float64)
