@@ -330,7 +330,8 @@ def _smooth(profiles: np.ndarray, sigma_samples: float) -> np.ndarray:
 
     radius = max(1, int(math.ceil(3 * sigma_samples)))
     kernel = cv2.getGaussianKernel(2 * radius + 1, sigma_samples).astype(np.float32)
-    smoothed: np.ndarray = cv2.filter2D(profiles.astype(np.float32), -1, kernel.T, borderType=cv2.BORDER_REPLICATE)
+    smoothed: np.ndarray = cv2.filter2D(profiles.astype(np.float32, copy=False), -1, kernel.T,
+                                        borderType=cv2.BORDER_REPLICATE)
     return smoothed
 
 
@@ -380,7 +381,9 @@ def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inn
     right_at = offsets[0] + (right_first + (count - 1) / 2) * step
     with np.errstate(all="ignore"):  # both flanks in one place (a profile mostly off the photo): NaN, not measured
         slope = (wall_right - wall_left) / (right_at - left_at)
-    wall = wall_left[:, None] + slope[:, None] * (at - left_at[:, None])
+    wall = np.subtract(at, left_at[:, None])                          # wall_left + slope * (at - left_at)
+    np.multiply(wall, slope[:, None], out=wall)
+    np.add(wall, wall_left[:, None], out=wall)
     darkness = wall - profiles                                        # (N, T), positive in the dip
     flank_darkness = np.concatenate([_flank(darkness, left_first, count), _flank(darkness, right_first, count)], axis=1)
     noise = 1.4826 * nanmedian(np.abs(flank_darkness), axis=1)
@@ -388,7 +391,10 @@ def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inn
     # Near the photo's edge a profile may run off it: measured if its dip and some wall on each side are on it.
     index = np.arange(t_count)[None, :]
     window = (index >= (left_first + count)[:, None]) & (index < right_first[:, None])
-    smooth = _smooth(np.nan_to_num(darkness, nan=0.0), SMOOTHING_PX / step)
+    # NaN (off the photo) as 0; an infinite wall stays infinite in float32, as nan_to_num's largest float64 does.
+    darkness32 = darkness.astype(np.float32)
+    darkness32[np.isnan(darkness32)] = 0.0
+    smooth = _smooth(darkness32, SMOOTHING_PX / step)
     centre = np.argmax(np.where(np.abs(at) <= search[:, None], smooth, -np.inf), axis=1)
     depth = smooth[rows, centre]
     wall_centre = wall[rows, centre]
@@ -398,8 +404,9 @@ def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inn
     # Half-depth crossings: the last sample below half depth left of the centre, the first right of it.
     half = depth / 2
     below = smooth <= half[:, None]
-    left_i = np.max(np.where(below & (index < centre[:, None]), index, -1), axis=1)
-    right_i = np.min(np.where(below & (index > centre[:, None]), index, t_count), axis=1)
+    before, after = below & (index < centre[:, None]), below & (index > centre[:, None])
+    left_i = np.where(before.any(axis=1), t_count - 1 - np.argmax(before[:, ::-1], axis=1), -1)
+    right_i = np.where(after.any(axis=1), np.argmax(after, axis=1), t_count)
     found = (left_i >= 0) & (right_i < t_count)
     li, ri = np.clip(left_i, 0, t_count - 2), np.clip(right_i, 1, t_count - 1)
     with np.errstate(all="ignore"):
@@ -410,7 +417,9 @@ def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inn
     half_depth_width = right - left
 
     # Darkness area over the dip and its blurred shoulders, up to the wall samples.
-    area = np.nansum(np.where(window, darkness, 0.0), axis=1) * step
+    inside_window = np.where(window, darkness, 0.0)
+    inside_window[np.isnan(inside_window)] = 0.0                      # np.nansum's summands
+    area = inside_window.sum(axis=1) * step
     with np.errstate(all="ignore"):
         relative_depth = depth / wall_centre
         relative_area = area / wall_centre
