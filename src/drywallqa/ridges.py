@@ -200,13 +200,20 @@ def channel_max(image: np.ndarray) -> np.ndarray:
 
 def component_stats(labels: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
     """``(x, y, width, height, area)``, ``(n,)`` arrays each, of labels ``0..n-1`` as
-    :func:`cv2.connectedComponentsWithStats` gives them, at half its cost (its statistics pass
-    costs ten times the labelling); the background's box (label 0) is left zero."""
+    :func:`cv2.connectedComponentsWithStats` gives them, at a fraction of its cost (its statistics
+    pass costs ten times the labelling); the background's box (label 0) is left zero."""
     from scipy.ndimage import find_objects
 
     stats = np.zeros((5, n), dtype=np.int64)
-    stats[4] = np.bincount(labels.ravel(), minlength=n)[:n]
+    # Areas counted inside each box: far less than a count over the image for a few components.
+    by_box = n <= 256
     for k, box in enumerate(find_objects(labels, max_label=n - 1), start=1):
         if box is not None:
             stats[:4, k] = box[1].start, box[0].start, box[1].stop - box[1].start, box[0].stop - box[0].start
+            if by_box:
+                stats[4, k] = np.count_nonzero(labels[box] == k)
+    if by_box:
+        stats[4, 0] = labels.size - stats[4, 1:].sum()
+    else:
+        stats[4] = np.bincount(labels.ravel(), minlength=n)[:n]
     return tuple(stats)
