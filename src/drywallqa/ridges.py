@@ -111,11 +111,22 @@ def _ridge_strengths(gray: np.ndarray, sigmas: Sequence[float], polarity: str) -
         dxx = cv2.Sobel(g, cv2.CV_32F, 2, 0, ksize=3)
         dyy = cv2.Sobel(g, cv2.CV_32F, 0, 2, ksize=3)
         dxy = cv2.Sobel(g, cv2.CV_32F, 1, 1, ksize=3)
-        root = np.sqrt((dxx - dyy) ** 2 + 4.0 * dxy**2)
-        trace = dxx + dyy
-        # dark: the larger eigenvalue (> 0 across a valley); bright: minus the smaller one.
-        strength = 0.5 * (trace + root) if polarity == "dark" else -0.5 * (trace - root)
-        yield np.maximum(strength, 0.0) * (float(sigma) ** 2 / 4.0)
+        # root = sqrt((dxx - dyy)^2 + 4 dxy^2), trace = dxx + dyy: in place, the same float32 arithmetic.
+        root = np.subtract(dxx, dyy)
+        np.multiply(root, root, out=root)
+        np.multiply(dxy, dxy, out=dxy)
+        np.multiply(dxy, np.float32(4.0), out=dxy)
+        np.add(root, dxy, out=root)
+        np.sqrt(root, out=root)
+        trace = np.add(dxx, dyy, out=dxx)
+        # dark: the larger eigenvalue (> 0 across a valley), (trace + root) / 2; bright: minus the
+        # smaller one, -(trace - root) / 2.
+        if polarity == "dark":
+            strength = np.multiply(np.add(trace, root, out=trace), np.float32(0.5), out=trace)
+        else:
+            strength = np.multiply(np.subtract(trace, root, out=trace), np.float32(-0.5), out=trace)
+        np.maximum(strength, np.float32(0.0), out=strength)
+        yield np.multiply(strength, np.float32(float(sigma) ** 2 / 4.0), out=strength)
 
 
 def void_mask(image: np.ndarray, grey: bool = True) -> np.ndarray:
