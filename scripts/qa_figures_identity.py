@@ -140,7 +140,7 @@ def compare(work: Path) -> int:
                 changed += 1
                 for where, a, b in found[:6]:
                     print(f"  {where}: {a!r} -> {b!r}")
-            for (where, a, b), rel in zip(found, relative):
+            for (_, a, b), rel in zip(found, relative, strict=True):
                 if math.isfinite(rel):
                     max_abs = max(max_abs, abs(a - b))
                     max_rel = max(max_rel, rel)

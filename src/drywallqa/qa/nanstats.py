@@ -31,14 +31,14 @@ def nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
     if values.ndim != 2 or axis not in (0, 1):
         raise ValueError(f"expected a 2-D array and axis 0 or 1, got shape {values.shape} and axis {axis}")
     rows = values.T if axis == 0 else values
+    length = rows.shape[1]
+    if length == 0:
+        return np.full(rows.shape[0], np.nan, dtype=values.dtype)
     ordered = np.sort(rows, axis=1)  # NaN last
-    length = ordered.shape[1]
     count = length - np.count_nonzero(np.isnan(rows), axis=1)
     high = count // 2
     low = np.where(count % 2 == 1, high, high - 1)
-    index = np.arange(ordered.shape[0])
-    if length == 0:
-        return np.full(ordered.shape[0], np.nan, dtype=values.dtype)
+    index = np.arange(rows.shape[0])
     middle: np.ndarray = (ordered[index, np.clip(low, 0, length - 1)] + ordered[index, np.clip(high, 0, length - 1)]) / 2
     middle[count == 0] = np.nan
     return middle

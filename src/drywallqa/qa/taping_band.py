@@ -12,7 +12,8 @@ For each component of at least ``min_component_area_px`` pixels:
 1. Grey crop of the component's box plus a margin; padding and cutouts filled with the wall
    around them (:func:`drywallqa.ridges.void_mask`, :func:`~drywallqa.ridges.fill_void`).
 2. Ridge responses (:func:`drywallqa.ridges.ridge_response`) for both kinds of joint: thin dark
-   lines (a bare seam between two boards) and bright bands (joint compound over the tape).
+   lines (a bare seam between two boards) and bright bands (joint compound over the tape); the
+   scales of 6 px and more on reduced copies (``reduced_sigma``).
 3. The strongest straight line of each kind through the component: a Radon transform of the
    response inside the component (grown a little, never past its box, away from the frame and
    the padding): coarse angles on a reduced copy, then fine angles at full size. Joints are
