@@ -123,8 +123,8 @@ def differences(a: object, b: object, where: str, out: list) -> None:
         out.append((where, a, b))
 
 
-def compare(work: Path) -> int:
-    baseline = json.loads((work / "baseline.json").read_text())
+def compare(work: Path, baseline_file: Path) -> int:
+    baseline = json.loads(baseline_file.read_text())
     now, _ = figures_of(load_cases(work))
     (work / "now.json").write_text(json.dumps(now, indent=1))
     changed, last_bits, max_abs, max_rel, verdicts = 0, 0, 0.0, 0.0, []
@@ -156,6 +156,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=("masks", "baseline", "compare", "time", "profile"))
     parser.add_argument("--work", default="/tmp/qafast")
+    parser.add_argument("--baseline", default=None, help="compare: the baseline JSON (default WORK/baseline.json)")
     parser.add_argument("--cv-threads", type=int, default=None,
                         help="time/profile: OpenCV's threads (1: CPU times that other work on the machine disturbs less)")
     parser.add_argument("--repeats", type=int, default=3, help="time: runs per photo, the least counts")
@@ -174,7 +175,7 @@ def main() -> int:
         (work / "baseline.json").write_text(json.dumps(records, indent=1))
         print(f"{len(records)} cases written to {work / 'baseline.json'}")
     elif args.action == "compare":
-        return compare(work)
+        return compare(work, Path(args.baseline) if args.baseline else work / "baseline.json")
     elif args.action == "time":
         cases = [c for c in load_cases(work) if c[0] in REAL]
         figures_of(cases)  # warm-up: imports, caches
