@@ -44,10 +44,11 @@ with blur, noise and JPEG, is docs/qa-validation.md (``scripts/crack_width_valid
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from drywallqa.qa.nanstats import nanmedian
 
 #: Finest distance between samples along a profile, in photo pixels.
 PROFILE_STEP_PX = 0.25
@@ -290,23 +291,36 @@ def _sample_profiles(image: np.ndarray, centres: np.ndarray, normals: np.ndarray
     grey = (cv2.cvtColor(window, cv2.COLOR_RGB2GRAY) if window.ndim == 3 else window).astype(np.float32)
     tangents = np.stack([normals[:, 1], -normals[:, 0]], axis=1)
     along = np.asarray(PARALLEL_OFFSETS_PX)
-    # (N, S, T) sample positions in the window's coordinates.
-    px = (centres[:, 0, None, None] - x0 + along[None, :, None] * tangents[:, 0, None, None]
-          + offsets[None, None, :] * normals[:, 0, None, None])
-    py = (centres[:, 1, None, None] - y0 + along[None, :, None] * tangents[:, 1, None, None]
-          + offsets[None, None, :] * normals[:, 1, None, None])
-    shape = px.shape
+    # (N, S, T) sample positions in the window's coordinates: a start per line plus a step per
+    # sample, added in float64 and cast to float32 straight into the maps.
+    start_x = centres[:, 0, None, None] - x0 + along[None, :, None] * tangents[:, 0, None, None]
+    start_y = centres[:, 1, None, None] - y0 + along[None, :, None] * tangents[:, 1, None, None]
+    step_x, step_y = offsets[None, None, :] * normals[:, 0, None, None], offsets[None, None, :] * normals[:, 1, None, None]
+    shape = (len(centres), len(along), len(offsets))
     # cv2.remap takes maps of at most 32767 rows or columns: lay the samples out in rows of 4096.
-    total = px.size
+    total = math.prod(shape)
     columns = 4096
     rows = -(-total // columns)
-    map_x = np.full(rows * columns, -1e6, dtype=np.float32)
-    map_y = np.full(rows * columns, -1e6, dtype=np.float32)
-    map_x[:total], map_y[:total] = px.ravel(), py.ravel()
+    map_x = np.empty(rows * columns, dtype=np.float32)
+    map_y = np.empty(rows * columns, dtype=np.float32)
+    map_x[total:] = map_y[total:] = -1e6
+    np.add(start_x, step_x, out=map_x[:total].reshape(shape), casting="unsafe")
+    np.add(start_y, step_y, out=map_y[:total].reshape(shape), casting="unsafe")
     sampled = cv2.remap(grey, map_x.reshape(rows, columns), map_y.reshape(rows, columns), cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
-    inside = (px >= 0) & (py >= 0) & (px <= grey.shape[1] - 1) & (py <= grey.shape[0] - 1)
-    means: np.ndarray = np.where(inside, sampled.ravel()[:total].reshape(shape), np.nan).mean(axis=1)
+                        borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan")).ravel()[:total].reshape(shape)
+    # A sample off the window is NaN. Positions run monotonically along each line (rounding is
+    # monotonic), so a line whose two ends lie on the window lies on it whole: only the others
+    # are checked sample by sample.
+    high_x, high_y = grey.shape[1] - 1, grey.shape[0] - 1
+    ends_x, ends_y = start_x + step_x[:, :, [0, -1]], start_y + step_y[:, :, [0, -1]]
+    off = ((ends_x < 0) | (ends_y < 0) | (ends_x > high_x) | (ends_y > high_y)).any(axis=2)
+    if off.any():
+        n, s = np.nonzero(off)
+        px, py = start_x[n, s] + step_x[n, 0], start_y[n, s] + step_y[n, 0]
+        lines = sampled[n, s]
+        lines[(px < 0) | (py < 0) | (px > high_x) | (py > high_y)] = np.nan
+        sampled[n, s] = lines
+    means: np.ndarray = sampled.mean(axis=1)
     return means
 
 
@@ -316,7 +330,8 @@ def _smooth(profiles: np.ndarray, sigma_samples: float) -> np.ndarray:
 
     radius = max(1, int(math.ceil(3 * sigma_samples)))
     kernel = cv2.getGaussianKernel(2 * radius + 1, sigma_samples).astype(np.float32)
-    smoothed: np.ndarray = cv2.filter2D(profiles.astype(np.float32), -1, kernel.T, borderType=cv2.BORDER_REPLICATE)
+    smoothed: np.ndarray = cv2.filter2D(profiles.astype(np.float32, copy=False), -1, kernel.T,
+                                        borderType=cv2.BORDER_REPLICATE)
     return smoothed
 
 
@@ -360,25 +375,26 @@ def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inn
         left_first = np.maximum(left_first, first_on)
         right_first = np.minimum(right_first, last_on - count + 1)
     left_values, right_values = _flank(profiles, left_first, count), _flank(profiles, right_first, count)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a flank off the photo: NaN, not measured
-        wall_left = np.nanmedian(left_values, axis=1)
-        wall_right = np.nanmedian(right_values, axis=1)
+    # A flank off the photo: NaN, not measured.
+    wall_left, wall_right = nanmedian(left_values, axis=1), nanmedian(right_values, axis=1)
     left_at = offsets[0] + (left_first + (count - 1) / 2) * step
     right_at = offsets[0] + (right_first + (count - 1) / 2) * step
     with np.errstate(all="ignore"):  # both flanks in one place (a profile mostly off the photo): NaN, not measured
         slope = (wall_right - wall_left) / (right_at - left_at)
-    wall = wall_left[:, None] + slope[:, None] * (at - left_at[:, None])
+    wall = np.subtract(at, left_at[:, None])                          # wall_left + slope * (at - left_at)
+    np.multiply(wall, slope[:, None], out=wall)
+    np.add(wall, wall_left[:, None], out=wall)
     darkness = wall - profiles                                        # (N, T), positive in the dip
     flank_darkness = np.concatenate([_flank(darkness, left_first, count), _flank(darkness, right_first, count)], axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        noise = 1.4826 * np.nanmedian(np.abs(flank_darkness), axis=1)
+    noise = 1.4826 * nanmedian(np.abs(flank_darkness), axis=1)
     wall_samples = np.minimum(np.isfinite(left_values).sum(axis=1), np.isfinite(right_values).sum(axis=1))
     # Near the photo's edge a profile may run off it: measured if its dip and some wall on each side are on it.
     index = np.arange(t_count)[None, :]
     window = (index >= (left_first + count)[:, None]) & (index < right_first[:, None])
-    smooth = _smooth(np.nan_to_num(darkness, nan=0.0), SMOOTHING_PX / step)
+    # NaN (off the photo) as 0; an infinite wall stays infinite in float32, as nan_to_num's largest float64 does.
+    darkness32 = darkness.astype(np.float32)
+    darkness32[np.isnan(darkness32)] = 0.0
+    smooth = _smooth(darkness32, SMOOTHING_PX / step)
     centre = np.argmax(np.where(np.abs(at) <= search[:, None], smooth, -np.inf), axis=1)
     depth = smooth[rows, centre]
     wall_centre = wall[rows, centre]
@@ -388,8 +404,9 @@ def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inn
     # Half-depth crossings: the last sample below half depth left of the centre, the first right of it.
     half = depth / 2
     below = smooth <= half[:, None]
-    left_i = np.max(np.where(below & (index < centre[:, None]), index, -1), axis=1)
-    right_i = np.min(np.where(below & (index > centre[:, None]), index, t_count), axis=1)
+    before, after = below & (index < centre[:, None]), below & (index > centre[:, None])
+    left_i = np.where(before.any(axis=1), t_count - 1 - np.argmax(before[:, ::-1], axis=1), -1)
+    right_i = np.where(after.any(axis=1), np.argmax(after, axis=1), t_count)
     found = (left_i >= 0) & (right_i < t_count)
     li, ri = np.clip(left_i, 0, t_count - 2), np.clip(right_i, 1, t_count - 1)
     with np.errstate(all="ignore"):
@@ -400,7 +417,9 @@ def _read_dip(profiles: np.ndarray, offsets: np.ndarray, search: np.ndarray, inn
     half_depth_width = right - left
 
     # Darkness area over the dip and its blurred shoulders, up to the wall samples.
-    area = np.nansum(np.where(window, darkness, 0.0), axis=1) * step
+    inside_window = np.where(window, darkness, 0.0)
+    inside_window[np.isnan(inside_window)] = 0.0                      # np.nansum's summands
+    area = inside_window.sum(axis=1) * step
     with np.errstate(all="ignore"):
         relative_depth = depth / wall_centre
         relative_area = area / wall_centre

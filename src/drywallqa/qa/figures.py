@@ -278,6 +278,8 @@ def _label_components(mask: np.ndarray, min_area: float) -> tuple[np.ndarray, in
     # Areas by bincount: OpenCV's WithStats variant costs ten times the labelling itself.
     n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     keep = np.flatnonzero(np.bincount(labels.ravel(), minlength=n)[1:] >= max(math.ceil(min_area), 1)) + 1
+    if len(keep) == n - 1:  # every component kept: the labels are 1..K already
+        return labels, len(keep)
     relabel = np.zeros(n, dtype=np.int32)
     relabel[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
     return relabel[labels], len(keep)
@@ -333,8 +335,9 @@ def _skeleton_neighbours(skeleton: np.ndarray) -> np.ndarray:
 
     kernel = np.ones((3, 3), dtype=np.float32)
     kernel[1, 1] = 0
-    counts: np.ndarray = cv2.filter2D(skeleton.astype(np.float32), -1, kernel, borderType=cv2.BORDER_CONSTANT).round()
-    return counts.astype(int)
+    # On uint8: the counts (0 to 8) are exact, without a float image to round.
+    counts: np.ndarray = cv2.filter2D(skeleton.view(np.uint8), -1, kernel, borderType=cv2.BORDER_CONSTANT)
+    return counts
 
 
 def _measure_cracks(labels: np.ndarray, n_components: int, skeleton: np.ndarray,

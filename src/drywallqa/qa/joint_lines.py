@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drywallqa.errors import ConfigError
+from drywallqa.qa.nanstats import nanmedian
 
 KINDS = ("seam", "compound")
 
@@ -115,7 +116,7 @@ def across_profile(
     inside = ~np.isnan(samples)
     valid = inside.mean(axis=0) > 0.5
     profile = np.zeros(across.size, dtype=np.float32)
-    profile[valid] = np.nanmedian(samples[:, valid], axis=0)  # the median resists screws and specks
+    profile[valid] = nanmedian(samples[:, valid], axis=0)  # the median resists screws and specks
     return profile, valid
 
 

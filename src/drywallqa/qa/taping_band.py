@@ -11,8 +11,9 @@ For each component of at least ``min_component_area_px`` pixels:
 
 1. Grey crop of the component's box plus a margin; padding and cutouts filled with the wall
    around them (:func:`drywallqa.ridges.void_mask`, :func:`~drywallqa.ridges.fill_void`).
-2. Ridge responses (:func:`drywallqa.ridges.ridge_responses`) for both kinds of joint: thin dark
-   lines (a bare seam between two boards) and bright bands (joint compound over the tape).
+2. Ridge responses (:func:`drywallqa.ridges.ridge_response`) for both kinds of joint: thin dark
+   lines (a bare seam between two boards) and bright bands (joint compound over the tape); the
+   scales of 6 px and more on reduced copies (``reduced_sigma``).
 3. The strongest straight line of each kind through the component: a Radon transform of the
    response inside the component (grown a little, never past its box, away from the frame and
    the padding): coarse angles on a reduced copy, then fine angles at full size. Joints are
@@ -91,6 +92,10 @@ class TapingBandParams:
         smooth_px: Gaussian smoothing of a compound profile before its edges are found (flattens
             the tape's thin edge marks).
         work_side: Photos whose long side is larger are refined on a copy reduced to this side.
+        reduced_sigma: Ridge scales of at least twice this, and the fill of the padding, are
+            filtered on a copy reduced to keep them this many pixels
+            (:func:`drywallqa.ridges.ridge_response`, :func:`~drywallqa.ridges.fill_void`): the
+            large scales at a fraction of their cost; 0 filters every scale at full size.
     """
 
     seam_sigmas: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
@@ -106,6 +111,7 @@ class TapingBandParams:
     margin_share: float = 0.25
     smooth_px: float = 5.0
     work_side: int = 1024
+    reduced_sigma: float = 3.0
 
     def __post_init__(self) -> None:
         for name in ("seam_sigmas", "compound_sigmas"):
@@ -117,7 +123,7 @@ class TapingBandParams:
         for name in shares:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        for name in ("min_contrast", "tape_width_mm", "grow_share", "margin_share", "smooth_px"):
+        for name in ("min_contrast", "tape_width_mm", "grow_share", "margin_share", "smooth_px", "reduced_sigma"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ConfigError(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
         if self.max_lines < 1 or self.work_side < 64:
@@ -182,7 +188,7 @@ def refine_taping_band(
     """
     import cv2
 
-    from drywallqa.ridges import fill_void, void_mask
+    from drywallqa.ridges import component_stats, fill_void, void_mask
 
     params = params or TapingBandParams()
     mask = np.asarray(mask).astype(bool, copy=False)
@@ -210,11 +216,12 @@ def refine_taping_band(
     gray = cv2.cvtColor(work_image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     void = void_mask(work_image, grey=True)
     if void.any() and not void.all():
-        gray = fill_void(gray, void)
+        gray = fill_void(gray, void, reduced_sigma=params.reduced_sigma)
     seam_share_half = params.seam_band_share * min(gray.shape) / 2.0
     seam_half = seam_share_half if mm_per_px is None else params.tape_width_mm / mm_per_px * factor / 2.0
 
-    n_labels, labels, stats, _ = cv2.connectedComponentsWithStats(work_mask.view(np.uint8), connectivity=8)
+    n_labels, labels = cv2.connectedComponents(work_mask.view(np.uint8), connectivity=8)
+    stats = np.stack(component_stats(labels, n_labels), axis=1)
     unlined = []
     for k in range(1, n_labels):
         x, y, w, h, area = (int(v) for v in stats[k])
@@ -295,7 +302,7 @@ def _component_lines(
     """The joint lines of one component, in working-image coordinates."""
     import cv2
 
-    from drywallqa.ridges import ridge_responses
+    from drywallqa.ridges import ridge_response
 
     height, width = gray.shape
     x, y, w, h = box
@@ -313,8 +320,8 @@ def _component_lines(
     remaining = (region.astype(bool) & in_box & away & ~void[y0:y1, x0:x1]).astype(np.float32)
     total = float(remaining.sum())
     responses = {
-        "seam": ridge_responses(crop, params.seam_sigmas, "dark").max(axis=0),
-        "compound": ridge_responses(crop, params.compound_sigmas, "bright").max(axis=0),
+        "seam": ridge_response(crop, params.seam_sigmas, "dark", reduced_sigma=params.reduced_sigma),
+        "compound": ridge_response(crop, params.compound_sigmas, "bright", reduced_sigma=params.reduced_sigma),
     }
     box_y, box_x = np.nonzero(in_box)
     origin = np.array([x0, y0], dtype=np.float64)
