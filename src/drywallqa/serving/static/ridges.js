@@ -1,0 +1,221 @@
+// drywallqa.ridges ported to plain JS for the on-device taping band (taping_band.js): ridge
+// responses (Gaussian blur and 3x3 Sobel second derivatives, as OpenCV computes them on float32),
+// the padding and cutouts of exported photos (void_mask) and their fill (fill_void), with the few
+// OpenCV filters they need: kernel sizes and border rules as OpenCV's. Each function names the
+// Python or OpenCV call it follows; tests/serving/test_webapp_qa_js.py runs it in Node against them.
+// Images are row-major typed arrays.
+"use strict";
+
+const DrywallRidges = (() => {
+  const VOID_LEVEL = 3, VOID_RIM = 5, VOID_MIN_WIDTH = 9, CUTOUT_LEVEL = 90, CUTOUT_STD = 6.0, CUTOUT_MIN_SIDE = 16;
+  const CUTOUT_FILL = 0.7;
+  const f32 = Math.fround;
+  const REFLECT = 0, REFLECT_101 = 1, REPLICATE = 2;
+
+  // cv::borderInterpolate: the pixel index that stands for `p` outside 0..len-1.
+  function borderIndex(p, len, border) {
+    if (p >= 0 && p < len) return p;
+    if (border === REPLICATE) return p < 0 ? 0 : len - 1;
+    if (len === 1) return 0;
+    const delta = border === REFLECT_101 ? 1 : 0;
+    do { p = p < 0 ? -p - 1 + delta : len - 1 - (p - len) - delta; } while (p < 0 || p >= len);
+    return p;
+  }
+
+  // cv::getGaussianKernel(ksize, sigma) as float32; ksize from sigma as GaussianBlur picks it for float images.
+  function gaussianKernel(sigma, size = 0) {
+    const n = size || (Math.round(sigma * 8 + 1) | 1), kernel = new Float64Array(n), scale = -0.5 / (sigma * sigma);
+    let sum = 0;
+    for (let i = 0; i < n; i++) { const x = i - (n - 1) * 0.5; kernel[i] = Math.exp(scale * x * x); sum += kernel[i]; }
+    return Float32Array.from(kernel, (v) => v / sum);
+  }
+
+  // cv2.sepFilter2D-like separable filter of a float32 image: rows with kx, then columns with ky.
+  function separable(src, width, height, kx, ky, border) {
+    const rx = (kx.length - 1) >> 1, ry = (ky.length - 1) >> 1, rows = new Float32Array(width * height);
+    const line = new Float32Array(width + 2 * rx), xIndex = Int32Array.from({ length: width + 2 * rx }, (_, i) => borderIndex(i - rx, width, border));
+    for (let y = 0; y < height; y++) {
+      const base = y * width;
+      for (let i = 0; i < line.length; i++) line[i] = src[base + xIndex[i]];
+      for (let x = 0; x < width; x++) {
+        let sum = 0;
+        for (let k = 0; k < kx.length; k++) sum += kx[k] * line[x + k];
+        rows[base + x] = sum;
+      }
+    }
+    const out = new Float32Array(width * height), acc = new Float64Array(width);
+    for (let y = 0; y < height; y++) {
+      acc.fill(0);
+      for (let k = 0; k < ky.length; k++) {
+        const weight = ky[k], base = borderIndex(y + k - ry, height, border) * width;
+        for (let x = 0; x < width; x++) acc[x] += weight * rows[base + x];
+      }
+      out.set(acc, y * width);
+    }
+    return out;
+  }
+
+  // cv2.GaussianBlur(image, (0, 0), sigma, borderType) of a float32 image.
+  const gaussianBlur = (src, width, height, sigma, border) => {
+    const kernel = gaussianKernel(sigma);
+    return separable(src, width, height, kernel, kernel, border);
+  };
+
+  /**
+   * ridge_responses(...).max(axis=0): the strongest scale-normalised Hessian ridge response over the scales.
+   * @param {Float32Array} gray grey image in [0, 1]
+   * @param {number[]} sigmas Gaussian scales in pixels
+   * @param {"dark"|"bright"} polarity
+   */
+  function ridgeResponse(gray, width, height, sigmas, polarity) {
+    const out = new Float32Array(width * height);
+    const second = Float32Array.of(1, -2, 1), smooth = Float32Array.of(1, 2, 1), first = Float32Array.of(-1, 0, 1);
+    for (const sigma of sigmas) {
+      const g = gaussianBlur(gray, width, height, sigma, REFLECT);
+      // cv2.Sobel ksize 3 (BORDER_REFLECT_101): dxx, dyy, dxy.
+      const dxx = separable(g, width, height, second, smooth, REFLECT_101);
+      const dyy = separable(g, width, height, smooth, second, REFLECT_101);
+      const dxy = separable(g, width, height, first, first, REFLECT_101);
+      const norm = f32((sigma * sigma) / 4.0);
+      for (let i = 0; i < out.length; i++) {
+        const root = f32(Math.sqrt(f32(f32((dxx[i] - dyy[i]) ** 2) + f32(4.0 * f32(dxy[i] * dxy[i])))));
+        const trace = f32(dxx[i] + dyy[i]);
+        const strength = polarity === "dark" ? 0.5 * (trace + root) : -0.5 * (trace - root);
+        const value = f32(Math.max(strength, 0) * norm);
+        if (value > out[i]) out[i] = value;
+      }
+    }
+    return out;
+  }
+
+  // -- binary morphology (outside the image never erodes nor dilates, as OpenCV's default border) --
+  // A rectangle's erosion (all set) or dilation (any set) of a 0/1 image, separably by running counts.
+  function rectMorph(src, width, height, kw, kh, dilate) {
+    const pass = (input, w, h, k, horizontal) => {
+      const out = new Uint8Array(w * h), before = (k - 1) >> 1, after = k - 1 - before;
+      const len = horizontal ? w : h, stride = horizontal ? 1 : w, lines = horizontal ? h : w;
+      const prefix = new Int32Array(len + 1);
+      for (let l = 0; l < lines; l++) {
+        const base = horizontal ? l * w : l;
+        for (let i = 0; i < len; i++) prefix[i + 1] = prefix[i] + input[base + i * stride];
+        for (let i = 0; i < len; i++) {
+          const lo = Math.max(0, i - after), hi = Math.min(len, i + before + 1), set = prefix[hi] - prefix[lo];
+          out[base + i * stride] = dilate ? (set > 0 ? 1 : 0) : (set === hi - lo ? 1 : 0);
+        }
+      }
+      return out;
+    };
+    return pass(pass(src, width, height, kw, true), width, height, kh, false);
+  }
+  const erode = (src, w, h, kw, kh) => rectMorph(src, w, h, kw, kh, false);
+  const dilate = (src, w, h, kw, kh) => rectMorph(src, w, h, kw, kh, true);
+
+  // cv2.connectedComponentsWithStats, 4-connected: [labels (0 background), [{x, y, w, h, area}] per label - 1].
+  function components4(src, width, height) {
+    const labels = new Int32Array(width * height), stats = [], stack = [];
+    for (let start = 0; start < src.length; start++) {
+      if (!src[start] || labels[start]) continue;
+      const label = stats.length + 1;
+      let x0 = width, y0 = height, x1 = -1, y1 = -1, area = 0;
+      labels[start] = label;
+      stack.push(start);
+      while (stack.length) {
+        const i = stack.pop(), x = i % width, y = (i - x) / width;
+        area++;
+        x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+        for (const j of [x > 0 ? i - 1 : -1, x < width - 1 ? i + 1 : -1, y > 0 ? i - width : -1, y < height - 1 ? i + width : -1]) {
+          if (j >= 0 && src[j] && !labels[j]) { labels[j] = label; stack.push(j); }
+        }
+      }
+      stats.push({ x: x0, y: y0, w: x1 - x0 + 1, h: y1 - y0 + 1, area });
+    }
+    return [labels, stats];
+  }
+
+  // cv2.medianBlur(level, 5) (BORDER_REPLICATE) of a uint8 image.
+  function medianBlur5(level, width, height) {
+    const out = new Uint8Array(width * height), window = new Uint8Array(25);
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        let k = 0;
+        for (let dy = -2; dy <= 2; dy++) {
+          const row = borderIndex(y + dy, height, REPLICATE) * width;
+          for (let dx = -2; dx <= 2; dx++) window[k++] = level[row + borderIndex(x + dx, width, REPLICATE)];
+        }
+        out[y * width + x] = window.sort()[12];
+      }
+    }
+    return out;
+  }
+
+  /**
+   * void_mask(image, grey=True): padding and cutout pixels of an RGB(A) uint8 image, 0/1.
+   * @param {Uint8Array|Uint8ClampedArray} pixels
+   * @param {number} channels 3 (RGB) or 4 (RGBA; alpha ignored)
+   */
+  function voidMask(pixels, width, height, channels) {
+    const n = width * height, level = new Uint8Array(n);
+    for (let i = 0, p = 0; i < n; i++, p += channels) level[i] = Math.max(pixels[p], pixels[p + 1], pixels[p + 2]);
+    const black = Uint8Array.from(level, (v) => (v <= VOID_LEVEL ? 1 : 0));
+    let voided = black.includes(1)
+      ? dilate(erode(black, width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH), width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH)
+      : black;
+    // The median of 25 is <= CUTOUT_LEVEL where 13 or more of them are: no median needed where none is.
+    const low = Uint8Array.from(level, (v) => (v <= CUTOUT_LEVEL ? 1 : 0));
+    if (low.includes(1)) {
+      const clean = medianBlur5(level, width, height), dark = Uint8Array.from(clean, (v) => (v <= CUTOUT_LEVEL ? 1 : 0));
+      if (dark.includes(1)) {
+        // cv2.blur 7x7 (BORDER_REFLECT_101) of clean and its square: exact integer sums, scaled as OpenCV does.
+        let flat = new Uint8Array(n);
+        const scale = 1 / 49;
+        for (let y = 0; y < height; y++) {
+          for (let x = 0; x < width; x++) {
+            if (!dark[y * width + x]) continue;
+            let sum = 0, squares = 0;
+            for (let dy = -3; dy <= 3; dy++) {
+              const row = borderIndex(y + dy, height, REFLECT_101) * width;
+              for (let dx = -3; dx <= 3; dx++) { const v = clean[row + borderIndex(x + dx, width, REFLECT_101)]; sum += v; squares += v * v; }
+            }
+            const mean = f32(sum * scale), std = f32(Math.sqrt(Math.max(f32(f32(squares * scale) - f32(mean * mean)), 0)));
+            flat[y * width + x] = std <= CUTOUT_STD ? 1 : 0;
+          }
+        }
+        flat = erode(dilate(flat, width, height, 5, 5), width, height, 5, 5);
+        flat = dilate(erode(flat, width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH), width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH);
+        const [labels, stats] = components4(flat, width, height);
+        const keep = stats.map(({ x, y, w, h, area }) => (Math.min(w, h) >= CUTOUT_MIN_SIDE && area >= CUTOUT_FILL * w * h) ||
+          ((x === 0 || y === 0 || x + w === width || y + h === height) && area >= CUTOUT_MIN_SIDE ** 2));
+        if (keep.includes(true)) {
+          voided = Uint8Array.from(voided);
+          for (let i = 0; i < n; i++) if (labels[i] && keep[labels[i] - 1]) voided[i] = 1;
+        }
+      }
+    }
+    if (voided.includes(1)) voided = dilate(voided, width, height, 2 * VOID_RIM + 1, 2 * VOID_RIM + 1);
+    return voided;
+  }
+
+  /**
+   * fill_void: void pixels of a float32 grey image replaced by the local mean of the valid ones around
+   * them (normalised convolution, sigma 16, BORDER_REFLECT); the valid pixels' median where none is near.
+   */
+  function fillVoid(gray, voided, width, height, sigma = 16.0) {
+    const n = width * height, valid = new Float32Array(n), weighted = new Float32Array(n), kept = [];
+    for (let i = 0; i < n; i++) {
+      valid[i] = voided[i] ? 0 : 1;
+      weighted[i] = gray[i] * valid[i];
+      if (!voided[i]) kept.push(gray[i]);
+    }
+    const num = gaussianBlur(weighted, width, height, sigma, REFLECT), den = gaussianBlur(valid, width, height, sigma, REFLECT);
+    const sorted = Float32Array.from(kept).sort(), m = sorted.length;
+    const fallback = m % 2 ? sorted[(m - 1) / 2] : f32(f32(sorted[m / 2 - 1] + sorted[m / 2]) / 2);
+    const out = Float32Array.from(gray);
+    for (let i = 0; i < n; i++) if (voided[i]) out[i] = den[i] > 1e-3 ? num[i] / Math.max(den[i], 1e-3) : fallback;
+    return out;
+  }
+
+  return { REFLECT, REFLECT_101, REPLICATE, borderIndex, gaussianKernel, separable, gaussianBlur, ridgeResponse, erode, dilate,
+           components4, medianBlur5, voidMask, fillVoid };
+})();
+
+if (typeof module === "object" && module.exports) module.exports = DrywallRidges;
