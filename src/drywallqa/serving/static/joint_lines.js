@@ -150,8 +150,8 @@ const DrywallJointLines = (() => {
    * each side the steepest point of the descent from the peak (see the Python's docstring).
    */
   function compoundEdges(profile, valid, smoothPx, centre) {
-    const n = profile.length, kernel = R.gaussianKernel(smoothPx);
-    const blur = (values) => R.separable(values, n, 1, kernel, Float32Array.of(1), R.REFLECT_101);
+    const n = profile.length;
+    const blur = (values) => R.gaussianBlur(values, n, 1, smoothPx, R.REFLECT_101);
     const weighted = Float32Array.from(profile, (v, i) => v * valid[i]);
     const top = blur(weighted), bottom = blur(Float32Array.from(valid));
     const smooth = Float32Array.from(top, (v, i) => v / Math.max(bottom[i], 1e-6));

@@ -22,44 +22,66 @@ const DrywallRidges = (() => {
     return p;
   }
 
-  // cv::getGaussianKernel(ksize, sigma) as float32; ksize from sigma as GaussianBlur picks it for float images.
+  // cv::getGaussianKernel(ksize, sigma, CV_32F) (its bit-exact double arithmetic, then float32);
+  // ksize from sigma as GaussianBlur picks it for float images.
   function gaussianKernel(sigma, size = 0) {
-    const n = size || (Math.round(sigma * 8 + 1) | 1), kernel = new Float64Array(n), scale = -0.5 / (sigma * sigma);
+    const n = size || (Math.round(sigma * 8 + 1) | 1), half = (n - 1) >> 1, scale = -0.125 / (sigma * sigma);
+    const values = new Float64Array(half);
     let sum = 0;
-    for (let i = 0; i < n; i++) { const x = i - (n - 1) * 0.5; kernel[i] = Math.exp(scale * x * x); sum += kernel[i]; }
-    return Float32Array.from(kernel, (v) => v / sum);
+    for (let i = 0, x = 1 - n; i < half; i++, x += 2) { values[i] = Math.exp(x * x * scale); sum += values[i]; }
+    sum = sum * 2 + 1;
+    const mul = 1 / sum, kernel = new Float32Array(n);
+    for (let i = 0; i < half; i++) kernel[i] = kernel[n - 1 - i] = values[i] * mul;
+    kernel[half] = mul;
+    return kernel;
   }
 
-  // cv2.sepFilter2D-like separable filter of a float32 image: rows with kx, then columns with ky.
-  function separable(src, width, height, kx, ky, border) {
-    const rx = (kx.length - 1) >> 1, ry = (ky.length - 1) >> 1, rows = new Float32Array(width * height);
-    const line = new Float32Array(width + 2 * rx), xIndex = Int32Array.from({ length: width + 2 * rx }, (_, i) => borderIndex(i - rx, width, border));
+  // cv2.GaussianBlur(image, (0, 0), sigma, borderType) of a float32 image, in OpenCV's float32
+  // order: each row a fused multiply-add over the kernel left to right, then each column the
+  // centre times its weight plus the symmetric pairs' sums times theirs.
+  function gaussianBlur(src, width, height, sigma, border) {
+    const kernel = gaussianKernel(sigma), n = kernel.length, r = (n - 1) >> 1, rows = new Float32Array(width * height);
+    const line = new Float32Array(width + 2 * r), xIndex = Int32Array.from({ length: width + 2 * r }, (_, i) => borderIndex(i - r, width, border));
     for (let y = 0; y < height; y++) {
       const base = y * width;
       for (let i = 0; i < line.length; i++) line[i] = src[base + xIndex[i]];
       for (let x = 0; x < width; x++) {
         let sum = 0;
-        for (let k = 0; k < kx.length; k++) sum += kx[k] * line[x + k];
+        for (let k = 0; k < n; k++) sum = f32(sum + line[x + k] * kernel[k]);
         rows[base + x] = sum;
       }
     }
-    const out = new Float32Array(width * height), acc = new Float64Array(width);
+    const out = new Float32Array(width * height), above = new Int32Array(r + 1), below = new Int32Array(r + 1);
     for (let y = 0; y < height; y++) {
-      acc.fill(0);
-      for (let k = 0; k < ky.length; k++) {
-        const weight = ky[k], base = borderIndex(y + k - ry, height, border) * width;
-        for (let x = 0; x < width; x++) acc[x] += weight * rows[base + x];
+      for (let k = 0; k <= r; k++) { above[k] = borderIndex(y - k, height, border) * width; below[k] = borderIndex(y + k, height, border) * width; }
+      const centre = y * width;
+      for (let x = 0; x < width; x++) {
+        let sum = f32(rows[centre + x] * kernel[r]);
+        for (let k = 1; k <= r; k++) sum = f32(sum + f32(rows[below[k] + x] + rows[above[k] + x]) * kernel[r + k]);
+        out[centre + x] = sum;
       }
-      out.set(acc, y * width);
     }
     return out;
   }
 
-  // cv2.GaussianBlur(image, (0, 0), sigma, borderType) of a float32 image.
-  const gaussianBlur = (src, width, height, sigma, border) => {
-    const kernel = gaussianKernel(sigma);
-    return separable(src, width, height, kernel, kernel, border);
-  };
+  // cv2.Sobel(g, CV_32F, dx, dy, ksize=3) for (2, 0), (0, 2) and (1, 1) (BORDER_REFLECT_101), with
+  // OpenCV's float32 steps for its 3-tap kernels: [1, 2, 1] as (a + c) + 2b, [1, -2, 1] as
+  // (a + c) - 2b, [-1, 0, 1] as c - a; rows first, then columns.
+  function sobel3(g, width, height, kindX, kindY) {
+    const tap = (a, b, c, kind) => (kind === "smooth" ? f32(f32(a + c) + f32(b + b)) : kind === "second" ? f32(f32(a + c) - f32(b + b)) : f32(c - a));
+    const rows = new Float32Array(width * height), out = new Float32Array(width * height);
+    for (let y = 0; y < height; y++) {
+      const base = y * width;
+      for (let x = 0; x < width; x++) {
+        rows[base + x] = tap(g[base + borderIndex(x - 1, width, REFLECT_101)], g[base + x], g[base + borderIndex(x + 1, width, REFLECT_101)], kindX);
+      }
+    }
+    for (let y = 0; y < height; y++) {
+      const up = borderIndex(y - 1, height, REFLECT_101) * width, down = borderIndex(y + 1, height, REFLECT_101) * width, base = y * width;
+      for (let x = 0; x < width; x++) out[base + x] = tap(rows[up + x], rows[base + x], rows[down + x], kindY);
+    }
+    return out;
+  }
 
   /**
    * ridge_responses(...).max(axis=0): the strongest scale-normalised Hessian ridge response over the scales.
@@ -69,13 +91,11 @@ const DrywallRidges = (() => {
    */
   function ridgeResponse(gray, width, height, sigmas, polarity) {
     const out = new Float32Array(width * height);
-    const second = Float32Array.of(1, -2, 1), smooth = Float32Array.of(1, 2, 1), first = Float32Array.of(-1, 0, 1);
     for (const sigma of sigmas) {
       const g = gaussianBlur(gray, width, height, sigma, REFLECT);
-      // cv2.Sobel ksize 3 (BORDER_REFLECT_101): dxx, dyy, dxy.
-      const dxx = separable(g, width, height, second, smooth, REFLECT_101);
-      const dyy = separable(g, width, height, smooth, second, REFLECT_101);
-      const dxy = separable(g, width, height, first, first, REFLECT_101);
+      const dxx = sobel3(g, width, height, "second", "smooth");
+      const dyy = sobel3(g, width, height, "smooth", "second");
+      const dxy = sobel3(g, width, height, "first", "first");
       const norm = f32((sigma * sigma) / 4.0);
       for (let i = 0; i < out.length; i++) {
         const root = f32(Math.sqrt(f32(f32((dxx[i] - dyy[i]) ** 2) + f32(4.0 * f32(dxy[i] * dxy[i])))));
@@ -214,7 +234,7 @@ const DrywallRidges = (() => {
     return out;
   }
 
-  return { REFLECT, REFLECT_101, REPLICATE, borderIndex, gaussianKernel, separable, gaussianBlur, ridgeResponse, erode, dilate,
+  return { REFLECT, REFLECT_101, REPLICATE, borderIndex, gaussianKernel, gaussianBlur, sobel3, ridgeResponse, erode, dilate,
            components4, medianBlur5, voidMask, fillVoid };
 })();
 
