@@ -127,17 +127,6 @@ const DrywallCrackWidth = (() => {
     return normals;
   }
 
-  // cv2.remap INTER_LINEAR of a float32 image at one float32 position, BORDER_CONSTANT NaN: NaN
-  // unless all four neighbours are on the image.
-  function bilinear(image, width, height, px, py) {
-    const sx = f32(px), sy = f32(py), ix = Math.floor(sx), iy = Math.floor(sy);
-    if (!(ix >= 0 && iy >= 0 && ix < width - 1 && iy < height - 1)) return NaN;
-    const fx = f32(sx - ix), fy = f32(sy - iy), i = iy * width + ix;
-    const v0 = f32(image[i] + f32(fx * f32(image[i + 1] - image[i])));
-    const v1 = f32(image[i + width] + f32(fx * f32(image[i + width + 1] - image[i + width])));
-    return f32(v0 + f32(fy * f32(v1 - v0)));
-  }
-
   // _sample_profiles: (N, T) float32 brightness along each normal, the mean of the parallel lines
   // along the crack; NaN where a sample falls off the photo.
   function sampleProfiles(grey, width, height, centres, normals, offsets) {
@@ -154,18 +143,24 @@ const DrywallCrackWidth = (() => {
     const x1 = Math.min(Math.ceil(maxX + reach) + 1, width), y1 = Math.min(Math.ceil(maxY + reach) + 1, height);
     const ww = x1 - x0, wh = y1 - y0, window = new Float32Array(ww * wh);
     for (let y = 0; y < wh; y++) for (let x = 0; x < ww; x++) window[y * ww + x] = grey[(y0 + y) * width + x0 + x];
-    const profiles = new Float32Array(n * t);
+    const profiles = new Float32Array(n * t), lines = parallel.length, startX = new Float64Array(lines), startY = new Float64Array(lines);
     for (let i = 0; i < n; i++) {
       const nx = normals[2 * i], ny = normals[2 * i + 1], tx = ny, ty = -nx;
       const cx = centres[2 * i] - x0, cy = centres[2 * i + 1] - y0;
+      for (let s = 0; s < lines; s++) { startX[s] = cx + parallel[s] * tx; startY[s] = cy + parallel[s] * ty; }
       for (let j = 0; j < t; j++) {
+        const ox = offsets[j] * nx, oy = offsets[j] * ny;
         let sum = 0;
-        for (const a of parallel) {
-          const px = cx + a * tx + offsets[j] * nx, py = cy + a * ty + offsets[j] * ny;
-          const inside = px >= 0 && py >= 0 && px <= ww - 1 && py <= wh - 1;
-          sum = f32(sum + (inside ? bilinear(window, ww, wh, px, py) : NaN));
+        for (let s = 0; s < lines; s++) {
+          const px = startX[s] + ox, py = startY[s] + oy;
+          // cv2.remap INTER_LINEAR at float32 positions, NaN unless all four neighbours are on the window.
+          const sx = f32(px), sy = f32(py), ix = Math.floor(sx), iy = Math.floor(sy);
+          if (!(px >= 0 && py >= 0 && px <= ww - 1 && py <= wh - 1 && ix < ww - 1 && iy < wh - 1 && ix >= 0 && iy >= 0)) { sum = NaN; break; }
+          const fx = f32(sx - ix), fy = f32(sy - iy), k = iy * ww + ix, p00 = window[k], p10 = window[k + ww];
+          const v0 = f32(p00 + f32(fx * f32(window[k + 1] - p00))), v1 = f32(p10 + f32(fx * f32(window[k + ww + 1] - p10)));
+          sum = f32(sum + f32(v0 + f32(fy * f32(v1 - v0))));
         }
-        profiles[i * t + j] = sum / parallel.length;
+        profiles[i * t + j] = sum / lines;
       }
     }
     return profiles;
@@ -190,7 +185,26 @@ const DrywallCrackWidth = (() => {
     }
   }
 
-  const nanMedianOf = (values, single) => median(values.filter((v) => !Number.isNaN(v)), single);
+  // np.nanmedian of values[0..count) (float32 arithmetic when `single`), sorting `scratch` in place.
+  function nanMedian(values, count, scratch, single) {
+    let m = 0;
+    for (let i = 0; i < count; i++) if (!Number.isNaN(values[i])) scratch[m++] = values[i];
+    if (!m) return NaN;
+    const sorted = scratch.subarray(0, m).sort();
+    if (m % 2) return sorted[(m - 1) / 2];
+    return single ? f32(f32(sorted[m / 2 - 1] + sorted[m / 2]) / 2) : (sorted[m / 2 - 1] + sorted[m / 2]) / 2;
+  }
+
+  // _flank: values[first..first+count) into `out`, NaN beyond the row's ends; returns how many are finite.
+  function flank(values, first, count, out, at = 0) {
+    let finite = 0;
+    for (let i = 0; i < count; i++) {
+      const j = first + i, v = j >= 0 && j < values.length ? values[j] : NaN;
+      out[at + i] = v;
+      if (!Number.isNaN(v)) finite++;
+    }
+    return finite;
+  }
 
   // _read_dip: one pass over every profile. `innerLeft`, `innerRight`: (N,) ends of the inner span.
   function readDip(profiles, n, offsets, search, innerLeft, innerRight, slide = false) {
@@ -202,18 +216,20 @@ const DrywallCrackWidth = (() => {
     const out = Object.fromEntries(fields.map((name) => [name, new Float64Array(n)]));
     out.by_darkness = new Uint8Array(n);
     const wall = new Float64Array(t), darkness = new Float64Array(t), filled = new Float64Array(t), smooth = new Float32Array(t);
-    const flank = (values, first) => Array.from({ length: count }, (_, i) => (first + i >= 0 && first + i < t ? values[first + i] : NaN));
+    const leftValues = new Float64Array(count), rightValues = new Float64Array(count), flanks = new Float64Array(2 * count);
+    const scratch = new Float64Array(2 * count);
     for (let r = 0; r < n; r++) {
       const row = profiles.subarray(r * t, (r + 1) * t);
       let lf = Math.floor((innerLeft[r] - off0) / step) - count + 1, rf = Math.ceil((innerRight[r] - off0) / step);
       if (slide) {
-        let firstOn = row.findIndex((v) => !Number.isNaN(v)), lastOn = t - 1;
-        if (firstOn < 0) firstOn = 0; else while (Number.isNaN(row[lastOn])) lastOn--;
+        let firstOn = 0, lastOn = t - 1;
+        while (firstOn < t && Number.isNaN(row[firstOn])) firstOn++;
+        if (firstOn === t) firstOn = 0; else while (Number.isNaN(row[lastOn])) lastOn--;
         lf = Math.max(lf, firstOn);
         rf = Math.min(rf, lastOn - count + 1);
       }
-      const leftValues = flank(row, lf), rightValues = flank(row, rf);
-      const wallLeft = nanMedianOf(leftValues, true), wallRight = nanMedianOf(rightValues, true);
+      const wallSamples = Math.min(flank(row, lf, count, leftValues), flank(row, rf, count, rightValues));
+      const wallLeft = nanMedian(leftValues, count, scratch, true), wallRight = nanMedian(rightValues, count, scratch, true);
       const leftAt = off0 + (lf + (count - 1) / 2) * step, rightAt = off0 + (rf + (count - 1) / 2) * step;
       const slope = f32(wallRight - wallLeft) / (rightAt - leftAt);
       let profileFinite = true, area = 0;
@@ -226,9 +242,10 @@ const DrywallCrackWidth = (() => {
         }
       }
       area *= step;
-      const flanks = [...flank(darkness, lf), ...flank(darkness, rf)].map(Math.abs);
-      const noise = 1.4826 * nanMedianOf(flanks, false);
-      const wallSamples = Math.min(leftValues.filter((v) => !Number.isNaN(v)).length, rightValues.filter((v) => !Number.isNaN(v)).length);
+      flank(darkness, lf, count, flanks);
+      flank(darkness, rf, count, flanks, count);
+      for (let i = 0; i < flanks.length; i++) flanks[i] = Math.abs(flanks[i]);
+      const noise = 1.4826 * nanMedian(flanks, flanks.length, scratch, false);
       smoothRow(filled, kernel, smooth);
       let centre = 0, best = -Infinity;
       for (let j = 0; j < t; j++) if (Math.abs(offsets[j]) <= search[r] && smooth[j] > best) { best = smooth[j]; centre = j; }
@@ -368,7 +385,7 @@ const DrywallCrackWidth = (() => {
     };
   }
 
-  return { greyOf, roundHalfEven, percentile, median, summariseWidths, measurePhotoWidths, bilinear, gaussianKernel };
+  return { greyOf, roundHalfEven, percentile, median, summariseWidths, measurePhotoWidths, gaussianKernel };
 })();
 
 if (typeof module === "object" && module.exports) module.exports = DrywallCrackWidth;

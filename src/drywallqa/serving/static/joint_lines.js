@@ -68,18 +68,41 @@ const DrywallJointLines = (() => {
 
   // radon: column sums (float32, row by row as NumPy adds them) of the image rotated by each angle
   // onto a canvas holding it whole (cv2.warpAffine INTER_LINEAR, outside 0), and the matrices.
+  // Canvas pixels whose source lies off the image's non-zero pixels add 0 and are skipped.
   function radon(image, width, height, angles) {
     const side = Math.ceil(Math.hypot(height, width)) + 2, sums = new Float32Array(angles.length * side), matrices = [];
+    let bx0 = width, by0 = height, bx1 = -1, by1 = -1;  // the non-zero pixels' box
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) if (image[y * width + x] !== 0) { bx0 = Math.min(bx0, x); bx1 = Math.max(bx1, x); by0 = Math.min(by0, y); by1 = y; }
+    }
+    // x on the canvas row where a + b x lies strictly within (low, high), widened by a pixel each way.
+    const span = (a, b, low, high) => {
+      if (Math.abs(b) < 1e-12) return a > low && a < high ? [0, side - 1] : [1, 0];
+      const u = (low - a) / b, v = (high - a) / b;
+      return [Math.max(0, Math.floor(Math.min(u, v)) - 1), Math.min(side - 1, Math.ceil(Math.max(u, v)) + 1)];
+    };
     angles.forEach((angle, a) => {
       const matrix = rotation(width, height, angle, side), inv = invert(matrix);
       matrices.push(matrix);
+      if (bx1 < 0) return;
       const m0 = f32(inv[0]), m3 = f32(inv[3]), column = sums.subarray(a * side, (a + 1) * side);
       for (let y = 0; y < side; y++) {
         const mx = f32(y * inv[1] + inv[2]), my = f32(y * inv[4] + inv[5]);
-        for (let x = 0; x < side; x++) {
+        const [xa, xb] = span(mx, m0, bx0 - 1, bx1 + 1), [ya, yb] = span(my, m3, by0 - 1, by1 + 1);
+        for (let x = Math.max(xa, ya), last = Math.min(xb, yb); x <= last; x++) {
           const sx = f32(m0 * x + mx), sy = f32(m3 * x + my);
           if (sx <= -1 || sy <= -1 || sx >= width || sy >= height) continue;
-          const v = sample(image, width, height, sx, sy, 0);
+          const ix = Math.floor(sx), iy = Math.floor(sy);
+          let v;
+          if (ix >= 0 && iy >= 0 && ix < width - 1 && iy < height - 1) {
+            const i = iy * width + ix, p00 = image[i], p01 = image[i + 1], p10 = image[i + width], p11 = image[i + width + 1];
+            if (p00 === 0 && p01 === 0 && p10 === 0 && p11 === 0) continue;
+            const fx = f32(sx - ix), fy = f32(sy - iy);
+            const v0 = f32(p00 + f32(fx * f32(p01 - p00))), v1 = f32(p10 + f32(fx * f32(p11 - p10)));
+            v = f32(v0 + f32(fy * f32(v1 - v0)));
+          } else {
+            v = sample(image, width, height, sx, sy, 0);
+          }
           if (v !== 0) column[x] += v;
         }
       }

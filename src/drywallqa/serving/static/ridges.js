@@ -38,14 +38,29 @@ const DrywallRidges = (() => {
 
   // cv2.GaussianBlur(image, (0, 0), sigma, borderType) of a float32 image, in OpenCV's float32
   // order: each row a fused multiply-add over the kernel left to right, then each column the
-  // centre times its weight plus the symmetric pairs' sums times theirs.
-  function gaussianBlur(src, width, height, sigma, border) {
+  // centre times its weight plus the symmetric pairs' sums times theirs. With `needed` (0/1), only
+  // those pixels are computed (each as the whole image's would be), the others left 0.
+  function gaussianBlur(src, width, height, sigma, border, needed = null) {
     const kernel = gaussianKernel(sigma), n = kernel.length, r = (n - 1) >> 1, rows = new Float32Array(width * height);
+    // Each row's span of needed pixels, and of row-pass pixels the column pass reads.
+    const lo = new Int32Array(height).fill(needed ? width : 0), hi = new Int32Array(height).fill(needed ? -1 : width - 1);
+    const rowLo = Int32Array.from(lo), rowHi = Int32Array.from(hi);
+    if (needed) {
+      for (let y = 0; y < height; y++) {
+        for (let x = 0, base = y * width; x < width; x++) if (needed[base + x]) { lo[y] = Math.min(lo[y], x); hi[y] = x; }
+        if (hi[y] < 0) continue;
+        for (let k = -r; k <= r; k++) {
+          const v = borderIndex(y + k, height, border);
+          rowLo[v] = Math.min(rowLo[v], lo[y]); rowHi[v] = Math.max(rowHi[v], hi[y]);
+        }
+      }
+    }
     const line = new Float32Array(width + 2 * r), xIndex = Int32Array.from({ length: width + 2 * r }, (_, i) => borderIndex(i - r, width, border));
     for (let y = 0; y < height; y++) {
+      if (rowHi[y] < rowLo[y]) continue;
       const base = y * width;
-      for (let i = 0; i < line.length; i++) line[i] = src[base + xIndex[i]];
-      for (let x = 0; x < width; x++) {
+      for (let i = rowLo[y]; i <= rowHi[y] + 2 * r; i++) line[i] = src[base + xIndex[i]];
+      for (let x = rowLo[y]; x <= rowHi[y]; x++) {
         let sum = 0;
         for (let k = 0; k < n; k++) sum = f32(sum + line[x + k] * kernel[k]);
         rows[base + x] = sum;
@@ -53,9 +68,10 @@ const DrywallRidges = (() => {
     }
     const out = new Float32Array(width * height), above = new Int32Array(r + 1), below = new Int32Array(r + 1);
     for (let y = 0; y < height; y++) {
+      if (hi[y] < lo[y]) continue;
       for (let k = 0; k <= r; k++) { above[k] = borderIndex(y - k, height, border) * width; below[k] = borderIndex(y + k, height, border) * width; }
       const centre = y * width;
-      for (let x = 0; x < width; x++) {
+      for (let x = lo[y]; x <= hi[y]; x++) {
         let sum = f32(rows[centre + x] * kernel[r]);
         for (let k = 1; k <= r; k++) sum = f32(sum + f32(rows[below[k] + x] + rows[above[k] + x]) * kernel[r + k]);
         out[centre + x] = sum;
@@ -64,45 +80,42 @@ const DrywallRidges = (() => {
     return out;
   }
 
-  // cv2.Sobel(g, CV_32F, dx, dy, ksize=3) for (2, 0), (0, 2) and (1, 1) (BORDER_REFLECT_101), with
-  // OpenCV's float32 steps for its 3-tap kernels: [1, 2, 1] as (a + c) + 2b, [1, -2, 1] as
-  // (a + c) - 2b, [-1, 0, 1] as c - a; rows first, then columns.
-  function sobel3(g, width, height, kindX, kindY) {
-    const tap = (a, b, c, kind) => (kind === "smooth" ? f32(f32(a + c) + f32(b + b)) : kind === "second" ? f32(f32(a + c) - f32(b + b)) : f32(c - a));
-    const rows = new Float32Array(width * height), out = new Float32Array(width * height);
-    for (let y = 0; y < height; y++) {
-      const base = y * width;
-      for (let x = 0; x < width; x++) {
-        rows[base + x] = tap(g[base + borderIndex(x - 1, width, REFLECT_101)], g[base + x], g[base + borderIndex(x + 1, width, REFLECT_101)], kindX);
-      }
-    }
-    for (let y = 0; y < height; y++) {
-      const up = borderIndex(y - 1, height, REFLECT_101) * width, down = borderIndex(y + 1, height, REFLECT_101) * width, base = y * width;
-      for (let x = 0; x < width; x++) out[base + x] = tap(rows[up + x], rows[base + x], rows[down + x], kindY);
-    }
-    return out;
-  }
+  // Sobel's 3-tap row kernels at (c, row `base`) with neighbours l and r: [1, -2, 1] and [1, 2, 1].
+  const tapSecond = (g, base, l, c, r) => f32(f32(g[base + l] + g[base + r]) - f32(g[base + c] + g[base + c]));
+  const tapSmooth = (g, base, l, c, r) => f32(f32(g[base + l] + g[base + r]) + f32(g[base + c] + g[base + c]));
 
   /**
-   * ridge_responses(...).max(axis=0): the strongest scale-normalised Hessian ridge response over the scales.
+   * ridge_responses(...).max(axis=0): the strongest scale-normalised Hessian ridge response over the
+   * scales, at the `needed` pixels (0/1; all when null), 0 elsewhere. The second derivatives are
+   * cv2.Sobel's (ksize 3, BORDER_REFLECT_101) in OpenCV's float32 steps: rows first, [1, 2, 1] as
+   * (a + c) + 2b, [1, -2, 1] as (a + c) - 2b, [-1, 0, 1] as c - a.
    * @param {Float32Array} gray grey image in [0, 1]
    * @param {number[]} sigmas Gaussian scales in pixels
    * @param {"dark"|"bright"} polarity
    */
-  function ridgeResponse(gray, width, height, sigmas, polarity) {
-    const out = new Float32Array(width * height);
+  function ridgeResponse(gray, width, height, sigmas, polarity, needed = null) {
+    const out = new Float32Array(width * height), dark = polarity === "dark";
+    const around = needed ? dilate(needed, width, height, 3, 3) : null;  // the pixels each derivative reads
+    const left = Int32Array.from({ length: width }, (_, x) => borderIndex(x - 1, width, REFLECT_101));
+    const right = Int32Array.from({ length: width }, (_, x) => borderIndex(x + 1, width, REFLECT_101));
     for (const sigma of sigmas) {
-      const g = gaussianBlur(gray, width, height, sigma, REFLECT);
-      const dxx = sobel3(g, width, height, "second", "smooth");
-      const dyy = sobel3(g, width, height, "smooth", "second");
-      const dxy = sobel3(g, width, height, "first", "first");
-      const norm = f32((sigma * sigma) / 4.0);
-      for (let i = 0; i < out.length; i++) {
-        const root = f32(Math.sqrt(f32(f32((dxx[i] - dyy[i]) ** 2) + f32(4.0 * f32(dxy[i] * dxy[i])))));
-        const trace = f32(dxx[i] + dyy[i]);
-        const strength = polarity === "dark" ? 0.5 * (trace + root) : -0.5 * (trace - root);
-        const value = f32(Math.max(strength, 0) * norm);
-        if (value > out[i]) out[i] = value;
+      const g = gaussianBlur(gray, width, height, sigma, REFLECT, around), norm = f32((sigma * sigma) / 4.0);
+      for (let y = 0; y < height; y++) {
+        const rows = [borderIndex(y - 1, height, REFLECT_101) * width, y * width, borderIndex(y + 1, height, REFLECT_101) * width];
+        for (let x = 0; x < width; x++) {
+          const i = y * width + x;
+          if (needed && !needed[i]) continue;
+          const l = left[x], rr = right[x];
+          const x0 = tapSecond(g, rows[0], l, x, rr), x1 = tapSecond(g, rows[1], l, x, rr), x2 = tapSecond(g, rows[2], l, x, rr);
+          const y0 = tapSmooth(g, rows[0], l, x, rr), y1 = tapSmooth(g, rows[1], l, x, rr), y2 = tapSmooth(g, rows[2], l, x, rr);
+          const dxx = f32(f32(x0 + x2) + f32(x1 + x1)), dyy = f32(f32(y0 + y2) - f32(y1 + y1));
+          const dxy = f32(f32(g[rows[2] + rr] - g[rows[2] + l]) - f32(g[rows[0] + rr] - g[rows[0] + l]));
+          const difference = f32(dxx - dyy), root = f32(Math.sqrt(f32(f32(difference * difference) + f32(4.0 * f32(dxy * dxy)))));
+          const trace = f32(dxx + dyy);
+          const strength = dark ? f32(0.5 * f32(trace + root)) : f32(-0.5 * f32(trace - root));
+          const value = f32(Math.max(strength, 0) * norm);
+          if (value > out[i]) out[i] = value;
+        }
       }
     }
     return out;
@@ -152,17 +165,38 @@ const DrywallRidges = (() => {
     return [labels, stats];
   }
 
-  // cv2.medianBlur(level, 5) (BORDER_REPLICATE) of a uint8 image.
-  function medianBlur5(level, width, height) {
+  // cv2.medianBlur(level, 5) (BORDER_REPLICATE) of a uint8 image, at the `needed` pixels (0 elsewhere).
+  function medianBlur5(level, width, height, needed) {
     const out = new Uint8Array(width * height), window = new Uint8Array(25);
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
+        if (!needed[y * width + x]) continue;
         let k = 0;
         for (let dy = -2; dy <= 2; dy++) {
           const row = borderIndex(y + dy, height, REPLICATE) * width;
           for (let dx = -2; dx <= 2; dx++) window[k++] = level[row + borderIndex(x + dx, width, REPLICATE)];
         }
         out[y * width + x] = window.sort()[12];
+      }
+    }
+    return out;
+  }
+
+  // How many of each pixel's 5x5 neighbours (BORDER_REPLICATE) are set in a 0/1 image.
+  function count5(bits, width, height) {
+    const rows = new Uint8Array(width * height), out = new Uint8Array(width * height);
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        let n = 0;
+        for (let dx = -2; dx <= 2; dx++) n += bits[y * width + borderIndex(x + dx, width, REPLICATE)];
+        rows[y * width + x] = n;
+      }
+    }
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        let n = 0;
+        for (let dy = -2; dy <= 2; dy++) n += rows[borderIndex(y + dy, height, REPLICATE) * width + x];
+        out[y * width + x] = n;
       }
     }
     return out;
@@ -180,35 +214,35 @@ const DrywallRidges = (() => {
     let voided = black.includes(1)
       ? dilate(erode(black, width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH), width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH)
       : black;
-    // The median of 25 is <= CUTOUT_LEVEL where 13 or more of them are: no median needed where none is.
+    // The median of 25 values is <= CUTOUT_LEVEL where 13 or more of them are: the median itself is
+    // needed only where the flatness windows (7x7) of such pixels reach.
     const low = Uint8Array.from(level, (v) => (v <= CUTOUT_LEVEL ? 1 : 0));
-    if (low.includes(1)) {
-      const clean = medianBlur5(level, width, height), dark = Uint8Array.from(clean, (v) => (v <= CUTOUT_LEVEL ? 1 : 0));
-      if (dark.includes(1)) {
-        // cv2.blur 7x7 (BORDER_REFLECT_101) of clean and its square: exact integer sums, scaled as OpenCV does.
-        let flat = new Uint8Array(n);
-        const scale = 1 / 49;
-        for (let y = 0; y < height; y++) {
-          for (let x = 0; x < width; x++) {
-            if (!dark[y * width + x]) continue;
-            let sum = 0, squares = 0;
-            for (let dy = -3; dy <= 3; dy++) {
-              const row = borderIndex(y + dy, height, REFLECT_101) * width;
-              for (let dx = -3; dx <= 3; dx++) { const v = clean[row + borderIndex(x + dx, width, REFLECT_101)]; sum += v; squares += v * v; }
-            }
-            const mean = f32(sum * scale), std = f32(Math.sqrt(Math.max(f32(f32(squares * scale) - f32(mean * mean)), 0)));
-            flat[y * width + x] = std <= CUTOUT_STD ? 1 : 0;
+    const dark = low.includes(1) ? Uint8Array.from(count5(low, width, height), (v) => (v >= 13 ? 1 : 0)) : low;
+    if (dark.includes(1)) {
+      const clean = medianBlur5(level, width, height, dilate(dark, width, height, 7, 7));
+      // cv2.blur 7x7 (BORDER_REFLECT_101) of clean and its square: exact integer sums, scaled as OpenCV does.
+      let flat = new Uint8Array(n);
+      const scale = 1 / 49;
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          if (!dark[y * width + x]) continue;
+          let sum = 0, squares = 0;
+          for (let dy = -3; dy <= 3; dy++) {
+            const row = borderIndex(y + dy, height, REFLECT_101) * width;
+            for (let dx = -3; dx <= 3; dx++) { const v = clean[row + borderIndex(x + dx, width, REFLECT_101)]; sum += v; squares += v * v; }
           }
+          const mean = f32(sum * scale), std = f32(Math.sqrt(Math.max(f32(f32(squares * scale) - f32(mean * mean)), 0)));
+          flat[y * width + x] = std <= CUTOUT_STD ? 1 : 0;
         }
-        flat = erode(dilate(flat, width, height, 5, 5), width, height, 5, 5);
-        flat = dilate(erode(flat, width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH), width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH);
-        const [labels, stats] = components4(flat, width, height);
-        const keep = stats.map(({ x, y, w, h, area }) => (Math.min(w, h) >= CUTOUT_MIN_SIDE && area >= CUTOUT_FILL * w * h) ||
-          ((x === 0 || y === 0 || x + w === width || y + h === height) && area >= CUTOUT_MIN_SIDE ** 2));
-        if (keep.includes(true)) {
-          voided = Uint8Array.from(voided);
-          for (let i = 0; i < n; i++) if (labels[i] && keep[labels[i] - 1]) voided[i] = 1;
-        }
+      }
+      flat = erode(dilate(flat, width, height, 5, 5), width, height, 5, 5);
+      flat = dilate(erode(flat, width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH), width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH);
+      const [labels, stats] = components4(flat, width, height);
+      const keep = stats.map(({ x, y, w, h, area }) => (Math.min(w, h) >= CUTOUT_MIN_SIDE && area >= CUTOUT_FILL * w * h) ||
+        ((x === 0 || y === 0 || x + w === width || y + h === height) && area >= CUTOUT_MIN_SIDE ** 2));
+      if (keep.includes(true)) {
+        voided = Uint8Array.from(voided);
+        for (let i = 0; i < n; i++) if (labels[i] && keep[labels[i] - 1]) voided[i] = 1;
       }
     }
     if (voided.includes(1)) voided = dilate(voided, width, height, 2 * VOID_RIM + 1, 2 * VOID_RIM + 1);
@@ -226,7 +260,9 @@ const DrywallRidges = (() => {
       weighted[i] = gray[i] * valid[i];
       if (!voided[i]) kept.push(gray[i]);
     }
-    const num = gaussianBlur(weighted, width, height, sigma, REFLECT), den = gaussianBlur(valid, width, height, sigma, REFLECT);
+    // Only the void pixels take the fill.
+    const num = gaussianBlur(weighted, width, height, sigma, REFLECT, voided);
+    const den = gaussianBlur(valid, width, height, sigma, REFLECT, voided);
     const sorted = Float32Array.from(kept).sort(), m = sorted.length;
     const fallback = m % 2 ? sorted[(m - 1) / 2] : f32(f32(sorted[m / 2 - 1] + sorted[m / 2]) / 2);
     const out = Float32Array.from(gray);
@@ -234,7 +270,7 @@ const DrywallRidges = (() => {
     return out;
   }
 
-  return { REFLECT, REFLECT_101, REPLICATE, borderIndex, gaussianKernel, gaussianBlur, sobel3, ridgeResponse, erode, dilate,
+  return { REFLECT, REFLECT_101, REPLICATE, borderIndex, gaussianKernel, gaussianBlur, ridgeResponse, erode, dilate,
            components4, medianBlur5, voidMask, fillVoid };
 })();
 

@@ -99,9 +99,11 @@ const DrywallTapingBand = (() => {
         if (region[v * cw + u] && inBox && away && !voided[gy * width + gx]) { remaining[v * cw + u] = 1; total++; }
       }
     }
+    // The line search reads the responses only where `remaining` is (it only shrinks): computed there.
+    const needed = Uint8Array.from(remaining);
     const responses = {
-      seam: R.ridgeResponse(crop, cw, ch, PARAMS.seamSigmas, "dark"),
-      compound: R.ridgeResponse(crop, cw, ch, PARAMS.compoundSigmas, "bright"),
+      seam: R.ridgeResponse(crop, cw, ch, PARAMS.seamSigmas, "dark", needed),
+      compound: R.ridgeResponse(crop, cw, ch, PARAMS.compoundSigmas, "bright", needed),
     };
     const lines = [], masked = new Float32Array(cw * ch);
     let firstLength = null;
