@@ -95,7 +95,8 @@ const DrywallCrackWidth = (() => {
   })();
 
   // _skeleton_normals: unit normals (x, y) to the principal axis of the 9 nearest skeleton pixels
-  // (within 6 px; those of another component take a place but do not count).
+  // (within 6 px; those of another component take a place but do not count). Ties at the ninth
+  // place: the first in row-major order (scipy's k-d tree keeps whichever it meets first).
   function skeletonNormals(index, width, height, xs, ys, components, at, neighbours = 9) {
     const k = Math.min(neighbours, xs.length), normals = new Float64Array(2 * at.length);
     const ox = new Float64Array(k), oy = new Float64Array(k);

@@ -55,26 +55,28 @@ const DrywallRidges = (() => {
         }
       }
     }
+    // The sums run over k in the outer loop, into float32 arrays: each step rounds to float32 as
+    // OpenCV's does, in the same order for every pixel.
     const line = new Float32Array(width + 2 * r), xIndex = Int32Array.from({ length: width + 2 * r }, (_, i) => borderIndex(i - r, width, border));
     for (let y = 0; y < height; y++) {
-      if (rowHi[y] < rowLo[y]) continue;
-      const base = y * width;
-      for (let i = rowLo[y]; i <= rowHi[y] + 2 * r; i++) line[i] = src[base + xIndex[i]];
-      for (let x = rowLo[y]; x <= rowHi[y]; x++) {
-        let sum = 0;
-        for (let k = 0; k < n; k++) sum = f32(sum + line[x + k] * kernel[k]);
-        rows[base + x] = sum;
+      const from = rowLo[y], to = rowHi[y] + 1;
+      if (to <= from) continue;
+      const base = y * width, acc = rows.subarray(base, base + width);
+      for (let i = from; i < to + 2 * r; i++) line[i] = src[base + xIndex[i]];
+      for (let k = 0; k < n; k++) {
+        const weight = kernel[k];
+        for (let x = from; x < to; x++) acc[x] += line[x + k] * weight;
       }
     }
-    const out = new Float32Array(width * height), above = new Int32Array(r + 1), below = new Int32Array(r + 1);
+    const out = new Float32Array(width * height);
     for (let y = 0; y < height; y++) {
-      if (hi[y] < lo[y]) continue;
-      for (let k = 0; k <= r; k++) { above[k] = borderIndex(y - k, height, border) * width; below[k] = borderIndex(y + k, height, border) * width; }
-      const centre = y * width;
-      for (let x = lo[y]; x <= hi[y]; x++) {
-        let sum = f32(rows[centre + x] * kernel[r]);
-        for (let k = 1; k <= r; k++) sum = f32(sum + f32(rows[below[k] + x] + rows[above[k] + x]) * kernel[r + k]);
-        out[centre + x] = sum;
+      const from = lo[y], to = hi[y] + 1;
+      if (to <= from) continue;
+      const centre = y * width, acc = out.subarray(centre, centre + width), weight = kernel[r];
+      for (let x = from; x < to; x++) acc[x] = rows[centre + x] * weight;
+      for (let k = 1; k <= r; k++) {
+        const up = borderIndex(y - k, height, border) * width, down = borderIndex(y + k, height, border) * width, w = kernel[r + k];
+        for (let x = from; x < to; x++) acc[x] += f32(rows[down + x] + rows[up + x]) * w;
       }
     }
     return out;
@@ -220,16 +222,28 @@ const DrywallRidges = (() => {
     const dark = low.includes(1) ? Uint8Array.from(count5(low, width, height), (v) => (v >= 13 ? 1 : 0)) : low;
     if (dark.includes(1)) {
       const clean = medianBlur5(level, width, height, dilate(dark, width, height, 7, 7));
-      // cv2.blur 7x7 (BORDER_REFLECT_101) of clean and its square: exact integer sums, scaled as OpenCV does.
+      // cv2.blur 7x7 (BORDER_REFLECT_101) of clean and its square at the dark pixels: exact integer
+      // sums (rows, then columns; the rows' sums are only read near dark pixels), scaled as OpenCV does.
       let flat = new Uint8Array(n);
-      const scale = 1 / 49;
+      const scale = 1 / 49, rowSum = new Int32Array(n), rowSquares = new Int32Array(n);
+      const near = Int32Array.from({ length: width + 6 }, (_, i) => borderIndex(i - 3, width, REFLECT_101));
+      for (let y = 0; y < height; y++) {
+        const base = y * width;
+        for (let x = 0; x < width; x++) {
+          let sum = 0, squares = 0;
+          for (let k = 0; k < 7; k++) { const v = clean[base + near[x + k]]; sum += v; squares += v * v; }
+          rowSum[base + x] = sum;
+          rowSquares[base + x] = squares;
+        }
+      }
       for (let y = 0; y < height; y++) {
         for (let x = 0; x < width; x++) {
           if (!dark[y * width + x]) continue;
           let sum = 0, squares = 0;
           for (let dy = -3; dy <= 3; dy++) {
-            const row = borderIndex(y + dy, height, REFLECT_101) * width;
-            for (let dx = -3; dx <= 3; dx++) { const v = clean[row + borderIndex(x + dx, width, REFLECT_101)]; sum += v; squares += v * v; }
+            const at = borderIndex(y + dy, height, REFLECT_101) * width + x;
+            sum += rowSum[at];
+            squares += rowSquares[at];
           }
           const mean = f32(sum * scale), std = f32(Math.sqrt(Math.max(f32(f32(squares * scale) - f32(mean * mean)), 0)));
           flat[y * width + x] = std <= CUTOUT_STD ? 1 : 0;
