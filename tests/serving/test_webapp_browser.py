@@ -17,6 +17,7 @@ CPU). Skips without Chromium, Playwright or onnxruntime-web (fetched from npm on
 from __future__ import annotations
 
 import base64
+import collections
 import functools
 import http.server
 import io
@@ -181,7 +182,7 @@ def test_on_device_masks_figures_and_verdicts_match_onnx_runtime_in_python(page,
 
     predictor = load_predictor(None, device="cpu", runtime="onnx", say=None)  # the graph the app carries
     assert predictor.path.read_bytes() == (app_folder / "model" / "model.onnx").read_bytes()
-    ious, worst, off, sources, deviations = [], [], [], set(), []
+    ious, worst, off, sources, deviations, measured = [], [], [], collections.Counter(), [], collections.Counter()
     for path in photos:
         photo = read_photo(path)
         results = predictor.predict_batch([photo.pixels] * len(PROMPTS), list(PROMPTS))
@@ -207,15 +208,19 @@ def test_on_device_masks_figures_and_verdicts_match_onnx_runtime_in_python(page,
                         deviations.append((abs(row["figures"][name] - value) / abs(value), path.name, prompt, name))
                     if row["figures"][name] != pytest.approx(value, rel=FIGURE_TOLERANCE, abs=floor):
                         off.append((path.name, prompt, name, row["figures"][name], value))
-            sources.add(expected["figures"].get("width_source"))
+            sources[(prompt, expected["figures"].get("width_source"))] += 1
+            measured[prompt] += expected["figures"].get("width_max_px") is not None
             assert row["verdict"] == expected["verdict"], (path.name, prompt, row["figures"], expected["figures"])
             verdicts.append(expected["verdict"])
             worst.append((iou, path.name, prompt))
         assert got[(path.name, PROMPTS[0])]["photo_verdict"] == photo_verdict(verdicts)
     assert min(ious) >= MIN_IOU, sorted(worst)[:3]
-    print("largest relative figure deviations:", sorted(deviations, reverse=True)[:5])  # shown with -s
+    print("width sources:", dict(sources), "with widths:", dict(measured),  # shown with -s
+          "largest relative figure deviations:", sorted(deviations, reverse=True)[:5])
     assert off == [], f"{len(off)} figures off by more than {FIGURE_TOLERANCE:.0%}: {off}"
-    assert "photo" in sources  # widths measured on the photo, as predict measures them
+    # Widths measured on the photo, as predict measures them, for both prompts (the page's and
+    # Python's width_source agree row by row above).
+    assert sources[(PROMPTS[0], "photo")] and sources[(PROMPTS[1], "photo")], dict(sources)
     assert page.errors == []
 
 
