@@ -157,8 +157,9 @@ const DrywallCrackWidth = (() => {
           // cv2.remap INTER_LINEAR at float32 positions, NaN unless all four neighbours are on the window.
           const sx = f32(px), sy = f32(py), ix = Math.floor(sx), iy = Math.floor(sy);
           if (!(px >= 0 && py >= 0 && px <= ww - 1 && py <= wh - 1 && ix < ww - 1 && iy < wh - 1 && ix >= 0 && iy >= 0)) { sum = NaN; break; }
+          // (Grey levels are whole numbers: their differences are exact.)
           const fx = f32(sx - ix), fy = f32(sy - iy), k = iy * ww + ix, p00 = window[k], p10 = window[k + ww];
-          const v0 = f32(p00 + f32(fx * f32(window[k + 1] - p00))), v1 = f32(p10 + f32(fx * f32(window[k + ww + 1] - p10)));
+          const v0 = f32(p00 + f32(fx * (window[k + 1] - p00))), v1 = f32(p10 + f32(fx * (window[k + ww + 1] - p10)));
           sum = f32(sum + f32(v0 + f32(fy * f32(v1 - v0))));
         }
         profiles[i * t + j] = sum / lines;
@@ -181,7 +182,11 @@ const DrywallCrackWidth = (() => {
     const t = values.length, radius = (kernel.length - 1) / 2;
     for (let j = 0; j < t; j++) {
       let sum = 0;
-      for (let k = -radius; k <= radius; k++) sum += kernel[k + radius] * values[Math.min(t - 1, Math.max(0, j + k))];
+      if (j >= radius && j + radius < t) {
+        for (let k = 0, at = j - radius; k < kernel.length; k++, at++) sum += kernel[k] * values[at];
+      } else {
+        for (let k = -radius; k <= radius; k++) sum += kernel[k + radius] * values[Math.min(t - 1, Math.max(0, j + k))];
+      }
       out[j] = sum;
     }
   }
@@ -189,11 +194,16 @@ const DrywallCrackWidth = (() => {
   // np.nanmedian of values[0..count) (float32 arithmetic when `single`), sorting `scratch` in place.
   function nanMedian(values, count, scratch, single) {
     let m = 0;
-    for (let i = 0; i < count; i++) if (!Number.isNaN(values[i])) scratch[m++] = values[i];
+    for (let i = 0; i < count; i++) {
+      const v = values[i];
+      if (Number.isNaN(v)) continue;
+      let j = m++;  // insertion sort: a few dozen values
+      while (j > 0 && scratch[j - 1] > v) { scratch[j] = scratch[j - 1]; j--; }
+      scratch[j] = v;
+    }
     if (!m) return NaN;
-    const sorted = scratch.subarray(0, m).sort();
-    if (m % 2) return sorted[(m - 1) / 2];
-    return single ? f32(f32(sorted[m / 2 - 1] + sorted[m / 2]) / 2) : (sorted[m / 2 - 1] + sorted[m / 2]) / 2;
+    if (m % 2) return scratch[(m - 1) / 2];
+    return single ? f32(f32(scratch[m / 2 - 1] + scratch[m / 2]) / 2) : (scratch[m / 2 - 1] + scratch[m / 2]) / 2;
   }
 
   // _flank: values[first..first+count) into `out`, NaN beyond the row's ends; returns how many are finite.
