@@ -51,6 +51,39 @@ const DrywallJointLines = (() => {
     return f32(v0 + f32(fy * f32(v1 - v0)));
   }
 
+  // Each pixel's chessboard distance to the nearest non-zero pixel (two passes; 65535 when none).
+  function chessboardDistance(image, width, height) {
+    const d = new Uint16Array(width * height).fill(65535);
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const i = y * width + x;
+        if (image[i] !== 0) { d[i] = 0; continue; }
+        let best = d[i];
+        if (x > 0) best = Math.min(best, d[i - 1] + 1);
+        if (y > 0) {
+          best = Math.min(best, d[i - width] + 1);
+          if (x > 0) best = Math.min(best, d[i - width - 1] + 1);
+          if (x < width - 1) best = Math.min(best, d[i - width + 1] + 1);
+        }
+        d[i] = Math.min(best, 65535);
+      }
+    }
+    for (let y = height - 1; y >= 0; y--) {
+      for (let x = width - 1; x >= 0; x--) {
+        const i = y * width + x;
+        let best = d[i];
+        if (x < width - 1) best = Math.min(best, d[i + 1] + 1);
+        if (y < height - 1) {
+          best = Math.min(best, d[i + width] + 1);
+          if (x < width - 1) best = Math.min(best, d[i + width + 1] + 1);
+          if (x > 0) best = Math.min(best, d[i + width - 1] + 1);
+        }
+        d[i] = Math.min(best, 65535);
+      }
+    }
+    return d;
+  }
+
   // cv2.getRotationMatrix2D about the image's centre, moved onto a side x side canvas (radon's matrix).
   function rotation(width, height, angle, side) {
     const a = (angle * Math.PI) / 180, alpha = Math.cos(a), beta = Math.sin(a), cx = width / 2.0, cy = height / 2.0;
@@ -75,12 +108,12 @@ const DrywallJointLines = (() => {
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) if (image[y * width + x] !== 0) { bx0 = Math.min(bx0, x); bx1 = Math.max(bx1, x); by0 = Math.min(by0, y); by1 = y; }
     }
-    // x on the canvas row where a + b x lies strictly within (low, high), widened by a pixel each way.
-    const span = (a, b, low, high) => {
-      if (Math.abs(b) < 1e-12) return a > low && a < high ? [0, side - 1] : [1, 0];
-      const u = (low - a) / b, v = (high - a) / b;
-      return [Math.max(0, Math.floor(Math.min(u, v)) - 1), Math.min(side - 1, Math.ceil(Math.max(u, v)) + 1)];
-    };
+    const far = chessboardDistance(image, width, height);
+    // The canvas row's first and last x where a + b x may lie within (low, high), widened by a pixel.
+    const spanFrom = (a, b, low, high) => (Math.abs(b) < 1e-12 ? (a > low && a < high ? 0 : side)
+      : Math.max(0, Math.floor(Math.min((low - a) / b, (high - a) / b)) - 1));
+    const spanTo = (a, b, low, high) => (Math.abs(b) < 1e-12 ? side - 1
+      : Math.min(side - 1, Math.ceil(Math.max((low - a) / b, (high - a) / b)) + 1));
     angles.forEach((angle, a) => {
       const matrix = rotation(width, height, angle, side), inv = invert(matrix);
       matrices.push(matrix);
@@ -88,16 +121,21 @@ const DrywallJointLines = (() => {
       const m0 = f32(inv[0]), m3 = f32(inv[3]), column = sums.subarray(a * side, (a + 1) * side);
       for (let y = 0; y < side; y++) {
         const mx = f32(y * inv[1] + inv[2]), my = f32(y * inv[4] + inv[5]);
-        const [xa, xb] = span(mx, m0, bx0 - 1, bx1 + 1), [ya, yb] = span(my, m3, by0 - 1, by1 + 1);
-        for (let x = Math.max(xa, ya), last = Math.min(xb, yb); x <= last; x++) {
+        const first = Math.max(spanFrom(mx, m0, bx0 - 1, bx1 + 1), spanFrom(my, m3, by0 - 1, by1 + 1));
+        const last = Math.min(spanTo(mx, m0, bx0 - 1, bx1 + 1), spanTo(my, m3, by0 - 1, by1 + 1));
+        for (let x = first; x <= last; x++) {
           const sx = f32(m0 * x + mx), sy = f32(m3 * x + my);
           if (sx <= -1 || sy <= -1 || sx >= width || sy >= height) continue;
-          const ix = Math.floor(sx), iy = Math.floor(sy);
           let v;
-          if (ix >= 0 && iy >= 0 && ix < width - 1 && iy < height - 1) {
-            const i = iy * width + ix, p00 = image[i], p01 = image[i + 1], p10 = image[i + width], p11 = image[i + width + 1];
+          if (sx >= 0 && sy >= 0 && sx < width - 1 && sy < height - 1) {
+            const ix = sx | 0, iy = sy | 0, i = iy * width + ix;
+            // A canvas step moves the source a pixel: the next D - 3 canvas pixels of a source D
+            // pixels (chessboard) from any non-zero one read only zeros.
+            const d = far[i];
+            if (d >= 4) { x += d - 3; continue; }
+            const p00 = image[i], p01 = image[i + 1], p10 = image[i + width], p11 = image[i + width + 1];
             if (p00 === 0 && p01 === 0 && p10 === 0 && p11 === 0) continue;
-            const fx = f32(sx - ix), fy = f32(sy - iy);
+            const fx = sx - ix, fy = sy - iy;  // exact: a float32's fraction
             const v0 = f32(p00 + f32(fx * f32(p01 - p00))), v1 = f32(p10 + f32(fx * f32(p11 - p10)));
             v = f32(v0 + f32(fy * f32(v1 - v0)));
           } else {

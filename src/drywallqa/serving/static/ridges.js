@@ -42,30 +42,40 @@ const DrywallRidges = (() => {
   // those pixels are computed (each as the whole image's would be), the others left 0.
   function gaussianBlur(src, width, height, sigma, border, needed = null) {
     const kernel = gaussianKernel(sigma), n = kernel.length, r = (n - 1) >> 1, rows = new Float32Array(width * height);
-    // Each row's span of needed pixels, and of row-pass pixels the column pass reads.
+    // Each row's span of needed pixels (the column pass), and each column's span of rows the column
+    // pass reads there (the row pass: a needed pixel's column, r rows up and down).
     const lo = new Int32Array(height).fill(needed ? width : 0), hi = new Int32Array(height).fill(needed ? -1 : width - 1);
-    const rowLo = Int32Array.from(lo), rowHi = Int32Array.from(hi);
+    const top = new Int32Array(width).fill(needed ? height : 0), bottom = new Int32Array(width).fill(needed ? -1 : height - 1);
     if (needed) {
       for (let y = 0; y < height; y++) {
-        for (let x = 0, base = y * width; x < width; x++) if (needed[base + x]) { lo[y] = Math.min(lo[y], x); hi[y] = x; }
-        if (hi[y] < 0) continue;
-        for (let k = -r; k <= r; k++) {
-          const v = borderIndex(y + k, height, border);
-          rowLo[v] = Math.min(rowLo[v], lo[y]); rowHi[v] = Math.max(rowHi[v], hi[y]);
+        for (let x = 0, base = y * width; x < width; x++) {
+          if (!needed[base + x]) continue;
+          if (lo[y] > x) lo[y] = x;
+          hi[y] = x;
+          if (top[x] > y) top[x] = y;
+          bottom[x] = y;
         }
+      }
+      for (let x = 0; x < width; x++) {
+        if (bottom[x] >= 0) { top[x] = Math.max(0, top[x] - r); bottom[x] = Math.min(height - 1, bottom[x] + r); }
       }
     }
     // The sums run over k in the outer loop, into float32 arrays: each step rounds to float32 as
     // OpenCV's does, in the same order for every pixel.
     const line = new Float32Array(width + 2 * r), xIndex = Int32Array.from({ length: width + 2 * r }, (_, i) => borderIndex(i - r, width, border));
     for (let y = 0; y < height; y++) {
-      const from = rowLo[y], to = rowHi[y] + 1;
-      if (to <= from) continue;
       const base = y * width, acc = rows.subarray(base, base + width);
-      for (let i = from; i < to + 2 * r; i++) line[i] = src[base + xIndex[i]];
-      for (let k = 0; k < n; k++) {
-        const weight = kernel[k];
-        for (let x = from; x < to; x++) acc[x] += line[x + k] * weight;
+      for (let from = 0; from < width;) {  // each run of columns whose span holds this row
+        while (from < width && !(top[from] <= y && y <= bottom[from])) from++;
+        let to = from;
+        while (to < width && top[to] <= y && y <= bottom[to]) to++;
+        if (to <= from) break;
+        for (let i = from; i < to + 2 * r; i++) line[i] = src[base + xIndex[i]];
+        for (let k = 0; k < n; k++) {
+          const weight = kernel[k];
+          for (let x = from; x < to; x++) acc[x] += line[x + k] * weight;
+        }
+        from = to;
       }
     }
     const out = new Float32Array(width * height);
@@ -184,22 +194,20 @@ const DrywallRidges = (() => {
     return out;
   }
 
-  // How many of each pixel's 5x5 neighbours (BORDER_REPLICATE) are set in a 0/1 image.
-  function count5(bits, width, height) {
+  // Which pixels have 13 or more of their 5x5 neighbours (BORDER_REPLICATE) set in a 0/1 image.
+  function mostOf5(bits, width, height) {
     const rows = new Uint8Array(width * height), out = new Uint8Array(width * height);
+    const across = Int32Array.from({ length: width + 4 }, (_, i) => borderIndex(i - 2, width, REPLICATE));
     for (let y = 0; y < height; y++) {
+      const base = y * width;
       for (let x = 0; x < width; x++) {
-        let n = 0;
-        for (let dx = -2; dx <= 2; dx++) n += bits[y * width + borderIndex(x + dx, width, REPLICATE)];
-        rows[y * width + x] = n;
+        rows[base + x] = bits[base + across[x]] + bits[base + across[x + 1]] + bits[base + across[x + 2]] +
+          bits[base + across[x + 3]] + bits[base + across[x + 4]];
       }
     }
     for (let y = 0; y < height; y++) {
-      for (let x = 0; x < width; x++) {
-        let n = 0;
-        for (let dy = -2; dy <= 2; dy++) n += rows[borderIndex(y + dy, height, REPLICATE) * width + x];
-        out[y * width + x] = n;
-      }
+      const r = [-2, -1, 0, 1, 2].map((dy) => borderIndex(y + dy, height, REPLICATE) * width), base = y * width;
+      for (let x = 0; x < width; x++) out[base + x] = rows[r[0] + x] + rows[r[1] + x] + rows[r[2] + x] + rows[r[3] + x] + rows[r[4] + x] >= 13 ? 1 : 0;
     }
     return out;
   }
@@ -210,16 +218,20 @@ const DrywallRidges = (() => {
    * @param {number} channels 3 (RGB) or 4 (RGBA; alpha ignored)
    */
   function voidMask(pixels, width, height, channels) {
-    const n = width * height, level = new Uint8Array(n);
-    for (let i = 0, p = 0; i < n; i++, p += channels) level[i] = Math.max(pixels[p], pixels[p + 1], pixels[p + 2]);
-    const black = Uint8Array.from(level, (v) => (v <= VOID_LEVEL ? 1 : 0));
-    let voided = black.includes(1)
+    const n = width * height, level = new Uint8Array(n), black = new Uint8Array(n), low = new Uint8Array(n);
+    let anyBlack = false, anyLow = false;
+    for (let i = 0, p = 0; i < n; i++, p += channels) {
+      const r = pixels[p], g = pixels[p + 1], b = pixels[p + 2], v = r > g ? (r > b ? r : b) : (g > b ? g : b);
+      level[i] = v;
+      if (v <= VOID_LEVEL) { black[i] = 1; anyBlack = true; }
+      if (v <= CUTOUT_LEVEL) { low[i] = 1; anyLow = true; }
+    }
+    let voided = anyBlack
       ? dilate(erode(black, width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH), width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH)
       : black;
     // The median of 25 values is <= CUTOUT_LEVEL where 13 or more of them are: the median itself is
     // needed only where the flatness windows (7x7) of such pixels reach.
-    const low = Uint8Array.from(level, (v) => (v <= CUTOUT_LEVEL ? 1 : 0));
-    const dark = low.includes(1) ? Uint8Array.from(count5(low, width, height), (v) => (v >= 13 ? 1 : 0)) : low;
+    const dark = anyLow ? mostOf5(low, width, height) : low;
     if (dark.includes(1)) {
       const clean = medianBlur5(level, width, height, dilate(dark, width, height, 7, 7));
       // cv2.blur 7x7 (BORDER_REFLECT_101) of clean and its square at the dark pixels: exact integer

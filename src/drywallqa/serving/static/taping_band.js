@@ -196,7 +196,8 @@ const DrywallTapingBand = (() => {
       for (let i = 0, p = 0; i < out.length; i++, p += 3) out[i] = (pixels[p] * 9798 + pixels[p + 1] * 19235 + pixels[p + 2] * 3735 + 16384) >> 15;
       return out;
     })();
-    let gray = Float32Array.from(grey, (v) => v / 255.0);
+    let gray = new Float32Array(grey.length);
+    for (let i = 0; i < grey.length; i++) gray[i] = grey[i] / 255.0;
     const voided = R.voidMask(pixels, ww, wh, channels);
     if (voided.includes(1) && voided.includes(0)) gray = R.fillVoid(gray, voided, ww, wh);
     const seamShareHalf = (PARAMS.seamBandShare * Math.min(ww, wh)) / 2.0;
@@ -206,7 +207,8 @@ const DrywallTapingBand = (() => {
     stats.forEach(({ x, y, w, h, area }, index) => {
       const k = index + 1;
       if (area < minComponentAreaPx * factor ** 2) return;
-      for (let i = 0; i < labels.length; i++) component[i] = labels[i] === k ? 1 : 0;
+      component.fill(0);  // this component's pixels: only its box holds any
+      for (let v = y; v < y + h; v++) for (let u = x; u < x + w; u++) component[v * ww + u] = labels[v * ww + u] === k ? 1 : 0;
       const lines = componentLines(gray, voided, ww, wh, component, [x, y, w, h], seamShareHalf, seamHalf);
       // The box in photo pixels: every band stays inside its component's box.
       const x0 = Math.floor(x / factor), y0 = Math.floor(y / factor);
