@@ -102,7 +102,8 @@ def sample_masks() -> list[tuple[str, np.ndarray]]:
 
 def test_resizing_to_the_model_input_matches_opencv():
     jobs, expected = [], []
-    for height, width, size in ((640, 640, 448), (480, 640, 448), (300, 200, 448), (640, 300, 448), (96, 96, 64)):
+    for height, width, size in ((640, 640, 448), (480, 640, 448), (300, 200, 448), (640, 300, 448), (96, 96, 64),
+                                (896, 896, 448), (896, 1344, 448)):  # whole factors: OpenCV's fast area path
         image = render_sample_image("cracks", height + width, size=max(height, width)).image[:height, :width].copy()
         jobs.append({"fn": "modelInput", "rgba": b64(rgba(image)), "width": width, "height": height, "size": size})
         expected.append(nhwc_uint8_to_nchw_float(resize_to_model_input(image, size)[None])[0])
@@ -205,11 +206,13 @@ def photo_cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
     padded[:60, :60] = 0                       # a rotated export's black corner
     padded[200:260, 200:260] = 40              # a dark grey cutout square
     cases.append(("joint", padded, np.any(np.stack(scene.masks), axis=0)))
-    wide = np.full((260, 1100, 3), 170, np.uint8)
-    wide[:, 530:560] = 215                     # a bright compound band on a photo over 1024 px wide
-    wide_mask = np.zeros((260, 1100), bool)
-    wide_mask[20:240, 470:640] = True
-    cases.append(("joint", wide, wide_mask))
+    for width in (1100, 2048):                 # a bright compound band on a photo over 1024 px wide
+        wide = np.full((260, width, 3), 170, np.uint8)
+        wide[:, 530:560] = 215
+        wide = cv2.GaussianBlur(wide, (0, 0), 1.5)
+        wide_mask = np.zeros((260, width), bool)
+        wide_mask[20:240, 470:640] = True
+        cases.append(("joint", wide, wide_mask))
     return cases
 
 
