@@ -2,7 +2,9 @@
 // function names the Python it follows, and tests/serving/test_webapp_qa_js.py runs this file in
 // Node against that Python.
 //   - drywallqa.qa.figures.measure_mask (area, components, crack and joint lengths and widths, with
-//     skimage's Zhang-Suen skeleton and an exact Euclidean distance transform);
+//     skimage's Zhang-Suen skeleton and an exact Euclidean distance transform; given the photo,
+//     crack widths across the dark line on it, crack_width.js, and taping figures on the band
+//     refined from it, taping_band.js with joint_lines.js and ridges.js);
 //   - drywallqa.qa.rules: QARules.judge, Rule.check (severity, reasons) and photo_verdict.
 // Masks are row-major Uint8Array of 0/1.
 "use strict";
