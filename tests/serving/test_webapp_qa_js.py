@@ -51,7 +51,7 @@ process.stdin.on("end", () => {
       }
       case "band": {
         const band = TB.refineTapingBand({ rgba: bytes(job.rgba) }, bytes(job.mask), job.width, job.height, job.options);
-        return { mask: out(band.mask), lines: band.lines.map((l) => [l.kind, l.offsets[1] - l.offsets[0], l]),
+        return { mask: out(band.mask), lines: band.lines.map((l) => [l.kind, l.offsets[1] - l.offsets[0]]),
                  counts: [band.refined, band.kept, band.left_out] };
       }
       case "format": return job.values.map(QA.formatFigure);
@@ -201,6 +201,11 @@ def photo_cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
     broad = np.zeros((200, 200), bool)
     broad[:, 40:160] = True
     cases.append(("joint", seam, broad))
+    blob = broad.copy()
+    blob[10:30, 170:190] = True                # a second component without a joint: left out of the band
+    cases.append(("joint", seam, blob))
+    wall = np.clip(np.random.default_rng(4).normal(150, 2, (120, 160, 3)), 0, 255).astype(np.uint8)
+    cases.append(("joint", wall, broad[:120, :160]))  # no joint anywhere: the mask is kept as predicted
     scene = render_sample_image("drywall-join", 5, size=320)
     padded = scene.image.copy()
     padded[:60, :60] = 0                       # a rotated export's black corner
@@ -233,12 +238,14 @@ def test_photo_widths_and_taping_band_match_python():
             jobs.append({"fn": "band", "mask": b64(mask.astype(np.uint8)), "rgba": b64(rgba(image)),
                          "width": mask.shape[1], "height": mask.shape[0], "options": {"mmPerPx": None}})
             expected.append(refine_taping_band(image, mask))
-    sources = set()
+    sources, outcomes = set(), set()
     for index, (got, want) in enumerate(zip(run_js(jobs), expected)):
         if not isinstance(want, dict):  # the band itself: the same joint lines and pixels
-            assert [kind for kind, _, _ in got["lines"]] == [line.kind for line in want.lines], index
-            np.testing.assert_allclose([w for _, w, _ in got["lines"]], [line.width_px for line in want.lines], rtol=0.01)
+            assert [kind for kind, _ in got["lines"]] == [line.kind for line in want.lines], index
+            np.testing.assert_allclose([w for _, w in got["lines"]], [line.width_px for line in want.lines], rtol=0.01)
             assert got["counts"] == [want.refined, want.kept, want.left_out], index
+            outcomes |= {name for name, count in zip(("refined", "kept", "left out"), got["counts"]) if count}
+            outcomes |= {kind for kind, _ in got["lines"]}
             band = from_b64(got["mask"], np.uint8, want.mask.shape).astype(bool)
             assert np.sum(band != want.mask) <= 0.01 * max(want.mask.sum(), 1), index
             continue
@@ -251,6 +258,7 @@ def test_photo_widths_and_taping_band_match_python():
             else:
                 assert got[name] == pytest.approx(value, rel=0.01, abs=0.011), (index, name, got[name], value)
     assert sources == {"photo"}
+    assert outcomes == {"refined", "kept", "left out", "seam", "compound"}  # every branch of the band met
 
 
 def test_verdict_states_and_reasons_match_python():
