@@ -75,11 +75,24 @@ const DrywallCrackWidth = (() => {
     if (!junctions.length) return away;
     const jx = Int32Array.from(junctions, (j) => xs[j]), jy = Int32Array.from(junctions, (j) => ys[j]);
     const reach = Float64Array.from(junctions, (j) => distance[ys[j] * width + xs[j]] + SEARCH_MARGIN_PX);
+    // Junctions by 16 px cells; each pixel searches rings of cells outwards until no farther cell
+    // can hold a junction as near as the nearest found (ties included).
+    const cell = 16, gw = Math.ceil(width / cell), gh = Math.ceil(height / cell), grid = Array.from({ length: gw * gh }, () => []);
+    for (let j = 0; j < jx.length; j++) grid[Math.floor(jy[j] / cell) * gw + Math.floor(jx[j] / cell)].push(j);
     for (let i = 0; i < n; i++) {
-      let best = Infinity, nearest = 0;
-      for (let j = 0; j < jx.length; j++) {
-        const dx = jx[j] - xs[i], dy = jy[j] - ys[i], d2 = dx * dx + dy * dy;
-        if (d2 < best) { best = d2; nearest = j; }
+      const cx = Math.floor(xs[i] / cell), cy = Math.floor(ys[i] / cell);
+      let best = Infinity, nearest = -1;
+      for (let ring = 0; ring <= Math.max(gw, gh); ring++) {
+        for (let v = Math.max(0, cy - ring); v <= Math.min(gh - 1, cy + ring); v++) {
+          for (let u = Math.max(0, cx - ring); u <= Math.min(gw - 1, cx + ring); u++) {
+            if (Math.max(Math.abs(u - cx), Math.abs(v - cy)) !== ring) continue;
+            for (const j of grid[v * gw + u]) {
+              const dx = jx[j] - xs[i], dy = jy[j] - ys[i], d2 = dx * dx + dy * dy;
+              if (d2 < best || (d2 === best && j < nearest)) { best = d2; nearest = j; }
+            }
+          }
+        }
+        if ((ring * cell + 1) ** 2 > best) break;
       }
       away[i] = Math.sqrt(best) > reach[nearest] ? 1 : 0;
     }
