@@ -63,8 +63,8 @@ def test_build_writes_page_model_prompts_runtime_manifest_and_service_worker(bui
     app = json.loads((built_app / "app.json").read_text())
     files = sorted(app["files"])
     for name in ("index.html", "favicon.ico", "static/app.js", "static/live.js", "static/modes.js", "static/processing.js",
-                 "static/qa.js", "static/ondevice.js",
-                 "static/style.css", "model/model.onnx", "model/model.json", "sw.js", "manifest.webmanifest",
+                 "static/qa.js", "static/ondevice.js", "static/crack_width.js", "static/ridges.js", "static/joint_lines.js",
+                 "static/taping_band.js", "static/style.css", "model/model.onnx", "model/model.json", "sw.js", "manifest.webmanifest",
                  "icons/icon-192.png", "icons/icon-512.png", "ort/ort.wasm.min.mjs", "ort/ort-wasm-simd-threaded.wasm",
                  "ort/ort.webgpu.min.mjs", "ort/ort-wasm-simd-threaded.asyncify.wasm"):
         assert name in files, name
@@ -91,6 +91,7 @@ def test_build_writes_page_model_prompts_runtime_manifest_and_service_worker(bui
     assert build["version"] == app["build"]
     assert "./" in build["precache"] and "model/model.onnx" in build["precache"]
     assert "ort/ort-wasm-simd-threaded.wasm" in build["precache"]
+    assert {f"static/{name}" for name in ("crack_width.js", "ridges.js", "joint_lines.js", "taping_band.js")} <= set(build["precache"])
     assert "ort/ort-wasm-simd-threaded.asyncify.wasm" in build["lazy"]
     assert not set(build["precache"]) & set(build["lazy"])
 

@@ -1,6 +1,8 @@
 """The on-device page's JS ports of the processing and the QA domain (static/processing.js,
-static/qa.js) against the Python they port, run in Node: resizing to the model input, logits to a
-mask, the skeleton, the distance transform, the figures, the rules' verdicts and reasons.
+static/qa.js, and the photo measures static/crack_width.js, ridges.js, joint_lines.js,
+taping_band.js) against the Python they port, run in Node: resizing to the model input, logits to a
+mask, the skeleton, the distance transform, the figures (crack widths across the dark line on the
+photo, taping figures on the band refined from it), the rules' verdicts and reasons.
 
 Node runs the very files the browser loads; skips without ``node`` on PATH.
 """
@@ -29,6 +31,7 @@ STATIC = resources.files("drywallqa.serving").joinpath("static")
 # Reads one JSON job from stdin, runs qa.js's functions on it, prints JSON; arrays travel as base64.
 HARNESS = r"""
 const P = require(`${process.argv[1]}/processing.js`), QA = require(`${process.argv[1]}/qa.js`);
+const TB = require(`${process.argv[1]}/taping_band.js`);
 const bytes = (b64) => new Uint8Array(Buffer.from(b64, "base64"));
 const floats = (b64) => { const b = Buffer.from(b64, "base64"); return new Float32Array(b.buffer, b.byteOffset, b.length / 4); };
 const out = (a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
@@ -42,8 +45,14 @@ process.stdin.on("end", () => {
       case "skeletonize": return out(QA.skeletonize(bytes(job.mask), job.width, job.height));
       case "distanceTransform": return out(QA.distanceTransform(bytes(job.mask), job.width, job.height));
       case "measure": {
-        const figures = QA.measureMask(bytes(job.mask), job.width, job.height, job.figure_set, job.options);
+        const options = job.rgba ? { ...job.options, image: { rgba: bytes(job.rgba) } } : job.options;
+        const figures = QA.measureMask(bytes(job.mask), job.width, job.height, job.figure_set, options);
         return { figures: QA.figuresDict(figures), verdict: QA.judge(job.rules, job.class_name, figures) };
+      }
+      case "band": {
+        const band = TB.refineTapingBand({ rgba: bytes(job.rgba) }, bytes(job.mask), job.width, job.height, job.options);
+        return { mask: out(band.mask), lines: band.lines.map((l) => [l.kind, l.offsets[1] - l.offsets[0]]),
+                 counts: [band.refined, band.kept, band.left_out] };
       }
       case "format": return job.values.map(QA.formatFigure);
       default: throw new Error(job.fn);
@@ -93,7 +102,8 @@ def sample_masks() -> list[tuple[str, np.ndarray]]:
 
 def test_resizing_to_the_model_input_matches_opencv():
     jobs, expected = [], []
-    for height, width, size in ((640, 640, 448), (480, 640, 448), (300, 200, 448), (640, 300, 448), (96, 96, 64)):
+    for height, width, size in ((640, 640, 448), (480, 640, 448), (300, 200, 448), (640, 300, 448), (96, 96, 64),
+                                (896, 896, 448), (896, 1344, 448)):  # whole factors: OpenCV's fast area path
         image = render_sample_image("cracks", height + width, size=max(height, width)).image[:height, :width].copy()
         jobs.append({"fn": "modelInput", "rgba": b64(rgba(image)), "width": width, "height": height, "size": size})
         expected.append(nhwc_uint8_to_nchw_float(resize_to_model_input(image, size)[None])[0])
@@ -164,6 +174,91 @@ def test_figures_and_verdicts_match_python():
         assert got["verdict"]["checked"] == verdict["checked"], index
         assert got["verdict"]["severity"] == pytest.approx(verdict["severity"], rel=1e-3), index
         assert len(got["verdict"]["reasons"]) == len(verdict["reasons"]), index
+
+
+def photo_cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Photos with their crack or taping masks: synthetic walls (the exact masks, and the masks grown
+    as a model's band is wider than the crack), the docstrings' rendered cases, a wall whose padding
+    and cutout are void, and a photo over the taping band's working side (refined on a reduced copy)."""
+    import cv2
+
+    cases = []
+    for seed in range(4):
+        for dataset, kind in (("cracks", "crack"), ("drywall-join", "joint")):
+            scene = render_sample_image(dataset, seed, size=200 + 40 * seed)
+            if scene.masks:
+                mask = np.any(np.stack(scene.masks), axis=0)
+                cases.append((kind, scene.image, mask))
+                if kind == "crack":
+                    cases.append((kind, scene.image, cv2.dilate(mask.view(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)))
+    bar = np.zeros((20, 120), bool)
+    bar[8:13, 10:110] = True
+    photo = np.full((20, 120, 3), 200, np.uint8)
+    photo[9:12, 10:110] = 60
+    cases.append(("crack", photo, bar))
+    seam = np.full((200, 200, 3), 150, np.uint8)
+    seam[:, 99:101] = 60
+    broad = np.zeros((200, 200), bool)
+    broad[:, 40:160] = True
+    cases.append(("joint", seam, broad))
+    blob = broad.copy()
+    blob[10:30, 170:190] = True                # a second component without a joint: left out of the band
+    cases.append(("joint", seam, blob))
+    wall = np.clip(np.random.default_rng(4).normal(150, 2, (120, 160, 3)), 0, 255).astype(np.uint8)
+    cases.append(("joint", wall, broad[:120, :160]))  # no joint anywhere: the mask is kept as predicted
+    scene = render_sample_image("drywall-join", 5, size=320)
+    padded = scene.image.copy()
+    padded[:60, :60] = 0                       # a rotated export's black corner
+    padded[200:260, 200:260] = 40              # a dark grey cutout square
+    cases.append(("joint", padded, np.any(np.stack(scene.masks), axis=0)))
+    for width in (1100, 2048):                 # a bright compound band on a photo over 1024 px wide
+        wide = np.full((260, width, 3), 170, np.uint8)
+        wide[:, 530:560] = 215
+        wide = cv2.GaussianBlur(wide, (0, 0), 1.5)
+        wide_mask = np.zeros((260, width), bool)
+        wide_mask[20:240, 470:640] = True
+        cases.append(("joint", wide, wide_mask))
+    return cases
+
+
+def test_photo_widths_and_taping_band_match_python():
+    """Crack widths read on the photo and taping figures on the band refined from it: the same as
+    measure_mask's with the image (width_source "photo"), widths and lengths within 1 %."""
+    from drywallqa.qa.taping_band import refine_taping_band
+
+    jobs, expected = [], []
+    for kind, image, mask in photo_cases():
+        for scale in (1.0, 2.0):
+            options = {"mmPerPx": 0.5 if scale > 1 else None, "minComponentAreaPx": 10, "scale": scale}
+            jobs.append({"fn": "measure", "mask": b64(mask.astype(np.uint8)), "rgba": b64(rgba(image)),
+                         "width": mask.shape[1], "height": mask.shape[0], "figure_set": kind, "options": options,
+                         "rules": {"classes": {}}, "class_name": None})
+            expected.append(measure_mask(mask, kind, image=image, mm_per_px=options["mmPerPx"], scale=scale).to_dict())
+        if kind == "joint":
+            jobs.append({"fn": "band", "mask": b64(mask.astype(np.uint8)), "rgba": b64(rgba(image)),
+                         "width": mask.shape[1], "height": mask.shape[0], "options": {"mmPerPx": None}})
+            expected.append(refine_taping_band(image, mask))
+    sources, outcomes = set(), set()
+    for index, (got, want) in enumerate(zip(run_js(jobs), expected)):
+        if not isinstance(want, dict):  # the band itself: the same joint lines and pixels
+            assert [kind for kind, _ in got["lines"]] == [line.kind for line in want.lines], index
+            np.testing.assert_allclose([w for _, w in got["lines"]], [line.width_px for line in want.lines], rtol=0.01)
+            assert got["counts"] == [want.refined, want.kept, want.left_out], index
+            outcomes |= {name for name, count in zip(("refined", "kept", "left out"), got["counts"]) if count}
+            outcomes |= {kind for kind, _ in got["lines"]}
+            band = from_b64(got["mask"], np.uint8, want.mask.shape).astype(bool)
+            assert np.sum(band != want.mask) <= 0.01 * max(want.mask.sum(), 1), index
+            continue
+        got = got["figures"]
+        assert got.keys() == want.keys(), index
+        sources.add(want["width_source"])
+        for name, value in want.items():
+            if value is None or isinstance(value, str):
+                assert got[name] == value, (index, name)
+            else:
+                assert got[name] == pytest.approx(value, rel=0.01, abs=0.011), (index, name, got[name], value)
+    assert sources == {"photo"}
+    assert outcomes == {"refined", "kept", "left out", "seam", "compound"}  # every branch of the band met
 
 
 def test_verdict_states_and_reasons_match_python():

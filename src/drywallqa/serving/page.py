@@ -22,7 +22,9 @@ DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagge
 STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
                 "live.js": "text/javascript; charset=utf-8", "modes.js": "text/javascript; charset=utf-8",
                 "processing.js": "text/javascript; charset=utf-8", "qa.js": "text/javascript; charset=utf-8",
-                "ondevice.js": "text/javascript; charset=utf-8",
+                "ondevice.js": "text/javascript; charset=utf-8", "crack_width.js": "text/javascript; charset=utf-8",
+                "ridges.js": "text/javascript; charset=utf-8", "joint_lines.js": "text/javascript; charset=utf-8",
+                "taping_band.js": "text/javascript; charset=utf-8",
                 "style.css": "text/css; charset=utf-8", "favicon.ico": "image/x-icon"}
 # The page loads nothing from elsewhere: scripts, styles and images come from this server or
 # are data:/blob: URLs made by the page itself. The on-device mode compiles WebAssembly (no eval

@@ -15,8 +15,10 @@ and that ``drywallqa serve --app`` serves beside its API::
     manifest.webmanifest, icons/        what makes it an installable app
     app.json                            what was built: versions, model, each file's SHA-256
 
-The page (``static/ondevice.js`` with ``static/processing.js`` and ``static/qa.js``) does what :class:`~drywallqa.inference.Predictor`
-and :func:`~drywallqa.qa.inspect_mask` do in Python: the same resize, threshold, figures and verdicts.
+The page (``static/ondevice.js`` with ``static/processing.js``, ``static/qa.js`` and the photo measures
+``static/crack_width.js``, ``static/ridges.js``, ``static/joint_lines.js``, ``static/taping_band.js``) does what
+:class:`~drywallqa.inference.Predictor` and :func:`~drywallqa.qa.inspect_mask` do in Python: the same resize,
+threshold, figures (crack widths and taping figures measured on the photo) and verdicts.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ APP_VERSION = 1
 MODEL_JSON_FORMAT = "drywallqa-webapp-model"
 #: The page's files, copied from the package's ``static/`` (``index.html`` and the icon to the top).
 PAGE_FILES = ("index.html", "favicon.ico", "static/style.css", "static/app.js", "static/modes.js", "static/live.js",
-              "static/processing.js", "static/qa.js", "static/ondevice.js")
+              "static/processing.js", "static/crack_width.js", "static/ridges.js", "static/joint_lines.js",
+              "static/taping_band.js", "static/qa.js", "static/ondevice.js")
 ICON_SIZES = (192, 512)
 #: Stored by the service worker only when fetched: the WebGPU runtime, which a browser without a
 #: WebGPU adapter never loads.

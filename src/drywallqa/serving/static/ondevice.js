@@ -4,7 +4,8 @@
 // Python (drywallqa.inference.Predictor, drywallqa.qa.inspect_mask), with processing.js and qa.js:
 // decoded as a viewer shows it (EXIF orientation applied, colour profile ignored), stretched to the
 // model's input, logits resized back and cut at the prompt's calibrated threshold, figures measured
-// and judged by the app's QA rules. The answer has the shape of the server's POST /v1/segment, its
+// (crack widths and taping figures on the photo, as the server measures them) and judged by the
+// app's QA rules. The answer has the shape of the server's POST /v1/segment, its
 // masks as 0/1 arrays. The prompts the model knows are those whose embeddings came with it
 // (model/model.json): there is no text encoder in the browser. `?backend=wasm` and `?threads=N`
 // in the page's address choose the backend and the threads (for measurements).
@@ -156,6 +157,7 @@ const onDevice = (() => {
     const started = performance.now();
     const images = new ort.Tensor("float32", P.modelInput(rgba, width, height, size), [1, 3, size, size]);
     const timing = { resize: performance.now() - started, model: 0, figures: 0 };
+    const photo = { rgba, grey: null };  // its grey levels converted once, by the first prompt that needs them
     const results = [];
     for (const prompt of prompts) {
       const entry = state.prompts.get(P.promptKey(prompt));
@@ -167,11 +169,15 @@ const onDevice = (() => {
       timing.model += performance.now() - clock;
       clock = performance.now();
       const mask = P.maskFromLogits(logits, size, width, height, entry.threshold);
+      // The photo at the mask's size, as Prediction.measure gives it: widths are measured on it.
       const figures = QA.measureMask(mask, width, height, entry.figure_set, {
         mmPerPx, confidence: P.sigmoid(confidence), minComponentAreaPx: rules.min_component_area_px, scale: fullWidth / width,
+        image: photo,
       });
+      const profile = figures.width_profile ? { width_profile: figures.width_profile } : {};
       results.push({ prompt, class: entry.class, figure_set: entry.figure_set, figures: QA.figuresDict(figures),
-                     ...QA.judge(rules, entry.class, figures), prompt_known: true, mask: { size: [height, width], bits: mask } });
+                     ...QA.judge(rules, entry.class, figures), ...profile, prompt_known: true,
+                     mask: { size: [height, width], bits: mask } });
       timing.figures += performance.now() - clock;
     }
     const round = (ms) => Math.round(ms * 100) / 100;

@@ -2,15 +2,18 @@
 // function names the Python it follows, and tests/serving/test_webapp_qa_js.py runs this file in
 // Node against that Python.
 //   - drywallqa.qa.figures.measure_mask (area, components, crack and joint lengths and widths, with
-//     skimage's Zhang-Suen skeleton and an exact Euclidean distance transform);
+//     skimage's Zhang-Suen skeleton and an exact Euclidean distance transform; given the photo,
+//     crack widths across the dark line on it, crack_width.js, and taping figures on the band
+//     refined from it, taping_band.js with joint_lines.js and ridges.js);
 //   - drywallqa.qa.rules: QARules.judge, Rule.check (severity, reasons) and photo_verdict.
 // Masks are row-major Uint8Array of 0/1.
 "use strict";
 
 const DrywallQA = (() => {
   const VERDICTS = ["fail", "pass", "not found", "unchecked"];
-  // The page measures on the mask alone (no photo profiles or taping band, which predict and serve
-  // add): width_* are the mask's, as Python gives them without the photo (width_source "mask").
+  // Given the photo, crack widths are read across the dark line on it (crack_width.js) and taping
+  // figures on the band refined from it (taping_band.js), as predict and serve do (width_source
+  // "photo"); without it width_* are the mask's (width_source "mask").
   const LENGTH_FIGURES = ["length", "longest", "width_max", "width_mean", "mask_width_max", "mask_width_mean"];
   const MAX_SEVERITY = 100.0;
 
@@ -199,7 +202,7 @@ const DrywallQA = (() => {
       widthSum += local;
       widthCount++;
     }
-    return { lengths: lengths.subarray(1), widthMax, widthMean: widthSum / widthCount };
+    return { lengths: lengths.subarray(1), widthMax, widthMean: widthSum / widthCount, skeleton, distance };
   }
 
   const median = (values) => {
@@ -231,14 +234,22 @@ const DrywallQA = (() => {
     return { lengths, widthMax, widthMean: weighted / total };
   }
 
+  // The modules beside this one: the page's globals (script tags), or required in Node.
+  const crackWidth = () => (typeof DrywallCrackWidth !== "undefined" ? DrywallCrackWidth : require("./crack_width.js"));
+  const tapingBand = () => (typeof DrywallTapingBand !== "undefined" ? DrywallTapingBand : require("./taping_band.js"));
+
   /**
    * measure_mask: the QA figures of a 0/1 mask (width x height) for a figure set.
    * @param {Uint8Array} mask
-   * @param {{mmPerPx?: number|null, confidence?: number|null, minComponentAreaPx?: number, scale?: number}} options
+   * @param {{mmPerPx?: number|null, confidence?: number|null, minComponentAreaPx?: number, scale?: number,
+   *   image?: {rgba: Uint8Array|Uint8ClampedArray, grey?: Uint8Array}|null}} options image: the photo's RGBA
+   *   pixels at the mask's size (grey: its grey levels, when already converted), or null
    * @returns {object} QAFigures's fields: figure_set, area_percent, area_px, components, confidence,
-   *   length_px, longest_px, width_max_px, width_mean_px (null where not measured), mm_per_px.
+   *   length_px, longest_px, width_max_px, width_mean_px (null where not measured), mask_width_*,
+   *   width_source, mm_per_px, component_lengths_px, width_profile.
    */
-  function measureMask(mask, width, height, figureSet, { mmPerPx = null, confidence = null, minComponentAreaPx = 10, scale = 1 } = {}) {
+  function measureMask(mask, width, height, figureSet,
+                       { mmPerPx = null, confidence = null, minComponentAreaPx = 10, scale = 1, image = null } = {}) {
     let x0 = width, y0 = height, x1 = -1, y1 = -1, area = 0;
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
@@ -255,10 +266,11 @@ const DrywallQA = (() => {
       figure_set: figureSet, area_percent: (100 * area) / Math.max(width * height, 1), area_px: Math.round(area * scale * scale),
       components: count, confidence, length_px: null, longest_px: null, width_max_px: null, width_mean_px: null,
       mask_width_max_px: null, mask_width_mean_px: null, width_source: null, mm_per_px: mmPerPx,
-      component_lengths_px: [],
+      component_lengths_px: [], width_profile: null,
     };
     if (figureSet === "area") return figures;
-    figures.width_source = "mask";
+    const photoWidths = figureSet === "crack" && image !== null;
+    figures.width_source = photoWidths ? "photo" : "mask";
     figures.length_px = 0;
     figures.longest_px = 0;
     if (!count) return figures;
@@ -267,10 +279,23 @@ const DrywallQA = (() => {
     figures.component_lengths_px = lengths.slice().sort((a, b) => b - a);
     figures.length_px = lengths.reduce((a, b) => a + b, 0);
     figures.longest_px = Math.max(...lengths);
-    figures.width_max_px = measured.widthMax * scale;
-    figures.width_mean_px = measured.widthMean * scale;
-    figures.mask_width_max_px = figures.width_max_px;
-    figures.mask_width_mean_px = figures.width_mean_px;
+    figures.mask_width_max_px = measured.widthMax * scale;
+    figures.mask_width_mean_px = measured.widthMean * scale;
+    if (photoWidths) {
+      const CW = crackWidth();
+      const grey = image.grey || (image.grey = CW.greyOf(image.rgba, width * height));  // once per photo
+      const photo = CW.measurePhotoWidths(grey, width, height, labels, measured.skeleton, measured.distance, cw, ch, [x0, y0], scale);
+      const [mean, largest] = CW.summariseWidths(photo.widths);
+      figures.width_mean_px = mean === null ? null : mean * scale;
+      figures.width_max_px = largest === null ? null : largest * scale;
+      figures.width_profile = photo.example;
+    } else {
+      figures.width_max_px = figures.mask_width_max_px;
+      figures.width_mean_px = figures.mask_width_mean_px;
+    }
+    if (image !== null && figureSet === "joint") {
+      tapingBand().measureOnBand(figures, mask, width, height, image, measureMask, { scale, minComponentAreaPx });
+    }
     return figures;
   }
 

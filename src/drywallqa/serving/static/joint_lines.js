@@ -1,0 +1,276 @@
+// drywallqa.qa.joint_lines ported to plain JS for the on-device taping band (taping_band.js): the
+// strongest straight line through a ridge response (a Radon transform by cv2.warpAffine's
+// rotations), the profile across it (cv2.remap), the edges of a bright band in that profile and
+// the band drawn as a mask. Each function names the Python it follows; coordinates are pixel
+// centres (x, y); images are row-major Float32Array.
+"use strict";
+
+const DrywallJointLines = (() => {
+  const R = typeof DrywallRidges !== "undefined" ? DrywallRidges : require("./ridges.js");
+  const f32 = Math.fround;
+  const roundHalfEven = (x) => { const r = Math.round(x); return r - x === 0.5 && r % 2 ? r - 1 : r; };
+
+  // OpenCV's INTER_AREA table (computeResizeAreaTab): [dst, src, weight] for each overlap.
+  function areaTable(ssize, dsize) {
+    const scale = ssize / dsize, entries = [];
+    for (let d = 0; d < dsize; d++) {
+      const fs1 = d * scale, fs2 = fs1 + scale, cell = Math.min(scale, ssize - fs1);
+      const s2 = Math.min(Math.floor(fs2), ssize - 1), s1 = Math.min(Math.ceil(fs1), s2);
+      if (s1 - fs1 > 1e-3) entries.push([d, s1 - 1, (s1 - fs1) / cell]);
+      for (let s = s1; s < s2; s++) entries.push([d, s, 1 / cell]);
+      if (fs2 - s2 > 1e-3) entries.push([d, s2, Math.min(Math.min(fs2 - s2, 1), cell) / cell]);
+    }
+    return entries;
+  }
+
+  // cv2.resize(INTER_AREA) of a float32 image (shrinking).
+  function resizeAreaFloat(src, width, height, dw, dh) {
+    const xs = areaTable(width, dw), ys = areaTable(height, dh), out = new Float32Array(dw * dh), row = new Float64Array(dw);
+    for (const [dy, sy, beta] of ys) {
+      row.fill(0);
+      for (const [dx, sx, alpha] of xs) row[dx] += src[sy * width + sx] * alpha;
+      for (let x = 0; x < dw; x++) out[dy * dw + x] += f32(beta) * row[x];
+    }
+    return out;
+  }
+
+  // One bilinear sample of cv2.warpAffine / cv2.remap INTER_LINEAR on float32, outside = `border`
+  // (0: each neighbour off the image counts 0; NaN: any neighbour off the image gives NaN).
+  function sample(image, width, height, sx, sy, border) {
+    const ix = Math.floor(sx), iy = Math.floor(sy), fx = f32(sx - ix), fy = f32(sy - iy);
+    let p00, p01, p10, p11;
+    if (ix >= 0 && iy >= 0 && ix < width - 1 && iy < height - 1) {
+      const i = iy * width + ix;
+      p00 = image[i]; p01 = image[i + 1]; p10 = image[i + width]; p11 = image[i + width + 1];
+    } else {
+      if (!(ix + 1 >= 0 && iy + 1 >= 0 && ix < width && iy < height)) return border;
+      const at = (x, y) => (x >= 0 && y >= 0 && x < width && y < height ? image[y * width + x] : border);
+      p00 = at(ix, iy); p01 = at(ix + 1, iy); p10 = at(ix, iy + 1); p11 = at(ix + 1, iy + 1);
+    }
+    const v0 = f32(p00 + f32(fx * f32(p01 - p00))), v1 = f32(p10 + f32(fx * f32(p11 - p10)));
+    return f32(v0 + f32(fy * f32(v1 - v0)));
+  }
+
+  // Each pixel's chessboard distance to the nearest non-zero pixel (two passes; 65535 when none).
+  function chessboardDistance(image, width, height) {
+    const d = new Uint16Array(width * height).fill(65535);
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const i = y * width + x;
+        if (image[i] !== 0) { d[i] = 0; continue; }
+        let best = d[i];
+        if (x > 0) best = Math.min(best, d[i - 1] + 1);
+        if (y > 0) {
+          best = Math.min(best, d[i - width] + 1);
+          if (x > 0) best = Math.min(best, d[i - width - 1] + 1);
+          if (x < width - 1) best = Math.min(best, d[i - width + 1] + 1);
+        }
+        d[i] = Math.min(best, 65535);
+      }
+    }
+    for (let y = height - 1; y >= 0; y--) {
+      for (let x = width - 1; x >= 0; x--) {
+        const i = y * width + x;
+        let best = d[i];
+        if (x < width - 1) best = Math.min(best, d[i + 1] + 1);
+        if (y < height - 1) {
+          best = Math.min(best, d[i + width] + 1);
+          if (x < width - 1) best = Math.min(best, d[i + width + 1] + 1);
+          if (x > 0) best = Math.min(best, d[i + width - 1] + 1);
+        }
+        d[i] = Math.min(best, 65535);
+      }
+    }
+    return d;
+  }
+
+  // cv2.getRotationMatrix2D about the image's centre, moved onto a side x side canvas (radon's matrix).
+  function rotation(width, height, angle, side) {
+    const a = (angle * Math.PI) / 180, alpha = Math.cos(a), beta = Math.sin(a), cx = width / 2.0, cy = height / 2.0;
+    return [alpha, beta, (1 - alpha) * cx - beta * cy + (side / 2.0 - width / 2.0),
+            -beta, alpha, beta * cx + (1 - alpha) * cy + (side / 2.0 - height / 2.0)];
+  }
+
+  // cv2.invertAffineTransform.
+  function invert(m) {
+    let d = m[0] * m[4] - m[1] * m[3];
+    d = d !== 0 ? 1.0 / d : 0.0;
+    const a11 = m[4] * d, a22 = m[0] * d, a12 = -m[1] * d, a21 = -m[3] * d;
+    return [a11, a12, -a11 * m[2] - a12 * m[5], a21, a22, -a21 * m[2] - a22 * m[5]];
+  }
+
+  // radon: column sums (float32, row by row as NumPy adds them) of the image rotated by each angle
+  // onto a canvas holding it whole (cv2.warpAffine INTER_LINEAR, outside 0), and the matrices.
+  // Canvas pixels whose source lies off the image's non-zero pixels add 0 and are skipped.
+  function radon(image, width, height, angles) {
+    const side = Math.ceil(Math.hypot(height, width)) + 2, sums = new Float32Array(angles.length * side), matrices = [];
+    let bx0 = width, by0 = height, bx1 = -1, by1 = -1;  // the non-zero pixels' box
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) if (image[y * width + x] !== 0) { bx0 = Math.min(bx0, x); bx1 = Math.max(bx1, x); by0 = Math.min(by0, y); by1 = y; }
+    }
+    const far = chessboardDistance(image, width, height);
+    // The canvas row's first and last x where a + b x may lie within (low, high), widened by a pixel.
+    const spanFrom = (a, b, low, high) => (Math.abs(b) < 1e-12 ? (a > low && a < high ? 0 : side)
+      : Math.max(0, Math.floor(Math.min((low - a) / b, (high - a) / b)) - 1));
+    const spanTo = (a, b, low, high) => (Math.abs(b) < 1e-12 ? side - 1
+      : Math.min(side - 1, Math.ceil(Math.max((low - a) / b, (high - a) / b)) + 1));
+    angles.forEach((angle, a) => {
+      const matrix = rotation(width, height, angle, side), inv = invert(matrix);
+      matrices.push(matrix);
+      if (bx1 < 0) return;
+      const m0 = f32(inv[0]), m3 = f32(inv[3]), column = sums.subarray(a * side, (a + 1) * side);
+      for (let y = 0; y < side; y++) {
+        const mx = f32(y * inv[1] + inv[2]), my = f32(y * inv[4] + inv[5]);
+        const first = Math.max(spanFrom(mx, m0, bx0 - 1, bx1 + 1), spanFrom(my, m3, by0 - 1, by1 + 1));
+        const last = Math.min(spanTo(mx, m0, bx0 - 1, bx1 + 1), spanTo(my, m3, by0 - 1, by1 + 1));
+        for (let x = first; x <= last; x++) {
+          const sx = f32(m0 * x + mx), sy = f32(m3 * x + my);
+          if (sx <= -1 || sy <= -1 || sx >= width || sy >= height) continue;
+          let v;
+          if (sx >= 0 && sy >= 0 && sx < width - 1 && sy < height - 1) {
+            const ix = sx | 0, iy = sy | 0, i = iy * width + ix;
+            // A canvas step moves the source a pixel: the next D - 3 canvas pixels of a source D
+            // pixels (chessboard) from any non-zero one read only zeros.
+            const d = far[i];
+            if (d >= 4) { x += d - 3; continue; }
+            const p00 = image[i], p01 = image[i + 1], p10 = image[i + width], p11 = image[i + width + 1];
+            if (p00 === 0 && p01 === 0 && p10 === 0 && p11 === 0) continue;
+            const fx = sx - ix, fy = sy - iy;  // exact: a float32's fraction
+            const v0 = f32(p00 + f32(fx * f32(p01 - p00))), v1 = f32(p10 + f32(fx * f32(p11 - p10)));
+            v = f32(v0 + f32(fy * f32(v1 - v0)));
+          } else {
+            v = sample(image, width, height, sx, sy, 0);
+          }
+          if (v !== 0) column[x] += v;
+        }
+      }
+    });
+    return [sums, matrices, side];
+  }
+
+  const argmax = (values) => { let best = 0; for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i; return best; };
+
+  /**
+   * strongest_line: [point, unit direction] of the straight line with the largest summed response
+   * (coarse angles on a copy reduced to 160 px, then fine ones at full size).
+   */
+  function strongestLine(response, width, height, coarseDeg = 2.0, fineDeg = 0.25) {
+    const factor = Math.min(1.0, 160.0 / Math.max(height, width));
+    let small = response, sw = width, sh = height;
+    if (factor < 1.0) {
+      [sw, sh] = [Math.max(1, roundHalfEven(width * factor)), Math.max(1, roundHalfEven(height * factor))];
+      small = resizeAreaFloat(response, width, height, sw, sh);
+    }
+    let angles = Array.from({ length: Math.ceil(180.0 / coarseDeg) }, (_, i) => i * coarseDeg);
+    let [sums, , side] = radon(small, sw, sh, angles);
+    const best = angles[Math.floor(argmax(sums) / side)];
+    const start = best - coarseDeg, count = Math.ceil((best + coarseDeg + 1e-6 - start) / fineDeg);
+    angles = Array.from({ length: count }, (_, i) => start + i * fineDeg);
+    let matrices;
+    [sums, matrices, side] = radon(response, width, height, angles);
+    const at = argmax(sums), column = at % side, inverse = invert(matrices[Math.floor(at / side)]);
+    const p0 = [inverse[0] * column + inverse[2], inverse[3] * column + inverse[5]];
+    const p1 = [inverse[0] * column + inverse[1] + inverse[2], inverse[3] * column + inverse[4] + inverse[5]];
+    const norm = Math.hypot(p1[0] - p0[0], p1[1] - p0[1]);
+    return [p0, [(p1[0] - p0[0]) / norm, (p1[1] - p0[1]) / norm]];
+  }
+
+  // along_inside: positions along the line (pixels from `point`) whose pixel lies in `region`.
+  function alongInside(point, direction, region, width, height) {
+    const reach = Math.hypot(height, width), count = Math.ceil(2 * reach), out = [];
+    for (let i = 0; i < count; i++) {
+      const along = -reach + i, x = roundHalfEven(point[0] + along * direction[0]), y = roundHalfEven(point[1] + along * direction[1]);
+      if (x >= 0 && x < width && y >= 0 && y < height && region[y * width + x] > 0) out.push(along);
+    }
+    return Float64Array.from(out);
+  }
+
+  // across_profile: at each offset on the normal, the median of the grey levels along the line
+  // (cv2.remap, NaN off the photo), and whether that offset lies in the photo for most of them.
+  function acrossProfile(gray, width, height, point, direction, along, across) {
+    const normal = [-direction[1], direction[0]], m = along.length, column = new Float32Array(m);
+    const profile = new Float32Array(across.length), valid = new Uint8Array(across.length);
+    across.forEach((c, j) => {
+      let inside = 0;
+      for (let i = 0; i < m; i++) {
+        const x = f32(point[0] + along[i] * direction[0] + c * normal[0]), y = f32(point[1] + along[i] * direction[1] + c * normal[1]);
+        const v = sample(gray, width, height, x, y, NaN);
+        if (!Number.isNaN(v)) column[inside++] = v;
+      }
+      if (inside / m > 0.5) {
+        const sorted = column.subarray(0, inside).sort();
+        valid[j] = 1;
+        profile[j] = inside % 2 ? sorted[(inside - 1) / 2] : f32(f32(sorted[inside / 2 - 1] + sorted[inside / 2]) / 2);
+      }
+    });
+    return [profile, valid];
+  }
+
+  /**
+   * compound_edges: [low edge, high edge, contrast] of the bright band around index `centre`: on
+   * each side the steepest point of the descent from the peak (see the Python's docstring).
+   */
+  function compoundEdges(profile, valid, smoothPx, centre) {
+    const n = profile.length;
+    const blur = (values) => R.gaussianBlur(values, n, 1, smoothPx, R.REFLECT_101);
+    const weighted = Float32Array.from(profile, (v, i) => v * valid[i]);
+    const top = blur(weighted), bottom = blur(Float32Array.from(valid));
+    const smooth = Float32Array.from(top, (v, i) => v / Math.max(bottom[i], 1e-6));
+    // Not next to an invalid sample (cv2.erode 1x3; outside the profile does not erode).
+    const usable = Uint8Array.from(valid, (v, i) => (v && (i === 0 || valid[i - 1]) && (i === n - 1 || valid[i + 1]) ? 1 : 0));
+    const start = Math.max(0, centre - 3), stop = Math.min(n, centre + 4);
+    let peakAt = start, bestValue = -Infinity;
+    for (let i = start; i < stop; i++) if (usable[i] && smooth[i] > bestValue) { bestValue = smooth[i]; peakAt = i; }
+    const peak = smooth[peakAt];
+    let lowestUsable = Infinity;
+    for (let i = 0; i < n; i++) if (usable[i]) lowestUsable = Math.min(lowestUsable, smooth[i]);
+    const overall = lowestUsable < Infinity ? peak - lowestUsable : 0.0;
+    // np.gradient: central differences, one-sided at the ends.
+    const slope = Float32Array.from(smooth, (v, i) => (n < 2 ? 0 : i === 0 ? smooth[1] - smooth[0]
+      : i === n - 1 ? smooth[n - 1] - smooth[n - 2] : (smooth[i + 1] - smooth[i - 1]) / 2));
+    const sides = [];
+    for (const step of [-1, 1]) {
+      let lowest = peak, i = peakAt, steepest = 0.0, steepestAt = null;
+      while (i + step >= 0 && i + step < n && usable[i + step]) {
+        i += step;
+        if (smooth[i] > lowest + Math.max(0.3 * (peak - lowest), 0.2 * overall, 1.0 / 255.0)) break;  // rising again
+        lowest = Math.min(lowest, smooth[i]);
+        const descent = -step * slope[i];
+        if (descent > steepest) { steepest = descent; steepestAt = i; }
+      }
+      const atFrame = !(i + step >= 0 && i + step < n && usable[i + step]);
+      sides.push([peak - lowest, steepest, steepestAt, i, atFrame]);
+    }
+    const topDescent = Math.max(sides[0][0], sides[1][0]), edges = [];
+    [-1, 1].forEach((step, index) => {
+      const [descent, steepest, at, end, atFrame] = sides[index], otherSteepest = sides[1 - index][1];
+      if (at === null || (atFrame && descent < 0.35 * topDescent && steepest < 0.35 * otherSteepest)) { edges.push(end + step * 0.5); return; }
+      let offset = 0.0;
+      if (at > 0 && at < n - 1) {  // parabola through the steepest point and its neighbours
+        const a = -step * slope[at - 1], b = steepest, c = -step * slope[at + 1];
+        if (a - 2 * b + c !== 0) offset = Math.min(0.5, Math.max(-0.5, (0.5 * (a - c)) / (a - 2 * b + c)));
+      }
+      edges.push(at + offset);
+    });
+    return [edges[0], edges[1], Math.min(sides[0][0], sides[1][0])];
+  }
+
+  /**
+   * draw_band: the band of `line` ({point, direction, offsets}) inside window [y0, y1, x0, x1], 0/1:
+   * pixels whose centre's signed distance from the line lies within the band's offsets.
+   */
+  function drawBand(line, [y0, y1, x0, x1]) {
+    const w = x1 - x0, h = y1 - y0, out = new Uint8Array(w * h);
+    const [px, py] = line.point, [dx, dy] = line.direction, [low, high] = line.offsets;
+    const acrossX = Float64Array.from({ length: w }, (_, i) => (f32(x0 + i) - px) * -dy);
+    for (let y = 0; y < h; y++) {
+      const acrossY = (f32(y0 + y) - py) * dx;
+      for (let x = 0; x < w; x++) { const d = acrossX[x] + acrossY; out[y * w + x] = d >= low && d <= high ? 1 : 0; }
+    }
+    return out;
+  }
+
+  return { areaTable, resizeAreaFloat, sample, radon, strongestLine, alongInside, acrossProfile, compoundEdges, drawBand };
+})();
+
+if (typeof module === "object" && module.exports) module.exports = DrywallJointLines;

@@ -1,0 +1,303 @@
+// drywallqa.ridges ported to plain JS for the on-device taping band (taping_band.js): ridge
+// responses (Gaussian blur and 3x3 Sobel second derivatives, as OpenCV computes them on float32),
+// the padding and cutouts of exported photos (void_mask) and their fill (fill_void), with the few
+// OpenCV filters they need: kernel sizes and border rules as OpenCV's. Each function names the
+// Python or OpenCV call it follows; tests/serving/test_webapp_qa_js.py runs it in Node against them.
+// Images are row-major typed arrays.
+"use strict";
+
+const DrywallRidges = (() => {
+  const VOID_LEVEL = 3, VOID_RIM = 5, VOID_MIN_WIDTH = 9, CUTOUT_LEVEL = 90, CUTOUT_STD = 6.0, CUTOUT_MIN_SIDE = 16;
+  const CUTOUT_FILL = 0.7;
+  const f32 = Math.fround;
+  const REFLECT = 0, REFLECT_101 = 1, REPLICATE = 2;
+
+  // cv::borderInterpolate: the pixel index that stands for `p` outside 0..len-1.
+  function borderIndex(p, len, border) {
+    if (p >= 0 && p < len) return p;
+    if (border === REPLICATE) return p < 0 ? 0 : len - 1;
+    if (len === 1) return 0;
+    const delta = border === REFLECT_101 ? 1 : 0;
+    do { p = p < 0 ? -p - 1 + delta : len - 1 - (p - len) - delta; } while (p < 0 || p >= len);
+    return p;
+  }
+
+  // cv::getGaussianKernel(ksize, sigma, CV_32F) (its bit-exact double arithmetic, then float32);
+  // ksize from sigma as GaussianBlur picks it for float images.
+  function gaussianKernel(sigma, size = 0) {
+    const n = size || (Math.round(sigma * 8 + 1) | 1), half = (n - 1) >> 1, scale = -0.125 / (sigma * sigma);
+    const values = new Float64Array(half);
+    let sum = 0;
+    for (let i = 0, x = 1 - n; i < half; i++, x += 2) { values[i] = Math.exp(x * x * scale); sum += values[i]; }
+    sum = sum * 2 + 1;
+    const mul = 1 / sum, kernel = new Float32Array(n);
+    for (let i = 0; i < half; i++) kernel[i] = kernel[n - 1 - i] = values[i] * mul;
+    kernel[half] = mul;
+    return kernel;
+  }
+
+  // cv2.GaussianBlur(image, (0, 0), sigma, borderType) of a float32 image, in OpenCV's float32
+  // order: each row a fused multiply-add over the kernel left to right, then each column the
+  // centre times its weight plus the symmetric pairs' sums times theirs. With `needed` (0/1), only
+  // those pixels are computed (each as the whole image's would be), the others left 0.
+  function gaussianBlur(src, width, height, sigma, border, needed = null) {
+    const kernel = gaussianKernel(sigma), n = kernel.length, r = (n - 1) >> 1, rows = new Float32Array(width * height);
+    // Each row's span of needed pixels (the column pass), and each column's span of rows the column
+    // pass reads there (the row pass: a needed pixel's column, r rows up and down).
+    const lo = new Int32Array(height).fill(needed ? width : 0), hi = new Int32Array(height).fill(needed ? -1 : width - 1);
+    const top = new Int32Array(width).fill(needed ? height : 0), bottom = new Int32Array(width).fill(needed ? -1 : height - 1);
+    if (needed) {
+      for (let y = 0; y < height; y++) {
+        for (let x = 0, base = y * width; x < width; x++) {
+          if (!needed[base + x]) continue;
+          if (lo[y] > x) lo[y] = x;
+          hi[y] = x;
+          if (top[x] > y) top[x] = y;
+          bottom[x] = y;
+        }
+      }
+      for (let x = 0; x < width; x++) {
+        if (bottom[x] >= 0) { top[x] = Math.max(0, top[x] - r); bottom[x] = Math.min(height - 1, bottom[x] + r); }
+      }
+    }
+    // The sums run over k in the outer loop, into float32 arrays: each step rounds to float32 as
+    // OpenCV's does, in the same order for every pixel.
+    const line = new Float32Array(width + 2 * r), xIndex = Int32Array.from({ length: width + 2 * r }, (_, i) => borderIndex(i - r, width, border));
+    for (let y = 0; y < height; y++) {
+      const base = y * width, acc = rows.subarray(base, base + width);
+      for (let from = 0; from < width;) {  // each run of columns whose span holds this row
+        while (from < width && !(top[from] <= y && y <= bottom[from])) from++;
+        let to = from;
+        while (to < width && top[to] <= y && y <= bottom[to]) to++;
+        if (to <= from) break;
+        for (let i = from; i < to + 2 * r; i++) line[i] = src[base + xIndex[i]];
+        for (let k = 0; k < n; k++) {
+          const weight = kernel[k];
+          for (let x = from; x < to; x++) acc[x] += line[x + k] * weight;
+        }
+        from = to;
+      }
+    }
+    const out = new Float32Array(width * height);
+    for (let y = 0; y < height; y++) {
+      const from = lo[y], to = hi[y] + 1;
+      if (to <= from) continue;
+      const centre = y * width, acc = out.subarray(centre, centre + width), weight = kernel[r];
+      for (let x = from; x < to; x++) acc[x] = rows[centre + x] * weight;
+      for (let k = 1; k <= r; k++) {
+        const up = borderIndex(y - k, height, border) * width, down = borderIndex(y + k, height, border) * width, w = kernel[r + k];
+        for (let x = from; x < to; x++) acc[x] += f32(rows[down + x] + rows[up + x]) * w;
+      }
+    }
+    return out;
+  }
+
+  // Sobel's 3-tap row kernels at (c, row `base`) with neighbours l and r: [1, -2, 1] and [1, 2, 1].
+  const tapSecond = (g, base, l, c, r) => f32(f32(g[base + l] + g[base + r]) - f32(g[base + c] + g[base + c]));
+  const tapSmooth = (g, base, l, c, r) => f32(f32(g[base + l] + g[base + r]) + f32(g[base + c] + g[base + c]));
+
+  /**
+   * ridge_responses(...).max(axis=0): the strongest scale-normalised Hessian ridge response over the
+   * scales, at the `needed` pixels (0/1; all when null), 0 elsewhere. The second derivatives are
+   * cv2.Sobel's (ksize 3, BORDER_REFLECT_101) in OpenCV's float32 steps: rows first, [1, 2, 1] as
+   * (a + c) + 2b, [1, -2, 1] as (a + c) - 2b, [-1, 0, 1] as c - a.
+   * @param {Float32Array} gray grey image in [0, 1]
+   * @param {number[]} sigmas Gaussian scales in pixels
+   * @param {"dark"|"bright"} polarity
+   */
+  function ridgeResponse(gray, width, height, sigmas, polarity, needed = null) {
+    const out = new Float32Array(width * height), dark = polarity === "dark";
+    const around = needed ? dilate(needed, width, height, 3, 3) : null;  // the pixels each derivative reads
+    const left = Int32Array.from({ length: width }, (_, x) => borderIndex(x - 1, width, REFLECT_101));
+    const right = Int32Array.from({ length: width }, (_, x) => borderIndex(x + 1, width, REFLECT_101));
+    for (const sigma of sigmas) {
+      const g = gaussianBlur(gray, width, height, sigma, REFLECT, around), norm = f32((sigma * sigma) / 4.0);
+      for (let y = 0; y < height; y++) {
+        const rows = [borderIndex(y - 1, height, REFLECT_101) * width, y * width, borderIndex(y + 1, height, REFLECT_101) * width];
+        for (let x = 0; x < width; x++) {
+          const i = y * width + x;
+          if (needed && !needed[i]) continue;
+          const l = left[x], rr = right[x];
+          const x0 = tapSecond(g, rows[0], l, x, rr), x1 = tapSecond(g, rows[1], l, x, rr), x2 = tapSecond(g, rows[2], l, x, rr);
+          const y0 = tapSmooth(g, rows[0], l, x, rr), y1 = tapSmooth(g, rows[1], l, x, rr), y2 = tapSmooth(g, rows[2], l, x, rr);
+          const dxx = f32(f32(x0 + x2) + f32(x1 + x1)), dyy = f32(f32(y0 + y2) - f32(y1 + y1));
+          const dxy = f32(f32(g[rows[2] + rr] - g[rows[2] + l]) - f32(g[rows[0] + rr] - g[rows[0] + l]));
+          const difference = f32(dxx - dyy), root = f32(Math.sqrt(f32(f32(difference * difference) + f32(4.0 * f32(dxy * dxy)))));
+          const trace = f32(dxx + dyy);
+          const strength = dark ? f32(0.5 * f32(trace + root)) : f32(-0.5 * f32(trace - root));
+          const value = f32(Math.max(strength, 0) * norm);
+          if (value > out[i]) out[i] = value;
+        }
+      }
+    }
+    return out;
+  }
+
+  // -- binary morphology (outside the image never erodes nor dilates, as OpenCV's default border) --
+  // A rectangle's erosion (all set) or dilation (any set) of a 0/1 image, separably by running counts.
+  function rectMorph(src, width, height, kw, kh, dilate) {
+    const pass = (input, w, h, k, horizontal) => {
+      const out = new Uint8Array(w * h), before = (k - 1) >> 1, after = k - 1 - before;
+      const len = horizontal ? w : h, stride = horizontal ? 1 : w, lines = horizontal ? h : w;
+      const prefix = new Int32Array(len + 1);
+      for (let l = 0; l < lines; l++) {
+        const base = horizontal ? l * w : l;
+        for (let i = 0; i < len; i++) prefix[i + 1] = prefix[i] + input[base + i * stride];
+        for (let i = 0; i < len; i++) {
+          const lo = Math.max(0, i - after), hi = Math.min(len, i + before + 1), set = prefix[hi] - prefix[lo];
+          out[base + i * stride] = dilate ? (set > 0 ? 1 : 0) : (set === hi - lo ? 1 : 0);
+        }
+      }
+      return out;
+    };
+    return pass(pass(src, width, height, kw, true), width, height, kh, false);
+  }
+  const erode = (src, w, h, kw, kh) => rectMorph(src, w, h, kw, kh, false);
+  const dilate = (src, w, h, kw, kh) => rectMorph(src, w, h, kw, kh, true);
+
+  // cv2.connectedComponentsWithStats, 4-connected: [labels (0 background), [{x, y, w, h, area}] per label - 1].
+  function components4(src, width, height) {
+    const labels = new Int32Array(width * height), stats = [], stack = [];
+    for (let start = 0; start < src.length; start++) {
+      if (!src[start] || labels[start]) continue;
+      const label = stats.length + 1;
+      let x0 = width, y0 = height, x1 = -1, y1 = -1, area = 0;
+      labels[start] = label;
+      stack.push(start);
+      while (stack.length) {
+        const i = stack.pop(), x = i % width, y = (i - x) / width;
+        area++;
+        x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+        for (const j of [x > 0 ? i - 1 : -1, x < width - 1 ? i + 1 : -1, y > 0 ? i - width : -1, y < height - 1 ? i + width : -1]) {
+          if (j >= 0 && src[j] && !labels[j]) { labels[j] = label; stack.push(j); }
+        }
+      }
+      stats.push({ x: x0, y: y0, w: x1 - x0 + 1, h: y1 - y0 + 1, area });
+    }
+    return [labels, stats];
+  }
+
+  // cv2.medianBlur(level, 5) (BORDER_REPLICATE) of a uint8 image, at the `needed` pixels (0 elsewhere).
+  function medianBlur5(level, width, height, needed) {
+    const out = new Uint8Array(width * height), window = new Uint8Array(25);
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        if (!needed[y * width + x]) continue;
+        let k = 0;
+        for (let dy = -2; dy <= 2; dy++) {
+          const row = borderIndex(y + dy, height, REPLICATE) * width;
+          for (let dx = -2; dx <= 2; dx++) window[k++] = level[row + borderIndex(x + dx, width, REPLICATE)];
+        }
+        out[y * width + x] = window.sort()[12];
+      }
+    }
+    return out;
+  }
+
+  // Which pixels have 13 or more of their 5x5 neighbours (BORDER_REPLICATE) set in a 0/1 image.
+  function mostOf5(bits, width, height) {
+    const rows = new Uint8Array(width * height), out = new Uint8Array(width * height);
+    const across = Int32Array.from({ length: width + 4 }, (_, i) => borderIndex(i - 2, width, REPLICATE));
+    for (let y = 0; y < height; y++) {
+      const base = y * width;
+      for (let x = 0; x < width; x++) {
+        rows[base + x] = bits[base + across[x]] + bits[base + across[x + 1]] + bits[base + across[x + 2]] +
+          bits[base + across[x + 3]] + bits[base + across[x + 4]];
+      }
+    }
+    for (let y = 0; y < height; y++) {
+      const r = [-2, -1, 0, 1, 2].map((dy) => borderIndex(y + dy, height, REPLICATE) * width), base = y * width;
+      for (let x = 0; x < width; x++) out[base + x] = rows[r[0] + x] + rows[r[1] + x] + rows[r[2] + x] + rows[r[3] + x] + rows[r[4] + x] >= 13 ? 1 : 0;
+    }
+    return out;
+  }
+
+  /**
+   * void_mask(image, grey=True): padding and cutout pixels of an RGB(A) uint8 image, 0/1.
+   * @param {Uint8Array|Uint8ClampedArray} pixels
+   * @param {number} channels 3 (RGB) or 4 (RGBA; alpha ignored)
+   */
+  function voidMask(pixels, width, height, channels) {
+    const n = width * height, level = new Uint8Array(n), black = new Uint8Array(n), low = new Uint8Array(n);
+    let anyBlack = false, anyLow = false;
+    for (let i = 0, p = 0; i < n; i++, p += channels) {
+      const r = pixels[p], g = pixels[p + 1], b = pixels[p + 2], v = r > g ? (r > b ? r : b) : (g > b ? g : b);
+      level[i] = v;
+      if (v <= VOID_LEVEL) { black[i] = 1; anyBlack = true; }
+      if (v <= CUTOUT_LEVEL) { low[i] = 1; anyLow = true; }
+    }
+    let voided = anyBlack
+      ? dilate(erode(black, width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH), width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH)
+      : black;
+    // The median of 25 values is <= CUTOUT_LEVEL where 13 or more of them are: the median itself is
+    // needed only where the flatness windows (7x7) of such pixels reach.
+    const dark = anyLow ? mostOf5(low, width, height) : low;
+    if (dark.includes(1)) {
+      const clean = medianBlur5(level, width, height, dilate(dark, width, height, 7, 7));
+      // cv2.blur 7x7 (BORDER_REFLECT_101) of clean and its square at the dark pixels: exact integer
+      // sums (rows, then columns; the rows' sums are only read near dark pixels), scaled as OpenCV does.
+      let flat = new Uint8Array(n);
+      const scale = 1 / 49, rowSum = new Int32Array(n), rowSquares = new Int32Array(n);
+      const near = Int32Array.from({ length: width + 6 }, (_, i) => borderIndex(i - 3, width, REFLECT_101));
+      for (let y = 0; y < height; y++) {
+        const base = y * width;
+        for (let x = 0; x < width; x++) {
+          let sum = 0, squares = 0;
+          for (let k = 0; k < 7; k++) { const v = clean[base + near[x + k]]; sum += v; squares += v * v; }
+          rowSum[base + x] = sum;
+          rowSquares[base + x] = squares;
+        }
+      }
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          if (!dark[y * width + x]) continue;
+          let sum = 0, squares = 0;
+          for (let dy = -3; dy <= 3; dy++) {
+            const at = borderIndex(y + dy, height, REFLECT_101) * width + x;
+            sum += rowSum[at];
+            squares += rowSquares[at];
+          }
+          const mean = f32(sum * scale), std = f32(Math.sqrt(Math.max(f32(f32(squares * scale) - f32(mean * mean)), 0)));
+          flat[y * width + x] = std <= CUTOUT_STD ? 1 : 0;
+        }
+      }
+      flat = erode(dilate(flat, width, height, 5, 5), width, height, 5, 5);
+      flat = dilate(erode(flat, width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH), width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH);
+      const [labels, stats] = components4(flat, width, height);
+      const keep = stats.map(({ x, y, w, h, area }) => (Math.min(w, h) >= CUTOUT_MIN_SIDE && area >= CUTOUT_FILL * w * h) ||
+        ((x === 0 || y === 0 || x + w === width || y + h === height) && area >= CUTOUT_MIN_SIDE ** 2));
+      if (keep.includes(true)) {
+        voided = Uint8Array.from(voided);
+        for (let i = 0; i < n; i++) if (labels[i] && keep[labels[i] - 1]) voided[i] = 1;
+      }
+    }
+    if (voided.includes(1)) voided = dilate(voided, width, height, 2 * VOID_RIM + 1, 2 * VOID_RIM + 1);
+    return voided;
+  }
+
+  /**
+   * fill_void: void pixels of a float32 grey image replaced by the local mean of the valid ones around
+   * them (normalised convolution, sigma 16, BORDER_REFLECT); the valid pixels' median where none is near.
+   */
+  function fillVoid(gray, voided, width, height, sigma = 16.0) {
+    const n = width * height, valid = new Float32Array(n), weighted = new Float32Array(n), kept = [];
+    for (let i = 0; i < n; i++) {
+      valid[i] = voided[i] ? 0 : 1;
+      weighted[i] = gray[i] * valid[i];
+      if (!voided[i]) kept.push(gray[i]);
+    }
+    // Only the void pixels take the fill.
+    const num = gaussianBlur(weighted, width, height, sigma, REFLECT, voided);
+    const den = gaussianBlur(valid, width, height, sigma, REFLECT, voided);
+    const sorted = Float32Array.from(kept).sort(), m = sorted.length;
+    const fallback = m % 2 ? sorted[(m - 1) / 2] : f32(f32(sorted[m / 2 - 1] + sorted[m / 2]) / 2);
+    const out = Float32Array.from(gray);
+    for (let i = 0; i < n; i++) if (voided[i]) out[i] = den[i] > 1e-3 ? num[i] / Math.max(den[i], 1e-3) : fallback;
+    return out;
+  }
+
+  return { REFLECT, REFLECT_101, REPLICATE, borderIndex, gaussianKernel, gaussianBlur, ridgeResponse, erode, dilate,
+           components4, medianBlur5, voidMask, fillVoid };
+})();
+
+if (typeof module === "object" && module.exports) module.exports = DrywallRidges;
