@@ -10,30 +10,6 @@ const DrywallJointLines = (() => {
   const f32 = Math.fround;
   const roundHalfEven = (x) => { const r = Math.round(x); return r - x === 0.5 && r % 2 ? r - 1 : r; };
 
-  // OpenCV's INTER_AREA table (computeResizeAreaTab): [dst, src, weight] for each overlap.
-  function areaTable(ssize, dsize) {
-    const scale = ssize / dsize, entries = [];
-    for (let d = 0; d < dsize; d++) {
-      const fs1 = d * scale, fs2 = fs1 + scale, cell = Math.min(scale, ssize - fs1);
-      const s2 = Math.min(Math.floor(fs2), ssize - 1), s1 = Math.min(Math.ceil(fs1), s2);
-      if (s1 - fs1 > 1e-3) entries.push([d, s1 - 1, (s1 - fs1) / cell]);
-      for (let s = s1; s < s2; s++) entries.push([d, s, 1 / cell]);
-      if (fs2 - s2 > 1e-3) entries.push([d, s2, Math.min(Math.min(fs2 - s2, 1), cell) / cell]);
-    }
-    return entries;
-  }
-
-  // cv2.resize(INTER_AREA) of a float32 image (shrinking).
-  function resizeAreaFloat(src, width, height, dw, dh) {
-    const xs = areaTable(width, dw), ys = areaTable(height, dh), out = new Float32Array(dw * dh), row = new Float64Array(dw);
-    for (const [dy, sy, beta] of ys) {
-      row.fill(0);
-      for (const [dx, sx, alpha] of xs) row[dx] += src[sy * width + sx] * alpha;
-      for (let x = 0; x < dw; x++) out[dy * dw + x] += f32(beta) * row[x];
-    }
-    return out;
-  }
-
   // One bilinear sample of cv2.warpAffine / cv2.remap INTER_LINEAR on float32, outside = `border`
   // (0: each neighbour off the image counts 0; NaN: any neighbour off the image gives NaN).
   function sample(image, width, height, sx, sy, border) {
@@ -159,7 +135,7 @@ const DrywallJointLines = (() => {
     let small = response, sw = width, sh = height;
     if (factor < 1.0) {
       [sw, sh] = [Math.max(1, roundHalfEven(width * factor)), Math.max(1, roundHalfEven(height * factor))];
-      small = resizeAreaFloat(response, width, height, sw, sh);
+      small = R.resizeAreaFloat(response, width, height, sw, sh);
     }
     let angles = Array.from({ length: Math.ceil(180.0 / coarseDeg) }, (_, i) => i * coarseDeg);
     let [sums, , side] = radon(small, sw, sh, angles);
@@ -270,7 +246,7 @@ const DrywallJointLines = (() => {
     return out;
   }
 
-  return { areaTable, resizeAreaFloat, sample, radon, strongestLine, alongInside, acrossProfile, compoundEdges, drawBand };
+  return { sample, radon, strongestLine, alongInside, acrossProfile, compoundEdges, drawBand };
 })();
 
 if (typeof module === "object" && module.exports) module.exports = DrywallJointLines;

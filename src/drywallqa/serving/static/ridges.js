@@ -96,38 +96,180 @@ const DrywallRidges = (() => {
   const tapSecond = (g, base, l, c, r) => f32(f32(g[base + l] + g[base + r]) - f32(g[base + c] + g[base + c]));
   const tapSmooth = (g, base, l, c, r) => f32(f32(g[base + l] + g[base + r]) + f32(g[base + c] + g[base + c]));
 
+  // _ridge_strengths, one scale: the scale-normalised Hessian ridge strength at the `needed` pixels
+  // (0/1; all when null), 0 elsewhere. The second derivatives are cv2.Sobel's (ksize 3,
+  // BORDER_REFLECT_101) in OpenCV's float32 steps: rows first, [1, 2, 1] as (a + c) + 2b, [1, -2, 1]
+  // as (a + c) - 2b, [-1, 0, 1] as c - a.
+  function ridgeStrength(gray, width, height, sigma, dark, needed, around) {
+    const out = new Float32Array(width * height);
+    const left = Int32Array.from({ length: width }, (_, x) => borderIndex(x - 1, width, REFLECT_101));
+    const right = Int32Array.from({ length: width }, (_, x) => borderIndex(x + 1, width, REFLECT_101));
+    const g = gaussianBlur(gray, width, height, sigma, REFLECT, around), norm = f32((sigma * sigma) / 4.0);
+    for (let y = 0; y < height; y++) {
+      const r0 = borderIndex(y - 1, height, REFLECT_101) * width, r1 = y * width, r2 = borderIndex(y + 1, height, REFLECT_101) * width;
+      for (let x = 0; x < width; x++) {
+        const i = r1 + x;
+        if (needed && !needed[i]) continue;
+        const l = left[x], rr = right[x];
+        const x0 = tapSecond(g, r0, l, x, rr), x1 = tapSecond(g, r1, l, x, rr), x2 = tapSecond(g, r2, l, x, rr);
+        const y0 = tapSmooth(g, r0, l, x, rr), y1 = tapSmooth(g, r1, l, x, rr), y2 = tapSmooth(g, r2, l, x, rr);
+        const dxx = f32(f32(x0 + x2) + f32(x1 + x1)), dyy = f32(f32(y0 + y2) - f32(y1 + y1));
+        const dxy = f32(f32(g[r2 + rr] - g[r2 + l]) - f32(g[r0 + rr] - g[r0 + l]));
+        const difference = f32(dxx - dyy), root = f32(Math.sqrt(f32(f32(difference * difference) + f32(4.0 * f32(dxy * dxy)))));
+        const trace = f32(dxx + dyy);
+        const strength = dark ? f32(0.5 * f32(trace + root)) : f32(-0.5 * f32(trace - root));
+        out[i] = f32(Math.max(strength, 0) * norm);
+      }
+    }
+    return out;
+  }
+
+  // ridges._reduction: the power of two by which an image is reduced to blur it by `sigma`, the
+  // largest that keeps sigma >= reducedSigma reduced pixels and the image >= 16 pixels across.
+  function reduction(sigma, reducedSigma, width, height) {
+    let factor = 1;
+    if (reducedSigma) while (sigma / (2 * factor) >= reducedSigma && Math.min(width, height) >= 2 * factor * 16) factor *= 2;
+    return factor;
+  }
+
+  // ridges._reduced's size: round(side / factor), Python's round (half to even).
+  const reducedSide = (side, factor) => { const q = side / factor, r = Math.round(q); return r - q === 0.5 && r % 2 ? r - 1 : r; };
+
+  // The reduced pixels that cv2.resize(INTER_LINEAR) from (sw x sh) to (width x height) reads for the
+  // `needed` full-size pixels (0/1): the two rows and columns each one interpolates.
+  function readByLinear(needed, width, height, sw, sh) {
+    const xt = linearTable(sw, width), yt = linearTable(sh, height), out = new Uint8Array(sw * sh);
+    for (let y = 0; y < height; y++) {
+      const rows = [yt.rows[2 * y] * sw, yt.rows[2 * y + 1] * sw];
+      for (let x = 0; x < width; x++) {
+        if (!needed[y * width + x]) continue;
+        const c0 = xt.index[x], c1 = xt.frac[x] ? c0 + 1 : c0;
+        for (const r of rows) { out[r + c0] = 1; out[r + c1] = 1; }
+      }
+    }
+    return out;
+  }
+
   /**
-   * ridge_responses(...).max(axis=0): the strongest scale-normalised Hessian ridge response over the
-   * scales, at the `needed` pixels (0/1; all when null), 0 elsewhere. The second derivatives are
-   * cv2.Sobel's (ksize 3, BORDER_REFLECT_101) in OpenCV's float32 steps: rows first, [1, 2, 1] as
-   * (a + c) + 2b, [1, -2, 1] as (a + c) - 2b, [-1, 0, 1] as c - a.
+   * ridge_response: the strongest scale-normalised Hessian ridge response over the scales, at the
+   * `needed` pixels (0/1; all when null), 0 elsewhere. With `reducedSigma`, each scale of at least
+   * twice it is filtered on a copy reduced by a power of two (cv2.resize INTER_AREA) and its
+   * response enlarged back (INTER_LINEAR), as the Python does.
    * @param {Float32Array} gray grey image in [0, 1]
    * @param {number[]} sigmas Gaussian scales in pixels
    * @param {"dark"|"bright"} polarity
    */
-  function ridgeResponse(gray, width, height, sigmas, polarity, needed = null) {
-    const out = new Float32Array(width * height), dark = polarity === "dark";
-    const around = needed ? dilate(needed, width, height, 3, 3) : null;  // the pixels each derivative reads
-    const left = Int32Array.from({ length: width }, (_, x) => borderIndex(x - 1, width, REFLECT_101));
-    const right = Int32Array.from({ length: width }, (_, x) => borderIndex(x + 1, width, REFLECT_101));
+  function ridgeResponse(gray, width, height, sigmas, polarity, needed = null, reducedSigma = null) {
+    const out = new Float32Array(width * height), dark = polarity === "dark", byFactor = new Map();
     for (const sigma of sigmas) {
-      const g = gaussianBlur(gray, width, height, sigma, REFLECT, around), norm = f32((sigma * sigma) / 4.0);
-      for (let y = 0; y < height; y++) {
-        const rows = [borderIndex(y - 1, height, REFLECT_101) * width, y * width, borderIndex(y + 1, height, REFLECT_101) * width];
-        for (let x = 0; x < width; x++) {
-          const i = y * width + x;
-          if (needed && !needed[i]) continue;
-          const l = left[x], rr = right[x];
-          const x0 = tapSecond(g, rows[0], l, x, rr), x1 = tapSecond(g, rows[1], l, x, rr), x2 = tapSecond(g, rows[2], l, x, rr);
-          const y0 = tapSmooth(g, rows[0], l, x, rr), y1 = tapSmooth(g, rows[1], l, x, rr), y2 = tapSmooth(g, rows[2], l, x, rr);
-          const dxx = f32(f32(x0 + x2) + f32(x1 + x1)), dyy = f32(f32(y0 + y2) - f32(y1 + y1));
-          const dxy = f32(f32(g[rows[2] + rr] - g[rows[2] + l]) - f32(g[rows[0] + rr] - g[rows[0] + l]));
-          const difference = f32(dxx - dyy), root = f32(Math.sqrt(f32(f32(difference * difference) + f32(4.0 * f32(dxy * dxy)))));
-          const trace = f32(dxx + dyy);
-          const strength = dark ? f32(0.5 * f32(trace + root)) : f32(-0.5 * f32(trace - root));
-          const value = f32(Math.max(strength, 0) * norm);
-          if (value > out[i]) out[i] = value;
+      const factor = reduction(sigma, reducedSigma, width, height);
+      byFactor.set(factor, [...(byFactor.get(factor) || []), sigma]);
+    }
+    for (const [factor, scales] of byFactor) {
+      let image = gray, w = width, h = height, at = needed;
+      if (factor > 1) {
+        [w, h] = [reducedSide(width, factor), reducedSide(height, factor)];
+        image = resizeAreaFloat(gray, width, height, w, h);
+        if (needed) at = readByLinear(needed, width, height, w, h);
+      }
+      const around = at ? dilate(at, w, h, 3, 3) : null;  // the pixels each derivative reads
+      for (const sigma of scales) {
+        let strength = ridgeStrength(image, w, h, sigma / factor, dark, at, around);
+        if (factor > 1) strength = resizeLinearFloat(strength, w, h, width, height, needed);
+        for (let i = 0; i < out.length; i++) if (strength[i] > out[i]) out[i] = strength[i];
+      }
+    }
+    return out;
+  }
+
+  // -- float32 resizing as cv2.resize does it ----------------------------------------------------
+  // OpenCV's computeResizeAreaTab: [dst, src, weight] for each overlap of a source and an output cell.
+  function areaTable(ssize, dsize) {
+    const scale = 1 / (dsize / ssize), entries = [];
+    for (let d = 0; d < dsize; d++) {
+      const fs1 = d * scale, fs2 = fs1 + scale, cell = Math.min(scale, ssize - fs1);
+      const s2 = Math.min(Math.floor(fs2), ssize - 1), s1 = Math.min(Math.ceil(fs1), s2);
+      if (s1 - fs1 > 1e-3) entries.push([d, s1 - 1, f32((s1 - fs1) / cell)]);
+      for (let s = s1; s < s2; s++) entries.push([d, s, f32(1 / cell)]);
+      if (fs2 - s2 > 1e-3) entries.push([d, s2, f32(Math.min(Math.min(fs2 - s2, 1), cell) / cell)]);
+    }
+    return entries;
+  }
+
+  // cv2.resize(INTER_AREA) of a float32 image (shrinking), in OpenCV's float32 steps: by whole
+  // factors its resizeAreaFast (each block's sum in fours, times 1/area; 2x2 blocks in groups of
+  // four outputs as (a + b) + (c + d), its SIMD), else weighted sums along rows, then of rows.
+  function resizeAreaFloat(src, width, height, dw, dh) {
+    const out = new Float32Array(dw * dh), sx = 1 / (dw / width), sy = 1 / (dh / height), ix = Math.round(sx), iy = Math.round(sy);
+    if (Math.abs(sx - ix) < Number.EPSILON && Math.abs(sy - iy) < Number.EPSILON) {
+      const area = ix * iy, scale = f32(1 / area), simd = ix === 2 && iy === 2 ? dw - (dw % 4) : 0;
+      const offsets = [];
+      for (let v = 0; v < iy; v++) for (let u = 0; u < ix; u++) offsets.push(v * width + u);
+      for (let y = 0; y < dh; y++) {
+        for (let x = 0; x < dw; x++) {
+          const s = y * iy * width + x * ix;
+          let sum = 0;
+          if (x < simd) sum = f32(f32(src[s] + src[s + 1]) + f32(src[s + width] + src[s + width + 1]));
+          else {
+            let k = 0;
+            for (; k <= area - 4; k += 4) {
+              sum = f32(sum + f32(f32(f32(src[s + offsets[k]] + src[s + offsets[k + 1]]) + src[s + offsets[k + 2]]) + src[s + offsets[k + 3]]));
+            }
+            for (; k < area; k++) sum = f32(sum + src[s + offsets[k]]);
+          }
+          out[y * dw + x] = f32(sum * scale);
         }
+      }
+      return out;
+    }
+    const xs = areaTable(width, dw), ys = areaTable(height, dh), row = new Float32Array(dw), acc = new Float32Array(dw);
+    let current = -1;
+    const flush = () => out.set(acc, current * dw);
+    for (const [dy, y, beta] of ys) {
+      row.fill(0);
+      for (const [dx, x, alpha] of xs) row[dx] += f32(src[y * width + x] * alpha);
+      if (dy !== current) {
+        if (current >= 0) flush();
+        current = dy;
+        for (let x = 0; x < dw; x++) acc[x] = beta * row[x];
+      } else {
+        for (let x = 0; x < dw; x++) acc[x] += f32(beta * row[x]);
+      }
+    }
+    if (current >= 0) flush();
+    return out;
+  }
+
+  // OpenCV's INTER_LINEAR coefficients: half-pixel centres; a column off the image is clamped to
+  // the edge's (weight 0), a row is not (its two rows clamped, the weights kept).
+  function linearTable(ssize, dsize) {
+    const scale = 1 / (dsize / ssize), index = new Int32Array(dsize), frac = new Float32Array(dsize);
+    const rows = new Int32Array(2 * dsize), weights = new Float32Array(2 * dsize);
+    for (let d = 0; d < dsize; d++) {
+      const f = f32((d + 0.5) * scale - 0.5), s = Math.floor(f), fs = f32(f - s);
+      rows[2 * d] = Math.min(Math.max(s, 0), ssize - 1);
+      rows[2 * d + 1] = Math.min(Math.max(s + 1, 0), ssize - 1);
+      weights[2 * d] = f32(1 - fs);
+      weights[2 * d + 1] = fs;
+      [index[d], frac[d]] = s < 0 ? [0, 0] : s >= ssize - 1 ? [ssize - 1, 0] : [s, fs];
+    }
+    return { index, frac, rows, weights };
+  }
+
+  // cv2.resize(INTER_LINEAR) of a float32 image (enlarging), at the `needed` pixels (all when null),
+  // in OpenCV's generic float32 steps: each row a * (1 - f) + b * f, then the rows likewise (the
+  // pip wheel's IPP differs in the last bit or two: 1e-6 of a response, nothing a figure shows).
+  function resizeLinearFloat(src, sw, sh, width, height, needed = null) {
+    const xt = linearTable(sw, width), yt = linearTable(sh, height), out = new Float32Array(width * height);
+    const across = (base, x) => {
+      const s = base + xt.index[x], f = xt.frac[x];
+      return f ? f32(f32(src[s] * f32(1 - f)) + f32(src[s + 1] * f)) : src[s];
+    };
+    for (let y = 0; y < height; y++) {
+      const r0 = yt.rows[2 * y] * sw, r1 = yt.rows[2 * y + 1] * sw, b0 = yt.weights[2 * y], b1 = yt.weights[2 * y + 1];
+      for (let x = 0, i = y * width; x < width; x++, i++) {
+        if (needed && !needed[i]) continue;
+        out[i] = f32(f32(across(r0, x) * b0) + f32(across(r1, x) * b1));
       }
     }
     return out;
@@ -277,9 +419,10 @@ const DrywallRidges = (() => {
 
   /**
    * fill_void: void pixels of a float32 grey image replaced by the local mean of the valid ones around
-   * them (normalised convolution, sigma 16, BORDER_REFLECT); the valid pixels' median where none is near.
+   * them (normalised convolution, sigma 16, BORDER_REFLECT); the valid pixels' median where none is
+   * near. With `reducedSigma`, both blurs on copies reduced as ridgeResponse's large scales are.
    */
-  function fillVoid(gray, voided, width, height, sigma = 16.0) {
+  function fillVoid(gray, voided, width, height, sigma = 16.0, reducedSigma = null) {
     const n = width * height, valid = new Float32Array(n), weighted = new Float32Array(n), kept = [];
     for (let i = 0; i < n; i++) {
       valid[i] = voided[i] ? 0 : 1;
@@ -287,17 +430,26 @@ const DrywallRidges = (() => {
       if (!voided[i]) kept.push(gray[i]);
     }
     // Only the void pixels take the fill.
-    const num = gaussianBlur(weighted, width, height, sigma, REFLECT, voided);
-    const den = gaussianBlur(valid, width, height, sigma, REFLECT, voided);
-    const sorted = Float32Array.from(kept).sort(), m = sorted.length;
+    const factor = reduction(sigma, reducedSigma, width, height);
+    let num, den;
+    if (factor > 1) {
+      const w = reducedSide(width, factor), h = reducedSide(height, factor), at = readByLinear(voided, width, height, w, h);
+      const blur = (image) => gaussianBlur(resizeAreaFloat(image, width, height, w, h), w, h, sigma / factor, REFLECT, at);
+      num = resizeLinearFloat(blur(weighted), w, h, width, height, voided);
+      den = resizeLinearFloat(blur(valid), w, h, width, height, voided);
+    } else {
+      num = gaussianBlur(weighted, width, height, sigma, REFLECT, voided);
+      den = gaussianBlur(valid, width, height, sigma, REFLECT, voided);
+    }
+    const sorted = Float32Array.from(kept).sort(), m = sorted.length, least = f32(1e-3);
     const fallback = m % 2 ? sorted[(m - 1) / 2] : f32(f32(sorted[m / 2 - 1] + sorted[m / 2]) / 2);
     const out = Float32Array.from(gray);
-    for (let i = 0; i < n; i++) if (voided[i]) out[i] = den[i] > 1e-3 ? num[i] / Math.max(den[i], 1e-3) : fallback;
+    for (let i = 0; i < n; i++) if (voided[i]) out[i] = den[i] > least ? num[i] / Math.max(den[i], least) : fallback;
     return out;
   }
 
-  return { REFLECT, REFLECT_101, REPLICATE, borderIndex, gaussianKernel, gaussianBlur, ridgeResponse, erode, dilate,
-           components4, medianBlur5, voidMask, fillVoid };
+  return { REFLECT, REFLECT_101, REPLICATE, borderIndex, gaussianKernel, gaussianBlur, ridgeResponse, reduction, areaTable,
+           resizeAreaFloat, resizeLinearFloat, erode, dilate, components4, medianBlur5, voidMask, fillVoid };
 })();
 
 if (typeof module === "object" && module.exports) module.exports = DrywallRidges;

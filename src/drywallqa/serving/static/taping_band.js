@@ -14,7 +14,7 @@ const DrywallTapingBand = (() => {
   const PARAMS = {
     seamSigmas: [1.0, 1.5, 2.0, 3.0], compoundSigmas: [2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0], minContrast: 6.0 / 255.0,
     nextLineShare: 0.3, maxLines: 3, minLineShare: 0.3, seamBandShare: 0.055, tapeWidthMm: 52.0, growShare: 0.1,
-    borderShare: 0.01, marginShare: 0.25, smoothPx: 5.0, workSide: 1024,
+    borderShare: 0.01, marginShare: 0.25, smoothPx: 5.0, workSide: 1024, reducedSigma: 3.0,
   };
   const roundHalfEven = CW.roundHalfEven;
 
@@ -102,8 +102,8 @@ const DrywallTapingBand = (() => {
     // The line search reads the responses only where `remaining` is (it only shrinks): computed there.
     const needed = Uint8Array.from(remaining);
     const responses = {
-      seam: R.ridgeResponse(crop, cw, ch, PARAMS.seamSigmas, "dark", needed),
-      compound: R.ridgeResponse(crop, cw, ch, PARAMS.compoundSigmas, "bright", needed),
+      seam: R.ridgeResponse(crop, cw, ch, PARAMS.seamSigmas, "dark", needed, PARAMS.reducedSigma),
+      compound: R.ridgeResponse(crop, cw, ch, PARAMS.compoundSigmas, "bright", needed, PARAMS.reducedSigma),
     };
     const lines = [], masked = new Float32Array(cw * ch);
     let firstLength = null;
@@ -199,7 +199,7 @@ const DrywallTapingBand = (() => {
     let gray = new Float32Array(grey.length);
     for (let i = 0; i < grey.length; i++) gray[i] = grey[i] / 255.0;
     const voided = R.voidMask(pixels, ww, wh, channels);
-    if (voided.includes(1) && voided.includes(0)) gray = R.fillVoid(gray, voided, ww, wh);
+    if (voided.includes(1) && voided.includes(0)) gray = R.fillVoid(gray, voided, ww, wh, 16.0, PARAMS.reducedSigma);
     const seamShareHalf = (PARAMS.seamBandShare * Math.min(ww, wh)) / 2.0;
     const seamHalf = mmPerPx === null ? seamShareHalf : (PARAMS.tapeWidthMm / mmPerPx) * factor / 2.0;
     const [labels, stats] = components8(workMask, ww, wh);
