@@ -75,6 +75,31 @@ const DrywallJointLines = (() => {
     return [a11, a12, -a11 * m[2] - a12 * m[5], a21, a22, -a21 * m[2] - a22 * m[5]];
   }
 
+  // One canvas row's samples, x from..to, added to their columns: radon's inner loop, in locals only
+  // (V8 keeps them in registers). Row by row, each column's float32 sum adds its rows in order.
+  function rowSums(image, far, width, height, m0, m3, mx, my, from, to, column) {
+    const w1 = width - 1, h1 = height - 1;
+    for (let x = from; x <= to; x++) {
+      const sx = f32(m0 * x + mx), sy = f32(m3 * x + my);
+      let v;
+      if (sx >= 0 && sy >= 0 && sx < w1 && sy < h1) {
+        const ix = sx | 0, iy = sy | 0, i = iy * width + ix;
+        // A canvas step moves the source a pixel: the next D - 3 canvas pixels of a source D
+        // pixels (chessboard) from any non-zero one read only zeros.
+        const d = far[i];
+        if (d >= 4) { x += d - 3; continue; }
+        const p00 = image[i], p01 = image[i + 1], p10 = image[i + width], p11 = image[i + width + 1];
+        const fx = sx - ix, fy = sy - iy;  // exact: a float32's fraction
+        const v0 = f32(p00 + f32(fx * f32(p01 - p00))), v1 = f32(p10 + f32(fx * f32(p11 - p10)));
+        v = f32(v0 + f32(fy * f32(v1 - v0)));
+      } else {
+        if (sx <= -1 || sy <= -1 || sx >= width || sy >= height) continue;
+        v = sample(image, width, height, sx, sy, 0);
+      }
+      column[x] += v;  // adding a zero changes nothing: no branch on it
+    }
+  }
+
   // radon: column sums (float32, row by row as NumPy adds them) of the image rotated by each angle
   // onto a canvas holding it whole (cv2.warpAffine INTER_LINEAR, outside 0), and the matrices.
   // Canvas pixels whose source lies off the image's non-zero pixels add 0 and are skipped.
@@ -85,11 +110,14 @@ const DrywallJointLines = (() => {
       for (let x = 0; x < width; x++) if (image[y * width + x] !== 0) { bx0 = Math.min(bx0, x); bx1 = Math.max(bx1, x); by0 = Math.min(by0, y); by1 = y; }
     }
     const far = chessboardDistance(image, width, height);
-    // The canvas row's first and last x where a + b x may lie within (low, high), widened by a pixel.
-    const spanFrom = (a, b, low, high) => (Math.abs(b) < 1e-12 ? (a > low && a < high ? 0 : side)
-      : Math.max(0, Math.floor(Math.min((low - a) / b, (high - a) / b)) - 1));
-    const spanTo = (a, b, low, high) => (Math.abs(b) < 1e-12 ? side - 1
-      : Math.min(side - 1, Math.ceil(Math.max((low - a) / b, (high - a) / b)) + 1));
+    // The canvas steps [from, to] along which a + b t may lie within (low, high), widened by two.
+    let from = 0, to = 0;
+    const span = (a, b, low, high) => {
+      if (Math.abs(b) < 1e-9) { if (!(a > low - 1 && a < high + 1)) { from = side; to = -1; } return; }
+      const t0 = (low - a) / b, t1 = (high - a) / b;
+      from = Math.max(from, Math.floor(Math.min(t0, t1)) - 2);
+      to = Math.min(to, Math.ceil(Math.max(t0, t1)) + 2);
+    };
     angles.forEach((angle, a) => {
       const matrix = rotation(width, height, angle, side), inv = invert(matrix);
       matrices.push(matrix);
@@ -97,28 +125,10 @@ const DrywallJointLines = (() => {
       const m0 = f32(inv[0]), m3 = f32(inv[3]), column = sums.subarray(a * side, (a + 1) * side);
       for (let y = 0; y < side; y++) {
         const mx = f32(y * inv[1] + inv[2]), my = f32(y * inv[4] + inv[5]);
-        const first = Math.max(spanFrom(mx, m0, bx0 - 1, bx1 + 1), spanFrom(my, m3, by0 - 1, by1 + 1));
-        const last = Math.min(spanTo(mx, m0, bx0 - 1, bx1 + 1), spanTo(my, m3, by0 - 1, by1 + 1));
-        for (let x = first; x <= last; x++) {
-          const sx = f32(m0 * x + mx), sy = f32(m3 * x + my);
-          if (sx <= -1 || sy <= -1 || sx >= width || sy >= height) continue;
-          let v;
-          if (sx >= 0 && sy >= 0 && sx < width - 1 && sy < height - 1) {
-            const ix = sx | 0, iy = sy | 0, i = iy * width + ix;
-            // A canvas step moves the source a pixel: the next D - 3 canvas pixels of a source D
-            // pixels (chessboard) from any non-zero one read only zeros.
-            const d = far[i];
-            if (d >= 4) { x += d - 3; continue; }
-            const p00 = image[i], p01 = image[i + 1], p10 = image[i + width], p11 = image[i + width + 1];
-            if (p00 === 0 && p01 === 0 && p10 === 0 && p11 === 0) continue;
-            const fx = sx - ix, fy = sy - iy;  // exact: a float32's fraction
-            const v0 = f32(p00 + f32(fx * f32(p01 - p00))), v1 = f32(p10 + f32(fx * f32(p11 - p10)));
-            v = f32(v0 + f32(fy * f32(v1 - v0)));
-          } else {
-            v = sample(image, width, height, sx, sy, 0);
-          }
-          if (v !== 0) column[x] += v;
-        }
+        from = 0; to = side - 1;
+        span(mx, m0, bx0 - 1, bx1 + 1);
+        span(my, m3, by0 - 1, by1 + 1);
+        if (from <= to) rowSums(image, far, width, height, m0, m3, mx, my, from, to, column);
       }
     });
     return [sums, matrices, side];

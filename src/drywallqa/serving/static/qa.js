@@ -71,12 +71,16 @@ const DrywallQA = (() => {
 
   function skeletonize(image, width, height) {
     const w = width + 2, h = height + 2;  // a background border: no pixel needs a bounds check
-    const skeleton = new Uint8Array(w * h);
-    let active = [];  // the pixels still set: thinning only ever looks at them
+    const skeleton = new Uint8Array(w * h), front = new Uint8Array(w * h);
+    const around = [-w - 1, -w, -w + 1, 1, w + 1, w, w - 1, -1];
     for (let y = 0; y < height; y++) {
-      for (let x = 0; x < width; x++) {
-        if (image[y * width + x]) { skeleton[(y + 1) * w + x + 1] = 1; active.push((y + 1) * w + x + 1); }
-      }
+      for (let x = 0; x < width; x++) if (image[y * width + x]) skeleton[(y + 1) * w + x + 1] = 1;
+    }
+    // Thinning only removes pixels with a background neighbour (all eight set is code 255, kept),
+    // and a background pixel stays background: only the front of set pixels next to one is read.
+    let active = [];
+    for (let i = w; i < w * (h - 1); i++) {
+      if (skeleton[i] && around.some((d) => !skeleton[i + d])) { front[i] = 1; active.push(i); }
     }
     const removed = [];
     for (let changed = true; changed;) {
@@ -92,6 +96,9 @@ const DrywallQA = (() => {
         if (removed.length) {
           changed = true;
           for (const i of removed) skeleton[i] = 0;
+          for (const i of removed) {
+            for (const d of around) if (skeleton[i + d] && !front[i + d]) { front[i + d] = 1; active.push(i + d); }
+          }
           removed.length = 0;
           active = active.filter((i) => skeleton[i]);
         }

@@ -97,14 +97,14 @@ const DrywallRidges = (() => {
   const tapSmooth = (g, base, l, c, r) => f32(f32(g[base + l] + g[base + r]) + f32(g[base + c] + g[base + c]));
 
   // _ridge_strengths, one scale: the scale-normalised Hessian ridge strength at the `needed` pixels
-  // (0/1; all when null), 0 elsewhere. The second derivatives are cv2.Sobel's (ksize 3,
+  // (0/1; all when null), 0 elsewhere, from `blurred` when given (the image's blur at that scale). The second derivatives are cv2.Sobel's (ksize 3,
   // BORDER_REFLECT_101) in OpenCV's float32 steps: rows first, [1, 2, 1] as (a + c) + 2b, [1, -2, 1]
   // as (a + c) - 2b, [-1, 0, 1] as c - a.
-  function ridgeStrength(gray, width, height, sigma, dark, needed, around) {
+  function ridgeStrength(gray, width, height, sigma, dark, needed, around, blurred = null) {
     const out = new Float32Array(width * height);
     const left = Int32Array.from({ length: width }, (_, x) => borderIndex(x - 1, width, REFLECT_101));
     const right = Int32Array.from({ length: width }, (_, x) => borderIndex(x + 1, width, REFLECT_101));
-    const g = gaussianBlur(gray, width, height, sigma, REFLECT, around), norm = f32((sigma * sigma) / 4.0);
+    const g = blurred || gaussianBlur(gray, width, height, sigma, REFLECT, around), norm = f32((sigma * sigma) / 4.0);
     for (let y = 0; y < height; y++) {
       const r0 = borderIndex(y - 1, height, REFLECT_101) * width, r1 = y * width, r2 = borderIndex(y + 1, height, REFLECT_101) * width;
       for (let x = 0; x < width; x++) {
@@ -158,8 +158,10 @@ const DrywallRidges = (() => {
    * @param {Float32Array} gray grey image in [0, 1]
    * @param {number[]} sigmas Gaussian scales in pixels
    * @param {"dark"|"bright"} polarity
+   * @param {Map|null} blurs the full-size blurs by scale, shared by calls on the same image and
+   *   `needed` (both polarities filter it at some of the same scales)
    */
-  function ridgeResponse(gray, width, height, sigmas, polarity, needed = null, reducedSigma = null) {
+  function ridgeResponse(gray, width, height, sigmas, polarity, needed = null, reducedSigma = null, blurs = null) {
     const out = new Float32Array(width * height), dark = polarity === "dark", byFactor = new Map();
     for (const sigma of sigmas) {
       const factor = reduction(sigma, reducedSigma, width, height);
@@ -174,7 +176,12 @@ const DrywallRidges = (() => {
       }
       const around = at ? dilate(at, w, h, 3, 3) : null;  // the pixels each derivative reads
       for (const sigma of scales) {
-        let strength = ridgeStrength(image, w, h, sigma / factor, dark, at, around);
+        let blurred = null;
+        if (factor === 1 && blurs) {
+          if (!blurs.has(sigma)) blurs.set(sigma, gaussianBlur(image, w, h, sigma, REFLECT, around));
+          blurred = blurs.get(sigma);
+        }
+        let strength = ridgeStrength(image, w, h, sigma / factor, dark, at, around, blurred);
         if (factor > 1) strength = resizeLinearFloat(strength, w, h, width, height, needed);
         for (let i = 0; i < out.length; i++) if (strength[i] > out[i]) out[i] = strength[i];
       }
@@ -278,21 +285,29 @@ const DrywallRidges = (() => {
   // -- binary morphology (outside the image never erodes nor dilates, as OpenCV's default border) --
   // A rectangle's erosion (all set) or dilation (any set) of a 0/1 image, separably by running counts.
   function rectMorph(src, width, height, kw, kh, dilate) {
-    const pass = (input, w, h, k, horizontal) => {
-      const out = new Uint8Array(w * h), before = (k - 1) >> 1, after = k - 1 - before;
-      const len = horizontal ? w : h, stride = horizontal ? 1 : w, lines = horizontal ? h : w;
-      const prefix = new Int32Array(len + 1);
-      for (let l = 0; l < lines; l++) {
-        const base = horizontal ? l * w : l;
-        for (let i = 0; i < len; i++) prefix[i + 1] = prefix[i] + input[base + i * stride];
-        for (let i = 0; i < len; i++) {
-          const lo = Math.max(0, i - after), hi = Math.min(len, i + before + 1), set = prefix[hi] - prefix[lo];
-          out[base + i * stride] = dilate ? (set > 0 ? 1 : 0) : (set === hi - lo ? 1 : 0);
-        }
+    const n = width * height, rows = new Uint8Array(n), out = new Uint8Array(n);
+    const xBefore = (kw - 1) >> 1, xAfter = kw - 1 - xBefore, yBefore = (kh - 1) >> 1, yAfter = kh - 1 - yBefore;
+    const prefix = new Int32Array(width + 1);
+    for (let y = 0; y < height; y++) {  // along each row
+      const base = y * width;
+      for (let x = 0; x < width; x++) prefix[x + 1] = prefix[x] + src[base + x];
+      for (let x = 0; x < width; x++) {
+        const lo = x > xAfter ? x - xAfter : 0, hi = x + xBefore + 1 < width ? x + xBefore + 1 : width, set = prefix[hi] - prefix[lo];
+        rows[base + x] = dilate ? (set > 0 ? 1 : 0) : (set === hi - lo ? 1 : 0);
       }
-      return out;
-    };
-    return pass(pass(src, width, height, kw, true), width, height, kh, false);
+    }
+    // Down the columns, a row at a time: counts of the rows above each row, for every column at once.
+    const above = new Int32Array((height + 1) * width);
+    for (let i = 0; i < n; i++) above[i + width] = above[i] + rows[i];
+    for (let y = 0; y < height; y++) {
+      const lo = y > yAfter ? y - yAfter : 0, hi = y + yBefore + 1 < height ? y + yBefore + 1 : height;
+      const top = lo * width, bottom = hi * width, base = y * width, count = hi - lo;
+      for (let x = 0; x < width; x++) {
+        const set = above[bottom + x] - above[top + x];
+        out[base + x] = dilate ? (set > 0 ? 1 : 0) : (set === count ? 1 : 0);
+      }
+    }
+    return out;
   }
   const erode = (src, w, h, kw, kh) => rectMorph(src, w, h, kw, kh, false);
   const dilate = (src, w, h, kw, kh) => rectMorph(src, w, h, kw, kh, true);
@@ -417,18 +432,39 @@ const DrywallRidges = (() => {
     return voided;
   }
 
+  // The k-th smallest of `values` (quickselect, in place): afterwards values[..k] <= it <= values[k..].
+  function select(values, k) {
+    let lo = 0, hi = values.length - 1;
+    while (lo < hi) {
+      const pivot = values[(lo + hi) >> 1];
+      let i = lo, j = hi;
+      while (i <= j) {
+        while (values[i] < pivot) i++;
+        while (values[j] > pivot) j--;
+        if (i <= j) { const t = values[i]; values[i] = values[j]; values[j] = t; i++; j--; }
+      }
+      if (k <= j) hi = j; else if (k >= i) lo = i; else break;
+    }
+    return values[k];
+  }
+
   /**
    * fill_void: void pixels of a float32 grey image replaced by the local mean of the valid ones around
    * them (normalised convolution, sigma 16, BORDER_REFLECT); the valid pixels' median where none is
    * near. With `reducedSigma`, both blurs on copies reduced as ridgeResponse's large scales are.
    */
   function fillVoid(gray, voided, width, height, sigma = 16.0, reducedSigma = null) {
-    const n = width * height, valid = new Float32Array(n), weighted = new Float32Array(n), kept = [];
+    const n = width * height, valid = new Float32Array(n), weighted = new Float32Array(n);
     for (let i = 0; i < n; i++) {
       valid[i] = voided[i] ? 0 : 1;
       weighted[i] = gray[i] * valid[i];
-      if (!voided[i]) kept.push(gray[i]);
     }
+    const kept = () => {
+      const values = new Float32Array(n);
+      let m = 0;
+      for (let i = 0; i < n; i++) if (!voided[i]) values[m++] = gray[i];
+      return values.subarray(0, m);
+    };
     // Only the void pixels take the fill.
     const factor = reduction(sigma, reducedSigma, width, height);
     let num, den;
@@ -441,10 +477,21 @@ const DrywallRidges = (() => {
       num = gaussianBlur(weighted, width, height, sigma, REFLECT, voided);
       den = gaussianBlur(valid, width, height, sigma, REFLECT, voided);
     }
-    const sorted = Float32Array.from(kept).sort(), m = sorted.length, least = f32(1e-3);
-    const fallback = m % 2 ? sorted[(m - 1) / 2] : f32(f32(sorted[m / 2 - 1] + sorted[m / 2]) / 2);
+    const least = f32(1e-3);
+    let fallback = null;  // np.median(gray[~void]), only where some void pixel is out of reach
+    const median = () => {
+      const values = kept(), m = values.length, high = select(values, m >> 1);
+      if (m % 2) return high;
+      let low = -Infinity;  // the largest value below the upper middle one: select left it to the left
+      for (let i = 0; i < m >> 1; i++) if (values[i] > low) low = values[i];
+      return f32(f32(low + high) / 2);
+    };
     const out = Float32Array.from(gray);
-    for (let i = 0; i < n; i++) if (voided[i]) out[i] = den[i] > least ? num[i] / Math.max(den[i], least) : fallback;
+    for (let i = 0; i < n; i++) {
+      if (!voided[i]) continue;
+      if (den[i] > least) out[i] = num[i] / Math.max(den[i], least);
+      else out[i] = fallback === null ? (fallback = median()) : fallback;
+    }
     return out;
   }
 

@@ -100,10 +100,10 @@ const DrywallTapingBand = (() => {
       }
     }
     // The line search reads the responses only where `remaining` is (it only shrinks): computed there.
-    const needed = Uint8Array.from(remaining);
+    const needed = Uint8Array.from(remaining), blurs = new Map();  // the scales both kinds filter, blurred once
     const responses = {
-      seam: R.ridgeResponse(crop, cw, ch, PARAMS.seamSigmas, "dark", needed, PARAMS.reducedSigma),
-      compound: R.ridgeResponse(crop, cw, ch, PARAMS.compoundSigmas, "bright", needed, PARAMS.reducedSigma),
+      seam: R.ridgeResponse(crop, cw, ch, PARAMS.seamSigmas, "dark", needed, PARAMS.reducedSigma, blurs),
+      compound: R.ridgeResponse(crop, cw, ch, PARAMS.compoundSigmas, "bright", needed, PARAMS.reducedSigma, blurs),
     };
     const lines = [], masked = new Float32Array(cw * ch);
     let firstLength = null;
