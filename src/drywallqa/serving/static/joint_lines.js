@@ -134,6 +134,118 @@ const DrywallJointLines = (() => {
     return [sums, matrices, side];
   }
 
+  // The maximum of a non-negative image over each L x L window (L a power of two), by doubling:
+  // out[(v + L) * pw + u + L] = max over x in [u, u + L), y in [v, v + L), 0 off the image; pw = width + 2L.
+  function windowMax(image, width, height, L) {
+    const pw = width + 2 * L, ph = height + 2 * L, rows = new Float32Array(pw * ph), out = new Float32Array(pw * ph);
+    for (let y = 0; y < height; y++) rows.set(image.subarray(y * width, (y + 1) * width), (y + L) * pw + L);
+    for (let step = 1; step < L; step *= 2) {  // along rows: rows[i] = max of rows[i .. i + 2 step)
+      for (let y = L; y < L + height; y++) for (let i = y * pw, end = i + pw - step; i < end; i++) if (rows[i + step] > rows[i]) rows[i] = rows[i + step];
+    }
+    out.set(rows);
+    for (let step = 1; step < L; step *= 2) {  // down columns, a row at a time
+      for (let i = 0, end = (ph - step) * pw; i < end; i++) if (out[i + step * pw] > out[i]) out[i] = out[i + step * pw];
+    }
+    return out;
+  }
+
+  // One canvas column's float32 sum over rows from..to (the rows in order, as row by row adds them).
+  function columnSum(image, width, height, ax, ay, mxs, mys, from, to) {
+    const w1 = width - 1, h1 = height - 1;
+    let acc = 0;
+    for (let y = from; y <= to; y++) {
+      const sx = f32(ax + mxs[y]), sy = f32(ay + mys[y]);
+      let v;
+      if (sx >= 0 && sy >= 0 && sx < w1 && sy < h1) {
+        const ix = sx | 0, iy = sy | 0, i = iy * width + ix;
+        const p00 = image[i], p01 = image[i + 1], p10 = image[i + width], p11 = image[i + width + 1];
+        const fx = sx - ix, fy = sy - iy;
+        const v0 = f32(p00 + f32(fx * f32(p01 - p00))), v1 = f32(p10 + f32(fx * f32(p11 - p10)));
+        v = f32(v0 + f32(fy * f32(v1 - v0)));
+      } else {
+        if (sx <= -1 || sy <= -1 || sx >= width || sy >= height) continue;
+        v = sample(image, width, height, sx, sy, 0);
+      }
+      acc = f32(acc + v);
+    }
+    return acc;
+  }
+
+  // The steps t at which a + b t may lie within (low, high), widened by two, within [0, side): the
+  // first (last = false) or the last.
+  function spanEnd(a, b, low, high, side, last) {
+    if (Math.abs(b) < 1e-9) return a > low - 1 && a < high + 1 ? (last ? side - 1 : 0) : (last ? -1 : side);
+    const t0 = (low - a) / b, t1 = (high - a) / b;
+    return last ? Math.min(side - 1, Math.ceil(Math.max(t0, t1)) + 2) : Math.max(0, Math.floor(Math.min(t0, t1)) - 2);
+  }
+
+  // Bounds of radon's column sums of angle `a`, K samples at a time (radonArgmax).
+  function columnBounds(width, height, side, m0, m3, inv, mxs, mys, box, most, k, bounds, spans, offset) {
+    const L = 2 * k + 2, pw = width + 2 * L, [bx0, by0, bx1, by1] = box;
+    for (let x = 0; x < side; x++) {
+      const ax = m0 * x, ay = m3 * x, at = offset + x;
+      const from = Math.max(spanEnd(ax + inv[2], inv[1], bx0 - 1, bx1 + 1, side, false), spanEnd(ay + inv[5], inv[4], by0 - 1, by1 + 1, side, false));
+      const to = Math.min(spanEnd(ax + inv[2], inv[1], bx0 - 1, bx1 + 1, side, true), spanEnd(ay + inv[5], inv[4], by0 - 1, by1 + 1, side, true));
+      spans[2 * at] = from;
+      spans[2 * at + 1] = to;
+      let bound = 0;
+      for (let y = from; y <= to; y += k) {
+        const u = Math.floor(f32(ax + mxs[y])) - k, v = Math.floor(f32(ay + mys[y])) - k;
+        if (u + L > 0 && v + L > 0 && u < width && v < height) bound += Math.min(k, to - y + 1) * most[(v + L) * pw + u + L];
+      }
+      bounds[at] = bound * 1.001;  // float32 rounding of the samples and of their sum: far less
+    }
+  }
+
+  /**
+   * np.argmax of radon's sums (the first of equal maxima), without summing every column: each
+   * column's sum is bounded first, by K samples at a time (K consecutive samples lie within K - 1
+   * pixels of the first, so each is at most the image's maximum over the 2K + 2 pixel window around
+   * it), and columns are summed exactly, the largest bounds first, until a bound falls below the
+   * best sum. The same index as argmax(radon(...)) for a non-negative image (a response); others
+   * take radon.
+   * @returns {[number, number[][], number]} [index (angle * side + column), matrices, side]
+   */
+  function radonArgmax(image, width, height, angles, k = 3) {
+    const side = Math.ceil(Math.hypot(height, width)) + 2, matrices = angles.map((angle) => rotation(width, height, angle, side));
+    let bx0 = width, by0 = height, bx1 = -1, by1 = -1, negative = false;  // the non-zero pixels' box
+    for (let y = 0; y < height; y++) {
+      for (let x = 0, i = y * width; x < width; x++, i++) {
+        const v = image[i];
+        if (v !== 0) { if (x < bx0) bx0 = x; if (x > bx1) bx1 = x; if (y < by0) by0 = y; by1 = y; }
+        if (!(v >= 0)) negative = true;
+      }
+    }
+    if (negative) return [argmax(radon(image, width, height, angles)[0]), matrices, side];
+    if (bx1 < 0) return [0, matrices, side];
+    const most = windowMax(image, width, height, 2 * k + 2), n = angles.length * side;
+    const bounds = new Float64Array(n), spans = new Int32Array(2 * n), rows = [], steps = [];
+    angles.forEach((angle, a) => {
+      const inv = invert(matrices[a]), m0 = f32(inv[0]), m3 = f32(inv[3]), mxs = new Float64Array(side), mys = new Float64Array(side);
+      for (let y = 0; y < side; y++) { mxs[y] = f32(y * inv[1] + inv[2]); mys[y] = f32(y * inv[4] + inv[5]); }
+      rows.push([mxs, mys]);
+      steps.push([m0, m3]);
+      columnBounds(width, height, side, m0, m3, inv, mxs, mys, [bx0, by0, bx1, by1], most, k, bounds, spans, a * side);
+    });
+    let best = -Infinity, bestAt = 0;
+    const consider = (at) => {
+      const a = Math.floor(at / side), x = at % side, [m0, m3] = steps[a];
+      const sum = columnSum(image, width, height, m0 * x, m3 * x, rows[a][0], rows[a][1], spans[2 * at], spans[2 * at + 1]);
+      if (sum > best || (sum === best && at < bestAt)) { best = sum; bestAt = at; }
+    };
+    let top = 0;  // the largest bound's sum first, then every column whose bound reaches the best, largest first
+    for (let at = 1; at < n; at++) if (bounds[at] > bounds[top]) top = at;
+    consider(top);
+    const open = [];
+    for (let at = 0; at < n; at++) if (at !== top && bounds[at] >= best) open.push(at);
+    open.sort((i, j) => bounds[j] - bounds[i] || i - j);
+    for (const at of open) {
+      if (bounds[at] < best) break;
+      consider(at);
+    }
+    return [bestAt, matrices, side];
+  }
+
   const argmax = (values) => { let best = 0; for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i; return best; };
 
   /**
@@ -148,13 +260,13 @@ const DrywallJointLines = (() => {
       small = R.resizeAreaFloat(response, width, height, sw, sh);
     }
     let angles = Array.from({ length: Math.ceil(180.0 / coarseDeg) }, (_, i) => i * coarseDeg);
-    let [sums, , side] = radon(small, sw, sh, angles);
-    const best = angles[Math.floor(argmax(sums) / side)];
+    let [at, , side] = radonArgmax(small, sw, sh, angles);
+    const best = angles[Math.floor(at / side)];
     const start = best - coarseDeg, count = Math.ceil((best + coarseDeg + 1e-6 - start) / fineDeg);
     angles = Array.from({ length: count }, (_, i) => start + i * fineDeg);
     let matrices;
-    [sums, matrices, side] = radon(response, width, height, angles);
-    const at = argmax(sums), column = at % side, inverse = invert(matrices[Math.floor(at / side)]);
+    [at, matrices, side] = radonArgmax(response, width, height, angles);
+    const column = at % side, inverse = invert(matrices[Math.floor(at / side)]);
     const p0 = [inverse[0] * column + inverse[2], inverse[3] * column + inverse[5]];
     const p1 = [inverse[0] * column + inverse[1] + inverse[2], inverse[3] * column + inverse[4] + inverse[5]];
     const norm = Math.hypot(p1[0] - p0[0], p1[1] - p0[1]);
@@ -256,7 +368,7 @@ const DrywallJointLines = (() => {
     return out;
   }
 
-  return { sample, radon, strongestLine, alongInside, acrossProfile, compoundEdges, drawBand };
+  return { sample, radon, radonArgmax, strongestLine, alongInside, acrossProfile, compoundEdges, drawBand };
 })();
 
 if (typeof module === "object" && module.exports) module.exports = DrywallJointLines;
