@@ -7,6 +7,7 @@
 
 const DrywallJointLines = (() => {
   const R = typeof DrywallRidges !== "undefined" ? DrywallRidges : require("./ridges.js");
+  const P = typeof DrywallProcessing !== "undefined" ? DrywallProcessing : require("./processing.js");
   const f32 = Math.fround;
   const roundHalfEven = (x) => { const r = Math.round(x); return r - x === 0.5 && r % 2 ? r - 1 : r; };
 
@@ -257,7 +258,7 @@ const DrywallJointLines = (() => {
     let small = response, sw = width, sh = height;
     if (factor < 1.0) {
       [sw, sh] = [Math.max(1, roundHalfEven(width * factor)), Math.max(1, roundHalfEven(height * factor))];
-      small = R.resizeAreaFloat(response, width, height, sw, sh);
+      small = P.resizeAreaFloat(response, width, height, sw, sh);
     }
     let angles = Array.from({ length: Math.ceil(180.0 / coarseDeg) }, (_, i) => i * coarseDeg);
     let [at, , side] = radonArgmax(small, sw, sh, angles);

@@ -81,20 +81,26 @@ const DrywallProcessing = (() => {
     return out;
   }
 
-  // OpenCV's linear resize coordinates: half-pixel centres, clamped at the borders.
+  // OpenCV's linear resize coordinates: half-pixel centres; a column off the image is clamped to the
+  // edge's (index, frac 0). Rows, for float32 images: OpenCV clamps the two rows read but keeps the
+  // weights (rows, weights: two per output).
   function linearTable(ssize, dsize) {
     const scale = 1 / (dsize / ssize);
-    const index = new Int32Array(dsize), frac = new Float32Array(dsize);
+    const index = new Int32Array(dsize), frac = new Float32Array(dsize), rows = new Int32Array(2 * dsize), weights = new Float32Array(2 * dsize);
     for (let d = 0; d < dsize; d++) {
       let f = Math.fround((d + 0.5) * scale - 0.5);
       let s = Math.floor(f);
       f = Math.fround(f - s);
+      rows[2 * d] = Math.min(Math.max(s, 0), ssize - 1);
+      rows[2 * d + 1] = Math.min(Math.max(s + 1, 0), ssize - 1);
+      weights[2 * d] = Math.fround(1 - f);
+      weights[2 * d + 1] = f;
       if (s < 0) { f = 0; s = 0; }
       if (s >= ssize - 1) { f = 0; s = ssize - 1; }
       index[d] = s;
       frac[d] = f;
     }
-    return { index, frac };
+    return { index, frac, rows, weights };
   }
 
   // cv2.resize(INTER_LINEAR) of RGBA uint8 to RGB uint8, in OpenCV's fixed point (11-bit weights).
@@ -118,6 +124,74 @@ const DrywallProcessing = (() => {
       for (let i = 0; i < dw * 3; i++) {
         // OpenCV's vectorised rows: 16-bit products of the sums >> 4 (its scalar tail rounds once, at 2^22).
         out[dy * dw * 3 + i] = Math.min(255, Math.max(0, ((((r0[i] >> 4) * b0) >> 16) + (((r1[i] >> 4) * b1) >> 16) + 2) >> 2));
+      }
+    }
+    return out;
+  }
+
+  // -- float32 images as cv2.resize resizes them (ridges.js's reduced copies, joint_lines.js's line search) --
+  // cv2.resize(INTER_AREA) of a float32 image (shrinking), in OpenCV's float32 steps: by whole
+  // factors its resizeAreaFast (each block's sum in fours, times 1/area; 2x2 blocks in groups of
+  // four outputs as (a + b) + (c + d), its SIMD), else weighted sums along rows, then of rows.
+  function resizeAreaFloat(src, width, height, dw, dh) {
+    const F = Math.fround, out = new Float32Array(dw * dh), sx = 1 / (dw / width), sy = 1 / (dh / height), ix = Math.round(sx), iy = Math.round(sy);
+    if (Math.abs(sx - ix) < Number.EPSILON && Math.abs(sy - iy) < Number.EPSILON) {
+      const area = ix * iy, scale = F(1 / area), simd = ix === 2 && iy === 2 ? dw - (dw % 4) : 0;
+      const offsets = [];
+      for (let v = 0; v < iy; v++) for (let u = 0; u < ix; u++) offsets.push(v * width + u);
+      for (let y = 0; y < dh; y++) {
+        for (let x = 0; x < dw; x++) {
+          const s = y * iy * width + x * ix;
+          let sum = 0;
+          if (x < simd) sum = F(F(src[s] + src[s + 1]) + F(src[s + width] + src[s + width + 1]));
+          else {
+            let k = 0;
+            for (; k <= area - 4; k += 4) {
+              sum = F(sum + F(F(F(src[s + offsets[k]] + src[s + offsets[k + 1]]) + src[s + offsets[k + 2]]) + src[s + offsets[k + 3]]));
+            }
+            for (; k < area; k++) sum = F(sum + src[s + offsets[k]]);
+          }
+          out[y * dw + x] = F(sum * scale);
+        }
+      }
+      return out;
+    }
+    const xs = areaTable(width, dw), ys = areaTable(height, dh), row = new Float32Array(dw), acc = new Float32Array(dw);
+    const xd = Int32Array.from(xs, (e) => e[0]), xsrc = Int32Array.from(xs, (e) => e[1]), xw = Float32Array.from(xs, (e) => e[2]);
+    let current = -1;
+    const flush = () => out.set(acc, current * dw);
+    for (const [dy, y, weight] of ys) {
+      const beta = F(weight);  // OpenCV's table holds float weights
+      row.fill(0);
+      for (let e = 0, base = y * width; e < xd.length; e++) row[xd[e]] += F(src[base + xsrc[e]] * xw[e]);
+      if (dy !== current) {
+        if (current >= 0) flush();
+        current = dy;
+        for (let x = 0; x < dw; x++) acc[x] = beta * row[x];
+      } else {
+        for (let x = 0; x < dw; x++) acc[x] += F(beta * row[x]);
+      }
+    }
+    if (current >= 0) flush();
+    return out;
+  }
+
+  // cv2.resize(INTER_LINEAR) of a float32 image (enlarging), at the `needed` pixels (all when null;
+  // with `into`, each pixel's maximum with it kept there), in OpenCV's generic float32 steps: each
+  // row a * (1 - f) + b * f, then the rows likewise (the pip wheel's IPP differs in the last bit or
+  // two: 1e-6 of a response, nothing a figure shows).
+  function resizeLinearFloat(src, sw, sh, width, height, needed = null, into = null) {
+    const F = Math.fround, xt = linearTable(sw, width), yt = linearTable(sh, height), out = into || new Float32Array(width * height);
+    const across = (base, x) => {
+      const s = base + xt.index[x], f = xt.frac[x];
+      return f ? F(F(src[s] * F(1 - f)) + F(src[s + 1] * f)) : src[s];
+    };
+    for (let y = 0; y < height; y++) {
+      const r0 = yt.rows[2 * y] * sw, r1 = yt.rows[2 * y + 1] * sw, b0 = yt.weights[2 * y], b1 = yt.weights[2 * y + 1];
+      for (let x = 0, i = y * width; x < width; x++, i++) {
+        if (needed && !needed[i]) continue;
+        const value = F(F(across(r0, x) * b0) + F(across(r1, x) * b1));
+        if (!into || value > out[i]) out[i] = value;
       }
     }
     return out;
@@ -178,7 +252,8 @@ const DrywallProcessing = (() => {
     return mask;
   }
 
-  return { promptKey, modelInput, reduceRGBA, resizeArea, resizeLinear, maskFromLogits, sigmoid, logitThreshold };
+  return { promptKey, modelInput, reduceRGBA, resizeArea, resizeLinear, resizeAreaFloat, resizeLinearFloat, linearTable, maskFromLogits,
+           sigmoid, logitThreshold };
 })();
 
 if (typeof module === "object" && module.exports) module.exports = DrywallProcessing;

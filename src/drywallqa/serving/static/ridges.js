@@ -7,6 +7,8 @@
 "use strict";
 
 const DrywallRidges = (() => {
+  const P = typeof DrywallProcessing !== "undefined" ? DrywallProcessing : require("./processing.js");
+  const { resizeAreaFloat, resizeLinearFloat, linearTable } = P;
   const VOID_LEVEL = 3, VOID_RIM = 5, VOID_MIN_WIDTH = 9, CUTOUT_LEVEL = 90, CUTOUT_STD = 6.0, CUTOUT_MIN_SIDE = 16;
   const CUTOUT_FILL = 0.7;
   const f32 = Math.fround;
@@ -120,11 +122,12 @@ const DrywallRidges = (() => {
   const tapSmooth = (g, base, l, c, r) => f32(f32(g[base + l] + g[base + r]) + f32(g[base + c] + g[base + c]));
 
   // _ridge_strengths, one scale: the scale-normalised Hessian ridge strength at the `needed` pixels
-  // (0/1; all when null), 0 elsewhere, from `blurred` when given (the image's blur at that scale). The second derivatives are cv2.Sobel's (ksize 3,
-  // BORDER_REFLECT_101) in OpenCV's float32 steps: rows first, [1, 2, 1] as (a + c) + 2b, [1, -2, 1]
-  // as (a + c) - 2b, [-1, 0, 1] as c - a.
-  function ridgeStrength(gray, width, height, sigma, dark, needed, around, blurred = null) {
-    const out = new Float32Array(width * height);
+  // (0/1; all when null), 0 elsewhere, from `blurred` when given (the image's blur at that scale);
+  // with `into`, each pixel's maximum with it is kept there instead (ridge_response's running
+  // maximum). The second derivatives are cv2.Sobel's (ksize 3, BORDER_REFLECT_101) in OpenCV's
+  // float32 steps: rows first, [1, 2, 1] as (a + c) + 2b, [1, -2, 1] as (a + c) - 2b, [-1, 0, 1] as c - a.
+  function ridgeStrength(gray, width, height, sigma, dark, needed, around, blurred = null, into = null) {
+    const out = into || new Float32Array(width * height);
     const left = Int32Array.from({ length: width }, (_, x) => borderIndex(x - 1, width, REFLECT_101));
     const right = Int32Array.from({ length: width }, (_, x) => borderIndex(x + 1, width, REFLECT_101));
     const g = blurred || gaussianBlur(gray, width, height, sigma, REFLECT, around), norm = f32((sigma * sigma) / 4.0);
@@ -141,7 +144,8 @@ const DrywallRidges = (() => {
         const difference = f32(dxx - dyy), root = f32(Math.sqrt(f32(f32(difference * difference) + f32(4.0 * f32(dxy * dxy)))));
         const trace = f32(dxx + dyy);
         const strength = dark ? f32(0.5 * f32(trace + root)) : f32(-0.5 * f32(trace - root));
-        out[i] = f32(Math.max(strength, 0) * norm);
+        const value = f32(Math.max(strength, 0) * norm);
+        if (!into || value > out[i]) out[i] = value;
       }
     }
     return out;
@@ -204,102 +208,8 @@ const DrywallRidges = (() => {
           if (!blurs.has(sigma)) blurs.set(sigma, gaussianBlur(image, w, h, sigma, REFLECT, around));
           blurred = blurs.get(sigma);
         }
-        let strength = ridgeStrength(image, w, h, sigma / factor, dark, at, around, blurred);
-        if (factor > 1) strength = resizeLinearFloat(strength, w, h, width, height, needed);
-        for (let i = 0; i < out.length; i++) if (strength[i] > out[i]) out[i] = strength[i];
-      }
-    }
-    return out;
-  }
-
-  // -- float32 resizing as cv2.resize does it ----------------------------------------------------
-  // OpenCV's computeResizeAreaTab: [dst, src, weight] for each overlap of a source and an output cell.
-  function areaTable(ssize, dsize) {
-    const scale = 1 / (dsize / ssize), entries = [];
-    for (let d = 0; d < dsize; d++) {
-      const fs1 = d * scale, fs2 = fs1 + scale, cell = Math.min(scale, ssize - fs1);
-      const s2 = Math.min(Math.floor(fs2), ssize - 1), s1 = Math.min(Math.ceil(fs1), s2);
-      if (s1 - fs1 > 1e-3) entries.push([d, s1 - 1, f32((s1 - fs1) / cell)]);
-      for (let s = s1; s < s2; s++) entries.push([d, s, f32(1 / cell)]);
-      if (fs2 - s2 > 1e-3) entries.push([d, s2, f32(Math.min(Math.min(fs2 - s2, 1), cell) / cell)]);
-    }
-    return entries;
-  }
-
-  // cv2.resize(INTER_AREA) of a float32 image (shrinking), in OpenCV's float32 steps: by whole
-  // factors its resizeAreaFast (each block's sum in fours, times 1/area; 2x2 blocks in groups of
-  // four outputs as (a + b) + (c + d), its SIMD), else weighted sums along rows, then of rows.
-  function resizeAreaFloat(src, width, height, dw, dh) {
-    const out = new Float32Array(dw * dh), sx = 1 / (dw / width), sy = 1 / (dh / height), ix = Math.round(sx), iy = Math.round(sy);
-    if (Math.abs(sx - ix) < Number.EPSILON && Math.abs(sy - iy) < Number.EPSILON) {
-      const area = ix * iy, scale = f32(1 / area), simd = ix === 2 && iy === 2 ? dw - (dw % 4) : 0;
-      const offsets = [];
-      for (let v = 0; v < iy; v++) for (let u = 0; u < ix; u++) offsets.push(v * width + u);
-      for (let y = 0; y < dh; y++) {
-        for (let x = 0; x < dw; x++) {
-          const s = y * iy * width + x * ix;
-          let sum = 0;
-          if (x < simd) sum = f32(f32(src[s] + src[s + 1]) + f32(src[s + width] + src[s + width + 1]));
-          else {
-            let k = 0;
-            for (; k <= area - 4; k += 4) {
-              sum = f32(sum + f32(f32(f32(src[s + offsets[k]] + src[s + offsets[k + 1]]) + src[s + offsets[k + 2]]) + src[s + offsets[k + 3]]));
-            }
-            for (; k < area; k++) sum = f32(sum + src[s + offsets[k]]);
-          }
-          out[y * dw + x] = f32(sum * scale);
-        }
-      }
-      return out;
-    }
-    const xs = areaTable(width, dw), ys = areaTable(height, dh), row = new Float32Array(dw), acc = new Float32Array(dw);
-    let current = -1;
-    const flush = () => out.set(acc, current * dw);
-    for (const [dy, y, beta] of ys) {
-      row.fill(0);
-      for (const [dx, x, alpha] of xs) row[dx] += f32(src[y * width + x] * alpha);
-      if (dy !== current) {
-        if (current >= 0) flush();
-        current = dy;
-        for (let x = 0; x < dw; x++) acc[x] = beta * row[x];
-      } else {
-        for (let x = 0; x < dw; x++) acc[x] += f32(beta * row[x]);
-      }
-    }
-    if (current >= 0) flush();
-    return out;
-  }
-
-  // OpenCV's INTER_LINEAR coefficients: half-pixel centres; a column off the image is clamped to
-  // the edge's (weight 0), a row is not (its two rows clamped, the weights kept).
-  function linearTable(ssize, dsize) {
-    const scale = 1 / (dsize / ssize), index = new Int32Array(dsize), frac = new Float32Array(dsize);
-    const rows = new Int32Array(2 * dsize), weights = new Float32Array(2 * dsize);
-    for (let d = 0; d < dsize; d++) {
-      const f = f32((d + 0.5) * scale - 0.5), s = Math.floor(f), fs = f32(f - s);
-      rows[2 * d] = Math.min(Math.max(s, 0), ssize - 1);
-      rows[2 * d + 1] = Math.min(Math.max(s + 1, 0), ssize - 1);
-      weights[2 * d] = f32(1 - fs);
-      weights[2 * d + 1] = fs;
-      [index[d], frac[d]] = s < 0 ? [0, 0] : s >= ssize - 1 ? [ssize - 1, 0] : [s, fs];
-    }
-    return { index, frac, rows, weights };
-  }
-
-  // cv2.resize(INTER_LINEAR) of a float32 image (enlarging), at the `needed` pixels (all when null),
-  // in OpenCV's generic float32 steps: each row a * (1 - f) + b * f, then the rows likewise (the
-  // pip wheel's IPP differs in the last bit or two: 1e-6 of a response, nothing a figure shows).
-  function resizeLinearFloat(src, sw, sh, width, height, needed = null) {
-    const xt = linearTable(sw, width), yt = linearTable(sh, height), out = new Float32Array(width * height);
-    const across = (base, x) => {
-      const s = base + xt.index[x], f = xt.frac[x];
-      return f ? f32(f32(src[s] * f32(1 - f)) + f32(src[s + 1] * f)) : src[s];
-    };
-    for (let y = 0; y < height; y++) {
-      const r0 = yt.rows[2 * y] * sw, r1 = yt.rows[2 * y + 1] * sw, b0 = yt.weights[2 * y], b1 = yt.weights[2 * y + 1];
-      for (let x = 0, i = y * width; x < width; x++, i++) {
-        if (needed && !needed[i]) continue;
-        out[i] = f32(f32(across(r0, x) * b0) + f32(across(r1, x) * b1));
+        if (factor === 1) ridgeStrength(image, w, h, sigma, dark, at, around, blurred, out);
+        else resizeLinearFloat(ridgeStrength(image, w, h, sigma / factor, dark, at, around), w, h, width, height, needed, out);
       }
     }
     return out;
@@ -518,8 +428,8 @@ const DrywallRidges = (() => {
     return out;
   }
 
-  return { REFLECT, REFLECT_101, REPLICATE, borderIndex, gaussianKernel, gaussianBlur, ridgeResponse, reduction, areaTable,
-           resizeAreaFloat, resizeLinearFloat, erode, dilate, components4, medianBlur5, voidMask, fillVoid };
+  return { REFLECT, REFLECT_101, REPLICATE, borderIndex, gaussianKernel, gaussianBlur, ridgeResponse, reduction, erode, dilate,
+           components4, medianBlur5, voidMask, fillVoid };
 })();
 
 if (typeof module === "object" && module.exports) module.exports = DrywallRidges;
