@@ -297,9 +297,8 @@ const DrywallJointLines = (() => {
         if (!Number.isNaN(v)) column[inside++] = v;
       }
       if (inside / m > 0.5) {
-        const sorted = column.subarray(0, inside).sort();
         valid[j] = 1;
-        profile[j] = inside % 2 ? sorted[(inside - 1) / 2] : f32(f32(sorted[inside / 2 - 1] + sorted[inside / 2]) / 2);
+        profile[j] = R.median(column.subarray(0, inside));
       }
     });
     return [profile, valid];

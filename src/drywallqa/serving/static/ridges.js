@@ -381,6 +381,15 @@ const DrywallRidges = (() => {
     return values[k];
   }
 
+  // np.median of float32 values (the two middle ones' float32 mean), by selection; reorders them.
+  function median(values) {
+    const m = values.length, high = select(values, m >> 1);
+    if (m % 2) return high;
+    let low = -Infinity;  // the largest value below the upper middle one: select left it to the left
+    for (let i = 0; i < m >> 1; i++) if (values[i] > low) low = values[i];
+    return f32(f32(low + high) / 2);
+  }
+
   /**
    * fill_void: void pixels of a float32 grey image replaced by the local mean of the valid ones around
    * them (normalised convolution, sigma 16, BORDER_REFLECT); the valid pixels' median where none is
@@ -412,24 +421,17 @@ const DrywallRidges = (() => {
     }
     const least = f32(1e-3);
     let fallback = null;  // np.median(gray[~void]), only where some void pixel is out of reach
-    const median = () => {
-      const values = kept(), m = values.length, high = select(values, m >> 1);
-      if (m % 2) return high;
-      let low = -Infinity;  // the largest value below the upper middle one: select left it to the left
-      for (let i = 0; i < m >> 1; i++) if (values[i] > low) low = values[i];
-      return f32(f32(low + high) / 2);
-    };
     const out = Float32Array.from(gray);
     for (let i = 0; i < n; i++) {
       if (!voided[i]) continue;
       if (den[i] > least) out[i] = num[i] / Math.max(den[i], least);
-      else out[i] = fallback === null ? (fallback = median()) : fallback;
+      else out[i] = fallback === null ? (fallback = median(kept())) : fallback;
     }
     return out;
   }
 
   return { REFLECT, REFLECT_101, REPLICATE, borderIndex, gaussianKernel, gaussianBlur, ridgeResponse, reduction, erode, dilate,
-           components4, medianBlur5, voidMask, fillVoid };
+           components4, medianBlur5, voidMask, fillVoid, median };
 })();
 
 if (typeof module === "object" && module.exports) module.exports = DrywallRidges;
