@@ -121,16 +121,14 @@ const DrywallRidges = (() => {
   const tapSecond = (g, base, l, c, r) => f32(f32(g[base + l] + g[base + r]) - f32(g[base + c] + g[base + c]));
   const tapSmooth = (g, base, l, c, r) => f32(f32(g[base + l] + g[base + r]) + f32(g[base + c] + g[base + c]));
 
-  // _ridge_strengths, one scale: the scale-normalised Hessian ridge strength at the `needed` pixels
-  // (0/1; all when null), 0 elsewhere, from `blurred` when given (the image's blur at that scale);
-  // with `into`, each pixel's maximum with it is kept there instead (ridge_response's running
-  // maximum). The second derivatives are cv2.Sobel's (ksize 3, BORDER_REFLECT_101) in OpenCV's
-  // float32 steps: rows first, [1, 2, 1] as (a + c) + 2b, [1, -2, 1] as (a + c) - 2b, [-1, 0, 1] as c - a.
-  function ridgeStrength(gray, width, height, sigma, dark, needed, around, blurred = null, into = null) {
-    const out = into || new Float32Array(width * height);
+  // _ridge_strengths' Hessian of one scale's blur `g`, at the `needed` pixels (0/1; all when null):
+  // its trace dxx + dyy and root sqrt((dxx - dyy)^2 + 4 dxy^2), the same for both polarities. The
+  // second derivatives are cv2.Sobel's (ksize 3, BORDER_REFLECT_101) in OpenCV's float32 steps: rows
+  // first, [1, 2, 1] as (a + c) + 2b, [1, -2, 1] as (a + c) - 2b, [-1, 0, 1] as c - a.
+  function hessian(g, width, height, needed) {
+    const trace = new Float32Array(width * height), roots = new Float32Array(width * height);
     const left = Int32Array.from({ length: width }, (_, x) => borderIndex(x - 1, width, REFLECT_101));
     const right = Int32Array.from({ length: width }, (_, x) => borderIndex(x + 1, width, REFLECT_101));
-    const g = blurred || gaussianBlur(gray, width, height, sigma, REFLECT, around), norm = f32((sigma * sigma) / 4.0);
     for (let y = 0; y < height; y++) {
       const r0 = borderIndex(y - 1, height, REFLECT_101) * width, r1 = y * width, r2 = borderIndex(y + 1, height, REFLECT_101) * width;
       for (let x = 0; x < width; x++) {
@@ -141,12 +139,24 @@ const DrywallRidges = (() => {
         const y0 = tapSmooth(g, r0, l, x, rr), y1 = tapSmooth(g, r1, l, x, rr), y2 = tapSmooth(g, r2, l, x, rr);
         const dxx = f32(f32(x0 + x2) + f32(x1 + x1)), dyy = f32(f32(y0 + y2) - f32(y1 + y1));
         const dxy = f32(f32(g[r2 + rr] - g[r2 + l]) - f32(g[r0 + rr] - g[r0 + l]));
-        const difference = f32(dxx - dyy), root = f32(Math.sqrt(f32(f32(difference * difference) + f32(4.0 * f32(dxy * dxy)))));
-        const trace = f32(dxx + dyy);
-        const strength = dark ? f32(0.5 * f32(trace + root)) : f32(-0.5 * f32(trace - root));
-        const value = f32(Math.max(strength, 0) * norm);
-        if (!into || value > out[i]) out[i] = value;
+        const difference = f32(dxx - dyy);
+        roots[i] = f32(Math.sqrt(f32(f32(difference * difference) + f32(4.0 * f32(dxy * dxy)))));
+        trace[i] = f32(dxx + dyy);
       }
+    }
+    return { trace, roots };
+  }
+
+  // _ridge_strengths, one scale: the scale-normalised ridge strength of the polarity from its
+  // Hessian, at the `needed` pixels, 0 elsewhere; with `into`, each pixel's maximum with it is kept
+  // there instead (ridge_response's running maximum).
+  function ridgeStrength({ trace, roots }, width, height, sigma, dark, needed, into = null) {
+    const out = into || new Float32Array(width * height), norm = f32((sigma * sigma) / 4.0);
+    for (let i = 0; i < width * height; i++) {
+      if (needed && !needed[i]) continue;
+      const strength = dark ? f32(0.5 * f32(trace[i] + roots[i])) : f32(-0.5 * f32(trace[i] - roots[i]));
+      const value = f32(Math.max(strength, 0) * norm);
+      if (!into || value > out[i]) out[i] = value;
     }
     return out;
   }
@@ -185,7 +195,7 @@ const DrywallRidges = (() => {
    * @param {Float32Array} gray grey image in [0, 1]
    * @param {number[]} sigmas Gaussian scales in pixels
    * @param {"dark"|"bright"} polarity
-   * @param {Map|null} blurs the full-size blurs by scale, shared by calls on the same image and
+   * @param {Map|null} blurs the full-size scales' Hessians, shared by calls on the same image and
    *   `needed` (both polarities filter it at some of the same scales)
    */
   function ridgeResponse(gray, width, height, sigmas, polarity, needed = null, reducedSigma = null, blurs = null) {
@@ -203,13 +213,14 @@ const DrywallRidges = (() => {
       }
       const around = at ? dilate(at, w, h, 3, 3) : null;  // the pixels each derivative reads
       for (const sigma of scales) {
-        let blurred = null;
-        if (factor === 1 && blurs) {
-          if (!blurs.has(sigma)) blurs.set(sigma, gaussianBlur(image, w, h, sigma, REFLECT, around));
-          blurred = blurs.get(sigma);
+        const scale = sigma / factor, shared = factor === 1 && blurs;
+        let eigen = shared ? blurs.get(sigma) : undefined;
+        if (!eigen) {
+          eigen = hessian(gaussianBlur(image, w, h, scale, REFLECT, around), w, h, at);
+          if (shared) blurs.set(sigma, eigen);
         }
-        if (factor === 1) ridgeStrength(image, w, h, sigma, dark, at, around, blurred, out);
-        else resizeLinearFloat(ridgeStrength(image, w, h, sigma / factor, dark, at, around), w, h, width, height, needed, out);
+        if (factor === 1) ridgeStrength(eigen, w, h, scale, dark, at, out);
+        else resizeLinearFloat(ridgeStrength(eigen, w, h, scale, dark, at), w, h, width, height, needed, out);
       }
     }
     return out;
