@@ -211,7 +211,12 @@ const DrywallRidges = (() => {
         image = resizeAreaFloat(gray, width, height, w, h);
         if (needed) at = readByLinear(needed, width, height, w, h);
       }
-      const around = at ? dilate(at, w, h, 3, 3) : null;  // the pixels each derivative reads
+      // The pixels each derivative reads (the full-size ones shared, as the Hessians are).
+      let around = factor === 1 && blurs ? blurs.get("around") : undefined;
+      if (around === undefined) {
+        around = at ? dilate(at, w, h, 3, 3) : null;
+        if (factor === 1 && blurs) blurs.set("around", around);
+      }
       for (const sigma of scales) {
         const scale = sigma / factor, shared = factor === 1 && blurs;
         let eigen = shared ? blurs.get(sigma) : undefined;
