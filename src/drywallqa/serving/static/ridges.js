@@ -245,16 +245,15 @@ const DrywallRidges = (() => {
         rows[base + x] = dilate ? (set > 0 ? 1 : 0) : (set === hi - lo ? 1 : 0);
       }
     }
-    // Down the columns, a row at a time: counts of the rows above each row, for every column at once.
-    const above = new Int32Array((height + 1) * width);
-    for (let i = 0; i < n; i++) above[i + width] = above[i] + rows[i];
+    // Down the columns, a row at a time: each column's count over the window of rows, kept running.
+    const counts = new Int32Array(width);
+    for (let v = 0; v < Math.min(yBefore, height); v++) for (let x = 0, base = v * width; x < width; x++) counts[x] += rows[base + x];
     for (let y = 0; y < height; y++) {
-      const lo = y > yAfter ? y - yAfter : 0, hi = y + yBefore + 1 < height ? y + yBefore + 1 : height;
-      const top = lo * width, bottom = hi * width, base = y * width, count = hi - lo;
-      for (let x = 0; x < width; x++) {
-        const set = above[bottom + x] - above[top + x];
-        out[base + x] = dilate ? (set > 0 ? 1 : 0) : (set === count ? 1 : 0);
-      }
+      const enter = y + yBefore, leave = y - yAfter - 1, base = y * width;
+      if (enter < height) for (let x = 0, at = enter * width; x < width; x++) counts[x] += rows[at + x];
+      if (leave >= 0) for (let x = 0, at = leave * width; x < width; x++) counts[x] -= rows[at + x];
+      const count = Math.min(height, enter + 1) - Math.max(0, leave + 1);
+      for (let x = 0; x < width; x++) out[base + x] = dilate ? (counts[x] > 0 ? 1 : 0) : (counts[x] === count ? 1 : 0);
     }
     return out;
   }
