@@ -134,9 +134,21 @@ const DrywallQA = (() => {
     };
     for (let y = 0; y < height; y++) {
       const row = y * width;
-      for (let x = 0; x < width; x++) line[x] = image[row + x] ? INF : 0;
-      transform(width);
-      f.set(d.subarray(0, width), row);
+      let last = -1;  // along a row with a 0 pixel, the squared distance to the nearest one: two scans
+      for (let x = 0; x < width; x++) if (!image[row + x]) { last = x; break; }
+      if (last < 0) {  // none: the parabolas' envelope, as for the columns
+        for (let x = 0; x < width; x++) line[x] = INF;
+        transform(width);
+        f.set(d.subarray(0, width), row);
+        continue;
+      }
+      last = -Infinity;
+      for (let x = 0; x < width; x++) { if (!image[row + x]) last = x; f[row + x] = (x - last) * (x - last); }
+      last = Infinity;
+      for (let x = width - 1; x >= 0; x--) {
+        if (!image[row + x]) last = x;
+        if ((last - x) * (last - x) < f[row + x]) f[row + x] = (last - x) * (last - x);
+      }
     }
     const out = new Float32Array(width * height);
     for (let x = 0; x < width; x++) {
