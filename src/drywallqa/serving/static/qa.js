@@ -80,7 +80,8 @@ const DrywallQA = (() => {
     // and a background pixel stays background: only the front of set pixels next to one is read.
     let active = [];
     for (let i = w; i < w * (h - 1); i++) {
-      if (skeleton[i] && around.some((d) => !skeleton[i + d])) { front[i] = 1; active.push(i); }
+      if (skeleton[i] && !(skeleton[i - w - 1] & skeleton[i - w] & skeleton[i - w + 1] & skeleton[i + 1] & skeleton[i + w + 1] &
+                           skeleton[i + w] & skeleton[i + w - 1] & skeleton[i - 1])) { front[i] = 1; active.push(i); }
     }
     const removed = [];
     for (let changed = true; changed;) {
