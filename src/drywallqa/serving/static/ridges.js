@@ -234,15 +234,19 @@ const DrywallRidges = (() => {
   // -- binary morphology (outside the image never erodes nor dilates, as OpenCV's default border) --
   // A rectangle's erosion (all set) or dilation (any set) of a 0/1 image, separably by running counts.
   function rectMorph(src, width, height, kw, kh, dilate) {
-    const n = width * height, rows = new Uint8Array(n), out = new Uint8Array(n);
+    const rows = new Uint8Array(width * height), out = new Uint8Array(width * height);
     const xBefore = (kw - 1) >> 1, xAfter = kw - 1 - xBefore, yBefore = (kh - 1) >> 1, yAfter = kh - 1 - yBefore;
-    const prefix = new Int32Array(width + 1);
-    for (let y = 0; y < height; y++) {  // along each row
+    // Set where the window holds any set pixel (dilate) or only set ones (erode: off the image counts as set).
+    for (let y = 0; y < height; y++) {  // along each row, the window's count kept running
       const base = y * width;
-      for (let x = 0; x < width; x++) prefix[x + 1] = prefix[x] + src[base + x];
+      let count = 0;
+      for (let x = 0; x < Math.min(xBefore, width); x++) count += src[base + x];
       for (let x = 0; x < width; x++) {
-        const lo = x > xAfter ? x - xAfter : 0, hi = x + xBefore + 1 < width ? x + xBefore + 1 : width, set = prefix[hi] - prefix[lo];
-        rows[base + x] = dilate ? (set > 0 ? 1 : 0) : (set === hi - lo ? 1 : 0);
+        const enter = x + xBefore, leave = x - xAfter - 1;
+        if (enter < width) count += src[base + enter];
+        if (leave >= 0) count -= src[base + leave];
+        if (dilate) rows[base + x] = count > 0 ? 1 : 0;
+        else rows[base + x] = count === (enter < width ? enter + 1 : width) - (leave >= 0 ? leave + 1 : 0) ? 1 : 0;
       }
     }
     // Down the columns, a row at a time: each column's count over the window of rows, kept running.
@@ -253,7 +257,8 @@ const DrywallRidges = (() => {
       if (enter < height) for (let x = 0, at = enter * width; x < width; x++) counts[x] += rows[at + x];
       if (leave >= 0) for (let x = 0, at = leave * width; x < width; x++) counts[x] -= rows[at + x];
       const count = Math.min(height, enter + 1) - Math.max(0, leave + 1);
-      for (let x = 0; x < width; x++) out[base + x] = dilate ? (counts[x] > 0 ? 1 : 0) : (counts[x] === count ? 1 : 0);
+      if (dilate) for (let x = 0; x < width; x++) out[base + x] = counts[x] > 0 ? 1 : 0;
+      else for (let x = 0; x < width; x++) out[base + x] = counts[x] === count ? 1 : 0;
     }
     return out;
   }
