@@ -1,7 +1,8 @@
 """The on-device page's JS ports of the processing and the QA domain (static/processing.js,
 static/qa.js, and the photo measures static/crack_width.js, ridges.js, joint_lines.js,
 taping_band.js) against the Python they port, run in Node: resizing to the model input, logits to a
-mask, the skeleton, the distance transform, the figures (crack widths across the dark line on the
+mask, the skeleton, the distance transform, the float32 resizes of the reduced copies, the bounded
+line search against every column's sum, the figures (crack widths across the dark line on the
 photo, taping figures on the band refined from it), the rules' verdicts and reasons.
 
 Node runs the very files the browser loads; skips without ``node`` on PATH.
@@ -31,7 +32,7 @@ STATIC = resources.files("drywallqa.serving").joinpath("static")
 # Reads one JSON job from stdin, runs qa.js's functions on it, prints JSON; arrays travel as base64.
 HARNESS = r"""
 const P = require(`${process.argv[1]}/processing.js`), QA = require(`${process.argv[1]}/qa.js`);
-const TB = require(`${process.argv[1]}/taping_band.js`);
+const TB = require(`${process.argv[1]}/taping_band.js`), J = require(`${process.argv[1]}/joint_lines.js`);
 const bytes = (b64) => new Uint8Array(Buffer.from(b64, "base64"));
 const floats = (b64) => { const b = Buffer.from(b64, "base64"); return new Float32Array(b.buffer, b.byteOffset, b.length / 4); };
 const out = (a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
@@ -55,6 +56,16 @@ process.stdin.on("end", () => {
                  counts: [band.refined, band.kept, band.left_out] };
       }
       case "format": return job.values.map(QA.formatFigure);
+      case "resizeFloat": {
+        const area = P.resizeAreaFloat(floats(job.image), job.width, job.height, job.small[0], job.small[1]);
+        return [out(area), out(P.resizeLinearFloat(area, job.small[0], job.small[1], job.width, job.height))];
+      }
+      case "lineSearch": {  // every column's sum, and the bounded search for their largest
+        const [sums, , side] = J.radon(floats(job.image), job.width, job.height, job.angles);
+        let best = 0;
+        for (let i = 1; i < sums.length; i++) if (sums[i] > sums[best]) best = i;
+        return [best, J.radonArgmax(floats(job.image), job.width, job.height, job.angles)[0], side];
+      }
       default: throw new Error(job.fn);
     }
   });
@@ -146,6 +157,49 @@ def test_skeleton_and_distance_match_skimage_and_opencv():
         distance = from_b64(results[2 * index + 1], np.float32, padded.shape)
         np.testing.assert_allclose(distance, cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE),
                                    atol=1e-4, err_msg=f"mask {index}")
+
+
+def test_float_resizes_match_opencv():
+    """The reduced copies of the taping band's large scales: INTER_AREA as OpenCV's float32 arithmetic
+    (whole factors and not), INTER_LINEAR back within a float32 rounding or two."""
+    import cv2
+
+    rng = np.random.default_rng(5)
+    jobs, expected = [], []
+    for height, width, factor in ((64, 64, 2), (120, 333, 2), (257, 190, 4), (301, 301, 8), (96, 130, 4)):
+        image = cv2.GaussianBlur(rng.random((height, width)).astype(np.float32), (0, 0), 1.0)
+        small = (round(width / factor), round(height / factor))
+        jobs.append({"fn": "resizeFloat", "image": b64(image), "width": width, "height": height, "small": small})
+        area = cv2.resize(image, small, interpolation=cv2.INTER_AREA)
+        expected.append((area, cv2.resize(area, (width, height), interpolation=cv2.INTER_LINEAR)))
+    for index, ((area, linear), (want_area, want_linear)) in enumerate(zip(run_js(jobs), expected)):
+        np.testing.assert_array_equal(from_b64(area, np.float32, want_area.shape), want_area, err_msg=str(index))
+        np.testing.assert_allclose(from_b64(linear, np.float32, want_linear.shape), want_linear, rtol=1e-5, atol=1e-6)
+
+
+def test_bounded_line_search_finds_the_largest_column_sum():
+    """radonArgmax, which sums only the columns its bounds cannot rule out, picks the column argmax
+    picks over every sum (the first of equal ones): on ridge responses of sample walls, sparse and
+    empty images, ties, and an image with negative values (which takes every sum)."""
+    from drywallqa.ridges import ridge_response
+
+    rng = np.random.default_rng(11)
+    images = []
+    for seed in range(3):
+        scene = render_sample_image("drywall-join", seed, size=96 + 32 * seed)
+        gray = scene.image.mean(axis=2).astype(np.float32) / 255
+        for polarity in ("dark", "bright"):
+            images.append(ridge_response(gray, (1.0, 2.0, 4.0), polarity))
+    sparse = np.zeros((70, 90), np.float32)
+    sparse[rng.integers(0, 70, 40), rng.integers(0, 90, 40)] = rng.random(40, dtype=np.float32)
+    ties = np.zeros((40, 40), np.float32)
+    ties[:, 10] = ties[:, 30] = 1.0
+    images += [sparse, ties, np.zeros((30, 20), np.float32), rng.normal(0, 1, (50, 60)).astype(np.float32)]
+    coarse, fine = list(np.arange(0.0, 180.0, 2.0)), list(np.arange(40.0, 44.01, 0.25))
+    jobs = [{"fn": "lineSearch", "image": b64(image), "width": image.shape[1], "height": image.shape[0], "angles": angles}
+            for image in images for angles in (coarse, fine)]
+    for index, (every, bounded, _) in enumerate(run_js(jobs)):
+        assert bounded == every, index
 
 
 def test_figures_and_verdicts_match_python():
