@@ -297,7 +297,7 @@ def measure_end_to_end(settings: BenchSettings, model, workdir: Path, say: Calla
         say("predict with two prompts, each pair run whole and each photo encoded once ...")
         assert isinstance(predictor, BatchedPredictor)  # every runtime load_predictor gives is batched
         section["predict_two_prompts"] = measure_predict_two_prompts(
-            predictor, photos, workdir, section["predict"]["end_to_end_images_per_s"])
+            predictor, photos, workdir, section["predict"]["end_to_end_images_per_s"], rounds=1 if settings.quick else 2)
     except Exception as exc:  # noqa: BLE001 - reported; the rest of the report stands
         section["predict_skipped"] = f"failed: {exc}"
         say(f"skip predict end to end: {exc}")

@@ -201,7 +201,9 @@ def _prompts_section(report: dict) -> list[str]:
         per_pair, shared = predict["per_pair"], predict["shared"]
         lines += _paragraph(
             f"`predict_images` over the same {predict['photos']} photos with two prompts and every output, each pair ",
-            "run whole as before, then each photo encoded once:",
+            "run whole as before, then each photo encoded once",
+            f", the two runs alternating for {predict['rounds']} rounds (photos/s and CPU time over all rounds):"
+            if predict.get("rounds", 1) > 1 else ":",
         )
         lines += _table(("two prompts", "photos/s", "CPU ms per photo", "model calls"),
                         [(label, _fmt(run["photos_per_s"], 2), _fmt(run["cpu_ms_per_photo"]), run["model_calls"])

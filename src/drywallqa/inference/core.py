@@ -5,17 +5,16 @@ batched base class of every runtime (:class:`BatchedPredictor`), the input check
 from logits to a result (:func:`logits_to_result`).
 
 A :class:`Predictor` takes RGB ``uint8`` images of any size and a text prompt and returns a
-:class:`SegmentationResult` at the image's own size. It owns resizing, tiling (a large or
-elongated photo is judged in tiles at the scale the model learned, see
-:mod:`~drywallqa.inference.tiling`), normalisation (inside the model), upsampling and
-thresholding, so evaluation, prediction and serving never special-case an architecture or a
-runtime (PyTorch, ONNX Runtime, ...).
+:class:`SegmentationResult` at the image's own size. It owns resizing, tiling (a large or elongated
+photo is judged in tiles at the scale the model learned, see :mod:`~drywallqa.inference.tiling`),
+normalisation (inside the model), upsampling and thresholding, so evaluation, prediction and serving
+never special-case an architecture or a runtime (PyTorch, ONNX Runtime, ...).
 
 Several prompts on one image are one call, ``predictor.predict(image, ["segment crack", "segment
 taping area"])``, and many images each with several prompts another (:meth:`Predictor.predict_many`):
 a runtime whose model splits into a prompt-free encoder and a prompt-conditioned decoder
-(:meth:`BatchedPredictor.encode_batch`, :meth:`BatchedPredictor.decode_batch`) encodes each tile
-of an image once for all its prompts.
+(:meth:`BatchedPredictor.encode_batch`, :meth:`~BatchedPredictor.decode_batch`) encodes each tile of
+an image once for all its prompts.
 """
 
 from __future__ import annotations
@@ -271,12 +270,11 @@ class PhotoInputs:
 class BatchedPredictor(Predictor):
     """A :class:`Predictor` whose runtime only maps a uint8 batch to logits.
 
-    :meth:`predict_batch` validates the inputs, cuts each photo into its tiles (:meth:`prepare`:
-    one stretched input for a photo that fits one tile, see :mod:`~drywallqa.inference.tiling`),
-    runs :meth:`forward_batch` on the tiles of all photos in chunks of :attr:`batch_size` and
-    blends and post-processes each photo's tiles (:meth:`finish`). Subclasses set
-    :attr:`image_size`, :attr:`threshold`, :attr:`batch_size` and :attr:`name`, and implement
-    :meth:`forward_batch`.
+    :meth:`predict_batch` validates the inputs, cuts each photo into its tiles (:meth:`prepare`: one
+    stretched input for a photo that fits one tile, see :mod:`~drywallqa.inference.tiling`), runs
+    :meth:`forward_batch` on the tiles of all photos in chunks of :attr:`batch_size` and blends and
+    post-processes each photo's tiles (:meth:`finish`). Subclasses set :attr:`image_size`,
+    :attr:`threshold`, :attr:`batch_size` and :attr:`name`, and implement :meth:`forward_batch`.
 
     Several prompts per image go through :meth:`forward_pairs`: :meth:`encode_batch` once per
     image, :meth:`decode_batch` per prompt. A runtime whose model has a prompt-free encoder
@@ -288,14 +286,10 @@ class BatchedPredictor(Predictor):
         image_size: Side of the square model input.
         threshold: Probability threshold of the mask, in ``(0, 1)``.
         batch_size: Model inputs (tiles) per :meth:`forward_batch` call.
-        decode_batch_size: Pairs per :meth:`decode_batch` call in :meth:`forward_pairs`; None:
-            :attr:`batch_size`. A runtime whose decoder runs on a CPU sets 1: the decoder's maps
-            at half the input's resolution outgrow the caches, so two pairs in one call cost more
-            than two calls of one (``drywallqa bench``'s two-prompt rows), and one pair reads its
-            image's features in place, without gathering them.
+        decode_batch_size: Pairs per :meth:`decode_batch` call (None: :attr:`batch_size`); 1 on a
+            CPU, where two pairs in one call cost more than two calls of one (caches outgrown).
         tile: ``"auto"``, ``"off"`` (a runtime's own default: every photo stretched to the model's
-            square) or a tile side in pixels; :func:`~drywallqa.inference.load_predictor` sets
-            ``"auto"``.
+            square) or a tile side in pixels; :func:`~drywallqa.inference.load_predictor` sets ``"auto"``.
     """
 
     image_size: int = 448

@@ -265,9 +265,11 @@ const DrywallRidges = (() => {
   const erode = (src, w, h, kw, kh) => rectMorph(src, w, h, kw, kh, false);
   const dilate = (src, w, h, kw, kh) => rectMorph(src, w, h, kw, kh, true);
 
-  // cv2.connectedComponentsWithStats, 4-connected: [labels (0 background), [{x, y, w, h, area}] per label - 1].
-  function components4(src, width, height) {
+  // cv2.connectedComponentsWithStats, 4- or 8-connected: [labels (0 background), [{x, y, w, h, area}] per label - 1].
+  function componentsWithStats(src, width, height, connectivity) {
     const labels = new Int32Array(width * height), stats = [], stack = [];
+    const steps = connectivity === 8
+      ? [[-1, -1], [0, -1], [1, -1], [-1, 0], [1, 0], [-1, 1], [0, 1], [1, 1]] : [[-1, 0], [1, 0], [0, -1], [0, 1]];
     for (let start = 0; start < src.length; start++) {
       if (!src[start] || labels[start]) continue;
       const label = stats.length + 1;
@@ -278,8 +280,9 @@ const DrywallRidges = (() => {
         const i = stack.pop(), x = i % width, y = (i - x) / width;
         area++;
         x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
-        for (const j of [x > 0 ? i - 1 : -1, x < width - 1 ? i + 1 : -1, y > 0 ? i - width : -1, y < height - 1 ? i + width : -1]) {
-          if (j >= 0 && src[j] && !labels[j]) { labels[j] = label; stack.push(j); }
+        for (const [dx, dy] of steps) {
+          const u = x + dx, v = y + dy, j = v * width + u;
+          if (u >= 0 && v >= 0 && u < width && v < height && src[j] && !labels[j]) { labels[j] = label; stack.push(j); }
         }
       }
       stats.push({ x: x0, y: y0, w: x1 - x0 + 1, h: y1 - y0 + 1, area });
@@ -373,7 +376,7 @@ const DrywallRidges = (() => {
       }
       flat = erode(dilate(flat, width, height, 5, 5), width, height, 5, 5);
       flat = dilate(erode(flat, width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH), width, height, VOID_MIN_WIDTH, VOID_MIN_WIDTH);
-      const [labels, stats] = components4(flat, width, height);
+      const [labels, stats] = componentsWithStats(flat, width, height, 4);
       const keep = stats.map(({ x, y, w, h, area }) => (Math.min(w, h) >= CUTOUT_MIN_SIDE && area >= CUTOUT_FILL * w * h) ||
         ((x === 0 || y === 0 || x + w === width || y + h === height) && area >= CUTOUT_MIN_SIDE ** 2));
       if (keep.includes(true)) {
@@ -451,7 +454,7 @@ const DrywallRidges = (() => {
   }
 
   return { REFLECT, REFLECT_101, REPLICATE, borderIndex, gaussianKernel, gaussianBlur, ridgeResponse, reduction, erode, dilate,
-           components4, medianBlur5, voidMask, fillVoid, median };
+           componentsWithStats, medianBlur5, voidMask, fillVoid, median };
 })();
 
 if (typeof module === "object" && module.exports) module.exports = DrywallRidges;

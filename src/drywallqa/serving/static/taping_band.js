@@ -149,31 +149,6 @@ const DrywallTapingBand = (() => {
              offsets: [line.offsets[0] / factor, line.offsets[1] / factor] };
   }
 
-  // 8-connected components with their boxes and areas (cv2.connectedComponentsWithStats).
-  function components8(mask, width, height) {
-    const labels = new Int32Array(width * height), stats = [], stack = [];
-    for (let start = 0; start < mask.length; start++) {
-      if (!mask[start] || labels[start]) continue;
-      const label = stats.length + 1;
-      let x0 = width, y0 = height, x1 = -1, y1 = -1, area = 0;
-      labels[start] = label;
-      stack.push(start);
-      while (stack.length) {
-        const i = stack.pop(), x = i % width, y = (i - x) / width;
-        area++;
-        x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
-        for (let dy = -1; dy <= 1; dy++) {
-          for (let dx = -1; dx <= 1; dx++) {
-            const u = x + dx, v = y + dy, j = v * width + u;
-            if (u >= 0 && v >= 0 && u < width && v < height && mask[j] && !labels[j]) { labels[j] = label; stack.push(j); }
-          }
-        }
-      }
-      stats.push({ x: x0, y: y0, w: x1 - x0 + 1, h: y1 - y0 + 1, area });
-    }
-    return [labels, stats];
-  }
-
   /**
    * refine_taping_band: the taping band inside a predicted mask, refined from the photo.
    * @param {{rgba: Uint8Array|Uint8ClampedArray}} image the photo's RGBA pixels at the mask's size
@@ -202,7 +177,7 @@ const DrywallTapingBand = (() => {
     if (voided.includes(1) && voided.includes(0)) gray = R.fillVoid(gray, voided, ww, wh, 16.0, PARAMS.reducedSigma);
     const seamShareHalf = (PARAMS.seamBandShare * Math.min(ww, wh)) / 2.0;
     const seamHalf = mmPerPx === null ? seamShareHalf : (PARAMS.tapeWidthMm / mmPerPx) * factor / 2.0;
-    const [labels, stats] = components8(workMask, ww, wh);
+    const [labels, stats] = R.componentsWithStats(workMask, ww, wh, 8);
     const unlined = [], component = new Uint8Array(ww * wh);
     stats.forEach(({ x, y, w, h, area }, index) => {
       const k = index + 1;
