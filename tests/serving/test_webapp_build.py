@@ -13,6 +13,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -225,7 +226,7 @@ def test_a_built_wheel_ships_the_browser_runtime(tmp_path):
     except DrywallQAError as exc:
         pytest.skip(f"onnxruntime-web cannot be fetched here: {exc}")
     repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.run(["python", "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
                            str(repo)], capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     import zipfile
