@@ -162,7 +162,7 @@ class ModelPredictor(BatchedPredictor):
         index = np.concatenate([index, np.zeros(padded - count, np.int64)])  # padding decodes image 0, unread
         embeddings = self._padded_embeddings(embeddings, count)
         with self._inference():
-            if not self.pad_batches and np.array_equal(index, np.arange(index[0], index[0] + count)):
+            if count and not self.pad_batches and np.array_equal(index, np.arange(index[0], index[0] + count)):
                 # A run of consecutive images (one pair of a photo, or each photo's own prompt):
                 # their rows of the features in place, not gathered into a copy. (Padded batches
                 # keep one decoder shape per bucket, which warm_up runs.)
